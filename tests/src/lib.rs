@@ -1,0 +1,34 @@
+//! Test kit shared by every vz crate: the privilege gate, unique names for kernel objects,
+//! and helpers for the black-box tests of the binaries.
+//!
+//! # The gate
+//! A test that needs the kernel names what it needs with [`require!`]. When a need is missing
+//! the test **fails** with a message naming it, unless the person running the tests opted out
+//! explicitly with `VZ_SKIP_PRIVILEGED=1`; then the test returns early, prints
+//! `SKIP <test>: needs …` and appends that line to the file named by `VZ_TEST_SKIP_LOG`, so a
+//! run that skipped tests says so at the end. CI never sets `VZ_SKIP_PRIVILEGED`.
+#![forbid(unsafe_code)]
+#![allow(clippy::print_stderr, reason = "the kit reports skips to the person running tests")]
+
+mod need;
+mod names;
+
+pub use names::{unique_name, unique_ctid};
+pub use need::{Need, check_needs};
+
+/// Fails (or, with `VZ_SKIP_PRIVILEGED=1`, skips) the calling test unless every listed
+/// [`Need`] is met. Use at the top of a test function returning `()` or `anyhow::Result<()>`.
+///
+/// ```no_run
+/// # fn t() -> anyhow::Result<()> {
+/// vz_tests::require!(vz_tests::Need::Root, vz_tests::Need::CgroupController("pids"));
+/// # Ok(()) }
+/// ```
+#[macro_export]
+macro_rules! require {
+    ($($need:expr),+ $(,)?) => {
+        if !$crate::check_needs(module_path!(), &[$($need),+]) {
+            return Default::default();
+        }
+    };
+}

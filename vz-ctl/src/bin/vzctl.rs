@@ -1,0 +1,3 @@
+//! The `vzctl` binary.
+
+fn main() {}

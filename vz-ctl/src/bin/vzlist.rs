@@ -1,0 +1,3 @@
+//! The `vzlist` binary.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! The `vzpkg` binary.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Two-level disk quota and the VE's private area.

@@ -1,0 +1,1 @@
+//! Two-level fair CPU scheduler on the VE's cgroup.

@@ -1,0 +1,1 @@
+//! Template caches: naming, lookup, unpacking and building.

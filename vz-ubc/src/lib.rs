@@ -1,0 +1,1 @@
+//! User beancounters on cgroups.

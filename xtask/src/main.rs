@@ -1,0 +1,3 @@
+//! `cargo xtask`: the build runner.
+
+fn main() {}
