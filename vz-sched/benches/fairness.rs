@@ -1,0 +1,2 @@
+//! Fairness benchmark (filled in next).
+fn main() {}
