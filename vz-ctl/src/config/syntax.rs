@@ -1,5 +1,5 @@
 //! One line of an OpenVZ configuration file: `KEY="value"`, `KEY=value`, comments and blanks
-//! (reference §2.1, [KV] `src/lib/util.c: parse_line`), and which keys repeat how.
+//! (reference §2.1, OpenVZ vzctl `src/lib/util.c: parse_line`), and which keys repeat how.
 
 /// The UBC keys (reference §2.2): when repeated, the **last** occurrence wins.
 const UBC_KEYS: &[&str] = &[

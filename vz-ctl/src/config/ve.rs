@@ -192,3 +192,102 @@ pub fn parse_yes_no(key: &str, value: &str) -> Result<bool> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VZ_CONF: &str = "VE_ROOT=/vz/root/$VEID\nVE_PRIVATE=\"/vz/private/${VEID}\"\n\
+        STOP_TIMEOUT=30\nNAMESERVER=inherit\nVE_LAYOUT=simfs\nNAME=global\nDISK_QUOTA=yes\n";
+
+    fn global_in(dir: &Path) -> GlobalConfig {
+        let text = format!("{VZ_CONF}VE_CONF_DIR={}\n", dir.display());
+        GlobalConfig::new(dir.join("vz.conf"), ConfigFile::parse(&text).0)
+    }
+
+    fn ve(global: &GlobalConfig, text: &str) -> VeConfig {
+        VeConfig::new(global, VeConfig::path_for(global, 101), ConfigFile::parse(text).0)
+    }
+
+    #[test]
+    fn falls_back_to_vz_conf() {
+        let g = global_in(Path::new("/c"));
+        let v = ve(&g, "HOSTNAME=\"ve101\"\nVE_ROOT=\"/other/$VEID\"\n");
+        assert_eq!(v.get("HOSTNAME"), Some("ve101"));
+        assert_eq!(v.get("DISK_QUOTA"), Some("yes"), "from vz.conf");
+        assert_eq!(v.ve_root(101), Some(PathBuf::from("/other/101")), "CT overrides");
+        assert_eq!(v.ve_private(101), Some(PathBuf::from("/vz/private/101")));
+        assert_eq!(v.stop_timeout(), 30);
+        assert_eq!(v.nameservers(), ["inherit"]);
+        assert_eq!(v.layout(), Some("simfs"));
+        assert_eq!(v.name(), None, "NAME is never taken from vz.conf");
+        assert_eq!(v.file().get("DISK_QUOTA"), None, "the CT file alone");
+        assert_eq!(v.path(), Path::new("/c/101.conf"));
+    }
+
+    #[test]
+    fn typed_accessors() {
+        let g = GlobalConfig::new(PathBuf::from("/vz.conf"), ConfigFile::new());
+        let v = ve(
+            &g,
+            "HOSTNAME=\"h\"\nOSTEMPLATE=busybox\nNAME=web\nDESCRIPTION=\"a b\"\nONBOOT=yes\n\
+             DISABLED=no\nSTOP_TIMEOUT=5\nIP_ADDRESS=\"10.1.0.1  10.1.0.2/24\"\n\
+             NAMESERVER=1.1.1.1\nNAMESERVER=8.8.8.8\nSEARCHDOMAIN=\"a.example b.example\"\n\
+             CAPABILITY=\"SYS_TIME:on\"\nVE_LAYOUT=simfs\n",
+        );
+        assert_eq!((v.hostname(), v.ostemplate()), (Some("h"), Some("busybox")));
+        assert_eq!((v.name(), v.description()), (Some("web"), Some("a b")));
+        assert_eq!((v.onboot(), v.disabled(), v.stop_timeout()), (Some(true), false, 5));
+        assert_eq!(v.ip_addresses(), ["10.1.0.1", "10.1.0.2/24"]);
+        assert_eq!(v.nameservers(), ["1.1.1.1", "8.8.8.8"]);
+        assert_eq!(v.searchdomains(), ["a.example", "b.example"]);
+        assert_eq!((v.capability(), v.layout()), (Some("SYS_TIME:on"), Some("simfs")));
+    }
+
+    #[test]
+    fn unset_empty_and_invalid_values() {
+        let g = GlobalConfig::new(PathBuf::from("/vz.conf"), ConfigFile::new());
+        let v = ve(&g, "HOSTNAME=\"\"\nONBOOT=maybe\nDISABLED=1\nSTOP_TIMEOUT=-3\n");
+        assert_eq!((v.hostname(), v.ostemplate(), v.ve_root(1)), (None, None, None));
+        assert_eq!((v.onboot(), v.disabled()), (None, false));
+        assert_eq!(v.stop_timeout(), DEFAULT_STOP_TIMEOUT);
+        assert!(v.ip_addresses().is_empty() && v.nameservers().is_empty());
+        assert!(ve(&g, "DISABLED=yes\n").disabled());
+    }
+
+    #[test]
+    fn load_missing_is_none_and_save_edits_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = global_in(dir.path());
+        assert_eq!(VeConfig::load(&g, 101).unwrap(), None);
+        let path = dir.path().join("101.conf");
+        std::fs::write(&path, "# mine\nHOSTNAME=\"a\"\n\nONBOOT=\"no\"\n").unwrap();
+        let mut v = VeConfig::load(&g, 101).unwrap().unwrap();
+        v.file_mut().set("ONBOOT", "yes");
+        v.file_mut().set("DESCRIPTION", "web server");
+        v.save().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "# mine\nHOSTNAME=\"a\"\n\nONBOOT=\"yes\"\nDESCRIPTION=\"web server\"\n"
+        );
+        let back = VeConfig::load(&g, 101).unwrap().unwrap();
+        assert_eq!((back.onboot(), back.description()), (Some(true), Some("web server")));
+    }
+
+    #[test]
+    fn unreadable_config_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = global_in(dir.path());
+        std::fs::create_dir(dir.path().join("102.conf")).unwrap();
+        let err = VeConfig::load(&g, 102).unwrap_err();
+        assert!(matches!(err, ConfigError::Io { op: "read", .. }), "{err}");
+    }
+
+    #[test]
+    fn yes_no() {
+        assert!(parse_yes_no("ONBOOT", "yes").unwrap());
+        assert!(!parse_yes_no("ONBOOT", "no").unwrap());
+        let err = parse_yes_no("ONBOOT", "Yes").unwrap_err();
+        assert_eq!(err.to_string(), "invalid value \"Yes\" for ONBOOT: expected yes or no");
+    }
+}
