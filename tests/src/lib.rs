@@ -10,11 +10,13 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stderr, reason = "the kit reports skips to the person running tests")]
 
-mod need;
 mod names;
+mod need;
+mod tree;
 
-pub use names::{unique_name, unique_ctid};
+pub use names::{unique_ctid, unique_name};
 pub use need::{Need, check_needs};
+pub use tree::{VzTree, bin_dir, kill_and_remove_cgroups, unmount_under, workspace};
 
 /// Fails (or, with `VZ_SKIP_PRIVILEGED=1`, skips) the calling test unless every listed
 /// [`Need`] is met. Use at the top of a test function returning `()` or `anyhow::Result<()>`.

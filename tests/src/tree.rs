@@ -1,0 +1,185 @@
+//! A temporary vz tree for black-box tests of the binaries: its own vz.conf (found through
+//! `VZ_CONFIG`), config, lock, run, dump, template, private and root directories, and a
+//! cgroup parent of its own. Dropping it stops every VE made in it and removes every
+//! mount, cgroup, process and file it left, also when the test failed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::names::unique_name;
+
+/// A temporary vz installation.
+#[derive(Debug)]
+pub struct VzTree {
+    dir: tempfile::TempDir,
+    cgroup_parent: String,
+}
+
+impl VzTree {
+    /// Makes the tree, with the shipped sample configs and the extra vz.conf lines given.
+    ///
+    /// # Panics
+    /// When the tree cannot be made (a test setup failure).
+    pub fn new(extra_conf: &str) -> VzTree {
+        let dir = tempfile::Builder::new().prefix("vz-test-").tempdir().expect("make a temp dir");
+        let cgroup_parent = unique_name("cg");
+        let root = dir.path();
+        for sub in ["conf", "names", "lock", "run", "dump", "template/cache", "private", "root"] {
+            std::fs::create_dir_all(root.join(sub)).expect("make tree dirs");
+        }
+        let samples = workspace().join("vz-ctl/etc/conf");
+        for entry in std::fs::read_dir(&samples).expect("read vz-ctl/etc/conf").flatten() {
+            std::fs::copy(entry.path(), root.join("conf").join(entry.file_name()))
+                .expect("copy sample");
+        }
+        let conf = format!(
+            "# vz.conf of a test tree\n\
+             LOCKDIR={r}/lock\nDUMPDIR={r}/dump\nTEMPLATE={r}/template\n\
+             VE_ROOT={r}/root/$VEID\nVE_PRIVATE={r}/private/$VEID\n\
+             VE_CONF_DIR={r}/conf\nVZ_NAMES_DIR={r}/names\nVZ_RUN_DIR={r}/run\n\
+             VE_CGROUP_PARENT={cgroup_parent}\nDEF_OSTEMPLATE=busybox\nCONFIGFILE=\"vswap-256m\"\n\
+             VE_LAYOUT=simfs\nLOGGING=yes\nLOGFILE={r}/vzctl.log\nSTOP_TIMEOUT=20\n{extra_conf}\n",
+            r = root.display()
+        );
+        std::fs::write(root.join("vz.conf"), conf).expect("write vz.conf");
+        VzTree { dir, cgroup_parent }
+    }
+
+    /// The tree's top directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The path of the tree's vz.conf.
+    pub fn vz_conf(&self) -> PathBuf {
+        self.path().join("vz.conf")
+    }
+
+    /// The cgroup parent of the tree's VEs.
+    pub fn cgroup_parent(&self) -> &str {
+        &self.cgroup_parent
+    }
+
+    /// A command running the vz binary `name` against this tree.
+    pub fn cmd(&self, name: &str) -> Command {
+        let mut cmd = Command::new(bin_dir().join(name));
+        cmd.env("VZ_CONFIG", self.vz_conf());
+        cmd
+    }
+
+    /// Runs `name args…` against the tree and returns its output.
+    ///
+    /// # Panics
+    /// When the binary cannot be run at all.
+    pub fn run(&self, name: &str, args: &[&str]) -> Output {
+        self.cmd(name).args(args).output().unwrap_or_else(|e| panic!("run {name}: {e}"))
+    }
+
+    /// Builds the busybox template cache into the tree (`vzpkg create cache busybox`).
+    ///
+    /// # Panics
+    /// When vzpkg fails.
+    pub fn build_busybox_cache(&self) {
+        let out = self.run("vzpkg", &["create", "cache", "busybox"]);
+        assert!(out.status.success(), "vzpkg failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn cleanup(&self) {
+        let conf_dir = self.path().join("conf");
+        for entry in std::fs::read_dir(&conf_dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".conf").filter(|id| id.parse::<u32>().is_ok()) {
+                let _ = self.cmd("vzctl").args(["--quiet", "stop", id, "--fast"]).output();
+            }
+        }
+        kill_and_remove_cgroups(&self.cgroup_parent);
+        unmount_under(self.path());
+    }
+}
+
+impl Drop for VzTree {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// The directory holding the built vz binaries: `VZ_BIN_DIR`, else the cargo target dir.
+///
+/// # Panics
+/// With instructions when the binaries are not built.
+pub fn bin_dir() -> PathBuf {
+    let dir = std::env::var_os("VZ_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join("target"))
+            .join("debug")
+    });
+    assert!(
+        dir.join("vzctl").exists(),
+        "vz binaries not found in {}: run `cargo build --workspace --bins` or `cargo xtask test` \
+         (which sets VZ_BIN_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Kills the processes in `<hierarchy>/<parent>` of every cgroup hierarchy and removes the
+/// cgroups, deepest first, retrying while exited tasks are reaped.
+pub fn kill_and_remove_cgroups(parent: &str) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for line in mounts.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 3 || !fields[2].starts_with("cgroup") {
+            continue;
+        }
+        let top = Path::new(fields[1]).join(parent);
+        if !top.exists() {
+            continue;
+        }
+        let mut dirs = Vec::new();
+        collect_dirs(&top, &mut dirs);
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for dir in &dirs {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines() {
+                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for dir in &dirs {
+            while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    out.push(dir.to_path_buf());
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            collect_dirs(&entry.path(), out);
+        }
+    }
+}
+
+/// Lazily unmounts every mount at or below `dir`, deepest first.
+pub fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        let _ = Command::new("umount").arg("-l").arg(&point).status();
+    }
+}

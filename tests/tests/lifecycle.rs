@@ -1,0 +1,209 @@
+//! Black-box tests of a VE's whole life: `vzctl create`, `start`, `exec`, `stop`, `destroy`,
+//! against a temporary vz tree, on the real kernel.
+#![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+
+use std::process::Output;
+
+use vz_tests::{Need, VzTree, require, unique_ctid};
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "exit {:?}: {}", out.status.code(), text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn created(tree: &VzTree) -> String {
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    ok(tree
+        .run("vzctl", &["create", &ctid, "--ostemplate", "busybox", "--hostname", "ve.example"]));
+    ctid
+}
+
+#[test]
+fn a_ve_lives_and_leaves_nothing_behind() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = created(&tree);
+    assert_eq!(
+        ok(tree.run("vzctl", &["status", &ctid])).trim(),
+        format!("CTID {ctid} exist unmounted down")
+    );
+
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    assert_eq!(
+        ok(tree.run("vzctl", &["status", &ctid])).trim(),
+        format!("CTID {ctid} exist mounted running")
+    );
+
+    let ps = ok(tree.run("vzctl", &["exec", &ctid, "ps -o pid,comm"]));
+    let pids: Vec<&str> = ps.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(pids.first(), Some(&"1"), "init is pid 1: {ps}");
+    assert!(pids.len() < 6, "only the VE's processes are visible: {ps}");
+    assert!(ps.lines().any(|l| l.trim_start().starts_with("1 ") && l.contains("init")), "{ps}");
+
+    assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "hostname"])).trim(), "ve.example");
+    let mounts = ok(tree.run("vzctl", &["exec", &ctid, "cat /proc/self/mountinfo"]));
+    let tree_path = tree.path().to_string_lossy().into_owned();
+    assert!(!mounts.contains(&tree_path), "no host path in the VE's mount table: {mounts}");
+    let links = ok(tree.run("vzctl", &["exec", &ctid, "ls /sys/class/net"]));
+    assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["lo"]);
+
+    ok(tree.run("vzctl", &["stop", &ctid]));
+    assert_eq!(
+        ok(tree.run("vzctl", &["status", &ctid])).trim(),
+        format!("CTID {ctid} exist unmounted down")
+    );
+    for hierarchy in ["pids", "memory", "freezer"] {
+        let dir = format!("/sys/fs/cgroup/{hierarchy}/{}/{ctid}", tree.cgroup_parent());
+        assert!(!std::path::Path::new(&dir).exists(), "{dir} removed at stop");
+    }
+    ok(tree.run("vzctl", &["destroy", &ctid]));
+    assert_eq!(
+        ok(tree.run("vzctl", &["status", &ctid])).trim(),
+        format!("CTID {ctid} deleted unmounted down")
+    );
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(&tree_path), "no mount left under the tree");
+}
+
+#[test]
+fn root_in_a_ve_cannot_reach_the_host() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = created(&tree);
+    ok(tree.run("vzctl", &["start", &ctid]));
+    let attempts = [
+        ("mknod /tmp/sda b 8 0", "making device nodes"),
+        ("echo b > /proc/sysrq-trigger", "writing /proc/sysrq-trigger"),
+        ("echo 1 > /proc/sys/kernel/panic", "writing /proc/sys/kernel"),
+        ("insmod /lib/modules/none.ko || modprobe loop", "loading modules"),
+        ("mount -t tmpfs none /mnt", "mounting"),
+        ("cat /dev/console", "reading the host console"),
+    ];
+    for (command, what) in attempts {
+        let out = tree.run("vzctl", &["exec2", &ctid, command]);
+        assert_ne!(out.status.code(), Some(0), "{what} must fail in a VE: {}", text(&out));
+    }
+    // What the VE's own namespaces own stays writable.
+    ok(tree.run("vzctl", &["exec", &ctid, "echo renamed > /proc/sys/kernel/hostname"]));
+    assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "hostname"])).trim(), "renamed");
+    let fds = ok(tree.run("vzctl", &["exec", &ctid, "ls /proc/1/fd"]));
+    assert_eq!(
+        fds.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2"],
+        "init holds no host fd"
+    );
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+}
+
+#[test]
+fn exec_exit_codes_follow_openvz() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = created(&tree);
+    assert_eq!(
+        tree.run("vzctl", &["exec", &ctid, "true"]).status.code(),
+        Some(8),
+        "exec on a stopped VE"
+    );
+    assert_eq!(
+        tree.run("vzctl", &["exec2", &ctid, "true"]).status.code(),
+        Some(31),
+        "exec2 on a stopped VE"
+    );
+    ok(tree.run("vzctl", &["start", &ctid]));
+    assert_eq!(tree.run("vzctl", &["exec", &ctid, "exit 3"]).status.code(), Some(8));
+    assert_eq!(tree.run("vzctl", &["exec2", &ctid, "exit", "3"]).status.code(), Some(3));
+    let mut child = tree
+        .cmd("vzctl")
+        .args(["exec", &ctid, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"echo from-stdin\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from-stdin");
+    let entered = ok(tree.run("vzctl", &["enter", &ctid, "--exec", "echo on-a-pty; tty"]));
+    assert!(entered.contains("on-a-pty"), "{entered}");
+    assert!(entered.contains("/dev/pts/"), "enter gives a pty of the VE's devpts: {entered}");
+    assert_eq!(
+        tree.run("vzctl", &["destroy", &ctid]).status.code(),
+        Some(32),
+        "destroy of a running VE"
+    );
+    assert_eq!(
+        tree.run("vzctl", &["start", &ctid]).status.code(),
+        Some(32),
+        "start of a running VE"
+    );
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+    let again = ok(tree.run("vzctl", &["stop", &ctid]));
+    assert!(again.contains("Unable to stop: container is not running"), "{again}");
+}
+
+#[test]
+fn set_changes_a_running_ve_and_saves() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = created(&tree);
+    ok(tree.run("vzctl", &["start", &ctid]));
+    let out = ok(tree.run(
+        "vzctl",
+        &[
+            "set",
+            &ctid,
+            "--hostname",
+            "changed.example",
+            "--nameserver",
+            "192.0.2.53",
+            "--searchdomain",
+            "example",
+            "--save",
+        ],
+    ));
+    assert!(out.contains("CT configuration saved"), "{out}");
+    assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "hostname"])).trim(), "changed.example");
+    let resolv = ok(tree.run("vzctl", &["exec", &ctid, "cat /etc/resolv.conf"]));
+    assert!(
+        resolv.contains("nameserver 192.0.2.53") && resolv.contains("search example"),
+        "{resolv}"
+    );
+    let conf = std::fs::read_to_string(tree.path().join(format!("conf/{ctid}.conf"))).unwrap();
+    assert!(conf.contains("HOSTNAME=\"changed.example\""), "{conf}");
+    let unsaved = ok(tree.run("vzctl", &["set", &ctid, "--hostname", "temp.example"]));
+    assert!(unsaved.contains("Settings were not saved"), "{unsaved}");
+    ok(tree.run("vzctl", &["set", &ctid, "--userpasswd", "root:secret"]));
+    let shadow = ok(tree.run("vzctl", &["exec", &ctid, "grep ^root: /etc/shadow"]));
+    assert!(
+        !shadow.starts_with("root:!") && !shadow.starts_with("root::"),
+        "password set: {shadow}"
+    );
+    ok(tree.run("vzctl", &["set", &ctid, "--name", "web", "--save"]));
+    assert_eq!(
+        ok(tree.run("vzctl", &["status", "web"])).split_whitespace().nth(1),
+        Some(ctid.as_str())
+    );
+    ok(tree.run("vzctl", &["stop", "web", "--fast"]));
+}
+
+#[test]
+fn restart_and_mount_cycle() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = created(&tree);
+    ok(tree.run("vzctl", &["mount", &ctid]));
+    assert!(ok(tree.run("vzctl", &["status", &ctid])).contains("exist mounted down"));
+    assert!(tree.path().join(format!("root/{ctid}/bin/busybox")).exists());
+    ok(tree.run("vzctl", &["umount", &ctid]));
+    assert_eq!(tree.run("vzctl", &["umount", &ctid]).status.code(), Some(40));
+    ok(tree.run("vzctl", &["start", &ctid]));
+    ok(tree.run("vzctl", &["restart", &ctid, "--fast"]));
+    assert!(ok(tree.run("vzctl", &["status", &ctid])).contains("running"));
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+}

@@ -1,0 +1,96 @@
+//! Black-box tests of `vzlist`: columns and formats of reference §4, selection, JSON, errors.
+#![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+
+use vz_tests::{Need, VzTree, require, unique_ctid};
+
+fn stdout(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn vzlist_shows_running_and_stopped_ves_in_openvz_format() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let (a, b) = (unique_ctid().to_string(), unique_ctid().to_string());
+    for (ctid, host) in [(&a, "a.example"), (&b, "b.example")] {
+        stdout(&tree.run("vzctl", &["create", ctid, "--hostname", host, "--ipadd", "192.0.2.10"]));
+    }
+    stdout(&tree.run("vzctl", &["start", &a]));
+
+    let running = stdout(&tree.run("vzlist", &[]));
+    let lines: Vec<&str> = running.lines().collect();
+    assert_eq!(lines[0], "      CTID      NPROC STATUS    IP_ADDR         HOSTNAME");
+    assert_eq!(lines.len(), 2, "only the running VE by default: {running}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[0], a);
+    assert!(row[1].parse::<u32>().unwrap() >= 1);
+    assert_eq!(&row[2..], ["running", "192.0.2.10", "a.example"]);
+    assert_eq!(format!("{:>10}", a), lines[1][..10]);
+
+    let all = stdout(&tree.run("vzlist", &["-a", "-H", "-o", "ctid,status,hostname"]));
+    assert_eq!(all.lines().count(), 2);
+    assert!(all.contains(&format!("{b:>10} stopped   b.example")), "{all}");
+    let stopped = stdout(&tree.run("vzlist", &["-S", "-1"]));
+    assert_eq!(stopped.trim(), b);
+    let sorted = stdout(&tree.run("vzlist", &["-a", "-H", "-o", "ctid", "-s", "-ctid"]));
+    let ids: Vec<u32> = sorted.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] >= w[1]), "{sorted}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&tree.run("vzlist", &["-a", "-j"]))).unwrap();
+    let entries = json.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    let first = entries.iter().find(|e| e["ctid"] == a.parse::<u64>().unwrap()).unwrap();
+    assert_eq!(first["status"], "running");
+    assert_eq!(first["ip"], serde_json::json!(["192.0.2.10"]));
+    assert_eq!(first["hostname"], "a.example");
+
+    let filtered = stdout(&tree.run("vzlist", &["-a", "-H", "-o", "ctid", "-h", "b.*"]));
+    assert_eq!(filtered.trim(), b);
+    stdout(&tree.run("vzctl", &["stop", &a, "--fast"]));
+}
+
+#[test]
+fn vzlist_errors_exit_1() {
+    require!(Need::Root);
+    let tree = VzTree::new("");
+    let unknown = tree.run("vzlist", &["-o", "bogus"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("Unknown field: bogus"));
+    let sort = tree.run("vzlist", &["-s", "bogus"]);
+    assert_eq!(sort.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&sort.stderr).contains("Invalid sort field name: bogus"));
+    let missing = tree.run("vzlist", &[&unique_ctid().to_string()]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("Container(s) not found"));
+    assert_eq!(tree.run("vzlist", &["-a"]).status.code(), Some(0), "nothing to list is fine");
+    let fields = stdout(&tree.run("vzlist", &["-L"]));
+    assert!(fields.lines().any(|l| l.starts_with("hostname        HOSTNAME")), "{fields}");
+}
+
+#[test]
+fn different_ves_start_in_parallel() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ids: Vec<String> = (0..3).map(|_| unique_ctid().to_string()).collect();
+    for id in &ids {
+        stdout(&tree.run("vzctl", &["create", id]));
+    }
+    let children: Vec<_> =
+        ids.iter().map(|id| tree.cmd("vzctl").args(["start", id]).output()).collect();
+    for child in children {
+        stdout(&child.unwrap());
+    }
+    let listed = stdout(&tree.run("vzlist", &["-H", "-1"]));
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    let stops: Vec<_> = ids
+        .iter()
+        .map(|id| tree.cmd("vzctl").args(["stop", id, "--fast"]).spawn().unwrap())
+        .collect();
+    for mut stop in stops {
+        assert!(stop.wait().unwrap().success());
+    }
+}
