@@ -1,0 +1,168 @@
+//! Mounts at a VE root: reading `/proc/self/mountinfo`, bind and loop mounts, unmounting a tree.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::mount::{MntFlags, MsFlags};
+
+use crate::error::{QuotaError, Result};
+use crate::loopdev;
+
+/// One line of `/proc/self/mountinfo`, the fields vz-quota uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MountEntry {
+    /// Where it is mounted.
+    pub(crate) mount_point: PathBuf,
+    /// Filesystem type.
+    pub(crate) fstype: String,
+    /// Mount source (`/dev/loop3`, …).
+    pub(crate) source: String,
+    /// Per-superblock options (`rw,usrquota,…`).
+    pub(crate) super_options: String,
+}
+
+/// Parses mountinfo text.
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = left.split(' ').nth(4)?;
+            let mut right = right.split(' ');
+            Some(MountEntry {
+                mount_point: PathBuf::from(unescape(mount_point)),
+                fstype: right.next()?.to_owned(),
+                source: unescape(right.next()?).to_string_lossy().into_owned(),
+                super_options: right.next().unwrap_or_default().to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Undoes the kernel's octal escapes (`\040` for a space, …).
+fn unescape(field: &str) -> OsString {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    OsString::from_vec(out)
+}
+
+/// The mounts of this process's mount namespace.
+pub(crate) fn mounts() -> Result<Vec<MountEntry>> {
+    let path = Path::new("/proc/self/mountinfo");
+    let text = std::fs::read_to_string(path).map_err(|e| QuotaError::io("read", path, e))?;
+    Ok(parse_mountinfo(&text))
+}
+
+/// `root` made absolute and free of symlinks, as mountinfo shows it.
+pub(crate) fn canonical(root: &Path) -> Result<PathBuf> {
+    root.canonicalize().map_err(|e| QuotaError::io("resolve", root, e))
+}
+
+/// The topmost mount exactly at `root`, if any.
+pub(crate) fn mount_at(root: &Path) -> Result<Option<MountEntry>> {
+    let root = canonical(root)?;
+    Ok(mounts()?.into_iter().rev().find(|m| m.mount_point == root))
+}
+
+/// Bind-mounts `source` at `target`.
+pub(crate) fn bind(source: &Path, target: &Path) -> Result<()> {
+    nix::mount::mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| QuotaError::errno("bind mount", target, e))
+}
+
+/// Mounts the ext4 on `device` at `target` with `options` (may be empty).
+pub(crate) fn mount_ext4(device: &Path, target: &Path, options: &str) -> nix::Result<()> {
+    let data = (!options.is_empty()).then_some(options);
+    nix::mount::mount(Some(device), target, Some("ext4"), MsFlags::empty(), data)
+}
+
+/// Unmounts every mount at or below `root`, deepest first, then waits for the loop devices
+/// they used to auto-detach. Busy mounts are retried for a few seconds (exiting processes).
+pub(crate) fn umount_tree(root: &Path) -> Result<()> {
+    let root = canonical(root)?;
+    let mut below: Vec<(usize, MountEntry)> = mounts()?
+        .into_iter()
+        .enumerate()
+        .filter(|(_, m)| m.mount_point.starts_with(&root))
+        .collect();
+    // Deepest path first; among equal depths, the latest mount first.
+    below.sort_by_key(|(order, m)| std::cmp::Reverse((m.mount_point.components().count(), *order)));
+    let mut images = Vec::new();
+    for (_, m) in &below {
+        if let Some(image) = loopdev::backing_file(Path::new(&m.source)) {
+            images.push(image);
+        }
+        umount_retrying(&m.mount_point)?;
+        tracing::debug!(mount_point = %m.mount_point.display(), "unmounted");
+    }
+    for image in images {
+        let left = loopdev::wait_detached(&image, Duration::from_secs(5))?;
+        if !left.is_empty() {
+            tracing::warn!(image = %image.display(), devices = ?left,
+                "loop device still attached after unmount (held by another mount namespace?)");
+        }
+    }
+    Ok(())
+}
+
+fn umount_retrying(target: &Path) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        match nix::mount::umount2(target, MntFlags::empty()) {
+            Ok(()) => return Ok(()),
+            Err(nix::Error::EBUSY) if start.elapsed() < Duration::from_secs(3) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(QuotaError::errno("umount", target, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 7:3 / /vz/root/101 rw,relatime shared:20 - ext4 /dev/loop3 rw,usrquota,grpquota
+41 40 0:5 / /vz/root/101/with\\040space rw - tmpfs none rw,size=10k
+";
+
+    #[test]
+    fn mountinfo_lines_are_parsed_and_unescaped() {
+        let m = parse_mountinfo(SAMPLE);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[1].mount_point, Path::new("/vz/root/101"));
+        assert_eq!(m[1].source, "/dev/loop3");
+        assert_eq!(m[1].fstype, "ext4");
+        assert!(m[1].super_options.contains("usrquota"));
+        assert_eq!(m[2].mount_point, Path::new("/vz/root/101/with space"));
+    }
+
+    #[test]
+    fn odd_escapes_are_kept() {
+        assert_eq!(unescape("a\\9b"), OsString::from("a\\9b"));
+        assert_eq!(unescape("end\\"), OsString::from("end\\"));
+        assert_eq!(unescape("\\134x"), OsString::from("\\x"));
+    }
+
+    #[test]
+    fn this_process_sees_its_root_mount() {
+        assert!(mounts().unwrap().iter().any(|m| m.mount_point == Path::new("/")));
+    }
+}
