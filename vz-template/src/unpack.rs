@@ -268,3 +268,169 @@ fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {
     utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use tar::{Builder, EntryType, Header};
+
+    use super::*;
+
+    /// A tar entry whose name is written raw (the tar crate's builder refuses `..` and `/`).
+    struct Raw<'a> {
+        name: &'a str,
+        kind: EntryType,
+        link: &'a str,
+        data: &'a [u8],
+    }
+
+    fn raw(name: &str, kind: EntryType) -> Raw<'_> {
+        Raw { name, kind, link: "", data: b"" }
+    }
+
+    fn archive(entries: &[Raw<'_>]) -> Vec<u8> {
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        let mut b = Builder::new(Vec::new());
+        for e in entries {
+            let mut h = Header::new_gnu();
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name[..e.name.len()].copy_from_slice(e.name.as_bytes());
+            gnu.linkname[..e.link.len()].copy_from_slice(e.link.as_bytes());
+            h.set_entry_type(e.kind);
+            h.set_mode(if e.kind.is_dir() { 0o755 } else { 0o644 });
+            h.set_uid(u64::from(uid));
+            h.set_gid(u64::from(gid));
+            h.set_mtime(1_000_000_000);
+            h.set_size(e.data.len() as u64);
+            h.set_cksum();
+            b.append(&h, e.data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// Unpacks into `<tmp>/dest`; returns the result and the tempdir (whose other contents
+    /// must stay untouched).
+    fn run(entries: &[Raw<'_>]) -> (Result<UnpackStats>, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("dest");
+        fs::create_dir(&dest).unwrap();
+        fs::write(tmp.path().join("victim"), b"original").unwrap();
+        let bytes = archive(entries);
+        (unpack(Path::new("t.tar"), &bytes[..], &dest), tmp)
+    }
+
+    fn assert_escape(result: Result<UnpackStats>, expected: &str) {
+        match result {
+            Err(TemplateError::PathEscape { reason, .. }) => assert_eq!(reason, expected),
+            other => panic!("expected an escape ({expected}), got {other:?}"),
+        }
+    }
+
+    fn victim_intact(tmp: &tempfile::TempDir) {
+        assert_eq!(fs::read(tmp.path().join("victim")).unwrap(), b"original");
+        let names: Vec<_> =
+            fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "something was written beside dest: {names:?}");
+    }
+
+    #[test]
+    fn dot_dot_is_refused() {
+        let (r, tmp) = run(&[Raw { data: b"pwned", ..raw("a/../../victim", EntryType::Regular) }]);
+        assert_escape(r, "a \"..\" component");
+        victim_intact(&tmp);
+    }
+
+    #[test]
+    fn absolute_paths_are_refused() {
+        let (r, tmp) = run(&[raw("/tmp/vz-test-absolute", EntryType::Regular)]);
+        assert_escape(r, "an absolute path");
+        victim_intact(&tmp);
+        assert!(!Path::new("/tmp/vz-test-absolute").exists());
+    }
+
+    #[test]
+    fn writing_through_a_symlink_is_refused() {
+        let (r, tmp) = run(&[
+            Raw { link: "..", ..raw("up", EntryType::Symlink) },
+            Raw { data: b"pwned", ..raw("up/victim", EntryType::Regular) },
+        ]);
+        assert_escape(r, "its path passes through a symlink");
+        victim_intact(&tmp);
+        // The same with an absolute symlink to the parent directory.
+        let (r, tmp) = run(&[raw("d", EntryType::Directory)]);
+        r.unwrap();
+        let parent = tmp.path().to_str().unwrap().to_owned();
+        let (r, tmp2) = run(&[
+            Raw { link: &parent, ..raw("abs", EntryType::Symlink) },
+            Raw { data: b"pwned", ..raw("abs/victim", EntryType::Regular) },
+        ]);
+        assert_escape(r, "its path passes through a symlink");
+        victim_intact(&tmp);
+        victim_intact(&tmp2);
+    }
+
+    #[test]
+    fn a_file_replaces_a_planted_symlink_instead_of_following_it() {
+        let (r, tmp) = run(&[
+            Raw { link: "../victim", ..raw("f", EntryType::Symlink) },
+            Raw { data: b"new", ..raw("f", EntryType::Regular) },
+        ]);
+        r.unwrap();
+        victim_intact(&tmp);
+        let f = tmp.path().join("dest/f");
+        assert!(fs::symlink_metadata(&f).unwrap().is_file());
+        assert_eq!(fs::read(f).unwrap(), b"new");
+    }
+
+    #[test]
+    fn hard_links_out_of_dest_are_refused() {
+        let (r, tmp) = run(&[Raw { link: "../victim", ..raw("h", EntryType::Link) }]);
+        assert_escape(r, "a \"..\" component");
+        victim_intact(&tmp);
+        let (r, tmp) = run(&[
+            Raw { link: "..", ..raw("up", EntryType::Symlink) },
+            Raw { link: "up/victim", ..raw("h", EntryType::Link) },
+        ]);
+        assert_escape(r, "its path passes through a symlink");
+        victim_intact(&tmp);
+        assert_eq!(fs::metadata(tmp.path().join("victim")).unwrap().nlink(), 1);
+    }
+
+    #[test]
+    fn a_file_cannot_replace_a_directory() {
+        let (r, _tmp) = run(&[raw("d", EntryType::Directory), raw("d", EntryType::Regular)]);
+        assert_escape(r, "a non-directory entry would replace a directory");
+    }
+
+    #[test]
+    fn a_plain_archive_unpacks_with_links_and_stats() {
+        let (r, tmp) = run(&[
+            raw("./", EntryType::Directory),
+            raw("./etc/", EntryType::Directory),
+            Raw { data: b"hello\n", ..raw("./etc/motd", EntryType::Regular) },
+            Raw { link: "motd", ..raw("./etc/motd.link", EntryType::Symlink) },
+            Raw { link: "etc/motd", ..raw("./etc/motd.hard", EntryType::Link) },
+            Raw { data: b"x", ..raw("deep/er/file", EntryType::Regular) },
+        ]);
+        let stats = r.unwrap();
+        assert_eq!(stats, UnpackStats { files: 4, bytes: 7, dirs: 1 });
+        let dest = tmp.path().join("dest");
+        assert_eq!(fs::read(dest.join("etc/motd.hard")).unwrap(), b"hello\n");
+        assert_eq!(fs::read_link(dest.join("etc/motd.link")).unwrap(), Path::new("motd"));
+        assert_eq!(fs::metadata(dest.join("etc/motd")).unwrap().nlink(), 2);
+        let etc = fs::metadata(dest.join("etc")).unwrap();
+        assert_eq!((etc.mode() & 0o7777, etc.mtime()), (0o755, 1_000_000_000));
+        assert_eq!(fs::metadata(&dest).unwrap().mtime(), 1_000_000_000);
+        assert_eq!(fs::read(dest.join("deep/er/file")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_truncated_archive_is_an_error() {
+        let bytes = archive(&[Raw { data: &[7u8; 2000], ..raw("f", EntryType::Regular) }]);
+        let tmp = tempfile::tempdir().unwrap();
+        let err = unpack(Path::new("t.tar"), &bytes[..1200], tmp.path()).unwrap_err();
+        assert!(matches!(err, TemplateError::Io { .. } | TemplateError::Archive { .. }), "{err:?}");
+    }
+}
