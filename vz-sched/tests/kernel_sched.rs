@@ -251,3 +251,31 @@ fn a_runtime_change_takes_effect_body() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn nice_works_among_the_processes_of_one_ve() {
+    require!(Need::Root, Need::CgroupController("cpu"), Need::CgroupController("cpuset"));
+    outcome(nice_works_among_the_processes_of_one_ve_body());
+}
+
+/// The second level: inside one VE's cgroup, on one CPU, nice 0 against nice 10 (kernel
+/// weights 1024 and 110, about 9:1) as on any server.
+fn nice_works_among_the_processes_of_one_ve_body() -> Result<()> {
+    let _serial = CPU_BOUND.lock().unwrap_or_else(|e| e.into_inner());
+    let mut tree = TestTree::new("sched-nice", &["a"])?;
+    vz_sched::apply(
+        &tree.dirs("a"),
+        &CpuSettings { mask: Some("0".parse()?), ..Default::default() },
+    )?;
+    let normal = tree.burn_nice("a", 1, 0)?[0];
+    let niced = tree.burn_nice("a", 1, 10)?[0];
+    std::thread::sleep(Duration::from_millis(300));
+    let before = (TestTree::proc_ticks(normal)?, TestTree::proc_ticks(niced)?);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = (TestTree::proc_ticks(normal)?, TestTree::proc_ticks(niced)?);
+    let (n, m) = (after.0 - before.0, after.1 - before.1);
+    assert!(n + m > 50, "the loops barely ran ({n} + {m} ticks)");
+    let ratio = n as f64 / m.max(1) as f64;
+    assert!((4.0..=20.0).contains(&ratio), "nice 0 / nice 10 = {ratio:.2} ({n} vs {m} ticks)");
+    Ok(())
+}

@@ -164,21 +164,28 @@ impl TestTree {
     }
 
     /// Starts `n` busy loops (`sh -c 'while :; do :; done'`) and moves them into `child`.
-    pub fn burn(&mut self, child: &str, n: usize) -> Result<()> {
+    pub fn burn(&mut self, child: &str, n: usize) -> Result<Vec<u32>> {
+        self.burn_nice(child, n, 0)
+    }
+
+    /// As [`burn`](Self::burn) at nice level `nice`; returns the pids.
+    pub fn burn_nice(&mut self, child: &str, n: usize, nice: i32) -> Result<Vec<u32>> {
+        let mut pids = Vec::new();
         for _ in 0..n {
-            let proc = Command::new("sh")
-                .args(["-c", "while :; do :; done"])
+            let proc = Command::new("nice")
+                .args(["-n", &nice.to_string(), "sh", "-c", "while :; do :; done"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .spawn()
                 .context("spawn a busy loop")?;
-            let pid = proc.id().to_string();
+            let pid = proc.id();
             self.burners.push(proc);
+            pids.push(pid);
             for dir in self.roots() {
-                write(&dir.join(&self.name).join(child).join("cgroup.procs"), &pid)?;
+                write(&dir.join(&self.name).join(child).join("cgroup.procs"), &pid.to_string())?;
             }
         }
-        Ok(())
+        Ok(pids)
     }
 
     /// CPU time used by `child`, in seconds, through vz-sched's `read`.
@@ -194,6 +201,19 @@ impl TestTree {
         let after: Vec<f64> = children.iter().map(|c| self.usage_s(c)).collect::<Result<_>>()?;
         let secs = start.elapsed().as_secs_f64();
         Ok(before.iter().zip(after).map(|(b, a)| (a - b) / secs).collect())
+    }
+
+    /// CPU time of one process (utime + stime of `/proc/<pid>/stat`), in clock ticks.
+    pub fn proc_ticks(pid: u32) -> Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // The command may hold spaces: fields count from the last ')'.
+        let rest = stat.rsplit_once(')').context("malformed /proc/<pid>/stat")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let tick = |i: usize| -> Result<u64> {
+            Ok(fields.get(i).context("short /proc/<pid>/stat")?.parse()?)
+        };
+        // After ")": state is field 3 of the whole line, utime 14 and stime 15.
+        Ok(tick(11)? + tick(12)?)
     }
 
     /// Kills every busy loop of this tree (by pid) and reaps it.
