@@ -1,1 +1,30 @@
-//! Isolation for VEs: namespaces, rootfs and mounts, devices, capabilities, the VE's init, entering a running VE, VE networking.
+//! Isolation for VEs: namespaces, rootfs and mounts, devices, capabilities, the VE's init,
+//! entering a running VE.
+//!
+//! - [`spawn_init`] / [`PendingInit::release`]: the VE's init as pid 1 of new mount, uts,
+//!   ipc, net, pid and cgroup namespaces, pivoted into VE_ROOT, with its own /proc,
+//!   read-only /sys, a minimal /dev and devpts, masked /proc files and read-only /proc/sys.
+//! - [`enter`]: run a program in a running VE (`vzctl exec`, `enter` with [`TtyMode::Pty`]).
+//! - [`CapSet`]: the bounding set, OpenVZ's default mask and `CAPABILITY` overrides.
+//! - [`DeviceRule`], [`default_device_rules`], [`apply_device_rules_v1`]: the allowlist.
+//!
+//! # Privileges
+//! Root with CAP_SYS_ADMIN in the initial namespaces for everything that touches the
+//! kernel. The parsers need nothing.
+#![deny(unsafe_code)]
+
+mod caps;
+mod devices;
+mod enter;
+mod error;
+mod exec;
+mod init;
+mod pty;
+mod rootfs;
+mod sys;
+
+pub use caps::CapSet;
+pub use devices::{DeviceKind, DeviceRule, apply_device_rules_v1, default_device_rules};
+pub use enter::{EnterSpec, TtyMode, enter};
+pub use error::{NsError, Result};
+pub use init::{InitHandle, InitSpec, PendingInit, spawn_init};

@@ -1,0 +1,90 @@
+//! The crate's error type, [`NsError`].
+
+use std::path::PathBuf;
+
+/// Result of the vz-ns API.
+pub type Result<T, E = NsError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while isolating a VE.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NsError {
+    /// A file operation on a named path failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done (e.g. "write devices.allow").
+        op: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A system call that has no path failed (fork, pipe, poll …).
+    #[error("{op}: {source}")]
+    Sys {
+        /// The call and its purpose.
+        op: &'static str,
+        /// The errno.
+        #[source]
+        source: nix::Error,
+    },
+    /// A capability name that is not known.
+    #[error("unknown capability name: {name}")]
+    UnknownCapability {
+        /// The name as given.
+        name: String,
+    },
+    /// A CAPABILITY entry not in the form `NAME:on|off`.
+    #[error("invalid capability setting {entry:?}: expected NAME:on or NAME:off")]
+    BadCapability {
+        /// The entry as given.
+        entry: String,
+    },
+    /// A device rule not in the form `b|c|a:major|all:minor|all:perms`.
+    #[error("invalid device rule {rule:?}: {reason}")]
+    BadDeviceRule {
+        /// The rule as given.
+        rule: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A field of an [`crate::InitSpec`] or [`crate::EnterSpec`] cannot be used.
+    #[error("invalid {field}: {reason}")]
+    BadSpec {
+        /// The field name (`argv`, `env`, `hostname` …).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Setting up the VE's process failed in the child; the text says which step and why.
+    #[error("VE setup failed: {message}")]
+    Setup {
+        /// The child's report, e.g. `mount proc on /proc: Operation not permitted`.
+        message: String,
+    },
+    /// The program could not be executed inside the VE.
+    #[error("cannot execute {message}")]
+    Exec {
+        /// The child's report, e.g. `/sbin/init: No such file or directory`.
+        message: String,
+    },
+    /// The child went away without saying why.
+    #[error("the VE's process exited during setup without a report ({what})")]
+    ChildVanished {
+        /// Which stage was waited for.
+        what: &'static str,
+    },
+}
+
+impl NsError {
+    /// An [`NsError::Io`] for `op` on `path`.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        NsError::Io { op, path: path.into(), source }
+    }
+
+    /// An [`NsError::Sys`] for `op`.
+    pub(crate) fn sys(op: &'static str, source: nix::Error) -> Self {
+        NsError::Sys { op, source }
+    }
+}

@@ -1,0 +1,103 @@
+//! The two children that become the VE's init. They run after fork, report failures over
+//! the status pipe as text and leave only through exec or `_exit`.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::sched::{CloneFlags, unshare};
+use nix::unistd::ForkResult;
+
+use super::ChildPlan;
+use super::sync::{Msg, send};
+use crate::rootfs::{self, StepResult};
+use crate::sys;
+
+/// The namespaces a VE gets.
+pub(crate) const VE_NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWNS
+    .union(CloneFlags::CLONE_NEWUTS)
+    .union(CloneFlags::CLONE_NEWIPC)
+    .union(CloneFlags::CLONE_NEWNET)
+    .union(CloneFlags::CLONE_NEWPID)
+    .union(CloneFlags::CLONE_NEWCGROUP);
+
+/// Writes our pid into each `cgroup.procs` file.
+pub(crate) fn join_cgroups(files: &[std::path::PathBuf]) -> StepResult {
+    let pid = std::process::id().to_string();
+    for file in files {
+        std::fs::write(file, &pid).map_err(|e| format!("join cgroup {}: {e}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// The first child: cgroups, fds, unshare, fork init, report its pid, exit.
+pub(super) fn intermediate(plan: &ChildPlan, status: OwnedFd, go: OwnedFd) -> ! {
+    let result = (|| -> StepResult<i32> {
+        join_cgroups(&plan.cgroup_procs)?;
+        sys::close_fds_except(&[status.as_raw_fd(), go.as_raw_fd()])
+            .map_err(|e| format!("close inherited fds: {e}"))?;
+        unshare(VE_NAMESPACES).map_err(|e| format!("unshare namespaces: {e}"))?;
+        match sys::fork().map_err(|e| format!("fork init: {e}"))? {
+            ForkResult::Child => init(plan, &status, &go),
+            ForkResult::Parent { child } => Ok(child.as_raw()),
+        }
+    })();
+    match result {
+        Ok(pid) => {
+            send(&status, &Msg::Pid(pid));
+            sys::exit_now(0)
+        }
+        Err(message) => {
+            send(&status, &Msg::SetupError(message));
+            sys::exit_now(1)
+        }
+    }
+}
+
+/// The VE's init before exec.
+fn init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
+    let setup = (|| -> StepResult {
+        nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+        rootfs::enter_root(&plan.root)?;
+        if let Some(name) = &plan.hostname {
+            nix::unistd::sethostname(name).map_err(|e| format!("sethostname {name}: {e}"))?;
+        }
+        Ok(())
+    })();
+    if let Err(message) = setup {
+        send(status, &Msg::SetupError(message));
+        sys::exit_now(1);
+    }
+    send(status, &Msg::Ready);
+    let mut byte = [0_u8; 1];
+    if !matches!(nix::unistd::read(go, &mut byte), Ok(1)) || byte[0] != b'G' {
+        // The parent went away or gave up: no VE.
+        sys::exit_now(1);
+    }
+    if let Err(message) = before_exec(plan) {
+        send(status, &Msg::SetupError(message));
+        sys::exit_now(1);
+    }
+    let message = plan.exec.exec();
+    send(status, &Msg::ExecError(message));
+    sys::exit_now(127)
+}
+
+fn before_exec(plan: &ChildPlan) -> StepResult {
+    plan.caps.restrict_current(plan.last_cap)?;
+    stdio_to_dev_null()?;
+    sys::reset_signals();
+    Ok(())
+}
+
+/// Points fds 0, 1, 2 at the VE's own /dev/null.
+fn stdio_to_dev_null() -> StepResult {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("open /dev/null in the VE: {e}"))?;
+    for fd in 0..=2 {
+        sys::dup_onto_stdio(null.as_fd(), fd)
+            .map_err(|e| format!("dup /dev/null onto {fd}: {e}"))?;
+    }
+    Ok(())
+}

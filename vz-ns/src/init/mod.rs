@@ -1,0 +1,189 @@
+//! The VE's init: [`spawn_init`] makes it in new namespaces and holds it before exec
+//! ([`PendingInit`]) so the caller can configure the VE's network; [`PendingInit::release`]
+//! lets it exec.
+//!
+//! Shape (for checkpointing with CRIU): a first child joins the VE's cgroups, closes every fd
+//! above 2, unshares mount, uts, ipc, net, pid and cgroup namespaces and forks the VE's init
+//! (pid 1 of the new pid namespace), then exits. Init calls setsid(), builds its mounts,
+//! pivots into the root, sets the hostname, says "ready" and waits for "go"; then it reduces
+//! its capabilities, points stdio at the VE's /dev/null and execs with a clean environment.
+
+pub(crate) mod child;
+pub(crate) mod sync;
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Pid};
+
+use crate::caps::{CapSet, last_cap};
+use crate::devices::DeviceRule;
+use crate::error::{NsError, Result};
+use crate::exec::ExecPlan;
+use crate::sys;
+use sync::{Msg, Receiver};
+
+/// What the VE's init is and where it runs.
+#[derive(Debug, Clone)]
+pub struct InitSpec {
+    /// VE_ROOT, already mounted by the caller in the host mount namespace.
+    pub root: PathBuf,
+    /// The VE's hostname, set in its uts namespace.
+    pub hostname: Option<String>,
+    /// The program and its arguments, e.g. `["/sbin/init"]`.
+    pub argv: Vec<String>,
+    /// The complete, clean environment of init.
+    pub env: Vec<(String, String)>,
+    /// `cgroup.procs` files init joins before its namespaces exist.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// The capability bounding set the VE keeps.
+    pub caps: CapSet,
+    /// The device allowlist of the VE (informational: the /dev init builds is the minimal
+    /// one of [`crate::default_device_rules`]; the caller applies the allowlist to the cgroup).
+    pub devices: Vec<DeviceRule>,
+}
+
+/// An init that is set up and waits for [`PendingInit::release`]. Dropping it unreleased
+/// kills the init (SIGKILL by pid), and with it the whole VE pid namespace.
+#[derive(Debug)]
+pub struct PendingInit {
+    pid: i32,
+    go: Option<OwnedFd>,
+    status: Receiver,
+    released: bool,
+}
+
+/// A running VE init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitHandle {
+    /// Host pid of the VE's init (pid 1 inside).
+    pub pid: i32,
+}
+
+/// Everything the children need, prepared before fork.
+#[derive(Debug)]
+pub(crate) struct ChildPlan {
+    pub(crate) root: PathBuf,
+    pub(crate) hostname: Option<String>,
+    pub(crate) cgroup_procs: Vec<PathBuf>,
+    pub(crate) caps: CapSet,
+    pub(crate) last_cap: u32,
+    pub(crate) exec: ExecPlan,
+}
+
+/// Makes the VE's init in new namespaces and waits until it is set up (mounts, pivot_root,
+/// hostname); it then waits for [`PendingInit::release`].
+///
+/// # Errors
+/// [`NsError::BadSpec`] for unusable fields, [`NsError::Io`] if the root is not a
+/// directory, [`NsError::Setup`] with the child's report when a step failed (joining a
+/// cgroup, unshare, a mount, pivot_root). Nothing is left running on error.
+///
+/// # Privileges
+/// Root with CAP_SYS_ADMIN in the initial namespaces. The caller must be single-threaded
+/// or tolerate fork in a threaded process (glibc).
+pub fn spawn_init(spec: &InitSpec) -> Result<PendingInit> {
+    let plan = prepare(spec)?;
+    let (status_r, status_w) = pipe()?;
+    let (go_r, go_w) = pipe()?;
+    match sys::fork().map_err(|e| NsError::sys("fork the VE's init", e))? {
+        ForkResult::Child => {
+            drop(status_r);
+            drop(go_w);
+            child::intermediate(&plan, status_w, go_r)
+        }
+        ForkResult::Parent { child } => {
+            drop(status_w);
+            drop(go_r);
+            let mut status = Receiver::new(status_r);
+            let first = status.recv();
+            let _ = waitpid(child, None);
+            let pid = match first? {
+                Some(Msg::Pid(pid)) => pid,
+                Some(Msg::SetupError(message)) => return Err(NsError::Setup { message }),
+                _ => return Err(NsError::ChildVanished { what: "the init's pid" }),
+            };
+            let pending = PendingInit { pid, go: Some(go_w), status, released: false };
+            pending.wait_ready()
+        }
+    }
+}
+
+fn prepare(spec: &InitSpec) -> Result<ChildPlan> {
+    if let Some(name) = &spec.hostname
+        && (name.is_empty() || name.len() > 64 || name.contains(['\0', '/', ' ']))
+    {
+        return Err(NsError::BadSpec {
+            field: "hostname",
+            reason: format!("{name:?} is not a host name"),
+        });
+    }
+    let meta =
+        std::fs::metadata(&spec.root).map_err(|e| NsError::io("stat VE root", &spec.root, e))?;
+    if !meta.is_dir() {
+        let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory");
+        return Err(NsError::io("use as VE root", &spec.root, e));
+    }
+    Ok(ChildPlan {
+        root: spec.root.clone(),
+        hostname: spec.hostname.clone(),
+        cgroup_procs: spec.cgroup_procs.clone(),
+        caps: spec.caps,
+        last_cap: last_cap()?,
+        exec: ExecPlan::new(&spec.argv, &spec.env)?,
+    })
+}
+
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| NsError::sys("pipe2", e))
+}
+
+impl PendingInit {
+    /// Host pid of the VE's init (pid 1 inside).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn wait_ready(mut self) -> Result<Self> {
+        match self.status.recv()? {
+            Some(Msg::Ready) => Ok(self),
+            Some(Msg::SetupError(message)) => Err(NsError::Setup { message }),
+            _ => Err(NsError::ChildVanished { what: "the init's setup" }),
+        }
+    }
+
+    /// Lets init reduce its capabilities and exec its program.
+    ///
+    /// # Errors
+    /// [`NsError::Exec`] (e.g. `/sbin/init: No such file or directory`) or
+    /// [`NsError::Setup`] if a last step failed; the init is gone then.
+    pub fn release(mut self) -> Result<InitHandle> {
+        let go = self.go.take().ok_or(NsError::ChildVanished { what: "release" })?;
+        nix::unistd::write(&go, b"G").map_err(|e| NsError::sys("tell the VE's init to go", e))?;
+        drop(go);
+        loop {
+            match self.status.recv()? {
+                None => break,
+                Some(Msg::ExecError(message)) => return Err(NsError::Exec { message }),
+                Some(Msg::SetupError(message)) => return Err(NsError::Setup { message }),
+                Some(_) => {}
+            }
+        }
+        self.released = true;
+        tracing::debug!(pid = self.pid, "VE init released");
+        Ok(InitHandle { pid: self.pid })
+    }
+}
+
+impl Drop for PendingInit {
+    fn drop(&mut self) {
+        if !self.released
+            && let Err(e) = kill(Pid::from_raw(self.pid), Signal::SIGKILL)
+        {
+            tracing::debug!(pid = self.pid, error = %e, "killing the unreleased init");
+        }
+    }
+}

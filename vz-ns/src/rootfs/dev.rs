@@ -1,0 +1,70 @@
+//! The VE's /dev: a small tmpfs of its own with the nodes null, zero, full, random, urandom,
+//! tty and console, a new devpts instance at /dev/pts with /dev/ptmx pointing into it, a
+//! /dev/shm tmpfs, and the usual symlinks to /proc/self/fd.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+
+use super::{StepResult, ensure_dir, mount_flags};
+
+/// Character devices of the minimal /dev: name, major, minor, mode.
+const NODES: [(&str, u64, u64, u32); 7] = [
+    ("null", 1, 3, 0o666),
+    ("zero", 1, 5, 0o666),
+    ("full", 1, 7, 0o666),
+    ("random", 1, 8, 0o666),
+    ("urandom", 1, 9, 0o666),
+    ("tty", 5, 0, 0o666),
+    // The console node exists because inits open it, but the device allowlist grants 5:1
+    // only `m` (see `default_device_rules`): opening it fails, the VE has no host console.
+    ("console", 5, 1, 0o600),
+];
+
+const SYMLINKS: [(&str, &str); 5] = [
+    ("ptmx", "pts/ptmx"),
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+/// Mounts and fills `root/dev`.
+pub(super) fn populate(root: &Path) -> StepResult {
+    let dev = ensure_dir(root, "dev", 0o755)?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    mount_flags(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        flags,
+        Some("mode=755,size=256k,nr_inodes=512"),
+    )?;
+    for (name, major, minor, mode) in NODES {
+        let path = dev.join(name);
+        match mknod(&path, SFlag::S_IFCHR, Mode::from_bits_truncate(mode), makedev(major, minor)) {
+            Ok(()) => {}
+            // A devices cgroup that denies even mknod of the console: leave the node out
+            // rather than fail the start; opening it would fail anyway.
+            Err(Errno::EPERM) if name == "console" => continue,
+            Err(e) => return Err(format!("mknod {}: {e}", path.display())),
+        }
+        // mknod's mode is reduced by the umask; set it exactly.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    }
+    for (name, target) in SYMLINKS {
+        let path = dev.join(name);
+        std::os::unix::fs::symlink(target, &path)
+            .map_err(|e| format!("symlink {}: {e}", path.display()))?;
+    }
+    let pts = ensure_dir(&dev, "pts", 0o755)?;
+    let pts_opts = "newinstance,ptmxmode=0666,mode=0620,gid=5";
+    mount_flags(Some("devpts"), &pts, Some("devpts"), flags, Some(pts_opts))?;
+    let shm = ensure_dir(&dev, "shm", 0o1777)?;
+    let shm_flags = flags | MsFlags::MS_NODEV;
+    mount_flags(Some("tmpfs"), &shm, Some("tmpfs"), shm_flags, Some("mode=1777"))
+}

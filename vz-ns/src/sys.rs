@@ -1,0 +1,170 @@
+//! The only module with `unsafe`: fork, `_exit`, fd closing, capability and signal calls,
+//! and the pty ioctls, each behind a small safe wrapper.
+//!
+//! Callers in a forked child rely on the process being single-threaded or on glibc's
+//! fork-safe malloc: the child code only allocates, makes system calls and exits.
+#![allow(unsafe_code, reason = "the crate's one module for raw system calls")]
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::unistd::ForkResult;
+
+/// `fork(2)`.
+///
+/// The child must only make system calls, allocate, and end with [`exit_now`] or an exec:
+/// it never returns into the caller's destructors.
+pub(crate) fn fork() -> nix::Result<ForkResult> {
+    // SAFETY: vz-ns' child paths are async-signal-safe in practice (glibc makes malloc safe
+    // after fork) and leave only through exec or `_exit`, never by unwinding into the
+    // parent's state.
+    unsafe { nix::unistd::fork() }
+}
+
+/// `_exit(2)`: ends a forked child without running the parent's destructors or atexit hooks.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Closes every fd above 2 except those in `keep` (which stay open as they are).
+///
+/// Call only in a forked child that ends in exec or [`exit_now`]: the fds closed here may be
+/// owned by objects of the parent's address space that are never used again in the child.
+pub(crate) fn close_fds_except(keep: &[RawFd]) -> nix::Result<()> {
+    let mut keep: Vec<u32> =
+        keep.iter().filter_map(|fd| u32::try_from(*fd).ok()).filter(|fd| *fd > 2).collect();
+    keep.sort_unstable();
+    let mut first = 3_u32;
+    for fd in keep {
+        if fd > first {
+            close_range(first, fd - 1)?;
+        }
+        first = fd.saturating_add(1);
+    }
+    close_range(first, u32::MAX)
+}
+
+fn close_range(first: u32, last: u32) -> nix::Result<()> {
+    // SAFETY: close_range only closes descriptors; see `close_fds_except` for why closing
+    // them cannot invalidate live Rust objects that are still used.
+    let rc = unsafe { libc::close_range(first, last, 0) };
+    Errno::result(rc).map(drop)
+}
+
+/// `dup2(old, new)`; `new` must be 0, 1 or 2 (stdio of a child about to exec).
+pub(crate) fn dup_onto_stdio(old: BorrowedFd<'_>, new: RawFd) -> nix::Result<()> {
+    debug_assert!((0..=2).contains(&new));
+    // SAFETY: dup2 on a valid borrowed fd; replacing stdio is the point in a child.
+    let rc = unsafe { libc::dup2(old.as_raw_fd(), new) };
+    Errno::result(rc).map(drop)
+}
+
+/// Drops `cap` from the calling thread's capability bounding set.
+pub(crate) fn capbset_drop(cap: u32) -> nix::Result<()> {
+    // SAFETY: PR_CAPBSET_DROP takes an integer argument and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+    Errno::result(rc).map(drop)
+}
+
+/// Clears the ambient capability set.
+pub(crate) fn ambient_clear_all() -> nix::Result<()> {
+    // SAFETY: integer-only prctl.
+    let rc = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    Errno::result(rc).map(drop)
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Clears the inheritable set of the calling thread (effective and permitted unchanged).
+pub(crate) fn clear_inheritable() -> nix::Result<()> {
+    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget with a v3 header writes exactly two CapData structs.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) };
+    Errno::result(rc)?;
+    for d in &mut data {
+        d.inheritable = 0;
+    }
+    // SAFETY: capset with a v3 header reads exactly two CapData structs.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) };
+    Errno::result(rc).map(drop)
+}
+
+/// Restores the default disposition of every signal and unblocks all of them, so that what
+/// the Rust runtime ignores (SIGPIPE) is not inherited across exec.
+pub(crate) fn reset_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: setting SIG_DFL installs no handler; invalid numbers just fail.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let set = nix::sys::signal::SigSet::empty();
+    let _ =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&set), None);
+}
+
+/// Unlocks the pty master (`unlockpt`).
+pub(crate) fn unlock_pty(master: BorrowedFd<'_>) -> nix::Result<()> {
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from the pointer, which lives for the call.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &raw const unlock) };
+    Errno::result(rc).map(drop)
+}
+
+/// Opens the slave of a pty master through the master's own devpts (`TIOCGPTPEER`).
+pub(crate) fn open_pty_peer(master: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes the open flags by value and returns a new fd.
+    let fd = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    let fd = Errno::result(fd)?;
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes `tty` the controlling terminal of the calling session leader (`TIOCSCTTY`).
+pub(crate) fn set_controlling_tty(tty: BorrowedFd<'_>) -> nix::Result<()> {
+    // SAFETY: integer-argument ioctl.
+    let rc = unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    Errno::result(rc).map(drop)
+}
+
+/// Copies the window size of `from` to `to` (both terminals).
+pub(crate) fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<()> {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
+    let rc = unsafe { libc::ioctl(from.as_raw_fd(), libc::TIOCGWINSZ, &raw mut ws) };
+    Errno::result(rc)?;
+    // SAFETY: TIOCSWINSZ reads one winsize from the struct we own.
+    let rc = unsafe { libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &raw const ws) };
+    Errno::result(rc).map(drop)
+}
+
+/// Our stdin, borrowed.
+pub(crate) fn stdin() -> BorrowedFd<'static> {
+    // SAFETY: fd 0 is open for the life of the process in every caller of vz-ns (vzctl); a
+    // closed fd 0 only makes the calls on it fail with EBADF.
+    unsafe { BorrowedFd::borrow_raw(0) }
+}
+
+/// Our stdout, borrowed.
+pub(crate) fn stdout() -> BorrowedFd<'static> {
+    // SAFETY: as for `stdin`.
+    unsafe { BorrowedFd::borrow_raw(1) }
+}

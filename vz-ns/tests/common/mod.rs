@@ -1,0 +1,215 @@
+//! Fixtures of the vz-ns kernel tests: a busybox root on its own tmpfs, a cgroup of the
+//! test's own, a running VE, and guards that remove all of it also when a test fails.
+#![allow(dead_code, reason = "each test binary uses a part of the kit")]
+#![allow(unreachable_pub, reason = "a module of test binaries")]
+#![allow(clippy::print_stderr, reason = "guards report failed cleanups")]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use vz_ns::{CapSet, EnterSpec, InitSpec, TtyMode, default_device_rules};
+
+/// The environment given to init and entered programs in the tests.
+pub fn test_env() -> Vec<(String, String)> {
+    vec![
+        ("PATH".to_owned(), "/bin:/sbin".to_owned()),
+        ("HOME".to_owned(), "/".to_owned()),
+        ("VZ_TEST_MARK".to_owned(), "clean-env".to_owned()),
+    ]
+}
+
+/// A busybox root: a tmpfs mounted on a tempdir (so the VE's root is one mount of its own,
+/// as a loop-mounted private area is), with /bin/busybox and its applet links.
+#[derive(Debug)]
+pub struct BusyboxRoot {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl BusyboxRoot {
+    pub fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("vz-test-ns-").tempdir()?;
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root)?;
+        nix::mount::mount(Some("tmpfs"), &root, Some("tmpfs"), MsFlags::empty(), Some("size=16m"))
+            .with_context(|| format!("mount tmpfs on {}", root.display()))?;
+        let this = BusyboxRoot { dir, root };
+        this.fill()?;
+        Ok(this)
+    }
+
+    fn fill(&self) -> anyhow::Result<()> {
+        for d in ["bin", "sbin", "etc", "tmp", "proc", "sys", "dev", "root"] {
+            std::fs::create_dir(self.root.join(d))?;
+        }
+        std::fs::copy("/bin/busybox", self.root.join("bin/busybox"))?;
+        let list = std::process::Command::new("/bin/busybox").arg("--list").output()?;
+        for applet in String::from_utf8(list.stdout)?.lines() {
+            if applet != "busybox" {
+                std::os::unix::fs::symlink("busybox", self.root.join("bin").join(applet))?;
+            }
+        }
+        std::fs::write(self.root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+        std::fs::write(self.root.join("etc/group"), "root:x:0:\ntty:x:5:\n")?;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Drop for BusyboxRoot {
+    fn drop(&mut self) {
+        if let Err(e) = nix::mount::umount2(&self.root, MntFlags::MNT_DETACH) {
+            eprintln!("cleanup: umount {}: {e}", self.root.display());
+        }
+        let _ = &self.dir; // removed by TempDir's own drop
+    }
+}
+
+/// A cgroup of the test's own on the pids controller (v1 hierarchy or the v2 tree).
+#[derive(Debug)]
+pub struct TestCgroup {
+    pub dir: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new(controller: &str) -> anyhow::Result<Self> {
+        let base = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            PathBuf::from("/sys/fs/cgroup")
+        } else {
+            PathBuf::from("/sys/fs/cgroup").join(controller)
+        };
+        let dir = base.join(vz_tests::unique_name("ns"));
+        std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        Ok(TestCgroup { dir })
+    }
+
+    pub fn procs(&self) -> PathBuf {
+        self.dir.join("cgroup.procs")
+    }
+
+    /// The pids in the cgroup now.
+    pub fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.procs())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Waits up to `timeout` for the cgroup to have no process.
+    pub fn wait_empty(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.pids().is_empty() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Kill what is left (only processes in our own cgroup, which only our test started).
+        for pid in self.pids() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        self.wait_empty(Duration::from_secs(10));
+        // An orphan zombie keeps a v1 cgroup busy until PID 1 reaps it: retry.
+        let start = Instant::now();
+        loop {
+            match std::fs::remove_dir(&self.dir) {
+                Ok(()) => return,
+                Err(e) if start.elapsed() > Duration::from_secs(15) => {
+                    eprintln!("cleanup: rmdir {}: {e}", self.dir.display());
+                    return;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+/// A running VE for the tests: init is `sleep 1000` under busybox sh. Field order is drop
+/// order: the init is killed (by the cgroup guard) before the root is unmounted.
+#[derive(Debug)]
+pub struct TestVe {
+    pub init_pid: i32,
+    pub caps: CapSet,
+    pub cgroup: TestCgroup,
+    pub root: BusyboxRoot,
+}
+
+impl TestVe {
+    pub fn start(hostname: &str) -> anyhow::Result<Self> {
+        Self::start_with(hostname, TestCgroup::new("pids")?, Vec::new())
+    }
+
+    /// Starts a VE whose init joins `cgroup` and the extra `cgroup.procs` files.
+    pub fn start_with(
+        hostname: &str,
+        cgroup: TestCgroup,
+        extra: Vec<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        let root = BusyboxRoot::new()?;
+        let mut cgroup_procs = vec![cgroup.procs()];
+        cgroup_procs.extend(extra);
+        let spec = InitSpec {
+            root: root.path().to_owned(),
+            hostname: Some(hostname.to_owned()),
+            argv: ["/bin/busybox", "sh", "-c", "sleep 1000; echo never"].map(String::from).to_vec(),
+            env: test_env(),
+            cgroup_procs,
+            caps: CapSet::openvz_default(),
+            devices: default_device_rules(),
+        };
+        let pending = vz_ns::spawn_init(&spec)?;
+        let handle = pending.release()?;
+        Ok(TestVe { init_pid: handle.pid, caps: spec.caps, cgroup, root })
+    }
+
+    pub fn enter_spec(&self, argv: &[&str]) -> EnterSpec {
+        EnterSpec {
+            init_pid: self.init_pid,
+            cgroup_procs: vec![self.cgroup.procs()],
+            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            env: test_env(),
+            caps: self.caps,
+            tty: TtyMode::Inherit,
+        }
+    }
+
+    /// Runs `script` with `sh -c` in the VE, its output captured in a file of the VE.
+    pub fn sh(&self, script: &str) -> anyhow::Result<(i32, String)> {
+        let out = self.root.path().join("tmp/.out");
+        let _ = std::fs::remove_file(&out);
+        let wrapped = format!("exec >/tmp/.out 2>&1; {script}");
+        let code = vz_ns::enter(&self.enter_spec(&["sh", "-c", &wrapped]))?;
+        let text =
+            std::fs::read_to_string(&out).with_context(|| format!("read {}", out.display()))?;
+        Ok((code, text))
+    }
+
+    /// Like [`TestVe::sh`], but fails unless the script exits 0.
+    pub fn sh_ok(&self, script: &str) -> anyhow::Result<String> {
+        let (code, text) = self.sh(script)?;
+        if code != 0 {
+            bail!("`{script}` exited {code}: {text}");
+        }
+        Ok(text)
+    }
+}
+
+impl Drop for TestVe {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.init_pid), Signal::SIGKILL);
+    }
+}
