@@ -170,7 +170,7 @@ pub(super) fn usage(memory: &Path, pids: Option<&Path>) -> Result<(Vec<Usage>, V
             maxheld: bytes_pages(read_u64(&m("memory.max_usage_in_bytes"))?),
             barrier: 0,
             limit: bytes_pages(ram_limit),
-            failcnt: read_u64(&m("memory.failcnt"))?,
+            failcnt: ram_failcnt(memory)?,
             measured: true,
         },
     );
@@ -237,6 +237,18 @@ pub(super) fn usage(memory: &Path, pids: Option<&Path>) -> Result<(Vec<Usage>, V
         Resource::KmemSize,
     ]);
     Ok((rows, kernel))
+}
+
+/// Refused RAM charges: a charge is tried against RAM+swap first, then RAM, so each refusal
+/// counts in one of `memory.memsw.failcnt` and `memory.failcnt`. Recent kernels (6.18 here)
+/// no longer count there; the OOM kills of `memory.oom_control` are refusals too, so the
+/// larger of the two sums is reported (both are monotonic).
+fn ram_failcnt(memory: &Path) -> Result<u64> {
+    let charges = read_u64(&memory.join("memory.failcnt"))?
+        + read_opt(&memory.join("memory.memsw.failcnt")).unwrap_or(0);
+    let oom_kills =
+        read_keyed(&memory.join("memory.oom_control")).get("oom_kill").copied().unwrap_or(0);
+    Ok(charges.max(oom_kills))
 }
 
 /// numproc from a pids cgroup directory (the same files on v1 and v2).

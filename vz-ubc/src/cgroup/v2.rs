@@ -99,7 +99,12 @@ pub(super) fn usage(dir: &Path) -> Result<(Vec<Usage>, Vec<Resource>)> {
                 maxheld: bytes_pages(read_opt(&f("memory.peak")).unwrap_or(held)),
                 barrier: 0,
                 limit: bytes_pages(limit),
-                failcnt: events.get("max").copied().unwrap_or(0),
+                // `max`: charges that hit memory.max; `oom_kill`: kills they led to.
+                failcnt: events
+                    .get("max")
+                    .copied()
+                    .unwrap_or(0)
+                    .max(events.get("oom_kill").copied().unwrap_or(0)),
                 measured: true,
             },
         );
