@@ -350,3 +350,108 @@ fn check_vswap(set: &UbcSet, host: Option<HostMemory>, out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(text: &str) -> UbcSet {
+        let pairs: Vec<(&str, &str)> = text
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k, v.trim_matches('"')))
+            .collect();
+        UbcSet::from_config_pairs(&pairs).unwrap()
+    }
+
+    const VE_BASIC: &str = r#"KMEMSIZE="14372700:14790164" LOCKEDPAGES="2048:2048"
+        PRIVVMPAGES="65536:69632" SHMPAGES="21504:21504" NUMPROC="240:240" PHYSPAGES="0:unlimited"
+        VMGUARPAGES="33792:unlimited" OOMGUARPAGES="26112:unlimited" NUMTCPSOCK="360:360"
+        NUMFLOCK="188:206" NUMPTY="16:16" NUMSIGINFO="256:256" TCPSNDBUF="1720320:2703360"
+        TCPRCVBUF="1720320:2703360" OTHERSOCKBUF="1126080:2097152" DGRAMRCVBUF="262144:262144"
+        NUMOTHERSOCK="360:360" DCACHESIZE="3409920:3624960" NUMFILE="9312:9312" AVNUMPROC="180:180"
+        NUMIPTENT="128:128""#;
+
+    const VE_LIGHT: &str = r#"AVNUMPROC="15:15" NUMPROC="40:40" NUMTCPSOCK="40:40"
+        NUMOTHERSOCK="40:40" VMGUARPAGES="1725:unlimited" KMEMSIZE="1740800:1847296"
+        TCPSNDBUF="159744:262144" TCPRCVBUF="159744:262144" OTHERSOCKBUF="135168:237568"
+        DGRAMRCVBUF="135168:196608" OOMGUARPAGES="1725:unlimited" LOCKEDPAGES="4:4"
+        SHMPAGES="1152:1152" PRIVVMPAGES="7680:8448" NUMFILE="512:512" NUMFLOCK="50:60"
+        NUMPTY="4:4" NUMSIGINFO="256:256" DCACHESIZE="196608:202752" PHYSPAGES="0:unlimited"
+        NUMIPTENT="16:16""#;
+
+    #[test]
+    fn shipped_samples_pass() {
+        for sample in [VE_BASIC, VE_LIGHT] {
+            let findings = validate_with_host(&conf(sample), ValidateMode::Auto, None);
+            assert!(passes(&findings), "{findings:#?}");
+        }
+        let host = HostMemory { ram_pages: 1 << 20, swap_pages: 1 << 20 };
+        let vswap = conf(r#"PHYSPAGES="0:256M" SWAPPAGES="0:512M""#);
+        assert!(validate_with_host(&vswap, ValidateMode::Auto, Some(host)).is_empty());
+    }
+
+    #[test]
+    fn broken_values_are_found_with_severity_and_repaired() {
+        let mut set = conf(VE_BASIC);
+        set.set(Resource::NumProc, BarrierLimit::new(240, 250));
+        set.set(Resource::KmemSize, BarrierLimit::new(100, 50));
+        set.set(Resource::VmGuarPages, BarrierLimit::both(33792));
+        set.set(Resource::TcpSndBuf, BarrierLimit::new(1_720_320, 1_720_321));
+        set.set(Resource::DgramRcvBuf, BarrierLimit::both(1000));
+        set.remove(Resource::NumPty);
+        let findings = validate_with_host(&set, ValidateMode::NonVSwap, None);
+        let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
+        let has = |s: &str| text.iter().any(|t| t.contains(s));
+        assert!(has("Error: parameter NUMPTY not found"), "{text:#?}");
+        assert!(has("Error: barrier should be equal to limit for NUMPROC (currently, 240:250)"));
+        assert!(has("Error: barrier should be less than or equal to limit for KMEMSIZE"));
+        assert!(has("Error: limit should be unlimited for VMGUARPAGES"));
+        assert!(has("Error: TCPSNDBUF.lim-TCPSNDBUF.bar should be > 921600"));
+        assert!(has("Warning: DGRAMRCVBUF.bar should be > 32768"));
+        assert!(!passes(&findings));
+
+        let (fixed, left) = repair(&set, ValidateMode::NonVSwap, None);
+        // Only the missing parameter cannot be repaired.
+        assert_eq!(
+            left.iter().filter(|f| f.severity != Severity::Recommendation).count(),
+            1,
+            "{left:#?}"
+        );
+        assert_eq!(fixed.get(Resource::NumProc), Some(BarrierLimit::both(250)));
+        assert_eq!(fixed.get(Resource::VmGuarPages), Some(BarrierLimit::new(33792, UNLIMITED)));
+        let snd = fixed.get(Resource::TcpSndBuf).unwrap();
+        assert!(snd.limit - snd.barrier >= 921_600);
+        let km = fixed.get(Resource::KmemSize).unwrap();
+        assert!(km.barrier >= 180 * 40 * 1024 + 3_624_960 && km.barrier <= km.limit, "{km:?}");
+    }
+
+    #[test]
+    fn recommendations_do_not_fail() {
+        let mut set = conf(VE_BASIC);
+        set.set(Resource::DgramRcvBuf, BarrierLimit::both(64 * 1024));
+        let findings = validate_with_host(&set, ValidateMode::Auto, None);
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        assert_eq!(findings[0].severity, Severity::Recommendation);
+        assert!(passes(&findings));
+    }
+
+    #[test]
+    fn vswap_rules() {
+        let host = HostMemory { ram_pages: 1000, swap_pages: 0 };
+        let set = conf(r#"PHYSPAGES="5:2000""#);
+        let findings = validate_with_host(&set, ValidateMode::Auto, Some(host));
+        let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "Error: barrier should be 0 for PHYSPAGES (currently, 5:2000)",
+                "Warning: PHYSPAGES.lim should be <= 1000 (the host's size in pages; currently, 2000)",
+                "Error: parameter SWAPPAGES not found",
+            ]
+        );
+        // -v no forces the classic rules on the same set.
+        let classic = validate_with_host(&set, ValidateMode::NonVSwap, Some(host));
+        assert!(classic.iter().any(|f| f.message.starts_with("PHYSPAGES should be 0:unlimited")));
+    }
+}

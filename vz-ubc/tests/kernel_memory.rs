@@ -1,6 +1,8 @@
 //! physpages/swappages on a real memory cgroup: a memory hog is killed inside the VE only, the
 //! kernel counts the failures, and a raised limit lets the same hog finish.
 
+#![allow(clippy::unwrap_used, reason = "test helpers panic on failure")]
+
 mod common;
 
 use common::{TestCgroup, is_v2};

@@ -1,6 +1,8 @@
 //! numproc on a real pids cgroup: a bounded fork bomb stops at the limit, the kernel counts the
 //! refusals, the host keeps forking, and raising the limit at runtime lets the same workload run.
 
+#![allow(clippy::unwrap_used, reason = "test helpers panic on failure")]
+
 mod common;
 
 use common::{TestCgroup, wait_for};

@@ -134,6 +134,7 @@ impl Drop for TestCgroup {
             while dir.exists() && std::fs::remove_dir(dir).is_err() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));
             }
+            #[allow(clippy::print_stderr, reason = "a leak must be visible in the test output")]
             if dir.exists() {
                 eprintln!("leaked cgroup {}", dir.display());
             }
