@@ -56,7 +56,7 @@ const OPTIONAL: &[&str] = &[
     "udp_diag",
     "raw_diag",
     "netlink_diag",
-    "packet_diag",
+    "af_packet_diag",
 ];
 
 /// An unpacked kernel package.

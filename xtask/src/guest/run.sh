@@ -26,7 +26,7 @@ smoke() {
     done
     grep -q ' cgroup ' /proc/mounts && { echo "FAIL: a cgroup v1 hierarchy is mounted"; ok=0; }
     echo "capabilities: $(grep CapEff /proc/self/status)"
-    truncate -s 64M "$img" && mkfs.ext4 -q -F -O quota "$img" && mkdir -p "$mnt" || { echo "FAIL: mkfs.ext4 -O quota"; ok=0; }
+    truncate -s 32M "$img" && mkfs.ext4 -q -F -O quota "$img" && mkdir -p "$mnt" || { echo "FAIL: mkfs.ext4 -O quota"; ok=0; }
     if dev=$(losetup -f --show "$img"); then
         if mount -t ext4 -o usrquota,grpquota "$dev" "$mnt"; then
             grep " $mnt " /proc/mounts
