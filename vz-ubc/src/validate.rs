@@ -260,18 +260,16 @@ fn check_classic(set: &UbcSet, out: &mut Vec<Finding>) {
     if let (Some(pv), Some(vg)) = (g(Resource::PrivvmPages), g(Resource::VmGuarPages))
         && pv.barrier < vg.barrier
     {
-        {
-            let msg = format!(
-                "PRIVVMPAGES.bar should be >= VMGUARPAGES.bar (currently, {} < {})",
-                pv.barrier, vg.barrier
-            );
-            out.push(finding(
-                Warning,
-                Resource::VmGuarPages,
-                msg,
-                Some(BarrierLimit::new(pv.barrier, vg.limit)),
-            ));
-        }
+        let msg = format!(
+            "PRIVVMPAGES.bar should be >= VMGUARPAGES.bar (currently, {} < {})",
+            pv.barrier, vg.barrier
+        );
+        out.push(finding(
+            Warning,
+            Resource::VmGuarPages,
+            msg,
+            Some(BarrierLimit::new(pv.barrier, vg.limit)),
+        ));
     }
     for (buf, socks, severity) in [
         (Resource::TcpSndBuf, Resource::NumTcpSock, Error),
