@@ -30,7 +30,23 @@ pub use tree::{VzTree, bin_dir, kill_and_remove_cgroups, unmount_under, workspac
 macro_rules! require {
     ($($need:expr),+ $(,)?) => {
         if !$crate::check_needs(module_path!(), &[$($need),+]) {
-            return Default::default();
+            return $crate::Skipped::skipped();
         }
     };
+}
+
+/// What a skipped test returns: `()` or `Ok(())`, so [`require!`] works in both kinds of test.
+pub trait Skipped {
+    /// The value a skipped test returns.
+    fn skipped() -> Self;
+}
+
+impl Skipped for () {
+    fn skipped() -> Self {}
+}
+
+impl<E> Skipped for Result<(), E> {
+    fn skipped() -> Self {
+        Ok(())
+    }
 }

@@ -61,10 +61,10 @@ pub fn check_needs(test: &str, needs: &[Need]) -> bool {
     }
     let line = format!("SKIP {test}: needs {what}");
     eprintln!("{line}");
-    if let Ok(log) = std::env::var("VZ_TEST_SKIP_LOG") {
-        if let Ok(mut file) = OpenOptions::new().create(true).append(true).open(log) {
-            let _ = writeln!(file, "{line}");
-        }
+    if let Ok(log) = std::env::var("VZ_TEST_SKIP_LOG")
+        && let Ok(mut file) = OpenOptions::new().create(true).append(true).open(log)
+    {
+        let _ = writeln!(file, "{line}");
     }
     false
 }

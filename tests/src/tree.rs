@@ -39,7 +39,7 @@ impl VzTree {
              VE_ROOT={r}/root/$VEID\nVE_PRIVATE={r}/private/$VEID\n\
              VE_CONF_DIR={r}/conf\nVZ_NAMES_DIR={r}/names\nVZ_RUN_DIR={r}/run\n\
              VE_CGROUP_PARENT={cgroup_parent}\nDEF_OSTEMPLATE=busybox\nCONFIGFILE=\"vswap-256m\"\n\
-             VE_LAYOUT=simfs\nLOGGING=yes\nLOGFILE={r}/vzctl.log\nSTOP_TIMEOUT=20\n{extra_conf}\n",
+             VE_LAYOUT=ploop\nLOGGING=yes\nLOGFILE={r}/vzctl.log\nSTOP_TIMEOUT=20\n{extra_conf}\n",
             r = root.display()
         );
         std::fs::write(root.join("vz.conf"), conf).expect("write vz.conf");

@@ -16,8 +16,8 @@ fn stderr(out: &Output) -> String {
 
 fn listing(tree: &VzTree) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(tree.path().join("conf"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .expect("read the config directory")
+        .map(|e| e.expect("a directory entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
     names

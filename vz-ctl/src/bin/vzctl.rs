@@ -1,3 +1,62 @@
-//! The `vzctl` binary.
+//! `vzctl`: create, start, stop, enter and configure VEs, with OpenVZ's syntax and exit codes.
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command line program")]
 
-fn main() {}
+use std::process::ExitCode;
+
+use vz_ctl::cli::{self, Action};
+use vz_ctl::config::GlobalConfig;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let inv = match cli::parse(&args) {
+        Ok(inv) => inv,
+        Err(e) => {
+            eprintln!("{e}");
+            if e.exit_code() == 20 && args.is_empty() {
+                eprint!("{}", cli::usage());
+            }
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    match inv.action {
+        Action::Help => {
+            print!("{}", cli::usage());
+            return ExitCode::SUCCESS;
+        }
+        Action::Version => {
+            println!("vzctl version {}", vz_ctl::VERSION);
+            return ExitCode::SUCCESS;
+        }
+        Action::Run { .. } => {}
+    }
+    vz_ctl::output::set_quiet(inv.quiet);
+    let global = GlobalConfig::load().ok();
+    let verbose =
+        inv.verbose.max(global.as_ref().map_or(0, |g| u8::try_from(g.verbose()).unwrap_or(0)));
+    let logfile = global.as_ref().filter(|g| g.logging()).map(|g| g.logfile());
+    let ctid = match &inv.action {
+        Action::Run { ctid, .. } => ctid.parse().ok(),
+        _ => None,
+    };
+    vz_ctl::logging::init("vzctl", verbose, inv.quiet, logfile.as_deref(), ctid);
+    match cli::run(inv) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("{}", error_chain(&e));
+            tracing::info!("{}", error_chain(&e));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// The error and its sources, `outer: inner: …`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

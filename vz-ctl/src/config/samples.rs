@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(g.ve_private_template().as_deref(), Some("/vz/private/$VEID"));
         assert_eq!(g.configfile().as_deref(), Some("vswap-256m"));
         assert_eq!(g.def_ostemplate().as_deref(), Some("busybox"));
-        assert_eq!(g.get("VE_LAYOUT"), Some("simfs"));
+        assert_eq!(g.get("VE_LAYOUT"), Some("ploop"));
         assert_eq!((g.logging(), g.log_level(), g.verbose()), (true, 0, 0));
         assert_eq!(g.logfile(), Path::new("/var/log/vzctl.log"));
         assert_eq!(g.get("NAMESERVER"), Some("inherit"));

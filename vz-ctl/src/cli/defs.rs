@@ -1,0 +1,284 @@
+//! The table of vzctl's options: which command takes which option, and whether it takes a
+//! value. The parser, `--help` and the compatibility tests read this one table.
+
+/// A vzctl command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmd {
+    /// `create`
+    Create,
+    /// `destroy` / `delete`
+    Destroy,
+    /// `start`
+    Start,
+    /// `stop`
+    Stop,
+    /// `restart`
+    Restart,
+    /// `status`
+    Status,
+    /// `mount`
+    Mount,
+    /// `umount`
+    Umount,
+    /// `set`
+    Set,
+    /// `exec`
+    Exec,
+    /// `exec2`
+    Exec2,
+    /// `enter`
+    Enter,
+    /// `runscript`
+    Runscript,
+}
+
+impl Cmd {
+    /// The command named `word` on the command line.
+    pub fn from_word(word: &str) -> Option<Cmd> {
+        Some(match word {
+            "create" => Cmd::Create,
+            "destroy" | "delete" => Cmd::Destroy,
+            "start" => Cmd::Start,
+            "stop" => Cmd::Stop,
+            "restart" => Cmd::Restart,
+            "status" => Cmd::Status,
+            "mount" => Cmd::Mount,
+            "umount" => Cmd::Umount,
+            "set" => Cmd::Set,
+            "exec" => Cmd::Exec,
+            "exec2" => Cmd::Exec2,
+            "enter" => Cmd::Enter,
+            "runscript" => Cmd::Runscript,
+            _ => return None,
+        })
+    }
+
+    /// Whether OpenVZ takes the CT lock for this command (not for exec, enter, status).
+    pub fn takes_lock(self) -> bool {
+        !matches!(self, Cmd::Exec | Cmd::Exec2 | Cmd::Enter | Cmd::Status)
+    }
+}
+
+/// One option: its canonical name, other spellings, whether it takes a value, and the
+/// commands that accept it.
+#[derive(Debug)]
+pub struct OptDef {
+    /// Canonical long name, without dashes.
+    pub name: &'static str,
+    /// Other long names OpenVZ accepts.
+    pub aliases: &'static [&'static str],
+    /// Whether a value follows (`--opt value` or `--opt=value`).
+    pub takes_value: bool,
+    /// Commands that accept it.
+    pub commands: &'static [Cmd],
+    /// One line of help.
+    pub help: &'static str,
+}
+
+use Cmd::*;
+
+/// Every option of every command.
+pub const OPTIONS: &[OptDef] = &[
+    OptDef {
+        name: "ostemplate",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Create],
+        help: "template cache to create from",
+    },
+    OptDef {
+        name: "config",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Create],
+        help: "sample config ve-NAME.conf-sample",
+    },
+    OptDef {
+        name: "layout",
+        aliases: &["ve_layout", "velayout"],
+        takes_value: true,
+        commands: &[Create],
+        help: "simfs | ploop (an ext4 image on a loop device)",
+    },
+    OptDef {
+        name: "private",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Create],
+        help: "VE_PRIVATE path",
+    },
+    OptDef {
+        name: "root",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Create],
+        help: "VE_ROOT path",
+    },
+    OptDef {
+        name: "ipadd",
+        aliases: &["ip"],
+        takes_value: true,
+        commands: &[Create],
+        help: "IP address (stored in IP_ADDRESS)",
+    },
+    OptDef {
+        name: "diskspace",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Create],
+        help: "disk space soft[:hard] in KB, suffixes allowed",
+    },
+    OptDef {
+        name: "diskinodes",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Create],
+        help: "inodes soft[:hard]",
+    },
+    OptDef {
+        name: "hostname",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Create, Set],
+        help: "host name of the VE",
+    },
+    OptDef {
+        name: "name",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Create, Set],
+        help: "CT name usable instead of the CTID",
+    },
+    OptDef {
+        name: "description",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Create, Set],
+        help: "free text",
+    },
+    OptDef {
+        name: "wait",
+        aliases: &[],
+        takes_value: false,
+        commands: &[Start, Restart],
+        help: "return when the VE finished booting",
+    },
+    OptDef {
+        name: "force",
+        aliases: &[],
+        takes_value: false,
+        commands: &[Start, Restart],
+        help: "start even if disabled",
+    },
+    OptDef {
+        name: "skip-fsck",
+        aliases: &[],
+        takes_value: false,
+        commands: &[Start, Restart],
+        help: "accepted for compatibility",
+    },
+    OptDef {
+        name: "skip-remount",
+        aliases: &[],
+        takes_value: false,
+        commands: &[Start, Restart],
+        help: "accepted for compatibility",
+    },
+    OptDef {
+        name: "fast",
+        aliases: &[],
+        takes_value: false,
+        commands: &[Stop, Restart],
+        help: "kill at once, no clean shutdown",
+    },
+    OptDef {
+        name: "skip-umount",
+        aliases: &[],
+        takes_value: false,
+        commands: &[Stop, Restart],
+        help: "leave VE_ROOT mounted",
+    },
+    OptDef {
+        name: "save",
+        aliases: &[],
+        takes_value: false,
+        commands: &[Set],
+        help: "write the changes to CTID.conf",
+    },
+    OptDef {
+        name: "setmode",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "restart | ignore",
+    },
+    OptDef {
+        name: "nameserver",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "DNS server address or inherit",
+    },
+    OptDef {
+        name: "searchdomain",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "DNS search domain or inherit",
+    },
+    OptDef { name: "onboot", aliases: &[], takes_value: true, commands: &[Set], help: "yes | no" },
+    OptDef {
+        name: "disabled",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "yes | no",
+    },
+    OptDef {
+        name: "userpasswd",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "user:password",
+    },
+    OptDef {
+        name: "exec",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Enter],
+        help: "command to run in the shell",
+    },
+];
+
+/// The option named `name` (canonical or alias) for `cmd`.
+pub fn find(cmd: Cmd, name: &str) -> Option<&'static OptDef> {
+    OPTIONS
+        .iter()
+        .find(|o| (o.name == name || o.aliases.contains(&name)) && o.commands.contains(&cmd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_found_by_alias_and_only_for_their_commands() {
+        assert_eq!(find(Create, "ip").unwrap().name, "ipadd");
+        assert_eq!(find(Create, "velayout").unwrap().name, "layout");
+        assert!(find(Start, "ostemplate").is_none());
+        assert!(find(Set, "save").is_some());
+    }
+
+    #[test]
+    fn every_name_is_unique_per_command() {
+        for a in OPTIONS {
+            for b in OPTIONS {
+                if std::ptr::eq(a, b) {
+                    continue;
+                }
+                let shared = a.commands.iter().any(|c| b.commands.contains(c));
+                assert!(!(shared && a.name == b.name), "{} twice", a.name);
+            }
+        }
+    }
+}

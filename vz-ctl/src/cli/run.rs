@@ -1,0 +1,180 @@
+//! Running a parsed vzctl invocation: load the configuration, take the lock, call the
+//! operation, and turn the outcome into OpenVZ's exit code.
+
+use std::path::PathBuf;
+
+use super::defs::Cmd;
+use super::parse::{Action, Invocation};
+use crate::config::{GlobalConfig, parse_yes_no};
+use crate::ctid::Ctid;
+use crate::error::{CtlError, Result};
+use crate::lock::Lock;
+use crate::ops::{create, destroy, exec, mount, set, start, status, stop};
+use crate::output::{result, say};
+use crate::ve::Ve;
+
+/// Runs `inv`; returns the process exit code.
+///
+/// # Errors
+/// Any [`CtlError`]; the caller prints it and exits with [`CtlError::exit_code`].
+pub fn run(inv: Invocation) -> Result<u8> {
+    let Action::Run { cmd, ctid, options, rest } = inv.action else {
+        return Ok(0);
+    };
+    let global = GlobalConfig::load().map_err(CtlError::GlobalConfig)?;
+    let ctid = Ctid::resolve(&ctid, &global.names_dir())?;
+    if ctid.is_host() {
+        return Err(CtlError::BadCtid("0: only set actions are allowed for CT0".into()));
+    }
+    let mut ve = Ve::load(global, ctid)?;
+    if ve.config.is_none() && !matches!(cmd, Cmd::Create | Cmd::Status) {
+        return Err(CtlError::NoConfig);
+    }
+    let _lock = if cmd.takes_lock() && !inv.skiplock {
+        Some(Lock::acquire(&ve.global.lock_dir(), ctid)?)
+    } else {
+        None
+    };
+    let opts = Options(options);
+    match cmd {
+        Cmd::Create => create::create(&mut ve, &opts.create()?)?,
+        Cmd::Destroy => destroy::destroy(&ve)?,
+        Cmd::Start => start::start(&ve, opts.start())?,
+        Cmd::Stop => stop::stop(&ve, opts.stop())?,
+        Cmd::Restart => {
+            say("Restarting container");
+            if ve.cgroup()?.has_tasks() {
+                stop::stop(&ve, opts.stop())?;
+            }
+            start::start(&ve, opts.start())?;
+        }
+        Cmd::Status => result(status::status(&ve)?),
+        Cmd::Mount => {
+            mount::mount(&ve)?;
+        }
+        Cmd::Umount => mount::umount(&ve)?,
+        Cmd::Set => set::set(&mut ve, &opts.set()?)?,
+        Cmd::Exec => {
+            return match exec::exec(&ve, &need_command(&rest)?) {
+                Ok(0) => Ok(0),
+                Ok(code) => Err(CtlError::Exec(format!("Command exited with status {code}"))),
+                Err(CtlError::NotRunning) => Err(CtlError::Exec("Container is not running".into())),
+                Err(e) => Err(CtlError::Exec(e.to_string())),
+            };
+        }
+        Cmd::Exec2 => {
+            let code = exec::exec(&ve, &need_command(&rest)?)?;
+            return Ok(u8::try_from(code).unwrap_or(255));
+        }
+        Cmd::Enter => {
+            let command = opts.value("exec").map(|c| vec![c.to_owned()]);
+            exec::enter(&ve, command.as_deref())?;
+        }
+        Cmd::Runscript => {
+            let [script] = rest.as_slice() else {
+                return Err(CtlError::Usage("Usage: vzctl runscript <CTID> <script>".into()));
+            };
+            let code = exec::runscript(&ve, &PathBuf::from(script))?;
+            return Ok(u8::try_from(code).unwrap_or(255));
+        }
+    }
+    Ok(0)
+}
+
+fn need_command(rest: &[String]) -> Result<Vec<String>> {
+    if rest.is_empty() {
+        return Err(CtlError::Usage("No command line given for exec".into()));
+    }
+    Ok(rest.to_vec())
+}
+
+/// The parsed options of one command.
+struct Options(Vec<(&'static str, Option<String>)>);
+
+impl Options {
+    /// The first value of `name` (OpenVZ: the first occurrence wins).
+    fn value(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_deref())
+    }
+
+    fn owned(&self, name: &str) -> Option<String> {
+        self.value(name).map(str::to_owned)
+    }
+
+    /// Every value of a repeatable option.
+    fn all(&self, name: &str) -> Vec<String> {
+        self.0.iter().filter(|(n, _)| *n == name).filter_map(|(_, v)| v.clone()).collect()
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| *n == name)
+    }
+
+    fn yes_no(&self, name: &str) -> Result<Option<bool>> {
+        self.value(name)
+            .map(|v| {
+                parse_yes_no(name, v).map_err(|_| CtlError::BadParameter {
+                    option: name.to_owned(),
+                    value: v.to_owned(),
+                    reason: "expected yes or no".into(),
+                })
+            })
+            .transpose()
+    }
+
+    fn create(&self) -> Result<create::CreateOptions> {
+        Ok(create::CreateOptions {
+            ostemplate: self.owned("ostemplate"),
+            config: self.owned("config"),
+            layout: self.owned("layout"),
+            private: self.owned("private"),
+            root: self.owned("root"),
+            hostname: self.owned("hostname"),
+            name: self.owned("name"),
+            description: self.owned("description"),
+            ipadd: self.all("ipadd"),
+            diskspace: self.owned("diskspace"),
+            diskinodes: self.owned("diskinodes"),
+        })
+    }
+
+    fn start(&self) -> start::StartOptions {
+        start::StartOptions { wait: self.flag("wait"), force: self.flag("force") }
+    }
+
+    fn stop(&self) -> stop::StopOptions {
+        stop::StopOptions { fast: self.flag("fast"), skip_umount: self.flag("skip-umount") }
+    }
+
+    fn set(&self) -> Result<set::SetOptions> {
+        let setmode = self.owned("setmode");
+        if let Some(mode) = setmode.as_deref().filter(|m| !matches!(*m, "restart" | "ignore")) {
+            return Err(CtlError::BadParameter {
+                option: "setmode".into(),
+                value: mode.into(),
+                reason: "expected restart or ignore".into(),
+            });
+        }
+        for pair in self.all("userpasswd") {
+            if !pair.contains(':') || pair.starts_with(':') {
+                return Err(CtlError::BadParameter {
+                    option: "userpasswd".into(),
+                    value: pair,
+                    reason: "expected user:password".into(),
+                });
+            }
+        }
+        Ok(set::SetOptions {
+            save: self.flag("save"),
+            setmode,
+            hostname: self.owned("hostname"),
+            nameserver: self.all("nameserver"),
+            searchdomain: self.all("searchdomain"),
+            onboot: self.yes_no("onboot")?,
+            disabled: self.yes_no("disabled")?,
+            name: self.owned("name"),
+            description: self.owned("description"),
+            userpasswd: self.all("userpasswd"),
+        })
+    }
+}

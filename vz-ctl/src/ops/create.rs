@@ -1,0 +1,259 @@
+//! `vzctl create`: a private area from a template cache, and CTID.conf from a sample
+//! (reference §1.4). Any failure removes what was made: config, name link, private area.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{ConfigFile, VeConfig, sample_path};
+use crate::ctid::{remove_names, set_name};
+use crate::error::{CtlError, IoContext, Result};
+use crate::output::say;
+use crate::scripts;
+use crate::undo::Undo;
+use crate::ve::Ve;
+
+/// Options of `vzctl create`.
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    /// `--ostemplate`.
+    pub ostemplate: Option<String>,
+    /// `--config` (a sample name: `ve-<name>.conf-sample`).
+    pub config: Option<String>,
+    /// `--layout`.
+    pub layout: Option<String>,
+    /// `--private`.
+    pub private: Option<String>,
+    /// `--root`.
+    pub root: Option<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `--name`.
+    pub name: Option<String>,
+    /// `--description`.
+    pub description: Option<String>,
+    /// `--ipadd`, each occurrence.
+    pub ipadd: Vec<String>,
+    /// `--diskspace`.
+    pub diskspace: Option<String>,
+    /// `--diskinodes`.
+    pub diskinodes: Option<String>,
+}
+
+/// Creates the VE.
+///
+/// # Errors
+/// OpenVZ's codes: 82 sample/config, 22–24 unset paths, 44 private exists, 29 no template,
+/// 91 template not found, 48 private area, 131 name.
+pub fn create(ve: &mut Ve, opts: &CreateOptions) -> Result<()> {
+    let conf_path = ve.config_path();
+    let (mut file, sample) = initial_config(ve, opts, &conf_path)?;
+    for (key, value) in [
+        ("VE_ROOT", &opts.root),
+        ("VE_PRIVATE", &opts.private),
+        ("HOSTNAME", &opts.hostname),
+        ("DESCRIPTION", &opts.description),
+    ] {
+        if let Some(value) = value {
+            file.set(key, value);
+        }
+    }
+    let get = |key: &str| {
+        file.get(key).map(str::to_owned).or_else(|| ve.global.get(key).map(str::to_owned))
+    };
+    let template_dir = get("TEMPLATE").ok_or(CtlError::KeyNotSet { key: "TEMPLATE", code: 24 })?;
+    let private_raw =
+        get("VE_PRIVATE").ok_or(CtlError::KeyNotSet { key: "VE_PRIVATE", code: 23 })?;
+    let root_raw = get("VE_ROOT").ok_or(CtlError::KeyNotSet { key: "VE_ROOT", code: 22 })?;
+    let private = PathBuf::from(crate::config::expand_veid(&private_raw, ve.ctid.get()));
+    let root = PathBuf::from(crate::config::expand_veid(&root_raw, ve.ctid.get()));
+    if private.exists() && !is_empty_dir(&private) {
+        return Err(CtlError::PrivateExists(private));
+    }
+    let ostemplate = opts
+        .ostemplate
+        .clone()
+        .or_else(|| get("OSTEMPLATE"))
+        .or_else(|| ve.global.def_ostemplate())
+        .ok_or(CtlError::NoOsTemplate)?;
+    let name: vz_template::TemplateName =
+        ostemplate.parse().map_err(|e: vz_template::TemplateError| CtlError::BadParameter {
+            option: "ostemplate".into(),
+            value: ostemplate.clone(),
+            reason: e.to_string(),
+        })?;
+    let cache = vz_template::CacheStore::new(Path::new(&template_dir))
+        .find(&name)
+        .map_err(|e| CtlError::TemplateNotFound(e.to_string()))?;
+    let layout: vz_quota::Layout =
+        match opts.layout.as_deref().map(str::to_owned).or_else(|| get("VE_LAYOUT")) {
+            Some(text) => {
+                text.parse().map_err(|e: vz_quota::QuotaError| CtlError::BadParameter {
+                    option: "layout".into(),
+                    value: text.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+            None => vz_quota::Layout::Simfs,
+        };
+    let space = parse_opt(opts.diskspace.clone().or_else(|| get("DISKSPACE")), "diskspace")?;
+    let inodes = parse_opt(opts.diskinodes.clone().or_else(|| get("DISKINODES")), "diskinodes")?;
+
+    let mut undo = Undo::new();
+    if let Some(name) = &opts.name {
+        set_name(&ve.global.names_dir(), name, &conf_path)?;
+        let (names, conf) = (ve.global.names_dir(), conf_path.clone());
+        undo.push("name link", move || remove_names(&names, &conf).map_err(|e| e.to_string()));
+        file.set("NAME", name);
+    }
+    say(format!("Creating container private area ({ostemplate})"));
+    make_private_area(&private, &root, layout, space, inodes, &cache, &mut undo)?;
+
+    if let Some(sample) = &sample {
+        file.set("ORIGIN_SAMPLE", sample);
+    }
+    file.set("OSTEMPLATE", &ostemplate);
+    file.set("VE_LAYOUT", &layout.to_string());
+    if !opts.ipadd.is_empty() {
+        file.set("IP_ADDRESS", &opts.ipadd.join(" "));
+    }
+    for (key, value) in
+        [("DISKSPACE", space.map(|s| s.to_string())), ("DISKINODES", inodes.map(|i| i.to_string()))]
+    {
+        if let Some(value) = value {
+            file.set(key, &value);
+        }
+    }
+    if file.get("VE_ROOT").is_none() {
+        file.set("VE_ROOT", &root_raw);
+    }
+    if file.get("VE_PRIVATE").is_none() {
+        file.set("VE_PRIVATE", &private_raw);
+    }
+    if let Some(parent) = conf_path.parent() {
+        std::fs::create_dir_all(parent).op("create config directory", parent)?;
+    }
+    file.write_atomic(&conf_path).map_err(CtlError::SaveConfig)?;
+    let conf = conf_path.clone();
+    undo.push("config", move || std::fs::remove_file(&conf).map_err(|e| e.to_string()));
+    *ve = Ve::load(ve.global.clone(), ve.ctid)?;
+    scripts::run_host_script(ve, "vps", "create")?;
+    undo.commit();
+    say("Container private area was created");
+    Ok(())
+}
+
+/// The CT config to start from: a copy of the sample (`--config`, else vz.conf's
+/// CONFIGFILE) with the sample's name, or an empty file.
+fn initial_config(
+    ve: &Ve,
+    opts: &CreateOptions,
+    conf_path: &Path,
+) -> Result<(ConfigFile, Option<String>)> {
+    if conf_path.exists() {
+        let private = ve.private().ok();
+        if private.is_some_and(|p| p.exists() && !is_empty_dir(&p)) {
+            return Err(CtlError::PrivateExists(ve.private()?));
+        }
+        if opts.config.is_some() {
+            return Err(CtlError::ConfigCopy(format!(
+                "Container config file {} already exists",
+                conf_path.display()
+            )));
+        }
+        return VeConfig::load(&ve.global, ve.ctid.get())
+            .map_err(CtlError::Config)?
+            .map(|c| (c.file().clone(), None))
+            .ok_or(CtlError::NoConfig);
+    }
+    let (sample, from_option) = match (&opts.config, ve.global.configfile()) {
+        (Some(name), _) => (name.clone(), true),
+        (None, Some(name)) => (name, false),
+        (None, None) => return Ok((ConfigFile::parse("").0, None)),
+    };
+    let path = sample_path(&ve.global, &sample);
+    let file = ConfigFile::load(&path).map_err(|_| {
+        CtlError::ConfigCopy(if from_option {
+            format!("Sample config file {} not found", path.display())
+        } else {
+            format!(
+                "Sample config file {} not found. Fix the value of CONFIGFILE in {}",
+                path.display(),
+                ve.global.path().display()
+            )
+        })
+    })?;
+    Ok((file, Some(sample)))
+}
+
+/// Makes the private area in `<private>.tmp`, unpacks the cache into it and renames it
+/// into place; records the undo steps.
+fn make_private_area(
+    private: &Path,
+    root: &Path,
+    layout: vz_quota::Layout,
+    space: Option<vz_quota::DiskSpace>,
+    inodes: Option<vz_quota::DiskInodes>,
+    cache: &vz_template::Cache,
+    undo: &mut Undo,
+) -> Result<()> {
+    let temp = PathBuf::from(format!("{}.tmp", private.display()));
+    if temp.exists() {
+        std::fs::remove_dir_all(&temp).op("remove stale temporary private area", &temp)?;
+    }
+    if let Some(parent) = temp.parent() {
+        std::fs::create_dir_all(parent).op("create private area parent", parent)?;
+    }
+    let fail = |e: Box<dyn std::error::Error + Send + Sync>| CtlError::CreatePrivate(e);
+    let area =
+        vz_quota::PrivateArea::create(&temp, layout, space, inodes).map_err(|e| fail(e.into()))?;
+    let temp_clone = temp.clone();
+    undo.push("temporary private area", move || {
+        if temp_clone.exists() {
+            std::fs::remove_dir_all(&temp_clone).map_err(|e| e.to_string())
+        } else {
+            Ok(())
+        }
+    });
+    match layout {
+        vz_quota::Layout::Simfs => {
+            cache.unpack_to(&temp).map_err(|e| fail(e.into()))?;
+        }
+        _ => {
+            std::fs::create_dir_all(root).op("create VE_ROOT", root)?;
+            area.mount(root).map_err(|e| fail(e.into()))?;
+            // mkfs.ext4 made lost+found; the template brings its own tree.
+            let lost_found = root.join("lost+found");
+            let unpacked = std::fs::remove_dir(&lost_found)
+                .map_err(|e| fail(format!("remove {}: {e}", lost_found.display()).into()))
+                .and_then(|()| cache.unpack_to(root).map_err(|e| fail(e.into())));
+            vz_quota::PrivateArea::umount(root).map_err(|e| fail(e.into()))?;
+            unpacked?;
+        }
+    }
+    if private.exists() {
+        std::fs::remove_dir(private).op("remove empty private directory", private)?;
+    }
+    std::fs::rename(&temp, private).op("rename private area into place", private)?;
+    let private = private.to_owned();
+    undo.push("private area", move || std::fs::remove_dir_all(&private).map_err(|e| e.to_string()));
+    std::fs::create_dir_all(root).op("create VE_ROOT", root)?;
+    Ok(())
+}
+
+fn parse_opt<T: std::str::FromStr>(value: Option<String>, option: &str) -> Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .map(|v| {
+            v.parse().map_err(|e: T::Err| CtlError::BadParameter {
+                option: option.to_owned(),
+                value: v.clone(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    std::fs::read_dir(path).map(|mut d| d.next().is_none()).unwrap_or(false)
+}

@@ -1,0 +1,12 @@
+//! The operations behind vzctl's commands, one module per command family. Each takes the
+//! loaded [`Ve`](crate::ve::Ve) and typed options, holds the CT lock where OpenVZ does, and
+//! undoes its completed steps when a later one fails.
+
+pub mod create;
+pub mod destroy;
+pub mod exec;
+pub mod mount;
+pub mod set;
+pub mod start;
+pub mod status;
+pub mod stop;

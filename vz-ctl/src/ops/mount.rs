@@ -1,0 +1,63 @@
+//! `vzctl mount` / `vzctl umount`: the private area at VE_ROOT, with the action scripts.
+
+use crate::error::{CtlError, IoContext, Result};
+use crate::output::say;
+use crate::scripts;
+use crate::ve::Ve;
+
+/// Mounts the private area at VE_ROOT (no-op with a message if already mounted).
+/// Returns whether this call mounted it.
+///
+/// # Errors
+/// 43 without a private area, 50 when mounting fails, 79 when an action script fails (the
+/// mount is then undone).
+pub fn mount(ve: &Ve) -> Result<bool> {
+    ve.config()?;
+    let root = ve.root()?;
+    let private = ve.private()?;
+    if !private.exists() {
+        return Err(CtlError::NoPrivate(private));
+    }
+    if ve.is_mounted()? {
+        say("Container is already mounted");
+        return Ok(false);
+    }
+    scripts::run_global_then_ct(ve, "premount")?;
+    std::fs::create_dir_all(&root).op("create VE_ROOT", &root)?;
+    let area = vz_quota::PrivateArea::open(&private).map_err(CtlError::Mount)?;
+    area.mount(&root).map_err(CtlError::Mount)?;
+    if let Err(e) = scripts::run_global_then_ct(ve, "mount") {
+        let _ = vz_quota::PrivateArea::umount(&root);
+        return Err(e);
+    }
+    say("Container is mounted");
+    Ok(true)
+}
+
+/// Unmounts VE_ROOT (and everything below it).
+///
+/// # Errors
+/// 40 when not mounted, 32 when running, 51 when unmounting fails.
+pub fn umount(ve: &Ve) -> Result<()> {
+    ve.config()?;
+    if !ve.is_mounted()? {
+        return Err(CtlError::NotMounted);
+    }
+    if ve.cgroup()?.has_tasks() {
+        return Err(CtlError::Running);
+    }
+    unmount_root(ve)?;
+    say("Container is unmounted");
+    Ok(())
+}
+
+/// Runs the umount scripts, unmounts, then runs the postumount scripts.
+///
+/// # Errors
+/// 51 when unmounting fails, 79 when a script fails.
+pub fn unmount_root(ve: &Ve) -> Result<()> {
+    let root = ve.root()?;
+    scripts::run_ct_then_global(ve, "umount")?;
+    vz_quota::PrivateArea::umount(&root).map_err(CtlError::Umount)?;
+    scripts::run_ct_then_global(ve, "postumount")
+}

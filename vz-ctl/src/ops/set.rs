@@ -1,0 +1,172 @@
+//! `vzctl set`: change settings of a VE, at once on a running VE and, with `--save`, in
+//! CTID.conf (reference §1.5). The config is written only after every live change worked.
+
+use std::time::Duration;
+
+use crate::ctid::{remove_names, set_name};
+use crate::error::{CtlError, Result};
+use crate::output::say;
+use crate::setup;
+use crate::ve::Ve;
+
+/// Options of `vzctl set`.
+#[derive(Debug, Default, Clone)]
+pub struct SetOptions {
+    /// `--save`.
+    pub save: bool,
+    /// `--setmode restart|ignore`.
+    pub setmode: Option<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `--nameserver`, each occurrence (all replace the old list).
+    pub nameserver: Vec<String>,
+    /// `--searchdomain`, each occurrence.
+    pub searchdomain: Vec<String>,
+    /// `--onboot yes|no`.
+    pub onboot: Option<bool>,
+    /// `--disabled yes|no`.
+    pub disabled: Option<bool>,
+    /// `--name`.
+    pub name: Option<String>,
+    /// `--description`.
+    pub description: Option<String>,
+    /// `--userpasswd user:pass`, each occurrence (never saved).
+    pub userpasswd: Vec<String>,
+}
+
+impl SetOptions {
+    /// The CTID.conf keys and values this set changes.
+    fn config_changes(&self) -> Vec<(&'static str, String)> {
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
+        let mut changes = Vec::new();
+        if let Some(h) = &self.hostname {
+            changes.push(("HOSTNAME", h.clone()));
+        }
+        if !self.nameserver.is_empty() {
+            changes.push(("NAMESERVER", self.nameserver.join(" ")));
+        }
+        if !self.searchdomain.is_empty() {
+            changes.push(("SEARCHDOMAIN", self.searchdomain.join(" ")));
+        }
+        if let Some(b) = self.onboot {
+            changes.push(("ONBOOT", yes_no(b)));
+        }
+        if let Some(b) = self.disabled {
+            changes.push(("DISABLED", yes_no(b)));
+        }
+        if let Some(n) = &self.name {
+            changes.push(("NAME", n.clone()));
+        }
+        if let Some(d) = &self.description {
+            changes.push(("DESCRIPTION", d.clone()));
+        }
+        changes
+    }
+}
+
+/// Applies `opts` to the VE. The caller holds its lock.
+///
+/// # Errors
+/// 20 for `--setmode restart` without `--save` and for `--name` without `--save` (131),
+/// 31 when live settings need a running VE, 74 for passwords, 139 when saving fails.
+pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
+    ve.config()?;
+    if opts.setmode.as_deref() == Some("restart") && !opts.save {
+        return Err(CtlError::Usage("--setmode restart requires --save".into()));
+    }
+    if opts.name.is_some() && !opts.save {
+        return Err(CtlError::Name("Error: unable to use --name option without --save".into()));
+    }
+    let running = ve.cgroup()?.has_tasks();
+    if running {
+        apply_live(ve, opts)?;
+    } else if !opts.save && has_live_settings(opts) {
+        return Err(CtlError::NotRunning);
+    }
+    if !opts.userpasswd.is_empty() && !running {
+        set_password_stopped(ve, &opts.userpasswd)?;
+    }
+    let changes = opts.config_changes();
+    if !opts.save {
+        if !changes.is_empty() {
+            let lost = if running { " and will be lost after CT restart" } else { "" };
+            say(format!("WARNING: Settings were not saved to config (use --save flag){lost}"));
+        }
+        return Ok(());
+    }
+    if changes.is_empty() {
+        say("No changes in CT configuration, not saving");
+        return Ok(());
+    }
+    if let Some(name) = &opts.name {
+        let conf = ve.config_path();
+        if ve.config()?.name().is_some_and(|old| old != name) {
+            remove_names(&ve.global.names_dir(), &conf)?;
+        }
+        set_name(&ve.global.names_dir(), name, &conf)?;
+        say(format!("Name {name} assigned"));
+    }
+    let config = ve.config.as_mut().ok_or(CtlError::NoConfig)?;
+    for (key, value) in &changes {
+        config.file_mut().set(key, value);
+    }
+    config.save().map_err(CtlError::SaveConfig)?;
+    say(format!("CT configuration saved to {}", config.path().display()));
+    Ok(())
+}
+
+fn has_live_settings(opts: &SetOptions) -> bool {
+    opts.hostname.is_some() || !opts.nameserver.is_empty() || !opts.searchdomain.is_empty()
+}
+
+fn apply_live(ve: &Ve, opts: &SetOptions) -> Result<()> {
+    let pid = ve.init_pid()?;
+    if let Some(hostname) = &opts.hostname {
+        let ips = ve.config()?.ip_addresses();
+        setup::set_hostname(ve, pid, hostname, ips.first().map(String::as_str))?;
+    }
+    if !opts.nameserver.is_empty() || !opts.searchdomain.is_empty() {
+        let ns = setup::resolve_inherit(&opts.nameserver, "nameserver");
+        let search = setup::resolve_inherit(&opts.searchdomain, "search");
+        setup::set_dns(ve, pid, &ns, &search)?;
+    }
+    if !opts.userpasswd.is_empty() {
+        setup::set_userpasswd(ve, pid, &opts.userpasswd)
+            .map_err(|e| CtlError::Password(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Sets passwords in a stopped VE: mount, spawn its namespaces without running init, set,
+/// and tear it all down again (OpenVZ starts the CT briefly for this).
+fn set_password_stopped(ve: &Ve, pairs: &[String]) -> Result<()> {
+    let mounted_here = super::mount::mount(ve)?;
+    let result = (|| {
+        let cgroup = ve.cgroup()?;
+        cgroup.create()?;
+        let spec = vz_ns::InitSpec {
+            root: ve.root()?,
+            hostname: None,
+            argv: vec!["/sbin/init".to_owned()],
+            env: Vec::new(),
+            cgroup_procs: cgroup.procs_files(),
+            caps: crate::scripts::capabilities(ve)?,
+            devices: vz_ns::default_device_rules(),
+        };
+        let outcome = match vz_ns::spawn_init(&spec) {
+            Ok(pending) => {
+                let r = setup::set_userpasswd(ve, pending.pid(), pairs);
+                drop(pending);
+                r.map_err(|e| CtlError::Password(e.to_string()))
+            }
+            Err(e) => Err(CtlError::Password(e.to_string())),
+        };
+        cgroup.kill_all(Duration::from_secs(5))?;
+        cgroup.remove()?;
+        outcome
+    })();
+    if mounted_here {
+        super::mount::unmount_root(ve)?;
+    }
+    result
+}

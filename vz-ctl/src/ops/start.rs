@@ -1,0 +1,158 @@
+//! `vzctl start`: lock → mount → cgroup → init in new namespaces → in-VE setup → release
+//! init → optionally wait for the boot to finish. Any failure undoes the steps done.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::stat::Mode;
+
+use crate::error::{CtlError, Result};
+use crate::output::say;
+use crate::scripts::{self, DEFAULT_PATH};
+use crate::setup;
+use crate::undo::Undo;
+use crate::ve::Ve;
+
+/// How long `start --wait` waits for the VE to finish booting (OpenVZ: 1 hour).
+const WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The fifo the VE's boot opens when it is up, for `start --wait` (reference §1.3).
+const VZFIFO: &str = ".vzfifo";
+
+/// Options of `vzctl start`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StartOptions {
+    /// `--wait`: return when the VE finished booting.
+    pub wait: bool,
+    /// `--force`: start even if DISABLED=yes.
+    pub force: bool,
+}
+
+/// Starts the VE. The caller holds its lock.
+///
+/// # Errors
+/// 105 disabled, 23/43 private area, 32 running, 50 mount, 47 broken VE, 3 kernel failures,
+/// 133 when `--wait` fails.
+pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
+    let config = ve.config()?;
+    if config.disabled() && !opts.force {
+        return Err(CtlError::Disabled);
+    }
+    let private = ve.private()?;
+    if !private.exists() {
+        return Err(CtlError::NoPrivate(private));
+    }
+    let cgroup = ve.cgroup()?;
+    if cgroup.has_tasks() {
+        return Err(CtlError::AlreadyRunning);
+    }
+    say("Starting container...");
+    let mut undo = Undo::new();
+    if super::mount::mount(ve)? {
+        let root = ve.root()?;
+        undo.push("mount", move || vz_quota::PrivateArea::umount(&root).map_err(|e| e.to_string()));
+    }
+    let root = ve.root()?;
+    check_bootable(&root)?;
+    cgroup.create()?;
+    let cg = cgroup.clone();
+    undo.push("cgroup", move || {
+        cg.kill_all(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        cg.remove().map_err(|e| e.to_string())
+    });
+    if let Some(devices) = cgroup.dir_of("devices").filter(|_| !cgroup.is_v2()) {
+        vz_ns::apply_device_rules_v1(&devices, &vz_ns::default_device_rules())
+            .map_err(|e| CtlError::Start(e.into()))?;
+    }
+    let spec = vz_ns::InitSpec {
+        root: root.clone(),
+        // Without HOSTNAME the VE is "localhost", not a copy of the host's name.
+        hostname: Some(config.hostname().unwrap_or("localhost").to_owned()),
+        argv: vec!["/sbin/init".to_owned()],
+        env: init_env(),
+        cgroup_procs: cgroup.procs_files(),
+        caps: scripts::capabilities(ve)?,
+        devices: vz_ns::default_device_rules(),
+    };
+    let pending = vz_ns::spawn_init(&spec).map_err(|e| CtlError::Start(e.into()))?;
+    let pid = pending.pid();
+    configure(ve, pid, opts.wait)?;
+    pending.release().map_err(|e| CtlError::Start(e.into()))?;
+    say("Container start in progress...");
+    if opts.wait {
+        wait_for_boot(pid)?;
+        say("Container is started");
+    }
+    undo.commit();
+    Ok(())
+}
+
+/// The environment of the VE's init: clean, like a kernel gives init.
+fn init_env() -> Vec<(String, String)> {
+    vec![
+        ("PATH".to_owned(), DEFAULT_PATH.to_owned()),
+        ("HOME".to_owned(), "/".to_owned()),
+        ("TERM".to_owned(), "linux".to_owned()),
+        ("container".to_owned(), "vz".to_owned()),
+    ]
+}
+
+/// Refuses a VE root without `/sbin/init` or `/bin/sh` (OpenVZ exit 47). Only names are
+/// checked (`symlink_metadata`): nothing on the host follows the VE's links.
+fn check_bootable(root: &Path) -> Result<()> {
+    for path in ["sbin/init", "bin/sh"] {
+        if root.join(path).symlink_metadata().is_err() {
+            return Err(CtlError::BrokenVe(format!(
+                "Unable to start container: /{path} not found in {}",
+                root.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// In-VE setup between spawning init and letting it run: hostname, DNS, the boot fifo and
+/// the `<CTID>.start` script.
+fn configure(ve: &Ve, pid: i32, wait: bool) -> Result<()> {
+    let config = ve.config()?;
+    if let Some(hostname) = config.hostname() {
+        let ips = config.ip_addresses();
+        setup::set_hostname(ve, pid, hostname, ips.first().map(String::as_str))?;
+    }
+    let nameservers = setup::resolve_inherit(&config.nameservers(), "nameserver");
+    let search = setup::resolve_inherit(&config.searchdomains(), "search");
+    if !nameservers.is_empty() || !search.is_empty() {
+        setup::set_dns(ve, pid, &nameservers, &search)?;
+    }
+    let fifo = if wait { format!("mkfifo -m 600 /{VZFIFO}") } else { String::new() };
+    scripts::run_snippet(ve, pid, "preparing the boot", &format!("rm -f /{VZFIFO}; {fifo}"), &[])?;
+    scripts::run_ve_script(ve, pid, "start")
+}
+
+/// Waits until the VE's boot opens `/.vzfifo` (its rc script touches it when done).
+fn wait_for_boot(pid: i32) -> Result<()> {
+    let path = format!("/proc/{pid}/root/{VZFIFO}");
+    let fail = |what: String| CtlError::Wait(what);
+    // O_NOFOLLOW: the VE owns this name; never follow a link it put there.
+    let fd = nix::fcntl::open(
+        path.as_str(),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| fail(format!("open {path}: {e}")))?;
+    let stat = nix::sys::stat::fstat(&fd).map_err(|e| fail(format!("stat {path}: {e}")))?;
+    if stat.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return Err(fail(format!("{path} is not a fifo")));
+    }
+    let timeout = PollTimeout::try_from(WAIT_TIMEOUT).unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    let ready = poll(&mut fds, timeout).map_err(|e| fail(format!("poll {path}: {e}")))?;
+    let _ = nix::unistd::unlink(path.as_str());
+    if ready == 0 {
+        return Err(fail("timed out".to_owned()));
+    }
+    Ok(())
+}

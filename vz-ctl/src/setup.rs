@@ -1,0 +1,114 @@
+//! Settings vz-ctl applies inside a running VE — hostname, DNS, passwords — as small shell
+//! snippets run by the VE's own `/bin/sh` (the role of OpenVZ's distribution scripts,
+//! reference §7.3). Values travel in environment variables, never spliced into the script.
+
+use crate::error::Result;
+use crate::scripts::run_snippet;
+use crate::ve::Ve;
+
+/// Sets the kernel hostname (the VE's UTS namespace) and `/etc/hostname`, `/etc/hosts`.
+const SET_HOSTNAME: &str = r##"
+echo "$HOSTNM" > /proc/sys/kernel/hostname || exit 1
+echo "${HOSTNM%%.*}" > /etc/hostname
+f=/etc/hosts
+[ -f $f ] || echo "127.0.0.1 localhost.localdomain localhost" > $f
+grep -q '^127\.0\.0\.1[[:space:]].*localhost' $f || echo "127.0.0.1 localhost.localdomain localhost" >> $f
+grep -v "# vz-hostname\$" $f > $f.vz
+short=${HOSTNM%%.*}
+if [ "$short" = "$HOSTNM" ]; then names=$HOSTNM; else names="$HOSTNM $short"; fi
+echo "${IP_ADDR:-127.0.1.1} $names # vz-hostname" >> $f.vz
+cat $f.vz > $f && rm -f $f.vz
+"##;
+
+/// Rewrites the `nameserver` and `search` lines of `/etc/resolv.conf`.
+const SET_DNS: &str = r##"
+f=/etc/resolv.conf
+[ -f $f ] || : > $f
+if [ -n "$SEARCHDOMAIN" ]; then
+  grep -v '^search[[:space:]]' $f > $f.vz; echo "search $SEARCHDOMAIN" >> $f.vz; cat $f.vz > $f
+fi
+if [ -n "$NAMESERVER" ]; then
+  grep -v '^nameserver[[:space:]]' $f > $f.vz
+  for ns in $NAMESERVER; do echo "nameserver $ns" >> $f.vz; done
+  cat $f.vz > $f
+fi
+rm -f $f.vz
+"##;
+
+/// Sets passwords (`user:password` pairs, one per line), adding missing users. Uses the
+/// VE's chpasswd/useradd when it has them, else busybox's mkpasswd and plain file edits.
+const SET_USERPASS: &str = r##"
+echo "$USERPW" | while IFS=: read -r user pass; do
+  if ! grep -q "^$user:" /etc/passwd; then
+    if command -v useradd >/dev/null; then useradd -m "$user" || exit 1
+    elif command -v adduser >/dev/null; then adduser -D "$user" || exit 1
+    else
+      uid=$(awk -F: 'BEGIN { m = 999 } $3 > m && $3 < 60000 { m = $3 } END { print m + 1 }' /etc/passwd)
+      echo "$user:x:$uid:$uid::/home/$user:/bin/sh" >> /etc/passwd
+      echo "$user:x:$uid:" >> /etc/group
+      mkdir -p "/home/$user" && chown "$uid:$uid" "/home/$user"
+    fi
+  fi
+  if command -v chpasswd >/dev/null; then
+    echo "$user:$pass" | chpasswd || exit 1
+  else
+    hash=$(printf '%s\n' "$pass" | mkpasswd -m sha512) || exit 1
+    grep -q "^$user:" /etc/shadow || echo "$user:*:0:0:99999:7:::" >> /etc/shadow
+    awk -F: -v OFS=: -v u="$user" -v h="$hash" '$1 == u { $2 = h } { print }' /etc/shadow > /etc/shadow.vz &&
+      cat /etc/shadow.vz > /etc/shadow && rm -f /etc/shadow.vz || exit 1
+  fi
+done
+"##;
+
+/// Sets the VE's hostname.
+///
+/// # Errors
+/// When the snippet fails inside the VE.
+pub fn set_hostname(ve: &Ve, init_pid: i32, hostname: &str, first_ip: Option<&str>) -> Result<()> {
+    let mut vars = vec![("HOSTNM", hostname.to_owned())];
+    if let Some(ip) = first_ip {
+        vars.push(("IP_ADDR", ip.to_owned()));
+    }
+    run_snippet(ve, init_pid, "setting the hostname", SET_HOSTNAME, &vars)
+}
+
+/// Sets the VE's resolvers; empty lists leave that part of resolv.conf alone.
+///
+/// # Errors
+/// When the snippet fails inside the VE.
+pub fn set_dns(ve: &Ve, init_pid: i32, nameservers: &[String], search: &[String]) -> Result<()> {
+    let vars = [("NAMESERVER", nameservers.join(" ")), ("SEARCHDOMAIN", search.join(" "))];
+    run_snippet(ve, init_pid, "setting DNS", SET_DNS, &vars)
+}
+
+/// Sets passwords of users inside the VE.
+///
+/// # Errors
+/// When the snippet fails inside the VE.
+pub fn set_userpasswd(ve: &Ve, init_pid: i32, pairs: &[String]) -> Result<()> {
+    run_snippet(ve, init_pid, "setting passwords", SET_USERPASS, &[("USERPW", pairs.join("\n"))])
+}
+
+/// Resolves `inherit` in a NAMESERVER/SEARCHDOMAIN list from the host's resolv.conf.
+pub fn resolve_inherit(values: &[String], host_key: &str) -> Vec<String> {
+    if values.iter().all(|v| v != "inherit") {
+        return values.to_vec();
+    }
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    host.lines()
+        .filter_map(|line| line.strip_prefix(host_key))
+        .filter(|rest| rest.starts_with([' ', '\t']))
+        .flat_map(|rest| rest.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_lists_are_kept() {
+        let list = vec!["10.0.0.1".to_owned()];
+        assert_eq!(resolve_inherit(&list, "nameserver"), list);
+    }
+}

@@ -1,0 +1,145 @@
+//! One VE as vz-ctl sees it: its CTID, the global and CT configuration, where its files are,
+//! its cgroup, and its state as read from the kernel.
+
+use std::path::PathBuf;
+
+use crate::cgroup::{Hierarchy, VeCgroup};
+use crate::config::{GlobalConfig, VeConfig};
+use crate::ctid::Ctid;
+use crate::error::{CtlError, Result};
+
+/// A VE: configuration plus the kernel objects it is made of.
+#[derive(Debug)]
+pub struct Ve {
+    /// The VE's id.
+    pub ctid: Ctid,
+    /// The global configuration (vz.conf).
+    pub global: GlobalConfig,
+    /// `CTID.conf`, if it exists.
+    pub config: Option<VeConfig>,
+}
+
+/// The state `vzctl status` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VeStatus {
+    /// Private area and config both exist.
+    pub exists: bool,
+    /// VE_ROOT is a mount point.
+    pub mounted: bool,
+    /// The VE's cgroup has tasks.
+    pub running: bool,
+    /// Not running, and a dump file exists.
+    pub suspended: bool,
+}
+
+impl Ve {
+    /// Loads the VE `ctid` (its config may be missing).
+    ///
+    /// # Errors
+    /// [`CtlError::Config`] when CTID.conf exists but cannot be read.
+    pub fn load(global: GlobalConfig, ctid: Ctid) -> Result<Ve> {
+        let config = VeConfig::load(&global, ctid.get()).map_err(CtlError::Config)?;
+        Ok(Ve { ctid, global, config })
+    }
+
+    /// The CT config, or [`CtlError::NoConfig`].
+    ///
+    /// # Errors
+    /// [`CtlError::NoConfig`] when CTID.conf does not exist.
+    pub fn config(&self) -> Result<&VeConfig> {
+        self.config.as_ref().ok_or(CtlError::NoConfig)
+    }
+
+    /// Looks a key up in CTID.conf, then vz.conf.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        match &self.config {
+            Some(config) => config.get(key),
+            None => self.global.get(key),
+        }
+    }
+
+    /// The path of CTID.conf.
+    pub fn config_path(&self) -> PathBuf {
+        VeConfig::path_for(&self.global, self.ctid.get())
+    }
+
+    /// VE_ROOT, expanded.
+    ///
+    /// # Errors
+    /// [`CtlError::KeyNotSet`] (exit 22) when unset.
+    pub fn root(&self) -> Result<PathBuf> {
+        self.expanded("VE_ROOT").ok_or(CtlError::KeyNotSet { key: "VE_ROOT", code: 22 })
+    }
+
+    /// VE_PRIVATE, expanded.
+    ///
+    /// # Errors
+    /// [`CtlError::KeyNotSet`] (exit 23) when unset.
+    pub fn private(&self) -> Result<PathBuf> {
+        self.expanded("VE_PRIVATE").ok_or(CtlError::KeyNotSet { key: "VE_PRIVATE", code: 23 })
+    }
+
+    fn expanded(&self, key: &str) -> Option<PathBuf> {
+        self.get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| PathBuf::from(crate::config::expand_veid(v, self.ctid.get())))
+    }
+
+    /// The VE's cgroup (whether or not it exists now).
+    ///
+    /// # Errors
+    /// [`CtlError::Cgroup`] when the host has no cgroup hierarchy.
+    pub fn cgroup(&self) -> Result<VeCgroup> {
+        Ok(VeCgroup::new(Hierarchy::detect()?, &self.global.cgroup_parent(), self.ctid.get()))
+    }
+
+    /// The default dump file, `$DUMPDIR/Dump.<CTID>`.
+    pub fn dump_file(&self) -> PathBuf {
+        self.global.dump_dir().join(format!("Dump.{}", self.ctid))
+    }
+
+    /// The VE's state, read from the file system and the kernel.
+    ///
+    /// # Errors
+    /// [`CtlError::Cgroup`] when the cgroup hierarchy cannot be read.
+    pub fn status(&self) -> Result<VeStatus> {
+        let exists = self.config.is_some() && self.private().map(|p| p.exists()).unwrap_or(false);
+        let mounted = self.root().is_ok() && self.is_mounted()?;
+        let running = self.cgroup()?.has_tasks();
+        let suspended = exists && !running && self.dump_file().exists();
+        Ok(VeStatus { exists, mounted, running, suspended })
+    }
+
+    /// Whether VE_ROOT is a mount point (false when it does not exist).
+    ///
+    /// # Errors
+    /// 22 when VE_ROOT is unset; [`CtlError::Mount`] when the mount table cannot be read.
+    pub fn is_mounted(&self) -> Result<bool> {
+        let root = self.root()?;
+        if !root.exists() {
+            return Ok(false);
+        }
+        vz_quota::PrivateArea::is_mounted(&root).map_err(CtlError::Mount)
+    }
+
+    /// The host pid of the VE's init: the task of its cgroup that is pid 1 of its own pid
+    /// namespace.
+    ///
+    /// # Errors
+    /// [`CtlError::NotRunning`] when there is none.
+    pub fn init_pid(&self) -> Result<i32> {
+        self.cgroup()?.pids().into_iter().find(|pid| is_ns_init(*pid)).ok_or(CtlError::NotRunning)
+    }
+}
+
+/// Whether `/proc/<pid>/status` says the task is pid 1 of a child pid namespace.
+fn is_ns_init(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("NSpid:"))?.to_owned();
+            let ids: Vec<&str> = line.split_whitespace().skip(1).collect();
+            Some(ids.len() >= 2 && ids.last() == Some(&"1"))
+        })
+        .unwrap_or(false)
+}
