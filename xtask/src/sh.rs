@@ -147,9 +147,9 @@ pub(crate) fn stream(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if !timed_out && deadline.is_some_and(|d| start.elapsed() > d) {
+        if let Some(limit) = deadline.filter(|d| !timed_out && start.elapsed() > *d) {
             timed_out = true;
-            eprintln!("xtask: `{line}` ran past {deadline:?}; killing PID {}", child.id());
+            eprintln!("xtask: watchdog: `{line}` ran past {limit:?}; killing PID {}", child.id());
             child.kill().with_context(|| format!("cannot kill PID {}", child.id()))?;
         }
     }
