@@ -6,7 +6,7 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 
-use common::{Fixture, df, dd, du_kb, in_mountinfo, loop_devices_of};
+use common::{Fixture, dd, df, du_kb, in_mountinfo, loop_devices_of};
 use vz_quota::{DiskInodes, DiskSpace, Layout, PrivateArea, QuotaError, SecondLevel};
 use vz_tests::Need;
 
