@@ -269,8 +269,9 @@ impl PrivateArea {
             (Layout::Image, Some(m)) if m.super_options.split(',').any(|o| o == "usrquota") => {
                 return Ok(SecondLevel::Enforced);
             }
-            (Layout::Image, _) if !ugid::kernel_has_quota() => "this kernel has no disk quota \
-                support (CONFIG_QUOTA, QFMT_V2); usage per uid/gid is accounted only"
+            (Layout::Image, _) if !ugid::kernel_has_quota() => "this kernel has no ext4 quota \
+                format (CONFIG_QUOTA with QFMT_V2, module quota_v2); usage per uid/gid is \
+                accounted only"
                 .to_owned(),
             (Layout::Image, Some(_)) => "the kernel refused to mount the image with user and \
                 group quota; usage per uid/gid is accounted only"

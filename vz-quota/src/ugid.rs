@@ -109,10 +109,26 @@ pub enum SecondLevel {
     },
 }
 
-/// Whether the running kernel has disk quota support (`CONFIG_QUOTA` shows `/proc/sys/fs/quota`).
-/// A format (quota_v2) may still be missing; mounting with quota options is the final test.
+/// Whether the running kernel can enforce per-uid/gid quota on ext4: quota support
+/// (`CONFIG_QUOTA` shows `/proc/sys/fs/quota`) and the v2 quota format (`quota_v2` loaded, or
+/// present as a module or built in). Mounting with quota options stays the final test.
 pub fn kernel_has_quota() -> bool {
-    Path::new("/proc/sys/fs/quota").is_dir()
+    if !Path::new("/proc/sys/fs/quota").is_dir() {
+        return false;
+    }
+    if Path::new("/sys/module/quota_v2").exists() {
+        return true;
+    }
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    let modules = Path::new("/lib/modules").join(release.trim());
+    let as_module = std::fs::read_dir(modules.join("kernel/fs/quota")).is_ok_and(|entries| {
+        entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("quota_v2.ko"))
+    });
+    let built_in = std::fs::read_to_string(modules.join("modules.builtin"))
+        .is_ok_and(|list| list.lines().any(|l| l.ends_with("/quota_v2.ko")));
+    as_module || built_in
 }
 
 #[cfg(test)]
