@@ -184,8 +184,8 @@ fn initial_config(
     Ok((file, Some(sample)))
 }
 
-/// Makes the private area in `<private>.tmp`, unpacks the cache into it and renames it
-/// into place; records the undo steps.
+/// Makes the private area at `private` and unpacks the cache into it; records the undo
+/// step. The config is written only after this, so an interrupted create leaves no VE.
 fn make_private_area(
     private: &Path,
     root: &Path,
@@ -195,48 +195,30 @@ fn make_private_area(
     cache: &vz_template::Cache,
     undo: &mut Undo,
 ) -> Result<()> {
-    let temp = PathBuf::from(format!("{}.tmp", private.display()));
-    if temp.exists() {
-        std::fs::remove_dir_all(&temp).op("remove stale temporary private area", &temp)?;
-    }
-    if let Some(parent) = temp.parent() {
+    if let Some(parent) = private.parent() {
         std::fs::create_dir_all(parent).op("create private area parent", parent)?;
     }
     let fail = |e: Box<dyn std::error::Error + Send + Sync>| CtlError::CreatePrivate(e);
-    let area =
-        vz_quota::PrivateArea::create(&temp, layout, space, inodes).map_err(|e| fail(e.into()))?;
-    let temp_clone = temp.clone();
-    undo.push("temporary private area", move || {
-        if temp_clone.exists() {
-            std::fs::remove_dir_all(&temp_clone).map_err(|e| e.to_string())
-        } else {
-            Ok(())
-        }
+    let area = vz_quota::PrivateArea::create(private, layout, space, inodes)
+        .map_err(|e| fail(e.into()))?;
+    let made = private.to_owned();
+    undo.push("private area", move || {
+        vz_quota::PrivateArea::open(&made)
+            .and_then(vz_quota::PrivateArea::destroy)
+            .map_err(|e| e.to_string())
     });
-    match layout {
-        vz_quota::Layout::Simfs => {
-            cache.unpack_to(&temp).map_err(|e| fail(e.into()))?;
-        }
-        _ => {
-            std::fs::create_dir_all(root).op("create VE_ROOT", root)?;
-            area.mount(root).map_err(|e| fail(e.into()))?;
-            // mkfs.ext4 made lost+found; the template brings its own tree.
-            let lost_found = root.join("lost+found");
-            let unpacked = std::fs::remove_dir(&lost_found)
-                .map_err(|e| fail(format!("remove {}: {e}", lost_found.display()).into()))
-                .and_then(|()| cache.unpack_to(root).map_err(|e| fail(e.into())));
-            vz_quota::PrivateArea::umount(root).map_err(|e| fail(e.into()))?;
-            unpacked?;
-        }
-    }
-    if private.exists() {
-        std::fs::remove_dir(private).op("remove empty private directory", private)?;
-    }
-    std::fs::rename(&temp, private).op("rename private area into place", private)?;
-    let private = private.to_owned();
-    undo.push("private area", move || std::fs::remove_dir_all(&private).map_err(|e| e.to_string()));
     std::fs::create_dir_all(root).op("create VE_ROOT", root)?;
-    Ok(())
+    if layout == vz_quota::Layout::Simfs {
+        return cache.unpack_to(private).map(drop).map_err(|e| fail(e.into()));
+    }
+    area.mount(root).map_err(|e| fail(e.into()))?;
+    // mkfs.ext4 made lost+found; the template brings its own tree.
+    let lost_found = root.join("lost+found");
+    let unpacked = std::fs::remove_dir(&lost_found)
+        .map_err(|e| fail(format!("remove {}: {e}", lost_found.display()).into()))
+        .and_then(|()| cache.unpack_to(root).map_err(|e| fail(e.into())));
+    vz_quota::PrivateArea::umount(root).map_err(|e| fail(e.into()))?;
+    unpacked.map(drop)
 }
 
 fn parse_opt<T: std::str::FromStr>(value: Option<String>, option: &str) -> Result<Option<T>>
