@@ -155,6 +155,12 @@ pub enum CtlError {
         #[source]
         source: std::io::Error,
     },
+    /// A beancounter parameter could not be read or put into effect (OpenVZ exit 1).
+    #[error("Unable to set UBC parameters")]
+    Ubc(#[source] vz_ubc::UbcError),
+    /// A CPU (fair scheduler) parameter could not be read or put into effect (OpenVZ exit 2).
+    #[error("Unable to set CPU parameters")]
+    Sched(#[source] vz_sched::SchedError),
     /// Saving the CT configuration failed.
     #[error("Error saving container configuration file")]
     SaveConfig(#[source] ConfigError),
@@ -202,6 +208,8 @@ impl CtlError {
             CtlError::Password(_) => 74,
             CtlError::Template(_) => 3,
             CtlError::SaveConfig(_) => 139,
+            CtlError::Ubc(_) => 1,
+            CtlError::Sched(_) => 2,
         }
     }
 }

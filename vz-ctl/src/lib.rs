@@ -20,6 +20,7 @@ pub mod lock;
 pub mod logging;
 pub mod ops;
 pub mod output;
+pub mod resources;
 pub mod scripts;
 pub mod setup;
 pub mod undo;

@@ -242,6 +242,202 @@ pub const OPTIONS: &[OptDef] = &[
         help: "user:password",
     },
     OptDef {
+        name: "kmemsize",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "lockedpages",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "privvmpages",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "shmpages",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "numproc",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "physpages",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "vmguarpages",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "oomguarpages",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "numtcpsock",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "numflock",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "numpty",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "numsiginfo",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "tcpsndbuf",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "tcprcvbuf",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "othersockbuf",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "dgramrcvbuf",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "numothersock",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "dcachesize",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "numfile",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "numiptent",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "avnumproc",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "swappages",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "beancounter barrier[:limit]",
+    },
+    OptDef {
+        name: "ram",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "VSwap RAM limit in bytes (suffixes allowed)",
+    },
+    OptDef {
+        name: "swap",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "VSwap swap limit in bytes (suffixes allowed)",
+    },
+    OptDef {
+        name: "cpuunits",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "CPU weight 8-500000",
+    },
+    OptDef {
+        name: "cpulimit",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "CPU limit N (% of one CPU), N% (of the node) or Nm (MHz)",
+    },
+    OptDef {
+        name: "cpus",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "number of CPUs the VE may use (0 = all)",
+    },
+    OptDef {
+        name: "cpumask",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "CPUs the VE may run on: list or all",
+    },
+    OptDef {
         name: "exec",
         aliases: &[],
         takes_value: true,
@@ -267,6 +463,18 @@ mod tests {
         assert_eq!(find(Create, "velayout").unwrap().name, "layout");
         assert!(find(Start, "ostemplate").is_none());
         assert!(find(Set, "save").is_some());
+        assert!(find(Set, "numproc").is_some_and(|o| o.takes_value));
+        assert!(find(Create, "cpuunits").is_none());
+    }
+
+    #[test]
+    fn every_resource_option_of_set_is_in_the_table() {
+        for r in vz_ubc::Resource::ALL {
+            assert!(find(Set, r.option()).is_some(), "--{}", r.option());
+        }
+        for name in ["ram", "swap", "cpuunits", "cpulimit", "cpus", "cpumask"] {
+            assert!(find(Set, name).is_some(), "--{name}");
+        }
     }
 
     #[test]

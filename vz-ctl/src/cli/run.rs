@@ -11,6 +11,7 @@ use crate::error::{CtlError, Result};
 use crate::lock::Lock;
 use crate::ops::{create, destroy, exec, mount, set, start, status, stop};
 use crate::output::{result, say};
+use crate::resources::{ResourceChanges, is_resource_option};
 use crate::ve::Ve;
 
 /// Runs `inv`; returns the process exit code.
@@ -164,7 +165,14 @@ impl Options {
                 });
             }
         }
+        let mut resources = ResourceChanges::default();
+        for (name, value) in &self.0 {
+            if let Some(value) = value.as_deref().filter(|_| is_resource_option(name)) {
+                resources.parse_option(name, value)?;
+            }
+        }
         Ok(set::SetOptions {
+            resources,
             save: self.flag("save"),
             setmode,
             hostname: self.owned("hostname"),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::ctid::{remove_names, set_name};
 use crate::error::{CtlError, Result};
 use crate::output::say;
+use crate::resources::{self, ResourceChanges};
 use crate::setup;
 use crate::ve::Ve;
 
@@ -32,6 +33,8 @@ pub struct SetOptions {
     pub description: Option<String>,
     /// `--userpasswd user:pass`, each occurrence (never saved).
     pub userpasswd: Vec<String>,
+    /// Beancounter and CPU options (`--numproc`, `--ram`, `--cpuunits`…), parsed.
+    pub resources: ResourceChanges,
 }
 
 impl SetOptions {
@@ -60,6 +63,7 @@ impl SetOptions {
         if let Some(d) = &self.description {
             changes.push(("DESCRIPTION", d.clone()));
         }
+        changes.extend(self.resources.saved.iter().cloned());
         changes
     }
 }
@@ -68,7 +72,8 @@ impl SetOptions {
 ///
 /// # Errors
 /// 20 for `--setmode restart` without `--save` and for `--name` without `--save` (131),
-/// 31 when live settings need a running VE, 74 for passwords, 139 when saving fails.
+/// 31 when live settings need a running VE, 74 for passwords, 1 when a beancounter and 2 when
+/// a CPU parameter cannot be applied to the running VE, 139 when saving fails.
 pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
     ve.config()?;
     if opts.setmode.as_deref() == Some("restart") && !opts.save {
@@ -116,11 +121,15 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
 }
 
 fn has_live_settings(opts: &SetOptions) -> bool {
-    opts.hostname.is_some() || !opts.nameserver.is_empty() || !opts.searchdomain.is_empty()
+    opts.hostname.is_some()
+        || !opts.nameserver.is_empty()
+        || !opts.searchdomain.is_empty()
+        || !opts.resources.is_empty()
 }
 
 fn apply_live(ve: &Ve, opts: &SetOptions) -> Result<()> {
     let pid = ve.init_pid()?;
+    apply_resources(ve, pid, &opts.resources)?;
     if let Some(hostname) = &opts.hostname {
         let ips = ve.config()?.ip_addresses();
         setup::set_hostname(ve, pid, hostname, ips.first().map(String::as_str))?;
@@ -133,6 +142,21 @@ fn apply_live(ve: &Ve, opts: &SetOptions) -> Result<()> {
     if !opts.userpasswd.is_empty() {
         setup::set_userpasswd(ve, pid, &opts.userpasswd)
             .map_err(|e| CtlError::Password(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Puts changed beancounters and CPU settings into effect on the running VE at once.
+fn apply_resources(ve: &Ve, pid: i32, changes: &ResourceChanges) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let cgroup = ve.cgroup()?;
+    let ctid = ve.ctid.get();
+    resources::apply_ubc(ctid, &cgroup, &changes.ubc, Some(pid))?;
+    if changes.cpu != vz_sched::CpuSettings::default() {
+        let config = resources::cpu_config(|k| ve.get(k))?;
+        resources::apply_cpu(ctid, &cgroup, &resources::cpu_live(&changes.cpu, &config))?;
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `vzctl start`: lock → mount → cgroup → init in new namespaces → in-VE setup → release
+//! `vzctl start`: lock → mount → cgroup → beancounters and CPU limits → init in new namespaces → in-VE setup → release
 //! init → optionally wait for the boot to finish. Any failure undoes the steps done.
 
 use std::os::fd::AsFd;
@@ -11,6 +11,7 @@ use nix::sys::stat::Mode;
 
 use crate::error::{CtlError, Result};
 use crate::output::say;
+use crate::resources;
 use crate::scripts::{self, DEFAULT_PATH};
 use crate::setup;
 use crate::undo::Undo;
@@ -63,6 +64,10 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
         cg.kill_all(Duration::from_secs(5)).map_err(|e| e.to_string())?;
         cg.remove().map_err(|e| e.to_string())
     });
+    let ctid = ve.ctid.get();
+    let ubc = resources::ubc_at_start(|k| ve.get(k))?;
+    resources::apply_ubc(ctid, &cgroup, &ubc, None)?;
+    resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
     if let Some(devices) = cgroup.dir_of("devices").filter(|_| !cgroup.is_v2()) {
         vz_ns::apply_device_rules_v1(&devices, &vz_ns::default_device_rules())
             .map_err(|e| CtlError::Start(e.into()))?;
@@ -79,6 +84,8 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     };
     let pending = vz_ns::spawn_init(&spec).map_err(|e| CtlError::Start(e.into()))?;
     let pid = pending.pid();
+    // shmpages: kernel.shm* in the VE's new IPC namespace, before anything in it runs.
+    resources::set_ipc_sysctls(pid, &vz_ubc::shm_sysctls(&ubc))?;
     configure(ve, pid, opts.wait)?;
     pending.release().map_err(|e| CtlError::Start(e.into()))?;
     say("Container start in progress...");

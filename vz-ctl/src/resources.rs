@@ -1,0 +1,395 @@
+//! The VE's resource parameters: its beancounters (vz-ubc) and CPU settings (vz-sched) read
+//! from its configuration (CTID.conf over vz.conf), put into effect on the VE's cgroup at
+//! start and by `vzctl set`, and measured back for vzlist and vzubc.
+//!
+//! vz-ctl owns the cgroup ([`VeCgroup`]); this module only hands its directories to the
+//! subsystems. The IPC sysctls of `shmpages` live in the VE's IPC namespace: they are written
+//! by a short-lived host thread that joins only that namespace (the VE's mount namespace
+//! mounts `/proc/sys` read-only, and host writes through `/proc/<pid>/root` would follow
+//! paths the VE controls).
+//!
+//! # Privileges
+//! Root: cgroup files, `setns` into the VE's IPC namespace.
+
+use std::fs::File;
+use std::path::Path;
+
+use vz_sched::{CpuLimit, CpuMask, CpuSettings, CpuUnits, Cpus};
+use vz_ubc::{BarrierLimit, Beancounter, Resource, UbcSet, Usage};
+
+use crate::cgroup::VeCgroup;
+use crate::error::{CtlError, Result};
+
+/// `CPUUNITS` when neither the VE's config nor vz.conf sets it (OpenVZ's `DEF_CPUUNITS`).
+pub const DEFAULT_CPUUNITS: u32 = 1000;
+
+/// Resource changes asked for on the command line (`vzctl set`), already parsed by the
+/// subsystems' own parsers, with the forms to save in CTID.conf.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceChanges {
+    /// Beancounter values (`--ram`/`--swap` already turned into physpages/swappages).
+    pub ubc: UbcSet,
+    /// CPU values; `None` fields are not changed.
+    pub cpu: CpuSettings,
+    /// `(KEY, value)` pairs to save, in the order given.
+    pub saved: Vec<(&'static str, String)>,
+}
+
+impl ResourceChanges {
+    /// Whether nothing is changed.
+    pub fn is_empty(&self) -> bool {
+        self.ubc.is_empty() && self.cpu == CpuSettings::default()
+    }
+
+    /// Records one beancounter value.
+    pub fn set_ubc(&mut self, resource: Resource, value: BarrierLimit) {
+        self.ubc.set(resource, value);
+        self.saved.retain(|(k, _)| *k != resource.key());
+        self.saved.push((resource.key(), value.to_string()));
+    }
+
+    /// Records one CPU key with its saved form.
+    fn save(&mut self, key: &'static str, value: String) {
+        self.saved.retain(|(k, _)| *k != key);
+        self.saved.push((key, value));
+    }
+
+    /// Parses the value of a command-line option for a resource; `Ok(false)` when `option`
+    /// is not a resource option.
+    ///
+    /// # Errors
+    /// [`CtlError::BadParameter`] naming the option and value, with the subsystem's reason.
+    pub fn parse_option(&mut self, option: &str, value: &str) -> Result<bool> {
+        let bad = |reason: String| CtlError::BadParameter {
+            option: option.to_owned(),
+            value: value.to_owned(),
+            reason,
+        };
+        match option {
+            "ram" | "swap" => {
+                let resource =
+                    if option == "ram" { Resource::PhysPages } else { Resource::SwapPages };
+                let bytes = BarrierLimit::parse_with_page_size(resource, value, 1)
+                    .map_err(|e| bad(e.to_string()))?;
+                if bytes.barrier != bytes.limit {
+                    return Err(bad("expected one size in bytes".into()));
+                }
+                self.set_ubc(resource, vz_ubc::vswap_pages(bytes.limit));
+            }
+            "cpuunits" => {
+                let units: CpuUnits =
+                    value.parse().map_err(|e: vz_sched::SchedError| bad(e.to_string()))?;
+                self.cpu.units = Some(units);
+                self.save("CPUUNITS", units.to_string());
+            }
+            "cpulimit" => {
+                let limit: CpuLimit =
+                    value.parse().map_err(|e: vz_sched::SchedError| bad(e.to_string()))?;
+                self.cpu.limit = Some(limit);
+                self.save("CPULIMIT", limit.to_string());
+            }
+            "cpus" => {
+                let cpus: Cpus =
+                    value.parse().map_err(|e: vz_sched::SchedError| bad(e.to_string()))?;
+                self.cpu.cpus = Some(cpus);
+                self.save("CPUS", cpus.get().to_string());
+            }
+            "cpumask" => {
+                let mask: CpuMask =
+                    value.parse().map_err(|e: vz_sched::SchedError| bad(e.to_string()))?;
+                if mask == CpuMask::Auto {
+                    return Err(bad("auto requires --nodemask, which vz does not have".into()));
+                }
+                self.cpu.mask = Some(mask);
+                self.save("CPUMASK", value.trim().to_owned());
+            }
+            name => {
+                let Some(resource) = Resource::ALL.into_iter().find(|r| r.option() == name) else {
+                    return Ok(false);
+                };
+                let parsed =
+                    BarrierLimit::parse(resource, value).map_err(|e| bad(e.to_string()))?;
+                self.set_ubc(resource, parsed);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Whether `option` (without dashes) is a resource option of `vzctl set`.
+pub fn is_resource_option(option: &str) -> bool {
+    matches!(option, "ram" | "swap" | "cpuunits" | "cpulimit" | "cpus" | "cpumask")
+        || Resource::ALL.into_iter().any(|r| r.option() == option)
+}
+
+/// The beancounter values of a config: every parameter key that is set (empty values are
+/// unset), without the VSwap defaults.
+///
+/// # Errors
+/// [`CtlError::Ubc`] naming the first bad key and value.
+pub fn ubc_config<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<UbcSet> {
+    let mut set = UbcSet::new();
+    for resource in Resource::ALL {
+        if let Some(text) = get(resource.key()).filter(|v| !v.trim().is_empty()) {
+            set.set(resource, BarrierLimit::parse(resource, text).map_err(CtlError::Ubc)?);
+        }
+    }
+    Ok(set)
+}
+
+/// The beancounter values a VE starts with: [`ubc_config`] plus the values vzctl derives for
+/// a VSwap config (`VM_OVERCOMMIT` scales privvmpages).
+///
+/// # Errors
+/// [`CtlError::Ubc`] for a bad parameter value, [`CtlError::BadParameter`] for a bad
+/// `VM_OVERCOMMIT`.
+pub fn ubc_at_start<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<UbcSet> {
+    let mut set = ubc_config(&get)?;
+    let overcommit = get("VM_OVERCOMMIT")
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| {
+            v.trim().parse::<f64>().map_err(|_| CtlError::BadParameter {
+                option: "vm_overcommit".into(),
+                value: v.to_owned(),
+                reason: "expected a number".into(),
+            })
+        })
+        .transpose()?;
+    set.fill_vswap_defaults(overcommit);
+    Ok(set)
+}
+
+/// The CPU settings of a config: `CPUUNITS` (default [`DEFAULT_CPUUNITS`]), `CPULIMIT`,
+/// `CPUS`, `CPUMASK`.
+///
+/// # Errors
+/// [`CtlError::Sched`] naming the bad key and value.
+pub fn cpu_config<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<CpuSettings> {
+    let value = |key: &str| get(key).map(str::trim).filter(|v| !v.is_empty());
+    let units = match value("CPUUNITS") {
+        Some(v) => v.parse().map_err(CtlError::Sched)?,
+        None => CpuUnits::new(DEFAULT_CPUUNITS).map_err(CtlError::Sched)?,
+    };
+    Ok(CpuSettings {
+        units: Some(units),
+        limit: value("CPULIMIT").map(str::parse).transpose().map_err(CtlError::Sched)?,
+        cpus: value("CPUS").map(str::parse).transpose().map_err(CtlError::Sched)?,
+        mask: value("CPUMASK").map(str::parse).transpose().map_err(CtlError::Sched)?,
+    })
+}
+
+/// What to write on a running VE for a `set`: the changed fields, with `limit` and `cpus`
+/// both filled (from the config) when either changes, since they make one CFS quota.
+pub fn cpu_live(changes: &CpuSettings, config: &CpuSettings) -> CpuSettings {
+    let mut out = changes.clone();
+    if changes.limit.is_some() || changes.cpus.is_some() {
+        out.limit = changes.limit.or(config.limit).or(Some(CpuLimit::UNLIMITED));
+        out.cpus = changes.cpus.or(config.cpus).or(Some(Cpus::ALL));
+    }
+    out
+}
+
+/// The VE's directories for vz-ubc: v2's one directory, or v1's memory and pids ones;
+/// `None` without a memory controller.
+pub fn ubc_dirs(cgroup: &VeCgroup) -> Option<vz_ubc::CgroupDirs> {
+    let memory = cgroup.dir_of("memory")?;
+    Some(if cgroup.is_v2() {
+        vz_ubc::CgroupDirs::V2 { dir: memory }
+    } else {
+        vz_ubc::CgroupDirs::V1 { memory, pids: cgroup.dir_of("pids") }
+    })
+}
+
+/// The VE's directories for vz-sched; `None` without a cpu controller.
+pub fn sched_dirs(cgroup: &VeCgroup) -> Option<vz_sched::CgroupDirs> {
+    let cpu = cgroup.dir_of("cpu")?;
+    Some(if cgroup.is_v2() {
+        vz_sched::CgroupDirs::V2 { dir: cpu }
+    } else {
+        let cpuacct = cgroup.dir_of("cpuacct").filter(|d| *d != cpu);
+        vz_sched::CgroupDirs::V1 { cpu, cpuacct, cpuset: cgroup.dir_of("cpuset") }
+    })
+}
+
+/// Puts beancounter values into effect on the VE's cgroup (all of them at start, the
+/// changed ones on `set`); `init_pid` also sets the shmpages sysctls in its IPC namespace.
+///
+/// # Errors
+/// [`CtlError::Ubc`] when the kernel refuses a value.
+pub fn apply_ubc(ctid: u32, cgroup: &VeCgroup, set: &UbcSet, init_pid: Option<i32>) -> Result<()> {
+    if set.is_empty() {
+        return Ok(());
+    }
+    let Some(dirs) = ubc_dirs(cgroup) else {
+        tracing::warn!(ctid, "no memory cgroup: beancounters not applied");
+        return Ok(());
+    };
+    let report = Beancounter::new(ctid, dirs).apply(set).map_err(CtlError::Ubc)?;
+    tracing::info!(
+        ctid,
+        enforced = ?report.enforced(),
+        at_start = ?report.at_start(),
+        accounted = ?report.accounted(),
+        unsupported = ?report.unsupported(),
+        "beancounters applied"
+    );
+    if let Some(pid) = init_pid {
+        set_ipc_sysctls(pid, &vz_ubc::shm_sysctls(set))?;
+    }
+    Ok(())
+}
+
+/// Puts CPU settings into effect on the VE's cgroup.
+///
+/// # Errors
+/// [`CtlError::Sched`] when the kernel refuses a value.
+pub fn apply_cpu(ctid: u32, cgroup: &VeCgroup, settings: &CpuSettings) -> Result<()> {
+    let Some(dirs) = sched_dirs(cgroup) else {
+        tracing::warn!(ctid, "no cpu cgroup: CPU parameters not applied");
+        return Ok(());
+    };
+    vz_sched::apply(&dirs, settings).map_err(CtlError::Sched)?;
+    tracing::info!(ctid, ?settings, "CPU parameters applied");
+    Ok(())
+}
+
+/// Writes `(path under /proc/sys, value)` pairs in the IPC namespace of `pid`, from a
+/// thread that joins that namespace alone (IPC sysctls are per namespace of the writer).
+///
+/// # Errors
+/// [`CtlError::Ubc`] with the file and value when a write fails, [`CtlError::Io`] when the
+/// namespace cannot be joined.
+pub fn set_ipc_sysctls(pid: i32, sysctls: &[(&'static str, String)]) -> Result<()> {
+    if sysctls.is_empty() {
+        return Ok(());
+    }
+    let ns_path = format!("/proc/{pid}/ns/ipc");
+    let ns = File::open(&ns_path).map_err(|source| CtlError::Io {
+        op: "open",
+        path: ns_path.clone().into(),
+        source,
+    })?;
+    let sysctls = sysctls.to_vec();
+    let worker =
+        std::thread::spawn(move || -> Result<()> {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWIPC).map_err(|e| {
+                CtlError::Io { op: "setns", path: ns_path.into(), source: e.into() }
+            })?;
+            for (path, value) in sysctls {
+                std::fs::write(path, &value).map_err(|source| {
+                    CtlError::Ubc(vz_ubc::UbcError::Write {
+                        path: Path::new(path).into(),
+                        value,
+                        source,
+                    })
+                })?;
+            }
+            Ok(())
+        });
+    worker.join().unwrap_or_else(|_| Err(CtlError::Start("the IPC sysctl thread panicked".into())))
+}
+
+/// Measured beancounters of a running VE, with the configured bounds where the kernel holds
+/// none; `None` without a memory cgroup.
+///
+/// # Errors
+/// [`CtlError::Ubc`] when a cgroup file cannot be read.
+pub fn ubc_usage(ctid: u32, cgroup: &VeCgroup, config: UbcSet) -> Result<Option<Vec<Usage>>> {
+    let Some(dirs) = ubc_dirs(cgroup) else { return Ok(None) };
+    Beancounter::new(ctid, dirs).with_config(config).usage().map(Some).map_err(CtlError::Ubc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> {
+        move |key| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    #[test]
+    fn options_parse_with_the_subsystem_parsers_and_keep_saved_forms() {
+        let mut c = ResourceChanges::default();
+        assert!(c.parse_option("numproc", "20:20").unwrap());
+        assert!(c.parse_option("privvmpages", "5M:6M").unwrap());
+        assert!(c.parse_option("cpuunits", "500").unwrap());
+        assert!(c.parse_option("cpulimit", "50").unwrap());
+        assert!(!c.parse_option("hostname", "x").unwrap());
+        assert_eq!(c.ubc.get(Resource::NumProc), Some(BarrierLimit::both(20)));
+        let page = vz_ubc::page_size();
+        let privvm = c.ubc.get(Resource::PrivvmPages).unwrap();
+        assert_eq!((privvm.barrier, privvm.limit), ((5 << 20) / page, (6 << 20) / page));
+        assert_eq!(
+            c.saved,
+            vec![
+                ("NUMPROC", "20".to_owned()),
+                ("PRIVVMPAGES", format!("{}:{}", (5 << 20) / page, (6 << 20) / page)),
+                ("CPUUNITS", "500".to_owned()),
+                ("CPULIMIT", "50".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn ram_and_swap_are_bytes_turned_into_vswap_pages() {
+        let mut c = ResourceChanges::default();
+        c.parse_option("ram", "64M").unwrap();
+        c.parse_option("swap", "0").unwrap();
+        let page = vz_ubc::page_size();
+        assert_eq!(c.ubc.get(Resource::PhysPages), Some(BarrierLimit::new(0, (64 << 20) / page)));
+        assert_eq!(c.ubc.get(Resource::SwapPages), Some(BarrierLimit::new(0, 0)));
+        assert_eq!(c.saved[0], ("PHYSPAGES", format!("0:{}", (64 << 20) / page)));
+    }
+
+    #[test]
+    fn bad_values_name_the_option_and_value() {
+        let mut c = ResourceChanges::default();
+        for (opt, val) in [
+            ("numproc", "10M"),
+            ("kmemsize", "1:2:3"),
+            ("cpuunits", "5"),
+            ("cpulimit", "x"),
+            ("cpumask", "auto"),
+            ("ram", "1G:2G"),
+        ] {
+            let e = c.parse_option(opt, val).unwrap_err();
+            assert_eq!(e.exit_code(), 21, "{opt}");
+            assert!(e.to_string().starts_with(&format!("Bad parameter for --{opt}: {val}")), "{e}");
+        }
+        assert!(c.is_empty() && c.saved.is_empty());
+    }
+
+    #[test]
+    fn config_maps_to_sets_with_defaults() {
+        let pairs = [("NUMPROC", "240:240"), ("PHYSPAGES", "0:256M"), ("SWAPPAGES", "0:128M")];
+        let set = ubc_at_start(lookup(&pairs)).unwrap();
+        assert_eq!(set.get(Resource::NumProc), Some(BarrierLimit::both(240)));
+        // VSwap defaults: lockedpages = ram, oomguarpages = ram:unlimited.
+        let ram = (256 << 20) / vz_ubc::page_size();
+        assert_eq!(set.get(Resource::LockedPages), Some(BarrierLimit::both(ram)));
+        assert_eq!(ubc_config(lookup(&pairs)).unwrap().len(), 3);
+        let cpu = cpu_config(lookup(&[("CPULIMIT", "25")])).unwrap();
+        assert_eq!(cpu.units.map(CpuUnits::get), Some(DEFAULT_CPUUNITS));
+        assert_eq!(cpu.limit, Some(CpuLimit::percent(25)));
+        assert_eq!(cpu_config(lookup(&[("CPUUNITS", "7")])).unwrap_err().exit_code(), 2);
+        assert_eq!(ubc_config(lookup(&[("NUMPROC", "1K")])).unwrap_err().exit_code(), 1);
+    }
+
+    #[test]
+    fn live_cpu_quota_keeps_the_configured_other_half() {
+        let config = CpuSettings { cpus: Some(Cpus::new(1)), ..Default::default() };
+        let change = CpuSettings { limit: Some(CpuLimit::percent(50)), ..Default::default() };
+        let live = cpu_live(&change, &config);
+        assert_eq!((live.limit, live.cpus, live.units), (change.limit, config.cpus, None));
+        let units = CpuSettings { units: Some(CpuUnits::new(500).unwrap()), ..Default::default() };
+        assert_eq!(cpu_live(&units, &config), units);
+    }
+
+    #[test]
+    fn every_ubc_option_is_known() {
+        for r in Resource::ALL {
+            assert!(is_resource_option(r.option()), "{r}");
+        }
+        assert!(is_resource_option("ram") && !is_resource_option("hostname"));
+    }
+}
