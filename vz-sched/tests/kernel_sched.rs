@@ -116,7 +116,9 @@ fn written_values_are_the_kernels_values_body() -> Result<()> {
         }
     }
     let read = vz_sched::read(&dirs)?;
-    assert_eq!((read.units, read.quota_us, read.limit_percent()), (units(8), None, 0));
+    // v2's weight 1 reads back as 10 units: the /10 conversion is lossy below 10.
+    let least = if v2 { units(10) } else { units(8) };
+    assert_eq!((read.units, read.quota_us, read.limit_percent()), (least, None, 0));
     Ok(())
 }
 
