@@ -1,6 +1,8 @@
 //! vzlist's fields: name, header, column format, and how each value is read from a VE
 //! (reference §4).
 
+use vz_ubc::Resource;
+
 use super::row::Row;
 
 /// How a column is laid out: width, and right (`%10s`) or left (`%-32s`) alignment.
@@ -25,6 +27,94 @@ pub enum Value {
     List(Vec<String>),
     /// yes/no; `None` prints `-`.
     Bool(Option<bool>),
+    /// A beancounter: the table shows `held`, JSON the whole object.
+    Ubc(UbcCell),
+}
+
+/// One beancounter of one VE as vzlist shows it: held/maxheld/failcnt only for a running VE
+/// (`None` prints `-`, JSON 0), barrier/limit from the kernel or the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UbcCell {
+    /// Current usage.
+    pub held: Option<u64>,
+    /// Peak usage.
+    pub maxheld: Option<u64>,
+    /// Barrier.
+    pub barrier: Option<u64>,
+    /// Limit.
+    pub limit: Option<u64>,
+    /// Refusals counted.
+    pub failcnt: Option<u64>,
+}
+
+impl UbcCell {
+    /// The table text: `held`, or `-`.
+    pub fn text(&self) -> String {
+        self.held.map_or_else(|| "-".to_owned(), |v| v.to_string())
+    }
+
+    /// The JSON object `{"held","maxheld","barrier","limit","failcnt"}` (0 when unknown).
+    pub fn json(&self) -> serde_json::Value {
+        let n = |v: Option<u64>| serde_json::Value::from(v.unwrap_or(0));
+        serde_json::json!({
+            "held": n(self.held),
+            "maxheld": n(self.maxheld),
+            "barrier": n(self.barrier),
+            "limit": n(self.limit),
+            "failcnt": n(self.failcnt),
+        })
+    }
+}
+
+/// The beancounter `resource` of a row.
+fn ubc_cell(row: &Row, resource: Resource) -> UbcCell {
+    let usage = row.ubc.as_ref().and_then(|u| u.iter().find(|x| x.resource == resource));
+    let config = row.ubc_config.get(resource);
+    let mut cell = UbcCell {
+        held: usage.map(|u| u.held),
+        maxheld: usage.map(|u| u.maxheld),
+        barrier: usage.map(|u| u.barrier).or(config.map(|c| c.barrier)),
+        limit: usage.map(|u| u.limit).or(config.map(|c| c.limit)),
+        failcnt: usage.map(|u| u.failcnt),
+    };
+    if resource == Resource::NumProc && cell.held.is_none() {
+        cell.held = row.nproc.and_then(|n| u64::try_from(n).ok());
+    }
+    cell
+}
+
+/// The getter of beancounter `Resource::ALL[I]`: part 0 held (the object), 1 maxheld,
+/// 2 barrier, 3 limit, 4 failcnt.
+fn ubc_get<const I: usize, const P: u8>(row: &Row) -> Value {
+    let cell = ubc_cell(row, Resource::ALL[I]);
+    let num = |v: Option<u64>| Value::Num(v.and_then(|v| i64::try_from(v).ok()));
+    match P {
+        0 => Value::Ubc(cell),
+        1 => num(cell.maxheld),
+        2 => num(cell.barrier),
+        3 => num(cell.limit),
+        _ => num(cell.failcnt),
+    }
+}
+
+const fn ubc(name: &'static str, header: &'static str, get: fn(&Row) -> Value) -> Field {
+    Field { name, aliases: &[], header, column: right(10), get }
+}
+
+/// Builds [`FIELDS`]: the fields given, then five per beancounter.
+macro_rules! with_ubc {
+    ([$($base:expr),* $(,)?], [$(($i:literal, $name:literal, $hdr:literal)),* $(,)?]) => {
+        &[
+            $($base,)*
+            $(
+                ubc($name, $hdr, ubc_get::<$i, 0>),
+                ubc(concat!($name, ".m"), concat!($hdr, ".M"), ubc_get::<$i, 1>),
+                ubc(concat!($name, ".b"), concat!($hdr, ".B"), ubc_get::<$i, 2>),
+                ubc(concat!($name, ".l"), concat!($hdr, ".L"), ubc_get::<$i, 3>),
+                ubc(concat!($name, ".f"), concat!($hdr, ".F"), ubc_get::<$i, 4>),
+            )*
+        ]
+    };
 }
 
 /// One vzlist field.
@@ -72,191 +162,216 @@ fn number(row: &Row, key: &str) -> Value {
     Value::Num(row.get(key).and_then(|v| v.parse().ok()))
 }
 
-/// Every field, in `vzlist -L` order.
-pub const FIELDS: &[Field] = &[
-    Field {
-        name: "ctid",
-        aliases: &["veid", "vpsid"],
-        header: "CTID",
-        column: right(10),
-        get: |r| Value::Num(Some(i64::from(r.ctid))),
-    },
-    Field {
-        name: "private",
-        aliases: &[],
-        header: "PRIVATE",
-        column: left(32),
-        get: |r| Value::Str(r.private()),
-    },
-    Field {
-        name: "root",
-        aliases: &[],
-        header: "ROOT",
-        column: left(32),
-        get: |r| Value::Str(r.root()),
-    },
-    Field {
-        name: "mount_opts",
-        aliases: &[],
-        header: "MOUNT_OPTS",
-        column: left(16),
-        get: |r| key(r, "MOUNT_OPTS"),
-    },
-    Field {
-        name: "origin_sample",
-        aliases: &[],
-        header: "ORIGIN_SAMPLE",
-        column: right(32),
-        get: |r| key(r, "ORIGIN_SAMPLE"),
-    },
-    Field {
-        name: "hostname",
-        aliases: &[],
-        header: "HOSTNAME",
-        column: left(32),
-        get: |r| key(r, "HOSTNAME"),
-    },
-    Field { name: "name", aliases: &[], header: "NAME", column: left(32), get: |r| key(r, "NAME") },
-    Field {
-        name: "smart_name",
-        aliases: &[],
-        header: "SMARTNAME",
-        column: right(10),
-        get: |r| {
-            Value::Str(Some(
-                r.get("NAME")
-                    .filter(|n| !n.is_empty())
-                    .map_or_else(|| r.ctid.to_string(), str::to_owned),
-            ))
+/// Every field, in `vzlist -L` order: the config and state fields, then each beancounter
+/// with its `.m .b .l .f` variants (index into [`Resource::ALL`], name, header).
+pub const FIELDS: &[Field] = with_ubc!(
+    [
+        Field {
+            name: "ctid",
+            aliases: &["veid", "vpsid"],
+            header: "CTID",
+            column: right(10),
+            get: |r| Value::Num(Some(i64::from(r.ctid))),
         },
-    },
-    Field {
-        name: "description",
-        aliases: &[],
-        header: "DESCRIPTION",
-        column: left(32),
-        get: |r| key(r, "DESCRIPTION"),
-    },
-    Field {
-        name: "ostemplate",
-        aliases: &[],
-        header: "OSTEMPLATE",
-        column: left(32),
-        get: |r| key(r, "OSTEMPLATE"),
-    },
-    Field {
-        name: "ip",
-        aliases: &[],
-        header: "IP_ADDR",
-        column: left(15),
-        get: |r| list(r, "IP_ADDRESS"),
-    },
-    Field {
-        name: "nameserver",
-        aliases: &[],
-        header: "NAMESERVER",
-        column: left(15),
-        get: |r| list(r, "NAMESERVER"),
-    },
-    Field {
-        name: "searchdomain",
-        aliases: &[],
-        header: "SEARCHDOMAIN",
-        column: left(15),
-        get: |r| list(r, "SEARCHDOMAIN"),
-    },
-    Field {
-        name: "status",
-        aliases: &[],
-        header: "STATUS",
-        column: Column { width: 9, left: true, trim: false },
-        get: |r| Value::Str(Some(r.status_word().to_owned())),
-    },
-    Field {
-        name: "numproc",
-        aliases: &[],
-        header: "NPROC",
-        column: right(10),
-        get: |r| Value::Num(r.nproc),
-    },
-    Field {
-        name: "uptime",
-        aliases: &[],
-        header: "UPTIME",
-        column: right(15),
-        get: |r| Value::Str(r.uptime.map(format_uptime)),
-    },
-    Field {
-        name: "cpulimit",
-        aliases: &[],
-        header: "CPULIM",
-        column: right(7),
-        get: |r| number(r, "CPULIMIT"),
-    },
-    Field {
-        name: "cpuunits",
-        aliases: &[],
-        header: "CPUUNI",
-        column: right(7),
-        get: |r| number(r, "CPUUNITS"),
-    },
-    Field {
-        name: "cpus",
-        aliases: &[],
-        header: "CPUS",
-        column: right(5),
-        get: |r| number(r, "CPUS"),
-    },
-    Field {
-        name: "onboot",
-        aliases: &[],
-        header: "ONBOOT",
-        column: right(6),
-        get: |r| yes_no(r, "ONBOOT"),
-    },
-    Field {
-        name: "bootorder",
-        aliases: &[],
-        header: "BOOTORDER",
-        column: right(10),
-        get: |r| number(r, "BOOTORDER"),
-    },
-    Field {
-        name: "layout",
-        aliases: &[],
-        header: "LAYOUT",
-        column: right(6),
-        get: |r| key(r, "VE_LAYOUT"),
-    },
-    Field {
-        name: "features",
-        aliases: &[],
-        header: "FEATURES",
-        column: left(15),
-        get: |r| key(r, "FEATURES"),
-    },
-    Field {
-        name: "disabled",
-        aliases: &[],
-        header: "DISABL",
-        column: right(6),
-        get: |r| Value::Bool(Some(r.get("DISABLED") == Some("yes"))),
-    },
-    Field {
-        name: "netfilter",
-        aliases: &[],
-        header: "NETFILTER",
-        column: left(9),
-        get: |r| key(r, "NETFILTER"),
-    },
-    Field {
-        name: "capability",
-        aliases: &[],
-        header: "CAPABILITY",
-        column: left(15),
-        get: |r| key(r, "CAPABILITY"),
-    },
-];
+        Field {
+            name: "private",
+            aliases: &[],
+            header: "PRIVATE",
+            column: left(32),
+            get: |r| Value::Str(r.private()),
+        },
+        Field {
+            name: "root",
+            aliases: &[],
+            header: "ROOT",
+            column: left(32),
+            get: |r| Value::Str(r.root()),
+        },
+        Field {
+            name: "mount_opts",
+            aliases: &[],
+            header: "MOUNT_OPTS",
+            column: left(16),
+            get: |r| key(r, "MOUNT_OPTS"),
+        },
+        Field {
+            name: "origin_sample",
+            aliases: &[],
+            header: "ORIGIN_SAMPLE",
+            column: right(32),
+            get: |r| key(r, "ORIGIN_SAMPLE"),
+        },
+        Field {
+            name: "hostname",
+            aliases: &[],
+            header: "HOSTNAME",
+            column: left(32),
+            get: |r| key(r, "HOSTNAME"),
+        },
+        Field {
+            name: "name",
+            aliases: &[],
+            header: "NAME",
+            column: left(32),
+            get: |r| key(r, "NAME")
+        },
+        Field {
+            name: "smart_name",
+            aliases: &[],
+            header: "SMARTNAME",
+            column: right(10),
+            get: |r| {
+                Value::Str(Some(
+                    r.get("NAME")
+                        .filter(|n| !n.is_empty())
+                        .map_or_else(|| r.ctid.to_string(), str::to_owned),
+                ))
+            },
+        },
+        Field {
+            name: "description",
+            aliases: &[],
+            header: "DESCRIPTION",
+            column: left(32),
+            get: |r| key(r, "DESCRIPTION"),
+        },
+        Field {
+            name: "ostemplate",
+            aliases: &[],
+            header: "OSTEMPLATE",
+            column: left(32),
+            get: |r| key(r, "OSTEMPLATE"),
+        },
+        Field {
+            name: "ip",
+            aliases: &[],
+            header: "IP_ADDR",
+            column: left(15),
+            get: |r| list(r, "IP_ADDRESS"),
+        },
+        Field {
+            name: "nameserver",
+            aliases: &[],
+            header: "NAMESERVER",
+            column: left(15),
+            get: |r| list(r, "NAMESERVER"),
+        },
+        Field {
+            name: "searchdomain",
+            aliases: &[],
+            header: "SEARCHDOMAIN",
+            column: left(15),
+            get: |r| list(r, "SEARCHDOMAIN"),
+        },
+        Field {
+            name: "status",
+            aliases: &[],
+            header: "STATUS",
+            column: Column { width: 9, left: true, trim: false },
+            get: |r| Value::Str(Some(r.status_word().to_owned())),
+        },
+        Field {
+            name: "uptime",
+            aliases: &[],
+            header: "UPTIME",
+            column: right(15),
+            get: |r| Value::Str(r.uptime.map(format_uptime)),
+        },
+        Field {
+            name: "cpulimit",
+            aliases: &[],
+            header: "CPULIM",
+            column: right(7),
+            get: |r| number(r, "CPULIMIT"),
+        },
+        Field {
+            name: "cpuunits",
+            aliases: &[],
+            header: "CPUUNI",
+            column: right(7),
+            get: |r| number(r, "CPUUNITS"),
+        },
+        Field {
+            name: "cpus",
+            aliases: &[],
+            header: "CPUS",
+            column: right(5),
+            get: |r| number(r, "CPUS"),
+        },
+        Field {
+            name: "onboot",
+            aliases: &[],
+            header: "ONBOOT",
+            column: right(6),
+            get: |r| yes_no(r, "ONBOOT"),
+        },
+        Field {
+            name: "bootorder",
+            aliases: &[],
+            header: "BOOTORDER",
+            column: right(10),
+            get: |r| number(r, "BOOTORDER"),
+        },
+        Field {
+            name: "layout",
+            aliases: &[],
+            header: "LAYOUT",
+            column: right(6),
+            get: |r| key(r, "VE_LAYOUT"),
+        },
+        Field {
+            name: "features",
+            aliases: &[],
+            header: "FEATURES",
+            column: left(15),
+            get: |r| key(r, "FEATURES"),
+        },
+        Field {
+            name: "disabled",
+            aliases: &[],
+            header: "DISABL",
+            column: right(6),
+            get: |r| Value::Bool(Some(r.get("DISABLED") == Some("yes"))),
+        },
+        Field {
+            name: "netfilter",
+            aliases: &[],
+            header: "NETFILTER",
+            column: left(9),
+            get: |r| key(r, "NETFILTER"),
+        },
+        Field {
+            name: "capability",
+            aliases: &[],
+            header: "CAPABILITY",
+            column: left(15),
+            get: |r| key(r, "CAPABILITY"),
+        },
+    ],
+    [
+        (0, "kmemsize", "KMEMSIZE"),
+        (1, "lockedpages", "LOCKEDP"),
+        (2, "privvmpages", "PRIVVMP"),
+        (3, "shmpages", "SHMP"),
+        (4, "numproc", "NPROC"),
+        (5, "physpages", "PHYSP"),
+        (6, "vmguarpages", "VMGUARP"),
+        (7, "oomguarpages", "OOMGUARP"),
+        (8, "numtcpsock", "NTCPSOCK"),
+        (9, "numflock", "NFLOCK"),
+        (10, "numpty", "NPTY"),
+        (11, "numsiginfo", "NSIGINFO"),
+        (12, "tcpsndbuf", "TCPSNDB"),
+        (13, "tcprcvbuf", "TCPRCVB"),
+        (14, "othersockbuf", "OTHSOCKB"),
+        (15, "dgramrcvbuf", "DGRAMRB"),
+        (16, "numothersock", "NOTHSOCK"),
+        (17, "dcachesize", "DCACHESZ"),
+        (18, "numfile", "NFILE"),
+        (19, "numiptent", "NIPTENT"),
+        (21, "swappages", "SWAPP"),
+    ]
+);
 
 /// The field named `name` (or an alias).
 pub fn find(name: &str) -> Option<&'static Field> {
@@ -282,6 +397,30 @@ mod tests {
     fn fields_are_found_by_name_and_alias() {
         assert_eq!(find("veid").unwrap().name, "ctid");
         assert!(find("bogus").is_none());
+    }
+
+    #[test]
+    fn ubc_fields_match_the_resource_table() {
+        for r in Resource::ALL.into_iter().filter(|r| *r != Resource::AvNumProc) {
+            let base = find(r.name()).unwrap_or_else(|| panic!("{r}"));
+            assert_eq!(base.header, r.vzlist_header());
+            for (suffix, upper) in [(".m", ".M"), (".b", ".B"), (".l", ".L"), (".f", ".F")] {
+                let f = find(&format!("{}{suffix}", r.name())).unwrap();
+                assert_eq!(f.header, format!("{}{upper}", r.vzlist_header()));
+            }
+        }
+        assert_eq!(FIELDS.iter().filter(|f| f.name == "numproc").count(), 1);
+    }
+
+    #[test]
+    fn ubc_cell_text_and_json() {
+        let stopped = UbcCell { barrier: Some(20), limit: Some(20), ..Default::default() };
+        assert_eq!(stopped.text(), "-");
+        assert_eq!(
+            stopped.json(),
+            serde_json::json!({"held": 0, "maxheld": 0, "barrier": 20, "limit": 20, "failcnt": 0})
+        );
+        assert_eq!(UbcCell { held: Some(3), ..stopped }.text(), "3");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub fn line(fields: &[&Field], row: &Row, no_trim: bool) -> String {
                 Value::List(items) if items.is_empty() => "-".to_owned(),
                 Value::List(items) if is_last => items.join(" "),
                 Value::List(items) => items[0].clone(),
+                Value::Ubc(cell) => cell.text(),
             };
             if f.column.trim && !is_last && !no_trim && text.chars().count() > f.column.width {
                 text = text.chars().take(f.column.width).collect();
@@ -53,6 +54,7 @@ pub fn json(fields: &[&Field], rows: &[Row]) -> String {
                             b.map_or(serde_json::Value::Null, serde_json::Value::Bool)
                         }
                         Value::List(items) => serde_json::Value::from(items),
+                        Value::Ubc(cell) => cell.json(),
                     };
                     (f.name.to_owned(), value)
                 })

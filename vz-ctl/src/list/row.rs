@@ -18,6 +18,10 @@ pub struct Row {
     pub nproc: Option<i64>,
     /// Seconds since its init started (running VEs only).
     pub uptime: Option<u64>,
+    /// Measured beancounters (running VEs only).
+    pub ubc: Option<Vec<vz_ubc::Usage>>,
+    /// The beancounters of its config (barrier/limit of a stopped VE).
+    pub ubc_config: vz_ubc::UbcSet,
 }
 
 impl Row {
@@ -27,14 +31,33 @@ impl Row {
     /// When its state cannot be read.
     pub fn read(ve: Ve) -> crate::Result<Row> {
         let status = ve.status()?;
-        let (nproc, uptime) = if status.running {
-            let pids = ve.cgroup()?.pids();
+        let ubc_config = crate::resources::ubc_config(|k| ve.get(k)).unwrap_or_else(|e| {
+            tracing::warn!(ctid = ve.ctid.get(), "beancounters of the config: {e}");
+            vz_ubc::UbcSet::new()
+        });
+        let (nproc, uptime, ubc) = if status.running {
+            let cgroup = ve.cgroup()?;
+            let pids = cgroup.pids();
             let uptime = ve.init_pid().ok().and_then(init_uptime);
-            (i64::try_from(pids.len()).ok(), uptime)
+            let ubc = crate::resources::ubc_usage(ve.ctid.get(), &cgroup, ubc_config.clone())
+                .unwrap_or_else(|e| {
+                    tracing::warn!(ctid = ve.ctid.get(), "beancounters: {e}");
+                    None
+                });
+            (i64::try_from(pids.len()).ok(), uptime, ubc)
         } else {
-            (None, None)
+            (None, None, None)
         };
-        Ok(Row { ctid: ve.ctid.get(), status, config: ve.config, global: ve.global, nproc, uptime })
+        Ok(Row {
+            ctid: ve.ctid.get(),
+            status,
+            config: ve.config,
+            global: ve.global,
+            nproc,
+            uptime,
+            ubc,
+            ubc_config,
+        })
     }
 
     /// A config value: CTID.conf, then vz.conf.

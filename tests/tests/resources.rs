@@ -1,0 +1,234 @@
+//! Black-box tests of the resource parameters through the binaries: `vzctl set` with
+//! beancounter and CPU options on a running VE (kernel values, enforcement inside the VE,
+//! saved forms, bad values), `vzlist` beancounter fields, `vzubc`, `vzcfgvalidate` and
+//! `vzcpucheck`, against a temporary vz tree on the real kernel.
+#![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use vz_tests::{Need, VzTree, require, unique_ctid};
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "exit {:?}: {}", out.status.code(), text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A created and started busybox VE.
+fn running(tree: &VzTree) -> String {
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    ctid
+}
+
+fn is_v2() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// A file of the VE's cgroup: `<v1 controller>/<parent>/<ctid>/<v1 file>` or the v2 one.
+fn cg_file(tree: &VzTree, ctid: &str, controller: &str, v1: &str, v2: &str) -> PathBuf {
+    if is_v2() {
+        PathBuf::from(format!("/sys/fs/cgroup/{}/{ctid}/{v2}", tree.cgroup_parent()))
+    } else {
+        PathBuf::from(format!("/sys/fs/cgroup/{controller}/{}/{ctid}/{v1}", tree.cgroup_parent()))
+    }
+}
+
+fn read(path: &PathBuf) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+fn conf(tree: &VzTree, ctid: &str) -> String {
+    std::fs::read_to_string(tree.path().join(format!("conf/{ctid}.conf")))
+        .expect("read the CT config")
+}
+
+/// `vzlist -H -o <field> <ctid>` as a number.
+fn vzlist_num(tree: &VzTree, ctid: &str, field: &str) -> i64 {
+    let out = ok(tree.run("vzlist", &["-H", "-o", field, ctid]));
+    out.trim().parse().unwrap_or_else(|_| panic!("{field}: {out:?}"))
+}
+
+#[test]
+fn numproc_stops_a_fork_loop_inside_the_ve_only() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = running(&tree);
+
+    let out = ok(tree.run("vzctl", &["set", &ctid, "--numproc", "20:20", "--save"]));
+    assert!(out.contains("CT configuration saved"), "{out}");
+    assert_eq!(read(&cg_file(&tree, &ctid, "pids", "pids.max", "pids.max")), "20");
+    assert!(conf(&tree, &ctid).contains("NUMPROC=\"20\""), "{}", conf(&tree, &ctid));
+    assert_eq!(vzlist_num(&tree, &ctid, "numproc.f"), 0);
+
+    let forks = tree.run("vzctl", &["exec", &ctid, "for i in $(seq 40); do sleep 30 & done"]);
+    assert!(text(&forks).contains("fork") || !forks.status.success(), "{}", text(&forks));
+    let current: u64 =
+        read(&cg_file(&tree, &ctid, "pids", "pids.current", "pids.current")).parse().unwrap();
+    assert!(current <= 20, "pids.current {current}");
+    assert!(vzlist_num(&tree, &ctid, "numproc.f") > 0, "failcnt counts the refused forks");
+    assert_eq!(vzlist_num(&tree, &ctid, "numproc.l"), 20);
+    // The host is not limited.
+    let host: Vec<_> = (0..30).map(|_| std::process::Command::new("/bin/true").spawn()).collect();
+    assert!(host.into_iter().all(|c| c.is_ok_and(|mut c| c.wait().is_ok_and(|s| s.success()))));
+
+    // vzlist formats: %10s columns, one space between.
+    let list = ok(tree.run("vzlist", &["-o", "ctid,numproc,numproc.l,physpages.b", &ctid]));
+    let mut lines = list.lines();
+    assert_eq!(lines.next(), Some("      CTID      NPROC    NPROC.L    PHYSP.B"));
+    let row = lines.next().unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(row.len(), 43, "{row:?}");
+    assert_eq!((cells[0], cells[2], cells[3]), (ctid.as_str(), "20", "0"), "{row}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(tree.run("vzlist", &["-j", "-o", "ctid,numproc", &ctid])))
+            .unwrap();
+    assert_eq!(json[0]["numproc"]["limit"], 20);
+    assert!(json[0]["numproc"]["failcnt"].as_u64().unwrap() > 0, "{json}");
+
+    // vzubc: /proc/user_beancounters layout.
+    let ubc = ok(tree.run("vzubc", &[&ctid]));
+    let mut lines = ubc.lines();
+    assert_eq!(lines.next(), Some("Version: 2.5"));
+    let header = format!(
+        "{:>10}  {:<12} {:>20} {:>20} {:>20} {:>20} {:>20}",
+        "uid", "resource", "held", "maxheld", "barrier", "limit", "failcnt"
+    );
+    assert_eq!(lines.next(), Some(header.as_str()));
+    let first = lines.next().unwrap();
+    assert!(first.starts_with(&format!("{ctid:>10}: kmemsize ")), "{first:?}");
+    let numproc = ubc.lines().find(|l| l.contains(" numproc ")).unwrap();
+    let cols: Vec<&str> = numproc.split_whitespace().collect();
+    assert_eq!(cols[cols.len() - 3..cols.len() - 1], ["20", "20"], "{numproc}");
+    assert_eq!(ubc.lines().count(), 2 + 24, "{ubc}");
+}
+
+#[test]
+fn ram_contains_a_memory_hog_inside_the_ve() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("memory"));
+    let tree = VzTree::new("");
+    let ctid = running(&tree);
+    let out = ok(tree.run("vzctl", &["set", &ctid, "--ram", "64M", "--swap", "0"]));
+    assert!(out.contains("WARNING: Settings were not saved to config (use --save flag)"), "{out}");
+    let limit = read(&cg_file(&tree, &ctid, "memory", "memory.limit_in_bytes", "memory.max"));
+    assert_eq!(limit, (64u64 << 20).to_string());
+    assert!(!conf(&tree, &ctid).contains("PHYSPAGES=\"0:16384\""), "not saved");
+
+    let hog = tree.run("vzctl", &["exec", &ctid, "dd if=/dev/zero of=/dev/null bs=200M count=1"]);
+    assert!(!hog.status.success(), "a 200 MiB buffer must not fit in 64 MiB: {}", text(&hog));
+    assert!(vzlist_num(&tree, &ctid, "physpages.f") > 0, "failcnt counts the OOM kill");
+    // The VE still runs and the host can allocate the same.
+    ok(tree.run("vzctl", &["exec", &ctid, "true"]));
+    let host = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"])
+        .output()
+        .unwrap();
+    assert!(host.status.success(), "{}", text(&host));
+}
+
+#[test]
+fn cpu_settings_reach_the_kernel_at_once() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("cpu"));
+    let tree = VzTree::new("");
+    let ctid = running(&tree);
+    ok(tree.run("vzctl", &["set", &ctid, "--cpuunits", "500", "--cpulimit", "50", "--save"]));
+    if is_v2() {
+        // OpenVZ 7's conversion: weight = units / 10.
+        assert_eq!(read(&cg_file(&tree, &ctid, "cpu", "", "cpu.weight")), "50");
+        assert_eq!(read(&cg_file(&tree, &ctid, "cpu", "", "cpu.max")), "50000 100000");
+    } else {
+        // vzctl 4.x's upstream backend: shares = units.
+        assert_eq!(read(&cg_file(&tree, &ctid, "cpu", "cpu.shares", "")), "500");
+        assert_eq!(read(&cg_file(&tree, &ctid, "cpu", "cpu.cfs_quota_us", "")), "50000");
+        assert_eq!(read(&cg_file(&tree, &ctid, "cpu", "cpu.cfs_period_us", "")), "100000");
+    }
+    let saved = conf(&tree, &ctid);
+    assert!(saved.contains("CPUUNITS=\"500\"") && saved.contains("CPULIMIT=\"50\""), "{saved}");
+    let list = ok(tree.run("vzlist", &["-H", "-o", "cpuunits,cpulimit", &ctid]));
+    assert_eq!(list.split_whitespace().collect::<Vec<_>>(), ["500", "50"]);
+    let bad = tree.run("vzctl", &["set", &ctid, "--cpuunits", "5"]);
+    assert_eq!(bad.status.code(), Some(21), "{}", text(&bad));
+}
+
+#[test]
+fn bad_values_exit_21_and_save_nothing() {
+    require!(Need::Root, Need::Program("/bin/busybox"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
+    let before = conf(&tree, &ctid);
+    for (opt, val) in [("--numproc", "10M"), ("--kmemsize", "1:2:3"), ("--cpulimit", "x")] {
+        let out = tree.run("vzctl", &["set", &ctid, opt, val, "--hostname", "h", "--save"]);
+        assert_eq!(out.status.code(), Some(21), "{}", text(&out));
+        assert!(text(&out).contains(&format!("Bad parameter for {opt}: {val}")), "{}", text(&out));
+        assert_eq!(conf(&tree, &ctid), before, "nothing saved");
+    }
+    // A stopped VE: --save writes the saved forms; without --save it needs a running VE.
+    ok(tree.run("vzctl", &["set", &ctid, "--privvmpages", "5M:6M", "--save"]));
+    let page = 4096;
+    assert!(
+        conf(&tree, &ctid).contains(&format!(
+            "PRIVVMPAGES=\"{}:{}\"",
+            (5 << 20) / page,
+            (6 << 20) / page
+        )),
+        "{}",
+        conf(&tree, &ctid)
+    );
+    let out = tree.run("vzctl", &["set", &ctid, "--numproc", "30"]);
+    assert_eq!(out.status.code(), Some(31), "{}", text(&out));
+    // A stopped VE shows configured bounds and '-' for usage.
+    let list = ok(tree.run("vzlist", &["-a", "-H", "-o", "numproc,numproc.l,numproc.f", &ctid]));
+    assert_eq!(list.split_whitespace().collect::<Vec<_>>()[0], "-");
+    assert_eq!(list.split_whitespace().collect::<Vec<_>>()[2], "-");
+}
+
+#[test]
+fn vzcfgvalidate_passes_the_shipped_samples_and_fails_broken_configs() {
+    require!(Need::Root);
+    let tree = VzTree::new("");
+    for sample in ["ve-basic.conf-sample", "ve-light.conf-sample"] {
+        let path = tree.path().join("conf").join(sample);
+        let out = tree.run("vzcfgvalidate", &[path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{sample}: {}", text(&out));
+        assert!(text(&out).contains("Validation completed: success"), "{}", text(&out));
+    }
+    let broken = tree.path().join("broken.conf");
+    let basic = std::fs::read_to_string(tree.path().join("conf/ve-basic.conf-sample")).unwrap();
+    std::fs::write(&broken, basic.replace("NUMPROC=\"240:240\"", "NUMPROC=\"240:300\"")).unwrap();
+    let out = tree.run("vzcfgvalidate", &[broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("NUMPROC"), "{}", text(&out));
+    let out = tree.run("vzcfgvalidate", &["-r", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = tree.run("vzcfgvalidate", &[broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "repaired in the file: {}", text(&out));
+    let missing = tree.run("vzcfgvalidate", &["/nonexistent/x.conf"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+}
+
+#[test]
+fn vzcpucheck_reports_the_node_and_the_host_share() {
+    require!(Need::Root);
+    let tree = VzTree::new("VE0CPUUNITS=1500");
+    let out = ok(tree.run("vzcpucheck", &["-v"]));
+    assert!(out.contains("0\t\t1500"), "{out}");
+    assert!(out.contains("Current CPU utilization: 1500"), "{out}");
+    let power: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Power of the node: "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(power > 0);
+    assert_eq!(tree.run("vzcpucheck", &["-x"]).status.code(), Some(2));
+}
