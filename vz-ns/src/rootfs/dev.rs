@@ -21,6 +21,8 @@ const NODES: [(&str, u64, u64, u32); 7] = [
     ("tty", 5, 0, 0o666),
     // The console node exists because inits open it, but the device allowlist grants 5:1
     // only `m` (see `default_device_rules`): opening it fails, the VE has no host console.
+    // Without a v1 devices controller nothing would refuse the open: then it is left out
+    // (see `guarded_by_device_cgroup`).
     ("console", 5, 1, 0o600),
 ];
 
@@ -43,7 +45,11 @@ pub(super) fn populate(root: &Path) -> StepResult {
         flags,
         Some("mode=755,size=256k,nr_inodes=512"),
     )?;
+    let console_guarded = guarded_by_device_cgroup();
     for (name, major, minor, mode) in NODES {
+        if name == "console" && !console_guarded {
+            continue;
+        }
         let path = dev.join(name);
         match mknod(&path, SFlag::S_IFCHR, Mode::from_bits_truncate(mode), makedev(major, minor)) {
             Ok(()) => {}
@@ -67,4 +73,15 @@ pub(super) fn populate(root: &Path) -> StepResult {
     let shm = ensure_dir(&dev, "shm", 0o1777)?;
     let shm_flags = flags | MsFlags::MS_NODEV;
     mount_flags(Some("tmpfs"), &shm, Some("tmpfs"), shm_flags, Some("mode=1777"))
+}
+
+/// Whether this task is under a cgroup v1 devices controller, the allowlist that makes the
+/// console node harmless. On a cgroup v2 host device access is a BPF program vz does not
+/// attach yet, so the host console must not be reachable by a node at all.
+fn guarded_by_device_cgroup() -> bool {
+    std::fs::read_to_string("/proc/self/cgroup").is_ok_and(|text| {
+        text.lines().any(|line| {
+            line.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "devices"))
+        })
+    })
 }
