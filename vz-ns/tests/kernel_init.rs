@@ -108,6 +108,19 @@ fn privileged_operations_fail_in_the_ve() -> anyhow::Result<()> {
     let ve = TestVe::start("vz-test-priv")?;
     let (code, out) = ve.sh("mknod /tmp/x c 1 3")?;
     assert_ne!(code, 0, "mknod must fail: {out}");
+    // A device node among the VE's own files (as a template could ship) is dead: the root is
+    // nodev; only the VE's /dev tmpfs has working nodes.
+    let shipped = ve.root.path().join("tmp/null-node");
+    nix::sys::stat::mknod(
+        &shipped,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )?;
+    let (code, out) = ve.sh("echo x > /tmp/null-node")?;
+    assert_ne!(code, 0, "a node on the nodev root must not open: {out}");
+    assert!(out.contains("denied"), "{out}");
+    ve.sh_ok("echo x > /dev/null")?;
     // 'h' only prints sysrq help, should the mask ever be missing.
     let (code, out) = ve.sh("echo h > /proc/sysrq-trigger")?;
     assert_ne!(code, 0, "sysrq-trigger must not be writable: {out}");

@@ -144,6 +144,8 @@ impl Drop for TestCgroup {
 pub struct TestVe {
     pub init_pid: i32,
     pub caps: CapSet,
+    /// Every `cgroup.procs` file of the VE (entered processes join them all).
+    pub cgroup_procs: Vec<PathBuf>,
     pub cgroup: TestCgroup,
     pub root: BusyboxRoot,
 }
@@ -167,19 +169,19 @@ impl TestVe {
             hostname: Some(hostname.to_owned()),
             argv: ["/bin/busybox", "sh", "-c", "sleep 1000; echo never"].map(String::from).to_vec(),
             env: test_env(),
-            cgroup_procs,
+            cgroup_procs: cgroup_procs.clone(),
             caps: CapSet::openvz_default(),
             devices: default_device_rules(),
         };
         let pending = vz_ns::spawn_init(&spec)?;
         let handle = pending.release()?;
-        Ok(TestVe { init_pid: handle.pid, caps: spec.caps, cgroup, root })
+        Ok(TestVe { init_pid: handle.pid, caps: spec.caps, cgroup_procs, cgroup, root })
     }
 
     pub fn enter_spec(&self, argv: &[&str]) -> EnterSpec {
         EnterSpec {
             init_pid: self.init_pid,
-            cgroup_procs: vec![self.cgroup.procs()],
+            cgroup_procs: self.cgroup_procs.clone(),
             argv: argv.iter().map(|a| (*a).to_owned()).collect(),
             env: test_env(),
             caps: self.caps,

@@ -1,0 +1,47 @@
+//! Kernel test of the device allowlist on a cgroup v1 `devices` controller, seen from a VE.
+#![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+
+mod common;
+
+use common::{TestCgroup, TestVe};
+use vz_ns::{DeviceRule, apply_device_rules_v1, default_device_rules};
+use vz_tests::Need;
+
+#[test]
+fn default_allowlist_v1_allows_the_minimal_dev_only() -> anyhow::Result<()> {
+    let needs = [
+        Need::Root,
+        Need::CgroupController("pids"),
+        Need::CgroupController("devices"),
+        Need::Program("/bin/busybox"),
+    ];
+    if !vz_tests::check_needs(module_path!(), &needs) {
+        return Ok(());
+    }
+    let devices = TestCgroup::new("devices")?;
+    apply_device_rules_v1(&devices.dir, &default_device_rules())?;
+    let list = std::fs::read_to_string(devices.dir.join("devices.list"))?;
+    for want in ["c 1:3 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 m", "c 5:2 rwm", "c 136:* rwm"] {
+        assert!(list.lines().any(|l| l == want), "{want} in {list}");
+    }
+    assert!(!list.contains("a *:*"), "everything else is denied: {list}");
+
+    let extra = vec![devices.procs()];
+    let ve = TestVe::start_with("vz-test-dev", TestCgroup::new("pids")?, extra)?;
+    ve.sh_ok("echo x > /dev/null && head -c 4 /dev/urandom | wc -c && ls -l /dev/console")?;
+    let (code, out) = ve.sh(": < /dev/console")?;
+    assert_ne!(code, 0, "the console is not usable: {out}");
+    assert!(out.contains("not permitted"), "refused by the allowlist: {out}");
+    drop(ve);
+
+    // A rule the kernel refuses is reported with the rule and the file.
+    let parent = TestCgroup::new("devices")?;
+    apply_device_rules_v1(&parent.dir, &["c:1:3:rw".parse::<DeviceRule>()?])?;
+    let inner = TestCgroup { dir: parent.dir.join("inner") };
+    std::fs::create_dir(&inner.dir)?;
+    let err = apply_device_rules_v1(&inner.dir, &["c:1:5:rw".parse::<DeviceRule>()?])
+        .expect_err("the parent does not allow 1:5");
+    let text = err.to_string();
+    assert!(text.contains("c 1:5 rw") && text.contains("devices.allow"), "{text}");
+    Ok(())
+}
