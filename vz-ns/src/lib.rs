@@ -13,6 +13,7 @@
 //! kernel. The parsers need nothing.
 #![deny(unsafe_code)]
 
+mod bpf;
 mod caps;
 mod devices;
 mod enter;
@@ -23,6 +24,7 @@ mod pty;
 mod rootfs;
 mod sys;
 
+pub use bpf::apply_device_rules_v2;
 pub use caps::CapSet;
 pub use devices::{DeviceKind, DeviceRule, apply_device_rules_v1, default_device_rules};
 pub use enter::{EnterSpec, TtyMode, enter};

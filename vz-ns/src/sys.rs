@@ -168,3 +168,109 @@ pub(crate) fn stdout() -> BorrowedFd<'static> {
     // SAFETY: as for `stdin`.
     unsafe { BorrowedFd::borrow_raw(1) }
 }
+
+/// One eBPF instruction (`struct bpf_insn`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BpfInsn {
+    pub(crate) code: u8,
+    /// dst_reg in the low nibble, src_reg in the high nibble.
+    pub(crate) regs: u8,
+    pub(crate) off: i16,
+    pub(crate) imm: i32,
+}
+
+/// The prefix of `union bpf_attr` used by BPF_PROG_LOAD, zero-padded to the size the
+/// kernel accepts from older user space.
+#[repr(C)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+    pad: [u8; 64],
+}
+
+/// The prefix of `union bpf_attr` used by BPF_PROG_ATTACH.
+#[repr(C)]
+struct ProgAttachAttr {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+    pad: [u8; 44],
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+
+/// Loads a BPF_PROG_TYPE_CGROUP_DEVICE program; on failure returns the errno and the
+/// verifier's log.
+pub(crate) fn bpf_load_cgroup_device(
+    insns: &[BpfInsn],
+) -> std::result::Result<OwnedFd, (Errno, String)> {
+    let license = c"GPL";
+    let mut log = vec![0_u8; 16 * 1024];
+    let mut name = [0_u8; 16];
+    name[..8].copy_from_slice(b"vz_devs\0");
+    let attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: u32::try_from(insns.len()).unwrap_or(u32::MAX),
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: u32::try_from(log.len()).unwrap_or(0),
+        log_buf: log.as_mut_ptr() as u64,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name: name,
+        prog_ifindex: 0,
+        expected_attach_type: BPF_CGROUP_DEVICE,
+        pad: [0; 64],
+    };
+    // SAFETY: the attr points at the instructions, license and log buffer, all alive for the
+    // call; the size passed is the size of the struct.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &raw const attr, size_of::<ProgLoadAttr>())
+    };
+    if fd < 0 {
+        let errno = Errno::last();
+        let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+        return Err((errno, String::from_utf8_lossy(&log[..end]).into_owned()));
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| (Errno::EBADF, String::new()))?;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Attaches a device program to a cgroup v2 directory (replacing a program attached the same
+/// way before).
+pub(crate) fn bpf_attach_cgroup_device(
+    cgroup: BorrowedFd<'_>,
+    prog: BorrowedFd<'_>,
+) -> nix::Result<()> {
+    let attr = ProgAttachAttr {
+        target_fd: u32::try_from(cgroup.as_raw_fd()).unwrap_or(u32::MAX),
+        attach_bpf_fd: u32::try_from(prog.as_raw_fd()).unwrap_or(u32::MAX),
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: 0,
+        replace_bpf_fd: 0,
+        pad: [0; 44],
+    };
+    // SAFETY: the attr is a plain struct alive for the call, with its exact size.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &raw const attr, size_of::<ProgAttachAttr>())
+    };
+    Errno::result(rc).map(drop)
+}

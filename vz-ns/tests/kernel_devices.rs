@@ -45,3 +45,42 @@ fn default_allowlist_v1_allows_the_minimal_dev_only() -> anyhow::Result<()> {
     assert!(text.contains("c 1:5 rw") && text.contains("devices.allow"), "{text}");
     Ok(())
 }
+
+/// Where cgroup2 is mounted: `/sys/fs/cgroup` on a pure v2 host, `/sys/fs/cgroup/unified`
+/// on a hybrid one.
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(2) == Some(&"cgroup2")).then(|| fields[1].into())
+    })
+}
+
+#[test]
+fn default_allowlist_v2_is_enforced_by_the_bpf_program() -> anyhow::Result<()> {
+    if !vz_tests::check_needs(module_path!(), &[Need::Root, Need::Program("/bin/busybox")]) {
+        return Ok(());
+    }
+    let base = cgroup2_mount().ok_or_else(|| anyhow::anyhow!("no cgroup2 mount on this host"))?;
+    let cgroup = TestCgroup { dir: base.join(vz_tests::unique_name("bpf")) };
+    std::fs::create_dir(&cgroup.dir)?;
+    vz_ns::apply_device_rules_v2(&cgroup.dir, &default_device_rules())?;
+    // Applying again replaces the program.
+    vz_ns::apply_device_rules_v2(&cgroup.dir, &default_device_rules())?;
+    // A shell that moves itself into the cgroup, then opens allowed and denied devices.
+    // /dev/kmsg (1:11) and /dev/console (5:1, mknod only) are not in the allowlist.
+    let script = format!(
+        "echo $$ > {procs} || exit 90; \
+         (: < /dev/null) || exit 91; head -c 1 /dev/zero > /dev/null || exit 92; \
+         if (: < /dev/kmsg); then exit 93; fi; \
+         if (: < /dev/console); then exit 94; fi; \
+         if echo x > /dev/full; then exit 95; fi; exit 0",
+        procs = cgroup.procs().display()
+    );
+    let out = std::process::Command::new("/bin/busybox").args(["sh", "-c", &script]).output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("kmsg") && stderr.contains("not permitted"), "{stderr}");
+    assert!(cgroup.wait_empty(std::time::Duration::from_secs(5)));
+    Ok(())
+}
