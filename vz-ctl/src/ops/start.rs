@@ -68,10 +68,7 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     let ubc = resources::ubc_at_start(|k| ve.get(k))?;
     resources::apply_ubc(ctid, &cgroup, &ubc, None)?;
     resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
-    if let Some(devices) = cgroup.dir_of("devices").filter(|_| !cgroup.is_v2()) {
-        vz_ns::apply_device_rules_v1(&devices, &vz_ns::default_device_rules())
-            .map_err(|e| CtlError::Start(e.into()))?;
-    }
+    apply_device_rules(&cgroup)?;
     let spec = vz_ns::InitSpec {
         root: root.clone(),
         // Without HOSTNAME the VE is "localhost", not a copy of the host's name.
@@ -95,6 +92,18 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     }
     undo.commit();
     Ok(())
+}
+
+/// The device allowlist on the VE's cgroup: the v1 devices controller, or on cgroup v2 a
+/// BPF device program attached to the VE's cgroup.
+fn apply_device_rules(cgroup: &crate::cgroup::VeCgroup) -> Result<()> {
+    let rules = vz_ns::default_device_rules();
+    let applied = if cgroup.is_v2() {
+        cgroup.dir_of("").map(|dir| vz_ns::apply_device_rules_v2(&dir, &rules))
+    } else {
+        cgroup.dir_of("devices").map(|dir| vz_ns::apply_device_rules_v1(&dir, &rules))
+    };
+    applied.transpose().map(drop).map_err(|e| CtlError::Start(e.into()))
 }
 
 /// The environment of the VE's init: clean, like a kernel gives init.
