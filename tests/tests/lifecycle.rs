@@ -85,11 +85,14 @@ fn root_in_a_ve_cannot_reach_the_host() {
     ok(tree.run("vzctl", &["start", &ctid]));
     let attempts = [
         ("mknod /tmp/sda b 8 0", "making device nodes"),
-        ("echo b > /proc/sysrq-trigger", "writing /proc/sysrq-trigger"),
+        // h only prints help, should the mask ever be missing.
+        ("echo h > /proc/sysrq-trigger", "writing /proc/sysrq-trigger"),
         ("echo 1 > /proc/sys/kernel/panic", "writing /proc/sys/kernel"),
         ("insmod /lib/modules/none.ko || modprobe loop", "loading modules"),
         ("mount -t tmpfs none /mnt", "mounting"),
-        ("echo escape > /dev/console", "writing to the host console"),
+        // Without a guarding device cgroup the VE gets no console node at all; a plain file
+        // made by the redirection would not be the console.
+        ("[ -c /dev/console ] && echo escape > /dev/console", "writing to the host console"),
     ];
     for (command, what) in attempts {
         let out = tree.run("vzctl", &["exec2", &ctid, command]);

@@ -178,6 +178,12 @@ impl Joiner<'_> {
     }
 
     fn join_namespaces(&self) -> StepResult {
+        // The init's root, opened before joining: setns(mnt) puts us at the root of the
+        // namespace's mount tree, which is the VE's root only when the host's own root is
+        // the root of its tree (not on a host that booted by chroot, like the kernel lab).
+        let root_path = self.ns_dir.with_file_name("root");
+        let root =
+            File::open(&root_path).map_err(|e| format!("open {}: {e}", root_path.display()))?;
         let mut files = Vec::with_capacity(JOIN_ORDER.len());
         for (name, flag) in JOIN_ORDER {
             let path = self.ns_dir.join(name);
@@ -188,6 +194,8 @@ impl Joiner<'_> {
             setns(file.as_fd(), flag)
                 .map_err(|e| format!("join the VE's {name} namespace: {e}"))?;
         }
+        nix::unistd::fchdir(root.as_fd()).map_err(|e| format!("enter the VE's root: {e}"))?;
+        nix::unistd::chroot(".").map_err(|e| format!("chroot to the VE's root: {e}"))?;
         nix::unistd::chdir("/").map_err(|e| format!("chdir / in the VE: {e}"))
     }
 

@@ -8,9 +8,14 @@ use nix::mount::MsFlags;
 
 use super::{StepResult, mount_flags};
 
-/// Files under /proc that reach the host kernel (sysrq, memory, keys, timers, scheduler).
-const MASKED_FILES: [&str; 5] =
-    ["proc/sysrq-trigger", "proc/kcore", "proc/keys", "proc/timer_list", "proc/sched_debug"];
+/// Files under /proc that show the host kernel's memory, keys, timers and scheduler: hidden
+/// behind the VE's /dev/null.
+const MASKED_FILES: [&str; 4] = ["proc/kcore", "proc/keys", "proc/timer_list", "proc/sched_debug"];
+
+/// Files under /proc that act on the host kernel when written: bound read-only onto
+/// themselves, so a write fails with EROFS. (A /dev/null bind would not do: a device node
+/// stays writable on a read-only mount, so the write would "succeed" into null.)
+const READ_ONLY_FILES: [&str; 1] = ["proc/sysrq-trigger"];
 
 /// Directories of host hardware, hidden under an empty read-only tmpfs.
 const MASKED_DIRS: [&str; 3] = ["proc/acpi", "proc/scsi", "sys/firmware"];
@@ -33,15 +38,18 @@ fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
 
-/// Masks the host-global files and directories that exist on this kernel. Writes to a masked
-/// file fail (read-only bind of the VE's /dev/null), reads give nothing.
+/// Masks the host-global files and directories that exist on this kernel: masked files read
+/// empty (read-only bind of the VE's /dev/null), read-only ones refuse writes, masked
+/// directories are empty.
 pub(super) fn mask(root: &Path) -> StepResult {
     let null = root.join("dev/null");
+    let masked = MASKED_FILES.iter().map(|name| (*name, null.clone()));
+    let read_only = READ_ONLY_FILES.iter().map(|name| (*name, root.join(name)));
     let ro_bind = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
-    for name in MASKED_FILES {
+    for (name, source) in masked.chain(read_only) {
         let target = root.join(name);
         if exists(&target) {
-            mount_flags(Some(&null), &target, None, MsFlags::MS_BIND, None)?;
+            mount_flags(Some(&source), &target, None, MsFlags::MS_BIND, None)?;
             mount_flags(
                 None::<&Path>,
                 &target,
