@@ -189,12 +189,15 @@ impl TestVe {
         }
     }
 
-    /// Runs `script` with `sh -c` in the VE, its output captured in a file of the VE.
+    /// Runs `script` with `sh -c` in the VE, its output captured in a file of the VE. A script
+    /// that hangs (say, blocked on a device) is killed after a minute, so the test fails and
+    /// its guards still clean up, instead of the runner killing the whole test process.
     pub fn sh(&self, script: &str) -> anyhow::Result<(i32, String)> {
         let out = self.root.path().join("tmp/.out");
         let _ = std::fs::remove_file(&out);
         let wrapped = format!("exec >/tmp/.out 2>&1; {script}");
-        let code = vz_ns::enter(&self.enter_spec(&["sh", "-c", &wrapped]))?;
+        let argv = ["timeout", "-s", "KILL", "60", "sh", "-c", &wrapped];
+        let code = vz_ns::enter(&self.enter_spec(&argv))?;
         let text =
             std::fs::read_to_string(&out).with_context(|| format!("read {}", out.display()))?;
         Ok((code, text))
