@@ -12,10 +12,12 @@
 
 mod names;
 mod need;
+mod output;
 mod tree;
 
 pub use names::{unique_ctid, unique_name};
 pub use need::{Need, check_needs};
+pub use output::{ok, output_text};
 pub use tree::{VzTree, bin_dir, kill_and_remove_cgroups, unmount_under, workspace};
 
 /// Fails (or, with `VZ_SKIP_PRIVILEGED=1`, skips) the calling test unless every listed

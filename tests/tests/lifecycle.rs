@@ -2,18 +2,7 @@
 //! against a temporary vz tree, on the real kernel.
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
 
-use std::process::Output;
-
-use vz_tests::{Need, VzTree, require, unique_ctid};
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "exit {:?}: {}", out.status.code(), text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use vz_tests::{Need, VzTree, ok, output_text, require, unique_ctid};
 
 fn created(tree: &VzTree) -> String {
     tree.build_busybox_cache();
@@ -96,7 +85,7 @@ fn root_in_a_ve_cannot_reach_the_host() {
     ];
     for (command, what) in attempts {
         let out = tree.run("vzctl", &["exec2", &ctid, command]);
-        assert_ne!(out.status.code(), Some(0), "{what} must fail in a VE: {}", text(&out));
+        assert_ne!(out.status.code(), Some(0), "{what} must fail in a VE: {}", output_text(&out));
     }
     // What the VE's own namespaces own stays writable.
     ok(tree.run("vzctl", &["exec", &ctid, "echo renamed > /proc/sys/kernel/hostname"]));
@@ -162,7 +151,15 @@ fn set_changes_a_running_ve_and_saves() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
     let tree = VzTree::new("");
     let ctid = created(&tree);
+    // A stopped VE gets its password through a brief, never-released init.
+    ok(tree.run("vzctl", &["set", &ctid, "--userpasswd", "guest:first"]));
+    assert_eq!(
+        ok(tree.run("vzctl", &["status", &ctid])).trim(),
+        format!("CTID {ctid} exist unmounted down")
+    );
     ok(tree.run("vzctl", &["start", &ctid]));
+    let guest = ok(tree.run("vzctl", &["exec", &ctid, "grep ^guest: /etc/shadow"]));
+    assert!(guest.starts_with("guest:$"), "password of a new user set while stopped: {guest}");
     let out = ok(tree.run(
         "vzctl",
         &[

@@ -2,12 +2,7 @@
 //! device) enforces DISKSPACE inside the VE, and `vzquota stat` reports it.
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
 
-use vz_tests::{Need, VzTree, require, unique_ctid};
-
-fn ok(out: std::process::Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use vz_tests::{Need, VzTree, ok, require, unique_ctid};
 
 #[test]
 fn diskspace_is_enforced_inside_the_ve_only() {

@@ -5,18 +5,8 @@
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
 
 use std::path::PathBuf;
-use std::process::Output;
 
-use vz_tests::{Need, VzTree, require, unique_ctid};
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "exit {:?}: {}", out.status.code(), text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use vz_tests::{Need, VzTree, ok, output_text, require, unique_ctid};
 
 /// A created and started busybox VE.
 fn running(tree: &VzTree) -> String {
@@ -71,7 +61,11 @@ fn numproc_stops_a_fork_loop_inside_the_ve_only() {
     assert_eq!(vzlist_num(&tree, &ctid, "numproc.f"), 0);
 
     let forks = tree.run("vzctl", &["exec", &ctid, "for i in $(seq 40); do sleep 30 & done"]);
-    assert!(text(&forks).contains("fork") || !forks.status.success(), "{}", text(&forks));
+    assert!(
+        output_text(&forks).contains("fork") || !forks.status.success(),
+        "{}",
+        output_text(&forks)
+    );
     let current: u64 =
         read(&cg_file(&tree, &ctid, "pids", "pids.current", "pids.current")).parse().unwrap();
     assert!(current <= 20, "pids.current {current}");
@@ -124,7 +118,11 @@ fn ram_contains_a_memory_hog_inside_the_ve() {
     assert!(!conf(&tree, &ctid).contains("PHYSPAGES=\"0:16384\""), "not saved");
 
     let hog = tree.run("vzctl", &["exec", &ctid, "dd if=/dev/zero of=/dev/null bs=200M count=1"]);
-    assert!(!hog.status.success(), "a 200 MiB buffer must not fit in 64 MiB: {}", text(&hog));
+    assert!(
+        !hog.status.success(),
+        "a 200 MiB buffer must not fit in 64 MiB: {}",
+        output_text(&hog)
+    );
     assert!(vzlist_num(&tree, &ctid, "physpages.f") > 0, "failcnt counts the OOM kill");
     // The VE still runs and the host can allocate the same.
     ok(tree.run("vzctl", &["exec", &ctid, "true"]));
@@ -132,7 +130,7 @@ fn ram_contains_a_memory_hog_inside_the_ve() {
         .args(["if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"])
         .output()
         .unwrap();
-    assert!(host.status.success(), "{}", text(&host));
+    assert!(host.status.success(), "{}", output_text(&host));
 }
 
 #[test]
@@ -156,7 +154,7 @@ fn cpu_settings_reach_the_kernel_at_once() {
     let list = ok(tree.run("vzlist", &["-H", "-o", "cpuunits,cpulimit", &ctid]));
     assert_eq!(list.split_whitespace().collect::<Vec<_>>(), ["500", "50"]);
     let bad = tree.run("vzctl", &["set", &ctid, "--cpuunits", "5"]);
-    assert_eq!(bad.status.code(), Some(21), "{}", text(&bad));
+    assert_eq!(bad.status.code(), Some(21), "{}", output_text(&bad));
 }
 
 #[test]
@@ -169,8 +167,12 @@ fn bad_values_exit_21_and_save_nothing() {
     let before = conf(&tree, &ctid);
     for (opt, val) in [("--numproc", "10M"), ("--kmemsize", "1:2:3"), ("--cpulimit", "x")] {
         let out = tree.run("vzctl", &["set", &ctid, opt, val, "--hostname", "h", "--save"]);
-        assert_eq!(out.status.code(), Some(21), "{}", text(&out));
-        assert!(text(&out).contains(&format!("Bad parameter for {opt}: {val}")), "{}", text(&out));
+        assert_eq!(out.status.code(), Some(21), "{}", output_text(&out));
+        assert!(
+            output_text(&out).contains(&format!("Bad parameter for {opt}: {val}")),
+            "{}",
+            output_text(&out)
+        );
         assert_eq!(conf(&tree, &ctid), before, "nothing saved");
     }
     // A stopped VE: --save writes the saved forms; without --save it needs a running VE.
@@ -186,7 +188,7 @@ fn bad_values_exit_21_and_save_nothing() {
         conf(&tree, &ctid)
     );
     let out = tree.run("vzctl", &["set", &ctid, "--numproc", "30"]);
-    assert_eq!(out.status.code(), Some(31), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(31), "{}", output_text(&out));
     // A stopped VE shows configured bounds and '-' for usage.
     let list = ok(tree.run("vzlist", &["-a", "-H", "-o", "numproc,numproc.l,numproc.f", &ctid]));
     assert_eq!(list.split_whitespace().collect::<Vec<_>>()[0], "-");
@@ -200,21 +202,25 @@ fn vzcfgvalidate_passes_the_shipped_samples_and_fails_broken_configs() {
     for sample in ["ve-basic.conf-sample", "ve-light.conf-sample"] {
         let path = tree.path().join("conf").join(sample);
         let out = tree.run("vzcfgvalidate", &[path.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(0), "{sample}: {}", text(&out));
-        assert!(text(&out).contains("Validation completed: success"), "{}", text(&out));
+        assert_eq!(out.status.code(), Some(0), "{sample}: {}", output_text(&out));
+        assert!(
+            output_text(&out).contains("Validation completed: success"),
+            "{}",
+            output_text(&out)
+        );
     }
     let broken = tree.path().join("broken.conf");
     let basic = std::fs::read_to_string(tree.path().join("conf/ve-basic.conf-sample")).unwrap();
     std::fs::write(&broken, basic.replace("NUMPROC=\"240:240\"", "NUMPROC=\"240:300\"")).unwrap();
     let out = tree.run("vzcfgvalidate", &[broken.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("NUMPROC"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(output_text(&out).contains("NUMPROC"), "{}", output_text(&out));
     let out = tree.run("vzcfgvalidate", &["-r", broken.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let out = tree.run("vzcfgvalidate", &[broken.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "repaired in the file: {}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "repaired in the file: {}", output_text(&out));
     let missing = tree.run("vzcfgvalidate", &["/nonexistent/x.conf"]);
-    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert_eq!(missing.status.code(), Some(1), "{}", output_text(&missing));
 }
 
 #[test]

@@ -1,12 +1,7 @@
 //! Black-box tests of `vzlist`: columns and formats of reference §4, selection, JSON, errors.
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
 
-use vz_tests::{Need, VzTree, require, unique_ctid};
-
-fn stdout(out: &std::process::Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use vz_tests::{Need, VzTree, ok, require, unique_ctid};
 
 #[test]
 fn vzlist_shows_running_and_stopped_ves_in_openvz_format() {
@@ -15,11 +10,11 @@ fn vzlist_shows_running_and_stopped_ves_in_openvz_format() {
     tree.build_busybox_cache();
     let (a, b) = (unique_ctid().to_string(), unique_ctid().to_string());
     for (ctid, host) in [(&a, "a.example"), (&b, "b.example")] {
-        stdout(&tree.run("vzctl", &["create", ctid, "--hostname", host, "--ipadd", "192.0.2.10"]));
+        ok(tree.run("vzctl", &["create", ctid, "--hostname", host, "--ipadd", "192.0.2.10"]));
     }
-    stdout(&tree.run("vzctl", &["start", &a]));
+    ok(tree.run("vzctl", &["start", &a]));
 
-    let running = stdout(&tree.run("vzlist", &[]));
+    let running = ok(tree.run("vzlist", &[]));
     let lines: Vec<&str> = running.lines().collect();
     assert_eq!(lines[0], "      CTID      NPROC STATUS    IP_ADDR         HOSTNAME");
     assert_eq!(lines.len(), 2, "only the running VE by default: {running}");
@@ -29,17 +24,17 @@ fn vzlist_shows_running_and_stopped_ves_in_openvz_format() {
     assert_eq!(&row[2..], ["running", "192.0.2.10", "a.example"]);
     assert_eq!(format!("{:>10}", a), lines[1][..10]);
 
-    let all = stdout(&tree.run("vzlist", &["-a", "-H", "-o", "ctid,status,hostname"]));
+    let all = ok(tree.run("vzlist", &["-a", "-H", "-o", "ctid,status,hostname"]));
     assert_eq!(all.lines().count(), 2);
     assert!(all.contains(&format!("{b:>10} stopped   b.example")), "{all}");
-    let stopped = stdout(&tree.run("vzlist", &["-S", "-1"]));
+    let stopped = ok(tree.run("vzlist", &["-S", "-1"]));
     assert_eq!(stopped.trim(), b);
-    let sorted = stdout(&tree.run("vzlist", &["-a", "-H", "-o", "ctid", "-s", "-ctid"]));
+    let sorted = ok(tree.run("vzlist", &["-a", "-H", "-o", "ctid", "-s", "-ctid"]));
     let ids: Vec<u32> = sorted.split_whitespace().map(|s| s.parse().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] >= w[1]), "{sorted}");
 
     let json: serde_json::Value =
-        serde_json::from_str(&stdout(&tree.run("vzlist", &["-a", "-j"]))).unwrap();
+        serde_json::from_str(&ok(tree.run("vzlist", &["-a", "-j"]))).unwrap();
     let entries = json.as_array().unwrap();
     assert_eq!(entries.len(), 2);
     let first = entries.iter().find(|e| e["ctid"] == a.parse::<u64>().unwrap()).unwrap();
@@ -47,9 +42,9 @@ fn vzlist_shows_running_and_stopped_ves_in_openvz_format() {
     assert_eq!(first["ip"], serde_json::json!(["192.0.2.10"]));
     assert_eq!(first["hostname"], "a.example");
 
-    let filtered = stdout(&tree.run("vzlist", &["-a", "-H", "-o", "ctid", "-h", "b.*"]));
+    let filtered = ok(tree.run("vzlist", &["-a", "-H", "-o", "ctid", "-h", "b.*"]));
     assert_eq!(filtered.trim(), b);
-    stdout(&tree.run("vzctl", &["stop", &a, "--fast"]));
+    ok(tree.run("vzctl", &["stop", &a, "--fast"]));
 }
 
 #[test]
@@ -66,7 +61,7 @@ fn vzlist_errors_exit_1() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("Container(s) not found"));
     assert_eq!(tree.run("vzlist", &["-a"]).status.code(), Some(0), "nothing to list is fine");
-    let fields = stdout(&tree.run("vzlist", &["-L"]));
+    let fields = ok(tree.run("vzlist", &["-L"]));
     assert!(fields.lines().any(|l| l.starts_with("hostname        HOSTNAME")), "{fields}");
 }
 
@@ -77,14 +72,14 @@ fn different_ves_start_in_parallel() {
     tree.build_busybox_cache();
     let ids: Vec<String> = (0..3).map(|_| unique_ctid().to_string()).collect();
     for id in &ids {
-        stdout(&tree.run("vzctl", &["create", id]));
+        ok(tree.run("vzctl", &["create", id]));
     }
     let children: Vec<_> =
         ids.iter().map(|id| tree.cmd("vzctl").args(["start", id]).output()).collect();
     for child in children {
-        stdout(&child.unwrap());
+        ok(child.unwrap());
     }
-    let listed = stdout(&tree.run("vzlist", &["-H", "-1"]));
+    let listed = ok(tree.run("vzlist", &["-H", "-1"]));
     assert_eq!(listed.lines().count(), 3, "{listed}");
     let stops: Vec<_> = ids
         .iter()

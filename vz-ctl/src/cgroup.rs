@@ -31,11 +31,21 @@ pub enum Hierarchy {
 }
 
 impl Hierarchy {
-    /// Detects the hierarchy from `/proc/self/mountinfo`.
+    /// The host's hierarchy, detected once per process (it does not change under us).
     ///
     /// # Errors
     /// [`CtlError::Cgroup`] if mountinfo cannot be read or no cgroup is mounted.
     pub fn detect() -> Result<Hierarchy> {
+        static DETECTED: std::sync::OnceLock<Hierarchy> = std::sync::OnceLock::new();
+        if let Some(hierarchy) = DETECTED.get() {
+            return Ok(hierarchy.clone());
+        }
+        let hierarchy = Self::read_mountinfo()?;
+        Ok(DETECTED.get_or_init(|| hierarchy).clone())
+    }
+
+    /// Reads the hierarchy from `/proc/self/mountinfo`.
+    fn read_mountinfo() -> Result<Hierarchy> {
         let path = Path::new("/proc/self/mountinfo");
         let text = std::fs::read_to_string(path).map_err(|source| CtlError::Cgroup {
             op: "read",

@@ -225,3 +225,15 @@ impl<T> IoContext<T> for std::io::Result<T> {
         self.map_err(|source| CtlError::Io { op, path: path.to_owned(), source })
     }
 }
+
+/// An error and its sources as one line, `outer: inner: …`, the way the binaries print it.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

@@ -11,13 +11,13 @@ use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::prelude::*;
 
 /// Installs the subscriber. `verbose` 0 shows warnings, 1 info, 2 and more debug.
-/// `logfile`, when given and writable, receives info-level lines tagged with `program` and
-/// `ctid`.
+/// `logfile`, when given and writable, receives lines tagged with `program` and `ctid`, at
+/// the level of its `LOG_LEVEL` (-1 errors only, 0 normal, 1 and more debug).
 pub fn init(
     program: &'static str,
     verbose: u8,
     quiet: bool,
-    logfile: Option<&Path>,
+    logfile: Option<(&Path, i32)>,
     ctid: Option<u32>,
 ) {
     let level = match (quiet, verbose) {
@@ -33,8 +33,16 @@ pub fn init(
         .with_level(false)
         .with_filter(EnvFilter::new(level));
     let file = logfile
-        .and_then(|path| OpenOptions::new().create(true).append(true).open(path).ok())
-        .map(|file| {
+        .and_then(|(path, log_level)| {
+            let file = OpenOptions::new().create(true).append(true).open(path).ok()?;
+            Some((file, log_level))
+        })
+        .map(|(file, log_level)| {
+            let file_level = match log_level {
+                ..0 => "error",
+                0 => "info",
+                _ => "debug",
+            };
             let tag = match ctid {
                 Some(id) => format!("{program} : CT {id} :"),
                 None => format!("{program} :"),
@@ -47,7 +55,7 @@ pub fn init(
                 .with_span_events(FmtSpan::NONE)
                 .fmt_fields(tracing_subscriber::fmt::format::DefaultFields::new())
                 .event_format(LineFormat { tag })
-                .with_filter(EnvFilter::new("info"))
+                .with_filter(EnvFilter::new(file_level))
         });
     let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
 }

@@ -5,7 +5,6 @@
 //! scripts (`<CTID>.start`, `<CTID>.stop`) and vz's own setup snippets run inside the VE
 //! through `vz_ns::enter`, so that nothing on the host follows a path the VE controls.
 
-use std::path::Path;
 use std::process::Command;
 
 use crate::error::{CtlError, IoContext, Result};
@@ -129,10 +128,4 @@ pub fn run_ve_script(ve: &Ve, init_pid: i32, action: &str) -> Result<()> {
     let text = std::fs::read_to_string(&path).op("read action script", &path)?;
     run_snippet(ve, init_pid, action, &text, &[("VEID", ve.ctid.to_string())])
         .map_err(|e| CtlError::ActionScript { path: path.clone(), status: e.to_string() })
-}
-
-/// Whether `path` names an executable file (used for host tools, never VE paths).
-pub fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }

@@ -76,7 +76,7 @@ fn run(args: &Args) -> Result<bool, String> {
         eprintln!("Warning: global configuration file not read");
     }
     let mut file = ConfigFile::load(&args.file).map_err(|e| format!("{e}"))?;
-    let set = resources::ubc_config(|k| file.get(k)).map_err(|e| error_chain(&e))?;
+    let set = resources::ubc_config(|k| file.get(k)).map_err(|e| vz_ctl::error::chain(&e))?;
     let host = vz_ubc::HostMemory::read().ok();
     let findings = vz_ubc::validate_with_host(&set, args.mode, host);
     for f in &findings {
@@ -127,15 +127,4 @@ fn finish(findings: &[vz_ubc::Finding]) -> bool {
         println!("Validation completed: success");
     }
     ok
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -33,30 +33,25 @@ fn main() -> ExitCode {
     let global = GlobalConfig::load().ok();
     let verbose =
         inv.verbose.max(global.as_ref().map_or(0, |g| u8::try_from(g.verbose()).unwrap_or(0)));
-    let logfile = global.as_ref().filter(|g| g.logging()).map(|g| g.logfile());
+    let logfile = global.as_ref().filter(|g| g.logging()).map(|g| (g.logfile(), g.log_level()));
     let ctid = match &inv.action {
         Action::Run { ctid, .. } => ctid.parse().ok(),
         _ => None,
     };
-    vz_ctl::logging::init("vzctl", verbose, inv.quiet, logfile.as_deref(), ctid);
+    vz_ctl::logging::init(
+        "vzctl",
+        verbose,
+        inv.quiet,
+        logfile.as_ref().map(|(path, level)| (path.as_path(), *level)),
+        ctid,
+    );
     match cli::run(inv) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("{}", error_chain(&e));
-            tracing::info!("{}", error_chain(&e));
+            let message = vz_ctl::error::chain(&e);
+            eprintln!("{message}");
+            tracing::info!("{message}");
             ExitCode::from(e.exit_code())
         }
     }
-}
-
-/// The error and its sources, `outer: inner: …`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

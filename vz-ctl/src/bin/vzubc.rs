@@ -65,20 +65,9 @@ fn run(args: &[String]) -> Result<String, String> {
         }
         let config = resources::ubc_config(|k| ve.get(k)).map_err(|e| e.to_string())?;
         let usage = resources::ubc_usage(ctid.get(), &cgroup, config)
-            .map_err(|e| error_chain(&e))?
+            .map_err(|e| vz_ctl::error::chain(&e))?
             .ok_or_else(|| format!("Container {ctid}: no memory cgroup to read"))?;
         rows.push((ctid.get(), usage));
     }
     Ok(vz_ubc::render_proc_view(&rows))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -154,17 +154,6 @@ impl GlobalConfig {
         self.int_or("LOG_LEVEL", 0)
     }
 
-    /// `VE_ROOT` as written, with `$VEID` literally (stored so in `CTID.conf` by create,
-    /// reference §1.4 step 10); expand with [`expand_veid`].
-    pub fn ve_root_template(&self) -> Option<String> {
-        self.non_empty("VE_ROOT").map(str::to_owned)
-    }
-
-    /// `VE_PRIVATE` as written, with `$VEID` literally; expand with [`expand_veid`].
-    pub fn ve_private_template(&self) -> Option<String> {
-        self.non_empty("VE_PRIVATE").map(str::to_owned)
-    }
-
     fn int_or(&self, key: &str, default: i32) -> i32 {
         let Some(value) = self.non_empty(key) else { return default };
         match value.trim().parse() {
@@ -240,7 +229,7 @@ mod tests {
         assert_eq!(g.configfile(), None);
         assert_eq!((g.verbose(), g.log_level(), g.logging()), (0, 0, true));
         assert_eq!(g.logfile(), Path::new("/var/log/vzctl.log"));
-        assert_eq!((g.ve_root_template(), g.ve_private_template()), (None, None));
+        assert_eq!((g.get("VE_ROOT"), g.get("VE_PRIVATE")), (None, None));
     }
 
     #[test]
@@ -263,8 +252,8 @@ mod tests {
         assert_eq!(g.configfile().as_deref(), Some("vswap-256m"));
         assert_eq!((g.verbose(), g.log_level(), g.logging()), (2, -1, false));
         assert_eq!(g.logfile(), Path::new("/tmp/t/log"));
-        assert_eq!(g.ve_root_template().as_deref(), Some("/tmp/t/root/$VEID"));
-        assert_eq!(g.ve_private_template().as_deref(), Some("/tmp/t/private/${VEID}"));
+        assert_eq!(g.get("VE_ROOT"), Some("/tmp/t/root/$VEID"));
+        assert_eq!(g.get("VE_PRIVATE"), Some("/tmp/t/private/${VEID}"));
     }
 
     #[test]

@@ -168,8 +168,8 @@ mod tests {
         assert_eq!(g.lock_dir(), Path::new("/vz/lock"));
         assert_eq!(g.dump_dir(), Path::new("/vz/dump"));
         assert_eq!(g.template_dir(), Some(PathBuf::from("/vz/template")));
-        assert_eq!(g.ve_root_template().as_deref(), Some("/vz/root/$VEID"));
-        assert_eq!(g.ve_private_template().as_deref(), Some("/vz/private/$VEID"));
+        assert_eq!(g.get("VE_ROOT"), Some("/vz/root/$VEID"));
+        assert_eq!(g.get("VE_PRIVATE"), Some("/vz/private/$VEID"));
         assert_eq!(g.configfile().as_deref(), Some("vswap-256m"));
         assert_eq!(g.def_ostemplate().as_deref(), Some("busybox"));
         assert_eq!(g.get("VE_LAYOUT"), Some("ploop"));

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{ConfigError, Result};
 use super::file::ConfigFile;
-use super::global::{GlobalConfig, expand_veid};
+use super::global::GlobalConfig;
 
 /// `STOP_TIMEOUT` when neither `CTID.conf` nor `vz.conf` sets it (seconds).
 pub const DEFAULT_STOP_TIMEOUT: u64 = 120;
@@ -79,16 +79,6 @@ impl VeConfig {
         self.file.get(key).filter(|v| !v.trim().is_empty())
     }
 
-    /// `VE_ROOT` with `$VEID` expanded.
-    pub fn ve_root(&self, ctid: u32) -> Option<PathBuf> {
-        self.non_empty("VE_ROOT").map(|v| PathBuf::from(expand_veid(v, ctid)))
-    }
-
-    /// `VE_PRIVATE` with `$VEID` expanded.
-    pub fn ve_private(&self, ctid: u32) -> Option<PathBuf> {
-        self.non_empty("VE_PRIVATE").map(|v| PathBuf::from(expand_veid(v, ctid)))
-    }
-
     /// `HOSTNAME`.
     pub fn hostname(&self) -> Option<&str> {
         self.non_empty("HOSTNAME")
@@ -147,16 +137,6 @@ impl VeConfig {
         self.list("SEARCHDOMAIN")
     }
 
-    /// `CAPABILITY` as written (`NAME:on|off …`).
-    pub fn capability(&self) -> Option<&str> {
-        self.non_empty("CAPABILITY")
-    }
-
-    /// `VE_LAYOUT` as written (`simfs`, `ploop[:mode]`).
-    pub fn layout(&self) -> Option<&str> {
-        self.non_empty("VE_LAYOUT")
-    }
-
     fn list(&self, key: &str) -> Vec<String> {
         self.get(key).map(|v| v.split_whitespace().map(str::to_owned).collect()).unwrap_or_default()
     }
@@ -196,6 +176,7 @@ pub fn parse_yes_no(key: &str, value: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::expand_veid;
 
     const VZ_CONF: &str = "VE_ROOT=/vz/root/$VEID\nVE_PRIVATE=\"/vz/private/${VEID}\"\n\
         STOP_TIMEOUT=30\nNAMESERVER=inherit\nVE_LAYOUT=simfs\nNAME=global\nDISK_QUOTA=yes\n";
@@ -215,11 +196,18 @@ mod tests {
         let v = ve(&g, "HOSTNAME=\"ve101\"\nVE_ROOT=\"/other/$VEID\"\n");
         assert_eq!(v.get("HOSTNAME"), Some("ve101"));
         assert_eq!(v.get("DISK_QUOTA"), Some("yes"), "from vz.conf");
-        assert_eq!(v.ve_root(101), Some(PathBuf::from("/other/101")), "CT overrides");
-        assert_eq!(v.ve_private(101), Some(PathBuf::from("/vz/private/101")));
+        assert_eq!(
+            v.get("VE_ROOT").map(|r| expand_veid(r, 101)).as_deref(),
+            Some("/other/101"),
+            "CT overrides"
+        );
+        assert_eq!(
+            v.get("VE_PRIVATE").map(|r| expand_veid(r, 101)).as_deref(),
+            Some("/vz/private/101")
+        );
         assert_eq!(v.stop_timeout(), 30);
         assert_eq!(v.nameservers(), ["inherit"]);
-        assert_eq!(v.layout(), Some("simfs"));
+        assert_eq!(v.get("VE_LAYOUT"), Some("simfs"));
         assert_eq!(v.name(), None, "NAME is never taken from vz.conf");
         assert_eq!(v.file().get("DISK_QUOTA"), None, "the CT file alone");
         assert_eq!(v.path(), Path::new("/c/101.conf"));
@@ -241,14 +229,14 @@ mod tests {
         assert_eq!(v.ip_addresses(), ["10.1.0.1", "10.1.0.2/24"]);
         assert_eq!(v.nameservers(), ["1.1.1.1", "8.8.8.8"]);
         assert_eq!(v.searchdomains(), ["a.example", "b.example"]);
-        assert_eq!((v.capability(), v.layout()), (Some("SYS_TIME:on"), Some("simfs")));
+        assert_eq!((v.get("CAPABILITY"), v.get("VE_LAYOUT")), (Some("SYS_TIME:on"), Some("simfs")));
     }
 
     #[test]
     fn unset_empty_and_invalid_values() {
         let g = GlobalConfig::new(PathBuf::from("/vz.conf"), ConfigFile::new());
         let v = ve(&g, "HOSTNAME=\"\"\nONBOOT=maybe\nDISABLED=1\nSTOP_TIMEOUT=-3\n");
-        assert_eq!((v.hostname(), v.ostemplate(), v.ve_root(1)), (None, None, None));
+        assert_eq!((v.hostname(), v.ostemplate(), v.get("VE_ROOT")), (None, None, None));
         assert_eq!((v.onboot(), v.disabled()), (None, false));
         assert_eq!(v.stop_timeout(), DEFAULT_STOP_TIMEOUT);
         assert!(v.ip_addresses().is_empty() && v.nameservers().is_empty());

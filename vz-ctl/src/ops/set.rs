@@ -168,23 +168,16 @@ fn set_password_stopped(ve: &Ve, pairs: &[String]) -> Result<()> {
     let result = (|| {
         let cgroup = ve.cgroup()?;
         cgroup.create()?;
-        let spec = vz_ns::InitSpec {
-            root: ve.root()?,
-            hostname: None,
-            argv: vec!["/sbin/init".to_owned()],
-            env: Vec::new(),
-            cgroup_procs: cgroup.procs_files(),
-            caps: crate::scripts::capabilities(ve)?,
-            devices: vz_ns::default_device_rules(),
-        };
-        let outcome = match vz_ns::spawn_init(&spec) {
-            Ok(pending) => {
-                let r = setup::set_userpasswd(ve, pending.pid(), pairs);
-                drop(pending);
-                r.map_err(|e| CtlError::Password(e.to_string()))
-            }
-            Err(e) => Err(CtlError::Password(e.to_string())),
-        };
+        let outcome = (|| {
+            // The VE's own programs (chpasswd…) run here: under the same device allowlist.
+            super::start::apply_device_rules(&cgroup)?;
+            let spec = super::start::init_spec(ve, &ve.root()?, &cgroup)?;
+            let pending =
+                vz_ns::spawn_init(&spec).map_err(|e| CtlError::Password(e.to_string()))?;
+            setup::set_userpasswd(ve, pending.pid(), pairs)
+                .map_err(|e| CtlError::Password(e.to_string()))
+            // Dropping `pending` kills the init that never ran.
+        })();
         cgroup.kill_all(Duration::from_secs(5))?;
         cgroup.remove()?;
         outcome

@@ -69,16 +69,7 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     resources::apply_ubc(ctid, &cgroup, &ubc, None)?;
     resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
     apply_device_rules(&cgroup)?;
-    let spec = vz_ns::InitSpec {
-        root: root.clone(),
-        // Without HOSTNAME the VE is "localhost", not a copy of the host's name.
-        hostname: Some(config.hostname().unwrap_or("localhost").to_owned()),
-        argv: vec!["/sbin/init".to_owned()],
-        env: init_env(),
-        cgroup_procs: cgroup.procs_files(),
-        caps: scripts::capabilities(ve)?,
-        devices: vz_ns::default_device_rules(),
-    };
+    let spec = init_spec(ve, &root, &cgroup)?;
     let pending = vz_ns::spawn_init(&spec).map_err(|e| CtlError::Start(e.into()))?;
     let pid = pending.pid();
     // shmpages: kernel.shm* in the VE's new IPC namespace, before anything in it runs.
@@ -96,7 +87,7 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
 
 /// The device allowlist on the VE's cgroup: the v1 devices controller, or on cgroup v2 a
 /// BPF device program attached to the VE's cgroup.
-fn apply_device_rules(cgroup: &crate::cgroup::VeCgroup) -> Result<()> {
+pub(crate) fn apply_device_rules(cgroup: &crate::cgroup::VeCgroup) -> Result<()> {
     let rules = vz_ns::default_device_rules();
     let applied = if cgroup.is_v2() {
         cgroup.dir_of("").map(|dir| vz_ns::apply_device_rules_v2(&dir, &rules))
@@ -104,6 +95,25 @@ fn apply_device_rules(cgroup: &crate::cgroup::VeCgroup) -> Result<()> {
         cgroup.dir_of("devices").map(|dir| vz_ns::apply_device_rules_v1(&dir, &rules))
     };
     applied.transpose().map(drop).map_err(|e| CtlError::Start(e.into()))
+}
+
+/// What vz-ns needs to make the VE's init: its root, hostname (without HOSTNAME the VE is
+/// "localhost", not a copy of the host's name), `/sbin/init` with a clean environment, the
+/// VE's cgroups, capabilities and devices.
+pub(crate) fn init_spec(
+    ve: &Ve,
+    root: &Path,
+    cgroup: &crate::cgroup::VeCgroup,
+) -> Result<vz_ns::InitSpec> {
+    Ok(vz_ns::InitSpec {
+        root: root.to_owned(),
+        hostname: Some(ve.config()?.hostname().unwrap_or("localhost").to_owned()),
+        argv: vec!["/sbin/init".to_owned()],
+        env: init_env(),
+        cgroup_procs: cgroup.procs_files(),
+        caps: scripts::capabilities(ve)?,
+        devices: vz_ns::default_device_rules(),
+    })
 }
 
 /// The environment of the VE's init: clean, like a kernel gives init.
