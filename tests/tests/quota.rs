@@ -2,7 +2,7 @@
 //! device) enforces DISKSPACE inside the VE, and `vzquota stat` reports it.
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
 
-use vz_tests::{Need, VzTree, ok, require, unique_ctid};
+use vz_tests::{Need, VzTree, ok, output_text, require, unique_ctid};
 
 #[test]
 fn diskspace_is_enforced_inside_the_ve_only() {
@@ -64,4 +64,58 @@ fn free_bytes(path: &std::path::Path) -> u64 {
         .expect("run df");
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines().nth(1).and_then(|l| l.trim().parse().ok()).expect("df prints the free bytes")
+}
+
+#[test]
+fn diskspace_changes_on_a_stopped_and_a_running_ve() {
+    require!(Need::Root, Need::Loop, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--layout", "ploop", "--diskspace", "100M:120M"]));
+    // Stopped: the image is resized offline, and the config keeps OpenVZ's form.
+    let unsaved = tree.run("vzctl", &["set", &ctid, "--diskspace", "150M:200M"]);
+    assert_eq!(unsaved.status.code(), Some(31), "a stopped VE needs --save");
+    ok(tree.run("vzctl", &["set", &ctid, "--diskspace", "150M:200M", "--save"]));
+    let conf = std::fs::read_to_string(tree.path().join(format!("conf/{ctid}.conf"))).unwrap();
+    assert!(conf.contains("DISKSPACE=\"153600:204800\""), "{conf}");
+    let listed = ok(tree.run("vzlist", &["-a", "-H", "-o", "ctid,diskspace.s,diskspace.h", &ctid]));
+    assert_eq!(listed.split_whitespace().collect::<Vec<_>>(), [ctid.as_str(), "153600", "204800"]);
+    let bad = tree.run("vzctl", &["set", &ctid, "--diskspace", "lots", "--save"]);
+    assert_eq!(bad.status.code(), Some(21));
+    ok(tree.run("vzctl", &["start", &ctid]));
+    let df = ok(tree.run("vzctl", &["exec", &ctid, "df -k / | tail -1"]));
+    let size_kb: u64 = df.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(size_kb > 122_880, "the VE sees the grown file system: {df}");
+    // Running: the mounted image grows online, which needs CAP_SYS_RESOURCE (the kernel lab
+    // has it; this project's development host does not).
+    let grow = tree.run("vzctl", &["set", &ctid, "--diskspace", "250M:250M", "--save"]);
+    if has_cap_sys_resource() {
+        ok(grow);
+        let df = ok(tree.run("vzctl", &["exec", &ctid, "df -k / | tail -1"]));
+        let grown: u64 = df.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(grown > size_kb, "online growth is visible at once: {df}");
+    } else {
+        assert_eq!(grow.status.code(), Some(62), "{}", output_text(&grow));
+        assert!(output_text(&grow).contains("CAP_SYS_RESOURCE"), "{}", output_text(&grow));
+        let conf = std::fs::read_to_string(tree.path().join(format!("conf/{ctid}.conf"))).unwrap();
+        assert!(conf.contains("DISKSPACE=\"153600:204800\""), "nothing saved on failure: {conf}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(tree.run("vzlist", &["-j", "-o", "ctid,diskspace", &ctid])))
+            .unwrap();
+    let quota = &json[0]["diskspace"];
+    assert!(
+        quota["usage"].as_u64().unwrap() > 0 && quota["hardlimit"].as_u64().unwrap() >= 204_800,
+        "{json}"
+    );
+    assert_eq!(tree.run("vzlist", &["-j", "-o", "diskspace.h"]).status.code(), Some(1));
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+}
+
+/// Whether this process has CAP_SYS_RESOURCE (bit 24 of CapEff).
+fn has_cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let caps = status.lines().find_map(|l| l.strip_prefix("CapEff:")).expect("CapEff line");
+    u64::from_str_radix(caps.trim(), 16).expect("hex caps") & (1 << 24) != 0
 }

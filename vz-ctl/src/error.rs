@@ -161,6 +161,9 @@ pub enum CtlError {
     /// A CPU (fair scheduler) parameter could not be read or put into effect (OpenVZ exit 2).
     #[error("Unable to set CPU parameters")]
     Sched(#[source] vz_sched::SchedError),
+    /// Changing the disk limits of a VE failed.
+    #[error("Unable to apply disk limits")]
+    DiskLimits(#[source] vz_quota::QuotaError),
     /// Saving the CT configuration failed.
     #[error("Error saving container configuration file")]
     SaveConfig(#[source] ConfigError),
@@ -208,6 +211,8 @@ impl CtlError {
             CtlError::Password(_) => 74,
             CtlError::Template(_) => 3,
             CtlError::SaveConfig(_) => 139,
+            // "vzquota setlimit failed".
+            CtlError::DiskLimits(_) => 62,
             CtlError::Ubc(_) => 1,
             CtlError::Sched(_) => 2,
         }

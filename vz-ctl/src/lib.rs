@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod ctid;
+pub mod disk;
 pub mod error;
 pub mod list;
 pub mod lock;

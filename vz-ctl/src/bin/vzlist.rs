@@ -120,9 +120,15 @@ fn run(args: Args) -> Result<String, String> {
     };
     let names: Vec<&str> = match &args.output {
         Some(o) => o.split(',').collect(),
-        None if args.json => list::fields::FIELDS.iter().map(|f| f.name).collect(),
+        // JSON carries whole objects (a beancounter, a quota): the suffixed fields are parts.
+        None if args.json => {
+            list::fields::FIELDS.iter().map(|f| f.name).filter(|n| !n.contains('.')).collect()
+        }
         None => default,
     };
+    if let Some(part) = names.iter().find(|n| args.json && n.contains('.')) {
+        return Err(format!("Field {part} can not be used with -j: use the field without suffix"));
+    }
     let fields = list::fields(&names)?;
     if let Some(spec) = &args.sort {
         list::sort(&mut rows, spec)?;

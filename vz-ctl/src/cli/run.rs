@@ -7,6 +7,7 @@ use super::defs::Cmd;
 use super::parse::{Action, Invocation};
 use crate::config::{GlobalConfig, parse_yes_no};
 use crate::ctid::Ctid;
+use crate::disk::DiskChanges;
 use crate::error::{CtlError, Result};
 use crate::lock::Lock;
 use crate::ops::{create, destroy, exec, mount, set, start, status, stop};
@@ -171,8 +172,15 @@ impl Options {
                 resources.parse_option(name, value)?;
             }
         }
+        let mut disk = DiskChanges::default();
+        for option in ["diskspace", "diskinodes", "quotatime", "quotaugidlimit"] {
+            if let Some(value) = self.value(option) {
+                disk.parse_option(option, value)?;
+            }
+        }
         Ok(set::SetOptions {
             resources,
+            disk,
             save: self.flag("save"),
             setmode,
             hostname: self.owned("hostname"),

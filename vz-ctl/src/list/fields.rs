@@ -27,8 +27,14 @@ pub enum Value {
     List(Vec<String>),
     /// yes/no; `None` prints `-`.
     Bool(Option<bool>),
-    /// A beancounter: the table shows `held`, JSON the whole object.
-    Ubc(UbcCell),
+    /// A beancounter or a disk quota: the table shows one number (`held`, `usage`; `None`
+    /// prints `-`), JSON the whole object.
+    Object {
+        /// The number the table shows.
+        shown: Option<u64>,
+        /// The JSON object.
+        json: serde_json::Value,
+    },
 }
 
 /// One beancounter of one VE as vzlist shows it: held/maxheld/failcnt only for a running VE
@@ -48,11 +54,6 @@ pub struct UbcCell {
 }
 
 impl UbcCell {
-    /// The table text: `held`, or `-`.
-    pub fn text(&self) -> String {
-        self.held.map_or_else(|| "-".to_owned(), |v| v.to_string())
-    }
-
     /// The JSON object `{"held","maxheld","barrier","limit","failcnt"}` (0 when unknown).
     pub fn json(&self) -> serde_json::Value {
         let n = |v: Option<u64>| serde_json::Value::from(v.unwrap_or(0));
@@ -83,18 +84,42 @@ fn ubc_cell(row: &Row, resource: Resource) -> UbcCell {
     cell
 }
 
+/// A disk quota field: part 0 usage (the object), 1 soft, 2 hard limit; `INODES` picks
+/// DISKINODES over DISKSPACE.
+fn quota_get<const INODES: bool, const P: u8>(row: &Row) -> Value {
+    let Some(stat) = row.quota() else { return Value::Num(None) };
+    let usage = if INODES { &stat.inodes } else { &stat.blocks };
+    let num = |v: u64| Value::Num(i64::try_from(v).ok());
+    match P {
+        0 => Value::Object {
+            shown: Some(usage.usage),
+            json: serde_json::json!({
+                "usage": usage.usage,
+                "softlimit": usage.soft,
+                "hardlimit": usage.hard,
+            }),
+        },
+        1 => num(usage.soft),
+        _ => num(usage.hard),
+    }
+}
+
 /// The getter of beancounter `Resource::ALL[I]`: part 0 held (the object), 1 maxheld,
 /// 2 barrier, 3 limit, 4 failcnt.
 fn ubc_get<const I: usize, const P: u8>(row: &Row) -> Value {
     let cell = ubc_cell(row, Resource::ALL[I]);
     let num = |v: Option<u64>| Value::Num(v.and_then(|v| i64::try_from(v).ok()));
     match P {
-        0 => Value::Ubc(cell),
+        0 => Value::Object { shown: cell.held, json: cell.json() },
         1 => num(cell.maxheld),
         2 => num(cell.barrier),
         3 => num(cell.limit),
         _ => num(cell.failcnt),
     }
+}
+
+const fn quota(name: &'static str, header: &'static str, get: fn(&Row) -> Value) -> Field {
+    Field { name, aliases: &[], header, column: right(10), get }
 }
 
 const fn ubc(name: &'static str, header: &'static str, get: fn(&Row) -> Value) -> Field {
@@ -347,6 +372,12 @@ pub const FIELDS: &[Field] = with_ubc!(
             column: left(15),
             get: |r| key(r, "CAPABILITY"),
         },
+        quota("diskspace", "DSPACE", quota_get::<false, 0>),
+        quota("diskspace.s", "DSPACE.S", quota_get::<false, 1>),
+        quota("diskspace.h", "DSPACE.H", quota_get::<false, 2>),
+        quota("diskinodes", "DINODES", quota_get::<true, 0>),
+        quota("diskinodes.s", "DINODES.S", quota_get::<true, 1>),
+        quota("diskinodes.h", "DINODES.H", quota_get::<true, 2>),
     ],
     [
         (0, "kmemsize", "KMEMSIZE"),
@@ -413,14 +444,12 @@ mod tests {
     }
 
     #[test]
-    fn ubc_cell_text_and_json() {
+    fn ubc_cell_json_has_zeros_for_a_stopped_ve() {
         let stopped = UbcCell { barrier: Some(20), limit: Some(20), ..Default::default() };
-        assert_eq!(stopped.text(), "-");
         assert_eq!(
             stopped.json(),
             serde_json::json!({"held": 0, "maxheld": 0, "barrier": 20, "limit": 20, "failcnt": 0})
         );
-        assert_eq!(UbcCell { held: Some(3), ..stopped }.text(), "3");
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub fn line(fields: &[&Field], row: &Row, no_trim: bool) -> String {
                 Value::List(items) if items.is_empty() => "-".to_owned(),
                 Value::List(items) if is_last => items.join(" "),
                 Value::List(items) => items[0].clone(),
-                Value::Ubc(cell) => cell.text(),
+                Value::Object { shown, .. } => {
+                    shown.map_or_else(|| "-".to_owned(), |v| v.to_string())
+                }
             };
             if f.column.trim && !is_last && !no_trim && text.chars().count() > f.column.width {
                 text = text.chars().take(f.column.width).collect();
@@ -54,7 +56,7 @@ pub fn json(fields: &[&Field], rows: &[Row]) -> String {
                             b.map_or(serde_json::Value::Null, serde_json::Value::Bool)
                         }
                         Value::List(items) => serde_json::Value::from(items),
-                        Value::Ubc(cell) => cell.json(),
+                        Value::Object { json, .. } => json,
                     };
                     (f.name.to_owned(), value)
                 })

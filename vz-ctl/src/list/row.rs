@@ -22,6 +22,8 @@ pub struct Row {
     pub ubc: Option<Vec<vz_ubc::Usage>>,
     /// The beancounters of its config (barrier/limit of a stopped VE).
     pub ubc_config: vz_ubc::UbcSet,
+    /// Its disk quota, read on first use (only the disk fields need it).
+    quota: std::cell::OnceCell<Option<vz_quota::QuotaStat>>,
 }
 
 impl Row {
@@ -57,6 +59,7 @@ impl Row {
             uptime,
             ubc,
             ubc_config,
+            quota: std::cell::OnceCell::new(),
         })
     }
 
@@ -66,6 +69,20 @@ impl Row {
             Some(c) => c.get(key),
             None => self.global.get(key),
         }
+    }
+
+    /// Usage and limits of its disk (`vzquota stat`), or `None` when its private area cannot
+    /// be read.
+    pub fn quota(&self) -> Option<&vz_quota::QuotaStat> {
+        self.quota
+            .get_or_init(|| {
+                let (private, root) = (self.private()?, self.root()?);
+                let area = vz_quota::PrivateArea::open(std::path::Path::new(&private)).ok()?;
+                area.stat(std::path::Path::new(&root))
+                    .inspect_err(|e| tracing::warn!(ctid = self.ctid, "disk quota: {e}"))
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// VE_PRIVATE, expanded.

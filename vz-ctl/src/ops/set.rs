@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::ctid::{remove_names, set_name};
+use crate::disk::DiskChanges;
 use crate::error::{CtlError, Result};
 use crate::output::say;
 use crate::resources::{self, ResourceChanges};
@@ -35,6 +36,8 @@ pub struct SetOptions {
     pub userpasswd: Vec<String>,
     /// Beancounter and CPU options (`--numproc`, `--ram`, `--cpuunits`…), parsed.
     pub resources: ResourceChanges,
+    /// Disk limits (`--diskspace`, `--diskinodes`, `--quotatime`, `--quotaugidlimit`).
+    pub disk: DiskChanges,
 }
 
 impl SetOptions {
@@ -64,6 +67,7 @@ impl SetOptions {
             changes.push(("DESCRIPTION", d.clone()));
         }
         changes.extend(self.resources.saved.iter().cloned());
+        changes.extend(self.disk.saved());
         changes
     }
 }
@@ -73,7 +77,8 @@ impl SetOptions {
 /// # Errors
 /// 20 for `--setmode restart` without `--save` and for `--name` without `--save` (131),
 /// 31 when live settings need a running VE, 74 for passwords, 1 when a beancounter and 2 when
-/// a CPU parameter cannot be applied to the running VE, 139 when saving fails.
+/// a CPU parameter cannot be applied to the running VE, 62 when a disk limit cannot be
+/// applied, 139 when saving fails.
 pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
     ve.config()?;
     if opts.setmode.as_deref() == Some("restart") && !opts.save {
@@ -90,6 +95,10 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
     }
     if !opts.userpasswd.is_empty() && !running {
         set_password_stopped(ve, &opts.userpasswd)?;
+    }
+    if !running && opts.save {
+        // A stopped VE's image is resized offline (OpenVZ resizes ploop images on --save).
+        opts.disk.apply(ve, false)?;
     }
     let changes = opts.config_changes();
     if !opts.save {
@@ -125,11 +134,13 @@ fn has_live_settings(opts: &SetOptions) -> bool {
         || !opts.nameserver.is_empty()
         || !opts.searchdomain.is_empty()
         || !opts.resources.is_empty()
+        || !opts.disk.is_empty()
 }
 
 fn apply_live(ve: &Ve, opts: &SetOptions) -> Result<()> {
     let pid = ve.init_pid()?;
     apply_resources(ve, pid, &opts.resources)?;
+    opts.disk.apply(ve, true)?;
     if let Some(hostname) = &opts.hostname {
         let ips = ve.config()?.ip_addresses();
         setup::set_hostname(ve, pid, hostname, ips.first().map(String::as_str))?;
