@@ -75,6 +75,49 @@ pub enum NsError {
         /// Which stage was waited for.
         what: &'static str,
     },
+    /// A netlink request on a network object failed (the errno is in the source).
+    #[error("{op} {object}: {source}")]
+    Netlink {
+        /// What was being done (e.g. "add host route").
+        op: &'static str,
+        /// The device, address or namespace it was done to.
+        object: String,
+        /// The kernel's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An IP address not in the form `IP[/mask]` (`--ipadd`, `IP_ADDRESS`).
+    #[error("invalid IP address {value:?}: {reason}")]
+    BadAddress {
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An address that is already routed to another device or assigned on the host.
+    #[error("IP address {address} is already in use on {device}")]
+    AddressInUse {
+        /// The address.
+        address: String,
+        /// The device that has it.
+        device: String,
+    },
+    /// A network device that must exist (a bridge, a VE's host end) does not.
+    #[error("network device {name} does not exist")]
+    NoSuchDevice {
+        /// The device name.
+        name: String,
+    },
+    /// A field of a `NETIF` record or a device name that cannot be used.
+    #[error("invalid {field} {value:?}: {reason}")]
+    BadNetif {
+        /// The field (`ifname`, `mac`, `host_ifname` …).
+        field: &'static str,
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl NsError {

@@ -7,6 +7,7 @@
 //! - [`enter`]: run a program in a running VE (`vzctl exec`, `enter` with [`TtyMode::Pty`]).
 //! - [`CapSet`]: the bounding set, OpenVZ's default mask and `CAPABILITY` overrides.
 //! - [`DeviceRule`], [`default_device_rules`], [`apply_device_rules_v1`]: the allowlist.
+//! - [`net`]: VE networking through rtnetlink, routed [`net::Venet`] and bridged [`net::Veth`].
 //!
 //! # Privileges
 //! Root with CAP_SYS_ADMIN in the initial namespaces for everything that touches the
@@ -20,6 +21,7 @@ mod enter;
 mod error;
 mod exec;
 mod init;
+pub mod net;
 mod pty;
 mod rootfs;
 mod sys;

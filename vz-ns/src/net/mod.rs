@@ -1,0 +1,213 @@
+//! VE networking through rtnetlink: routed [`Venet`] (OpenVZ's `IP_ADDRESS`) and bridged
+//! [`Veth`] (`NETIF`), and [`check_host`] for the host settings they rely on.
+//!
+//! The asynchronous rtnetlink stays inside this module: every call builds a current-thread
+//! tokio runtime (no worker threads, so a later fork of the VE's init stays safe), opens a
+//! netlink socket in the namespace it works in and blocks until done. A socket for a VE's
+//! namespace is opened by switching the calling thread into that namespace for the
+//! `socket(2)` call only (`setns(2)` with `CLONE_NEWNET` is per thread); the socket stays
+//! bound to the namespace it was made in.
+//!
+//! "The host" is the network namespace of the calling thread; the kernel tests run the host
+//! side in a namespace of their own that way.
+
+mod addr;
+mod route;
+mod venet;
+mod veth;
+
+use std::fs::File;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use nix::sched::CloneFlags;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+
+use crate::error::{NsError, Result};
+
+pub use addr::{VeAddr, format_address_list, parse_address_list};
+pub use route::{HostWarning, check_host};
+pub use venet::{Venet, VenetConfig, venet_host_ifname};
+pub use veth::{MacAddr, Veth, VethSpec, format_netif, parse_netif};
+
+/// Longest interface name the kernel takes (IFNAMSIZ 16 with the NUL).
+pub const IFNAME_MAX: usize = 15;
+
+/// Checks an interface name: 1–15 bytes, no `/`, blank or `:` (kernel `dev_valid_name`).
+///
+/// # Errors
+/// [`NsError::BadNetif`] naming `field` and the value.
+pub fn check_ifname(field: &'static str, name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "empty"
+    } else if name.len() > IFNAME_MAX {
+        "longer than 15 bytes (IFNAMSIZ)"
+    } else if name == "." || name == ".." || name.contains(['/', ':', ' ', '\t', '\n', '\0']) {
+        "not a device name"
+    } else {
+        return Ok(());
+    };
+    Err(NsError::BadNetif { field, value: name.to_owned(), reason: reason.to_owned() })
+}
+
+/// A netlink connection in one network namespace, with its own current-thread runtime.
+pub(crate) struct Netlink {
+    rt: tokio::runtime::Runtime,
+    handle: rtnetlink::Handle,
+    /// What this connection is for, in error messages ("host", "VE 1234").
+    pub(crate) ns: String,
+}
+
+impl std::fmt::Debug for Netlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Netlink").field("ns", &self.ns).finish_non_exhaustive()
+    }
+}
+
+impl Netlink {
+    /// A connection in the calling thread's network namespace.
+    pub(crate) fn host() -> Result<Self> {
+        Self::open("host".to_owned())
+    }
+
+    /// A connection in the network namespace of the process `pid` (a VE's init).
+    pub(crate) fn in_netns_of(pid: i32) -> Result<Self> {
+        let target = open_ns(&ns_path(pid))?;
+        let own = open_ns(Path::new("/proc/thread-self/ns/net"))?;
+        nix::sched::setns(&target, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NsError::sys("enter the VE's network namespace", e))?;
+        let conn = Self::open(format!("VE {pid}"));
+        nix::sched::setns(&own, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NsError::sys("return to the host network namespace", e))?;
+        conn
+    }
+
+    fn open(ns: String) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| NsError::io("build netlink runtime", "tokio", e))?;
+        let (conn, handle, _) = {
+            let _ctx = rt.enter();
+            rtnetlink::new_connection().map_err(|e| NsError::Netlink {
+                op: "open netlink socket",
+                object: ns.clone(),
+                source: e,
+            })?
+        };
+        rt.spawn(conn);
+        Ok(Netlink { rt, handle, ns })
+    }
+
+    /// Runs one request to completion.
+    pub(crate) fn run<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// The rtnetlink handle (cloned into request futures).
+    pub(crate) fn handle(&self) -> &rtnetlink::Handle {
+        &self.handle
+    }
+
+    /// The link named `name`, if it exists.
+    pub(crate) fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>> {
+        let mut req =
+            std::pin::pin!(self.handle.link().get().match_name(name.to_owned()).execute());
+        match self.run(req.try_next()) {
+            Ok(msg) => Ok(msg),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(nl_err("look up link", format!("{name} in {}", self.ns), e)),
+        }
+    }
+
+    /// The index of the link named `name`, or [`NsError::NoSuchDevice`].
+    pub(crate) fn index_of(&self, name: &str) -> Result<u32> {
+        self.link_by_name(name)?
+            .map(|l| l.header.index)
+            .ok_or_else(|| NsError::NoSuchDevice { name: name.to_owned() })
+    }
+
+    /// Every link of the namespace.
+    pub(crate) fn links(&self) -> Result<Vec<LinkMessage>> {
+        let req = self.handle.link().get().execute();
+        self.run(req.try_collect()).map_err(|e| nl_err("list links", self.ns.clone(), e))
+    }
+
+    /// Deletes the link with `index`; a link already gone is not an error.
+    pub(crate) fn del_link(&self, index: u32, name: &str) -> Result<()> {
+        match self.run(self.handle.link().del(index).execute()) {
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+            r => r.map_err(|e| nl_err("delete link", name.to_owned(), e)),
+        }
+    }
+}
+
+/// The name of a link message.
+pub(crate) fn link_name(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+/// The hardware address of a link message.
+pub(crate) fn link_mac(link: &LinkMessage) -> Option<&[u8]> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(m) => Some(m.as_slice()),
+        _ => None,
+    })
+}
+
+fn ns_path(pid: i32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/ns/net"))
+}
+
+fn open_ns(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| NsError::io("open network namespace", path, e))
+}
+
+/// The errno of a netlink error reply, if it is one.
+pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+        _ => None,
+    }
+}
+
+/// An [`NsError::Netlink`] for `op` on `object`.
+pub(crate) fn nl_err(op: &'static str, object: String, e: rtnetlink::Error) -> NsError {
+    let source = match &e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io(),
+        other => std::io::Error::other(other.to_string()),
+    };
+    NsError::Netlink { op, object, source }
+}
+
+/// Reads a sysctl file of the calling thread's network namespace (trimmed).
+pub(crate) fn read_sysctl(path: &str) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| NsError::io("read sysctl", path, e))
+}
+
+/// Writes a sysctl file of the calling thread's network namespace.
+pub(crate) fn write_sysctl(path: &str, value: &str) -> Result<()> {
+    tracing::debug!(path, value, "sysctl");
+    std::fs::write(path, value).map_err(|e| NsError::io("write sysctl", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names() {
+        assert!(check_ifname("host_ifname", "venet101").is_ok());
+        assert!(check_ifname("host_ifname", "veth1234567.12").is_ok());
+        for bad in ["", "veth12345678.123", "a/b", "a b", "eth0:1", ".."] {
+            let e = check_ifname("host_ifname", bad).unwrap_err();
+            assert!(e.to_string().contains("host_ifname"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Routed VE networking, OpenVZ's venet, on a veth pair.
+//!
+//! Per VE a veth pair: `venet0` in the VE, `<prefix><CTID>` on the host. Both ends are
+//! NOARP and share one MAC address, so frames need no ARP/NDP on the pair and each end
+//! accepts what the other sends (a NOARP device sends to its own MAC). The VE's addresses
+//! sit on `venet0` (/32 or /128 unless a mask is given) with `default dev venet0`; the host
+//! has a route per address to the host end and proxy ARP/NDP entries on its neighbour
+//! devices, so machines on the host's networks reach the VE when the host forwards.
+//!
+//! Source addresses: the host end has `rp_filter=1` (strict). With host routes only to the
+//! VE's own addresses, an IPv4 packet from the VE with any other source fails the reverse
+//! path check and is dropped, also when addressed to the host itself. IPv6 has no reverse
+//! path filter in the kernel: a VE can send IPv6 packets with a source address it was not
+//! given (replies go elsewhere, so connections fail, but one-way traffic passes). Stopping
+//! that needs a host firewall rule (nftables `fib saddr . iif oif missing drop`), which vz
+//! does not install yet.
+
+use std::fs::File;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::AddressHeaderFlags;
+use rtnetlink::{LinkUnspec, LinkVeth};
+
+use super::addr::VeAddr;
+use super::route::{
+    add_default_route, add_host_route, add_proxy_entries, del_host_route, del_proxy_entries,
+    host_routes_to,
+};
+use super::{Netlink, check_ifname, errno, link_mac, nl_err, write_sysctl};
+use crate::error::{NsError, Result};
+
+/// The routed network of one VE: `IP_ADDRESS` in `CTID.conf`, `--ipadd`/`--ipdel`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VenetConfig {
+    /// The host end's name, from [`venet_host_ifname`] (e.g. `venet101`).
+    pub host_ifname: String,
+    /// The VE's addresses; unspecified ones are skipped.
+    pub addresses: Vec<VeAddr>,
+}
+
+/// Routed VE networking; see the module documentation.
+#[derive(Debug, Clone, Copy)]
+pub struct Venet;
+
+/// The host end's name: `<prefix><CTID>`, e.g. `venet101` for prefix `venet`.
+///
+/// # Errors
+/// [`NsError::BadNetif`] if the name would not fit IFNAMSIZ (15 bytes) or is not a device
+/// name.
+pub fn venet_host_ifname(prefix: &str, ctid: &str) -> Result<String> {
+    let name = format!("{prefix}{ctid}");
+    check_ifname("host_ifname", &name)?;
+    Ok(name)
+}
+
+impl Venet {
+    /// The VE end's name.
+    pub const VE_IFNAME: &'static str = "venet0";
+
+    /// Makes the pair, brings up `lo` and `venet0` in the VE and the host end on the host
+    /// (with `rp_filter=1`), then adds the addresses ([`Venet::add_addresses`]). Call between
+    /// [`crate::spawn_init`] and [`crate::PendingInit::release`]. On error nothing is left.
+    ///
+    /// # Errors
+    /// [`NsError::BadNetif`] for a bad or taken host name, [`NsError::AddressInUse`] for an
+    /// address routed to another device or assigned on the host, [`NsError::Netlink`] with
+    /// the kernel's errno otherwise.
+    ///
+    /// # Privileges
+    /// CAP_NET_ADMIN and CAP_SYS_ADMIN (setns) in the host's namespaces.
+    pub fn setup(init_pid: i32, cfg: &VenetConfig) -> Result<()> {
+        let name = cfg.host_ifname.as_str();
+        check_ifname("host_ifname", name)?;
+        let host = Netlink::host()?;
+        if host.link_by_name(name)?.is_some() {
+            return Err(NsError::BadNetif {
+                field: "host_ifname",
+                value: name.to_owned(),
+                reason: "a device of that name exists on the host".into(),
+            });
+        }
+        let ve = Netlink::in_netns_of(init_pid)?;
+        make_pair(&host, &ve, name)?;
+        let result = add_all(&host, &ve, name, &cfg.addresses);
+        if result.is_err()
+            && let Err(e) = Venet::teardown(name)
+        {
+            tracing::warn!(error = %e, name, "undoing a failed venet setup");
+        }
+        result
+    }
+
+    /// Adds addresses to a VE whose venet is set up, at once: host route, the address on
+    /// `venet0` and the default route of its family in the VE, proxy ARP/NDP entries. On
+    /// error the addresses of this call that were added are removed again.
+    ///
+    /// # Errors
+    /// As [`Venet::setup`]; [`NsError::NoSuchDevice`] if the VE has no venet.
+    ///
+    /// # Privileges
+    /// As [`Venet::setup`].
+    pub fn add_addresses(init_pid: i32, host_ifname: &str, addrs: &[VeAddr]) -> Result<()> {
+        let host = Netlink::host()?;
+        let ve = Netlink::in_netns_of(init_pid)?;
+        add_all(&host, &ve, host_ifname, addrs)
+    }
+
+    /// Removes addresses from a running VE: proxy entries, host route, the address in the VE.
+    /// Addresses the VE does not have are skipped.
+    ///
+    /// # Errors
+    /// [`NsError::NoSuchDevice`] if the VE has no venet, [`NsError::Netlink`] otherwise.
+    ///
+    /// # Privileges
+    /// As [`Venet::setup`].
+    pub fn del_addresses(init_pid: i32, host_ifname: &str, addrs: &[VeAddr]) -> Result<()> {
+        let host = Netlink::host()?;
+        let ve = Netlink::in_netns_of(init_pid)?;
+        let host_idx = host.index_of(host_ifname)?;
+        let ve_idx = ve.index_of(Self::VE_IFNAME)?;
+        for a in addrs {
+            del_one(&host, &ve, host_idx, ve_idx, a.ip())?;
+        }
+        Ok(())
+    }
+
+    /// The VE's addresses as the host routes them (destinations of host routes to the host
+    /// end); empty if the host end does not exist.
+    ///
+    /// # Errors
+    /// [`NsError::Netlink`] if routes cannot be listed.
+    pub fn addresses(host_ifname: &str) -> Result<Vec<IpAddr>> {
+        let host = Netlink::host()?;
+        match host.link_by_name(host_ifname)? {
+            Some(link) => host_routes_to(&host, link.header.index),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes a VE's venet from the host: the proxy entries of its addresses and the host
+    /// end (which deletes the pair and the routes through it). Works whether the VE still
+    /// runs or not; a host end that does not exist is not an error.
+    ///
+    /// # Errors
+    /// [`NsError::Netlink`] if an entry or the link cannot be removed.
+    ///
+    /// # Privileges
+    /// CAP_NET_ADMIN in the host's network namespace.
+    pub fn teardown(host_ifname: &str) -> Result<()> {
+        let host = Netlink::host()?;
+        let Some(link) = host.link_by_name(host_ifname)? else {
+            return Ok(());
+        };
+        for ip in host_routes_to(&host, link.header.index)? {
+            del_proxy_entries(&host, ip)?;
+        }
+        host.del_link(link.header.index, host_ifname)?;
+        tracing::debug!(host_ifname, "venet removed");
+        Ok(())
+    }
+}
+
+/// Creates the pair in the VE (so `venet0` is never visible on the host), gives both ends
+/// the VE end's MAC and NOARP, moves the host end out and brings everything up.
+fn make_pair(host: &Netlink, ve: &Netlink, name: &str) -> Result<()> {
+    let veif = Venet::VE_IFNAME;
+    let req = ve.handle().link().add(LinkVeth::new(veif, name).arp(false).up().build());
+    ve.run(req.execute())
+        .map_err(|e| nl_err("create veth pair", format!("{veif}/{name} in {}", ve.ns), e))?;
+    let moved = move_host_end(host, ve, name);
+    if moved.is_err()
+        && let Ok(Some(l)) = ve.link_by_name(veif)
+    {
+        let _ = ve.del_link(l.header.index, veif);
+    }
+    moved?;
+    let idx = host.index_of(name)?;
+    write_sysctl(&format!("/proc/sys/net/ipv4/conf/{name}/rp_filter"), "1")?;
+    let up = LinkUnspec::new_with_index(idx).up().build();
+    host.run(host.handle().link().set(up).execute())
+        .map_err(|e| nl_err("set up", name.into(), e))?;
+    let lo = ve.index_of("lo")?;
+    let up = LinkUnspec::new_with_index(lo).up().build();
+    ve.run(ve.handle().link().set(up).execute()).map_err(|e| nl_err("set up lo", ve.ns.clone(), e))
+}
+
+fn move_host_end(host: &Netlink, ve: &Netlink, name: &str) -> Result<()> {
+    let veif = ve
+        .link_by_name(Venet::VE_IFNAME)?
+        .ok_or_else(|| NsError::NoSuchDevice { name: Venet::VE_IFNAME.into() })?;
+    let mac = link_mac(&veif).map(<[u8]>::to_vec).unwrap_or_default();
+    let idx = ve.index_of(name)?;
+    let set = LinkUnspec::new_with_index(idx).address(mac).arp(false).build();
+    ve.run(ve.handle().link().set(set).execute())
+        .map_err(|e| nl_err("set MAC and NOARP", name.into(), e))?;
+    let own = File::open("/proc/thread-self/ns/net")
+        .map_err(|e| NsError::io("open network namespace", "/proc/thread-self/ns/net", e))?;
+    let set = LinkUnspec::new_with_index(idx).setns_by_fd(own.as_raw_fd()).build();
+    match ve.run(ve.handle().link().set(set).execute()) {
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Err(NsError::BadNetif {
+            field: "host_ifname",
+            value: name.to_owned(),
+            reason: "a device of that name exists on the host".into(),
+        }),
+        r => r.map_err(|e| nl_err("move to the host", format!("{name} ({})", host.ns), e)),
+    }
+}
+
+fn add_all(host: &Netlink, ve: &Netlink, host_ifname: &str, addrs: &[VeAddr]) -> Result<()> {
+    let host_idx = host.index_of(host_ifname)?;
+    let ve_idx = ve.index_of(Venet::VE_IFNAME)?;
+    let mut done = Vec::new();
+    for a in addrs.iter().filter(|a| !a.is_unspecified()) {
+        match add_one(host, ve, host_idx, ve_idx, a) {
+            Ok(()) => done.push(a.ip()),
+            Err(e) => {
+                for ip in done {
+                    let _ = del_one(host, ve, host_idx, ve_idx, ip);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn add_one(host: &Netlink, ve: &Netlink, host_idx: u32, ve_idx: u32, a: &VeAddr) -> Result<()> {
+    let ip = a.ip();
+    add_host_route(host, ip, host_idx)?;
+    let rest = (|| {
+        let mut req = ve.handle().address().add(ve_idx, ip, a.prefix_len());
+        if ip.is_ipv6() {
+            req.message_mut().header.flags.insert(AddressHeaderFlags::Nodad);
+        }
+        match ve.run(req.execute()) {
+            Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+            r => r.map_err(|e| nl_err("add address", format!("{a} in {}", ve.ns), e))?,
+        }
+        add_default_route(ve, ip.is_ipv6(), ve_idx)?;
+        add_proxy_entries(host, ip)
+    })();
+    if rest.is_err() {
+        let _ = del_one(host, ve, host_idx, ve_idx, ip);
+    }
+    tracing::debug!(%a, "venet address added");
+    rest
+}
+
+fn del_one(host: &Netlink, ve: &Netlink, host_idx: u32, ve_idx: u32, ip: IpAddr) -> Result<()> {
+    del_proxy_entries(host, ip)?;
+    del_host_route(host, ip, host_idx)?;
+    let req = ve.handle().address().get().set_link_index_filter(ve_idx).set_address_filter(ip);
+    let msgs: Vec<_> = ve
+        .run(req.execute().try_collect())
+        .map_err(|e| nl_err("list addresses", ve.ns.clone(), e))?;
+    for m in msgs {
+        match ve.run(ve.handle().address().del(m).execute()) {
+            Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => {}
+            r => r.map_err(|e| nl_err("delete address", format!("{ip} in {}", ve.ns), e))?,
+        }
+    }
+    tracing::debug!(%ip, "venet address removed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        assert_eq!(venet_host_ifname("venet", "101").unwrap(), "venet101");
+        assert_eq!(venet_host_ifname("vz", "4000000000").unwrap(), "vz4000000000");
+        let e = venet_host_ifname("venet", "12345678901").unwrap_err();
+        assert!(e.to_string().contains("venet12345678901"), "{e}");
+    }
+}

@@ -1,0 +1,324 @@
+//! Bridged VE networking, OpenVZ's veth: `NETIF` records, OpenVZ's names and MACs, and
+//! the pair whose host end joins a bridge.
+
+use std::fmt;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::str::FromStr;
+
+use rtnetlink::{LinkUnspec, LinkVeth};
+
+use super::{Netlink, check_ifname, errno, nl_err};
+use crate::error::{NsError, Result};
+
+/// OpenVZ's OUI for generated MACs (SWsoft, `SW_OUI` in vzctl's `veth.h`).
+const SW_OUI: u32 = 0x0018_51;
+
+/// An Ethernet address, `XX:XX:XX:XX:XX:XX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// vzctl's `generate_mac`: OUI 00:18:51 and three bytes of a hash of
+    /// `"<dev>:<CTID>:<seed> "` (vzctl seeds with the host's id; any stable number gives
+    /// stable MACs).
+    pub fn generate(dev: &str, ctid: &str, seed: u64) -> MacAddr {
+        let data = format!("{dev}:{ctid}:{seed} ");
+        let b = data.as_bytes();
+        let mut hash: u32 = ctid.parse::<u32>().unwrap_or(0);
+        for i in 0..b.len() - 1 {
+            hash = hash.wrapping_add(u32::from(b[i]));
+            let tmp = (u32::from(b[i + 1]) << 11) ^ hash;
+            hash = (hash << 16) ^ tmp;
+            hash = hash.wrapping_add(hash >> 11);
+        }
+        hash ^= hash << 3;
+        hash = hash.wrapping_add(hash >> 5);
+        hash ^= hash << 4;
+        hash = hash.wrapping_add(hash >> 17);
+        hash ^= hash << 25;
+        hash = hash.wrapping_add(hash >> 6);
+        let [o0, o1, o2] = [(SW_OUI >> 16) as u8, (SW_OUI >> 8) as u8, SW_OUI as u8];
+        let [h0, h1, h2, _] = hash.to_le_bytes();
+        MacAddr([o0, o1, o2, h0, h1, h2])
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = NsError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || NsError::BadNetif {
+            field: "mac",
+            value: s.to_owned(),
+            reason: "not in the form XX:XX:XX:XX:XX:XX".into(),
+        };
+        let mut out = [0u8; 6];
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 6 {
+            return Err(bad());
+        }
+        for (o, p) in out.iter_mut().zip(parts) {
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+/// One bridged interface of a VE: a `NETIF` record
+/// (`ifname=eth0,mac=..,host_ifname=veth101.0,host_mac=..,bridge=vmbr0`), `--netif_add`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VethSpec {
+    /// The name inside the VE (`eth0`).
+    pub ifname: String,
+    /// The VE end's MAC.
+    pub mac: MacAddr,
+    /// The host end's name (`veth101.0`).
+    pub host_ifname: String,
+    /// The host end's MAC.
+    pub host_mac: MacAddr,
+    /// The bridge the host end joins, if any.
+    pub bridge: Option<String>,
+}
+
+impl VethSpec {
+    /// `--netif_add ifname[,mac,host_ifname,host_mac,bridge]` with OpenVZ's defaults:
+    /// `host_ifname = veth<CTID>.<N>` (N the number in `ifname`), generated MACs when none is
+    /// given, the host MAC copying the VE MAC when only that is given.
+    ///
+    /// # Errors
+    /// [`NsError::BadNetif`] naming the field.
+    pub fn from_netif_add(arg: &str, ctid: &str, seed: u64) -> Result<VethSpec> {
+        let f: Vec<&str> = arg.split(',').collect();
+        if f.len() > 5 {
+            return Err(NsError::BadNetif {
+                field: "netif_add",
+                value: arg.to_owned(),
+                reason: "more than 5 fields".into(),
+            });
+        }
+        let get = |i: usize| f.get(i).copied().filter(|s| !s.is_empty());
+        let kv: Vec<(&str, &str)> = [
+            ("ifname", get(0)),
+            ("mac", get(1)),
+            ("host_ifname", get(2)),
+            ("host_mac", get(3)),
+            ("bridge", get(4)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        Self::from_pairs(&kv, ctid, seed, get(1).is_some() && get(3).is_none())
+    }
+
+    fn from_pairs(kv: &[(&str, &str)], ctid: &str, seed: u64, copy_mac: bool) -> Result<Self> {
+        let find = |k: &str| kv.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let ifname = find("ifname").ok_or_else(|| NsError::BadNetif {
+            field: "ifname",
+            value: String::new(),
+            reason: "missing".into(),
+        })?;
+        check_ifname("ifname", ifname)?;
+        let n: String = ifname.chars().filter(char::is_ascii_digit).collect();
+        let host_ifname = match find("host_ifname") {
+            Some(h) => h.to_owned(),
+            None => format!("veth{ctid}.{}", if n.is_empty() { "0" } else { &n }),
+        };
+        check_ifname("host_ifname", &host_ifname)?;
+        let mac = match find("mac") {
+            Some(m) => m.parse()?,
+            None => MacAddr::generate(ifname, ctid, seed),
+        };
+        let host_mac = match find("host_mac") {
+            Some(m) => m.parse().map_err(|_| bad_mac("host_mac", m))?,
+            None if copy_mac => mac,
+            None => MacAddr::generate(&host_ifname, ctid, seed),
+        };
+        let bridge = find("bridge").map(str::to_owned);
+        if let Some(b) = &bridge {
+            check_ifname("bridge", b)?;
+        }
+        Ok(VethSpec { ifname: ifname.to_owned(), mac, host_ifname, host_mac, bridge })
+    }
+}
+
+fn bad_mac(field: &'static str, value: &str) -> NsError {
+    NsError::BadNetif {
+        field,
+        value: value.into(),
+        reason: "not in the form XX:XX:XX:XX:XX:XX".into(),
+    }
+}
+
+/// Parses a `NETIF` value: `;`-separated records of `key=value` pairs. A record without
+/// `host_mac` copies `mac`, as vzctl does when reading the config; unknown keys such as
+/// `mac_filter` are accepted and not kept.
+///
+/// # Errors
+/// [`NsError::BadNetif`] naming the field and record.
+pub fn parse_netif(value: &str, ctid: &str, seed: u64) -> Result<Vec<VethSpec>> {
+    let mut out = Vec::new();
+    for record in value.split(';').map(str::trim).filter(|r| !r.is_empty()) {
+        let mut kv = Vec::new();
+        for pair in record.split(',') {
+            let (k, v) = pair.split_once('=').ok_or_else(|| NsError::BadNetif {
+                field: "NETIF",
+                value: record.to_owned(),
+                reason: format!("{pair:?} is not key=value"),
+            })?;
+            kv.push((k.trim(), v.trim()));
+        }
+        let has_mac = kv.iter().any(|(k, _)| *k == "mac");
+        out.push(VethSpec::from_pairs(&kv, ctid, seed, has_mac)?);
+    }
+    Ok(out)
+}
+
+/// The `NETIF` text of the records, keys in vzctl's order.
+pub fn format_netif(specs: &[VethSpec]) -> String {
+    let one = |s: &VethSpec| {
+        let mut r = format!("ifname={}", s.ifname);
+        if let Some(b) = &s.bridge {
+            r.push_str(&format!(",bridge={b}"));
+        }
+        format!("{r},mac={},host_ifname={},host_mac={}", s.mac, s.host_ifname, s.host_mac)
+    };
+    specs.iter().map(one).collect::<Vec<_>>().join(";")
+}
+
+/// Bridged VE interfaces.
+#[derive(Debug, Clone, Copy)]
+pub struct Veth;
+
+impl Veth {
+    /// Creates the pair: the VE end named [`VethSpec::ifname`] in the VE (down; the VE's
+    /// own network configuration brings it up), the host end up on the host and, with a
+    /// bridge, joined to it.
+    ///
+    /// # Errors
+    /// [`NsError::NoSuchDevice`] naming a bridge that does not exist, [`NsError::BadNetif`]
+    /// if the host name is taken, [`NsError::Netlink`] otherwise. Nothing is left on error.
+    ///
+    /// # Privileges
+    /// CAP_NET_ADMIN and CAP_SYS_ADMIN (setns) in the host's namespaces.
+    pub fn add(init_pid: i32, spec: &VethSpec) -> Result<()> {
+        let host = Netlink::host()?;
+        let bridge = spec.bridge.as_deref().map(|b| host.index_of(b)).transpose()?;
+        if host.link_by_name(&spec.host_ifname)?.is_some() {
+            return Err(taken(&spec.host_ifname));
+        }
+        let ve = Netlink::in_netns_of(init_pid)?;
+        let (name, hname) = (spec.ifname.as_str(), spec.host_ifname.as_str());
+        let msg = LinkVeth::new(name, hname).address(spec.mac.0.to_vec()).build();
+        ve.run(ve.handle().link().add(msg).execute())
+            .map_err(|e| nl_err("create veth pair", format!("{name}/{hname} in {}", ve.ns), e))?;
+        let moved = move_out(&ve, spec);
+        let result = moved.and_then(|()| host_side(&host, spec, bridge));
+        if result.is_err() {
+            let _ = Veth::del(init_pid, spec);
+        }
+        result
+    }
+
+    /// Removes the pair (deleting either end deletes both): the host end if it is on the
+    /// host, else the VE end in the VE. Gone already is not an error.
+    ///
+    /// # Errors
+    /// [`NsError::Netlink`] if the link cannot be deleted.
+    ///
+    /// # Privileges
+    /// As [`Veth::add`].
+    pub fn del(init_pid: i32, spec: &VethSpec) -> Result<()> {
+        let host = Netlink::host()?;
+        if let Some(l) = host.link_by_name(&spec.host_ifname)? {
+            return host.del_link(l.header.index, &spec.host_ifname);
+        }
+        let ve = Netlink::in_netns_of(init_pid)?;
+        for name in [&spec.host_ifname, &spec.ifname] {
+            if let Some(l) = ve.link_by_name(name)? {
+                return ve.del_link(l.header.index, name);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn taken(name: &str) -> NsError {
+    NsError::BadNetif {
+        field: "host_ifname",
+        value: name.to_owned(),
+        reason: "a device of that name exists on the host".into(),
+    }
+}
+
+fn move_out(ve: &Netlink, spec: &VethSpec) -> Result<()> {
+    let idx = ve.index_of(&spec.host_ifname)?;
+    let own = File::open("/proc/thread-self/ns/net")
+        .map_err(|e| NsError::io("open network namespace", "/proc/thread-self/ns/net", e))?;
+    let set = LinkUnspec::new_with_index(idx)
+        .address(spec.host_mac.0.to_vec())
+        .setns_by_fd(own.as_raw_fd())
+        .build();
+    match ve.run(ve.handle().link().set(set).execute()) {
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Err(taken(&spec.host_ifname)),
+        r => r.map_err(|e| nl_err("move to the host", spec.host_ifname.clone(), e)),
+    }
+}
+
+fn host_side(host: &Netlink, spec: &VethSpec, bridge: Option<u32>) -> Result<()> {
+    let idx = host.index_of(&spec.host_ifname)?;
+    let mut set = LinkUnspec::new_with_index(idx).up();
+    if let Some(b) = bridge {
+        set = set.controller(b);
+    }
+    host.run(host.handle().link().set(set.build()).execute())
+        .map_err(|e| nl_err("set up and join bridge", spec.host_ifname.clone(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netif_add_defaults() {
+        let s = VethSpec::from_netif_add("eth0", "101", 7).unwrap();
+        assert_eq!(s.host_ifname, "veth101.0");
+        assert_eq!(&s.mac.0[..3], &[0x00, 0x18, 0x51]);
+        assert_eq!(&s.host_mac.0[..3], &[0x00, 0x18, 0x51]);
+        assert_ne!(s.mac, s.host_mac, "both generated, from different names");
+        assert_eq!(s, VethSpec::from_netif_add("eth0", "101", 7).unwrap(), "stable");
+        let s = VethSpec::from_netif_add("eth1,00:18:51:AA:BB:CC,,,vmbr0", "7", 0).unwrap();
+        assert_eq!((s.host_ifname.as_str(), s.host_mac), ("veth7.1", s.mac));
+        assert_eq!(s.bridge.as_deref(), Some("vmbr0"));
+    }
+
+    #[test]
+    fn bad_records_name_the_field() {
+        let e = VethSpec::from_netif_add("eth0,00:18:51", "1", 0).unwrap_err();
+        assert!(e.to_string().contains("mac"), "{e}");
+        let e = VethSpec::from_netif_add("eth0,,,zz", "1", 0).unwrap_err();
+        assert!(e.to_string().contains("host_mac"), "{e}");
+        let e = parse_netif("ifname=eth0,bridge", "1", 0).unwrap_err();
+        assert!(e.to_string().contains("bridge"), "{e}");
+        assert!(parse_netif("mac=00:18:51:00:00:01", "1", 0).is_err());
+    }
+
+    #[test]
+    fn netif_round_trip() {
+        let v = "ifname=eth0,bridge=vmbr0,mac=00:18:51:01:02:03,host_ifname=veth101.0,host_mac=FE:FF:FF:FF:FF:FF;ifname=eth1,mac=00:18:51:01:02:04,host_ifname=veth101.1,host_mac=00:18:51:01:02:04";
+        let specs = parse_netif(v, "101", 0).unwrap();
+        assert_eq!(format_netif(&specs), v);
+        let s = parse_netif("ifname=eth2,mac=00:18:51:00:00:09,mac_filter=on", "5", 0).unwrap();
+        assert_eq!(s[0].host_mac, s[0].mac, "a missing host_mac copies mac");
+    }
+}
