@@ -1,5 +1,6 @@
 //! Test kit shared by every vz crate: the privilege gate, unique names for kernel objects,
-//! and helpers for the black-box tests of the binaries.
+//! a cgroup fixture ([`TestCgroup`]) for kernel tests, and helpers for the black-box tests of
+//! the binaries.
 //!
 //! # The gate
 //! A test that needs the kernel names what it needs with [`require!`]. When a need is missing
@@ -10,11 +11,13 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stderr, reason = "the kit reports skips to the person running tests")]
 
+mod cgroup;
 mod names;
 mod need;
 mod output;
 mod tree;
 
+pub use cgroup::{TestCgroup, cgroup_v1_mount, is_cgroup_v2};
 pub use names::{unique_ctid, unique_name};
 pub use need::{Need, check_needs};
 pub use output::{ok, output_text};

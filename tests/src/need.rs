@@ -105,7 +105,7 @@ fn is_root() -> bool {
 }
 
 fn is_cgroup2_root() -> bool {
-    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    crate::cgroup::is_cgroup_v2()
 }
 
 fn has_controller(name: &str) -> bool {
@@ -114,15 +114,7 @@ fn has_controller(name: &str) -> bool {
             .map(|list| list.split_whitespace().any(|c| c == name))
             .unwrap_or(false);
     }
-    std::fs::read_to_string("/proc/self/mounts")
-        .map(|mounts| {
-            mounts.lines().any(|line| {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                fields.get(2) == Some(&"cgroup")
-                    && fields.get(3).is_some_and(|opts| opts.split(',').any(|o| o == name))
-            })
-        })
-        .unwrap_or(false)
+    crate::cgroup::cgroup_v1_mount(name).is_some()
 }
 
 fn is_executable(path: &Path) -> bool {

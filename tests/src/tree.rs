@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use crate::names::unique_name;
 
@@ -129,8 +128,8 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
-/// Kills the processes in `<hierarchy>/<parent>` of every cgroup hierarchy and removes the
-/// cgroups, deepest first, retrying while exited tasks are reaped.
+/// Kills the processes in `<hierarchy>/<parent>` of every cgroup hierarchy (by pid) and
+/// removes the cgroups, deepest first, retrying while exited tasks are reaped.
 pub fn kill_and_remove_cgroups(parent: &str) {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     for line in mounts.lines() {
@@ -138,34 +137,7 @@ pub fn kill_and_remove_cgroups(parent: &str) {
         if fields.len() < 3 || !fields[2].starts_with("cgroup") {
             continue;
         }
-        let top = Path::new(fields[1]).join(parent);
-        if !top.exists() {
-            continue;
-        }
-        let mut dirs = Vec::new();
-        collect_dirs(&top, &mut dirs);
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        for dir in &dirs {
-            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-            for pid in procs.lines() {
-                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        for dir in &dirs {
-            while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
-fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
-    out.push(dir.to_path_buf());
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            collect_dirs(&entry.path(), out);
-        }
+        crate::cgroup::remove_tree(&Path::new(fields[1]).join(parent));
     }
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestCgroup, is_v2};
+use common::VeCgroup;
 use vz_ubc::{Beancounter, Enforcement, Resource, UbcSet};
 
 /// Allocates and fills a 200 MiB buffer.
@@ -30,7 +30,7 @@ fn memory_hog_is_contained_by_physpages_and_passes_after_raising_it() {
 }
 
 fn memory_hog_is_contained_by_physpages_and_passes_after_raising_it_body() -> anyhow::Result<()> {
-    let mut cg = TestCgroup::new("physpages")?;
+    let mut cg = VeCgroup::new("physpages")?;
     let bc = Beancounter::new(4243, cg.dirs.clone());
     let report = bc.apply(&limits("0:64M", "0:0"))?;
     assert!(
@@ -67,7 +67,7 @@ fn report_and_usage_cover_every_parameter() {
 }
 
 fn report_and_usage_cover_every_parameter_body() -> anyhow::Result<()> {
-    let mut cg = TestCgroup::new("report")?;
+    let mut cg = VeCgroup::new("report")?;
     let pairs: Vec<(&str, &str)> = vz_ubc::Resource::ALL
         .iter()
         .map(|r| match r {
@@ -86,7 +86,7 @@ fn report_and_usage_cover_every_parameter_body() -> anyhow::Result<()> {
     for r in [Resource::PhysPages, Resource::NumProc, Resource::OomGuarPages] {
         assert!(report.enforced().contains(&r), "{r}: {report:?}");
     }
-    if is_v2() {
+    if vz_tests::is_cgroup_v2() {
         assert!(report.accounted().contains(&Resource::KmemSize), "{report:?}");
     }
     // A process with 3 more descriptors and a file lock shows up in the accounted rows.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestCgroup, wait_for};
+use common::{VeCgroup, wait_for};
 use vz_ubc::{BarrierLimit, Beancounter, Enforcement, Resource, UbcSet, render_proc_view};
 
 /// Starts 40 sleeps in the background, as fast as the kernel lets it.
@@ -26,7 +26,7 @@ fn fork_bomb_stops_at_numproc_and_a_raised_limit_lets_it_run() {
 }
 
 fn fork_bomb_stops_at_numproc_and_a_raised_limit_lets_it_run_body() -> anyhow::Result<()> {
-    let mut cg = TestCgroup::new("numproc")?;
+    let mut cg = VeCgroup::new("numproc")?;
     let bc = Beancounter::new(4242, cg.dirs.clone());
     let mut set = UbcSet::new();
     set.set(Resource::NumProc, BarrierLimit::both(10));

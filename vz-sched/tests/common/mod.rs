@@ -1,6 +1,7 @@
 //! Kernel test helper: a throw-away cgroup tree with busy-loop processes, on whichever
-//! cgroup hierarchy this machine runs (v1 here, pure v2 in the kernel lab), cleaned up by
-//! `Drop` also when a test fails. Shared by `tests/kernel_*.rs` and `benches/fairness.rs`.
+//! cgroup hierarchy this machine runs (v1 here, pure v2 in the kernel lab), made of the kit's
+//! [`TestCgroup`]s, so it is cleaned up by `Drop` also when a test fails. Shared by
+//! `tests/kernel_*.rs` and `benches/fairness.rs`.
 #![allow(dead_code, unreachable_pub, reason = "each user takes the parts it needs")]
 
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use vz_sched::CgroupDirs;
+use vz_tests::TestCgroup;
 
 const V2_ROOT: &str = "/sys/fs/cgroup";
 
@@ -24,24 +26,16 @@ pub enum Hierarchy {
 impl Hierarchy {
     /// Detects the hierarchy at run time: cgroup2 at /sys/fs/cgroup, else the v1 mounts.
     pub fn detect() -> Result<Self> {
-        if Path::new(V2_ROOT).join("cgroup.controllers").exists() {
+        if vz_tests::is_cgroup_v2() {
             let controllers =
                 std::fs::read_to_string(Path::new(V2_ROOT).join("cgroup.controllers"))?;
             return Ok(Hierarchy::V2 {
                 cpuset: controllers.split_whitespace().any(|c| c == "cpuset"),
             });
         }
-        let mounts = std::fs::read_to_string("/proc/self/mounts")?;
-        let find = |name: &str| {
-            mounts.lines().find_map(|line| {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                (f.get(2) == Some(&"cgroup") && f.get(3)?.split(',').any(|o| o == name))
-                    .then(|| PathBuf::from(f[1]))
-            })
-        };
-        let cpu = find("cpu").context("no v1 cpu hierarchy mounted")?;
-        let cpuacct = find("cpuacct").filter(|p| *p != cpu);
-        Ok(Hierarchy::V1 { cpu, cpuacct, cpuset: find("cpuset") })
+        let cpu = vz_tests::cgroup_v1_mount("cpu").context("no v1 cpu hierarchy mounted")?;
+        let cpuacct = vz_tests::cgroup_v1_mount("cpuacct").filter(|p| *p != cpu);
+        Ok(Hierarchy::V1 { cpu, cpuacct, cpuset: vz_tests::cgroup_v1_mount("cpuset") })
     }
 
     pub fn has_cpuset(&self) -> bool {
@@ -56,12 +50,16 @@ impl Hierarchy {
     }
 }
 
-/// `<root>/<unique name>/{children}` on every hierarchy used, plus busy loops in them.
+/// A `vz-test-*` parent on every hierarchy used, with the same children in each, plus busy
+/// loops in them.
 #[derive(Debug)]
 pub struct TestTree {
     pub hierarchy: Hierarchy,
-    name: String,
-    children: Vec<String>,
+    /// The parent on the cpu hierarchy (v1) or in the v2 tree.
+    cpu: TestCgroup,
+    /// The parents on a separate cpuacct and on the cpuset hierarchy (v1 only).
+    cpuacct: Option<TestCgroup>,
+    cpuset: Option<TestCgroup>,
     burners: Vec<Child>,
 }
 
@@ -70,62 +68,55 @@ impl TestTree {
     /// starve the test) and the children, empty of settings.
     pub fn new(tag: &str, children: &[&str]) -> Result<Self> {
         let hierarchy = Hierarchy::detect()?;
-        let mut tree = TestTree {
-            hierarchy,
-            name: vz_tests::unique_name(tag),
-            children: Vec::new(),
-            burners: Vec::new(),
-        };
-        // The guard exists from here on: whatever was made is removed if a step fails.
-        for dir in tree.roots() {
-            mkdir(&dir.join(&tree.name))?;
-        }
-        match tree.hierarchy.clone() {
-            Hierarchy::V1 { cpu, cpuset, .. } => {
-                write(&cpu.join(&tree.name).join("cpu.shares"), "262144")?;
-                if let Some(cs) = cpuset {
-                    for knob in ["cpuset.cpus", "cpuset.mems"] {
-                        let value = std::fs::read_to_string(cs.join(knob))?;
-                        write(&cs.join(&tree.name).join(knob), value.trim())?;
+        // The kit's guards exist from here on: whatever was made is removed if a step fails.
+        let tree = match &hierarchy {
+            Hierarchy::V1 { cpuacct, cpuset: cpuset_root, .. } => {
+                let cpu = TestCgroup::new("cpu", tag)?;
+                write(&cpu.dir().join("cpu.shares"), "262144")?;
+                let cpuacct =
+                    cpuacct.as_ref().map(|_| TestCgroup::new("cpuacct", tag)).transpose()?;
+                let cpuset = match cpuset_root {
+                    Some(root) => {
+                        let parent = TestCgroup::new("cpuset", tag)?;
+                        for knob in ["cpuset.cpus", "cpuset.mems"] {
+                            let value = std::fs::read_to_string(root.join(knob))?;
+                            write(&parent.dir().join(knob), value.trim())?;
+                        }
+                        Some(parent)
                     }
-                }
+                    None => None,
+                };
+                TestTree { hierarchy, cpu, cpuacct, cpuset, burners: Vec::new() }
             }
             Hierarchy::V2 { cpuset } => {
-                let enable = if cpuset { "+cpu +cpuset" } else { "+cpu" };
-                write(&Path::new(V2_ROOT).join("cgroup.subtree_control"), enable)?;
-                let parent = Path::new(V2_ROOT).join(&tree.name);
-                write(&parent.join("cgroup.subtree_control"), enable)?;
-                write(&parent.join("cpu.weight"), "10000")?;
+                let enable: &[&str] = if *cpuset { &["cpu", "cpuset"] } else { &["cpu"] };
+                let cpu = TestCgroup::v2_with(enable, tag)?;
+                write(&cpu.dir().join("cpu.weight"), "10000")?;
+                TestTree { hierarchy, cpu, cpuacct: None, cpuset: None, burners: Vec::new() }
             }
-        }
+        };
         for child in children {
-            for dir in tree.roots() {
-                mkdir(&dir.join(&tree.name).join(child))?;
+            for parent in tree.parents() {
+                parent.child(child)?;
             }
-            tree.children.push((*child).to_owned());
         }
         Ok(tree)
     }
 
-    fn roots(&self) -> Vec<PathBuf> {
-        match &self.hierarchy {
-            Hierarchy::V1 { cpu, cpuacct, cpuset } => {
-                std::iter::once(cpu.clone()).chain(cpuacct.clone()).chain(cpuset.clone()).collect()
-            }
-            Hierarchy::V2 { .. } => vec![PathBuf::from(V2_ROOT)],
-        }
+    fn parents(&self) -> impl Iterator<Item = &TestCgroup> {
+        std::iter::once(&self.cpu).chain(&self.cpuacct).chain(&self.cpuset)
     }
 
     /// The directories vz-sched gets for `child`, as vz-ctl would hand them over.
     pub fn dirs(&self, child: &str) -> CgroupDirs {
-        let at = |root: &Path| root.join(&self.name).join(child);
+        let at = |parent: &TestCgroup| parent.dir().join(child);
         match &self.hierarchy {
-            Hierarchy::V1 { cpu, cpuacct, cpuset } => CgroupDirs::V1 {
-                cpu: at(cpu),
-                cpuacct: cpuacct.as_deref().map(at),
-                cpuset: cpuset.as_deref().map(at),
+            Hierarchy::V1 { .. } => CgroupDirs::V1 {
+                cpu: at(&self.cpu),
+                cpuacct: self.cpuacct.as_ref().map(at),
+                cpuset: self.cpuset.as_ref().map(at),
             },
-            Hierarchy::V2 { .. } => CgroupDirs::V2 { dir: at(Path::new(V2_ROOT)) },
+            Hierarchy::V2 { .. } => CgroupDirs::V2 { dir: at(&self.cpu) },
         }
     }
 
@@ -153,14 +144,11 @@ impl TestTree {
 
     /// The parent's raw knob (cpuset.cpus/mems).
     pub fn parent_knob(&self, file: &str) -> Result<String> {
-        let root = match &self.hierarchy {
-            Hierarchy::V1 { cpuset, cpu, .. } if file.starts_with("cpuset.") => {
-                cpuset.clone().unwrap_or(cpu.clone())
-            }
-            Hierarchy::V1 { cpu, .. } => cpu.clone(),
-            Hierarchy::V2 { .. } => PathBuf::from(V2_ROOT),
+        let parent = match &self.cpuset {
+            Some(cpuset) if file.starts_with("cpuset.") => cpuset,
+            _ => &self.cpu,
         };
-        Ok(std::fs::read_to_string(root.join(&self.name).join(file))?.trim().to_owned())
+        Ok(std::fs::read_to_string(parent.dir().join(file))?.trim().to_owned())
     }
 
     /// Starts `n` busy loops (`sh -c 'while :; do :; done'`) and moves them into `child`.
@@ -181,8 +169,8 @@ impl TestTree {
             let pid = proc.id();
             self.burners.push(proc);
             pids.push(pid);
-            for dir in self.roots() {
-                write(&dir.join(&self.name).join(child).join("cgroup.procs"), &pid.to_string())?;
+            for parent in self.parents() {
+                write(&parent.dir().join(child).join("cgroup.procs"), &pid.to_string())?;
             }
         }
         Ok(pids)
@@ -226,44 +214,11 @@ impl TestTree {
 }
 
 impl Drop for TestTree {
+    /// Reaps the busy loops (no zombie keeps a cgroup busy); the kit's guards then remove
+    /// the cgroups.
     fn drop(&mut self) {
         self.stop_burners();
-        let mut dirs = Vec::new();
-        for root in self.roots() {
-            for child in &self.children {
-                dirs.push(root.join(&self.name).join(child));
-            }
-        }
-        for root in self.roots() {
-            dirs.push(root.join(&self.name));
-        }
-        for dir in dirs {
-            rmdir_retry(&dir);
-        }
     }
-}
-
-/// Removes a cgroup, retrying for up to 10 s while it is busy (orphans are reaped slowly).
-fn rmdir_retry(dir: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match std::fs::remove_dir(dir) {
-            Ok(()) => return,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) if Instant::now() >= deadline => {
-                #[allow(clippy::print_stderr, reason = "a leak must be visible")]
-                {
-                    eprintln!("leaked cgroup {}: {e}", dir.display());
-                }
-                return;
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
-fn mkdir(path: &Path) -> Result<()> {
-    std::fs::create_dir(path).with_context(|| format!("mkdir {}", path.display()))
 }
 
 fn write(path: &Path, value: &str) -> Result<()> {

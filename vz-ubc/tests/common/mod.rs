@@ -1,79 +1,59 @@
-//! Test cgroups for the kernel tests: a fresh cgroup per test on whichever hierarchy the host
-//! runs (v1: memory + pids directories; v2: a parent with `+memory +pids` delegated and the VE
-//! directory below it), workloads started inside it, and cleanup on drop (kill by pid, then
-//! rmdir with retries: orphaned zombies keep a v1 cgroup busy for a second or two here).
+//! The VE cgroup of the kernel tests: a fresh cgroup per test from the kit ([`TestCgroup`]) on
+//! whichever hierarchy the host runs (v1: memory + pids directories; v2: a parent with
+//! `+memory +pids` delegated and the VE directory below it), and workloads started inside it.
+//! Cleanup on drop: our workloads are killed and reaped, then the kit kills what is left by
+//! pid and removes the cgroups with retries (orphaned zombies keep a v1 cgroup busy a while).
 
 #![allow(dead_code, reason = "each test file uses part of the kit")]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vz_tests::TestCgroup;
 use vz_ubc::CgroupDirs;
 
-/// A cgroup made for one test.
-pub(crate) struct TestCgroup {
+/// The cgroups of one test VE, with the workloads started in them.
+pub(crate) struct VeCgroup {
     pub(crate) dirs: CgroupDirs,
-    /// Directories to remove, deepest first.
-    remove: Vec<PathBuf>,
-    /// Directories whose processes are ours to kill.
-    proc_dirs: Vec<PathBuf>,
-    children: Vec<Child>,
-}
-
-pub(crate) fn is_v2() -> bool {
-    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-}
-
-impl TestCgroup {
-    pub(crate) fn new(tag: &str) -> anyhow::Result<TestCgroup> {
-        let name = vz_tests::unique_name(tag);
-        let mut cg = TestCgroup {
-            dirs: CgroupDirs::V2 { dir: PathBuf::new() },
-            remove: vec![],
-            proc_dirs: vec![],
-            children: vec![],
-        };
-        if is_v2() {
-            let root = Path::new("/sys/fs/cgroup");
-            let enabled = std::fs::read_to_string(root.join("cgroup.subtree_control"))?;
-            for c in ["memory", "pids"] {
-                if !enabled.split_whitespace().any(|e| e == c) {
-                    std::fs::write(root.join("cgroup.subtree_control"), format!("+{c}"))?;
-                }
-            }
-            let parent = root.join(&name);
-            std::fs::create_dir(&parent)?;
-            cg.remove.push(parent.clone());
-            std::fs::write(parent.join("cgroup.subtree_control"), "+memory +pids")?;
-            let dir = parent.join("ve");
-            std::fs::create_dir(&dir)?;
-            cg.remove.insert(0, dir.clone());
-            cg.proc_dirs.push(dir.clone());
-            cg.dirs = CgroupDirs::V2 { dir };
-        } else {
-            let memory = PathBuf::from("/sys/fs/cgroup/memory").join(&name);
-            std::fs::create_dir(&memory)?;
-            cg.remove.push(memory.clone());
-            let pids = PathBuf::from("/sys/fs/cgroup/pids").join(&name);
-            std::fs::create_dir(&pids)?;
-            cg.remove.push(pids.clone());
-            cg.proc_dirs = vec![memory.clone(), pids.clone()];
-            cg.dirs = CgroupDirs::V1 { memory, pids: Some(pids) };
-        }
-        Ok(cg)
-    }
-
     /// The `cgroup.procs` files a workload must join.
-    fn procs_files(&self) -> Vec<PathBuf> {
-        self.proc_dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    procs: Vec<PathBuf>,
+    children: Vec<Child>,
+    /// Dropped after `children` are reaped (see `Drop`).
+    cgroups: Vec<TestCgroup>,
+}
+
+impl VeCgroup {
+    pub(crate) fn new(tag: &str) -> anyhow::Result<VeCgroup> {
+        if vz_tests::is_cgroup_v2() {
+            let parent = TestCgroup::v2_with(&["memory", "pids"], tag)?;
+            let dir = parent.child("ve")?;
+            Ok(VeCgroup {
+                procs: vec![dir.join("cgroup.procs")],
+                dirs: CgroupDirs::V2 { dir },
+                children: vec![],
+                cgroups: vec![parent],
+            })
+        } else {
+            let memory = TestCgroup::new("memory", tag)?;
+            let pids = TestCgroup::new("pids", tag)?;
+            Ok(VeCgroup {
+                dirs: CgroupDirs::V1 {
+                    memory: memory.dir().to_path_buf(),
+                    pids: Some(pids.dir().to_path_buf()),
+                },
+                procs: vec![memory.procs(), pids.procs()],
+                children: vec![],
+                cgroups: vec![memory, pids],
+            })
+        }
     }
 
     /// Starts `script` with `sh -c` inside the cgroup: the shell writes its own pid into every
     /// `cgroup.procs` before running the workload, so nothing runs outside.
     pub(crate) fn spawn(&mut self, script: &str) -> anyhow::Result<&mut Child> {
         let mut join = String::new();
-        for f in self.procs_files() {
+        for f in &self.procs {
             join.push_str(&format!("echo $$ > {} || exit 99; ", f.display()));
         }
         let child = Command::new("/bin/sh")
@@ -89,35 +69,16 @@ impl TestCgroup {
 
     /// Pids currently in the cgroup (all started by this test).
     pub(crate) fn pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self
-            .procs_files()
-            .iter()
-            .filter_map(|f| std::fs::read_to_string(f).ok())
-            .flat_map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<u32>>())
-            .collect();
+        let mut pids: Vec<u32> = self.cgroups.iter().flat_map(TestCgroup::pids).collect();
         pids.sort_unstable();
         pids.dedup();
         pids
     }
 
-    /// Kills every process of the cgroup (ours) and reaps our direct children.
+    /// Kills every process of the cgroup (ours, by pid) and reaps our direct children.
     pub(crate) fn kill_all(&mut self) {
-        for _ in 0..50 {
-            let pids = self.pids();
-            if pids.is_empty() {
-                break;
-            }
-            for pid in pids {
-                let _ = Command::new("kill")
-                    .arg("-9")
-                    .arg(pid.to_string())
-                    .stderr(Stdio::null())
-                    .status();
-            }
-            for child in &mut self.children {
-                let _ = child.try_wait();
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        for cgroup in &self.cgroups {
+            cgroup.kill_all(Duration::from_secs(1));
         }
         for mut child in self.children.drain(..) {
             let _ = child.kill();
@@ -126,19 +87,11 @@ impl TestCgroup {
     }
 }
 
-impl Drop for TestCgroup {
+impl Drop for VeCgroup {
     fn drop(&mut self) {
+        // Reaped children leave no zombie to keep the cgroups busy; the kit's guards then
+        // remove the cgroups.
         self.kill_all();
-        for dir in &self.remove {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while dir.exists() && std::fs::remove_dir(dir).is_err() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            #[allow(clippy::print_stderr, reason = "a leak must be visible in the test output")]
-            if dir.exists() {
-                eprintln!("leaked cgroup {}", dir.display());
-            }
-        }
     }
 }
 
