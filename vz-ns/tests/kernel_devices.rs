@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{TestCgroup, TestVe};
+use common::TestVe;
 use vz_ns::{DeviceRule, apply_device_rules_v1, default_device_rules};
-use vz_tests::Need;
+use vz_tests::{Need, TestCgroup};
 
 #[test]
 fn default_allowlist_v1_allows_the_minimal_dev_only() -> anyhow::Result<()> {
@@ -18,16 +18,16 @@ fn default_allowlist_v1_allows_the_minimal_dev_only() -> anyhow::Result<()> {
     if !vz_tests::check_needs(module_path!(), &needs) {
         return Ok(());
     }
-    let devices = TestCgroup::new("devices")?;
-    apply_device_rules_v1(&devices.dir, &default_device_rules())?;
-    let list = std::fs::read_to_string(devices.dir.join("devices.list"))?;
+    let devices = TestCgroup::new("devices", "ns")?;
+    apply_device_rules_v1(devices.dir(), &default_device_rules())?;
+    let list = std::fs::read_to_string(devices.dir().join("devices.list"))?;
     for want in ["c 1:3 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 m", "c 5:2 rwm", "c 136:* rwm"] {
         assert!(list.lines().any(|l| l == want), "{want} in {list}");
     }
     assert!(!list.contains("a *:*"), "everything else is denied: {list}");
 
     let extra = vec![devices.procs()];
-    let ve = TestVe::start_with("vz-test-dev", TestCgroup::new("pids")?, extra)?;
+    let ve = TestVe::start_with("vz-test-dev", TestCgroup::new("pids", "ns")?, extra)?;
     ve.sh_ok("echo x > /dev/null && head -c 4 /dev/urandom | wc -c && ls -l /dev/console")?;
     let (code, out) = ve.sh(": < /dev/console")?;
     assert_ne!(code, 0, "the console is not usable: {out}");
@@ -35,25 +35,14 @@ fn default_allowlist_v1_allows_the_minimal_dev_only() -> anyhow::Result<()> {
     drop(ve);
 
     // A rule the kernel refuses is reported with the rule and the file.
-    let parent = TestCgroup::new("devices")?;
-    apply_device_rules_v1(&parent.dir, &["c:1:3:rw".parse::<DeviceRule>()?])?;
-    let inner = TestCgroup { dir: parent.dir.join("inner") };
-    std::fs::create_dir(&inner.dir)?;
-    let err = apply_device_rules_v1(&inner.dir, &["c:1:5:rw".parse::<DeviceRule>()?])
+    let parent = TestCgroup::new("devices", "ns")?;
+    apply_device_rules_v1(parent.dir(), &["c:1:3:rw".parse::<DeviceRule>()?])?;
+    let inner = parent.child("inner")?;
+    let err = apply_device_rules_v1(&inner, &["c:1:5:rw".parse::<DeviceRule>()?])
         .expect_err("the parent does not allow 1:5");
     let text = err.to_string();
     assert!(text.contains("c 1:5 rw") && text.contains("devices.allow"), "{text}");
     Ok(())
-}
-
-/// Where cgroup2 is mounted: `/sys/fs/cgroup` on a pure v2 host, `/sys/fs/cgroup/unified`
-/// on a hybrid one.
-fn cgroup2_mount() -> Option<std::path::PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(2) == Some(&"cgroup2")).then(|| fields[1].into())
-    })
 }
 
 #[test]
@@ -61,12 +50,11 @@ fn default_allowlist_v2_is_enforced_by_the_bpf_program() -> anyhow::Result<()> {
     if !vz_tests::check_needs(module_path!(), &[Need::Root, Need::Program("/bin/busybox")]) {
         return Ok(());
     }
-    let base = cgroup2_mount().ok_or_else(|| anyhow::anyhow!("no cgroup2 mount on this host"))?;
-    let cgroup = TestCgroup { dir: base.join(vz_tests::unique_name("bpf")) };
-    std::fs::create_dir(&cgroup.dir)?;
-    vz_ns::apply_device_rules_v2(&cgroup.dir, &default_device_rules())?;
+    // The cgroup2 tree wherever it is mounted: /sys/fs/cgroup/unified on a hybrid host.
+    let cgroup = TestCgroup::on_cgroup2("bpf")?;
+    vz_ns::apply_device_rules_v2(cgroup.dir(), &default_device_rules())?;
     // Applying again replaces the program.
-    vz_ns::apply_device_rules_v2(&cgroup.dir, &default_device_rules())?;
+    vz_ns::apply_device_rules_v2(cgroup.dir(), &default_device_rules())?;
     // A shell that moves itself into the cgroup, then opens allowed and denied devices.
     // /dev/kmsg (1:11) and /dev/console (5:1, mknod only) are not in the allowlist.
     let script = format!(

@@ -6,9 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestCgroup, TestVe, test_env};
+use common::{TestVe, test_env};
 use vz_ns::{CapSet, InitSpec, NsError, default_device_rules};
-use vz_tests::Need;
+use vz_tests::{Need, TestCgroup};
 
 const NEEDS: [Need; 3] =
     [Need::Root, Need::CgroupController("pids"), Need::Program("/bin/busybox")];
@@ -201,7 +201,7 @@ fn init_has_no_inherited_fds_a_clean_env_and_null_stdio() -> anyhow::Result<()> 
 fn failed_exec_is_an_error_and_leaves_no_process() -> anyhow::Result<()> {
     needs!();
     let root = common::BusyboxRoot::new()?;
-    let cgroup = TestCgroup::new("pids")?;
+    let cgroup = TestCgroup::new("pids", "ns")?;
     let spec = InitSpec {
         root: root.path().to_owned(),
         hostname: None,
@@ -223,7 +223,7 @@ fn failed_exec_is_an_error_and_leaves_no_process() -> anyhow::Result<()> {
 #[test]
 fn bad_specs_fail_before_anything_runs() -> anyhow::Result<()> {
     needs!();
-    let cgroup = TestCgroup::new("pids")?;
+    let cgroup = TestCgroup::new("pids", "ns")?;
     let mut spec = InitSpec {
         root: "/nonexistent/vz-test-root".into(),
         hostname: None,
@@ -253,7 +253,7 @@ fn bad_specs_fail_before_anything_runs() -> anyhow::Result<()> {
 fn an_unreleased_init_is_killed_on_drop() -> anyhow::Result<()> {
     needs!();
     let root = common::BusyboxRoot::new()?;
-    let cgroup = TestCgroup::new("pids")?;
+    let cgroup = TestCgroup::new("pids", "ns")?;
     let spec = InitSpec {
         root: root.path().to_owned(),
         hostname: Some("vz-test-drop".into()),
@@ -264,7 +264,7 @@ fn an_unreleased_init_is_killed_on_drop() -> anyhow::Result<()> {
         devices: default_device_rules(),
     };
     let pending = vz_ns::spawn_init(&spec)?;
-    assert_eq!(cgroup.pids(), [pending.pid()], "init waits in the cgroup");
+    assert_eq!(cgroup.pids(), [u32::try_from(pending.pid())?], "init waits in the cgroup");
     drop(pending);
     assert!(cgroup.wait_empty(Duration::from_secs(5)), "left: {:?}", cgroup.pids());
     Ok(())

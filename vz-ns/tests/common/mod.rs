@@ -1,17 +1,18 @@
-//! Fixtures of the vz-ns kernel tests: a busybox root on its own tmpfs, a cgroup of the
-//! test's own, a running VE, and guards that remove all of it also when a test fails.
+//! Fixtures of the vz-ns kernel tests: a busybox root on its own tmpfs, a running VE in a
+//! cgroup of the test's own (the kit's [`TestCgroup`]), and guards that remove all of it also
+//! when a test fails.
 #![allow(dead_code, reason = "each test binary uses a part of the kit")]
 #![allow(unreachable_pub, reason = "a module of test binaries")]
 #![allow(clippy::print_stderr, reason = "guards report failed cleanups")]
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use vz_ns::{CapSet, EnterSpec, InitSpec, TtyMode, default_device_rules};
+use vz_tests::TestCgroup;
 
 /// The environment given to init and entered programs in the tests.
 pub fn test_env() -> Vec<(String, String)> {
@@ -72,72 +73,6 @@ impl Drop for BusyboxRoot {
     }
 }
 
-/// A cgroup of the test's own on the pids controller (v1 hierarchy or the v2 tree).
-#[derive(Debug)]
-pub struct TestCgroup {
-    pub dir: PathBuf,
-}
-
-impl TestCgroup {
-    pub fn new(controller: &str) -> anyhow::Result<Self> {
-        let base = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            PathBuf::from("/sys/fs/cgroup")
-        } else {
-            PathBuf::from("/sys/fs/cgroup").join(controller)
-        };
-        let dir = base.join(vz_tests::unique_name("ns"));
-        std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-        Ok(TestCgroup { dir })
-    }
-
-    pub fn procs(&self) -> PathBuf {
-        self.dir.join("cgroup.procs")
-    }
-
-    /// The pids in the cgroup now.
-    pub fn pids(&self) -> Vec<i32> {
-        std::fs::read_to_string(self.procs())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    }
-
-    /// Waits up to `timeout` for the cgroup to have no process.
-    pub fn wait_empty(&self, timeout: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if self.pids().is_empty() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        // Kill what is left (only processes in our own cgroup, which only our test started).
-        for pid in self.pids() {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        self.wait_empty(Duration::from_secs(10));
-        // An orphan zombie keeps a v1 cgroup busy until PID 1 reaps it: retry.
-        let start = Instant::now();
-        loop {
-            match std::fs::remove_dir(&self.dir) {
-                Ok(()) => return,
-                Err(e) if start.elapsed() > Duration::from_secs(15) => {
-                    eprintln!("cleanup: rmdir {}: {e}", self.dir.display());
-                    return;
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    }
-}
-
 /// A running VE for the tests: init is `sleep 1000` under busybox sh. Field order is drop
 /// order: the init is killed (by the cgroup guard) before the root is unmounted.
 #[derive(Debug)]
@@ -152,7 +87,7 @@ pub struct TestVe {
 
 impl TestVe {
     pub fn start(hostname: &str) -> anyhow::Result<Self> {
-        Self::start_with(hostname, TestCgroup::new("pids")?, Vec::new())
+        Self::start_with(hostname, TestCgroup::new("pids", "ns")?, Vec::new())
     }
 
     /// Starts a VE whose init joins `cgroup` and the extra `cgroup.procs` files.
