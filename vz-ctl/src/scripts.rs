@@ -90,6 +90,7 @@ pub fn run_inside(
         env,
         caps: capabilities(ve)?,
         tty,
+        rlimits: Vec::new(),
     };
     vz_ns::enter(&spec).map_err(|e| CtlError::Exec(format!("cannot enter CT {}: {e}", ve.ctid)))
 }

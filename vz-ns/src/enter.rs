@@ -16,6 +16,7 @@ use crate::init::child::join_cgroups;
 use crate::init::pipe;
 use crate::init::sync::{Msg, Receiver, send};
 use crate::pty::Pty;
+use crate::rlimit::{Rlimit, RlimitPlan};
 use crate::rootfs::StepResult;
 use crate::sys;
 
@@ -54,6 +55,10 @@ pub struct EnterSpec {
     pub caps: CapSet,
     /// Terminal handling.
     pub tty: TtyMode,
+    /// Resource limits set on the program before exec (the same as the VE's init got, so an
+    /// entered process is bound like the VE's own); fitted to the host as for
+    /// [`crate::InitSpec::rlimits`].
+    pub rlimits: Vec<Rlimit>,
 }
 
 /// Runs `spec.argv` in the running VE and waits for it.
@@ -68,6 +73,7 @@ pub struct EnterSpec {
 /// Root with CAP_SYS_ADMIN in the initial namespaces.
 pub fn enter(spec: &EnterSpec) -> Result<i32> {
     let plan = ExecPlan::new(&spec.argv, &spec.env)?;
+    let rlimits = RlimitPlan::new(&spec.rlimits)?;
     let last_cap = last_cap()?;
     let ns_dir = PathBuf::from(format!("/proc/{}/ns", spec.init_pid));
     std::fs::metadata(ns_dir.join("mnt"))
@@ -82,7 +88,7 @@ pub fn enter(spec: &EnterSpec) -> Result<i32> {
             drop(status_r);
             let slave = pty.as_mut().and_then(Pty::take_slave);
             drop(pty);
-            let ctx = Joiner { spec, ns_dir: &ns_dir, plan: &plan, last_cap };
+            let ctx = Joiner { spec, ns_dir: &ns_dir, plan: &plan, rlimits: &rlimits, last_cap };
             ctx.run(status_w, slave)
         }
         ForkResult::Parent { child } => {
@@ -144,6 +150,7 @@ struct Joiner<'a> {
     spec: &'a EnterSpec,
     ns_dir: &'a PathBuf,
     plan: &'a ExecPlan,
+    rlimits: &'a RlimitPlan,
     last_cap: u32,
 }
 
@@ -210,6 +217,7 @@ impl Joiner<'_> {
                         .map_err(|e| format!("dup pty onto {fd}: {e}"))?;
                 }
             }
+            self.rlimits.apply()?;
             self.spec.caps.restrict_current(self.last_cap)?;
             sys::reset_signals();
             Ok(())

@@ -8,6 +8,8 @@
 //! - [`CapSet`]: the bounding set, OpenVZ's default mask and `CAPABILITY` overrides.
 //! - [`DeviceRule`], [`default_device_rules`], [`apply_device_rules_v1`]: the allowlist.
 //! - [`net`]: VE networking through rtnetlink, routed [`net::Venet`] and bridged [`net::Veth`].
+//! - [`Rlimit`]: per-process limits of the VE's init and entered processes; with
+//!   [`InitSpec::pty_max`] the beancounter limits only the VE's own namespaces can enforce.
 //!
 //! # Privileges
 //! Root with CAP_SYS_ADMIN in the initial namespaces for everything that touches the
@@ -23,6 +25,7 @@ mod exec;
 mod init;
 pub mod net;
 mod pty;
+mod rlimit;
 mod rootfs;
 mod sys;
 
@@ -32,3 +35,4 @@ pub use devices::{DeviceKind, DeviceRule, apply_device_rules_v1, default_device_
 pub use enter::{EnterSpec, TtyMode, enter};
 pub use error::{NsError, Result};
 pub use init::{InitHandle, InitSpec, PendingInit, spawn_init};
+pub use rlimit::{Rlimit, RlimitResource};

@@ -26,6 +26,7 @@ fn child_role(init_pid: &str) -> anyhow::Result<()> {
         env: test_env(),
         caps: CapSet::openvz_default(),
         tty: TtyMode::Pty,
+        rlimits: Vec::new(),
     };
     let code = vz_ns::enter(&spec)?;
     std::io::stdout().write_all(format!("\nexit-code={code}\n").as_bytes())?;

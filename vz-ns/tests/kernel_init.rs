@@ -210,6 +210,8 @@ fn failed_exec_is_an_error_and_leaves_no_process() -> anyhow::Result<()> {
         cgroup_procs: vec![cgroup.procs()],
         caps: CapSet::openvz_default(),
         devices: default_device_rules(),
+        pty_max: None,
+        rlimits: Vec::new(),
     };
     let pending = vz_ns::spawn_init(&spec)?;
     assert!(pending.pid() > 1);
@@ -232,6 +234,8 @@ fn bad_specs_fail_before_anything_runs() -> anyhow::Result<()> {
         cgroup_procs: vec![cgroup.procs()],
         caps: CapSet::openvz_default(),
         devices: Vec::new(),
+        pty_max: None,
+        rlimits: Vec::new(),
     };
     let err = vz_ns::spawn_init(&spec).expect_err("missing root");
     assert!(err.to_string().contains("/nonexistent/vz-test-root"), "{err}");
@@ -262,6 +266,8 @@ fn an_unreleased_init_is_killed_on_drop() -> anyhow::Result<()> {
         cgroup_procs: vec![cgroup.procs()],
         caps: CapSet::openvz_default(),
         devices: default_device_rules(),
+        pty_max: None,
+        rlimits: Vec::new(),
     };
     let pending = vz_ns::spawn_init(&spec)?;
     assert_eq!(cgroup.pids(), [u32::try_from(pending.pid())?], "init waits in the cgroup");

@@ -113,6 +113,8 @@ pub(crate) fn init_spec(
         cgroup_procs: cgroup.procs_files(),
         caps: scripts::capabilities(ve)?,
         devices: vz_ns::default_device_rules(),
+        pty_max: None,
+        rlimits: Vec::new(),
     })
 }
 

@@ -56,7 +56,7 @@ pub(super) fn intermediate(plan: &ChildPlan, status: OwnedFd, go: OwnedFd) -> ! 
 fn init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
     let setup = (|| -> StepResult {
         nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-        rootfs::enter_root(&plan.root)?;
+        rootfs::enter_root(&plan.root, plan.pty_max)?;
         if let Some(name) = &plan.hostname {
             nix::unistd::sethostname(name).map_err(|e| format!("sethostname {name}: {e}"))?;
         }
@@ -82,6 +82,7 @@ fn init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
 }
 
 fn before_exec(plan: &ChildPlan) -> StepResult {
+    plan.rlimits.apply()?;
     plan.caps.restrict_current(plan.last_cap)?;
     stdio_to_dev_null()?;
     sys::reset_signals();

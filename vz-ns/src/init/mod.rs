@@ -23,6 +23,7 @@ use crate::caps::{CapSet, last_cap};
 use crate::devices::DeviceRule;
 use crate::error::{NsError, Result};
 use crate::exec::ExecPlan;
+use crate::rlimit::{Rlimit, RlimitPlan};
 use crate::sys;
 use sync::{Msg, Receiver};
 
@@ -44,6 +45,13 @@ pub struct InitSpec {
     /// The device allowlist of the VE (informational: the /dev init builds is the minimal
     /// one of [`crate::default_device_rules`]; the caller applies the allowlist to the cgroup).
     pub devices: Vec<DeviceRule>,
+    /// The number of ptys the VE's devpts instance may hold (its `max=` mount option, from
+    /// OpenVZ's numpty); `None` for the kernel's own bound. Values above the kernel's maximum
+    /// (2^20) are that maximum.
+    pub pty_max: Option<u64>,
+    /// Resource limits set on init before exec, inherited by every process it starts. A hard
+    /// limit above what the caller may set is lowered to the caller's hard limit (warning).
+    pub rlimits: Vec<Rlimit>,
 }
 
 /// An init that is set up and waits for [`PendingInit::release`]. Dropping it unreleased
@@ -72,6 +80,8 @@ pub(crate) struct ChildPlan {
     pub(crate) caps: CapSet,
     pub(crate) last_cap: u32,
     pub(crate) exec: ExecPlan,
+    pub(crate) pty_max: Option<u64>,
+    pub(crate) rlimits: RlimitPlan,
 }
 
 /// Makes the VE's init in new namespaces and waits until it is set up (mounts, pivot_root,
@@ -134,6 +144,8 @@ fn prepare(spec: &InitSpec) -> Result<ChildPlan> {
         caps: spec.caps,
         last_cap: last_cap()?,
         exec: ExecPlan::new(&spec.argv, &spec.env)?,
+        pty_max: spec.pty_max,
+        rlimits: RlimitPlan::new(&spec.rlimits)?,
     })
 }
 

@@ -34,8 +34,12 @@ const SYMLINKS: [(&str, &str); 5] = [
     ("stderr", "/proc/self/fd/2"),
 ];
 
-/// Mounts and fills `root/dev`.
-pub(super) fn populate(root: &Path) -> StepResult {
+/// The kernel's bound for a devpts instance's `max=` (`NR_UNIX98_PTY_MAX`); larger values
+/// are refused by the mount, and mean no more than this.
+const DEVPTS_MAX: u64 = 1 << 20;
+
+/// Mounts and fills `root/dev`; `pty_max` becomes devpts' `max=`.
+pub(super) fn populate(root: &Path, pty_max: Option<u64>) -> StepResult {
     let dev = ensure_dir(root, "dev", 0o755)?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     mount_flags(
@@ -68,11 +72,20 @@ pub(super) fn populate(root: &Path) -> StepResult {
             .map_err(|e| format!("symlink {}: {e}", path.display()))?;
     }
     let pts = ensure_dir(&dev, "pts", 0o755)?;
-    let pts_opts = "newinstance,ptmxmode=0666,mode=0620,gid=5";
-    mount_flags(Some("devpts"), &pts, Some("devpts"), flags, Some(pts_opts))?;
+    mount_flags(Some("devpts"), &pts, Some("devpts"), flags, Some(&devpts_options(pty_max)))?;
     let shm = ensure_dir(&dev, "shm", 0o1777)?;
     let shm_flags = flags | MsFlags::MS_NODEV;
     mount_flags(Some("tmpfs"), &shm, Some("tmpfs"), shm_flags, Some("mode=1777"))
+}
+
+/// The devpts mount options: a new instance, its ptmx usable by all, ptys owned by group tty
+/// (gid 5), and `max=` when bounded.
+fn devpts_options(pty_max: Option<u64>) -> String {
+    let mut opts = "newinstance,ptmxmode=0666,mode=0620,gid=5".to_owned();
+    if let Some(max) = pty_max {
+        opts.push_str(&format!(",max={}", max.min(DEVPTS_MAX)));
+    }
+    opts
 }
 
 /// Whether this task is under a cgroup v1 devices controller, the allowlist that makes the
@@ -84,4 +97,17 @@ fn guarded_by_device_cgroup() -> bool {
             line.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "devices"))
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devpts_max_follows_pty_max_within_the_kernels_bound() {
+        assert_eq!(devpts_options(None), "newinstance,ptmxmode=0666,mode=0620,gid=5");
+        assert!(devpts_options(Some(4)).ends_with(",gid=5,max=4"));
+        assert!(devpts_options(Some(0)).ends_with(",max=0"));
+        assert!(devpts_options(Some(u64::MAX)).ends_with(",max=1048576"));
+    }
 }

@@ -18,8 +18,9 @@ pub(crate) type StepResult<T = ()> = std::result::Result<T, String>;
 
 /// Builds the VE's mounts under `root` and pivots into it. Afterwards `/` is the VE's root
 /// and the host's mount tree is detached. Must run in a new mount and pid namespace (proc
-/// shows the caller's pid namespace, sysfs its network namespace).
-pub(crate) fn enter_root(root: &Path) -> StepResult {
+/// shows the caller's pid namespace, sysfs its network namespace). `pty_max` bounds the
+/// VE's devpts instance.
+pub(crate) fn enter_root(root: &Path, pty_max: Option<u64>) -> StepResult {
     mount_flags(None::<&Path>, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
     bind_root(root)?;
     let proc_dir = ensure_dir(root, "proc", 0o555)?;
@@ -27,7 +28,7 @@ pub(crate) fn enter_root(root: &Path) -> StepResult {
     mount_flags(Some("proc"), &proc_dir, Some("proc"), nsx, None)?;
     let sys_dir = ensure_dir(root, "sys", 0o555)?;
     mount_flags(Some("sysfs"), &sys_dir, Some("sysfs"), nsx | MsFlags::MS_RDONLY, None)?;
-    dev::populate(root)?;
+    dev::populate(root, pty_max)?;
     proc::mask(root)?;
     proc::restrict_proc_sys(root)?;
     pivot(root)

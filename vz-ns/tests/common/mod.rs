@@ -107,6 +107,8 @@ impl TestVe {
             cgroup_procs: cgroup_procs.clone(),
             caps: CapSet::openvz_default(),
             devices: default_device_rules(),
+            pty_max: None,
+            rlimits: Vec::new(),
         };
         let pending = vz_ns::spawn_init(&spec)?;
         let handle = pending.release()?;
@@ -121,6 +123,7 @@ impl TestVe {
             env: test_env(),
             caps: self.caps,
             tty: TtyMode::Inherit,
+            rlimits: Vec::new(),
         }
     }
 
