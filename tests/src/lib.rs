@@ -19,7 +19,7 @@ mod tree;
 
 pub use cgroup::{TestCgroup, cgroup_v1_mount, is_cgroup_v2};
 pub use names::{unique_ctid, unique_name};
-pub use need::{Need, check_needs};
+pub use need::{Need, check_needs, required};
 pub use output::{ok, output_text};
 pub use tree::{VzTree, bin_dir, kill_and_remove_cgroups, unmount_under, workspace};
 

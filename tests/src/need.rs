@@ -49,6 +49,13 @@ impl Need {
     }
 }
 
+/// Whether the run declares that this machine offers `feature` (`VZ_TEST_REQUIRE`, a comma
+/// list such as `cgroup-v2,quota` set by the kernel lab): a test then asserts the feature's
+/// behaviour instead of its absence.
+pub fn required(feature: &str) -> bool {
+    std::env::var("VZ_TEST_REQUIRE").is_ok_and(|v| v.split(',').any(|f| f.trim() == feature))
+}
+
 /// Checks `needs` for the test `test`; returns `true` when the test may run.
 ///
 /// # Panics

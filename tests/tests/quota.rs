@@ -119,3 +119,39 @@ fn has_cap_sys_resource() -> bool {
     let caps = status.lines().find_map(|l| l.strip_prefix("CapEff:")).expect("CapEff line");
     u64::from_str_radix(caps.trim(), 16).expect("hex caps") & (1 << 24) != 0
 }
+
+#[test]
+fn second_level_limits_hold_for_a_user_inside_the_ve() {
+    require!(Need::Root, Need::Loop, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let kernel_has_quota = std::path::Path::new("/sys/module/quota_v2").exists();
+    assert!(kernel_has_quota || !vz_tests::required("quota"), "this run requires quota_v2");
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--layout", "ploop", "--diskspace", "200M:200M"]));
+    ok(tree.run("vzctl", &["set", &ctid, "--quotaugidlimit", "100", "--save"]));
+    ok(tree.run("vzctl", &["start", &ctid]));
+    let limit =
+        ["setlimit2", &ctid, "-u", "65534", "-b", "1000", "-B", "1000", "-i", "50", "-I", "50"];
+    let set = tree.run("vzquota", &limit);
+    let report = ok(tree.run("vzquota", &["stat", "-t", &ctid]));
+    if kernel_has_quota {
+        ok(set);
+        assert!(report.contains("User/group quota: on,active"), "{report}");
+        let write = |size: &str| {
+            let script =
+                format!("su -s /bin/sh nobody -c 'dd if=/dev/zero of=/tmp/f bs=1k count={size}'");
+            tree.run("vzctl", &["exec2", &ctid, &script])
+        };
+        ok(write("500"));
+        let over = write("2000");
+        assert_ne!(over.status.code(), Some(0), "past the user's hard limit");
+        assert!(output_text(&over).contains("quota exceeded"), "{}", output_text(&over));
+        ok(tree.run("vzctl", &["exec", &ctid, "dd if=/dev/zero of=/root/big bs=1k count=2000"]));
+    } else {
+        assert_eq!(set.status.code(), Some(9), "{}", output_text(&set));
+        assert!(output_text(&set).contains("quota format"), "{}", output_text(&set));
+        assert!(report.contains("User/group quota: on,inactive"), "{report}");
+    }
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+}

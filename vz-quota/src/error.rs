@@ -42,6 +42,12 @@ pub enum QuotaError {
         /// What it wrote to stderr (trimmed).
         stderr: String,
     },
+    /// Second-level (per user/group) quota cannot be used on this VE.
+    #[error("second-level quota is not available: {reason}")]
+    SecondLevelUnavailable {
+        /// Why (QUOTAUGIDLIMIT 0, no quota format in the kernel, the simfs layout…).
+        reason: String,
+    },
     /// The image layout needs a disk size (OpenVZ exit code 63, "DISKSPACE not set").
     #[error("DISKSPACE not set: the image layout needs a disk size")]
     DiskSpaceNotSet,

@@ -36,6 +36,7 @@ mod stat;
 #[allow(unsafe_code, reason = "loop device ioctls; every block has a SAFETY comment")]
 mod sys;
 mod ugid;
+mod ugid_limits;
 
 pub use area::{PrivateArea, has_cap_sys_resource};
 pub use error::{QuotaError, Result};
@@ -43,3 +44,4 @@ pub use limit::{DiskInodes, DiskSpace, Layout, UNLIMITED};
 pub use record::DEFAULT_QUOTATIME;
 pub use stat::{Grace, QuotaStat, Usage};
 pub use ugid::{SecondLevel, TreeUsage, UgidUsage, kernel_has_quota};
+pub use ugid_limits::{QuotaOwner, UgidLimit};

@@ -18,6 +18,7 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("/usr/bin/xz", "xz-utils"),
     ("/bin/bzip2", "bzip2"),
     ("/usr/bin/iperf3", "iperf3"),
+    ("/usr/sbin/setquota", "quota"),
 ];
 
 /// The oldest CRIU that works on this kind of host (design.md).

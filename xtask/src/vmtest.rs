@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 const DEFAULT_FILTER: &str = "kind(test) & !binary(kernel_debootstrap)";
 
 /// The guest's `VZ_TEST_REQUIRE` (the kit checks that the lab really offers these).
-const GUEST_REQUIRE: &str = "cgroup-v2";
+const GUEST_REQUIRE: &str = "cgroup-v2,quota";
 
 /// One run of the lab.
 #[derive(Debug, Clone)]
@@ -261,7 +261,7 @@ mod tests {
         );
         let env = job_env(&lab).unwrap();
         assert!(env.contains("export VZ_BIN_DIR='/w/target/debug'\n"), "{env}");
-        assert!(env.contains("export VZ_TEST_REQUIRE='cgroup-v2'\n"), "{env}");
+        assert!(env.contains("export VZ_TEST_REQUIRE='cgroup-v2,quota'\n"), "{env}");
         assert!(
             env.contains(
                 r"VZ_NEXTEST_ARGS=('-E' 'kind(test) & !binary(kernel_debootstrap)' 'it'\''s' 'x')"

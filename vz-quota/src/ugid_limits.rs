@@ -1,0 +1,75 @@
+//! Second-level limits: per user and group quota inside a VE's image, set from the host.
+//!
+//! Root in a VE cannot set them itself on a stock kernel: quotactl needs CAP_SYS_ADMIN in the
+//! filesystem's user namespace (the host's) and the block device, and a VE has neither. So,
+//! as OpenVZ's `vzquota setlimit2`, the host sets them on the mounted image with the standard
+//! tool (`setquota` from Debian's quota package); the kernel enforces them for every process
+//! in the VE.
+
+use std::path::Path;
+
+use crate::area::PrivateArea;
+use crate::error::{QuotaError, Result};
+use crate::image::run_tool;
+use crate::ugid::SecondLevel;
+
+/// The standard tool that sets a user's or group's limits.
+const SETQUOTA: &str = "setquota";
+
+/// Whose limits: a user or a group, by numeric id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaOwner {
+    /// A user id.
+    User(u32),
+    /// A group id.
+    Group(u32),
+}
+
+/// Limits of one user or group: 1K blocks and inodes, 0 = no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UgidLimit {
+    /// Soft limit on 1K blocks.
+    pub blocks_soft: u64,
+    /// Hard limit on 1K blocks.
+    pub blocks_hard: u64,
+    /// Soft limit on inodes.
+    pub inodes_soft: u64,
+    /// Hard limit on inodes.
+    pub inodes_hard: u64,
+}
+
+impl PrivateArea {
+    /// Sets `owner`'s limits inside the VE's filesystem mounted at `root`.
+    ///
+    /// # Errors
+    /// [`QuotaError::SecondLevelUnavailable`] when QUOTAUGIDLIMIT is 0 or the kernel cannot
+    /// enforce it (with the reason), [`QuotaError::Tool`] when setquota fails.
+    ///
+    /// # Privileges
+    /// CAP_SYS_ADMIN (quotactl).
+    pub fn set_ugid_limits(&self, root: &Path, owner: QuotaOwner, limit: UgidLimit) -> Result<()> {
+        match self.second_level(root)? {
+            SecondLevel::Enforced => {}
+            SecondLevel::Off => {
+                return Err(QuotaError::SecondLevelUnavailable {
+                    reason: "QUOTAUGIDLIMIT is 0: second-level quota is off".to_owned(),
+                });
+            }
+            SecondLevel::Unavailable { reason } => {
+                return Err(QuotaError::SecondLevelUnavailable { reason });
+            }
+        }
+        let (flag, id) = match owner {
+            QuotaOwner::User(id) => ("-u", id),
+            QuotaOwner::Group(id) => ("-g", id),
+        };
+        let numbers =
+            [id.into(), limit.blocks_soft, limit.blocks_hard, limit.inodes_soft, limit.inodes_hard]
+                .map(|n: u64| n.to_string());
+        let root_text = root.to_string_lossy();
+        let mut args = vec![flag];
+        args.extend(numbers.iter().map(String::as_str));
+        args.push(&root_text);
+        run_tool(SETQUOTA, &args, &[0]).map(drop)
+    }
+}
