@@ -12,10 +12,15 @@ use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
 };
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteScope, RouteType,
+};
 
 use super::{Netlink, errno, link_name, nl_err, read_sysctl};
 use crate::error::{NsError, Result};
+
+/// `RT_TABLE_MAIN`: the table of the routes vz adds.
+const MAIN_TABLE: u8 = 254;
 
 /// A host route `ip/32` (`/128`) to the device `oif`, as `ip route add IP dev DEV`.
 fn host_route(ip: IpAddr, oif: u32) -> RouteMessage {
@@ -106,7 +111,10 @@ pub(super) fn host_routes_to(nl: &Netlink, oif: u32) -> Result<Vec<IpAddr>> {
         .iter()
         .filter(|r| {
             let full = if r.header.address_family == AddressFamily::Inet { 32 } else { 128 };
-            r.header.destination_prefix_length == full && route_oif(r) == Some(oif)
+            r.header.table == MAIN_TABLE
+                && r.header.kind == RouteType::Unicast
+                && r.header.destination_prefix_length == full
+                && route_oif(r) == Some(oif)
         })
         .filter_map(route_dst)
         .collect())

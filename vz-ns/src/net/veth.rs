@@ -12,7 +12,7 @@ use super::{Netlink, check_ifname, errno, nl_err};
 use crate::error::{NsError, Result};
 
 /// OpenVZ's OUI for generated MACs (SWsoft, `SW_OUI` in vzctl's `veth.h`).
-const SW_OUI: u32 = 0x0018_51;
+const SW_OUI: [u8; 3] = [0x00, 0x18, 0x51];
 
 /// An Ethernet address, `XX:XX:XX:XX:XX:XX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,7 +38,7 @@ impl MacAddr {
         hash = hash.wrapping_add(hash >> 17);
         hash ^= hash << 25;
         hash = hash.wrapping_add(hash >> 6);
-        let [o0, o1, o2] = [(SW_OUI >> 16) as u8, (SW_OUI >> 8) as u8, SW_OUI as u8];
+        let [o0, o1, o2] = SW_OUI;
         let [h0, h1, h2, _] = hash.to_le_bytes();
         MacAddr([o0, o1, o2, h0, h1, h2])
     }
