@@ -238,3 +238,28 @@ fn vzcpucheck_reports_the_node_and_the_host_share() {
     assert!(power > 0);
     assert_eq!(tree.run("vzcpucheck", &["-x"]).status.code(), Some(2));
 }
+
+#[test]
+fn numpty_and_per_process_limits_hold_inside_the_ve() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid]));
+    ok(tree.run("vzctl", &["set", &ctid, "--numpty", "2:2", "--numfile", "200:200", "--save"]));
+    ok(tree.run("vzctl", &["start", &ctid]));
+    for pid in ["1", "self"] {
+        let limits = ok(tree.run("vzctl", &["exec", &ctid, &format!("cat /proc/{pid}/limits")]));
+        let files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+        assert_eq!(
+            files.split_whitespace().skip(3).take(2).collect::<Vec<_>>(),
+            ["200", "200"],
+            "{pid}: {files}"
+        );
+    }
+    let two = tree.run("vzctl", &["exec2", &ctid, "exec 3<>/dev/ptmx 4<>/dev/ptmx"]);
+    assert_eq!(two.status.code(), Some(0), "numpty 2 allows two ptys: {}", output_text(&two));
+    let three = tree.run("vzctl", &["exec2", &ctid, "exec 3<>/dev/ptmx 4<>/dev/ptmx 5<>/dev/ptmx"]);
+    assert_ne!(three.status.code(), Some(0), "the third pty is refused");
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+}

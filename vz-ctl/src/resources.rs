@@ -140,6 +140,24 @@ pub fn ubc_config<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<UbcSet> {
 /// The beancounter values a VE starts with: [`ubc_config`] plus the values vzctl derives for
 /// a VSwap config (`VM_OVERCOMMIT` scales privvmpages).
 ///
+/// The per-process limits of a VE's beancounters (lockedpages, numsiginfo, numfile) in
+/// vz-ns's form: set on the VE's init and on every process entered into the VE.
+pub fn ve_rlimits(set: &UbcSet) -> Vec<vz_ns::Rlimit> {
+    vz_ubc::rlimits(set)
+        .into_iter()
+        .filter_map(|limit| {
+            let resource = match limit.kind {
+                vz_ubc::RlimitKind::MemLock => vz_ns::RlimitResource::MemLock,
+                vz_ubc::RlimitKind::SigPending => vz_ns::RlimitResource::SigPending,
+                vz_ubc::RlimitKind::NoFile => vz_ns::RlimitResource::NoFile,
+                _ => return None,
+            };
+            let value = |v: Option<u64>| v.unwrap_or(vz_ns::Rlimit::UNLIMITED);
+            Some(vz_ns::Rlimit { resource, soft: value(limit.soft), hard: value(limit.hard) })
+        })
+        .collect()
+}
+
 /// # Errors
 /// [`CtlError::Ubc`] for a bad parameter value, [`CtlError::BadParameter`] for a bad
 /// `VM_OVERCOMMIT`.

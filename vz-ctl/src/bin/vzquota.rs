@@ -106,7 +106,7 @@ fn setlimit2(id: &str, options: &[&str]) -> Result<(), Failure> {
             _ => return Err(usage()),
         }
     }
-    if options.len() % 2 != 0 {
+    if !options.len().is_multiple_of(2) {
         return Err(usage());
     }
     let owner = owner.ok_or_else(usage)?;

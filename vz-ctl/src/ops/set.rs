@@ -182,7 +182,8 @@ fn set_password_stopped(ve: &Ve, pairs: &[String]) -> Result<()> {
         let outcome = (|| {
             // The VE's own programs (chpasswd…) run here: under the same device allowlist.
             super::start::apply_device_rules(&cgroup)?;
-            let spec = super::start::init_spec(ve, &ve.root()?, &cgroup)?;
+            let ubc = resources::ubc_at_start(|k| ve.get(k))?;
+            let spec = super::start::init_spec(ve, &ve.root()?, &cgroup, &ubc)?;
             let pending =
                 vz_ns::spawn_init(&spec).map_err(|e| CtlError::Password(e.to_string()))?;
             setup::set_userpasswd(ve, pending.pid(), pairs)

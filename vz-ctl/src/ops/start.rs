@@ -69,7 +69,7 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     resources::apply_ubc(ctid, &cgroup, &ubc, None)?;
     resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
     apply_device_rules(&cgroup)?;
-    let spec = init_spec(ve, &root, &cgroup)?;
+    let spec = init_spec(ve, &root, &cgroup, &ubc)?;
     let pending = vz_ns::spawn_init(&spec).map_err(|e| CtlError::Start(e.into()))?;
     let pid = pending.pid();
     // shmpages: kernel.shm* in the VE's new IPC namespace, before anything in it runs.
@@ -99,11 +99,13 @@ pub(crate) fn apply_device_rules(cgroup: &crate::cgroup::VeCgroup) -> Result<()>
 
 /// What vz-ns needs to make the VE's init: its root, hostname (without HOSTNAME the VE is
 /// "localhost", not a copy of the host's name), `/sbin/init` with a clean environment, the
-/// VE's cgroups, capabilities and devices.
+/// VE's cgroups, capabilities, devices, and the beancounters its namespaces enforce (numpty
+/// as the devpts limit, per-process rlimits).
 pub(crate) fn init_spec(
     ve: &Ve,
     root: &Path,
     cgroup: &crate::cgroup::VeCgroup,
+    ubc: &vz_ubc::UbcSet,
 ) -> Result<vz_ns::InitSpec> {
     Ok(vz_ns::InitSpec {
         root: root.to_owned(),
@@ -113,8 +115,8 @@ pub(crate) fn init_spec(
         cgroup_procs: cgroup.procs_files(),
         caps: scripts::capabilities(ve)?,
         devices: vz_ns::default_device_rules(),
-        pty_max: None,
-        rlimits: Vec::new(),
+        pty_max: vz_ubc::pty_max(ubc),
+        rlimits: resources::ve_rlimits(ubc),
     })
 }
 
