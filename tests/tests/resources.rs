@@ -240,13 +240,14 @@ fn vzcpucheck_reports_the_node_and_the_host_share() {
 }
 
 #[test]
-fn numpty_and_per_process_limits_hold_inside_the_ve() {
+fn numpty_shmpages_and_per_process_limits_hold_inside_the_ve() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
     let tree = VzTree::new("");
     tree.build_busybox_cache();
     let ctid = unique_ctid().to_string();
     ok(tree.run("vzctl", &["create", &ctid]));
-    ok(tree.run("vzctl", &["set", &ctid, "--numpty", "2:2", "--numfile", "200:200", "--save"]));
+    let limits = ["--numpty", "2:2", "--numfile", "200:200", "--shmpages", "1000:1000", "--save"];
+    ok(tree.run("vzctl", &[["set", ctid.as_str()].as_slice(), &limits].concat()));
     ok(tree.run("vzctl", &["start", &ctid]));
     for pid in ["1", "self"] {
         let limits = ok(tree.run("vzctl", &["exec", &ctid, &format!("cat /proc/{pid}/limits")]));
@@ -257,6 +258,14 @@ fn numpty_and_per_process_limits_hold_inside_the_ve() {
             "{pid}: {files}"
         );
     }
+    // shmpages: the VE's own IPC namespace caps all shared memory at 1000 pages.
+    let shm =
+        ok(tree
+            .run("vzctl", &["exec", &ctid, "cat /proc/sys/kernel/shmall /proc/sys/kernel/shmmax"]));
+    let page = 4096 * 1000;
+    assert_eq!(shm.split_whitespace().collect::<Vec<_>>(), ["1000", &page.to_string()], "{shm}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/shmall").unwrap();
+    assert_ne!(host.trim(), "1000", "the host's IPC namespace is untouched");
     let two = tree.run("vzctl", &["exec2", &ctid, "exec 3<>/dev/ptmx 4<>/dev/ptmx"]);
     assert_eq!(two.status.code(), Some(0), "numpty 2 allows two ptys: {}", output_text(&two));
     let three = tree.run("vzctl", &["exec2", &ctid, "exec 3<>/dev/ptmx 4<>/dev/ptmx 5<>/dev/ptmx"]);
