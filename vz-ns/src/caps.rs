@@ -52,11 +52,14 @@ const NAMES: [&str; 41] = [
 ];
 
 /// OpenVZ's default CT mask (reference §2.5) on an upstream kernel, plus NET_ADMIN (the VE
-/// owns its network namespace). Deliberately absent: SYS_ADMIN, SYS_MODULE, SYS_RAWIO,
+/// owns its network namespace), less SYS_RESOURCE: OpenVZ's kernel enforced numfile,
+/// lockedpages and numsiginfo in its beancounters whatever the capabilities; here they are
+/// rlimits of the VE's processes, which CAP_SYS_RESOURCE could lift (`CAPABILITY=
+/// "SYS_RESOURCE:on"` gives it back). Deliberately absent too: SYS_ADMIN, SYS_MODULE, SYS_RAWIO,
 /// SYS_TIME, SYS_PACCT, MKNOD (a VE makes no device nodes at all, which keeps cgroup v2
 /// hosts safe where the device allowlist is only a BPF hook), AUDIT_CONTROL, MAC_*, SYSLOG,
 /// WAKE_ALARM, BLOCK_SUSPEND, AUDIT_READ, PERFMON, BPF, CHECKPOINT_RESTORE.
-const OPENVZ_DEFAULT: [&str; 25] = [
+const OPENVZ_DEFAULT: [&str; 24] = [
     "CHOWN",
     "DAC_OVERRIDE",
     "DAC_READ_SEARCH",
@@ -77,7 +80,6 @@ const OPENVZ_DEFAULT: [&str; 25] = [
     "SYS_PTRACE",
     "SYS_BOOT",
     "SYS_NICE",
-    "SYS_RESOURCE",
     "SYS_TTY_CONFIG",
     "LEASE",
     "AUDIT_WRITE",
@@ -201,11 +203,20 @@ mod tests {
     #[test]
     fn default_is_openvz_mask_with_net_admin() {
         let set = CapSet::openvz_default();
-        assert_eq!(set.names().len(), 25);
-        for cap in ["CHOWN", "NET_ADMIN", "SETFCAP", "SYS_RESOURCE", "AUDIT_WRITE", "SETPCAP"] {
+        assert_eq!(set.names().len(), 24);
+        for cap in ["CHOWN", "NET_ADMIN", "SETFCAP", "AUDIT_WRITE", "SETPCAP"] {
             assert!(set.contains(cap), "{cap}");
         }
-        for cap in ["SYS_ADMIN", "SYS_MODULE", "SYS_RAWIO", "SYS_TIME", "MKNOD", "BPF", "SYSLOG"] {
+        for cap in [
+            "SYS_ADMIN",
+            "SYS_MODULE",
+            "SYS_RAWIO",
+            "SYS_TIME",
+            "MKNOD",
+            "BPF",
+            "SYSLOG",
+            "SYS_RESOURCE",
+        ] {
             assert!(!set.contains(cap), "{cap}");
         }
         // CHOWN(0) … SETFCAP(31); bits 12 (NET_ADMIN) set, 21 (SYS_ADMIN) and 27 (MKNOD) not.
