@@ -21,7 +21,7 @@ pub use cgroup::{TestCgroup, cgroup_v1_mount, is_cgroup_v2};
 pub use names::{unique_ctid, unique_name};
 pub use need::{Need, check_needs, required};
 pub use output::{ok, output_text};
-pub use tree::{VzTree, bin_dir, kill_and_remove_cgroups, unmount_under, workspace};
+pub use tree::{TEST_RANGES, VzTree, bin_dir, kill_and_remove_cgroups, unmount_under, workspace};
 
 /// Fails (or, with `VZ_SKIP_PRIVILEGED=1`, skips) the calling test unless every listed
 /// [`Need`] is met. Use at the top of a test function returning `()` or `anyhow::Result<()>`.

@@ -1,7 +1,11 @@
 //! A temporary vz tree for black-box tests of the binaries: its own vz.conf (found through
-//! `VZ_CONFIG`), config, lock, run, dump, template, private and root directories, and a
-//! cgroup parent of its own. Dropping it stops every VE made in it and removes every
-//! mount, cgroup, process and file it left, also when the test failed.
+//! `VZ_CONFIG`), config, lock, run, dump, template, private and root directories, a cgroup
+//! parent of its own, and a network namespace of its own that plays the host's network: the
+//! binaries run in it, so a VE's host-side devices, routes and proxy entries never reach the
+//! machine's real network. It has only `lo`, forwarding on, and the test address ranges
+//! routed to `unreachable`, so no test packet can leave. Dropping the tree stops every VE
+//! made in it and removes every mount, cgroup, process, namespace and file it left, also
+//! when the test failed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,7 +17,12 @@ use crate::names::unique_name;
 pub struct VzTree {
     dir: tempfile::TempDir,
     cgroup_parent: String,
+    netns: String,
 }
+
+/// Address ranges of the tests (RFC 5737 and RFC 3849 documentation ranges).
+pub const TEST_RANGES: [&str; 4] =
+    ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"];
 
 impl VzTree {
     /// Makes the tree, with the shipped sample configs and the extra vz.conf lines given.
@@ -42,7 +51,49 @@ impl VzTree {
             r = root.display()
         );
         std::fs::write(root.join("vz.conf"), conf).expect("write vz.conf");
-        VzTree { dir, cgroup_parent }
+        let netns = unique_name("net");
+        let tree = VzTree { dir, cgroup_parent, netns };
+        tree.make_netns();
+        tree
+    }
+
+    /// Makes the tree's network namespace: `lo` up with a host address of each family,
+    /// forwarding on (VE to VE traffic passes the host side), the test ranges unreachable.
+    fn make_netns(&self) {
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("run ip");
+            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        ip(&["netns", "add", &self.netns]);
+        ip(&["-n", &self.netns, "link", "set", "lo", "up"]);
+        // The host's own addresses (a real host has its LAN address): replies go there.
+        for (address, family) in [("203.0.113.1/32", "-4"), ("2001:db8:ffff::1/128", "-6")] {
+            ip(&["-n", &self.netns, family, "addr", "add", address, "dev", "lo"]);
+        }
+        for range in TEST_RANGES {
+            ip(&["-n", &self.netns, "route", "add", "unreachable", range]);
+        }
+        for sysctl in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+            let out = self.in_netns("sysctl").args(["-qw", sysctl]).output().expect("run sysctl");
+            assert!(
+                out.status.success(),
+                "sysctl {sysctl}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// A command run in the tree's network namespace (and nothing else: `nsenter --net`, so
+    /// mounts are shared with the test, unlike `ip netns exec`).
+    pub fn in_netns(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.netns)).arg("--").arg(program);
+        cmd
+    }
+
+    /// The name of the tree's network namespace (under /run/netns).
+    pub fn netns(&self) -> &str {
+        &self.netns
     }
 
     /// The tree's top directory.
@@ -60,9 +111,9 @@ impl VzTree {
         &self.cgroup_parent
     }
 
-    /// A command running the vz binary `name` against this tree.
+    /// A command running the vz binary `name` against this tree, in its network namespace.
     pub fn cmd(&self, name: &str) -> Command {
-        let mut cmd = Command::new(bin_dir().join(name));
+        let mut cmd = self.in_netns(bin_dir().join(name));
         cmd.env("VZ_CONFIG", self.vz_conf());
         cmd
     }
@@ -94,6 +145,7 @@ impl VzTree {
         }
         kill_and_remove_cgroups(&self.cgroup_parent);
         unmount_under(self.path());
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).output();
     }
 }
 

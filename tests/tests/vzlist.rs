@@ -9,8 +9,8 @@ fn vzlist_shows_running_and_stopped_ves_in_openvz_format() {
     let tree = VzTree::new("");
     tree.build_busybox_cache();
     let (a, b) = (unique_ctid().to_string(), unique_ctid().to_string());
-    for (ctid, host) in [(&a, "a.example"), (&b, "b.example")] {
-        ok(tree.run("vzctl", &["create", ctid, "--hostname", host, "--ipadd", "192.0.2.10"]));
+    for (ctid, host, ip) in [(&a, "a.example", "192.0.2.10"), (&b, "b.example", "192.0.2.11")] {
+        ok(tree.run("vzctl", &["create", ctid, "--hostname", host, "--ipadd", ip]));
     }
     ok(tree.run("vzctl", &["start", &a]));
 

@@ -161,6 +161,39 @@ pub enum CtlError {
     /// A CPU (fair scheduler) parameter could not be read or put into effect (OpenVZ exit 2).
     #[error("Unable to set CPU parameters")]
     Sched(#[source] vz_sched::SchedError),
+    /// A malformed IP address.
+    #[error("Invalid IP address: {0}")]
+    BadAddress(String),
+    /// An address another VE has.
+    #[error("IP address {address} is already used by CT {ctid}")]
+    AddressInUse {
+        /// The address.
+        address: String,
+        /// The CT that has it.
+        ctid: crate::ctid::Ctid,
+    },
+    /// An address the host already routes elsewhere or has itself.
+    #[error("IP address {address} is already in use on the host ({device})")]
+    AddressInUseOnHost {
+        /// The address.
+        address: String,
+        /// Where it is in use.
+        device: String,
+    },
+    /// Setting up the VE's venet failed.
+    #[error("Unable to add IP address to container")]
+    Net(#[source] vz_ns::NsError),
+    /// `--netif_del` of an interface the VE does not have.
+    #[error("CT {ctid} has no interface {ifname}")]
+    NoInterface {
+        /// The interface named.
+        ifname: String,
+        /// The CT.
+        ctid: crate::ctid::Ctid,
+    },
+    /// Setting up a veth interface failed.
+    #[error("Unable to set up the veth interface")]
+    Veth(#[source] vz_ns::NsError),
     /// Changing the disk limits of a VE failed.
     #[error("Unable to apply disk limits")]
     DiskLimits(#[source] vz_quota::QuotaError),
@@ -211,6 +244,10 @@ impl CtlError {
             CtlError::Password(_) => 74,
             CtlError::Template(_) => 3,
             CtlError::SaveConfig(_) => 139,
+            CtlError::BadAddress(_) => 71,
+            CtlError::AddressInUse { .. } | CtlError::AddressInUseOnHost { .. } => 78,
+            CtlError::Net(_) => 34,
+            CtlError::Veth(_) | CtlError::NoInterface { .. } => 130,
             // "vzquota setlimit failed".
             CtlError::DiskLimits(_) => 62,
             CtlError::Ubc(_) => 1,

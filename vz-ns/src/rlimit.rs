@@ -132,7 +132,9 @@ impl RlimitPlan {
             }
             let mut fit = *limit;
             if fit.hard > ceiling {
-                tracing::warn!(
+                // Stricter than configured, never looser: worth a note, not a warning on every
+                // `vzctl exec`.
+                tracing::info!(
                     resource = %limit.resource,
                     wanted = %show(limit.hard),
                     allowed = %show(ceiling),

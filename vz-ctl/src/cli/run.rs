@@ -181,6 +181,10 @@ impl Options {
         Ok(set::SetOptions {
             resources,
             disk,
+            ipadd: self.all("ipadd"),
+            ipdel: self.all("ipdel"),
+            netif_add: self.all("netif_add"),
+            netif_del: self.all("netif_del"),
             save: self.flag("save"),
             setmode,
             hostname: self.owned("hostname"),

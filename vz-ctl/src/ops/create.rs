@@ -97,6 +97,9 @@ pub fn create(ve: &mut Ve, opts: &CreateOptions) -> Result<()> {
     let space = parse_opt(opts.diskspace.clone().or_else(|| get("DISKSPACE")), "diskspace")?;
     let inodes = parse_opt(opts.diskinodes.clone().or_else(|| get("DISKINODES")), "diskinodes")?;
 
+    let addresses = super::net::parse_addresses(&opts.ipadd.join(" "))?;
+    super::net::check_unique(ve, &addresses)?;
+
     let mut undo = Undo::new();
     if let Some(name) = &opts.name {
         set_name(&ve.global.names_dir(), name, &conf_path)?;
@@ -112,8 +115,8 @@ pub fn create(ve: &mut Ve, opts: &CreateOptions) -> Result<()> {
     }
     file.set("OSTEMPLATE", &ostemplate);
     file.set("VE_LAYOUT", &layout.to_string());
-    if !opts.ipadd.is_empty() {
-        file.set("IP_ADDRESS", &opts.ipadd.join(" "));
+    if !addresses.is_empty() {
+        file.set("IP_ADDRESS", &vz_ns::net::format_address_list(&addresses));
     }
     for (key, value) in
         [("DISKSPACE", space.map(|s| s.to_string())), ("DISKINODES", inodes.map(|i| i.to_string()))]

@@ -6,6 +6,7 @@ pub mod create;
 pub mod destroy;
 pub mod exec;
 pub mod mount;
+pub mod net;
 pub mod set;
 pub mod start;
 pub mod status;

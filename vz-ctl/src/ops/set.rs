@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::ctid::{remove_names, set_name};
 use crate::disk::DiskChanges;
 use crate::error::{CtlError, Result};
+use crate::ops::net;
 use crate::output::say;
 use crate::resources::{self, ResourceChanges};
 use crate::setup;
@@ -38,6 +39,14 @@ pub struct SetOptions {
     pub resources: ResourceChanges,
     /// Disk limits (`--diskspace`, `--diskinodes`, `--quotatime`, `--quotaugidlimit`).
     pub disk: DiskChanges,
+    /// `--ipadd`, each occurrence.
+    pub ipadd: Vec<String>,
+    /// `--ipdel`, each occurrence (`all` removes every address).
+    pub ipdel: Vec<String>,
+    /// `--netif_add`, each occurrence.
+    pub netif_add: Vec<String>,
+    /// `--netif_del`, each occurrence (`all` removes every interface).
+    pub netif_del: Vec<String>,
 }
 
 impl SetOptions {
@@ -87,10 +96,12 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
     if opts.name.is_some() && !opts.save {
         return Err(CtlError::Name("Error: unable to use --name option without --save".into()));
     }
+    let net = net::NetPlan::new(ve, &opts.ipadd, &opts.ipdel, &opts.netif_add, &opts.netif_del)?;
     let running = ve.cgroup()?.has_tasks();
     if running {
         apply_live(ve, opts)?;
-    } else if !opts.save && has_live_settings(opts) {
+        net.apply_live(ve, ve.init_pid()?)?;
+    } else if !opts.save && (has_live_settings(opts) || !net.is_empty()) {
         return Err(CtlError::NotRunning);
     }
     if !opts.userpasswd.is_empty() && !running {
@@ -100,7 +111,8 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
         // A stopped VE's image is resized offline (OpenVZ resizes ploop images on --save).
         opts.disk.apply(ve, false)?;
     }
-    let changes = opts.config_changes();
+    let mut changes = opts.config_changes();
+    changes.extend(net.saved());
     if !opts.save {
         if !changes.is_empty() {
             let lost = if running { " and will be lost after CT restart" } else { "" };

@@ -74,6 +74,15 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     let pid = pending.pid();
     // shmpages: kernel.shm* in the VE's new IPC namespace, before anything in it runs.
     resources::set_ipc_sysctls(pid, &vz_ubc::shm_sysctls(&ubc))?;
+    super::net::setup(ve, pid)?;
+    let veths = super::net::netifs(ve)?;
+    // `Ve` is not 'static: the undo step gets what teardown needs by value.
+    let (global, ctid_of_ve) = (ve.global.clone(), ve.ctid);
+    undo.push("network", move || {
+        let ve = Ve::load(global, ctid_of_ve).map_err(|e| e.to_string())?;
+        super::net::teardown(&ve, &veths);
+        Ok(())
+    });
     configure(ve, pid, opts.wait)?;
     pending.release().map_err(|e| CtlError::Start(e.into()))?;
     say("Container start in progress...");

@@ -77,6 +77,7 @@ fn wait_empty(ve: &Ve, timeout: Duration) {
 
 /// Removes the VE's cgroup and unmounts it (unless `--skip-umount`).
 fn cleanup(ve: &Ve, opts: StopOptions) -> Result<()> {
+    super::net::teardown(ve, &super::net::netifs(ve).unwrap_or_default());
     ve.cgroup()?.remove()?;
     if !opts.skip_umount && ve.is_mounted()? {
         super::mount::unmount_root(ve)?;

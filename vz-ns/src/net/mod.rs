@@ -51,6 +51,15 @@ pub fn check_ifname(field: &'static str, name: &str) -> Result<()> {
     Err(NsError::BadNetif { field, value: name.to_owned(), reason: reason.to_owned() })
 }
 
+/// Whether a network device of this name exists in the caller's network namespace (asked over
+/// netlink: `/sys/class/net` shows the namespace of whoever mounted sysfs, not the caller's).
+///
+/// # Errors
+/// [`crate::NsError::Netlink`] if links cannot be listed.
+pub fn link_exists(name: &str) -> Result<bool> {
+    Ok(Netlink::host()?.link_by_name(name)?.is_some())
+}
+
 /// A netlink connection in one network namespace, with its own current-thread runtime.
 pub(crate) struct Netlink {
     rt: tokio::runtime::Runtime,

@@ -139,6 +139,20 @@ impl Venet {
         }
     }
 
+    /// Removes the host's proxy ARP/NDP entries of `addrs`: for a VE whose host end is already
+    /// gone with its network namespace (a VE that powered off by itself), so that
+    /// [`Venet::teardown`] can no longer find its addresses from the routes.
+    ///
+    /// # Errors
+    /// [`NsError::Netlink`] if an entry cannot be removed.
+    ///
+    /// # Privileges
+    /// CAP_NET_ADMIN in the host's network namespace.
+    pub fn remove_proxy_entries(addrs: &[VeAddr]) -> Result<()> {
+        let host = Netlink::host()?;
+        addrs.iter().try_for_each(|a| del_proxy_entries(&host, a.ip()))
+    }
+
     /// Removes a VE's venet from the host: the proxy entries of its addresses and the host
     /// end (which deletes the pair and the routes through it). Works whether the VE still
     /// runs or not; a host end that does not exist is not an error.
