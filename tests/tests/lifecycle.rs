@@ -204,8 +204,20 @@ fn restart_and_mount_cycle() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
     let tree = VzTree::new("");
     let ctid = created(&tree);
+    // runscript on a stopped VE: its namespaces without its init; output shown, files kept,
+    // nothing left running or mounted.
+    let script = tree.path().join("script.sh");
+    std::fs::write(&script, "echo in-$(hostname) pid-$$; echo kept > /root/from-script\n").unwrap();
+    let out = ok(tree.run("vzctl", &["runscript", &ctid, script.to_str().unwrap()]));
+    assert!(out.contains("in-ve.example"), "{out}");
+    assert_eq!(
+        ok(tree.run("vzctl", &["status", &ctid])).trim(),
+        format!("CTID {ctid} exist unmounted down")
+    );
     ok(tree.run("vzctl", &["mount", &ctid]));
     assert!(ok(tree.run("vzctl", &["status", &ctid])).contains("exist mounted down"));
+    let kept = std::fs::read_to_string(tree.path().join(format!("root/{ctid}/root/from-script")));
+    assert_eq!(kept.unwrap().trim(), "kept");
     assert!(tree.path().join(format!("root/{ctid}/bin/busybox")).exists());
     ok(tree.run("vzctl", &["umount", &ctid]));
     assert_eq!(tree.run("vzctl", &["umount", &ctid]).status.code(), Some(40));

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::error::{IoContext, Result};
+use crate::error::{CtlError, IoContext, Result};
 use crate::scripts::{self, DEFAULT_PATH};
 use crate::ve::Ve;
 
@@ -54,17 +54,27 @@ pub fn enter(ve: &Ve, command: Option<&[String]>) -> Result<i32> {
     Ok(code)
 }
 
-/// Runs a host script file inside the running VE (its text is fed to the VE's shell).
+/// Runs a host script file inside the VE (its text is run by the VE's shell): in the running
+/// VE, or in a stopped VE's namespaces without booting it.
 ///
 /// # Errors
-/// 31 when not running; [`CtlError::Io`] when the script cannot be read.
+/// [`CtlError::Io`] when the script cannot be read; those of mounting a stopped VE.
 pub fn runscript(ve: &Ve, script: &Path) -> Result<i32> {
-    let pid = running_init(ve)?;
+    ve.config()?;
     let text = std::fs::read_to_string(script).op("read script", script)?;
-    let argv = vec![shell_of(pid), "-c".to_owned(), text];
-    let env =
-        vec![("PATH".to_owned(), DEFAULT_PATH.to_owned()), ("HOME".to_owned(), "/".to_owned())];
-    scripts::run_inside(ve, pid, argv, env, vz_ns::TtyMode::Inherit)
+    let run = |pid: i32| {
+        let argv = vec![shell_of(pid), "-c".to_owned(), text.clone()];
+        let env =
+            vec![("PATH".to_owned(), DEFAULT_PATH.to_owned()), ("HOME".to_owned(), "/".to_owned())];
+        scripts::run_inside(ve, pid, argv, env, vz_ns::TtyMode::Inherit)
+    };
+    match ve.init_pid() {
+        Ok(pid) => run(pid),
+        // A stopped VE: its namespaces without its init (OpenVZ: "enters a namespace without
+        // starting init").
+        Err(CtlError::NotRunning) => super::stopped::with_pending_init(ve, run),
+        Err(e) => Err(e),
+    }
 }
 
 fn running_init(ve: &Ve) -> Result<i32> {

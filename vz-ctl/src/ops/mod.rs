@@ -11,3 +11,4 @@ pub mod set;
 pub mod start;
 pub mod status;
 pub mod stop;
+pub mod stopped;

@@ -1,8 +1,6 @@
 //! `vzctl set`: change settings of a VE, at once on a running VE and, with `--save`, in
 //! CTID.conf (reference §1.5). The config is written only after every live change worked.
 
-use std::time::Duration;
-
 use crate::ctid::{remove_names, set_name};
 use crate::disk::DiskChanges;
 use crate::error::{CtlError, Result};
@@ -184,30 +182,9 @@ fn apply_resources(ve: &Ve, pid: i32, changes: &ResourceChanges) -> Result<()> {
     Ok(())
 }
 
-/// Sets passwords in a stopped VE: mount, spawn its namespaces without running init, set,
-/// and tear it all down again (OpenVZ starts the CT briefly for this).
+/// Sets passwords in a stopped VE, in its namespaces without booting it.
 fn set_password_stopped(ve: &Ve, pairs: &[String]) -> Result<()> {
-    let mounted_here = super::mount::mount(ve)?;
-    let result = (|| {
-        let cgroup = ve.cgroup()?;
-        cgroup.create()?;
-        let outcome = (|| {
-            // The VE's own programs (chpasswd…) run here: under the same device allowlist.
-            super::start::apply_device_rules(&cgroup)?;
-            let ubc = resources::ubc_at_start(|k| ve.get(k))?;
-            let spec = super::start::init_spec(ve, &ve.root()?, &cgroup, &ubc)?;
-            let pending =
-                vz_ns::spawn_init(&spec).map_err(|e| CtlError::Password(e.to_string()))?;
-            setup::set_userpasswd(ve, pending.pid(), pairs)
-                .map_err(|e| CtlError::Password(e.to_string()))
-            // Dropping `pending` kills the init that never ran.
-        })();
-        cgroup.kill_all(Duration::from_secs(5))?;
-        cgroup.remove()?;
-        outcome
-    })();
-    if mounted_here {
-        super::mount::unmount_root(ve)?;
-    }
-    result
+    super::stopped::with_pending_init(ve, |pid| {
+        setup::set_userpasswd(ve, pid, pairs).map_err(|e| CtlError::Password(e.to_string()))
+    })
 }

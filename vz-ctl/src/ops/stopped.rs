@@ -1,0 +1,39 @@
+//! Working inside a stopped VE without booting it: mount it, make its cgroup (with the
+//! device allowlist) and namespaces with an init that is never released, run something in
+//! there, and take it all down again. OpenVZ starts a CT briefly for `set --userpasswd` and
+//! `runscript` on a stopped CT; this is that, minus running the CT's own init.
+
+use std::time::Duration;
+
+use crate::error::{CtlError, Result};
+use crate::resources;
+use crate::ve::Ve;
+
+/// Runs `work` with the pid of a never-released init of the stopped VE; afterwards nothing
+/// of it is left (init killed, cgroup removed, unmounted if this mounted it).
+///
+/// # Errors
+/// Those of mounting and spawning, then those of `work`.
+pub fn with_pending_init<T>(ve: &Ve, work: impl FnOnce(i32) -> Result<T>) -> Result<T> {
+    let mounted_here = super::mount::mount(ve)?;
+    let result = (|| {
+        let cgroup = ve.cgroup()?;
+        cgroup.create()?;
+        let outcome = (|| {
+            // The VE's own programs run here: under the same device allowlist as when started.
+            super::start::apply_device_rules(&cgroup)?;
+            let ubc = resources::ubc_at_start(|k| ve.get(k))?;
+            let spec = super::start::init_spec(ve, &ve.root()?, &cgroup, &ubc)?;
+            let pending = vz_ns::spawn_init(&spec).map_err(|e| CtlError::Start(e.into()))?;
+            work(pending.pid())
+            // Dropping `pending` kills the init that never ran.
+        })();
+        cgroup.kill_all(Duration::from_secs(5))?;
+        cgroup.remove()?;
+        outcome
+    })();
+    if mounted_here {
+        super::mount::unmount_root(ve)?;
+    }
+    result
+}
