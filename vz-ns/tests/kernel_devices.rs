@@ -9,15 +9,12 @@ use vz_tests::{Need, TestCgroup};
 
 #[test]
 fn default_allowlist_v1_allows_the_minimal_dev_only() -> anyhow::Result<()> {
-    let needs = [
+    vz_tests::require!(
         Need::Root,
         Need::CgroupController("pids"),
         Need::CgroupController("devices"),
         Need::Program("/bin/busybox"),
-    ];
-    if !vz_tests::check_needs(module_path!(), &needs) {
-        return Ok(());
-    }
+    );
     let devices = TestCgroup::new("devices", "ns")?;
     apply_device_rules_v1(devices.dir(), &default_device_rules())?;
     let list = std::fs::read_to_string(devices.dir().join("devices.list"))?;
@@ -47,9 +44,7 @@ fn default_allowlist_v1_allows_the_minimal_dev_only() -> anyhow::Result<()> {
 
 #[test]
 fn default_allowlist_v2_is_enforced_by_the_bpf_program() -> anyhow::Result<()> {
-    if !vz_tests::check_needs(module_path!(), &[Need::Root, Need::Program("/bin/busybox")]) {
-        return Ok(());
-    }
+    vz_tests::require!(Need::Root, Need::Program("/bin/busybox"));
     // The cgroup2 tree wherever it is mounted: /sys/fs/cgroup/unified on a hybrid host.
     let cgroup = TestCgroup::on_cgroup2("bpf")?;
     vz_ns::apply_device_rules_v2(cgroup.dir(), &default_device_rules())?;
