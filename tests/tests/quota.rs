@@ -89,9 +89,24 @@ fn diskspace_changes_on_a_stopped_and_a_running_ve() {
     assert!(size_kb > 122_880, "the VE sees the grown file system: {df}");
     // Running: the mounted image grows online, which needs CAP_SYS_RESOURCE (the kernel lab
     // has it; this project's development host does not).
+    let online = has_cap_sys_resource();
+    if online {
+        // A writer that needs more than the current file system, 10 MB every 0.2 s: it can
+        // only finish if the image grows under it.
+        let chunks = size_kb / 10_240 + 3;
+        let writer = format!(
+            "i=0; while [ $i -lt {chunks} ]; do dd if=/dev/zero of=/fill bs=1M count=10 \
+             seek=$((i*10)) conv=notrunc 2>/dev/null || exit 1; i=$((i+1)); sleep 0.2; done; \
+             touch /writer.ok"
+        );
+        ok(tree.run("vzctl", &["exec", &ctid, &format!("({writer}) >/dev/null 2>&1 &")]));
+    }
     let grow = tree.run("vzctl", &["set", &ctid, "--diskspace", "250M:250M", "--save"]);
-    if has_cap_sys_resource() {
+    if online {
         ok(grow);
+        let wait = "for i in $(seq 300); do [ -e /writer.ok ] && exit 0; \
+                    pidof dd >/dev/null || sleep 0.1; sleep 0.1; done; exit 1";
+        ok(tree.run("vzctl", &["exec", &ctid, wait]));
         let df = ok(tree.run("vzctl", &["exec", &ctid, "df -k / | tail -1"]));
         let grown: u64 = df.split_whitespace().nth(1).unwrap().parse().unwrap();
         assert!(grown > size_kb, "online growth is visible at once: {df}");

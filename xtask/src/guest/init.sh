@@ -40,11 +40,29 @@ mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts $R/dev/pts
 ln -sf pts/ptmx $R/dev/ptmx 2>/dev/null
 mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm
+# The job share first: its job.env names the workspace and target dir, which may lie under
+# /tmp (a CI clone can) and would vanish under the guest's fresh tmpfs. Such paths are set
+# aside from the overlay (writable) and put back on top of the tmpfs.
+mkdir -p /jobshare
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 vzlab /jobshare \
+    || die "cannot mount the job share (9p tag vzlab)"
+kept=""
+for key in VZ_WORKSPACE CARGO_TARGET_DIR; do
+    path=$(sed -n "s/^export $key='\(.*\)'\$/\1/p" /jobshare/job.env)
+    case "$path" in /tmp/*) ;; *) continue ;; esac
+    inside=""
+    for k in $kept; do case "$path/" in "$k"/*) inside=1 ;; esac; done
+    [ -n "$inside" ] && continue
+    mkdir -p "/keep$path" && mount --bind "$R$path" "/keep$path" || die "cannot keep $path"
+    kept="$kept $path"
+done
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp
+for path in $kept; do
+    mkdir -p "$R$path" && mount --move "/keep$path" "$R$path" || die "cannot put back $path"
+done
 mount -t tmpfs -o mode=755 tmpfs $R/run
 mkdir -p $R/vzlab
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 vzlab $R/vzlab \
-    || die "cannot mount the job share (9p tag vzlab)"
+mount --move /jobshare $R/vzlab || die "cannot move the job share"
 hostname vzlab
 say "root ready at $(cut -d' ' -f1 /proc/uptime) s"
 
