@@ -60,33 +60,60 @@ echo "$USERPW" | while IFS=: read -r user pass; do
 done
 "##;
 
-/// Sets the VE's hostname.
-///
-/// # Errors
-/// When the snippet fails inside the VE.
-pub fn set_hostname(ve: &Ve, init_pid: i32, hostname: &str, first_ip: Option<&str>) -> Result<()> {
-    let mut vars = vec![("HOSTNM", hostname.to_owned())];
-    if let Some(ip) = first_ip {
-        vars.push(("IP_ADDR", ip.to_owned()));
+/// In-VE setup steps gathered to run in one shell: one entry into the VE for all of them
+/// instead of one each (each entry is a fork, six setns and an exec).
+#[derive(Debug, Default)]
+pub struct Snippets {
+    script: String,
+    vars: Vec<(&'static str, String)>,
+    steps: Vec<&'static str>,
+}
+
+impl Snippets {
+    /// No steps yet.
+    pub fn new() -> Snippets {
+        Snippets::default()
     }
-    run_snippet(ve, init_pid, "setting the hostname", SET_HOSTNAME, &vars)
-}
 
-/// Sets the VE's resolvers; empty lists leave that part of resolv.conf alone.
-///
-/// # Errors
-/// When the snippet fails inside the VE.
-pub fn set_dns(ve: &Ve, init_pid: i32, nameservers: &[String], search: &[String]) -> Result<()> {
-    let vars = [("NAMESERVER", nameservers.join(" ")), ("SEARCHDOMAIN", search.join(" "))];
-    run_snippet(ve, init_pid, "setting DNS", SET_DNS, &vars)
-}
+    /// Adds a step: `script` runs in a subshell; its failure stops the rest.
+    pub fn step(&mut self, what: &'static str, script: &str, vars: Vec<(&'static str, String)>) {
+        self.script.push_str(&format!(
+            "(\n{script}\n) || {{ echo \"vz: {what} failed\" >&2; exit 1; }}\n"
+        ));
+        self.vars.extend(vars);
+        self.steps.push(what);
+    }
 
-/// Sets passwords of users inside the VE.
-///
-/// # Errors
-/// When the snippet fails inside the VE.
-pub fn set_userpasswd(ve: &Ve, init_pid: i32, pairs: &[String]) -> Result<()> {
-    run_snippet(ve, init_pid, "setting passwords", SET_USERPASS, &[("USERPW", pairs.join("\n"))])
+    /// Sets the VE's hostname (kernel, /etc/hostname, /etc/hosts).
+    pub fn hostname(&mut self, hostname: &str, first_ip: Option<&str>) {
+        let mut vars = vec![("HOSTNM", hostname.to_owned())];
+        if let Some(ip) = first_ip {
+            vars.push(("IP_ADDR", ip.to_owned()));
+        }
+        self.step("setting the hostname", SET_HOSTNAME, vars);
+    }
+
+    /// Sets the VE's resolvers; empty lists leave that part of resolv.conf alone.
+    pub fn dns(&mut self, nameservers: &[String], search: &[String]) {
+        let vars = vec![("NAMESERVER", nameservers.join(" ")), ("SEARCHDOMAIN", search.join(" "))];
+        self.step("setting DNS", SET_DNS, vars);
+    }
+
+    /// Sets passwords of users inside the VE (`user:password` pairs).
+    pub fn userpasswd(&mut self, pairs: &[String]) {
+        self.step("setting passwords", SET_USERPASS, vec![("USERPW", pairs.join("\n"))]);
+    }
+
+    /// Runs the steps in the VE whose init is `init_pid` (nothing when there are none).
+    ///
+    /// # Errors
+    /// [`crate::CtlError::Exec`] naming the steps when the shell fails.
+    pub fn run(self, ve: &Ve, init_pid: i32) -> Result<()> {
+        if self.steps.is_empty() {
+            return Ok(());
+        }
+        run_snippet(ve, init_pid, &self.steps.join(", "), &self.script, &self.vars)
+    }
 }
 
 /// Resolves `inherit` in a NAMESERVER/SEARCHDOMAIN list from the host's resolv.conf.

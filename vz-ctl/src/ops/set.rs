@@ -151,18 +151,19 @@ fn apply_live(ve: &Ve, opts: &SetOptions) -> Result<()> {
     let pid = ve.init_pid()?;
     apply_resources(ve, pid, &opts.resources)?;
     opts.disk.apply(ve, true)?;
+    let mut snippets = setup::Snippets::new();
     if let Some(hostname) = &opts.hostname {
         let ips = ve.config()?.ip_addresses();
-        setup::set_hostname(ve, pid, hostname, ips.first().map(String::as_str))?;
+        snippets.hostname(hostname, ips.first().map(String::as_str));
     }
     if !opts.nameserver.is_empty() || !opts.searchdomain.is_empty() {
         let ns = setup::resolve_inherit(&opts.nameserver, "nameserver");
         let search = setup::resolve_inherit(&opts.searchdomain, "search");
-        setup::set_dns(ve, pid, &ns, &search)?;
+        snippets.dns(&ns, &search);
     }
+    snippets.run(ve, pid)?;
     if !opts.userpasswd.is_empty() {
-        setup::set_userpasswd(ve, pid, &opts.userpasswd)
-            .map_err(|e| CtlError::Password(e.to_string()))?;
+        set_passwords(ve, pid, &opts.userpasswd)?;
     }
     Ok(())
 }
@@ -184,7 +185,12 @@ fn apply_resources(ve: &Ve, pid: i32, changes: &ResourceChanges) -> Result<()> {
 
 /// Sets passwords in a stopped VE, in its namespaces without booting it.
 fn set_password_stopped(ve: &Ve, pairs: &[String]) -> Result<()> {
-    super::stopped::with_pending_init(ve, |pid| {
-        setup::set_userpasswd(ve, pid, pairs).map_err(|e| CtlError::Password(e.to_string()))
-    })
+    super::stopped::with_pending_init(ve, |pid| set_passwords(ve, pid, pairs))
+}
+
+/// Sets passwords in the VE whose init is `pid` (its own failure code, 74).
+fn set_passwords(ve: &Ve, pid: i32, pairs: &[String]) -> Result<()> {
+    let mut snippets = setup::Snippets::new();
+    snippets.userpasswd(pairs);
+    snippets.run(ve, pid).map_err(|e| CtlError::Password(e.to_string()))
 }

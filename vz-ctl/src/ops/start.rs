@@ -153,21 +153,23 @@ fn check_bootable(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// In-VE setup between spawning init and letting it run: hostname, DNS, the boot fifo and
-/// the `<CTID>.start` script.
+/// In-VE setup between spawning init and letting it run — hostname, DNS and the boot fifo
+/// in one shell — then the `<CTID>.start` script.
 fn configure(ve: &Ve, pid: i32, wait: bool) -> Result<()> {
     let config = ve.config()?;
+    let mut snippets = setup::Snippets::new();
     if let Some(hostname) = config.hostname() {
         let ips = config.ip_addresses();
-        setup::set_hostname(ve, pid, hostname, ips.first().map(String::as_str))?;
+        snippets.hostname(hostname, ips.first().map(String::as_str));
     }
     let nameservers = setup::resolve_inherit(&config.nameservers(), "nameserver");
     let search = setup::resolve_inherit(&config.searchdomains(), "search");
     if !nameservers.is_empty() || !search.is_empty() {
-        setup::set_dns(ve, pid, &nameservers, &search)?;
+        snippets.dns(&nameservers, &search);
     }
     let fifo = if wait { format!("mkfifo -m 600 /{VZFIFO}") } else { String::new() };
-    scripts::run_snippet(ve, pid, "preparing the boot", &format!("rm -f /{VZFIFO}; {fifo}"), &[])?;
+    snippets.step("preparing the boot", &format!("rm -f /{VZFIFO}; {fifo}"), Vec::new());
+    snippets.run(ve, pid)?;
     scripts::run_ve_script(ve, pid, "start")
 }
 
