@@ -272,3 +272,49 @@ fn numpty_shmpages_and_per_process_limits_hold_inside_the_ve() {
     assert_ne!(three.status.code(), Some(0), "the third pty is refused");
     ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
 }
+
+#[test]
+fn reset_ub_short_options_and_the_vswap_check() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = running(&tree);
+    let pids_max = cg_file(&tree, &ctid, "pids", "pids.max", "pids.max");
+
+    // `-p` is `--numproc`, `-n` `--numfile` (OpenVZ's short options).
+    ok(tree.run("vzctl", &["set", &ctid, "-p", "25", "-n200", "--save"]));
+    assert_eq!(read(&pids_max), "25");
+    assert!(conf(&tree, &ctid).contains("NUMPROC=\"25\""), "{}", conf(&tree, &ctid));
+    assert!(conf(&tree, &ctid).contains("NUMFILE=\"200\""), "{}", conf(&tree, &ctid));
+
+    // The kernel value drifts (someone wrote the cgroup by hand); --reset_ub restores CTID.conf's.
+    std::fs::write(&pids_max, "max").expect("write pids.max");
+    let out = ok(tree.run("vzctl", &["set", &ctid, "--reset_ub"]));
+    assert!(out.contains("UB limits were set successfully"), "{out}");
+    assert_eq!(read(&pids_max), "25");
+    let out = tree.run("vzctl", &["set", &ctid, "--reset_ub", "--save"]);
+    assert_eq!(out.status.code(), Some(20), "{}", output_text(&out));
+
+    // A VSwap config (finite PHYSPAGES limit) without SWAPPAGES: set and start refuse, exit 28.
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+    let out = tree.run("vzctl", &["set", &ctid, "--reset_ub"]);
+    assert_eq!(out.status.code(), Some(31), "{}", output_text(&out));
+    let path = tree.path().join(format!("conf/{ctid}.conf"));
+    let without_swap: String = conf(&tree, &ctid)
+        .lines()
+        .filter(|l| !l.starts_with("SWAPPAGES="))
+        .map(|l| l.to_owned() + "\n")
+        .collect();
+    std::fs::write(&path, &without_swap).expect("write the CT config");
+    let out = tree.run("vzctl", &["set", &ctid, "--physpages", "0:128M", "--save"]);
+    assert_eq!(out.status.code(), Some(28), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("required UB parameter (swap) not set"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(conf(&tree, &ctid), without_swap, "nothing saved");
+    let out = tree.run("vzctl", &["start", &ctid]);
+    assert_eq!(out.status.code(), Some(28), "{}", output_text(&out));
+    ok(tree.run("vzctl", &["set", &ctid, "--swap", "64M", "--save"]));
+    ok(tree.run("vzctl", &["start", &ctid]));
+}

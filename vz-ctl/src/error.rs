@@ -158,6 +158,9 @@ pub enum CtlError {
     /// A beancounter parameter could not be read or put into effect (OpenVZ exit 1).
     #[error("Unable to set UBC parameters")]
     Ubc(#[source] vz_ubc::UbcError),
+    /// A VSwap config (PHYSPAGES with a finite limit) without SWAPPAGES (OpenVZ exit 28).
+    #[error("Error: required UB parameter (swap) not set")]
+    SwapNotSet,
     /// A CPU (fair scheduler) parameter could not be read or put into effect (OpenVZ exit 2).
     #[error("Unable to set CPU parameters")]
     Sched(#[source] vz_sched::SchedError),
@@ -251,6 +254,7 @@ impl CtlError {
             // "vzquota setlimit failed".
             CtlError::DiskLimits(_) => 62,
             CtlError::Ubc(_) => 1,
+            CtlError::SwapNotSet => 28,
             CtlError::Sched(_) => 2,
         }
     }

@@ -137,6 +137,17 @@ pub fn ubc_config<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<UbcSet> {
     Ok(set)
 }
 
+/// OpenVZ's VSwap check: a config whose PHYSPAGES has a finite limit needs SWAPPAGES too.
+///
+/// # Errors
+/// [`CtlError::SwapNotSet`] (exit 28).
+pub fn check_vswap(set: &UbcSet) -> Result<()> {
+    if set.is_vswap() && set.get(Resource::SwapPages).is_none() {
+        return Err(CtlError::SwapNotSet);
+    }
+    Ok(())
+}
+
 /// The beancounter values a VE starts with: [`ubc_config`] plus the values vzctl derives for
 /// a VSwap config (`VM_OVERCOMMIT` scales privvmpages).
 ///
@@ -159,10 +170,11 @@ pub fn ve_rlimits(set: &UbcSet) -> Vec<vz_ns::Rlimit> {
 }
 
 /// # Errors
-/// [`CtlError::Ubc`] for a bad parameter value, [`CtlError::BadParameter`] for a bad
-/// `VM_OVERCOMMIT`.
+/// [`CtlError::Ubc`] for a bad parameter value, [`CtlError::SwapNotSet`] for a VSwap config
+/// without SWAPPAGES, [`CtlError::BadParameter`] for a bad `VM_OVERCOMMIT`.
 pub fn ubc_at_start<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<UbcSet> {
     let mut set = ubc_config(&get)?;
+    check_vswap(&set)?;
     let overcommit = get("VM_OVERCOMMIT")
         .filter(|v| !v.trim().is_empty())
         .map(|v| {

@@ -234,6 +234,13 @@ pub const OPTIONS: &[OptDef] = &[
         help: "leave VE_ROOT mounted",
     },
     OptDef {
+        name: "reset_ub",
+        aliases: &[],
+        takes_value: false,
+        commands: &[Set],
+        help: "put every beancounter of CTID.conf into effect again (alone)",
+    },
+    OptDef {
         name: "save",
         aliases: &[],
         takes_value: false,
@@ -488,6 +495,27 @@ pub fn find(cmd: Cmd, name: &str) -> Option<&'static OptDef> {
         .find(|o| (o.name == name || o.aliases.contains(&name)) && o.commands.contains(&cmd))
 }
 
+/// vzctl's one-letter spellings of beancounter options (`PARAM_LINE` of OpenVZ's vzctl):
+/// `-k 10M` is `--kmemsize 10M`.
+pub const SHORT_OPTIONS: &[(char, &str)] = &[
+    ('k', "kmemsize"),
+    ('l', "lockedpages"),
+    ('p', "numproc"),
+    ('f', "numflock"),
+    ('t', "numpty"),
+    ('i', "numsiginfo"),
+    ('b', "tcprcvbuf"),
+    ('n', "numfile"),
+    ('x', "dcachesize"),
+    ('e', "numiptent"),
+];
+
+/// The option `-<letter>` of `cmd`, if it has one.
+pub fn find_short(cmd: Cmd, letter: char) -> Option<&'static OptDef> {
+    let (_, name) = SHORT_OPTIONS.iter().find(|(c, _)| *c == letter)?;
+    find(cmd, name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,6 +526,11 @@ mod tests {
         assert_eq!(find(Create, "velayout").unwrap().name, "layout");
         assert!(find(Start, "ostemplate").is_none());
         assert!(find(Set, "save").is_some());
+        assert_eq!(find_short(Set, 'k').unwrap().name, "kmemsize");
+        assert!(find_short(Start, 'k').is_none() && find_short(Set, 'z').is_none());
+        for (_, name) in SHORT_OPTIONS {
+            assert!(find(Set, name).is_some_and(|o| o.takes_value), "{name}");
+        }
         assert!(find(Set, "numproc").is_some_and(|o| o.takes_value));
         assert!(find(Create, "cpuunits").is_none());
     }

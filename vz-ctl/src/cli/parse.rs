@@ -72,19 +72,32 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
     let mut rest = Vec::new();
     let free_form = matches!(cmd, Cmd::Exec | Cmd::Exec2);
     while let Some(arg) = args.next() {
-        if free_form || !rest.is_empty() || !arg.starts_with("--") {
+        if free_form || !rest.is_empty() || !arg.starts_with('-') || arg == "-" {
             rest.push(arg.clone());
             continue;
         }
-        let (name, inline) = match arg[2..].split_once('=') {
-            Some((n, v)) => (n, Some(v.to_owned())),
-            None => (&arg[2..], None),
+        let (def, name, inline) = match arg.strip_prefix("--") {
+            Some(long) => {
+                let (name, inline) = match long.split_once('=') {
+                    Some((n, v)) => (n, Some(v.to_owned())),
+                    None => (long, None),
+                };
+                (defs::find(cmd, name), name, inline)
+            }
+            // `-k 10M` or `-k10M`, as getopt reads OpenVZ's short options.
+            None => {
+                let short = &arg[1..];
+                let letter = short.chars().next().unwrap_or_default();
+                let inline = Some(&short[letter.len_utf8()..]).filter(|v| !v.is_empty());
+                (defs::find_short(cmd, letter), short, inline.map(str::to_owned))
+            }
         };
-        let def = defs::find(cmd, name).ok_or_else(|| CtlError::BadParameter {
+        let def = def.ok_or_else(|| CtlError::BadParameter {
             option: name.to_owned(),
             value: String::new(),
             reason: format!("unrecognized option for {word}"),
         })?;
+        let name = def.name;
         let value =
             match (def.takes_value, inline) {
                 (true, Some(v)) => Some(v),
@@ -132,6 +145,17 @@ mod tests {
         let inv = parse_words("exec 101 ls --all -l").unwrap();
         let Action::Run { rest, .. } = inv.action else { panic!() };
         assert_eq!(rest, ["ls", "--all", "-l"]);
+    }
+
+    #[test]
+    fn short_beancounter_options_are_their_long_forms() {
+        let inv = parse_words("set 101 -k 10M -p20 --save").unwrap();
+        let Action::Run { options, .. } = inv.action else { panic!() };
+        assert_eq!(options[0], ("kmemsize", Some("10M".to_owned())));
+        assert_eq!(options[1], ("numproc", Some("20".to_owned())));
+        assert_eq!(parse_words("set 101 -z 1").unwrap_err().exit_code(), 21);
+        assert_eq!(parse_words("start 101 -k 1").unwrap_err().exit_code(), 21);
+        assert_eq!(parse_words("set 101 -k").unwrap_err().exit_code(), 20);
     }
 
     #[test]

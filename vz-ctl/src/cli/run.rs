@@ -149,6 +149,10 @@ impl Options {
     }
 
     fn set(&self) -> Result<set::SetOptions> {
+        let reset_ub = self.flag("reset_ub");
+        if reset_ub && self.0.len() > 1 {
+            return Err(CtlError::Usage("--reset_ub can not be used with other options".into()));
+        }
         let setmode = self.owned("setmode");
         if let Some(mode) = setmode.as_deref().filter(|m| !matches!(*m, "restart" | "ignore")) {
             return Err(CtlError::BadParameter {
@@ -186,6 +190,7 @@ impl Options {
             netif_add: self.all("netif_add"),
             netif_del: self.all("netif_del"),
             save: self.flag("save"),
+            reset_ub,
             setmode,
             hostname: self.owned("hostname"),
             nameserver: self.all("nameserver"),

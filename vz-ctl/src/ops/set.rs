@@ -15,6 +15,8 @@ use crate::ve::Ve;
 pub struct SetOptions {
     /// `--save`.
     pub save: bool,
+    /// `--reset_ub`: put every beancounter of the config into effect again (used alone).
+    pub reset_ub: bool,
     /// `--setmode restart|ignore`.
     pub setmode: Option<String>,
     /// `--hostname`.
@@ -83,11 +85,21 @@ impl SetOptions {
 ///
 /// # Errors
 /// 20 for `--setmode restart` without `--save` and for `--name` without `--save` (131),
-/// 31 when live settings need a running VE, 74 for passwords, 1 when a beancounter and 2 when
+/// 28 for a VSwap config without SWAPPAGES, 31 when live settings need a running VE, 74 for passwords, 1 when a beancounter and 2 when
 /// a CPU parameter cannot be applied to the running VE, 62 when a disk limit cannot be
 /// applied, 139 when saving fails.
 pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
     ve.config()?;
+    if opts.reset_ub {
+        return reset_ub(ve);
+    }
+    if !opts.resources.ubc.is_empty() {
+        let mut result = resources::ubc_config(|k| ve.get(k))?;
+        for (resource, value) in opts.resources.ubc.iter() {
+            result.set(resource, value);
+        }
+        resources::check_vswap(&result)?;
+    }
     if opts.setmode.as_deref() == Some("restart") && !opts.save {
         return Err(CtlError::Usage("--setmode restart requires --save".into()));
     }
@@ -136,6 +148,18 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
     }
     config.save().map_err(CtlError::SaveConfig)?;
     say(format!("CT configuration saved to {}", config.path().display()));
+    Ok(())
+}
+
+/// `--reset_ub`: the config's beancounters, with the VSwap defaults, on the running VE.
+fn reset_ub(ve: &Ve) -> Result<()> {
+    let cgroup = ve.cgroup()?;
+    if !cgroup.has_tasks() {
+        return Err(CtlError::NotRunning);
+    }
+    let ubc = resources::ubc_at_start(|k| ve.get(k))?;
+    resources::apply_ubc(ve.ctid.get(), &cgroup, &ubc, Some(ve.init_pid()?))?;
+    say("UB limits were set successfully");
     Ok(())
 }
 

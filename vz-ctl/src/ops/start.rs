@@ -35,8 +35,8 @@ pub struct StartOptions {
 /// Starts the VE. The caller holds its lock.
 ///
 /// # Errors
-/// 105 disabled, 23/43 private area, 32 running, 50 mount, 47 broken VE, 3 kernel failures,
-/// 133 when `--wait` fails.
+/// 105 disabled, 23/43 private area, 32 running, 28 VSwap config without SWAPPAGES, 50 mount,
+/// 47 broken VE, 3 kernel failures, 133 when `--wait` fails.
 pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     let config = ve.config()?;
     if config.disabled() && !opts.force {
@@ -50,6 +50,7 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     if cgroup.has_tasks() {
         return Err(CtlError::AlreadyRunning);
     }
+    let ubc = resources::ubc_at_start(|k| ve.get(k))?;
     say("Starting container...");
     let mut undo = Undo::new();
     if super::mount::mount(ve)? {
@@ -65,7 +66,6 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
         cg.remove().map_err(|e| e.to_string())
     });
     let ctid = ve.ctid.get();
-    let ubc = resources::ubc_at_start(|k| ve.get(k))?;
     resources::apply_ubc(ctid, &cgroup, &ubc, None)?;
     resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
     apply_device_rules(&cgroup)?;
