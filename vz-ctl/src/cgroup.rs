@@ -157,7 +157,10 @@ impl VeCgroup {
             .map(|c| format!("+{c}"))
             .collect();
         let mut dir = root.to_path_buf();
-        for part in self.relative.iter() {
+        for (depth, part) in self.relative.iter().enumerate() {
+            if depth > 0 {
+                pass_on_memory_protection(&dir)?;
+            }
             write(&dir.join("cgroup.subtree_control"), &enable.join(" "))?;
             dir.push(part);
             mkdir(&dir)?;
@@ -265,6 +268,19 @@ fn inherit_cpuset(mount: &Path, relative: &Path) -> Result<()> {
             }
         }
         parent = child;
+    }
+    Ok(())
+}
+
+/// Lets a VE's memory guarantees (memory.low for oomguarpages, memory.min for vmguarpages)
+/// take effect: on v2 a cgroup is protected only as far as its parent is, so every parent
+/// below the root passes its whole usage on (`max`); VEs without a guarantee still get none.
+fn pass_on_memory_protection(parent: &Path) -> Result<()> {
+    for file in ["memory.min", "memory.low"] {
+        let path = parent.join(file);
+        if path.exists() && read(&path)?.trim() != "max" {
+            write(&path, "max")?;
+        }
     }
     Ok(())
 }

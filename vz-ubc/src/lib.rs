@@ -22,6 +22,7 @@
 
 mod cgroup;
 mod error;
+mod iptent;
 mod param;
 mod proc_view;
 mod resource;

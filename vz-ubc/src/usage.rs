@@ -1,6 +1,6 @@
 //! What a beancounter holds: the [`Usage`] row, and accounting from `/proc` for the parameters
 //! no cgroup counts (open files, sockets and their queues, file locks, ptys, locked and private
-//! memory), summed over the processes of the VE's cgroup.
+//! memory, netfilter entries), summed over the processes of the VE's cgroup.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
@@ -63,6 +63,8 @@ pub(crate) struct TaskStats {
     pub(crate) privvm_kb: u64,
     pub(crate) ptys: u64,
     pub(crate) flocks: u64,
+    /// Netfilter entries of the processes' network namespaces; `None` if none could be read.
+    pub(crate) iptent: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -117,6 +119,9 @@ pub(crate) fn task_stats(pids: &[u32]) -> TaskStats {
         }
         if !netns.is_empty() && !tables.contains_key(&netns) {
             tables.insert(netns.clone(), socket_tables(&proc));
+            if let Some(entries) = crate::iptent::entries_of_netns(pid) {
+                *stats.iptent.get_or_insert(0) += entries;
+            }
         }
     }
     for inode in sockets {
@@ -224,8 +229,11 @@ pub(crate) fn proc_rows(stats: &TaskStats) -> Vec<Usage> {
         Usage::held(Resource::OtherSockBuf, stats.dgram_snd),
         Usage::held(Resource::DgramRcvBuf, stats.dgram_rcv),
         Usage::held(Resource::NumFile, stats.files),
+        stats.iptent.map_or(Usage::unmeasured(Resource::NumIptent), |n| {
+            Usage::held(Resource::NumIptent, n)
+        }),
     ];
-    for r in [Resource::NumSiginfo, Resource::NumIptent, Resource::VmGuarPages] {
+    for r in [Resource::NumSiginfo, Resource::VmGuarPages] {
         rows.push(Usage::unmeasured(r));
     }
     rows

@@ -192,7 +192,8 @@ impl Beancounter {
 }
 
 /// The outcome for parameters without a cgroup mechanism (same on v1 and v2, except
-/// `dcachesize`, which only v2's memory.stat counts).
+/// `dcachesize`, which only v2's memory.stat counts, and `vmguarpages`, which only v2's
+/// memory.min holds).
 pub(crate) fn outside_cgroup(resource: Resource, v2: bool) -> Option<Enforcement> {
     use Enforcement::{Accounted, AtStart, ConfigOnly, Unsupported};
     Some(match resource {
@@ -221,11 +222,11 @@ pub(crate) fn outside_cgroup(resource: Resource, v2: bool) -> Option<Enforcement
         Resource::DcacheSize => Unsupported {
             reason: "cgroup v1 memory.stat has no slab counters; not enforced".to_owned(),
         },
-        Resource::VmGuarPages => Unsupported {
-            reason: "no kernel mechanism guarantees allocations; not enforced".to_owned(),
+        Resource::VmGuarPages if !v2 => Unsupported {
+            reason: "cgroup v1 has no memory.min to guarantee memory; not enforced".to_owned(),
         },
-        Resource::NumIptent => Unsupported {
-            reason: "netfilter entries are neither limited nor counted per namespace".to_owned(),
+        Resource::NumIptent => Accounted {
+            source: "nftables rules and legacy iptables entries of the VE's network namespaces",
         },
         Resource::AvNumProc => ConfigOnly,
         _ => return None,
@@ -310,7 +311,8 @@ mod tests {
         ];
         for r in Resource::ALL {
             for v2 in [false, true] {
-                assert_eq!(outside_cgroup(r, v2).is_none(), cgroup.contains(&r), "{r}");
+                let by_cgroup = cgroup.contains(&r) || (v2 && r == Resource::VmGuarPages);
+                assert_eq!(outside_cgroup(r, v2).is_none(), by_cgroup, "{r}");
             }
         }
     }

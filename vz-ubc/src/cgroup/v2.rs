@@ -1,4 +1,4 @@
-//! cgroup v2: `memory.max`, `memory.swap.max`, `memory.low`, `pids.max` in the VE's directory of
+//! cgroup v2: `memory.max`, `memory.swap.max`, `memory.low`, `memory.min`, `pids.max` in the VE's directory of
 //! the unified tree, and the counters `memory.current/peak/events/stat`, `pids.*`.
 
 use std::path::Path;
@@ -45,6 +45,10 @@ pub(super) fn apply(dir: &Path, set: &UbcSet, report: &mut AppliedReport) -> Res
     if let Some(v) = set.get(Resource::OomGuarPages) {
         let e = set_file(dir, "memory.low", page_bytes(v.barrier), NO_MEMORY)?;
         report.push(Resource::OomGuarPages, e);
+    }
+    if let Some(v) = set.get(Resource::VmGuarPages) {
+        let e = set_file(dir, "memory.min", page_bytes(v.barrier), NO_MEMORY)?;
+        report.push(Resource::VmGuarPages, e);
     }
     if let Some(v) = set.get(Resource::NumProc) {
         let limit = (!v.limit_unlimited()).then_some(v.limit);
@@ -124,6 +128,8 @@ pub(super) fn usage(dir: &Path) -> Result<(Vec<Usage>, Vec<Resource>)> {
         let guar_held = bytes_pages(held) + if swap.measured { swap.held } else { 0 };
         put(&mut rows, swap);
         put(&mut rows, Usage { barrier: low, ..Usage::held(Resource::OomGuarPages, guar_held) });
+        let min = read_opt(&f("memory.min")).map_or(0, bytes_pages);
+        put(&mut rows, Usage { barrier: min, ..Usage::held(Resource::VmGuarPages, guar_held) });
         let stat_of = |k: &str| stat.get(k).copied().unwrap_or(0);
         put(&mut rows, Usage::held(Resource::ShmPages, bytes_pages(stat_of("shmem"))));
         let kmem = stat
@@ -132,7 +138,12 @@ pub(super) fn usage(dir: &Path) -> Result<(Vec<Usage>, Vec<Resource>)> {
             .unwrap_or_else(|| KERNEL_FIELDS.iter().map(|k| stat_of(k)).sum());
         put(&mut rows, Usage::held(Resource::KmemSize, bytes_or_unlimited(kmem)));
         put(&mut rows, Usage::held(Resource::DcacheSize, stat_of("slab_reclaimable")));
-        kernel.extend([Resource::PhysPages, Resource::SwapPages, Resource::OomGuarPages]);
+        kernel.extend([
+            Resource::PhysPages,
+            Resource::SwapPages,
+            Resource::OomGuarPages,
+            Resource::VmGuarPages,
+        ]);
     } else {
         for r in [
             Resource::PhysPages,
