@@ -280,6 +280,12 @@ fn reset_ub_short_options_and_the_vswap_check() {
     let ctid = running(&tree);
     let pids_max = cg_file(&tree, &ctid, "pids", "pids.max", "pids.max");
 
+    if is_v2() {
+        // The parent passes memory protection on, so a VE's memory.low/min take effect.
+        let parent = PathBuf::from(format!("/sys/fs/cgroup/{}", tree.cgroup_parent()));
+        assert_eq!(read(&parent.join("memory.low")), "max");
+        assert_eq!(read(&parent.join("memory.min")), "max");
+    }
     // `-p` is `--numproc`, `-n` `--numfile` (OpenVZ's short options).
     ok(tree.run("vzctl", &["set", &ctid, "-p", "25", "-n200", "--save"]));
     assert_eq!(read(&pids_max), "25");

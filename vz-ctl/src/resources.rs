@@ -76,6 +76,14 @@ impl ResourceChanges {
                 }
                 self.set_ubc(resource, vz_ubc::vswap_pages(bytes.limit));
             }
+            "vm_overcommit" => {
+                // Config only: it scales the privvmpages a VSwap config derives at start.
+                let ratio = value.trim();
+                if !ratio.parse::<f64>().is_ok_and(|f| f.is_finite() && f >= 0.0) {
+                    return Err(bad("expected a number, 0 or more".into()));
+                }
+                self.save("VM_OVERCOMMIT", ratio.to_owned());
+            }
             "cpuunits" => {
                 let units: CpuUnits =
                     value.parse().map_err(|e: vz_sched::SchedError| bad(e.to_string()))?;
@@ -118,8 +126,10 @@ impl ResourceChanges {
 
 /// Whether `option` (without dashes) is a resource option of `vzctl set`.
 pub fn is_resource_option(option: &str) -> bool {
-    matches!(option, "ram" | "swap" | "cpuunits" | "cpulimit" | "cpus" | "cpumask")
-        || Resource::ALL.into_iter().any(|r| r.option() == option)
+    matches!(
+        option,
+        "ram" | "swap" | "vm_overcommit" | "cpuunits" | "cpulimit" | "cpus" | "cpumask"
+    ) || Resource::ALL.into_iter().any(|r| r.option() == option)
 }
 
 /// The beancounter values of a config: every parameter key that is set (empty values are
@@ -358,6 +368,17 @@ mod tests {
                 ("CPULIMIT", "50".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn vm_overcommit_is_a_saved_ratio() {
+        let mut c = ResourceChanges::default();
+        c.parse_option("vm_overcommit", "1.5").unwrap();
+        assert_eq!(c.saved, [("VM_OVERCOMMIT", "1.5".to_owned())]);
+        for bad in ["x", "-1", "inf"] {
+            let err = c.parse_option("vm_overcommit", bad).unwrap_err();
+            assert_eq!(err.exit_code(), 21, "{bad}");
+        }
     }
 
     #[test]

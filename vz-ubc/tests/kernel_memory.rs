@@ -74,6 +74,7 @@ fn report_and_usage_cover_every_parameter_body() -> anyhow::Result<()> {
             Resource::PhysPages => (r.key(), "0:256M"),
             Resource::SwapPages => (r.key(), "0:128M"),
             Resource::OomGuarPages => (r.key(), "32M:unlimited"),
+            Resource::VmGuarPages => (r.key(), "16M:unlimited"),
             Resource::TcpSndBuf | Resource::TcpRcvBuf => (r.key(), "1M:2M"),
             Resource::KmemSize => (r.key(), "64M"),
             _ => (r.key(), "1000"),
@@ -86,8 +87,16 @@ fn report_and_usage_cover_every_parameter_body() -> anyhow::Result<()> {
     for r in [Resource::PhysPages, Resource::NumProc, Resource::OomGuarPages] {
         assert!(report.enforced().contains(&r), "{r}: {report:?}");
     }
+    assert!(report.accounted().contains(&Resource::NumIptent), "{report:?}");
     if vz_tests::is_cgroup_v2() {
         assert!(report.accounted().contains(&Resource::KmemSize), "{report:?}");
+        // vmguarpages is memory.min on v2, and reads back as the barrier.
+        assert!(report.enforced().contains(&Resource::VmGuarPages), "{report:?}");
+        let vz_ubc::CgroupDirs::V2 { dir } = &cg.dirs else { unreachable!("v2 dirs") };
+        let min = std::fs::read_to_string(dir.join("memory.min"))?;
+        assert_eq!(min.trim(), (16u64 << 20).to_string());
+    } else {
+        assert!(report.unsupported().contains(&Resource::VmGuarPages), "{report:?}");
     }
     // A process with 3 more descriptors and a file lock shows up in the accounted rows.
     cg.spawn("exec 7</dev/null 8</dev/null 9</dev/null; exec flock /dev/null sleep 60")?;
@@ -103,6 +112,9 @@ fn report_and_usage_cover_every_parameter_body() -> anyhow::Result<()> {
     assert!(get(Resource::NumProc).held >= 1 && get(Resource::NumProc).limit == 1000);
     assert!(get(Resource::PhysPages).held > 0, "{usage:?}");
     assert_eq!(get(Resource::PhysPages).limit, (256 << 20) / vz_ubc::page_size());
+    if vz_tests::is_cgroup_v2() {
+        assert_eq!(get(Resource::VmGuarPages).barrier, (16 << 20) / vz_ubc::page_size());
+    }
     assert_eq!(usage.len(), 21, "every kernel parameter has a row");
     Ok(())
 }

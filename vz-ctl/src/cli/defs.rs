@@ -452,6 +452,13 @@ pub const OPTIONS: &[OptDef] = &[
         help: "VSwap swap limit in bytes (suffixes allowed)",
     },
     OptDef {
+        name: "vm_overcommit",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Set],
+        help: "VSwap: privvmpages = (ram + swap) x this ratio (0: unlimited)",
+    },
+    OptDef {
         name: "cpuunits",
         aliases: &[],
         takes_value: true,
@@ -540,7 +547,7 @@ mod tests {
         for r in vz_ubc::Resource::ALL {
             assert!(find(Set, r.option()).is_some(), "--{}", r.option());
         }
-        for name in ["ram", "swap", "cpuunits", "cpulimit", "cpus", "cpumask"] {
+        for name in ["ram", "swap", "vm_overcommit", "cpuunits", "cpulimit", "cpus", "cpumask"] {
             assert!(find(Set, name).is_some(), "--{name}");
         }
     }
