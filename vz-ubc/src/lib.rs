@@ -20,6 +20,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod bpf;
 mod cgroup;
 mod error;
 mod iptent;
@@ -27,6 +28,7 @@ mod param;
 mod proc_view;
 mod resource;
 mod set;
+mod sock_limit;
 mod sys;
 mod usage;
 mod validate;

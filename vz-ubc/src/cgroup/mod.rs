@@ -192,8 +192,8 @@ impl Beancounter {
 }
 
 /// The outcome for parameters without a cgroup mechanism (same on v1 and v2, except
-/// `dcachesize`, which only v2's memory.stat counts, and `vmguarpages`, which only v2's
-/// memory.min holds).
+/// `dcachesize`, which only v2's memory.stat counts, `vmguarpages`, which only v2's
+/// memory.min holds, and the socket counts, which v2's socket programs limit).
 pub(crate) fn outside_cgroup(resource: Resource, v2: bool) -> Option<Enforcement> {
     use Enforcement::{Accounted, AtStart, ConfigOnly, Unsupported};
     Some(match resource {
@@ -213,8 +213,10 @@ pub(crate) fn outside_cgroup(resource: Resource, v2: bool) -> Option<Enforcement
             mechanism: "max= of the VE's devpts instance; ptys open by the VE's processes accounted",
         },
         Resource::PrivvmPages => Accounted { source: "VmData+VmStk of the VE's processes" },
-        Resource::NumTcpSock => Accounted { source: "TCP socket fds of the VE's processes" },
-        Resource::NumOtherSock => Accounted { source: "non-TCP socket fds of the VE's processes" },
+        Resource::NumTcpSock if !v2 => Accounted { source: "TCP socket fds of the VE's processes" },
+        Resource::NumOtherSock if !v2 => {
+            Accounted { source: "non-TCP socket fds of the VE's processes" }
+        }
         Resource::NumFlock => Accounted { source: "/proc/locks entries of the VE's processes" },
         Resource::OtherSockBuf => Accounted { source: "UDP send queues of the VE's sockets" },
         Resource::DgramRcvBuf => Accounted { source: "UDP receive queues of the VE's sockets" },
@@ -311,7 +313,8 @@ mod tests {
         ];
         for r in Resource::ALL {
             for v2 in [false, true] {
-                let by_cgroup = cgroup.contains(&r) || (v2 && r == Resource::VmGuarPages);
+                let v2_only = [Resource::VmGuarPages, Resource::NumTcpSock, Resource::NumOtherSock];
+                let by_cgroup = cgroup.contains(&r) || (v2 && v2_only.contains(&r));
                 assert_eq!(outside_cgroup(r, v2).is_none(), by_cgroup, "{r}");
             }
         }
