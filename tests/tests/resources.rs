@@ -324,3 +324,22 @@ fn reset_ub_short_options_and_the_vswap_check() {
     ok(tree.run("vzctl", &["set", &ctid, "--swap", "64M", "--save"]));
     ok(tree.run("vzctl", &["start", &ctid]));
 }
+
+#[test]
+fn numtcpsock_refuses_a_socket_past_the_limit_inside_the_ve() {
+    require!(Need::Root, Need::Program("/bin/busybox"));
+    let tree = VzTree::new("");
+    let ctid = running(&tree);
+    ok(tree.run("vzctl", &["set", &ctid, "--numtcpsock", "3"]));
+    // Three listeners hold the three TCP sockets; the fourth socket() is refused with EPERM.
+    let script = "for p in 1 2 3; do nc -l -p 1000$p >/dev/null 2>&1 & done; sleep 1; \
+                  timeout 2 nc -l -p 10004 2>&1; echo rc=$?";
+    let out = ok(tree.run("vzctl", &["exec", &ctid, script]));
+    assert!(out.contains("Operation not permitted") && !out.contains("rc=0"), "{out}");
+    assert!(vzlist_num(&tree, &ctid, "numtcpsock.f") >= 1, "the refusal is counted");
+    // Raised at runtime, the same socket is allowed (timeout ends the idle listener: 143).
+    ok(tree.run("vzctl", &["set", &ctid, "--numtcpsock", "10"]));
+    let out = ok(tree.run("vzctl", &["exec", &ctid, "timeout 1 nc -l -p 10004 2>&1; echo rc=$?"]));
+    assert!(!out.contains("Operation not permitted"), "{out}");
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+}

@@ -18,6 +18,9 @@ const V1_CONTROLLERS: &[&str] =
 /// The v2 controllers vz enables for VEs, when the host offers them.
 const V2_CONTROLLERS: &[&str] = &["cpu", "cpuset", "memory", "io", "pids"];
 
+/// The name under which a hybrid host's cgroup2 tree is listed among the v1 hierarchies.
+pub const UNIFIED: &str = "unified";
+
 /// How long removal waits for exited tasks to be reaped (a zombie keeps a v1 cgroup busy).
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -26,7 +29,8 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Hierarchy {
     /// Pure cgroup v2, mounted at the path.
     V2(PathBuf),
-    /// cgroup v1: (controller, mount point) for each controller found.
+    /// cgroup v1: (controller, mount point) for each controller found, and ([`UNIFIED`],
+    /// mount point) for a cgroup2 tree beside them.
     V1(Vec<(String, PathBuf)>),
 }
 
@@ -54,6 +58,7 @@ impl Hierarchy {
         })?;
         let mut v1 = Vec::new();
         let mut v2 = None;
+        let mut unified = None;
         for line in text.lines() {
             let Some((left, right)) = line.split_once(" - ") else { continue };
             let mount_point = left.split(' ').nth(4).unwrap_or_default();
@@ -69,8 +74,14 @@ impl Hierarchy {
                     }
                 }
                 "cgroup2" if mount_point == "/sys/fs/cgroup" => v2 = Some(mount_point.into()),
+                "cgroup2" => unified = Some(PathBuf::from(mount_point)),
                 _ => {}
             }
+        }
+        // A hybrid host's cgroup2 tree holds no controller vz uses, but cgroup programs
+        // (vz-ubc's socket limits) attach there: VEs get a directory in it too.
+        if let Some(mount) = unified.filter(|_| !v1.is_empty()) {
+            v1.push((UNIFIED.to_owned(), mount));
         }
         match (v2, v1.is_empty()) {
             (Some(root), _) => Ok(Hierarchy::V2(root)),

@@ -229,14 +229,19 @@ pub fn cpu_live(changes: &CpuSettings, config: &CpuSettings) -> CpuSettings {
     out
 }
 
-/// The VE's directories for vz-ubc: v2's one directory, or v1's memory and pids ones;
+/// The VE's directories for vz-ubc: v2's one directory, or v1's memory and pids ones (and
+/// the cgroup2 one of a hybrid host);
 /// `None` without a memory controller.
 pub fn ubc_dirs(cgroup: &VeCgroup) -> Option<vz_ubc::CgroupDirs> {
     let memory = cgroup.dir_of("memory")?;
     Some(if cgroup.is_v2() {
         vz_ubc::CgroupDirs::V2 { dir: memory }
     } else {
-        vz_ubc::CgroupDirs::V1 { memory, pids: cgroup.dir_of("pids") }
+        vz_ubc::CgroupDirs::V1 {
+            memory,
+            pids: cgroup.dir_of("pids"),
+            unified: cgroup.dir_of(crate::cgroup::UNIFIED),
+        }
     })
 }
 

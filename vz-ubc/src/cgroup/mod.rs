@@ -27,6 +27,9 @@ pub enum CgroupDirs {
         memory: PathBuf,
         /// e.g. `/sys/fs/cgroup/pids/vz/101`.
         pids: Option<PathBuf>,
+        /// On a hybrid host, the VE's directory in the cgroup2 tree (e.g.
+        /// `/sys/fs/cgroup/unified/vz/101`), where the socket limits attach.
+        unified: Option<PathBuf>,
     },
     /// cgroup v2: the VE's directory in the unified tree (with `memory` and `pids` enabled in
     /// the parent's `cgroup.subtree_control`).
@@ -157,11 +160,12 @@ impl Beancounter {
         tracing::debug!(id = self.id, params = set.len(), "applying beancounter");
         let mut report = AppliedReport::default();
         match &self.dirs {
-            CgroupDirs::V1 { memory, pids } => {
+            CgroupDirs::V1 { memory, pids, .. } => {
                 v1::apply(memory, pids.as_deref(), set, &mut report)?
             }
             CgroupDirs::V2 { dir } => v2::apply(dir, set, &mut report)?,
         }
+        apply_socket_limits(self.dirs.cgroup2_dir(), set, &mut report);
         report.entries.sort_by_key(|a| a.resource);
         for a in &report.entries {
             tracing::debug!(id = self.id, resource = %a.resource, enforcement = ?a.enforcement);
@@ -175,9 +179,18 @@ impl Beancounter {
     /// [`UbcError::Io`] when a cgroup file that must exist cannot be read.
     pub fn usage(&self) -> Result<Vec<Usage>> {
         let (mut rows, kernel_limits) = match &self.dirs {
-            CgroupDirs::V1 { memory, pids } => v1::usage(memory, pids.as_deref())?,
+            CgroupDirs::V1 { memory, pids, .. } => v1::usage(memory, pids.as_deref())?,
             CgroupDirs::V2 { dir } => v2::usage(dir)?,
         };
+        if let Some(refused) = self.dirs.cgroup2_dir().and_then(crate::sock_limit::failures) {
+            for row in &mut rows {
+                match row.resource {
+                    Resource::NumTcpSock => row.failcnt = refused.tcp,
+                    Resource::NumOtherSock => row.failcnt = refused.other,
+                    _ => {}
+                }
+            }
+        }
         if let Some(set) = &self.config {
             for row in rows.iter_mut().filter(|r| !kernel_limits.contains(&r.resource)) {
                 if let Some(v) = set.get(row.resource) {
@@ -191,9 +204,51 @@ impl Beancounter {
     }
 }
 
+impl CgroupDirs {
+    /// The VE's directory in a cgroup2 tree, where cgroup programs attach.
+    fn cgroup2_dir(&self) -> Option<&Path> {
+        match self {
+            CgroupDirs::V1 { unified, .. } => unified.as_deref(),
+            CgroupDirs::V2 { dir } => Some(dir),
+        }
+    }
+}
+
+/// numtcpsock and numothersock: the socket programs of [`crate::sock_limit`] on the VE's
+/// cgroup2 directory. Without one, or where the kernel refuses the programs, the parameters
+/// stay accounted and the report says why.
+fn apply_socket_limits(dir: Option<&Path>, set: &UbcSet, report: &mut AppliedReport) {
+    let tcp = set.get(Resource::NumTcpSock).map(|v| v.limit);
+    let other = set.get(Resource::NumOtherSock).map(|v| v.limit);
+    if tcp.is_none() && other.is_none() {
+        return;
+    }
+    let outcome = match dir {
+        Some(dir) => crate::sock_limit::apply(dir, tcp, other).map_err(|e| {
+            tracing::warn!(dir = %dir.display(), error = %e, "socket limits not attached");
+            format!("socket programs not attached ({e}); accounted from /proc")
+        }),
+        None => Err("no cgroup2 directory for socket programs; accounted from /proc".to_owned()),
+    };
+    for (resource, limit) in [(Resource::NumTcpSock, tcp), (Resource::NumOtherSock, other)] {
+        let Some(limit) = limit else { continue };
+        let e = match &outcome {
+            Ok(()) => Enforcement::Enforced {
+                mechanism: format!(
+                    "cgroup socket programs (inet_sock_create/release): at most {} inet sockets",
+                    crate::sock_limit::limit_text(limit)
+                        .map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
+                ),
+            },
+            Err(reason) => Enforcement::Unsupported { reason: reason.clone() },
+        };
+        report.push(resource, e);
+    }
+}
+
 /// The outcome for parameters without a cgroup mechanism (same on v1 and v2, except
-/// `dcachesize`, which only v2's memory.stat counts, `vmguarpages`, which only v2's
-/// memory.min holds, and the socket counts, which v2's socket programs limit).
+/// `dcachesize`, which only v2's memory.stat counts, and `vmguarpages`, which only v2's
+/// memory.min holds). The socket counts are [`apply_socket_limits`]'s.
 pub(crate) fn outside_cgroup(resource: Resource, v2: bool) -> Option<Enforcement> {
     use Enforcement::{Accounted, AtStart, ConfigOnly, Unsupported};
     Some(match resource {
@@ -213,10 +268,6 @@ pub(crate) fn outside_cgroup(resource: Resource, v2: bool) -> Option<Enforcement
             mechanism: "max= of the VE's devpts instance; ptys open by the VE's processes accounted",
         },
         Resource::PrivvmPages => Accounted { source: "VmData+VmStk of the VE's processes" },
-        Resource::NumTcpSock if !v2 => Accounted { source: "TCP socket fds of the VE's processes" },
-        Resource::NumOtherSock if !v2 => {
-            Accounted { source: "non-TCP socket fds of the VE's processes" }
-        }
         Resource::NumFlock => Accounted { source: "/proc/locks entries of the VE's processes" },
         Resource::OtherSockBuf => Accounted { source: "UDP send queues of the VE's sockets" },
         Resource::DgramRcvBuf => Accounted { source: "UDP receive queues of the VE's sockets" },
@@ -310,11 +361,12 @@ mod tests {
             Resource::OomGuarPages,
             Resource::TcpSndBuf,
             Resource::TcpRcvBuf,
+            Resource::NumTcpSock,
+            Resource::NumOtherSock,
         ];
         for r in Resource::ALL {
             for v2 in [false, true] {
-                let v2_only = [Resource::VmGuarPages, Resource::NumTcpSock, Resource::NumOtherSock];
-                let by_cgroup = cgroup.contains(&r) || (v2 && v2_only.contains(&r));
+                let by_cgroup = cgroup.contains(&r) || (v2 && r == Resource::VmGuarPages);
                 assert_eq!(outside_cgroup(r, v2).is_none(), by_cgroup, "{r}");
             }
         }

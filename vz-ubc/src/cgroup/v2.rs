@@ -56,7 +56,6 @@ pub(super) fn apply(dir: &Path, set: &UbcSet, report: &mut AppliedReport) -> Res
             set_file(dir, "pids.max", limit, "the pids controller is not enabled for this cgroup")?;
         report.push(Resource::NumProc, e);
     }
-    apply_socket_limits(dir, set, report);
     if set.get(Resource::KmemSize).is_some() {
         let e = Enforcement::Accounted {
             source: "memory.stat kernel (cgroup v2 has no separate kernel-memory limit; kernel \
@@ -79,35 +78,6 @@ pub(super) fn apply(dir: &Path, set: &UbcSet, report: &mut AppliedReport) -> Res
         }
     }
     Ok(())
-}
-
-/// numtcpsock and numothersock: the socket programs of [`crate::sock_limit`]. Where the kernel
-/// refuses them the parameters stay accounted, and the report says why.
-fn apply_socket_limits(dir: &Path, set: &UbcSet, report: &mut AppliedReport) {
-    let tcp = set.get(Resource::NumTcpSock).map(|v| v.limit);
-    let other = set.get(Resource::NumOtherSock).map(|v| v.limit);
-    if tcp.is_none() && other.is_none() {
-        return;
-    }
-    let outcome = crate::sock_limit::apply(dir, tcp, other);
-    if let Err(e) = &outcome {
-        tracing::warn!(dir = %dir.display(), error = %e, "socket limits not attached");
-    }
-    for (resource, limit) in [(Resource::NumTcpSock, tcp), (Resource::NumOtherSock, other)] {
-        let Some(limit) = limit else { continue };
-        let e = match &outcome {
-            Ok(()) => Enforcement::Enforced {
-                mechanism: format!(
-                    "cgroup socket programs (inet_sock_create/release): at most {} inet sockets",
-                    value(crate::sock_limit::limit_text(limit))
-                ),
-            },
-            Err(e) => Enforcement::Unsupported {
-                reason: format!("socket programs not attached ({e}); accounted from /proc"),
-            },
-        };
-        report.push(resource, e);
-    }
 }
 
 /// Kernel-memory fields of memory.stat, for kernels older than the `kernel` field (5.18).
@@ -184,15 +154,6 @@ pub(super) fn usage(dir: &Path) -> Result<(Vec<Usage>, Vec<Resource>)> {
             Resource::DcacheSize,
         ] {
             put(&mut rows, Usage::unmeasured(r));
-        }
-    }
-    if let Some(refused) = crate::sock_limit::failures(dir) {
-        for row in &mut rows {
-            match row.resource {
-                Resource::NumTcpSock => row.failcnt = refused.tcp,
-                Resource::NumOtherSock => row.failcnt = refused.other,
-                _ => {}
-            }
         }
     }
     if f("pids.current").exists() {

@@ -41,6 +41,7 @@ impl VeCgroup {
                 dirs: CgroupDirs::V1 {
                     memory: memory.dir().to_path_buf(),
                     pids: Some(pids.dir().to_path_buf()),
+                    unified: None,
                 },
                 procs: vec![memory.procs(), pids.procs()],
                 children: vec![],
