@@ -44,7 +44,14 @@ fn diskspace_is_enforced_inside_the_ve_only() {
         .parse()
         .unwrap();
     let df_used: u64 = df.split_whitespace().nth(2).unwrap().parse().unwrap();
-    assert_eq!(used, df_used, "vzquota reports what df in the VE reports: {full} {df}");
+    // Where the kernel enforces the soft limit (project quota), vzquota reports the project's
+    // usage, which leaves out ext4's own quota files (a few KB), and df caps usage at the soft
+    // limit when that is below the filesystem's size.
+    let shown = used.min(size_kb);
+    assert!(
+        shown.abs_diff(df_used) <= 64,
+        "vzquota reports what df in the VE reports: {full} {df}"
+    );
     ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
     ok(tree.run("vzctl", &["destroy", &ctid]));
     let loops = std::fs::read_dir("/sys/block")

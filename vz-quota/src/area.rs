@@ -15,6 +15,7 @@ use crate::image;
 use crate::limit::{DiskInodes, DiskSpace, Layout, UNLIMITED};
 use crate::loopdev::{self, LoopDevice};
 use crate::mount;
+use crate::project;
 use crate::record::Record;
 use crate::stat::{Grace, QuotaStat, Usage};
 use crate::ugid::{self, SecondLevel, TreeUsage};
@@ -22,7 +23,7 @@ use crate::ugid::{self, SecondLevel, TreeUsage};
 const IMAGE_DIR: &str = "root.hdd";
 const IMAGE_FILE: &str = "root.img";
 const RECORD_FILE: &str = "vzquota.conf";
-const QUOTA_OPTIONS: &str = "usrquota,grpquota";
+const UGID_OPTIONS: &str = "usrquota,grpquota";
 
 /// A VE's private area: its files, as a directory or as an ext4 image, plus its limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +90,12 @@ impl PrivateArea {
             let dir = self.private.join(IMAGE_DIR);
             std::fs::create_dir(&dir).map_err(|e| QuotaError::io("mkdir", &dir, e))?;
             let inode_count = inodes.map(|i| i.hard).filter(|&n| n != UNLIMITED);
-            image::create(&self.image_path(), space.hard_kb, inode_count, false)?;
+            image::create(
+                &self.image_path(),
+                space.hard_kb,
+                inode_count,
+                ugid::kernel_has_quota(),
+            )?;
         }
         Record { space, inodes, ..Record::default() }.save(&self.record_path())
     }
@@ -151,14 +157,16 @@ impl PrivateArea {
         self.record().map(|r| (r.space, r.inodes))
     }
 
-    /// Sets QUOTATIME, the grace period in seconds.
+    /// Sets QUOTATIME, the grace period in seconds; a mounted image with project quota gets it
+    /// at once.
     ///
     /// # Errors
-    /// When the record cannot be written.
+    /// When the record cannot be written, or the kernel refuses the new grace period.
     pub fn set_quota_time(&self, seconds: u64) -> Result<()> {
         let mut record = self.record()?;
         record.quota_time = seconds;
-        record.save(&self.record_path())
+        record.save(&self.record_path())?;
+        self.reapply_project_limits()
     }
 
     /// Sets QUOTAUGIDLIMIT (0 turns the second level off). Takes effect at the next mount, as
@@ -173,12 +181,19 @@ impl PrivateArea {
     }
 
     /// Mounts the area at `root` (an existing directory): a bind mount of the directory, or
-    /// the image on an auto-clearing loop device. With QUOTAUGIDLIMIT > 0 on a kernel with
-    /// quota support, the image gets the `quota` feature and is mounted with user and group
-    /// quota; where the kernel refuses, it is mounted without ([`Self::second_level`] says so).
+    /// the image on an auto-clearing loop device.
+    ///
+    /// On a kernel with quota support the image gets what it lacks of ext4's `project` feature
+    /// and project quota (if its inodes are over 128 bytes), and of user and group quota (with
+    /// QUOTAUGIDLIMIT > 0), and is mounted with `prjquota` (and `usrquota,grpquota`); its tree
+    /// is put in project [`crate::PROJECT_ID`] (walked once when the feature is new) and the
+    /// project gets DISKSPACE, DISKINODES and QUOTATIME. Where the kernel refuses the quota
+    /// options, the image loses its quota features and is mounted without:
+    /// [`Self::first_level_soft`] and [`Self::second_level`] say so.
     ///
     /// # Errors
-    /// [`QuotaError::AlreadyMounted`], or the failing mount step.
+    /// [`QuotaError::AlreadyMounted`], or the failing mount step. A failure to set the project
+    /// up after the mount is logged and reported by [`Self::first_level_soft`], not returned.
     ///
     /// # Privileges
     /// CAP_SYS_ADMIN.
@@ -190,22 +205,39 @@ impl PrivateArea {
             return mount::bind(&self.private, root);
         }
         let image = self.image_path();
-        let want_quota = self.record()?.ugid_limit > 0 && ugid::kernel_has_quota();
-        let has_feature = image::info(&image)?.quota_feature;
-        if want_quota && !has_feature {
-            image::set_quota_feature(&image, true)?;
+        let record = self.record()?;
+        let info = image::info(&image)?;
+        let kernel_quota = ugid::kernel_has_quota();
+        let want_ugid = kernel_quota && record.ugid_limit > 0;
+        let want_project = kernel_quota && project::fits(&info);
+        if kernel_quota && !want_project {
+            tracing::info!(image = %image.display(), inode_size = info.inode_size,
+                "inodes too small for a project id: soft limits are reported, not enforced");
         }
+        let tune = image::quota_tune_args(&info, want_ugid, want_project);
+        if !tune.is_empty() {
+            image::tune(&image, &tune)?;
+        }
+        let options = mount_options(want_ugid, want_project);
         let device = LoopDevice::attach(&image)?;
-        let options = if want_quota { QUOTA_OPTIONS } else { "" };
-        match mount::mount_ext4(device.path(), root, options) {
-            Ok(()) => Ok(()),
-            Err(e) if want_quota || has_feature => {
-                // The kernel lacks a quota format after all: mount without second level.
+        match mount::mount_ext4(device.path(), root, &options) {
+            Ok(()) => {
+                if want_project {
+                    let adopt = !info.project_feature;
+                    if let Err(e) = project::setup(root, device.path(), &record, adopt) {
+                        tracing::warn!(image = %image.display(), error = %e,
+                            "project quota not set up: soft limits are reported only");
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if !options.is_empty() || info.quota_feature || info.project_feature => {
+                // The kernel lacks a quota format after all: mount without quota.
                 tracing::warn!(image = %image.display(), error = %e,
-                    "mount with quota failed; mounting without second-level quota");
+                    "mount with quota failed; mounting without quota");
                 drop(device);
                 loopdev::wait_detached(&image, std::time::Duration::from_secs(5))?;
-                image::set_quota_feature(&image, false)?;
+                image::clear_quota_features(&image)?;
                 let device = LoopDevice::attach(&image)?;
                 mount::mount_ext4(device.path(), root, "")
                     .map_err(|e| QuotaError::errno("mount ext4", root, e))
@@ -306,9 +338,10 @@ impl PrivateArea {
         }
     }
 
-    /// Usage against the limits: from statvfs of the mounted image (or its superblock when not
-    /// mounted), or from a walk of the directory. Starts and clears grace timers as usage
-    /// crosses the soft limits.
+    /// Usage against the limits: from the kernel's project quota where it enforces the soft
+    /// limits (usage and grace deadlines as the kernel keeps them), else from statvfs of the
+    /// mounted image (or its superblock when not mounted), or from a walk of the directory.
+    /// Starts and clears the record's grace timers as usage crosses the soft limits.
     ///
     /// # Errors
     /// I/O errors, a failing dumpe2fs.
@@ -342,28 +375,39 @@ impl PrivateArea {
             record.save(&self.record_path())?;
         }
         let qt = record.quota_time;
+        let kernel = match self.layout {
+            Layout::Image => self.kernel_usage(root)?,
+            Layout::Simfs => None,
+        };
+        let (blocks_grace, inodes_grace) = match kernel {
+            Some(q) => {
+                (project::grace(q.blocks_grace_end, now), project::grace(q.inodes_grace_end, now))
+            }
+            None => (Grace::at(blocks_since, qt, now), Grace::at(inodes_since, qt, now)),
+        };
         Ok(QuotaStat {
-            blocks: Usage::new(
-                used_kb,
-                space.soft_kb,
-                space.hard_kb,
-                Grace::at(blocks_since, qt, now),
-            ),
-            inodes: Usage::new(
-                used_inodes,
-                inodes.soft,
-                inodes.hard,
-                Grace::at(inodes_since, qt, now),
-            ),
+            blocks: Usage::new(used_kb, space.soft_kb, space.hard_kb, blocks_grace),
+            inodes: Usage::new(used_inodes, inodes.soft, inodes.hard, inodes_grace),
             quota_time: qt,
             enforced: self.layout == Layout::Image,
         })
     }
 
-    /// (used KB, used inodes, size KB, inode count) of the image: statvfs when mounted at
+    /// (used KB, used inodes, size KB, inode limit) of the image: the project's usage and
+    /// inode limit where the kernel enforces project quota, else statvfs when mounted at
     /// `root`, the superblock otherwise.
     pub(crate) fn image_usage(&self, root: &Path) -> Result<(u64, u64, u64, u64)> {
         if self.mount_of_image(root)?.is_some() {
+            if let Some(q) = self.kernel_usage(root)? {
+                let info = image::info(&self.image_path())?;
+                let used_kb = q.space_bytes.div_ceil(1024);
+                // The project's inode limit is exact; the filesystem rounds up to whole groups.
+                let inodes = match q.inodes_hard {
+                    0 => info.inode_count,
+                    limit => limit.min(info.inode_count),
+                };
+                return Ok((used_kb, q.inodes, info.size_kb(), inodes));
+            }
             let s = nix::sys::statvfs::statvfs(root)
                 .map_err(|e| QuotaError::errno("statvfs", root, e))?;
             let frsize = s.fragment_size();
@@ -380,6 +424,12 @@ impl PrivateArea {
     }
 }
 
+/// ext4 mount options for the wanted quota: user and group (second level), project (first).
+fn mount_options(ugid: bool, project: bool) -> String {
+    let wanted = [(ugid, UGID_OPTIONS), (project, project::MOUNT_OPTION)];
+    wanted.iter().filter(|(on, _)| *on).map(|(_, o)| *o).collect::<Vec<_>>().join(",")
+}
+
 /// Whether this process has CAP_SYS_RESOURCE (needed to grow a mounted ext4).
 pub fn has_cap_sys_resource() -> bool {
     const CAP_SYS_RESOURCE: u32 = 24;
@@ -390,4 +440,17 @@ pub fn has_cap_sys_resource() -> bool {
             u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
         })
         .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_options_name_each_wanted_quota() {
+        assert_eq!(mount_options(false, false), "");
+        assert_eq!(mount_options(true, false), "usrquota,grpquota");
+        assert_eq!(mount_options(false, true), "prjquota");
+        assert_eq!(mount_options(true, true), "usrquota,grpquota,prjquota");
+    }
 }

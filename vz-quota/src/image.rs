@@ -42,7 +42,8 @@ pub(crate) fn run_tool(program: &'static str, args: &[&str], ok_codes: &[i32]) -
 
 /// Makes a sparse file of `size_kb` at `image` (which must not exist) with an ext4 in it.
 /// `inodes`: the inode count to ask mkfs for (`-N`), rounded up by ext4 to whole groups.
-/// `quota`: make the image with the `quota` feature (second-level quota; needs kernel support).
+/// `quota`: make the image with 256-byte inodes, the `project` feature and user, group and
+/// project quota (needs kernel quota support to mount read-write).
 pub(crate) fn create(image: &Path, size_kb: u64, inodes: Option<u64>, quota: bool) -> Result<()> {
     let file = OpenOptions::new()
         .write(true)
@@ -54,17 +55,29 @@ pub(crate) fn create(image: &Path, size_kb: u64, inodes: Option<u64>, quota: boo
     drop(file);
     let path = image.to_string_lossy();
     let inodes_arg = inodes.map(|n| n.max(16).to_string());
-    let mut args = vec!["-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0"];
-    args.extend(["-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"]);
-    if let Some(n) = &inodes_arg {
-        args.extend(["-N", n.as_str()]);
-    }
-    if quota {
-        args.extend(["-O", "quota"]);
-    }
+    let mut args = mkfs_args(inodes_arg.as_deref(), quota);
     args.push(&path);
     run_tool("mkfs.ext4", &args, &[0])?;
     Ok(())
+}
+
+/// mkfs.ext4's arguments, less the image path.
+fn mkfs_args(inodes: Option<&str>, quota: bool) -> Vec<&str> {
+    let mut args = vec!["-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0"];
+    if quota {
+        // A project id lives in the inode's extra space: 128-byte inodes have none.
+        args.extend(["-I", "256", "-O", "quota,project"]);
+        args.extend([
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1,nodiscard,quotatype=usrquota:grpquota:prjquota",
+        ]);
+    } else {
+        args.extend(["-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"]);
+    }
+    if let Some(n) = inodes {
+        args.extend(["-N", n]);
+    }
+    args
 }
 
 /// Geometry and counters of an ext4, from its superblock.
@@ -77,7 +90,14 @@ pub(crate) struct FsInfo {
     pub(crate) free_inodes: u64,
     pub(crate) blocks_per_group: u64,
     pub(crate) inodes_per_group: u64,
+    /// Bytes per inode (128 leaves no room for a project id).
+    pub(crate) inode_size: u64,
     pub(crate) quota_feature: bool,
+    pub(crate) project_feature: bool,
+    /// Which quota types have a hidden quota inode: user, group, project.
+    pub(crate) user_quota: bool,
+    pub(crate) group_quota: bool,
+    pub(crate) project_quota: bool,
 }
 
 impl FsInfo {
@@ -113,8 +133,13 @@ fn parse_dumpe2fs(text: &str) -> FsInfo {
             "Free inodes" => info.free_inodes = number,
             "Blocks per group" => info.blocks_per_group = number,
             "Inodes per group" => info.inodes_per_group = number,
+            "Inode size" => info.inode_size = number,
+            "User quota inode" => info.user_quota = number != 0,
+            "Group quota inode" => info.group_quota = number != 0,
+            "Project quota inode" => info.project_quota = number != 0,
             "Filesystem features" => {
                 info.quota_feature = value.split_whitespace().any(|f| f == "quota");
+                info.project_feature = value.split_whitespace().any(|f| f == "project");
             }
             _ => {}
         }
@@ -146,10 +171,40 @@ pub(crate) fn minimum_kb(image: &Path) -> Result<u64> {
     Ok(blocks * BLOCK_SIZE / 1024)
 }
 
-/// Turns the `quota` feature on or off on an unmounted image.
-pub(crate) fn set_quota_feature(image: &Path, on: bool) -> Result<()> {
-    let feature = if on { "quota" } else { "^quota" };
-    run_tool("tune2fs", &["-O", feature, &image.to_string_lossy()], &[0]).map(drop)
+/// tune2fs arguments (less the image) that add what `info` lacks of the wanted quota: user and
+/// group quota (`user_group`), the `project` feature and project quota (`project`). Empty when
+/// nothing is missing.
+pub(crate) fn quota_tune_args(info: &FsInfo, user_group: bool, project: bool) -> Vec<String> {
+    let mut args = Vec::new();
+    if project && !info.project_feature {
+        args.extend(["-O".to_owned(), "project".to_owned()]);
+    }
+    let types: Vec<&str> = [
+        (user_group && !info.user_quota, "usrquota"),
+        (user_group && !info.group_quota, "grpquota"),
+        (project && !info.project_quota, "prjquota"),
+    ]
+    .into_iter()
+    .filter_map(|(missing, name)| missing.then_some(name))
+    .collect();
+    if !types.is_empty() {
+        args.extend(["-Q".to_owned(), types.join(",")]);
+    }
+    args
+}
+
+/// Runs tune2fs with `args` on the unmounted `image`.
+pub(crate) fn tune(image: &Path, args: &[impl AsRef<str>]) -> Result<()> {
+    let path = image.to_string_lossy();
+    let mut all: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    all.push(&path);
+    run_tool("tune2fs", &all, &[0]).map(drop)
+}
+
+/// Removes every quota feature (`quota`, `project`) from the unmounted `image`, for a kernel
+/// that refuses to mount them read-write.
+pub(crate) fn clear_quota_features(image: &Path) -> Result<()> {
+    tune(image, &["-O", "^quota,^project"])
 }
 
 #[cfg(test)]
@@ -171,6 +226,50 @@ mod tests {
         assert_eq!(info.inodes_at(1_048_576), 65_536);
         assert_eq!(info.inodes_at(2 * 1_048_576), 131_072);
         assert_eq!(info.inodes_at(1_048_576 + 4), 65_536 + 8192);
+    }
+
+    #[test]
+    fn quota_inodes_and_features_are_parsed() {
+        let text = "Filesystem features:      has_journal quota metadata_csum project\n\
+                    Inode size:\t          256\nUser quota inode:         3\n\
+                    Project quota inode:      12\n";
+        let info = parse_dumpe2fs(text);
+        assert_eq!(info.inode_size, 256);
+        assert!(info.quota_feature && info.project_feature);
+        assert!(info.user_quota && !info.group_quota && info.project_quota);
+    }
+
+    #[test]
+    fn tune2fs_adds_only_what_is_missing() {
+        let bare = FsInfo { inode_size: 256, ..FsInfo::default() };
+        assert!(quota_tune_args(&bare, false, false).is_empty());
+        assert_eq!(quota_tune_args(&bare, true, false), ["-Q", "usrquota,grpquota"]);
+        assert_eq!(quota_tune_args(&bare, false, true), ["-O", "project", "-Q", "prjquota"]);
+        assert_eq!(
+            quota_tune_args(&bare, true, true),
+            ["-O", "project", "-Q", "usrquota,grpquota,prjquota"]
+        );
+        let full = FsInfo {
+            project_feature: true,
+            user_quota: true,
+            group_quota: true,
+            project_quota: true,
+            ..bare
+        };
+        assert!(quota_tune_args(&full, true, true).is_empty());
+        let project_only = FsInfo { user_quota: false, group_quota: false, ..full };
+        assert_eq!(quota_tune_args(&project_only, true, true), ["-Q", "usrquota,grpquota"]);
+    }
+
+    #[test]
+    fn images_for_quota_kernels_get_room_for_project_ids() {
+        let args = mkfs_args(Some("1000"), true);
+        let text = args.join(" ");
+        assert!(text.contains("-I 256 -O quota,project"), "{text}");
+        assert!(text.contains("quotatype=usrquota:grpquota:prjquota"), "{text}");
+        assert!(text.ends_with("-N 1000"), "{text}");
+        let plain = mkfs_args(None, false).join(" ");
+        assert!(!plain.contains("quota") && !plain.contains("-I "), "{plain}");
     }
 
     #[test]

@@ -14,14 +14,45 @@
 //! Soft limits and QUOTATIME are kept in a small record beside the area and reported with
 //! their grace timers by [`PrivateArea::stat`], whose [`QuotaStat`] prints as `vzquota stat`.
 //!
+//! **Soft limits and grace in the kernel** (first level, image layout): on a kernel with quota
+//! formats, images are made with 256-byte inodes, ext4's `project` feature and user, group and
+//! project quota (`mkfs.ext4 -I 256 -O quota,project -E quotatype=usrquota:grpquota:prjquota`);
+//! an older image gets them from tune2fs at mount. The image is mounted with `prjquota`; its
+//! root directory is put in project [`PROJECT_ID`] with PROJINHERIT, so every file made in
+//! the VE joins the project (the tree of a converted image is walked once; symlinks, special
+//! and immutable files already there cannot take a project id and stay out). The project's limits
+//! are DISKSPACE (1K blocks, barrier soft and limit hard) and DISKINODES, its block and inode
+//! grace periods QUOTATIME, set with quotactl at every mount and whenever
+//! [`PrivateArea::set_limits`] or [`PrivateArea::set_quota_time`] change them on a mounted
+//! area. Past the soft limit writes succeed for QUOTATIME seconds, then fail with EDQUOT
+//! (QUOTATIME 0: right after the write that crossed it); the block hard limit stays the
+//! image's size, and DISKINODES holds exactly (not rounded up to block groups). There ext4
+//! answers statvfs (`df` in the VE) with the project's soft limit as the size when that is
+//! below the filesystem's, usage capped at it, and [`PrivateArea::stat`] takes usage (files
+//! only, without ext4's quota files) and grace deadlines from the kernel.
+//! [`PrivateArea::first_level_soft`] says whether that is in force or why not:
+//!
+//! | kernel / area | soft limits and QUOTATIME |
+//! | --- | --- |
+//! | quota formats (`quota_v2`), image with inodes > 128 bytes | enforced (EDQUOT after the grace) |
+//! | quota formats, image with 128-byte inodes | reported: tune2fs cannot enlarge inodes of a flex_bg ext4 |
+//! | no quota formats (e.g. a 6.18 kernel without CONFIG_QUOTA) | reported: images are made without quota features, which such a kernel refuses to mount read-write (an image that has them loses them at mount) |
+//! | directory layout (simfs) | reported |
+//!
+//! Caveats: a process with CAP_SYS_RESOURCE ignores quota limits (the kernel's rule; vz-ns
+//! leaves it out of a VE's bounding set by default). Root in a VE lives in the init user
+//! namespace and owns its files, so it may change a file's project id (FS_IOC_FSSETXATTR) and
+//! move usage out of the project, escaping the soft limits and the project's accounting; the
+//! hard limit, the filesystem's size, still holds.
+//!
 //! The **second level** (per uid/gid inside the VE, QUOTAUGIDLIMIT > 0): on a kernel with
 //! quota formats the image gets ext4's `quota` feature and is mounted with `usrquota,grpquota`,
 //! so root in the VE uses the standard quota tools; elsewhere [`PrivateArea::second_level`]
 //! says why it is unavailable and [`PrivateArea::ugid_usage`] reports usage by accounting.
 //!
 //! # Privileges
-//! Mounting, loop devices and resizing need root (CAP_SYS_ADMIN); growing a mounted image
-//! needs CAP_SYS_RESOURCE as well. Parsing and formatting need nothing.
+//! Mounting, loop devices, resizing and quotactl need root (CAP_SYS_ADMIN); growing a mounted
+//! image needs CAP_SYS_RESOURCE as well. Parsing and formatting need nothing.
 #![deny(unsafe_code)]
 
 mod area;
@@ -30,10 +61,14 @@ mod image;
 mod limit;
 mod loopdev;
 mod mount;
+mod project;
 mod record;
 mod resize;
 mod stat;
-#[allow(unsafe_code, reason = "loop device ioctls; every block has a SAFETY comment")]
+#[allow(
+    unsafe_code,
+    reason = "loop device and project id ioctls, quotactl; every block has a SAFETY comment"
+)]
 mod sys;
 mod ugid;
 mod ugid_limits;
@@ -41,6 +76,7 @@ mod ugid_limits;
 pub use area::{PrivateArea, has_cap_sys_resource};
 pub use error::{QuotaError, Result};
 pub use limit::{DiskInodes, DiskSpace, Layout, UNLIMITED};
+pub use project::{PROJECT_ID, SoftLimits};
 pub use record::DEFAULT_QUOTATIME;
 pub use stat::{Grace, QuotaStat, Usage};
 pub use ugid::{SecondLevel, TreeUsage, UgidUsage, kernel_has_quota};

@@ -17,14 +17,16 @@ impl PrivateArea {
     /// at `root`) grows online: file, loop device, then `resize2fs` on the mounted filesystem;
     /// without CAP_SYS_RESOURCE the kernel refuses and everything is put back as it was. An
     /// unmounted image is checked (`e2fsck -f`) and resized offline, up or down. ext4 fixes the
-    /// inodes per block group at mkfs, so the inode hard limit can only follow the size.
-    /// Directory layout: the limits are recorded and reported, not enforced.
+    /// inodes per block group at mkfs, so the filesystem's inode count can only follow the
+    /// size. Where the image is mounted with project quota, the project takes the new soft and
+    /// hard limits at once (DISKINODES then holds exactly, also below the inode count). Directory layout: the limits are recorded and reported, not enforced.
     ///
     /// # Errors
     /// [`QuotaError::BelowUsage`] when a hard limit is below current usage,
     /// [`QuotaError::OnlineGrowNeedsCapSysResource`], [`QuotaError::ShrinkNeedsOffline`],
     /// [`QuotaError::InodesFixed`], [`QuotaError::BelowMinimum`], [`QuotaError::UnlimitedImage`],
-    /// [`QuotaError::NotMounted`] when `running` but nothing is mounted at `root`.
+    /// [`QuotaError::NotMounted`] when `running` but nothing is mounted at `root`; an I/O
+    /// error when the kernel refuses the project's new limits.
     ///
     /// # Privileges
     /// CAP_SYS_ADMIN for the loop device; CAP_SYS_RESOURCE to grow a mounted image.
@@ -41,7 +43,8 @@ impl PrivateArea {
         let mut record = self.record()?;
         record.space = Some(space);
         record.inodes = Some(inodes);
-        record.save(&self.record_path())
+        record.save(&self.record_path())?;
+        self.reapply_project_limits()
     }
 
     fn resize_image(

@@ -1,10 +1,15 @@
-//! The only file of vz-quota with `unsafe`: the loop device ioctls, which no safe wrapper covers.
+//! The only file of vz-quota with `unsafe`: the loop device ioctls, the inode attribute ioctls
+//! that carry an ext4 project id, and quotactl, which no safe wrapper covers.
 //!
-//! Layouts from `<linux/loop.h>`. Everything else (mount, umount, statvfs) goes through nix.
+//! Layouts from `<linux/loop.h>`, `<linux/fs.h>` and `<linux/quota.h>`. Everything else (mount,
+//! umount, statvfs) goes through nix.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// `LOOP_CTL_GET_FREE`: on `/dev/loop-control`, returns the number of a free device.
 const LOOP_CTL_GET_FREE: libc::Ioctl = 0x4C82;
@@ -100,6 +105,144 @@ pub(crate) fn loop_set_capacity(device: &File) -> io::Result<()> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
+/// `FS_IOC_FSGETXATTR`: `_IOR('X', 31, struct fsxattr)`.
+const FS_IOC_FSGETXATTR: libc::Ioctl = 0x801C_581F;
+/// `FS_IOC_FSSETXATTR`: `_IOW('X', 32, struct fsxattr)`.
+const FS_IOC_FSSETXATTR: libc::Ioctl = 0x401C_5820;
+/// `FS_XFLAG_PROJINHERIT`: new inodes in this directory take its project id.
+pub(crate) const FS_XFLAG_PROJINHERIT: u32 = 0x200;
+
+/// `struct fsxattr`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct FsXattr {
+    xflags: u32,
+    extsize: u32,
+    nextents: u32,
+    projid: u32,
+    cowextsize: u32,
+    pad: [u8; 8],
+}
+
+/// The project id of the open file or directory `file`, and whether it has PROJINHERIT.
+pub(crate) fn project_of(file: &File) -> io::Result<(u32, bool)> {
+    let attr = get_fsxattr(file)?;
+    Ok((attr.projid, attr.xflags & FS_XFLAG_PROJINHERIT != 0))
+}
+
+/// Puts `file` in project `projid`; `inherit` sets PROJINHERIT too (directories only: the
+/// kernel refuses it on other files).
+pub(crate) fn set_project(file: &File, projid: u32, inherit: bool) -> io::Result<()> {
+    let mut attr = get_fsxattr(file)?;
+    attr.projid = projid;
+    if inherit {
+        attr.xflags |= FS_XFLAG_PROJINHERIT;
+    }
+    // SAFETY: `attr` is a fully initialised `struct fsxattr` that outlives the call; the kernel
+    // only reads it. The fd is open.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FSSETXATTR, &raw const attr) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+fn get_fsxattr(file: &File) -> io::Result<FsXattr> {
+    let mut attr = FsXattr::default();
+    // SAFETY: `attr` is a writable `struct fsxattr` that outlives the call; the kernel fills
+    // it in. The fd is open.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FSGETXATTR, &raw mut attr) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(attr) }
+}
+
+/// `PRJQUOTA`: the project quota type of quotactl.
+const PRJQUOTA: libc::c_int = 2;
+/// `IIF_BGRACE | IIF_IGRACE`: which fields of `struct if_dqinfo` Q_SETINFO sets.
+const IIF_GRACE: u32 = 1 | 2;
+
+/// `struct if_dqinfo`.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct IfDqinfo {
+    bgrace: u64,
+    igrace: u64,
+    flags: u32,
+    valid: u32,
+}
+
+/// Limits and usage of one project: limits in 1K blocks and inodes (0 = none), usage in bytes
+/// and inodes, and the Unix times the grace periods end (0 = not over the soft limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ProjectQuota {
+    pub(crate) blocks_soft: u64,
+    pub(crate) blocks_hard: u64,
+    pub(crate) inodes_soft: u64,
+    pub(crate) inodes_hard: u64,
+    pub(crate) space_bytes: u64,
+    pub(crate) inodes: u64,
+    pub(crate) blocks_grace_end: u64,
+    pub(crate) inodes_grace_end: u64,
+}
+
+fn special(device: &Path) -> io::Result<CString> {
+    CString::new(device.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// quotactl on the project quota of the filesystem on `device`.
+///
+/// # Safety
+/// `data` must point to a live structure of the kind `cmd` reads or writes (`struct if_dqblk`
+/// for Q_GETQUOTA/Q_SETQUOTA, `struct if_dqinfo` for Q_SETINFO).
+unsafe fn quotactl(
+    cmd: libc::c_int,
+    device: &Path,
+    id: u32,
+    data: *mut libc::c_char,
+) -> io::Result<()> {
+    let special = special(device)?;
+    let id = libc::c_int::try_from(id).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `special` is a NUL-terminated path that outlives the call; the caller vouches
+    // for `data`.
+    let rc = unsafe { libc::quotactl(libc::QCMD(cmd, PRJQUOTA), special.as_ptr(), id, data) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Reads project `id`'s limits and usage on the filesystem of block device `device`.
+pub(crate) fn project_quota(device: &Path, id: u32) -> io::Result<ProjectQuota> {
+    // SAFETY: `dqblk` is plain integers; all zeroes is a valid value.
+    let mut q: libc::dqblk = unsafe { std::mem::zeroed() };
+    // SAFETY: Q_GETQUOTA writes a `struct if_dqblk`, which `q` is.
+    unsafe { quotactl(libc::Q_GETQUOTA, device, id, (&raw mut q).cast()) }?;
+    Ok(ProjectQuota {
+        blocks_soft: q.dqb_bsoftlimit,
+        blocks_hard: q.dqb_bhardlimit,
+        inodes_soft: q.dqb_isoftlimit,
+        inodes_hard: q.dqb_ihardlimit,
+        space_bytes: q.dqb_curspace,
+        inodes: q.dqb_curinodes,
+        blocks_grace_end: q.dqb_btime,
+        inodes_grace_end: q.dqb_itime,
+    })
+}
+
+/// Sets project `id`'s limits (the usage fields of `limits` are ignored).
+pub(crate) fn set_project_limits(device: &Path, id: u32, limits: &ProjectQuota) -> io::Result<()> {
+    // SAFETY: `dqblk` is plain integers; all zeroes is a valid value.
+    let mut q: libc::dqblk = unsafe { std::mem::zeroed() };
+    q.dqb_bsoftlimit = limits.blocks_soft;
+    q.dqb_bhardlimit = limits.blocks_hard;
+    q.dqb_isoftlimit = limits.inodes_soft;
+    q.dqb_ihardlimit = limits.inodes_hard;
+    q.dqb_valid = libc::QIF_LIMITS;
+    // SAFETY: Q_SETQUOTA reads a `struct if_dqblk`, which `q` is.
+    unsafe { quotactl(libc::Q_SETQUOTA, device, id, (&raw mut q).cast()) }
+}
+
+/// Sets the grace periods (seconds) of project quota on the filesystem of `device`.
+pub(crate) fn set_project_grace(device: &Path, blocks: u64, inodes: u64) -> io::Result<()> {
+    let mut info = IfDqinfo { bgrace: blocks, igrace: inodes, flags: 0, valid: IIF_GRACE };
+    // SAFETY: Q_SETINFO reads a `struct if_dqinfo`, which `info` is.
+    unsafe { quotactl(libc::Q_SETINFO, device, 0, (&raw mut info).cast()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +251,17 @@ mod tests {
     fn layouts_match_the_kernel_headers() {
         assert_eq!(std::mem::size_of::<LoopInfo64>(), 232);
         assert_eq!(std::mem::size_of::<LoopConfig>(), 304);
+        assert_eq!(std::mem::size_of::<FsXattr>(), 28);
+        assert_eq!(std::mem::size_of::<IfDqinfo>(), 24);
+        assert_eq!(std::mem::size_of::<libc::dqblk>(), 72);
+    }
+
+    #[test]
+    fn project_ids_read_where_the_filesystem_has_them() {
+        // tmpfs and ext4 answer FS_IOC_FSGETXATTR; others may not: only check it does not lie.
+        let dir = tempfile::tempdir().unwrap();
+        if let Ok((projid, _)) = project_of(&File::open(dir.path()).unwrap()) {
+            assert_eq!(projid, 0, "a fresh directory outside any project");
+        }
     }
 }

@@ -7,8 +7,10 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 
 use common::{Fixture, dd, df, du_kb, in_mountinfo, loop_devices_of};
-use vz_quota::{DiskInodes, DiskSpace, Layout, PrivateArea, QuotaError, SecondLevel};
+use vz_quota::{DiskInodes, DiskSpace, Layout, PrivateArea, QuotaError, SecondLevel, SoftLimits};
 use vz_tests::Need;
+
+const CAPSH: &str = "/usr/sbin/capsh";
 
 fn space(mb: u64) -> DiskSpace {
     DiskSpace { soft_kb: mb * 1024, hard_kb: mb * 1024 }
@@ -67,7 +69,7 @@ fn writing_past_the_hard_limit_fails_with_enospc_and_the_host_is_untouched() {
 
 #[test]
 fn creating_files_past_the_inode_limit_fails() {
-    vz_tests::require!(Need::Root, Need::Loop);
+    vz_tests::require!(Need::Root, Need::Loop, Need::Program(CAPSH));
     let fx = Fixture::new("img-inodes");
     let area = make(&fx, 64, Some(DiskInodes { soft: 1000, hard: 1000 }));
     area.mount(&fx.root).unwrap();
@@ -80,18 +82,39 @@ fn creating_files_past_the_inode_limit_fails() {
 
     let dir = fx.root.join("many");
     std::fs::create_dir(&dir).unwrap();
-    let mut created = 0u64;
-    let err = loop {
-        match std::fs::File::create(dir.join(created.to_string())) {
-            Ok(_) => created += 1,
-            Err(e) => break e,
-        }
-        assert!(created <= total_inodes, "created more files than the filesystem has inodes");
-    };
-    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
-    assert_eq!(created, free - 1, "the directory took one inode");
-    let stat = area.stat(&fx.root).unwrap();
-    assert_eq!(stat.inodes.usage, total_inodes);
+    if area.first_level_soft(&fx.root).unwrap() == SoftLimits::Enforced {
+        // Project quota holds DISKINODES exactly, also below the filesystem's inode count
+        // (EDQUOT), for a process without CAP_SYS_RESOURCE (with it, quota is ignored). Above
+        // it, the filesystem's own count is met first (ENOSPC), as on the host.
+        let lowered = DiskInodes { soft: 500, hard: 500 };
+        area.set_limits(&fx.root, space(64), lowered, true).unwrap();
+        let stat = area.stat(&fx.root).unwrap();
+        assert_eq!(stat.inodes.hard, 500);
+        let script =
+            format!("cd {} && i=0; while : > $i; do i=$((i+1)); done; echo $i", dir.display());
+        let out = std::process::Command::new(CAPSH)
+            .args(["--drop=cap_sys_resource", "--", "-c", &script])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("Disk quota exceeded"), "{stderr}");
+        let created: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert_eq!(created, 500 - stat.inodes.usage);
+        assert_eq!(area.stat(&fx.root).unwrap().inodes.usage, 500);
+    } else {
+        let mut created = 0u64;
+        let err = loop {
+            match std::fs::File::create(dir.join(created.to_string())) {
+                Ok(_) => created += 1,
+                Err(e) => break e,
+            }
+            assert!(created <= total_inodes, "created more files than the filesystem has inodes");
+        };
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        assert_eq!(created, free - 1, "the directory took one inode");
+        let stat = area.stat(&fx.root).unwrap();
+        assert_eq!(stat.inodes.usage, total_inodes);
+    }
     PrivateArea::umount(&fx.root).unwrap();
     assert!(loop_devices_of(&fx.image()).is_empty());
 }
