@@ -48,6 +48,35 @@ impl DiskChanges {
         Ok(())
     }
 
+    /// QUOTATIME and QUOTAUGIDLIMIT as CTID.conf sets them (empty values are unset).
+    ///
+    /// # Errors
+    /// A bad value, naming the key's option (exit 21).
+    pub fn from_config(ve: &Ve) -> Result<DiskChanges> {
+        let mut changes = DiskChanges::default();
+        for (key, option) in [("QUOTATIME", "quotatime"), ("QUOTAUGIDLIMIT", "quotaugidlimit")] {
+            if let Some(value) = ve.get(key).map(str::trim).filter(|v| !v.is_empty()) {
+                changes.parse_option(option, value)?;
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Puts QUOTATIME and QUOTAUGIDLIMIT into the unmounted `area` before it is mounted, as
+    /// OpenVZ hands CTID.conf's values to `vzquota on` at every mount.
+    ///
+    /// # Errors
+    /// [`CtlError::Mount`] when the area's record cannot be written.
+    pub fn sync_unmounted(&self, area: &PrivateArea) -> Result<()> {
+        if let Some(seconds) = self.quota_time {
+            area.set_quota_time(seconds).map_err(CtlError::Mount)?;
+        }
+        if let Some(limit) = self.ugid_limit {
+            area.set_ugid_limit(limit).map_err(CtlError::Mount)?;
+        }
+        Ok(())
+    }
+
     /// Whether no disk option was given.
     pub fn is_empty(&self) -> bool {
         *self == DiskChanges::default()

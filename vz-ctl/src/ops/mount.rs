@@ -1,16 +1,18 @@
 //! `vzctl mount` / `vzctl umount`: the private area at VE_ROOT, with the action scripts.
 
+use crate::disk::DiskChanges;
 use crate::error::{CtlError, IoContext, Result};
 use crate::output::say;
 use crate::scripts;
 use crate::ve::Ve;
 
-/// Mounts the private area at VE_ROOT (no-op with a message if already mounted).
+/// Mounts the private area at VE_ROOT (no-op with a message if already mounted), with
+/// CTID.conf's QUOTATIME and QUOTAUGIDLIMIT.
 /// Returns whether this call mounted it.
 ///
 /// # Errors
-/// 43 without a private area, 50 when mounting fails, 79 when an action script fails (the
-/// mount is then undone).
+/// 43 without a private area, 21 for a bad QUOTATIME or QUOTAUGIDLIMIT, 50 when mounting
+/// fails, 79 when an action script fails (the mount is then undone).
 pub fn mount(ve: &Ve) -> Result<bool> {
     ve.config()?;
     let root = ve.root()?;
@@ -25,6 +27,7 @@ pub fn mount(ve: &Ve) -> Result<bool> {
     scripts::run_global_then_ct(ve, "premount")?;
     std::fs::create_dir_all(&root).op("create VE_ROOT", &root)?;
     let area = vz_quota::PrivateArea::open(&private).map_err(CtlError::Mount)?;
+    DiskChanges::from_config(ve)?.sync_unmounted(&area)?;
     area.mount(&root).map_err(CtlError::Mount)?;
     if let Err(e) = scripts::run_global_then_ct(ve, "mount") {
         let _ = vz_quota::PrivateArea::umount(&root);
