@@ -1,6 +1,6 @@
 //! `vzquota`: a VE's disk quota (reference §5). `stat|show [-t] <CTID>` prints the first
-//! level in vzquota's format (with `-t`, the second level: its state and usage per uid and
-//! gid); `setlimit2 <CTID> -u UID|-g GID -b soft -B hard -i soft -I hard` sets one user's or
+//! level in vzquota's format (with `-t`, whether the kernel enforces its soft limits, and the
+//! second level: its state and usage per uid and gid); `setlimit2 <CTID> -u UID|-g GID -b soft -B hard -i soft -I hard` sets one user's or
 //! group's limits inside the VE (second level, QUOTAUGIDLIMIT > 0). The first-level limits
 //! are set by `vzctl create/set --diskspace --diskinodes`, as on an OpenVZ host.
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command line program")]
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use vz_ctl::Ve;
 use vz_ctl::config::GlobalConfig;
 use vz_ctl::ctid::Ctid;
-use vz_quota::{PrivateArea, QuotaError, QuotaOwner, SecondLevel, UgidLimit};
+use vz_quota::{PrivateArea, QuotaError, QuotaOwner, SecondLevel, SoftLimits, UgidLimit};
 
 const USAGE: &str = "Usage: vzquota [-b] stat|show [-t] <CTID>\n\
        vzquota setlimit2 <CTID> -u UID|-g GID -b bsoft -B bhard -i isoft -I ihard";
@@ -63,6 +63,12 @@ fn stat(id: &str, batch: bool, second_level: bool) -> Result<String, Failure> {
     let stat = area.stat(&root).map_err(|e| (1, e.to_string()))?;
     let mut text = if batch { stat.batch() } else { stat.to_string() };
     if second_level {
+        let soft = match area.first_level_soft(&root).map_err(|e| (1, e.to_string()))? {
+            SoftLimits::Enforced => "enforced by the kernel (project quota)".to_owned(),
+            SoftLimits::Reported { reason } => format!("reported only ({reason})"),
+            other => format!("{other:?}"),
+        };
+        let _ = writeln!(text, "Soft limits and grace: {soft}");
         text.push_str(&second_level_report(&area, &root)?);
     }
     Ok(text)
