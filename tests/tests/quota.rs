@@ -93,6 +93,19 @@ fn quotatime_of_the_config_governs_the_soft_limit() {
     ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
 }
 
+/// Copies the host's `program` and the shared libraries ldd names for it into the VE whose
+/// root is mounted at `root`, at the same paths.
+fn install_host_program(root: &std::path::Path, program: &str) {
+    let ldd = std::process::Command::new("ldd").arg(program).output().expect("run ldd");
+    let text = String::from_utf8_lossy(&ldd.stdout);
+    let libraries = text.lines().filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')));
+    for file in libraries.chain([program]) {
+        let target = root.join(file.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().expect("a parent")).expect("mkdir in the VE");
+        std::fs::copy(file, &target).unwrap_or_else(|e| panic!("copy {file}: {e}"));
+    }
+}
+
 /// Free bytes of the file system holding `path`, from `df`.
 fn free_bytes(path: &std::path::Path) -> u64 {
     let out = std::process::Command::new("df")
@@ -191,9 +204,25 @@ fn second_level_limits_hold_for_a_user_inside_the_ve() {
         ["setlimit2", &ctid, "-u", "65534", "-b", "1000", "-B", "1000", "-i", "50", "-I", "50"];
     let set = tree.run("vzquota", &limit);
     let report = ok(tree.run("vzquota", &["stat", "-t", &ctid]));
+    // The root file system's device is a node in the VE's /dev, for the quota tools to look
+    // up; nobody in the VE can open it, root included.
+    let device =
+        ok(tree.run("vzctl", &["exec", &ctid, "awk '$2 == \"/\" {print $1; exit}' /proc/mounts"]));
+    let device = device.trim();
+    assert!(device.starts_with("/dev/loop"), "{device}");
+    ok(tree.run("vzctl", &["exec", &ctid, &format!("test -b {device}")]));
+    let open = tree.run("vzctl", &["exec2", &ctid, &format!("head -c 1 {device} >/dev/null")]);
+    assert_ne!(open.status.code(), Some(0), "{}", output_text(&open));
+    assert!(output_text(&open).contains("Operation not permitted"), "{}", output_text(&open));
     if kernel_has_quota {
         ok(set);
         assert!(report.contains("User/group quota: on,active"), "{report}");
+        // Debian's quota tool, run by the user inside the VE, shows the user's own limits.
+        install_host_program(&tree.path().join(format!("root/{ctid}")), "/usr/bin/quota");
+        let own = ok(tree.run("vzctl", &["exec", &ctid, "su -s /bin/sh nobody -c 'quota -v'"]));
+        let row = own.lines().find(|l| l.contains(device)).unwrap_or_default();
+        let numbers: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(numbers.get(2..4), Some(&["1000", "1000"][..]), "{own}");
         let write = |size: &str| {
             let script =
                 format!("su -s /bin/sh nobody -c 'dd if=/dev/zero of=/tmp/f bs=1k count={size}'");

@@ -41,6 +41,40 @@ pub struct DeviceRule {
     pub quota: bool,
 }
 
+/// The device of the VE's root file system, as a node in the VE's /dev. OpenVZ gives a VE its
+/// root device with only the `q` (quota) access: the quota tools find a file system's device
+/// by the name /proc/mounts shows, and quotactl only looks the path up. Nothing in the VE can
+/// open it: the allowlist entry ([`Self::rule`]) allows init's mknod and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaDevice {
+    /// The node's name under /dev, e.g. `loop3` (no `/`).
+    pub name: String,
+    /// Block device major number.
+    pub major: u32,
+    /// Block device minor number.
+    pub minor: u32,
+}
+
+impl QuotaDevice {
+    /// The allowlist entry for the node: `b:<major>:<minor>:mq`.
+    pub fn rule(&self) -> DeviceRule {
+        DeviceRule {
+            kind: DeviceKind::Block,
+            major: Some(self.major),
+            minor: Some(self.minor),
+            read: false,
+            write: false,
+            mknod: true,
+            quota: true,
+        }
+    }
+
+    /// Whether `name` is a plain file name (the node must land in /dev itself).
+    pub(crate) fn has_plain_name(&self) -> bool {
+        !self.name.is_empty() && !self.name.contains('/') && !self.name.starts_with('.')
+    }
+}
+
 impl DeviceRule {
     /// A char-device rule with the access letters `access` (`"rwm"`, `"m"` …).
     pub fn char(major: u32, minor: Option<u32>, access: &str) -> Self {

@@ -31,7 +31,9 @@ mod sys;
 
 pub use bpf::apply_device_rules_v2;
 pub use caps::CapSet;
-pub use devices::{DeviceKind, DeviceRule, apply_device_rules_v1, default_device_rules};
+pub use devices::{
+    DeviceKind, DeviceRule, QuotaDevice, apply_device_rules_v1, default_device_rules,
+};
 pub use enter::{EnterSpec, TtyMode, enter};
 pub use error::{NsError, Result};
 pub use init::{InitHandle, InitSpec, PendingInit, spawn_init};

@@ -210,6 +210,7 @@ fn failed_exec_is_an_error_and_leaves_no_process() -> anyhow::Result<()> {
         devices: default_device_rules(),
         pty_max: None,
         rlimits: Vec::new(),
+        quota_device: None,
     };
     let pending = vz_ns::spawn_init(&spec)?;
     assert!(pending.pid() > 1);
@@ -234,6 +235,7 @@ fn bad_specs_fail_before_anything_runs() -> anyhow::Result<()> {
         devices: Vec::new(),
         pty_max: None,
         rlimits: Vec::new(),
+        quota_device: None,
     };
     let err = vz_ns::spawn_init(&spec).expect_err("missing root");
     assert!(err.to_string().contains("/nonexistent/vz-test-root"), "{err}");
@@ -266,6 +268,7 @@ fn an_unreleased_init_is_killed_on_drop() -> anyhow::Result<()> {
         devices: default_device_rules(),
         pty_max: None,
         rlimits: Vec::new(),
+        quota_device: None,
     };
     let pending = vz_ns::spawn_init(&spec)?;
     assert_eq!(cgroup.pids(), [u32::try_from(pending.pid())?], "init waits in the cgroup");

@@ -35,6 +35,7 @@ fn start(hostname: &str, pty_max: Option<u64>, rlimits: Vec<Rlimit>) -> anyhow::
         devices: default_device_rules(),
         pty_max,
         rlimits,
+        quota_device: None,
     };
     let pending = vz_ns::spawn_init(&spec)?;
     let init_pid = pending.pid();
@@ -197,6 +198,7 @@ fn bad_limits_are_refused_before_anything_runs() -> anyhow::Result<()> {
         devices: default_device_rules(),
         pty_max: None,
         rlimits: vec![lim(RlimitResource::SigPending, 10, 5)],
+        quota_device: None,
     };
     let err = vz_ns::spawn_init(&spec).expect_err("soft above hard");
     let text = err.to_string();

@@ -313,6 +313,15 @@ impl PrivateArea {
         Ok(SecondLevel::Unavailable { reason })
     }
 
+    /// The block device this area's image is mounted from at `root` (e.g. `/dev/loop3`, the
+    /// name /proc/mounts shows); `None` for the directory layout or when not mounted there.
+    ///
+    /// # Errors
+    /// When the mount table cannot be read.
+    pub fn mounted_device(&self, root: &Path) -> Result<Option<PathBuf>> {
+        Ok(self.mount_of_image(root)?.map(|m| PathBuf::from(m.source)))
+    }
+
     /// The mount of this area's image at `root`, if that is what is mounted there.
     pub(crate) fn mount_of_image(&self, root: &Path) -> Result<Option<mount::MountEntry>> {
         if self.layout != Layout::Image || !root.exists() {

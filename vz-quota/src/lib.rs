@@ -47,8 +47,14 @@
 //!
 //! The **second level** (per uid/gid inside the VE, QUOTAUGIDLIMIT > 0): on a kernel with
 //! quota formats the image gets ext4's `quota` feature and is mounted with `usrquota,grpquota`,
-//! so root in the VE uses the standard quota tools; elsewhere [`PrivateArea::second_level`]
-//! says why it is unavailable and [`PrivateArea::ugid_usage`] reports usage by accounting.
+//! and the kernel holds every user's and group's limits inside the VE. The limits are set from
+//! the host ([`PrivateArea::set_ugid_limits`], `vzquota setlimit2`): quotactl's Q_SETQLIM and
+//! Q_GETQUOTA of other ids need CAP_SYS_ADMIN in the file system's user namespace (the
+//! host's, for ext4), which a VE's root does not have. Inside the VE a user's own usage and
+//! limits are readable with the standard `quota` tool (vz-ctl makes the image's device node
+//! in the VE's /dev for it to look up; the VE cannot open it). Elsewhere
+//! [`PrivateArea::second_level`] says why it is unavailable and [`PrivateArea::ugid_usage`]
+//! reports usage by accounting.
 //!
 //! # Privileges
 //! Mounting, loop devices, resizing and quotactl need root (CAP_SYS_ADMIN); growing a mounted

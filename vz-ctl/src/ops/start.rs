@@ -68,8 +68,9 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     let ctid = ve.ctid.get();
     resources::apply_ubc(ctid, &cgroup, &ubc, None)?;
     resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
-    apply_device_rules(&cgroup)?;
-    let spec = init_spec(ve, &root, &cgroup, &ubc)?;
+    let quota_device = quota_device(ve, &root)?;
+    apply_device_rules(&cgroup, quota_device.as_ref())?;
+    let spec = init_spec(ve, &root, &cgroup, &ubc, quota_device)?;
     let pending = vz_ns::spawn_init(&spec).map_err(|e| CtlError::Start(e.into()))?;
     let pid = pending.pid();
     // shmpages: kernel.shm* in the VE's new IPC namespace, before anything in it runs.
@@ -94,10 +95,41 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     Ok(())
 }
 
-/// The device allowlist on the VE's cgroup: the v1 devices controller, or on cgroup v2 a
-/// BPF device program attached to the VE's cgroup.
-pub(crate) fn apply_device_rules(cgroup: &crate::cgroup::VeCgroup) -> Result<()> {
-    let rules = vz_ns::default_device_rules();
+/// The device of the VE's root file system (image layout), for the node the quota tools
+/// look up inside the VE; `None` for the directory layout.
+///
+/// # Errors
+/// [`CtlError::Start`] when the mount table or the device cannot be read.
+pub(crate) fn quota_device(ve: &Ve, root: &Path) -> Result<Option<vz_ns::QuotaDevice>> {
+    use nix::sys::stat::{major, minor, stat};
+    let area =
+        vz_quota::PrivateArea::open(&ve.private()?).map_err(|e| CtlError::Start(e.into()))?;
+    let Some(device) = area.mounted_device(root).map_err(|e| CtlError::Start(e.into()))? else {
+        return Ok(None);
+    };
+    let Some(name) = device.strip_prefix("/dev").ok().and_then(|n| n.to_str()) else {
+        return Ok(None);
+    };
+    let rdev = stat(&device)
+        .map_err(|e| CtlError::Start(format!("stat {}: {e}", device.display()).into()))?
+        .st_rdev;
+    let number =
+        |n: u64| u32::try_from(n).map_err(|_| CtlError::Start(format!("device number {n}").into()));
+    Ok(Some(vz_ns::QuotaDevice {
+        name: name.to_owned(),
+        major: number(major(rdev))?,
+        minor: number(minor(rdev))?,
+    }))
+}
+
+/// The device allowlist on the VE's cgroup (the v1 devices controller, or on cgroup v2 a
+/// BPF device program attached to the VE's cgroup), with `quota_device`'s mknod-only entry.
+pub(crate) fn apply_device_rules(
+    cgroup: &crate::cgroup::VeCgroup,
+    quota_device: Option<&vz_ns::QuotaDevice>,
+) -> Result<()> {
+    let mut rules = vz_ns::default_device_rules();
+    rules.extend(quota_device.map(vz_ns::QuotaDevice::rule));
     let applied = if cgroup.is_v2() {
         cgroup.dir_of("").map(|dir| vz_ns::apply_device_rules_v2(&dir, &rules))
     } else {
@@ -108,13 +140,14 @@ pub(crate) fn apply_device_rules(cgroup: &crate::cgroup::VeCgroup) -> Result<()>
 
 /// What vz-ns needs to make the VE's init: its root, hostname (without HOSTNAME the VE is
 /// "localhost", not a copy of the host's name), `/sbin/init` with a clean environment, the
-/// VE's cgroups, capabilities, devices, and the beancounters its namespaces enforce (numpty
-/// as the devpts limit, per-process rlimits).
+/// VE's cgroups, capabilities, devices (with the root's device for the quota tools), and the
+/// beancounters its namespaces enforce (numpty as the devpts limit, per-process rlimits).
 pub(crate) fn init_spec(
     ve: &Ve,
     root: &Path,
     cgroup: &crate::cgroup::VeCgroup,
     ubc: &vz_ubc::UbcSet,
+    quota_device: Option<vz_ns::QuotaDevice>,
 ) -> Result<vz_ns::InitSpec> {
     Ok(vz_ns::InitSpec {
         root: root.to_owned(),
@@ -126,6 +159,7 @@ pub(crate) fn init_spec(
         devices: vz_ns::default_device_rules(),
         pty_max: vz_ubc::pty_max(ubc),
         rlimits: resources::ve_rlimits(ubc),
+        quota_device,
     })
 }
 

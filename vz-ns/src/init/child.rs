@@ -56,7 +56,7 @@ pub(super) fn intermediate(plan: &ChildPlan, status: OwnedFd, go: OwnedFd) -> ! 
 fn init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
     let setup = (|| -> StepResult {
         nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-        rootfs::enter_root(&plan.root, plan.pty_max)?;
+        rootfs::enter_root(&plan.root, plan.pty_max, plan.quota_device.as_ref())?;
         if let Some(name) = &plan.hostname {
             nix::unistd::sethostname(name).map_err(|e| format!("sethostname {name}: {e}"))?;
         }

@@ -20,7 +20,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid};
 
 use crate::caps::{CapSet, last_cap};
-use crate::devices::DeviceRule;
+use crate::devices::{DeviceRule, QuotaDevice};
 use crate::error::{NsError, Result};
 use crate::exec::ExecPlan;
 use crate::rlimit::{Rlimit, RlimitPlan};
@@ -52,6 +52,9 @@ pub struct InitSpec {
     /// Resource limits set on init before exec, inherited by every process it starts. A hard
     /// limit above what the caller may set is lowered to the caller's hard limit (warning).
     pub rlimits: Vec<Rlimit>,
+    /// The root file system's device, made as an inert node in the VE's /dev for the quota
+    /// tools (the caller adds [`QuotaDevice::rule`] to the cgroup's allowlist).
+    pub quota_device: Option<QuotaDevice>,
 }
 
 /// An init that is set up and waits for [`PendingInit::release`]. Dropping it unreleased
@@ -82,6 +85,7 @@ pub(crate) struct ChildPlan {
     pub(crate) exec: ExecPlan,
     pub(crate) pty_max: Option<u64>,
     pub(crate) rlimits: RlimitPlan,
+    pub(crate) quota_device: Option<QuotaDevice>,
 }
 
 /// Makes the VE's init in new namespaces and waits until it is set up (mounts, pivot_root,
@@ -131,6 +135,12 @@ fn prepare(spec: &InitSpec) -> Result<ChildPlan> {
             reason: format!("{name:?} is not a host name"),
         });
     }
+    if let Some(device) = spec.quota_device.as_ref().filter(|d| !d.has_plain_name()) {
+        return Err(NsError::BadSpec {
+            field: "quota_device",
+            reason: format!("{:?} is not a name for a node in /dev", device.name),
+        });
+    }
     let meta =
         std::fs::metadata(&spec.root).map_err(|e| NsError::io("stat VE root", &spec.root, e))?;
     if !meta.is_dir() {
@@ -146,6 +156,7 @@ fn prepare(spec: &InitSpec) -> Result<ChildPlan> {
         exec: ExecPlan::new(&spec.argv, &spec.env)?,
         pty_max: spec.pty_max,
         rlimits: RlimitPlan::new(&spec.rlimits)?,
+        quota_device: spec.quota_device.clone(),
     })
 }
 

@@ -1,5 +1,6 @@
 //! The VE's /dev: a small tmpfs of its own with the nodes null, zero, full, random, urandom,
-//! tty and console, a new devpts instance at /dev/pts with /dev/ptmx pointing into it, a
+//! tty and console (and the root file system's device for the quota tools, which nothing in
+//! the VE may open), a new devpts instance at /dev/pts with /dev/ptmx pointing into it, a
 //! /dev/shm tmpfs, and the usual symlinks to /proc/self/fd.
 
 use std::os::unix::fs::PermissionsExt;
@@ -10,6 +11,7 @@ use nix::mount::MsFlags;
 use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 
 use super::{StepResult, ensure_dir, mount_flags};
+use crate::devices::QuotaDevice;
 
 /// Character devices of the minimal /dev: name, major, minor, mode.
 const NODES: [(&str, u64, u64, u32); 7] = [
@@ -38,8 +40,13 @@ const SYMLINKS: [(&str, &str); 5] = [
 /// are refused by the mount, and mean no more than this.
 const DEVPTS_MAX: u64 = 1 << 20;
 
-/// Mounts and fills `root/dev`; `pty_max` becomes devpts' `max=`.
-pub(super) fn populate(root: &Path, pty_max: Option<u64>) -> StepResult {
+/// Mounts and fills `root/dev`; `pty_max` becomes devpts' `max=`; `quota_device` is made as
+/// a block node only root may look at (the allowlist lets nobody open it).
+pub(super) fn populate(
+    root: &Path,
+    pty_max: Option<u64>,
+    quota_device: Option<&QuotaDevice>,
+) -> StepResult {
     let dev = ensure_dir(root, "dev", 0o755)?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     mount_flags(
@@ -65,6 +72,12 @@ pub(super) fn populate(root: &Path, pty_max: Option<u64>) -> StepResult {
         // mknod's mode is reduced by the umask; set it exactly.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    }
+    if let Some(device) = quota_device {
+        let path = dev.join(&device.name);
+        let number = makedev(device.major.into(), device.minor.into());
+        mknod(&path, SFlag::S_IFBLK, Mode::from_bits_truncate(0o600), number)
+            .map_err(|e| format!("mknod {}: {e}", path.display()))?;
     }
     for (name, target) in SYMLINKS {
         let path = dev.join(name);

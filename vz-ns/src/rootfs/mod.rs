@@ -13,14 +13,20 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::statvfs::{FsFlags, statvfs};
 
+use crate::devices::QuotaDevice;
+
 /// Result type of the child's setup steps: the error is the text sent to the parent.
 pub(crate) type StepResult<T = ()> = std::result::Result<T, String>;
 
 /// Builds the VE's mounts under `root` and pivots into it. Afterwards `/` is the VE's root
 /// and the host's mount tree is detached. Must run in a new mount and pid namespace (proc
 /// shows the caller's pid namespace, sysfs its network namespace). `pty_max` bounds the
-/// VE's devpts instance.
-pub(crate) fn enter_root(root: &Path, pty_max: Option<u64>) -> StepResult {
+/// VE's devpts instance; `quota_device` is made in /dev.
+pub(crate) fn enter_root(
+    root: &Path,
+    pty_max: Option<u64>,
+    quota_device: Option<&QuotaDevice>,
+) -> StepResult {
     mount_flags(None::<&Path>, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
     bind_root(root)?;
     let proc_dir = ensure_dir(root, "proc", 0o555)?;
@@ -28,7 +34,7 @@ pub(crate) fn enter_root(root: &Path, pty_max: Option<u64>) -> StepResult {
     mount_flags(Some("proc"), &proc_dir, Some("proc"), nsx, None)?;
     let sys_dir = ensure_dir(root, "sys", 0o555)?;
     mount_flags(Some("sysfs"), &sys_dir, Some("sysfs"), nsx | MsFlags::MS_RDONLY, None)?;
-    dev::populate(root, pty_max)?;
+    dev::populate(root, pty_max, quota_device)?;
     proc::mask(root)?;
     proc::restrict_proc_sys(root)?;
     pivot(root)

@@ -109,6 +109,7 @@ impl TestVe {
             devices: default_device_rules(),
             pty_max: None,
             rlimits: Vec::new(),
+            quota_device: None,
         };
         let pending = vz_ns::spawn_init(&spec)?;
         let handle = pending.release()?;
