@@ -217,6 +217,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_quota_device_may_be_made_and_not_opened() {
+        let device = QuotaDevice { name: "loop3".into(), major: 7, minor: 3 };
+        assert_eq!(device.rule().to_cgroup_v1(), "b 7:3 m");
+        assert!(device.has_plain_name());
+        for bad in ["", "../sda", "mapper/x", ".hidden"] {
+            assert!(!QuotaDevice { name: bad.into(), ..device.clone() }.has_plain_name(), "{bad}");
+        }
+    }
+
+    #[test]
     fn openvz_form_round_trips() {
         for text in [
             "c:10:200:rw",
