@@ -337,6 +337,7 @@ fn numtcpsock_refuses_a_socket_past_the_limit_inside_the_ve() {
     let out = ok(tree.run("vzctl", &["exec", &ctid, script]));
     assert!(out.contains("Operation not permitted") && !out.contains("rc=0"), "{out}");
     assert!(vzlist_num(&tree, &ctid, "numtcpsock.f") >= 1, "the refusal is counted");
+    assert_eq!(vzlist_num(&tree, &ctid, "numtcpsock.l"), 3, "the limit in force, though unsaved");
     // Raised at runtime, the same socket is allowed (timeout ends the idle listener: 143).
     ok(tree.run("vzctl", &["set", &ctid, "--numtcpsock", "10"]));
     let out = ok(tree.run("vzctl", &["exec", &ctid, "timeout 1 nc -l -p 10004 2>&1; echo rc=$?"]));

@@ -57,11 +57,19 @@ pub(crate) fn limit_text(value: u64) -> Option<u64> {
     limit_of(value).map(u64::from)
 }
 
-/// Refusals counted by the create program, per class.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct SocketFailures {
-    pub(crate) tcp: u64,
-    pub(crate) other: u64,
+/// What the socket programs of a cgroup hold for one class: the limit in force (`UNLIMITED`
+/// for none) and the refusals counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClassState {
+    pub(crate) limit: u64,
+    pub(crate) refused: u64,
+}
+
+/// The socket limits attached to a cgroup, per class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SocketState {
+    pub(crate) tcp: ClassState,
+    pub(crate) other: ClassState,
 }
 
 /// The maps of the programs attached to a cgroup.
@@ -137,15 +145,16 @@ pub(crate) fn apply(dir: &Path, tcp: Option<u64>, other: Option<u64>) -> io::Res
     Ok(())
 }
 
-/// The refusals counted on `dir`, if socket limits are attached there.
-pub(crate) fn failures(dir: &Path) -> Option<SocketFailures> {
+/// The limits in force and refusals counted on `dir`, if socket limits are attached there.
+pub(crate) fn state(dir: &Path) -> Option<SocketState> {
     let cgroup = File::open(dir).ok()?;
     let installed = Installed::read(cgroup.as_fd());
     installed.fail.as_ref()?;
-    Some(SocketFailures {
-        tcp: installed.slot(FAIL_TCP).unwrap_or(0),
-        other: installed.slot(FAIL_OTHER).unwrap_or(0),
-    })
+    let class = |limit: u32, refused: u32| ClassState {
+        limit: installed.slot(limit).unwrap_or(UNLIMITED),
+        refused: installed.slot(refused).unwrap_or(0),
+    };
+    Some(SocketState { tcp: class(LIMIT_TCP, FAIL_TCP), other: class(LIMIT_OTHER, FAIL_OTHER) })
 }
 
 /// The hash map of a limited class (none for unlimited or 0), with the sockets `old`

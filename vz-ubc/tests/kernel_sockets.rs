@@ -46,7 +46,11 @@ fn run_in(cg: &TestCgroup) -> Vec<u32> {
 }
 
 fn failcnt(bc: &Beancounter, resource: Resource) -> u64 {
-    bc.usage().unwrap().into_iter().find(|u| u.resource == resource).unwrap().failcnt
+    row(bc, resource).failcnt
+}
+
+fn row(bc: &Beancounter, resource: Resource) -> vz_ubc::Usage {
+    bc.usage().unwrap().into_iter().find(|u| u.resource == resource).unwrap()
 }
 
 #[test]
@@ -66,6 +70,9 @@ fn socket_counts_are_limited_by_the_cgroup_socket_programs() {
     assert_eq!(run_in(&cg), [5, 3, 4, 5]);
     assert_eq!(failcnt(&bc, Resource::NumTcpSock), 2, "refused twice: first and second grab");
     assert_eq!(failcnt(&bc, Resource::NumOtherSock), 1);
+    // The limits in force are read back from the kernel's maps, not from a config.
+    let tcp = row(&bc, Resource::NumTcpSock);
+    assert_eq!((tcp.barrier, tcp.limit), (5, 5), "{tcp:?}");
 
     // Raising numtcpsock alone at runtime keeps numothersock and the refusals counted.
     let mut raise = UbcSet::new();
@@ -74,6 +81,8 @@ fn socket_counts_are_limited_by_the_cgroup_socket_programs() {
     assert_eq!(run_in(&cg), [8, 3, 4, 8]);
     assert_eq!(failcnt(&bc, Resource::NumTcpSock), 2);
     assert_eq!(failcnt(&bc, Resource::NumOtherSock), 2);
+    assert_eq!(row(&bc, Resource::NumTcpSock).limit, 100);
+    assert_eq!(row(&bc, Resource::NumOtherSock).limit, 3, "kept");
 
     // Sockets held while the limits change stay counted: 3 held, numtcpsock 5 leaves 2.
     let mut holder = hold_three_tcp_sockets(&cg);

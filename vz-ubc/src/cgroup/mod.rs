@@ -178,17 +178,19 @@ impl Beancounter {
     /// # Errors
     /// [`UbcError::Io`] when a cgroup file that must exist cannot be read.
     pub fn usage(&self) -> Result<Vec<Usage>> {
-        let (mut rows, kernel_limits) = match &self.dirs {
+        let (mut rows, mut kernel_limits) = match &self.dirs {
             CgroupDirs::V1 { memory, pids, .. } => v1::usage(memory, pids.as_deref())?,
             CgroupDirs::V2 { dir } => v2::usage(dir)?,
         };
-        if let Some(refused) = self.dirs.cgroup2_dir().and_then(crate::sock_limit::failures) {
+        if let Some(sockets) = self.dirs.cgroup2_dir().and_then(crate::sock_limit::state) {
             for row in &mut rows {
-                match row.resource {
-                    Resource::NumTcpSock => row.failcnt = refused.tcp,
-                    Resource::NumOtherSock => row.failcnt = refused.other,
-                    _ => {}
-                }
+                let class = match row.resource {
+                    Resource::NumTcpSock => sockets.tcp,
+                    Resource::NumOtherSock => sockets.other,
+                    _ => continue,
+                };
+                (row.barrier, row.limit, row.failcnt) = (class.limit, class.limit, class.refused);
+                kernel_limits.push(row.resource);
             }
         }
         if let Some(set) = &self.config {
