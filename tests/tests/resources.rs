@@ -286,6 +286,9 @@ fn reset_ub_short_options_and_the_vswap_check() {
         assert_eq!(read(&parent.join("memory.low")), "max");
         assert_eq!(read(&parent.join("memory.min")), "max");
     }
+    // A running VE shows the bounds its start applied: the VSwap sample's derived lockedpages
+    // (= ram, 256M) though CTID.conf has no LOCKEDPAGES.
+    assert_eq!(vzlist_num(&tree, &ctid, "lockedpages.l"), (256 << 20) / 4096);
     // `-p` is `--numproc`, `-n` `--numfile` (OpenVZ's short options).
     ok(tree.run("vzctl", &["set", &ctid, "-p", "25", "-n200", "--save"]));
     assert_eq!(read(&pids_max), "25");

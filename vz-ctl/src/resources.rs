@@ -183,8 +183,19 @@ pub fn ve_rlimits(set: &UbcSet) -> Vec<vz_ns::Rlimit> {
 /// [`CtlError::Ubc`] for a bad parameter value, [`CtlError::SwapNotSet`] for a VSwap config
 /// without SWAPPAGES, [`CtlError::BadParameter`] for a bad `VM_OVERCOMMIT`.
 pub fn ubc_at_start<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<UbcSet> {
-    let mut set = ubc_config(&get)?;
+    let set = ubc_in_force(get)?;
     check_vswap(&set)?;
+    Ok(set)
+}
+
+/// The beancounter values a running VE has: [`ubc_config`] plus the values vzctl derives for
+/// a VSwap config (what [`ubc_at_start`] applied), for the views of a running VE.
+///
+/// # Errors
+/// [`CtlError::Ubc`] for a bad parameter value, [`CtlError::BadParameter`] for a bad
+/// `VM_OVERCOMMIT`.
+pub fn ubc_in_force<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<UbcSet> {
+    let mut set = ubc_config(&get)?;
     let overcommit = get("VM_OVERCOMMIT")
         .filter(|v| !v.trim().is_empty())
         .map(|v| {

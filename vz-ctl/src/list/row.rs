@@ -41,8 +41,11 @@ impl Row {
             let cgroup = ve.cgroup()?;
             let pids = cgroup.pids();
             let uptime = ve.init_pid().ok().and_then(init_uptime);
-            let ubc = crate::resources::ubc_usage(ve.ctid.get(), &cgroup, ubc_config.clone())
-                .unwrap_or_else(|e| {
+            // A running VE's bounds are those its start applied (VSwap's derived ones too).
+            let in_force = crate::resources::ubc_in_force(|k| ve.get(k))
+                .unwrap_or_else(|_| ubc_config.clone());
+            let ubc =
+                crate::resources::ubc_usage(ve.ctid.get(), &cgroup, in_force).unwrap_or_else(|e| {
                     tracing::warn!(ctid = ve.ctid.get(), "beancounters: {e}");
                     None
                 });
