@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestVe, test_env};
-use vz_ns::{CapSet, InitSpec, NsError, default_device_rules};
+use vz_ns::{InitSpec, NsError};
 use vz_tests::{Need, TestCgroup};
 
 /// What every test of this file needs from the machine (the kit's gate).
@@ -200,18 +200,7 @@ fn failed_exec_is_an_error_and_leaves_no_process() -> anyhow::Result<()> {
     needs!();
     let root = common::BusyboxRoot::new()?;
     let cgroup = TestCgroup::new("pids", "ns")?;
-    let spec = InitSpec {
-        root: root.path().to_owned(),
-        hostname: None,
-        argv: vec!["/nonexistent".to_owned()],
-        env: test_env(),
-        cgroup_procs: vec![cgroup.procs()],
-        caps: CapSet::openvz_default(),
-        devices: default_device_rules(),
-        pty_max: None,
-        rlimits: Vec::new(),
-        quota_device: None,
-    };
+    let spec = common::init_spec(root.path(), vec![cgroup.procs()], &["/nonexistent"]);
     let pending = vz_ns::spawn_init(&spec)?;
     assert!(pending.pid() > 1);
     let err = pending.release().expect_err("exec of /nonexistent fails");
@@ -226,16 +215,13 @@ fn bad_specs_fail_before_anything_runs() -> anyhow::Result<()> {
     needs!();
     let cgroup = TestCgroup::new("pids", "ns")?;
     let mut spec = InitSpec {
-        root: "/nonexistent/vz-test-root".into(),
-        hostname: None,
-        argv: vec!["/bin/sh".to_owned()],
         env: Vec::new(),
-        cgroup_procs: vec![cgroup.procs()],
-        caps: CapSet::openvz_default(),
         devices: Vec::new(),
-        pty_max: None,
-        rlimits: Vec::new(),
-        quota_device: None,
+        ..common::init_spec(
+            "/nonexistent/vz-test-root".as_ref(),
+            vec![cgroup.procs()],
+            &["/bin/sh"],
+        )
     };
     let err = vz_ns::spawn_init(&spec).expect_err("missing root");
     assert!(err.to_string().contains("/nonexistent/vz-test-root"), "{err}");
@@ -259,16 +245,8 @@ fn an_unreleased_init_is_killed_on_drop() -> anyhow::Result<()> {
     let root = common::BusyboxRoot::new()?;
     let cgroup = TestCgroup::new("pids", "ns")?;
     let spec = InitSpec {
-        root: root.path().to_owned(),
         hostname: Some("vz-test-drop".into()),
-        argv: vec!["/bin/sleep".to_owned(), "1000".to_owned()],
-        env: test_env(),
-        cgroup_procs: vec![cgroup.procs()],
-        caps: CapSet::openvz_default(),
-        devices: default_device_rules(),
-        pty_max: None,
-        rlimits: Vec::new(),
-        quota_device: None,
+        ..common::init_spec(root.path(), vec![cgroup.procs()], &["/bin/sleep", "1000"])
     };
     let pending = vz_ns::spawn_init(&spec)?;
     assert_eq!(cgroup.pids(), [u32::try_from(pending.pid())?], "init waits in the cgroup");

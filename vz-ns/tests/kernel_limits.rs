@@ -6,8 +6,8 @@
 mod common;
 
 use anyhow::Context;
-use common::{BusyboxRoot, TestVe, test_env};
-use vz_ns::{CapSet, InitSpec, Rlimit, RlimitResource, default_device_rules};
+use common::{BusyboxRoot, TestVe};
+use vz_ns::{InitSpec, Rlimit, RlimitResource};
 use vz_tests::{Need, TestCgroup};
 
 /// What every test of this file needs from the machine (the kit's gate).
@@ -26,16 +26,10 @@ fn start(hostname: &str, pty_max: Option<u64>, rlimits: Vec<Rlimit>) -> anyhow::
     let root = BusyboxRoot::new()?;
     let cgroup = TestCgroup::new("pids", "limits")?;
     let spec = InitSpec {
-        root: root.path().to_owned(),
         hostname: Some(hostname.to_owned()),
-        argv: ["/bin/busybox", "sh", "-c", "sleep 1000; echo never"].map(String::from).to_vec(),
-        env: test_env(),
-        cgroup_procs: vec![cgroup.procs()],
-        caps: CapSet::openvz_default(),
-        devices: default_device_rules(),
         pty_max,
         rlimits,
-        quota_device: None,
+        ..common::init_spec(root.path(), vec![cgroup.procs()], &common::SLEEPING_INIT)
     };
     let pending = vz_ns::spawn_init(&spec)?;
     let init_pid = pending.pid();
@@ -189,16 +183,8 @@ fn bad_limits_are_refused_before_anything_runs() -> anyhow::Result<()> {
     let root = BusyboxRoot::new()?;
     let cgroup = TestCgroup::new("pids", "limits")?;
     let spec = InitSpec {
-        root: root.path().to_owned(),
-        hostname: None,
-        argv: vec!["/bin/sh".to_owned()],
-        env: test_env(),
-        cgroup_procs: vec![cgroup.procs()],
-        caps: CapSet::openvz_default(),
-        devices: default_device_rules(),
-        pty_max: None,
         rlimits: vec![lim(RlimitResource::SigPending, 10, 5)],
-        quota_device: None,
+        ..common::init_spec(root.path(), vec![cgroup.procs()], &["/bin/sh"])
     };
     let err = vz_ns::spawn_init(&spec).expect_err("soft above hard");
     let text = err.to_string();

@@ -73,6 +73,26 @@ impl Drop for BusyboxRoot {
     }
 }
 
+/// The init of the tests' VEs: busybox sh waiting in `sleep 1000`.
+pub const SLEEPING_INIT: [&str; 4] = ["/bin/busybox", "sh", "-c", "sleep 1000; echo never"];
+
+/// A spec for a test VE at `root` running `argv`: the test environment, OpenVZ's default
+/// capabilities and device allowlist, no hostname and no limits. Tests change fields from here.
+pub fn init_spec(root: &Path, cgroup_procs: Vec<PathBuf>, argv: &[&str]) -> InitSpec {
+    InitSpec {
+        root: root.to_owned(),
+        hostname: None,
+        argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+        env: test_env(),
+        cgroup_procs,
+        caps: CapSet::openvz_default(),
+        devices: default_device_rules(),
+        pty_max: None,
+        rlimits: Vec::new(),
+        quota_device: None,
+    }
+}
+
 /// A running VE for the tests: init is `sleep 1000` under busybox sh. Field order is drop
 /// order: the init is killed (by the cgroup guard) before the root is unmounted.
 #[derive(Debug)]
@@ -100,16 +120,8 @@ impl TestVe {
         let mut cgroup_procs = vec![cgroup.procs()];
         cgroup_procs.extend(extra);
         let spec = InitSpec {
-            root: root.path().to_owned(),
             hostname: Some(hostname.to_owned()),
-            argv: ["/bin/busybox", "sh", "-c", "sleep 1000; echo never"].map(String::from).to_vec(),
-            env: test_env(),
-            cgroup_procs: cgroup_procs.clone(),
-            caps: CapSet::openvz_default(),
-            devices: default_device_rules(),
-            pty_max: None,
-            rlimits: Vec::new(),
-            quota_device: None,
+            ..init_spec(root.path(), cgroup_procs.clone(), &SLEEPING_INIT)
         };
         let pending = vz_ns::spawn_init(&spec)?;
         let handle = pending.release()?;
