@@ -158,9 +158,6 @@ pub fn check_vswap(set: &UbcSet) -> Result<()> {
     Ok(())
 }
 
-/// The beancounter values a VE starts with: [`ubc_config`] plus the values vzctl derives for
-/// a VSwap config (`VM_OVERCOMMIT` scales privvmpages).
-///
 /// The per-process limits of a VE's beancounters (lockedpages, numsiginfo, numfile) in
 /// vz-ns's form: set on the VE's init and on every process entered into the VE.
 pub fn ve_rlimits(set: &UbcSet) -> Vec<vz_ns::Rlimit> {
@@ -179,23 +176,27 @@ pub fn ve_rlimits(set: &UbcSet) -> Vec<vz_ns::Rlimit> {
         .collect()
 }
 
+/// The beancounter values a VE starts with: [`ubc_config`] with [`with_vswap_defaults`],
+/// checked by [`check_vswap`].
+///
 /// # Errors
 /// [`CtlError::Ubc`] for a bad parameter value, [`CtlError::SwapNotSet`] for a VSwap config
 /// without SWAPPAGES, [`CtlError::BadParameter`] for a bad `VM_OVERCOMMIT`.
 pub fn ubc_at_start<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<UbcSet> {
-    let set = ubc_in_force(get)?;
+    let set = with_vswap_defaults(ubc_config(&get)?, get)?;
     check_vswap(&set)?;
     Ok(set)
 }
 
-/// The beancounter values a running VE has: [`ubc_config`] plus the values vzctl derives for
-/// a VSwap config (what [`ubc_at_start`] applied), for the views of a running VE.
+/// `set` (a config's values) plus the values vzctl derives for a VSwap config
+/// (`VM_OVERCOMMIT` scales privvmpages): what a start applies, and so a running VE's bounds.
 ///
 /// # Errors
-/// [`CtlError::Ubc`] for a bad parameter value, [`CtlError::BadParameter`] for a bad
-/// `VM_OVERCOMMIT`.
-pub fn ubc_in_force<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<UbcSet> {
-    let mut set = ubc_config(&get)?;
+/// [`CtlError::BadParameter`] for a bad `VM_OVERCOMMIT`.
+pub fn with_vswap_defaults<'a>(
+    mut set: UbcSet,
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> Result<UbcSet> {
     let overcommit = get("VM_OVERCOMMIT")
         .filter(|v| !v.trim().is_empty())
         .map(|v| {

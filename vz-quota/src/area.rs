@@ -158,24 +158,31 @@ impl PrivateArea {
     }
 
     /// Sets QUOTATIME, the grace period in seconds; a mounted image with project quota gets it
-    /// at once.
+    /// at once. The same value again changes nothing.
     ///
     /// # Errors
     /// When the record cannot be written, or the kernel refuses the new grace period.
     pub fn set_quota_time(&self, seconds: u64) -> Result<()> {
         let mut record = self.record()?;
+        if record.quota_time == seconds {
+            return Ok(());
+        }
         record.quota_time = seconds;
         record.save(&self.record_path())?;
         self.reapply_project_limits()
     }
 
     /// Sets QUOTAUGIDLIMIT (0 turns the second level off). Takes effect at the next mount, as
-    /// in OpenVZ (switching it on a running VE needs a restart).
+    /// in OpenVZ (switching it on a running VE needs a restart). The same value again changes
+    /// nothing.
     ///
     /// # Errors
     /// When the record cannot be written.
     pub fn set_ugid_limit(&self, limit: u64) -> Result<()> {
         let mut record = self.record()?;
+        if record.ugid_limit == limit {
+            return Ok(());
+        }
         record.ugid_limit = limit;
         record.save(&self.record_path())
     }

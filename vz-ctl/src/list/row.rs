@@ -42,7 +42,7 @@ impl Row {
             let pids = cgroup.pids();
             let uptime = ve.init_pid().ok().and_then(init_uptime);
             // A running VE's bounds are those its start applied (VSwap's derived ones too).
-            let in_force = crate::resources::ubc_in_force(|k| ve.get(k))
+            let in_force = crate::resources::with_vswap_defaults(ubc_config.clone(), |k| ve.get(k))
                 .unwrap_or_else(|_| ubc_config.clone());
             let ubc =
                 crate::resources::ubc_usage(ve.ctid.get(), &cgroup, in_force).unwrap_or_else(|e| {
