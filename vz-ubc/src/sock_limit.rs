@@ -48,13 +48,9 @@ const SOCK_PROTOCOL: i16 = 12;
 /// A class's limit as the maps hold it: `None` is unlimited.
 type Limit = Option<u32>;
 
-fn limit_of(value: u64) -> Limit {
+/// A beancounter limit as the maps hold it.
+pub(crate) fn limit_of(value: u64) -> Limit {
     u32::try_from(value).ok().filter(|v| *v < u32::MAX && value < UNLIMITED)
-}
-
-/// A limit for a report: `None` when unlimited.
-pub(crate) fn limit_text(value: u64) -> Option<u64> {
-    limit_of(value).map(u64::from)
 }
 
 /// What the socket programs of a cgroup hold for one class: the limit in force (`UNLIMITED`

@@ -238,7 +238,7 @@ fn apply_socket_limits(dir: Option<&Path>, set: &UbcSet, report: &mut AppliedRep
             Ok(()) => Enforcement::Enforced {
                 mechanism: format!(
                     "cgroup socket programs (inet_sock_create/release): at most {} inet sockets",
-                    crate::sock_limit::limit_text(limit)
+                    crate::sock_limit::limit_of(limit)
                         .map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
                 ),
             },
