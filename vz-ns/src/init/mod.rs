@@ -113,15 +113,28 @@ pub fn spawn_init(spec: &InitSpec) -> Result<PendingInit> {
             drop(status_w);
             drop(go_r);
             let mut status = Receiver::new(status_r);
-            let first = status.recv();
+            let first = init_pid(&mut status);
             let _ = waitpid(child, None);
-            let pid = match first? {
-                Some(Msg::Pid(pid)) => pid,
-                Some(Msg::SetupError(message)) => return Err(NsError::Setup { message }),
-                _ => return Err(NsError::ChildVanished { what: "the init's pid" }),
-            };
+            let (pid, ready) = first?;
             let pending = PendingInit { pid, go: Some(go_w), status, released: false };
-            pending.wait_ready()
+            if ready { Ok(pending) } else { pending.wait_ready() }
+        }
+    }
+}
+
+/// Reads until the intermediate child's report of the init's pid; whether the init's
+/// "ready" came first. Both children write to the pipe, and the init may finish its setup
+/// before the intermediate, descheduled after fork, sends the pid.
+fn init_pid(status: &mut Receiver) -> Result<(i32, bool)> {
+    let mut ready = false;
+    loop {
+        match status.recv()? {
+            Some(Msg::Pid(pid)) => return Ok((pid, ready)),
+            Some(Msg::Ready) => ready = true,
+            Some(Msg::SetupError(message)) => return Err(NsError::Setup { message }),
+            Some(Msg::ExecError(_)) | None => {
+                return Err(NsError::ChildVanished { what: "the init's pid" });
+            }
         }
     }
 }
@@ -208,5 +221,35 @@ impl Drop for PendingInit {
         {
             tracing::debug!(pid = self.pid, error = %e, "killing the unreleased init");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::sync::send;
+
+    fn channel(msgs: &[Msg]) -> Receiver {
+        let (r, w) = pipe().expect("pipe");
+        for m in msgs {
+            send(&w, m);
+        }
+        Receiver::new(r)
+    }
+
+    #[test]
+    fn the_init_may_be_ready_before_its_pid_is_reported() {
+        let mut rx = channel(&[Msg::Ready, Msg::Pid(77)]);
+        assert_eq!(init_pid(&mut rx).expect("pid"), (77, true));
+        let mut rx = channel(&[Msg::Pid(78), Msg::Ready]);
+        assert_eq!(init_pid(&mut rx).expect("pid"), (78, false));
+    }
+
+    #[test]
+    fn a_setup_error_or_eof_before_the_pid_is_an_error() {
+        let mut rx = channel(&[Msg::SetupError("unshare namespaces: EPERM".into())]);
+        assert!(matches!(init_pid(&mut rx), Err(NsError::Setup { .. })));
+        let mut rx = channel(&[]);
+        assert!(matches!(init_pid(&mut rx), Err(NsError::ChildVanished { .. })));
     }
 }
