@@ -233,10 +233,84 @@ fn second_level_limits_hold_for_a_user_inside_the_ve() {
         assert_ne!(over.status.code(), Some(0), "past the user's hard limit");
         assert!(output_text(&over).contains("quota exceeded"), "{}", output_text(&over));
         ok(tree.run("vzctl", &["exec", &ctid, "dd if=/dev/zero of=/root/big bs=1k count=2000"]));
+        root_in_the_ve_uses_the_quota_tools(&tree, &ctid, device);
     } else {
         assert_eq!(set.status.code(), Some(9), "{}", output_text(&set));
         assert!(output_text(&set).contains("quota format"), "{}", output_text(&set));
         assert!(report.contains("User/group quota: on,inactive"), "{report}");
+        assert!(!quotactl_socket(&tree, &ctid).exists(), "no quotactl server without quota");
     }
     ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+    // The server notices that the VE's processes are gone and ends, removing its socket.
+    let gone = || !quotactl_socket(&tree, &ctid).exists() && quotactl_server_pids(&ctid).is_empty();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !gone() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(gone(), "the quotactl server ends with the VE");
+}
+
+/// Root in the VE sets, copies and reports users' and groups' limits with Debian's tools
+/// (through the VE's quotactl server); nobody else may, nor may root touch project quota.
+fn root_in_the_ve_uses_the_quota_tools(tree: &VzTree, ctid: &str, device: &str) {
+    let root = tree.path().join(format!("root/{ctid}"));
+    for tool in ["/usr/sbin/setquota", "/usr/sbin/repquota", "/usr/sbin/edquota"] {
+        install_host_program(&root, tool);
+    }
+    assert!(quotactl_socket(tree, ctid).exists(), "a running VE with quota has its server");
+    assert_eq!(quotactl_server_pids(ctid).len(), 1, "one quotactl server");
+    let exec = |script: &str| tree.run("vzctl", &["exec", ctid, script]);
+    // Above what nobody already uses (about 1000 blocks from the writes before).
+    ok(exec("setquota -u nobody 3000 4000 30 40 /"));
+    ok(exec("setquota -g nogroup 500 600 0 0 /"));
+    ok(exec("edquota -g -p nogroup tty"));
+    ok(exec("setquota -t 7200 3600 /"));
+    let users = ok(exec("repquota -u /"));
+    let nobody = users.lines().find(|l| l.starts_with("nobody")).unwrap_or_default();
+    let numbers: Vec<&str> = nobody.split_whitespace().collect();
+    assert_eq!(numbers.get(3..5), Some(&["3000", "4000"][..]), "{users}");
+    assert!(users.contains("Block grace time: 02:00; Inode grace time: 01:00"), "{users}");
+    // -v: also groups without usage (tty has limits only).
+    let groups = ok(exec("repquota -v -g /"));
+    for group in ["nogroup", "tty"] {
+        let row = groups.lines().find(|l| l.starts_with(group)).unwrap_or_default();
+        let numbers: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(numbers.get(3..5), Some(&["500", "600"][..]), "{group} in {groups}");
+    }
+    // The user sees what root set, and is held to it.
+    let own = ok(exec("su -s /bin/sh nobody -c 'quota -v'"));
+    let row = own.lines().find(|l| l.contains(device)).unwrap_or_default();
+    let numbers: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(numbers.get(2..4), Some(&["3000", "4000"][..]), "{own}");
+    let over = tree.run(
+        "vzctl",
+        &["exec2", ctid, "su -s /bin/sh nobody -c 'dd if=/dev/zero of=/tmp/g bs=1k count=4000'"],
+    );
+    assert!(output_text(&over).contains("quota exceeded"), "{}", output_text(&over));
+    // Only root may set limits, and only users' and groups', never the VE's own project.
+    let by_user = exec("su -s /bin/sh nobody -c 'setquota -u nobody 0 0 0 0 /'");
+    assert_ne!(by_user.status.code(), Some(0), "{}", output_text(&by_user));
+    let project = exec("setquota -P 1 1 1 1 1 /");
+    assert_ne!(project.status.code(), Some(0), "{}", output_text(&project));
+    ok(exec("dd if=/dev/zero of=/root/still-room bs=1k count=100"));
+}
+
+/// The VE's quotactl server socket in the tree's run directory.
+fn quotactl_socket(tree: &VzTree, ctid: &str) -> std::path::PathBuf {
+    tree.path().join(format!("run/{ctid}.quotactl"))
+}
+
+/// Pids of processes running `vzctl __quotactl-server <ctid>`.
+fn quotactl_server_pids(ctid: &str) -> Vec<u32> {
+    let wanted = format!("__quotactl-server\0{ctid}\0");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&wanted))
+        })
+        .collect()
 }

@@ -21,6 +21,7 @@ pub mod lock;
 pub mod logging;
 pub mod ops;
 pub mod output;
+pub mod quotactl;
 pub mod resources;
 pub mod scripts;
 pub mod setup;

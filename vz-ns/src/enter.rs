@@ -13,8 +13,8 @@ use crate::caps::{CapSet, last_cap};
 use crate::error::{NsError, Result};
 use crate::exec::ExecPlan;
 use crate::init::child::join_cgroups;
-use crate::init::pipe;
-use crate::init::sync::{Msg, Receiver, send};
+use crate::init::sync::{Msg, Receiver, channel, send};
+use crate::intercept::{SyscallListener, send_listener};
 use crate::pty::Pty;
 use crate::rlimit::{Rlimit, RlimitPlan};
 use crate::rootfs::StepResult;
@@ -59,6 +59,9 @@ pub struct EnterSpec {
     /// entered process is bound like the VE's own); fitted to the host as for
     /// [`crate::InitSpec::rlimits`].
     pub rlimits: Vec<Rlimit>,
+    /// The VE's quotactl server, as [`crate::InitSpec::quotactl_server`]: the program gets
+    /// the same kind of filter, its listener goes to the server. `None` for no filter.
+    pub quotactl_server: Option<PathBuf>,
 }
 
 /// Runs `spec.argv` in the running VE and waits for it.
@@ -82,7 +85,7 @@ pub fn enter(spec: &EnterSpec) -> Result<i32> {
         TtyMode::Pty => Some(Pty::open(spec.init_pid)?),
         TtyMode::Inherit => None,
     };
-    let (status_r, status_w) = pipe()?;
+    let (status_r, status_w) = channel()?;
     match sys::fork().map_err(|e| NsError::sys("fork to enter the VE", e))? {
         ForkResult::Child => {
             drop(status_r);
@@ -106,6 +109,7 @@ pub fn enter(spec: &EnterSpec) -> Result<i32> {
                     Msg::ExecError(message) => {
                         failure = failure.or(Some(NsError::Exec { message }))
                     }
+                    Msg::Listener(fd) => hand_over(spec, fd),
                     Msg::Pid(_) | Msg::Ready => {}
                 }
             }
@@ -118,6 +122,17 @@ pub fn enter(spec: &EnterSpec) -> Result<i32> {
                 None => wait_code(child),
             }
         }
+    }
+}
+
+/// Hands the entered program's seccomp listener to the VE's quotactl server. The program
+/// already runs: if the server is gone, its quotactl calls fail with ENOSYS.
+fn hand_over(spec: &EnterSpec, fd: OwnedFd) {
+    let listener = SyscallListener::new(fd);
+    if let Some(server) = &spec.quotactl_server
+        && let Err(e) = send_listener(server, &listener)
+    {
+        tracing::warn!(error = %e, "quotactl calls of the entered program will fail (ENOSYS)");
     }
 }
 
@@ -218,6 +233,10 @@ impl Joiner<'_> {
                 }
             }
             self.rlimits.apply()?;
+            if self.spec.quotactl_server.is_some() {
+                let listener = SyscallListener::install_quotactl_filter()?;
+                send(status, &Msg::Listener(listener.into_fd()));
+            }
             self.spec.caps.restrict_current(self.last_cap)?;
             sys::reset_signals();
             Ok(())

@@ -8,6 +8,8 @@
 //! - [`CapSet`]: the bounding set, OpenVZ's default mask and `CAPABILITY` overrides.
 //! - [`DeviceRule`], [`default_device_rules`], [`apply_device_rules_v1`]: the allowlist.
 //! - [`net`]: VE networking through rtnetlink, routed [`net::Venet`] and bridged [`net::Veth`].
+//! - [`SyscallListener`], [`ListenerInbox`]: system calls of a VE's processes the host
+//!   answers (quotactl, for the second-level quota tools of a VE's root).
 //! - [`Rlimit`]: per-process limits of the VE's init and entered processes; with
 //!   [`InitSpec::pty_max`] the beancounter limits only the VE's own namespaces can enforce.
 //!
@@ -23,6 +25,7 @@ mod enter;
 mod error;
 mod exec;
 mod init;
+mod intercept;
 pub mod net;
 mod pty;
 mod rlimit;
@@ -37,4 +40,7 @@ pub use devices::{
 pub use enter::{EnterSpec, TtyMode, enter};
 pub use error::{NsError, Result};
 pub use init::{InitHandle, InitSpec, PendingInit, spawn_init};
+pub use intercept::{
+    ListenerInbox, ProcessMemory, SyscallListener, SyscallReply, SyscallRequest, send_listener,
+};
 pub use rlimit::{Rlimit, RlimitResource};

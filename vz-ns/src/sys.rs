@@ -1,5 +1,5 @@
 //! The only module with `unsafe`: fork, `_exit`, fd closing, capability and signal calls,
-//! and the pty ioctls, each behind a small safe wrapper.
+//! the pty ioctls, BPF and seccomp calls, each behind a small safe wrapper.
 //!
 //! Callers in a forked child rely on the process being single-threaded or on glibc's
 //! fork-safe malloc: the child code only allocates, makes system calls and exits.
@@ -273,4 +273,91 @@ pub(crate) fn bpf_attach_cgroup_device(
         libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &raw const attr, size_of::<ProgAttachAttr>())
     };
     Errno::result(rc).map(drop)
+}
+
+/// Takes ownership of an fd the kernel installed in this process for a received
+/// `SCM_RIGHTS` message.
+pub(crate) fn adopt_received_fd(raw: RawFd) -> OwnedFd {
+    // SAFETY: the kernel just made `raw` for this process; nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+/// The audit architecture of this build's system calls (what a seccomp filter checks).
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+/// Installs a seccomp filter on the calling thread that turns `quotactl(2)` of this
+/// architecture into a user notification and allows everything else; returns the
+/// listener (CLOEXEC). Needs CAP_SYS_ADMIN or no_new_privs; fails with EBUSY when the
+/// thread already has a filter with a listener.
+pub(crate) fn seccomp_notify_quotactl() -> nix::Result<OwnedFd> {
+    // Classic BPF opcodes are 16 bits wide; libc spells them as u32.
+    fn op(code: u32) -> u16 {
+        u16::try_from(code).unwrap_or(u16::MAX)
+    }
+    fn stmt(code: u32, k: u32) -> libc::sock_filter {
+        libc::sock_filter { code: op(code), jt: 0, jf: 0, k }
+    }
+    fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+        libc::sock_filter { code: op(code), jt, jf, k }
+    }
+    // struct seccomp_data: int nr (offset 0), __u32 arch (offset 4), ...
+    let quotactl = u32::try_from(libc::SYS_quotactl).unwrap_or(u32::MAX);
+    let mut filter = [
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
+        jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, AUDIT_ARCH, 0, 3),
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, quotactl, 0, 1),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_USER_NOTIF),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let len = u16::try_from(filter.len()).unwrap_or(u16::MAX);
+    let program = libc::sock_fprog { len, filter: filter.as_mut_ptr() };
+    // SAFETY: `program` points at `filter`, both alive for the call; the kernel copies them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &raw const program,
+        )
+    };
+    let fd = RawFd::try_from(Errno::result(rc)?).map_err(|_| Errno::EBADF)?;
+    // SAFETY: a successful call returns a new fd that only we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `SECCOMP_IOCTL_NOTIF_RECV`: waits for the next notification on `listener`.
+pub(crate) fn seccomp_notif_recv(listener: BorrowedFd<'_>) -> nix::Result<libc::seccomp_notif> {
+    // SAFETY: all-zero is a valid seccomp_notif, and the kernel requires it zeroed.
+    let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: the ioctl fills a `struct seccomp_notif`, which `notif` is.
+    let rc = unsafe {
+        libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &raw mut notif)
+    };
+    Errno::result(rc).map(|_| notif)
+}
+
+/// `SECCOMP_IOCTL_NOTIF_SEND`: answers the notification `resp.id`.
+pub(crate) fn seccomp_notif_send(
+    listener: BorrowedFd<'_>,
+    mut resp: libc::seccomp_notif_resp,
+) -> nix::Result<()> {
+    // SAFETY: the ioctl reads a `struct seccomp_notif_resp`, which `resp` is.
+    let rc =
+        unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &raw mut resp) };
+    Errno::result(rc).map(drop)
+}
+
+/// `SECCOMP_IOCTL_NOTIF_ID_VALID`: whether the notification `id` still waits (its caller
+/// has not died or been interrupted since it was received).
+pub(crate) fn seccomp_notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
+    let mut id = id;
+    // SAFETY: the ioctl reads a u64, which `id` is.
+    let rc = unsafe {
+        libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &raw mut id)
+    };
+    rc == 0
 }

@@ -27,6 +27,7 @@ fn child_role(init_pid: &str) -> anyhow::Result<()> {
         caps: CapSet::openvz_default(),
         tty: TtyMode::Pty,
         rlimits: Vec::new(),
+        quotactl_server: None,
     };
     let code = vz_ns::enter(&spec)?;
     std::io::stdout().write_all(format!("\nexit-code={code}\n").as_bytes())?;

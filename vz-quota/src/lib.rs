@@ -48,10 +48,13 @@
 //! The **second level** (per uid/gid inside the VE, QUOTAUGIDLIMIT > 0): on a kernel with
 //! quota formats the image gets ext4's `quota` feature and is mounted with `usrquota,grpquota`,
 //! and the kernel holds every user's and group's limits inside the VE. The limits are set from
-//! the host ([`PrivateArea::set_ugid_limits`], `vzquota setlimit2`): quotactl's Q_SETQLIM and
-//! Q_GETQUOTA of other ids need CAP_SYS_ADMIN in the file system's user namespace (the
-//! host's, for ext4), which a VE's root does not have. Inside the VE a user's own usage and
-//! limits are readable with the standard `quota` tool (vz-ctl makes the image's device node
+//! the host ([`PrivateArea::set_ugid_limits`], `vzquota setlimit2`), or by root in the VE
+//! with the standard tools (setquota, edquota, repquota): quotactl's Q_SETQUOTA, Q_SETINFO
+//! and Q_GETQUOTA of other ids need CAP_SYS_ADMIN in the file system's user namespace (the
+//! host's, for ext4), which a VE's root does not have, so a host process intercepts the VE's
+//! quotactl calls and runs the ones [`QuotactlProxy`] allows (user and group quota of the
+//! VE's own device, for root) on the host's node of the device. Users read their own usage
+//! and limits with `quota` (vz-ctl makes the image's device node
 //! in the VE's /dev for it to look up; the VE cannot open it). Elsewhere
 //! [`PrivateArea::second_level`] says why it is unavailable and [`PrivateArea::ugid_usage`]
 //! reports usage by accounting.
@@ -68,6 +71,7 @@ mod limit;
 mod loopdev;
 mod mount;
 mod project;
+mod proxy;
 mod record;
 mod resize;
 mod stat;
@@ -83,6 +87,7 @@ pub use area::{PrivateArea, has_cap_sys_resource};
 pub use error::{QuotaError, Result};
 pub use limit::{DiskInodes, DiskSpace, Layout, UNLIMITED};
 pub use project::{PROJECT_ID, SoftLimits};
+pub use proxy::{QuotactlAnswer, QuotactlCaller, QuotactlProxy};
 pub use record::DEFAULT_QUOTATIME;
 pub use stat::{Grace, QuotaStat, Usage};
 pub use ugid::{SecondLevel, TreeUsage, UgidUsage, kernel_has_quota};

@@ -243,6 +243,47 @@ pub(crate) fn set_project_grace(device: &Path, blocks: u64, inodes: u64) -> io::
     unsafe { quotactl(libc::Q_SETINFO, device, 0, (&raw mut info).cast()) }
 }
 
+/// Bytes of `struct if_dqblk` and `struct if_nextdqblk` (eight u64, then one or two u32,
+/// padded to 8).
+pub(crate) const DQBLK_LEN: usize = 72;
+/// Bytes of `struct if_dqinfo`.
+pub(crate) const DQINFO_LEN: usize = 24;
+
+/// The size of the structure quotactl's `subcmd` reads or writes through its `addr`, for
+/// the subcommands [`quotactl_buffer`] takes.
+pub(crate) fn quotactl_data_len(subcmd: libc::c_int) -> Option<usize> {
+    match subcmd {
+        libc::Q_GETQUOTA | libc::Q_SETQUOTA | Q_GETNEXTQUOTA => Some(DQBLK_LEN),
+        libc::Q_SETINFO | libc::Q_GETINFO => Some(DQINFO_LEN),
+        _ => None,
+    }
+}
+
+/// `Q_GETNEXTQUOTA` (not in libc).
+pub(crate) const Q_GETNEXTQUOTA: libc::c_int = 0x80_0009;
+
+/// quotactl with a whole command (`QCMD(subcmd, type)`) on the file system of block device
+/// `device`; `data` is the structure the subcommand reads or writes, as bytes.
+///
+/// # Errors
+/// EINVAL for a subcommand [`quotactl_data_len`] does not know or a short `data`; the
+/// kernel's error otherwise.
+pub(crate) fn quotactl_buffer(cmd: u32, device: &Path, id: u32, data: &mut [u8]) -> io::Result<()> {
+    let subcmd = libc::c_int::try_from(cmd >> 8).unwrap_or(-1);
+    let cmd = libc::c_int::from_ne_bytes(cmd.to_ne_bytes());
+    if quotactl_data_len(subcmd).is_none_or(|len| data.len() < len) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let special = special(device)?;
+    // quotactl's id is a qid_t (u32) the C prototype spells int.
+    let id = libc::c_int::from_ne_bytes(id.to_ne_bytes());
+    // SAFETY: `special` is a NUL-terminated path that outlives the call; `data` is at least
+    // as long as the structure `subcmd` reads or writes (checked above), and any bytes are a
+    // valid value of those plain-integer structures.
+    let rc = unsafe { libc::quotactl(cmd, special.as_ptr(), id, data.as_mut_ptr().cast()) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,8 +99,8 @@ pub enum SecondLevel {
     /// QUOTAUGIDLIMIT is 0.
     Off,
     /// The VE's filesystem is mounted with user and group quota: the kernel enforces the
-    /// limits the host sets ([`crate::PrivateArea::set_ugid_limits`]); root in a VE cannot call
-    /// quotactl itself (it needs CAP_SYS_ADMIN and the block device).
+    /// limits the host sets ([`crate::PrivateArea::set_ugid_limits`]) and those root in the
+    /// VE sets through a quotactl server ([`crate::QuotactlProxy`]).
     Enforced,
     /// Asked for, but the kernel cannot enforce it here; usage per uid/gid is still reported
     /// by accounting ([`crate::PrivateArea::ugid_usage`]).

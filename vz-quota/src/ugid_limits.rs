@@ -1,10 +1,9 @@
 //! Second-level limits: per user and group quota inside a VE's image, set from the host.
 //!
-//! Root in a VE cannot set them itself on a stock kernel: quotactl needs CAP_SYS_ADMIN in the
-//! filesystem's user namespace (the host's) and the block device, and a VE has neither. So,
-//! as OpenVZ's `vzquota setlimit2`, the host sets them on the mounted image with the standard
+//! As OpenVZ's `vzquota setlimit2`, the host sets them on the mounted image with the standard
 //! tool (`setquota` from Debian's quota package); the kernel enforces them for every process
-//! in the VE.
+//! in the VE. Root inside the VE sets them with the same tools through the VE's quotactl
+//! server ([`crate::QuotactlProxy`]).
 
 use std::path::Path;
 

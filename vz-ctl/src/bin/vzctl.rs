@@ -8,6 +8,11 @@ use vz_ctl::config::GlobalConfig;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [command, ctid] = args.as_slice()
+        && command == vz_ctl::quotactl::SERVER_COMMAND
+    {
+        return quotactl_server(ctid);
+    }
     let inv = match cli::parse(&args) {
         Ok(inv) => inv,
         Err(e) => {
@@ -51,6 +56,34 @@ fn main() -> ExitCode {
             let message = vz_ctl::error::chain(&e);
             eprintln!("{message}");
             tracing::info!("{message}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `vzctl __quotactl-server CTID`, started by `vzctl start` (vz_ctl::quotactl); logs to the
+/// log file only.
+fn quotactl_server(ctid: &str) -> ExitCode {
+    let run = || -> vz_ctl::Result<()> {
+        let ctid: vz_ctl::Ctid =
+            ctid.parse().map_err(|_| vz_ctl::CtlError::Exec(format!("bad CTID {ctid:?}")))?;
+        let global = GlobalConfig::load().map_err(vz_ctl::CtlError::Config)?;
+        let logfile = global.logging().then(|| (global.logfile(), global.log_level()));
+        vz_ctl::logging::init(
+            "vzctl",
+            0,
+            true,
+            logfile.as_ref().map(|(path, level)| (path.as_path(), *level)),
+            Some(ctid.get()),
+        );
+        vz_ctl::quotactl::serve(&vz_ctl::Ve::load(global, ctid)?)
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let message = vz_ctl::error::chain(&e);
+            println!("{message}");
+            tracing::warn!("quotactl server: {message}");
             ExitCode::from(e.exit_code())
         }
     }

@@ -1,4 +1,5 @@
-//! `vzctl start`: lock → mount → cgroup → beancounters and CPU limits → init in new namespaces → in-VE setup → release
+//! `vzctl start`: lock → mount → cgroup → beancounters and CPU limits → quotactl server
+//! (second level) → init in new namespaces → in-VE setup → release
 //! init → optionally wait for the boot to finish. Any failure undoes the steps done.
 
 use std::os::fd::AsFd;
@@ -70,7 +71,11 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
     let quota_device = quota_device(ve, &root)?;
     apply_device_rules(&cgroup, quota_device.as_ref())?;
-    let spec = init_spec(ve, &root, &cgroup, &ubc, quota_device)?;
+    let mut spec = init_spec(ve, &root, &cgroup, &ubc, quota_device)?;
+    if let Some(server) = crate::quotactl::start_server(ve, &root)? {
+        spec.quotactl_server = Some(server.socket.clone());
+        undo.push("quotactl server", move || server.kill());
+    }
     let pending = vz_ns::spawn_init(&spec).map_err(|e| CtlError::Start(e.into()))?;
     let pid = pending.pid();
     // shmpages: kernel.shm* in the VE's new IPC namespace, before anything in it runs.
@@ -160,6 +165,7 @@ pub(crate) fn init_spec(
         pty_max: vz_ubc::pty_max(ubc),
         rlimits: resources::ve_rlimits(ubc),
         quota_device,
+        quotactl_server: None,
     })
 }
 

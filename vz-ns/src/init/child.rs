@@ -8,6 +8,7 @@ use nix::unistd::ForkResult;
 
 use super::ChildPlan;
 use super::sync::{Msg, send};
+use crate::intercept::SyscallListener;
 use crate::rootfs::{self, StepResult};
 use crate::sys;
 
@@ -59,6 +60,12 @@ fn init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
         rootfs::enter_root(&plan.root, plan.pty_max, plan.quota_device.as_ref())?;
         if let Some(name) = &plan.hostname {
             nix::unistd::sethostname(name).map_err(|e| format!("sethostname {name}: {e}"))?;
+        }
+        if plan.intercept_quotactl {
+            // Installed while init still has CAP_SYS_ADMIN; every process of the VE
+            // inherits it. Init keeps no copy of the listener.
+            let listener = SyscallListener::install_quotactl_filter()?;
+            send(status, &Msg::Listener(listener.into_fd()));
         }
         Ok(())
     })();

@@ -5,14 +5,16 @@
 //! Shape (for checkpointing with CRIU): a first child joins the VE's cgroups, closes every fd
 //! above 2, unshares mount, uts, ipc, net, pid and cgroup namespaces and forks the VE's init
 //! (pid 1 of the new pid namespace), then exits. Init calls setsid(), builds its mounts,
-//! pivots into the root, sets the hostname, says "ready" and waits for "go"; then it reduces
-//! its capabilities, points stdio at the VE's /dev/null and execs with a clean environment.
+//! pivots into the root, sets the hostname, installs the quotactl filter when asked (its
+//! listener travels to the parent over the status channel), says "ready" and waits for
+//! "go"; then it reduces its capabilities, points stdio at the VE's /dev/null and execs with
+//! a clean environment.
 
 pub(crate) mod child;
 pub(crate) mod sync;
 
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
@@ -23,6 +25,7 @@ use crate::caps::{CapSet, last_cap};
 use crate::devices::{DeviceRule, QuotaDevice};
 use crate::error::{NsError, Result};
 use crate::exec::ExecPlan;
+use crate::intercept::SyscallListener;
 use crate::rlimit::{Rlimit, RlimitPlan};
 use crate::sys;
 use sync::{Msg, Receiver};
@@ -55,6 +58,10 @@ pub struct InitSpec {
     /// The root file system's device, made as an inert node in the VE's /dev for the quota
     /// tools (the caller adds [`QuotaDevice::rule`] to the cgroup's allowlist).
     pub quota_device: Option<QuotaDevice>,
+    /// A server's [`crate::ListenerInbox`] socket: the VE's processes get a seccomp filter
+    /// that hands their `quotactl(2)` calls to it (see [`crate::SyscallListener`]); `None`
+    /// for no filter.
+    pub quotactl_server: Option<PathBuf>,
 }
 
 /// An init that is set up and waits for [`PendingInit::release`]. Dropping it unreleased
@@ -86,6 +93,7 @@ pub(crate) struct ChildPlan {
     pub(crate) pty_max: Option<u64>,
     pub(crate) rlimits: RlimitPlan,
     pub(crate) quota_device: Option<QuotaDevice>,
+    pub(crate) intercept_quotactl: bool,
 }
 
 /// Makes the VE's init in new namespaces and waits until it is set up (mounts, pivot_root,
@@ -101,7 +109,7 @@ pub(crate) struct ChildPlan {
 /// or tolerate fork in a threaded process (glibc).
 pub fn spawn_init(spec: &InitSpec) -> Result<PendingInit> {
     let plan = prepare(spec)?;
-    let (status_r, status_w) = pipe()?;
+    let (status_r, status_w) = sync::channel()?;
     let (go_r, go_w) = pipe()?;
     match sys::fork().map_err(|e| NsError::sys("fork the VE's init", e))? {
         ForkResult::Child => {
@@ -113,30 +121,38 @@ pub fn spawn_init(spec: &InitSpec) -> Result<PendingInit> {
             drop(status_w);
             drop(go_r);
             let mut status = Receiver::new(status_r);
-            let first = init_pid(&mut status);
+            let server = spec.quotactl_server.as_deref();
+            let first = init_pid(&mut status, server);
             let _ = waitpid(child, None);
             let (pid, ready) = first?;
             let pending = PendingInit { pid, go: Some(go_w), status, released: false };
-            if ready { Ok(pending) } else { pending.wait_ready() }
+            if ready { Ok(pending) } else { pending.wait_ready(server) }
         }
     }
 }
 
 /// Reads until the intermediate child's report of the init's pid; whether the init's
-/// "ready" came first. Both children write to the pipe, and the init may finish its setup
-/// before the intermediate, descheduled after fork, sends the pid.
-fn init_pid(status: &mut Receiver) -> Result<(i32, bool)> {
+/// "ready" came first. Both children write to the channel, and the init may finish its
+/// setup before the intermediate, descheduled after fork, sends the pid.
+fn init_pid(status: &mut Receiver, server: Option<&Path>) -> Result<(i32, bool)> {
     let mut ready = false;
     loop {
         match status.recv()? {
             Some(Msg::Pid(pid)) => return Ok((pid, ready)),
             Some(Msg::Ready) => ready = true,
+            Some(Msg::Listener(fd)) => deliver_listener(server, fd)?,
             Some(Msg::SetupError(message)) => return Err(NsError::Setup { message }),
             Some(Msg::ExecError(_)) | None => {
                 return Err(NsError::ChildVanished { what: "the init's pid" });
             }
         }
     }
+}
+
+/// Hands the init's seccomp listener to the quotactl server.
+fn deliver_listener(server: Option<&Path>, fd: OwnedFd) -> Result<()> {
+    let server = server.ok_or(NsError::ChildVanished { what: "an unasked-for listener" })?;
+    crate::intercept::send_listener(server, &SyscallListener::new(fd))
 }
 
 fn prepare(spec: &InitSpec) -> Result<ChildPlan> {
@@ -170,6 +186,7 @@ fn prepare(spec: &InitSpec) -> Result<ChildPlan> {
         pty_max: spec.pty_max,
         rlimits: RlimitPlan::new(&spec.rlimits)?,
         quota_device: spec.quota_device.clone(),
+        intercept_quotactl: spec.quotactl_server.is_some(),
     })
 }
 
@@ -183,11 +200,14 @@ impl PendingInit {
         self.pid
     }
 
-    fn wait_ready(mut self) -> Result<Self> {
-        match self.status.recv()? {
-            Some(Msg::Ready) => Ok(self),
-            Some(Msg::SetupError(message)) => Err(NsError::Setup { message }),
-            _ => Err(NsError::ChildVanished { what: "the init's setup" }),
+    fn wait_ready(mut self, server: Option<&Path>) -> Result<Self> {
+        loop {
+            match self.status.recv()? {
+                Some(Msg::Ready) => return Ok(self),
+                Some(Msg::Listener(fd)) => deliver_listener(server, fd)?,
+                Some(Msg::SetupError(message)) => return Err(NsError::Setup { message }),
+                _ => return Err(NsError::ChildVanished { what: "the init's setup" }),
+            }
         }
     }
 
@@ -230,7 +250,7 @@ mod tests {
     use crate::init::sync::send;
 
     fn channel(msgs: &[Msg]) -> Receiver {
-        let (r, w) = pipe().expect("pipe");
+        let (r, w) = sync::channel().expect("channel");
         for m in msgs {
             send(&w, m);
         }
@@ -240,16 +260,16 @@ mod tests {
     #[test]
     fn the_init_may_be_ready_before_its_pid_is_reported() {
         let mut rx = channel(&[Msg::Ready, Msg::Pid(77)]);
-        assert_eq!(init_pid(&mut rx).expect("pid"), (77, true));
+        assert_eq!(init_pid(&mut rx, None).expect("pid"), (77, true));
         let mut rx = channel(&[Msg::Pid(78), Msg::Ready]);
-        assert_eq!(init_pid(&mut rx).expect("pid"), (78, false));
+        assert_eq!(init_pid(&mut rx, None).expect("pid"), (78, false));
     }
 
     #[test]
     fn a_setup_error_or_eof_before_the_pid_is_an_error() {
         let mut rx = channel(&[Msg::SetupError("unshare namespaces: EPERM".into())]);
-        assert!(matches!(init_pid(&mut rx), Err(NsError::Setup { .. })));
+        assert!(matches!(init_pid(&mut rx, None), Err(NsError::Setup { .. })));
         let mut rx = channel(&[]);
-        assert!(matches!(init_pid(&mut rx), Err(NsError::ChildVanished { .. })));
+        assert!(matches!(init_pid(&mut rx, None), Err(NsError::ChildVanished { .. })));
     }
 }

@@ -90,6 +90,7 @@ pub fn init_spec(root: &Path, cgroup_procs: Vec<PathBuf>, argv: &[&str]) -> Init
         pty_max: None,
         rlimits: Vec::new(),
         quota_device: None,
+        quotactl_server: None,
     }
 }
 
@@ -137,6 +138,7 @@ impl TestVe {
             caps: self.caps,
             tty: TtyMode::Inherit,
             rlimits: Vec::new(),
+            quotactl_server: None,
         }
     }
 
