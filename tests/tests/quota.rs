@@ -204,6 +204,9 @@ fn second_level_limits_hold_for_a_user_inside_the_ve() {
         ["setlimit2", &ctid, "-u", "65534", "-b", "1000", "-B", "1000", "-i", "50", "-I", "50"];
     let set = tree.run("vzquota", &limit);
     let report = ok(tree.run("vzquota", &["stat", "-t", &ctid]));
+    // Busybox's files belong to root (uid and gid 0): two ids of the hundred allowed.
+    assert!(report.contains("Ugids: loaded 2, total 2, limit 100"), "{report}");
+    assert!(report.contains("Ugid limit was exceeded: no"), "{report}");
     // The root file system's device is a node in the VE's /dev, for the quota tools to look
     // up; nobody in the VE can open it, root included.
     let device =

@@ -80,6 +80,7 @@ pub fn start_server(ve: &Ve, root: &Path) -> Result<Option<StartedServer>> {
     let exe = std::env::current_exe().map_err(|e| fail(format!("find vzctl: {e}").into()))?;
     let mut child = Command::new(exe)
         .args([SERVER_COMMAND, &ve.ctid.to_string()])
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

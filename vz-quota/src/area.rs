@@ -187,6 +187,15 @@ impl PrivateArea {
         record.save(&self.record_path())
     }
 
+    /// QUOTAUGIDLIMIT as the area keeps it: the number of distinct uids and gids the second
+    /// level is for (0: off).
+    ///
+    /// # Errors
+    /// When the record cannot be read.
+    pub fn ugid_limit(&self) -> Result<u64> {
+        Ok(self.record()?.ugid_limit)
+    }
+
     /// Mounts the area at `root` (an existing directory): a bind mount of the directory, or
     /// the image on an auto-clearing loop device.
     ///

@@ -85,6 +85,12 @@ fn second_level_report(area: &PrivateArea, root: &std::path::Path) -> Result<Str
     };
     let mut text = format!("User/group quota: {state}\n");
     let Ok(usage) = area.ugid_usage(root) else { return Ok(text) };
+    // OpenVZ's counters: ids with files (every one is loaded: the kernel tracks them all).
+    let ids = usage.by_uid.len() + usage.by_gid.len();
+    let limit = area.ugid_limit().map_err(|e| (1, e.to_string()))?;
+    let _ = writeln!(text, "Ugids: loaded {ids}, total {ids}, limit {limit}");
+    let exceeded = if limit > 0 && ids as u64 > limit { "yes" } else { "no" };
+    let _ = writeln!(text, "Ugid limit was exceeded: {exceeded}");
     let _ = writeln!(text, "{:>11} {:>8} {:>14} {:>14}", "type", "id", "1k-blocks", "inodes");
     let rows = usage.by_uid.iter().map(|(id, u)| ("user", id, u));
     for (kind, id, u) in rows.chain(usage.by_gid.iter().map(|(id, u)| ("group", id, u))) {
