@@ -20,12 +20,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{
-    AddressFamily, Backlog, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-    UnixAddr, accept4, bind, connect, getsockopt, listen, recvmsg, sendmsg, socket,
-    sockopt::PeerCredentials,
+    AddressFamily, Backlog, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, accept4, bind,
+    connect, getsockopt, listen, recvmsg, sendmsg, socket, sockopt::PeerCredentials,
 };
 
 use crate::error::{NsError, Result};
+use crate::init::sync::received_fd;
 use crate::sys;
 
 /// `SECCOMP_USER_NOTIF_FLAG_CONTINUE` as the response's u32 flags field.
@@ -198,16 +198,7 @@ impl ListenerInbox {
         let msg =
             recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
                 .map_err(fail)?;
-        let mut listener = None;
-        for cmsg in msg.cmsgs().map_err(fail)? {
-            if let ControlMessageOwned::ScmRights(fds) = cmsg {
-                for raw in fds {
-                    let fd = sys::adopt_received_fd(raw);
-                    listener = listener.or(Some(SyscallListener::new(fd)));
-                }
-            }
-        }
-        Ok(listener)
+        Ok(received_fd(&msg).map_err(fail)?.map(SyscallListener::new))
     }
 }
 

@@ -94,7 +94,8 @@ impl Receiver {
                 MsgFlags::MSG_CMSG_CLOEXEC,
             ) {
                 Ok(msg) => {
-                    let fd = received_fd(&msg)?;
+                    let fd = received_fd(&msg)
+                        .map_err(|e| NsError::sys("read the child's status", e))?;
                     break (msg.bytes, fd);
                 }
                 Err(nix::errno::Errno::EINTR) => {}
@@ -125,10 +126,12 @@ impl Receiver {
     }
 }
 
-/// The fd a message carried, if any (owned from here on).
-fn received_fd(msg: &nix::sys::socket::RecvMsg<'_, '_, ()>) -> Result<Option<OwnedFd>> {
+/// The fd a received message carried, if any (owned from here on; a second one is closed).
+pub(crate) fn received_fd(
+    msg: &nix::sys::socket::RecvMsg<'_, '_, ()>,
+) -> nix::Result<Option<OwnedFd>> {
     let mut found = None;
-    for cmsg in msg.cmsgs().map_err(|e| NsError::sys("read the child's status", e))? {
+    for cmsg in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             for raw in fds {
                 found = found.or(Some(sys::adopt_received_fd(raw)));
