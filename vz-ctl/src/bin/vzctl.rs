@@ -1,6 +1,7 @@
 //! `vzctl`: create, start, stop, enter and configure VEs, with OpenVZ's syntax and exit codes.
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command line program")]
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use vz_ctl::cli::{self, Action};
@@ -82,7 +83,8 @@ fn quotactl_server(ctid: &str) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let message = vz_ctl::error::chain(&e);
-            println!("{message}");
+            // Read by `vzctl start` until "ready"; later nobody reads it.
+            let _ = writeln!(std::io::stdout(), "{message}");
             tracing::warn!("quotactl server: {message}");
             ExitCode::from(e.exit_code())
         }
