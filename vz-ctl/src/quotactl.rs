@@ -187,9 +187,9 @@ fn serve_one(listener: &SyscallListener, proxy: &QuotactlProxy) {
         }
     };
     let answer = match VeProcess::open(request.pid, proxy.rdev()) {
-        // Opened before this check, the caller's memory and root are the waiting caller's
-        // own, not a process that took its pid after it died.
-        Some(caller) if listener.is_waiting(request.id) => proxy.answer(request.args, &caller),
+        Some(caller) if request.nr == libc::SYS_quotactl && listener.is_waiting(request.id) => {
+            proxy.answer(request.args, &caller)
+        }
         _ => QuotactlAnswer::AsCaller,
     };
     let reply = match answer {

@@ -95,8 +95,9 @@ impl SyscallListener {
         }
     }
 
-    /// Whether the call `id` still waits: check after reading its caller's memory and before
-    /// acting on it, so the pid was not reused meanwhile.
+    /// Whether the call `id` still waits. Check it after opening the caller's `/proc/<pid>`
+    /// files and before using them: then they are the waiting caller's, not those of a
+    /// process that took its pid after it died.
     pub fn is_waiting(&self, id: u64) -> bool {
         sys::seccomp_notif_id_valid(self.fd.as_fd(), id)
     }
