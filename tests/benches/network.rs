@@ -9,11 +9,16 @@
 
 use std::process::Command;
 
-use vz_tests::{VzTree, ok};
+use vz_tests::{Need, VzTree, ok};
 
 fn main() {
-    if !std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s.contains("Uid:\t0\t")) {
-        println!("network bench: needs root");
+    let needs = [
+        Need::Root,
+        Need::Program("/bin/busybox"),
+        Need::Program("/usr/bin/iperf3"),
+        Need::Program("/usr/bin/python3"),
+    ];
+    if !vz_tests::check_needs("network bench", &needs) {
         return;
     }
     let tree = VzTree::new("");
@@ -21,21 +26,24 @@ fn main() {
     let ctid = "1900200";
     ok(tree.run("vzctl", &["--quiet", "create", ctid, "--ipadd", "192.0.2.50"]));
     ok(tree.run("vzctl", &["--quiet", "start", ctid]));
-    let pid = init_pid(&tree, ctid);
+    let pid = tree.init_pid(ctid);
     // iperf3 is the host's binary, run in the VE's network namespace: the packets take the
     // VE's path (venet0 → host end → host), which is what is measured.
-    let mut server = Command::new("nsenter")
-        .args(["--net", "-t", &pid, "iperf3", "-s", "-1", "-B", "192.0.2.50"])
-        .spawn()
-        .expect("iperf3 server in the VE");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let server = Server::start(Command::new("nsenter").args([
+        "--net",
+        "-t",
+        &pid,
+        "iperf3",
+        "-s",
+        "-1",
+        "-B",
+        "192.0.2.50",
+    ]));
     let venet = iperf(&tree, "192.0.2.50");
-    let _ = server.wait();
-    let mut server =
-        tree.in_netns("iperf3").args(["-s", "-1", "-B", "127.0.0.1"]).spawn().expect("server");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(server);
+    let server = Server::start(tree.in_netns("iperf3").args(["-s", "-1", "-B", "127.0.0.1"]));
     let lo = iperf(&tree, "127.0.0.1");
-    let _ = server.wait();
+    drop(server);
     let venet_rtt = round_trip(&tree, &["--net", "-t", &pid], "192.0.2.50");
     let lo_rtt = round_trip(&tree, &[&format!("--net=/run/netns/{}", tree.netns())], "127.0.0.1");
     println!("{:<28} {:>12} {:>16}", "path", "TCP Gbit/s", "round trip (us)");
@@ -60,12 +68,8 @@ fn round_trip(tree: &VzTree, ns_args: &[&str], address: &str) -> f64 {
          s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{address}',7777))\ns.listen(1)\n\
          c,_=s.accept()\nwhile True:\n  d=c.recv(1)\n  if not d: break\n  c.send(d)\n"
     );
-    let mut server = Command::new("nsenter")
-        .args(ns_args)
-        .args(["python3", "-c", &echo])
-        .spawn()
-        .expect("echo server");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let server =
+        Server::start(Command::new("nsenter").args(ns_args).args(["python3", "-c", &echo]));
     let client = format!(
         "import socket,time\nc=socket.create_connection(('{address}',7777))\n\
          c.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,1)\nts=[]\n\
@@ -73,20 +77,25 @@ fn round_trip(tree: &VzTree, ns_args: &[&str], address: &str) -> f64 {
          ts.sort();print(ts[len(ts)//2]*1e6)\n"
     );
     let out = tree.in_netns("python3").args(["-c", &client]).output().expect("echo client");
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN)
 }
 
-/// The host pid of the VE's init.
-fn init_pid(tree: &VzTree, ctid: &str) -> String {
-    let procs = format!("/sys/fs/cgroup/pids/{}/{ctid}/cgroup.procs", tree.cgroup_parent());
-    let text = std::fs::read_to_string(procs).expect("the VE's cgroup.procs");
-    text.lines()
-        .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .is_ok_and(|s| s.lines().any(|l| l.starts_with("NSpid:") && l.ends_with("\t1")))
-        })
-        .expect("the VE's init")
-        .to_owned()
+/// A server the bench started, given 300 ms to listen; killed by its pid and reaped when the
+/// guard goes, also when the bench panics.
+struct Server(std::process::Child);
+
+impl Server {
+    fn start(command: &mut Command) -> Server {
+        let child = command.spawn().expect("start a server");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Server(child)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -111,6 +111,29 @@ impl VzTree {
         &self.cgroup_parent
     }
 
+    /// The host pid of the running VE `ctid`'s init: the process of its cgroup (the pids
+    /// controller's on v1) that is pid 1 of its own pid namespace.
+    ///
+    /// # Panics
+    /// When the VE has no cgroup or no init.
+    pub fn init_pid(&self, ctid: &str) -> String {
+        let base = if crate::is_cgroup_v2() {
+            PathBuf::from("/sys/fs/cgroup")
+        } else {
+            crate::cgroup_v1_mount("pids").expect("a v1 pids hierarchy")
+        };
+        let procs = base.join(format!("{}/{ctid}/cgroup.procs", self.cgroup_parent));
+        let text = std::fs::read_to_string(&procs)
+            .unwrap_or_else(|e| panic!("read {}: {e}", procs.display()));
+        text.lines()
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .is_ok_and(|s| s.lines().any(|l| l.starts_with("NSpid:") && l.ends_with("\t1")))
+            })
+            .expect("the VE's init")
+            .to_owned()
+    }
+
     /// A command running the vz binary `name` against this tree, in its network namespace.
     pub fn cmd(&self, name: &str) -> Command {
         let mut cmd = self.in_netns(bin_dir().join(name));

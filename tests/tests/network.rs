@@ -54,7 +54,7 @@ fn venet_carries_traffic_and_follows_runtime_changes() {
     assert!(from_b.contains(&format!("page-of-{a}")), "VE to VE: {from_b}");
 
     // A VE's own firewall affects only that VE: A drops its port 8080.
-    let a_pid = init_pid(&tree, &a);
+    let a_pid = tree.init_pid(&a);
     let drop = [
         "--net",
         "-t",
@@ -98,20 +98,4 @@ fn venet_carries_traffic_and_follows_runtime_changes() {
     assert!(!routes.contains("192.0.2.10") && !routes.contains("192.0.2.20"), "{routes}");
     let neigh = ok(tree.in_netns("ip").args(["neigh", "show", "proxy"]).output().unwrap());
     assert!(neigh.trim().is_empty(), "{neigh}");
-}
-
-/// The host pid of the VE's init, from its cgroup.
-fn init_pid(tree: &VzTree, ctid: &str) -> String {
-    let procs = format!("/sys/fs/cgroup/pids/{}/{ctid}/cgroup.procs", tree.cgroup_parent());
-    let v2 = format!("/sys/fs/cgroup/{}/{ctid}/cgroup.procs", tree.cgroup_parent());
-    let text = std::fs::read_to_string(&procs)
-        .or_else(|_| std::fs::read_to_string(&v2))
-        .expect("read the VE's cgroup.procs");
-    text.lines()
-        .find(|pid| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            status.lines().any(|l| l.starts_with("NSpid:") && l.ends_with("\t1"))
-        })
-        .expect("the VE's init")
-        .to_owned()
 }

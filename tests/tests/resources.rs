@@ -17,13 +17,9 @@ fn running(tree: &VzTree) -> String {
     ctid
 }
 
-fn is_v2() -> bool {
-    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-}
-
 /// A file of the VE's cgroup: `<v1 controller>/<parent>/<ctid>/<v1 file>` or the v2 one.
 fn cg_file(tree: &VzTree, ctid: &str, controller: &str, v1: &str, v2: &str) -> PathBuf {
-    if is_v2() {
+    if vz_tests::is_cgroup_v2() {
         PathBuf::from(format!("/sys/fs/cgroup/{}/{ctid}/{v2}", tree.cgroup_parent()))
     } else {
         PathBuf::from(format!("/sys/fs/cgroup/{controller}/{}/{ctid}/{v1}", tree.cgroup_parent()))
@@ -139,7 +135,7 @@ fn cpu_settings_reach_the_kernel_at_once() {
     let tree = VzTree::new("");
     let ctid = running(&tree);
     ok(tree.run("vzctl", &["set", &ctid, "--cpuunits", "500", "--cpulimit", "50", "--save"]));
-    if is_v2() {
+    if vz_tests::is_cgroup_v2() {
         // OpenVZ 7's conversion: weight = units / 10.
         assert_eq!(read(&cg_file(&tree, &ctid, "cpu", "", "cpu.weight")), "50");
         assert_eq!(read(&cg_file(&tree, &ctid, "cpu", "", "cpu.max")), "50000 100000");
@@ -280,7 +276,7 @@ fn reset_ub_short_options_and_the_vswap_check() {
     let ctid = running(&tree);
     let pids_max = cg_file(&tree, &ctid, "pids", "pids.max", "pids.max");
 
-    if is_v2() {
+    if vz_tests::is_cgroup_v2() {
         // The parent passes memory protection on, so a VE's memory.low/min take effect.
         let parent = PathBuf::from(format!("/sys/fs/cgroup/{}", tree.cgroup_parent()));
         assert_eq!(read(&parent.join("memory.low")), "max");
@@ -335,7 +331,9 @@ fn numtcpsock_refuses_a_socket_past_the_limit_inside_the_ve() {
     let ctid = running(&tree);
     ok(tree.run("vzctl", &["set", &ctid, "--numtcpsock", "3"]));
     // Three listeners hold the three TCP sockets; the fourth socket() is refused with EPERM.
-    let script = "for p in 1 2 3; do nc -l -p 1000$p >/dev/null 2>&1 & done; sleep 1; \
+    let script = "for p in 1 2 3; do nc -l -p 1000$p >/dev/null 2>&1 & done; \
+                  for i in $(seq 100); do \
+                  [ $(netstat -ltn | grep -c ':1000[123] ') -ge 3 ] && break; sleep 0.1; done; \
                   timeout 2 nc -l -p 10004 2>&1; echo rc=$?";
     let out = ok(tree.run("vzctl", &["exec", &ctid, script]));
     assert!(out.contains("Operation not permitted") && !out.contains("rc=0"), "{out}");

@@ -21,11 +21,6 @@ pub struct DiskChanges {
     pub ugid_limit: Option<u64>,
 }
 
-/// Whether `option` is one of the disk options of `vzctl set`.
-pub fn is_disk_option(option: &str) -> bool {
-    matches!(option, "diskspace" | "diskinodes" | "quotatime" | "quotaugidlimit")
-}
-
 impl DiskChanges {
     /// Parses one disk option.
     ///
@@ -188,6 +183,5 @@ mod tests {
         assert_eq!(err.exit_code(), 21);
         assert!(err.to_string().starts_with("Bad parameter for --diskspace: lots"), "{err}");
         assert!(changes.parse_option("quotatime", "-1").is_err());
-        assert!(is_disk_option("quotaugidlimit") && !is_disk_option("numproc"));
     }
 }

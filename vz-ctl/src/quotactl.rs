@@ -3,7 +3,8 @@
 //! CAP_SYS_ADMIN in the host's user namespace.
 //!
 //! `vzctl start` runs it for a VE whose second level the kernel enforces (QUOTAUGIDLIMIT >
-//! 0, an image mounted with user and group quota), as `vzctl __quotactl-server CTID`, a
+//! 0, an image mounted with user and group quota), as `vzctl __quotactl-server CTID
+//! DEVICE`, a
 //! process of its own beside the VE (like a VE's other kernel objects it has no daemon
 //! behind it). The VE's init and every `vzctl exec`/`enter` get a seccomp filter whose
 //! listener goes to the server's socket `<VZ_RUN_DIR>/<CTID>.quotactl`; the server answers
@@ -66,20 +67,26 @@ impl StartedServer {
     }
 }
 
-/// Starts the server for `ve` (mounted at `root`) if its second level is enforced; waits
-/// until its socket is bound.
+/// Starts the server for `ve`, whose `area` is mounted at `root` from the host's block
+/// device `device`, if its second level is enforced; waits until its socket is bound.
 ///
 /// # Errors
 /// [`CtlError::Start`] when the area cannot be read or the server does not come up.
-pub fn start_server(ve: &Ve, root: &Path) -> Result<Option<StartedServer>> {
+pub fn start_server(
+    ve: &Ve,
+    area: &vz_quota::PrivateArea,
+    root: &Path,
+    device: &Path,
+) -> Result<Option<StartedServer>> {
     let fail = |e: Box<dyn std::error::Error + Send + Sync>| CtlError::Start(e);
-    let area = vz_quota::PrivateArea::open(&ve.private()?).map_err(|e| fail(e.into()))?;
     if area.second_level(root).map_err(|e| fail(e.into()))? != SecondLevel::Enforced {
         return Ok(None);
     }
     let exe = std::env::current_exe().map_err(|e| fail(format!("find vzctl: {e}").into()))?;
     let mut child = Command::new(exe)
-        .args([SERVER_COMMAND, &ve.ctid.to_string()])
+        .arg(SERVER_COMMAND)
+        .arg(ve.ctid.to_string())
+        .arg(device)
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -100,21 +107,16 @@ pub fn start_server(ve: &Ve, root: &Path) -> Result<Option<StartedServer>> {
     Ok(Some(StartedServer { socket, child }))
 }
 
-/// The server's body (`vzctl __quotactl-server CTID`): binds the socket, says "ready" on
-/// stdout, then serves until the VE's processes are gone.
+/// The server's body (`vzctl __quotactl-server CTID DEVICE`, DEVICE the host's node of the
+/// VE's image): binds the socket, says "ready" on stdout, then serves until the VE's
+/// processes are gone.
 ///
 /// # Errors
-/// When the VE's device or the socket cannot be set up, or polling fails.
-pub fn serve(ve: &Ve) -> Result<()> {
+/// When the device or the socket cannot be set up, or polling fails.
+pub fn serve(ve: &Ve, device: &Path) -> Result<()> {
     let fail = |e: Box<dyn std::error::Error + Send + Sync>| CtlError::Start(e);
     let _ = nix::unistd::setsid();
-    let root = ve.root()?;
-    let area = vz_quota::PrivateArea::open(&ve.private()?).map_err(|e| fail(e.into()))?;
-    let device = area
-        .mounted_device(&root)
-        .map_err(|e| fail(e.into()))?
-        .ok_or_else(|| fail(format!("CT {} has no mounted image", ve.ctid).into()))?;
-    let proxy = QuotactlProxy::new(&device).map_err(|e| fail(e.into()))?;
+    let proxy = QuotactlProxy::new(device).map_err(|e| fail(e.into()))?;
     let inbox = ListenerInbox::bind(&socket_path(ve)).map_err(|e| fail(e.into()))?;
     let bound = std::fs::metadata(inbox.path()).map(|m| m.ino()).ok();
     {

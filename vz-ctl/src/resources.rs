@@ -176,16 +176,24 @@ pub fn ve_rlimits(set: &UbcSet) -> Vec<vz_ns::Rlimit> {
         .collect()
 }
 
-/// The beancounter values a VE starts with: [`ubc_config`] with [`with_vswap_defaults`],
-/// checked by [`check_vswap`].
+/// The beancounter values a VE starts with: [`ubc_in_force`], checked by [`check_vswap`].
 ///
 /// # Errors
-/// [`CtlError::Ubc`] for a bad parameter value, [`CtlError::SwapNotSet`] for a VSwap config
-/// without SWAPPAGES, [`CtlError::BadParameter`] for a bad `VM_OVERCOMMIT`.
+/// As [`ubc_in_force`]; [`CtlError::SwapNotSet`] for a VSwap config without SWAPPAGES.
 pub fn ubc_at_start<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<UbcSet> {
-    let set = with_vswap_defaults(ubc_config(&get)?, get)?;
+    let set = ubc_in_force(get)?;
     check_vswap(&set)?;
     Ok(set)
+}
+
+/// The beancounter values of a config as a start applies them: [`ubc_config`] with
+/// [`with_vswap_defaults`] (a running VE's bounds; entering it uses them unchecked).
+///
+/// # Errors
+/// [`CtlError::Ubc`] for a bad parameter value, [`CtlError::BadParameter`] for a bad
+/// `VM_OVERCOMMIT`.
+pub fn ubc_in_force<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<UbcSet> {
+    with_vswap_defaults(ubc_config(&get)?, get)
 }
 
 /// `set` (a config's values) plus the values vzctl derives for a VSwap config

@@ -90,7 +90,7 @@ pub fn run_inside(
         env,
         caps: capabilities(ve)?,
         tty,
-        rlimits: crate::resources::ve_rlimits(&crate::resources::ubc_at_start(|k| ve.get(k))?),
+        rlimits: crate::resources::ve_rlimits(&crate::resources::ubc_in_force(|k| ve.get(k))?),
         quotactl_server: crate::quotactl::server_of_running(ve),
     };
     vz_ns::enter(&spec).map_err(|e| CtlError::Exec(format!("cannot enter CT {}: {e}", ve.ctid)))

@@ -60,12 +60,7 @@ impl QuotaDevice {
     pub fn rule(&self) -> DeviceRule {
         DeviceRule {
             kind: DeviceKind::Block,
-            major: Some(self.major),
-            minor: Some(self.minor),
-            read: false,
-            write: false,
-            mknod: true,
-            quota: true,
+            ..DeviceRule::char(self.major, Some(self.minor), "mq")
         }
     }
 

@@ -14,7 +14,7 @@ use crate::error::{NsError, Result};
 use crate::exec::ExecPlan;
 use crate::init::child::join_cgroups;
 use crate::init::sync::{Msg, Receiver, channel, send};
-use crate::intercept::{SyscallListener, send_listener};
+use crate::intercept::{install_quotactl_filter, send_listener};
 use crate::pty::Pty;
 use crate::rlimit::{Rlimit, RlimitPlan};
 use crate::rootfs::StepResult;
@@ -109,7 +109,7 @@ pub fn enter(spec: &EnterSpec) -> Result<i32> {
                     Msg::ExecError(message) => {
                         failure = failure.or(Some(NsError::Exec { message }))
                     }
-                    Msg::Listener(fd) => hand_over(spec, fd),
+                    Msg::Listener(fd) => hand_over(spec, &fd),
                     Msg::Pid(_) | Msg::Ready => {}
                 }
             }
@@ -127,10 +127,9 @@ pub fn enter(spec: &EnterSpec) -> Result<i32> {
 
 /// Hands the entered program's seccomp listener to the VE's quotactl server. The program
 /// already runs: if the server is gone, its quotactl calls fail with ENOSYS.
-fn hand_over(spec: &EnterSpec, fd: OwnedFd) {
-    let listener = SyscallListener::new(fd);
+fn hand_over(spec: &EnterSpec, listener: &OwnedFd) {
     if let Some(server) = &spec.quotactl_server
-        && let Err(e) = send_listener(server, &listener)
+        && let Err(e) = send_listener(server, listener.as_fd())
     {
         tracing::warn!(error = %e, "quotactl calls of the entered program will fail (ENOSYS)");
     }
@@ -234,8 +233,7 @@ impl Joiner<'_> {
             }
             self.rlimits.apply()?;
             if self.spec.quotactl_server.is_some() {
-                let listener = SyscallListener::install_quotactl_filter()?;
-                send(status, &Msg::Listener(listener.into_fd()));
+                send(status, &Msg::Listener(install_quotactl_filter()?));
             }
             self.spec.caps.restrict_current(self.last_cap)?;
             sys::reset_signals();

@@ -28,9 +28,6 @@ use crate::error::{NsError, Result};
 use crate::init::sync::received_fd;
 use crate::sys;
 
-/// `SECCOMP_USER_NOTIF_FLAG_CONTINUE` as the response's u32 flags field.
-const CONTINUE: u32 = 1;
-
 /// The receiving end of a seccomp filter's notifications.
 #[derive(Debug)]
 pub struct SyscallListener {
@@ -66,17 +63,6 @@ impl SyscallListener {
         SyscallListener { fd }
     }
 
-    pub(crate) fn into_fd(self) -> OwnedFd {
-        self.fd
-    }
-
-    /// Installs the quotactl filter on the calling thread (in a child, before exec).
-    pub(crate) fn install_quotactl_filter() -> std::result::Result<Self, String> {
-        sys::seccomp_notify_quotactl()
-            .map(Self::new)
-            .map_err(|e| format!("seccomp filter for quotactl: {e}"))
-    }
-
     /// Waits for the next call; `None` when it was cancelled before it could be read (its
     /// caller died or was interrupted by a signal).
     ///
@@ -110,7 +96,10 @@ impl SyscallListener {
         let (val, error, flags) = match reply {
             SyscallReply::Value(v) => (v, 0, 0),
             SyscallReply::Error(errno) => (0, -errno.abs(), 0),
-            SyscallReply::Continue => (0, 0, CONTINUE),
+            // The flag is 1; libc spells it as an unsigned long, the response field is a u32.
+            SyscallReply::Continue => {
+                (0, 0, u32::try_from(libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE).unwrap_or(1))
+            }
         };
         let resp = libc::seccomp_notif_resp { id, val, error, flags };
         match sys::seccomp_notif_send(self.fd.as_fd(), resp) {
@@ -126,15 +115,21 @@ impl AsFd for SyscallListener {
     }
 }
 
-/// Sends `listener` to the server listening at `socket` ([`ListenerInbox`]).
+/// Installs the quotactl filter on the calling thread (in a child, before exec); returns
+/// its listener.
+pub(crate) fn install_quotactl_filter() -> std::result::Result<OwnedFd, String> {
+    sys::seccomp_notify_quotactl().map_err(|e| format!("seccomp filter for quotactl: {e}"))
+}
+
+/// Sends a filter's `listener` to the server listening at `socket` ([`ListenerInbox`]).
 ///
 /// # Errors
 /// [`NsError::Io`] when the server cannot be reached.
-pub fn send_listener(socket: &Path, listener: &SyscallListener) -> Result<()> {
+pub(crate) fn send_listener(socket: &Path, listener: BorrowedFd<'_>) -> Result<()> {
     let fail = |e: nix::errno::Errno| NsError::io("hand the listener to", socket, e.into());
     let conn = socket_fd().map_err(fail)?;
     connect(conn.as_raw_fd(), &UnixAddr::new(socket).map_err(fail)?).map_err(fail)?;
-    let fds = [listener.fd.as_raw_fd()];
+    let fds = [listener.as_raw_fd()];
     sendmsg::<()>(
         conn.as_raw_fd(),
         &[IoSlice::new(b"L")],
@@ -294,7 +289,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600, "only root may hand listeners over");
         // Any fd stands in for a seccomp listener: the inbox only carries it.
         let (mine, sent) = std::os::unix::net::UnixStream::pair().expect("pair");
-        send_listener(&path, &SyscallListener::new(OwnedFd::from(sent))).expect("send");
+        send_listener(&path, sent.as_fd()).expect("send");
         let got = inbox.accept().expect("accept");
         if nix::unistd::geteuid().is_root() {
             let got = got.expect("root's listener is taken");

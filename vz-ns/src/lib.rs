@@ -40,7 +40,5 @@ pub use devices::{
 pub use enter::{EnterSpec, TtyMode, enter};
 pub use error::{NsError, Result};
 pub use init::{InitHandle, InitSpec, PendingInit, spawn_init};
-pub use intercept::{
-    ListenerInbox, ProcessMemory, SyscallListener, SyscallReply, SyscallRequest, send_listener,
-};
+pub use intercept::{ListenerInbox, ProcessMemory, SyscallListener, SyscallReply, SyscallRequest};
 pub use rlimit::{Rlimit, RlimitResource};

@@ -133,7 +133,7 @@ fn serving_ve(name: &str) -> anyhow::Result<TestVe> {
 
 #[test]
 fn check_host_reports_forwarding_off_in_a_fresh_namespace() -> anyhow::Result<()> {
-    vz_tests::require!(Need::Root);
+    vz_tests::require!(Need::Root, Need::Program("/usr/sbin/ip"));
     on_test_host(|| {
         let w = vz_ns::net::check_host()?;
         ensure!(w.contains(&HostWarning::Ipv4ForwardingOff), "{w:?}");
@@ -154,7 +154,11 @@ fn venet_routes_traffic_enforces_sources_and_tears_down() -> anyhow::Result<()> 
         Need::Root,
         Need::CgroupController("pids"),
         Need::Program("/bin/busybox"),
-        Need::Program("/usr/bin/curl")
+        Need::Program("/usr/bin/curl"),
+        Need::Program("/usr/sbin/ip"),
+        Need::Program("/usr/bin/unshare"),
+        Need::Program("/usr/bin/nsenter"),
+        Need::Program("/usr/sbin/iptables-nft")
     );
     on_test_host(|| {
         sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
@@ -260,7 +264,9 @@ fn veth_host_end_joins_the_bridge() -> anyhow::Result<()> {
         Need::Root,
         Need::CgroupController("pids"),
         Need::Program("/bin/busybox"),
-        Need::Program("/usr/bin/curl")
+        Need::Program("/usr/bin/curl"),
+        Need::Program("/usr/sbin/ip"),
+        Need::Program("/usr/bin/unshare")
     );
     on_test_host(|| {
         let ve = serving_ve("v")?;

@@ -24,9 +24,6 @@ use crate::sys;
 
 /// `USRQUOTA` and `GRPQUOTA`, the quota types the proxy acts on.
 const USER_AND_GROUP: [u32; 2] = [0, 1];
-/// The subcommands that need privilege the VE's root lacks.
-const PRIVILEGED: [libc::c_int; 4] =
-    [libc::Q_GETQUOTA, sys::Q_GETNEXTQUOTA, libc::Q_SETQUOTA, libc::Q_SETINFO];
 /// The longest special path read from a caller.
 const PATH_MAX: usize = 4096;
 
@@ -94,11 +91,6 @@ impl QuotactlProxy {
         Ok(QuotactlProxy { device: device.to_owned(), rdev: meta.rdev() })
     }
 
-    /// The host's node of the VE's device.
-    pub fn device(&self) -> &Path {
-        &self.device
-    }
-
     /// The VE's device number (`st_rdev`).
     pub fn rdev(&self) -> u64 {
         self.rdev
@@ -109,7 +101,11 @@ impl QuotactlProxy {
     pub fn answer(&self, args: [u64; 6], caller: &dyn QuotactlCaller) -> QuotactlAnswer {
         let cmd = low32(args[0]);
         let subcmd = libc::c_int::try_from(cmd >> 8).unwrap_or(-1);
-        if !PRIVILEGED.contains(&subcmd) || !USER_AND_GROUP.contains(&(cmd & 0xff)) {
+        // The subcommands that need privilege the VE's root lacks.
+        let Some(len) = sys::quotactl_data_len(subcmd) else {
+            return QuotactlAnswer::AsCaller;
+        };
+        if !USER_AND_GROUP.contains(&(cmd & 0xff)) {
             return QuotactlAnswer::AsCaller;
         }
         if caller.euid().ok() != Some(0) || args[1] == 0 {
@@ -121,9 +117,6 @@ impl QuotactlProxy {
         if !matches!(caller.block_device(&path), Ok(Some(rdev)) if rdev == self.rdev) {
             return QuotactlAnswer::AsCaller;
         }
-        let Some(len) = sys::quotactl_data_len(subcmd) else {
-            return QuotactlAnswer::AsCaller;
-        };
         let (id, addr) = (low32(args[2]), args[3]);
         let writes_back = matches!(subcmd, libc::Q_GETQUOTA | sys::Q_GETNEXTQUOTA);
         let mut data = if writes_back {

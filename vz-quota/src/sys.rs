@@ -197,11 +197,27 @@ unsafe fn quotactl(
     id: u32,
     data: *mut libc::c_char,
 ) -> io::Result<()> {
+    // SAFETY: the caller vouches for `data`.
+    unsafe { raw_quotactl(libc::QCMD(cmd, PRJQUOTA), device, id, data) }
+}
+
+/// quotactl with a whole command (`QCMD(subcmd, type)`) on the file system of block device
+/// `device`.
+///
+/// # Safety
+/// As [`quotactl`]: `data` points to the structure the subcommand reads or writes.
+unsafe fn raw_quotactl(
+    cmd: libc::c_int,
+    device: &Path,
+    id: u32,
+    data: *mut libc::c_char,
+) -> io::Result<()> {
     let special = special(device)?;
-    let id = libc::c_int::try_from(id).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // quotactl's id is a qid_t (u32) the C prototype spells int.
+    let id = libc::c_int::from_ne_bytes(id.to_ne_bytes());
     // SAFETY: `special` is a NUL-terminated path that outlives the call; the caller vouches
     // for `data`.
-    let rc = unsafe { libc::quotactl(libc::QCMD(cmd, PRJQUOTA), special.as_ptr(), id, data) };
+    let rc = unsafe { libc::quotactl(cmd, special.as_ptr(), id, data) };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
@@ -243,24 +259,20 @@ pub(crate) fn set_project_grace(device: &Path, blocks: u64, inodes: u64) -> io::
     unsafe { quotactl(libc::Q_SETINFO, device, 0, (&raw mut info).cast()) }
 }
 
-/// Bytes of `struct if_dqblk` and `struct if_nextdqblk` (eight u64, then one or two u32,
-/// padded to 8).
-pub(crate) const DQBLK_LEN: usize = 72;
-/// Bytes of `struct if_dqinfo`.
-pub(crate) const DQINFO_LEN: usize = 24;
+/// `Q_GETNEXTQUOTA` (not in libc).
+pub(crate) const Q_GETNEXTQUOTA: libc::c_int = 0x80_0009;
 
 /// The size of the structure quotactl's `subcmd` reads or writes through its `addr`, for
-/// the subcommands [`quotactl_buffer`] takes.
+/// the subcommands that need CAP_SYS_ADMIN (for other ids than the caller's): the ones
+/// [`quotactl_buffer`] runs.
 pub(crate) fn quotactl_data_len(subcmd: libc::c_int) -> Option<usize> {
     match subcmd {
-        libc::Q_GETQUOTA | libc::Q_SETQUOTA | Q_GETNEXTQUOTA => Some(DQBLK_LEN),
-        libc::Q_SETINFO | libc::Q_GETINFO => Some(DQINFO_LEN),
+        // `struct if_nextdqblk` is `struct if_dqblk` with the id in its tail padding.
+        libc::Q_GETQUOTA | libc::Q_SETQUOTA | Q_GETNEXTQUOTA => Some(size_of::<libc::dqblk>()),
+        libc::Q_SETINFO => Some(size_of::<IfDqinfo>()),
         _ => None,
     }
 }
-
-/// `Q_GETNEXTQUOTA` (not in libc).
-pub(crate) const Q_GETNEXTQUOTA: libc::c_int = 0x80_0009;
 
 /// quotactl with a whole command (`QCMD(subcmd, type)`) on the file system of block device
 /// `device`; `data` is the structure the subcommand reads or writes, as bytes.
@@ -270,18 +282,13 @@ pub(crate) const Q_GETNEXTQUOTA: libc::c_int = 0x80_0009;
 /// kernel's error otherwise.
 pub(crate) fn quotactl_buffer(cmd: u32, device: &Path, id: u32, data: &mut [u8]) -> io::Result<()> {
     let subcmd = libc::c_int::try_from(cmd >> 8).unwrap_or(-1);
-    let cmd = libc::c_int::from_ne_bytes(cmd.to_ne_bytes());
     if quotactl_data_len(subcmd).is_none_or(|len| data.len() < len) {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    let special = special(device)?;
-    // quotactl's id is a qid_t (u32) the C prototype spells int.
-    let id = libc::c_int::from_ne_bytes(id.to_ne_bytes());
-    // SAFETY: `special` is a NUL-terminated path that outlives the call; `data` is at least
-    // as long as the structure `subcmd` reads or writes (checked above), and any bytes are a
-    // valid value of those plain-integer structures.
-    let rc = unsafe { libc::quotactl(cmd, special.as_ptr(), id, data.as_mut_ptr().cast()) };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    let cmd = libc::c_int::from_ne_bytes(cmd.to_ne_bytes());
+    // SAFETY: `data` is at least as long as the structure `subcmd` reads or writes (checked
+    // above), and any bytes are a valid value of those plain-integer structures.
+    unsafe { raw_quotactl(cmd, device, id, data.as_mut_ptr().cast()) }
 }
 
 #[cfg(test)]
@@ -295,14 +302,5 @@ mod tests {
         assert_eq!(std::mem::size_of::<FsXattr>(), 28);
         assert_eq!(std::mem::size_of::<IfDqinfo>(), 24);
         assert_eq!(std::mem::size_of::<libc::dqblk>(), 72);
-    }
-
-    #[test]
-    fn project_ids_read_where_the_filesystem_has_them() {
-        // tmpfs and ext4 answer FS_IOC_FSGETXATTR; others may not: only check it does not lie.
-        let dir = tempfile::tempdir().unwrap();
-        if let Ok((projid, _)) = project_of(&File::open(dir.path()).unwrap()) {
-            assert_eq!(projid, 0, "a fresh directory outside any project");
-        }
     }
 }

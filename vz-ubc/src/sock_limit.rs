@@ -50,7 +50,8 @@ type Limit = Option<u32>;
 
 /// A beancounter limit as the maps hold it.
 pub(crate) fn limit_of(value: u64) -> Limit {
-    u32::try_from(value).ok().filter(|v| *v < u32::MAX && value < UNLIMITED)
+    // UNLIMITED (u64::MAX) does not fit; u32::MAX is the maps' own "none".
+    u32::try_from(value).ok().filter(|v| *v < u32::MAX)
 }
 
 /// What the socket programs of a cgroup hold for one class: the limit in force (`UNLIMITED`

@@ -19,6 +19,11 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("/bin/bzip2", "bzip2"),
     ("/usr/bin/iperf3", "iperf3"),
     ("/usr/sbin/setquota", "quota"),
+    ("/usr/bin/curl", "curl"),
+    ("/usr/sbin/iptables-nft", "iptables"),
+    ("/usr/bin/nsenter", "util-linux"),
+    ("/usr/sbin/capsh", "libcap2-bin"),
+    ("/usr/bin/python3", "python3"),
 ];
 
 /// The oldest CRIU that works on this kind of host (design.md).

@@ -9,10 +9,10 @@ use vz_ctl::config::GlobalConfig;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [command, ctid] = args.as_slice()
+    if let [command, ctid, device] = args.as_slice()
         && command == vz_ctl::quotactl::SERVER_COMMAND
     {
-        return quotactl_server(ctid);
+        return quotactl_server(ctid, std::path::Path::new(device));
     }
     let inv = match cli::parse(&args) {
         Ok(inv) => inv,
@@ -62,9 +62,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// `vzctl __quotactl-server CTID`, started by `vzctl start` (vz_ctl::quotactl); logs to the
-/// log file only.
-fn quotactl_server(ctid: &str) -> ExitCode {
+/// `vzctl __quotactl-server CTID DEVICE`, started by `vzctl start` (vz_ctl::quotactl); logs
+/// to the log file only.
+fn quotactl_server(ctid: &str, device: &std::path::Path) -> ExitCode {
     let run = || -> vz_ctl::Result<()> {
         let ctid: vz_ctl::Ctid =
             ctid.parse().map_err(|_| vz_ctl::CtlError::Exec(format!("bad CTID {ctid:?}")))?;
@@ -77,7 +77,7 @@ fn quotactl_server(ctid: &str) -> ExitCode {
             logfile.as_ref().map(|(path, level)| (path.as_path(), *level)),
             Some(ctid.get()),
         );
-        vz_ctl::quotactl::serve(&vz_ctl::Ve::load(global, ctid)?)
+        vz_ctl::quotactl::serve(&vz_ctl::Ve::load(global, ctid)?, device)
     };
     match run() {
         Ok(()) => ExitCode::SUCCESS,

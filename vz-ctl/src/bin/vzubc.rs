@@ -63,9 +63,7 @@ fn run(args: &[String]) -> Result<String, String> {
             }
             continue;
         }
-        let config = resources::ubc_config(|k| ve.get(k))
-            .and_then(|set| resources::with_vswap_defaults(set, |k| ve.get(k)))
-            .map_err(|e| e.to_string())?;
+        let config = resources::ubc_in_force(|k| ve.get(k)).map_err(|e| e.to_string())?;
         let usage = resources::ubc_usage(ctid.get(), &cgroup, config)
             .map_err(|e| vz_ctl::error::chain(&e))?
             .ok_or_else(|| format!("Container {ctid}: no memory cgroup to read"))?;

@@ -118,11 +118,8 @@ fn ubc_get<const I: usize, const P: u8>(row: &Row) -> Value {
     }
 }
 
-const fn quota(name: &'static str, header: &'static str, get: fn(&Row) -> Value) -> Field {
-    Field { name, aliases: &[], header, column: right(10), get }
-}
-
-const fn ubc(name: &'static str, header: &'static str, get: fn(&Row) -> Value) -> Field {
+/// A numeric column 10 wide (beancounter and disk quota fields).
+const fn numeric(name: &'static str, header: &'static str, get: fn(&Row) -> Value) -> Field {
     Field { name, aliases: &[], header, column: right(10), get }
 }
 
@@ -132,11 +129,11 @@ macro_rules! with_ubc {
         &[
             $($base,)*
             $(
-                ubc($name, $hdr, ubc_get::<$i, 0>),
-                ubc(concat!($name, ".m"), concat!($hdr, ".M"), ubc_get::<$i, 1>),
-                ubc(concat!($name, ".b"), concat!($hdr, ".B"), ubc_get::<$i, 2>),
-                ubc(concat!($name, ".l"), concat!($hdr, ".L"), ubc_get::<$i, 3>),
-                ubc(concat!($name, ".f"), concat!($hdr, ".F"), ubc_get::<$i, 4>),
+                numeric($name, $hdr, ubc_get::<$i, 0>),
+                numeric(concat!($name, ".m"), concat!($hdr, ".M"), ubc_get::<$i, 1>),
+                numeric(concat!($name, ".b"), concat!($hdr, ".B"), ubc_get::<$i, 2>),
+                numeric(concat!($name, ".l"), concat!($hdr, ".L"), ubc_get::<$i, 3>),
+                numeric(concat!($name, ".f"), concat!($hdr, ".F"), ubc_get::<$i, 4>),
             )*
         ]
     };
@@ -372,12 +369,12 @@ pub const FIELDS: &[Field] = with_ubc!(
             column: left(15),
             get: |r| key(r, "CAPABILITY"),
         },
-        quota("diskspace", "DSPACE", quota_get::<false, 0>),
-        quota("diskspace.s", "DSPACE.S", quota_get::<false, 1>),
-        quota("diskspace.h", "DSPACE.H", quota_get::<false, 2>),
-        quota("diskinodes", "DINODES", quota_get::<true, 0>),
-        quota("diskinodes.s", "DINODES.S", quota_get::<true, 1>),
-        quota("diskinodes.h", "DINODES.H", quota_get::<true, 2>),
+        numeric("diskspace", "DSPACE", quota_get::<false, 0>),
+        numeric("diskspace.s", "DSPACE.S", quota_get::<false, 1>),
+        numeric("diskspace.h", "DSPACE.H", quota_get::<false, 2>),
+        numeric("diskinodes", "DINODES", quota_get::<true, 0>),
+        numeric("diskinodes.s", "DINODES.S", quota_get::<true, 1>),
+        numeric("diskinodes.h", "DINODES.H", quota_get::<true, 2>),
     ],
     [
         (0, "kmemsize", "KMEMSIZE"),

@@ -3,7 +3,7 @@
 //! init → optionally wait for the boot to finish. Any failure undoes the steps done.
 
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
@@ -69,10 +69,12 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     let ctid = ve.ctid.get();
     resources::apply_ubc(ctid, &cgroup, &ubc, None)?;
     resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
-    let quota_device = quota_device(ve, &root)?;
-    apply_device_rules(&cgroup, quota_device.as_ref())?;
-    let mut spec = init_spec(ve, &root, &cgroup, &ubc, quota_device)?;
-    if let Some(server) = crate::quotactl::start_server(ve, &root)? {
+    let (mut spec, area, device) = prepare_init(ve, &root, &cgroup, &ubc)?;
+    let server = match &device {
+        Some(device) => crate::quotactl::start_server(ve, &area, &root, device)?,
+        None => None,
+    };
+    if let Some(server) = server {
         spec.quotactl_server = Some(server.socket.clone());
         undo.push("quotactl server", move || server.kill());
     }
@@ -100,22 +102,36 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     Ok(())
 }
 
-/// The device of the VE's root file system (image layout), for the node the quota tools
-/// look up inside the VE; `None` for the directory layout.
+/// Applies the device allowlist to `cgroup` and makes the spec of the VE's init, with a node
+/// of the root's device for the quota tools; also returns the private area and that device's
+/// host path (image layout), for the quotactl server.
 ///
 /// # Errors
-/// [`CtlError::Start`] when the mount table or the device cannot be read.
-pub(crate) fn quota_device(ve: &Ve, root: &Path) -> Result<Option<vz_ns::QuotaDevice>> {
-    use nix::sys::stat::{major, minor, stat};
+/// [`CtlError::Start`] when the area, the mount table or the device cannot be read or the
+/// allowlist cannot be applied; those of [`init_spec`].
+pub(crate) fn prepare_init(
+    ve: &Ve,
+    root: &Path,
+    cgroup: &crate::cgroup::VeCgroup,
+    ubc: &vz_ubc::UbcSet,
+) -> Result<(vz_ns::InitSpec, vz_quota::PrivateArea, Option<PathBuf>)> {
     let area =
         vz_quota::PrivateArea::open(&ve.private()?).map_err(|e| CtlError::Start(e.into()))?;
-    let Some(device) = area.mounted_device(root).map_err(|e| CtlError::Start(e.into()))? else {
-        return Ok(None);
-    };
+    let device = area.mounted_device(root).map_err(|e| CtlError::Start(e.into()))?;
+    let quota_device = device.as_deref().map(quota_device).transpose()?.flatten();
+    apply_device_rules(cgroup, quota_device.as_ref())?;
+    let spec = init_spec(ve, root, cgroup, ubc, quota_device)?;
+    Ok((spec, area, device))
+}
+
+/// The node the quota tools look up inside the VE for the root's `device` (a host path such
+/// as `/dev/loop3`); `None` for a device outside /dev.
+fn quota_device(device: &Path) -> Result<Option<vz_ns::QuotaDevice>> {
+    use nix::sys::stat::{major, minor, stat};
     let Some(name) = device.strip_prefix("/dev").ok().and_then(|n| n.to_str()) else {
         return Ok(None);
     };
-    let rdev = stat(&device)
+    let rdev = stat(device)
         .map_err(|e| CtlError::Start(format!("stat {}: {e}", device.display()).into()))?
         .st_rdev;
     let number =
@@ -129,7 +145,7 @@ pub(crate) fn quota_device(ve: &Ve, root: &Path) -> Result<Option<vz_ns::QuotaDe
 
 /// The device allowlist on the VE's cgroup (the v1 devices controller, or on cgroup v2 a
 /// BPF device program attached to the VE's cgroup), with `quota_device`'s mknod-only entry.
-pub(crate) fn apply_device_rules(
+fn apply_device_rules(
     cgroup: &crate::cgroup::VeCgroup,
     quota_device: Option<&vz_ns::QuotaDevice>,
 ) -> Result<()> {
@@ -147,7 +163,7 @@ pub(crate) fn apply_device_rules(
 /// "localhost", not a copy of the host's name), `/sbin/init` with a clean environment, the
 /// VE's cgroups, capabilities, devices (with the root's device for the quota tools), and the
 /// beancounters its namespaces enforce (numpty as the devpts limit, per-process rlimits).
-pub(crate) fn init_spec(
+fn init_spec(
     ve: &Ve,
     root: &Path,
     cgroup: &crate::cgroup::VeCgroup,

@@ -22,10 +22,8 @@ pub fn with_pending_init<T>(ve: &Ve, work: impl FnOnce(i32) -> Result<T>) -> Res
         let outcome = (|| {
             // The VE's own programs run here: under the same device allowlist as when started.
             let root = ve.root()?;
-            let quota_device = super::start::quota_device(ve, &root)?;
-            super::start::apply_device_rules(&cgroup, quota_device.as_ref())?;
             let ubc = resources::ubc_at_start(|k| ve.get(k))?;
-            let spec = super::start::init_spec(ve, &root, &cgroup, &ubc, quota_device)?;
+            let (spec, _, _) = super::start::prepare_init(ve, &root, &cgroup, &ubc)?;
             let pending = vz_ns::spawn_init(&spec).map_err(|e| CtlError::Start(e.into()))?;
             work(pending.pid())
             // Dropping `pending` kills the init that never ran.

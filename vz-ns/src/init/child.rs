@@ -8,7 +8,7 @@ use nix::unistd::ForkResult;
 
 use super::ChildPlan;
 use super::sync::{Msg, send};
-use crate::intercept::SyscallListener;
+use crate::intercept::install_quotactl_filter;
 use crate::rootfs::{self, StepResult};
 use crate::sys;
 
@@ -64,8 +64,7 @@ fn init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
         if plan.intercept_quotactl {
             // Installed while init still has CAP_SYS_ADMIN; every process of the VE
             // inherits it. Init keeps no copy of the listener.
-            let listener = SyscallListener::install_quotactl_filter()?;
-            send(status, &Msg::Listener(listener.into_fd()));
+            send(status, &Msg::Listener(install_quotactl_filter()?));
         }
         Ok(())
     })();

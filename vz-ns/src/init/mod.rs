@@ -13,7 +13,7 @@
 pub(crate) mod child;
 pub(crate) mod sync;
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -25,7 +25,6 @@ use crate::caps::{CapSet, last_cap};
 use crate::devices::{DeviceRule, QuotaDevice};
 use crate::error::{NsError, Result};
 use crate::exec::ExecPlan;
-use crate::intercept::SyscallListener;
 use crate::rlimit::{Rlimit, RlimitPlan};
 use crate::sys;
 use sync::{Msg, Receiver};
@@ -152,7 +151,7 @@ fn init_pid(status: &mut Receiver, server: Option<&Path>) -> Result<(i32, bool)>
 /// Hands the init's seccomp listener to the quotactl server.
 fn deliver_listener(server: Option<&Path>, fd: OwnedFd) -> Result<()> {
     let server = server.ok_or(NsError::ChildVanished { what: "an unasked-for listener" })?;
-    crate::intercept::send_listener(server, &SyscallListener::new(fd))
+    crate::intercept::send_listener(server, fd.as_fd())
 }
 
 fn prepare(spec: &InitSpec) -> Result<ChildPlan> {

@@ -32,13 +32,13 @@ pub use venet::{Venet, VenetConfig, venet_host_ifname};
 pub use veth::{MacAddr, Veth, VethSpec, format_netif, parse_netif};
 
 /// Longest interface name the kernel takes (IFNAMSIZ 16 with the NUL).
-pub const IFNAME_MAX: usize = 15;
+pub(crate) const IFNAME_MAX: usize = 15;
 
 /// Checks an interface name: 1–15 bytes, no `/`, blank or `:` (kernel `dev_valid_name`).
 ///
 /// # Errors
 /// [`NsError::BadNetif`] naming `field` and the value.
-pub fn check_ifname(field: &'static str, name: &str) -> Result<()> {
+pub(crate) fn check_ifname(field: &'static str, name: &str) -> Result<()> {
     let reason = if name.is_empty() {
         "empty"
     } else if name.len() > IFNAME_MAX {
@@ -83,7 +83,7 @@ impl Netlink {
     /// A connection in the network namespace of the process `pid` (a VE's init).
     pub(crate) fn in_netns_of(pid: i32) -> Result<Self> {
         let target = open_ns(&ns_path(pid))?;
-        let own = open_ns(Path::new("/proc/thread-self/ns/net"))?;
+        let own = own_netns()?;
         nix::sched::setns(&target, CloneFlags::CLONE_NEWNET)
             .map_err(|e| NsError::sys("enter the VE's network namespace", e))?;
         let conn = Self::open(format!("VE {pid}"));
@@ -166,6 +166,34 @@ pub(crate) fn link_mac(link: &LinkMessage) -> Option<&[u8]> {
         LinkAttribute::Address(m) => Some(m.as_slice()),
         _ => None,
     })
+}
+
+/// Deletes a veth pair wherever its ends are: the host end on the host, or either end still
+/// in the VE (a pair half made). Deleting one end removes both; nothing there is no error.
+pub(crate) fn del_pair(host: &Netlink, ve: &Netlink, host_name: &str, ve_name: &str) -> Result<()> {
+    if let Some(l) = host.link_by_name(host_name)? {
+        return host.del_link(l.header.index, host_name);
+    }
+    for name in [host_name, ve_name] {
+        if let Some(l) = ve.link_by_name(name)? {
+            return ve.del_link(l.header.index, name);
+        }
+    }
+    Ok(())
+}
+
+/// The error for a host-side device name already in use.
+pub(crate) fn host_name_taken(name: &str) -> NsError {
+    NsError::BadNetif {
+        field: "host_ifname",
+        value: name.to_owned(),
+        reason: "a device of that name exists on the host".into(),
+    }
+}
+
+/// The calling thread's own network namespace (to move a device back to the host).
+pub(crate) fn own_netns() -> Result<File> {
+    open_ns(Path::new("/proc/thread-self/ns/net"))
 }
 
 fn ns_path(pid: i32) -> PathBuf {

@@ -15,7 +15,6 @@
 //! that needs a host firewall rule (nftables `fib saddr . iif oif missing drop`), which vz
 //! does not install yet.
 
-use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
@@ -28,7 +27,10 @@ use super::route::{
     add_default_route, add_host_route, add_proxy_entries, del_host_route, del_proxy_entries,
     host_routes_to,
 };
-use super::{Netlink, check_ifname, errno, link_mac, nl_err, write_sysctl};
+use super::{
+    Netlink, check_ifname, del_pair, errno, host_name_taken, link_mac, nl_err, own_netns,
+    write_sysctl,
+};
 use crate::error::{NsError, Result};
 
 /// The routed network of one VE: `IP_ADDRESS` in `CTID.conf`, `--ipadd`/`--ipdel`.
@@ -75,19 +77,18 @@ impl Venet {
         check_ifname("host_ifname", name)?;
         let host = Netlink::host()?;
         if host.link_by_name(name)?.is_some() {
-            return Err(NsError::BadNetif {
-                field: "host_ifname",
-                value: name.to_owned(),
-                reason: "a device of that name exists on the host".into(),
-            });
+            return Err(host_name_taken(name));
         }
         let ve = Netlink::in_netns_of(init_pid)?;
-        make_pair(&host, &ve, name)?;
-        let result = add_all(&host, &ve, name, &cfg.addresses);
-        if result.is_err()
-            && let Err(e) = Venet::teardown(name)
-        {
-            tracing::warn!(error = %e, name, "undoing a failed venet setup");
+        let result =
+            make_pair(&host, &ve, name).and_then(|()| add_all(&host, &ve, name, &cfg.addresses));
+        if result.is_err() {
+            // Routes and proxy entries go with the host end; a pair half made goes too.
+            let undone =
+                Venet::teardown(name).and_then(|()| del_pair(&host, &ve, name, Venet::VE_IFNAME));
+            if let Err(e) = undone {
+                tracing::warn!(error = %e, name, "undoing a failed venet setup");
+            }
         }
         result
     }
@@ -183,13 +184,7 @@ fn make_pair(host: &Netlink, ve: &Netlink, name: &str) -> Result<()> {
     let req = ve.handle().link().add(LinkVeth::new(veif, name).arp(false).up().build());
     ve.run(req.execute())
         .map_err(|e| nl_err("create veth pair", format!("{veif}/{name} in {}", ve.ns), e))?;
-    let moved = move_host_end(host, ve, name);
-    if moved.is_err()
-        && let Ok(Some(l)) = ve.link_by_name(veif)
-    {
-        let _ = ve.del_link(l.header.index, veif);
-    }
-    moved?;
+    move_host_end(host, ve, name)?;
     let idx = host.index_of(name)?;
     write_sysctl(&format!("/proc/sys/net/ipv4/conf/{name}/rp_filter"), "1")?;
     let up = LinkUnspec::new_with_index(idx).up().build();
@@ -209,15 +204,10 @@ fn move_host_end(host: &Netlink, ve: &Netlink, name: &str) -> Result<()> {
     let set = LinkUnspec::new_with_index(idx).address(mac).arp(false).build();
     ve.run(ve.handle().link().set(set).execute())
         .map_err(|e| nl_err("set MAC and NOARP", name.into(), e))?;
-    let own = File::open("/proc/thread-self/ns/net")
-        .map_err(|e| NsError::io("open network namespace", "/proc/thread-self/ns/net", e))?;
+    let own = own_netns()?;
     let set = LinkUnspec::new_with_index(idx).setns_by_fd(own.as_raw_fd()).build();
     match ve.run(ve.handle().link().set(set).execute()) {
-        Err(e) if errno(&e) == Some(libc::EEXIST) => Err(NsError::BadNetif {
-            field: "host_ifname",
-            value: name.to_owned(),
-            reason: "a device of that name exists on the host".into(),
-        }),
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Err(host_name_taken(name)),
         r => r.map_err(|e| nl_err("move to the host", format!("{name} ({})", host.ns), e)),
     }
 }
@@ -255,10 +245,12 @@ fn add_one(host: &Netlink, ve: &Netlink, host_idx: u32, ve_idx: u32, a: &VeAddr)
         add_default_route(ve, ip.is_ipv6(), ve_idx)?;
         add_proxy_entries(host, ip)
     })();
-    if rest.is_err() {
-        let _ = del_one(host, ve, host_idx, ve_idx, ip);
+    match &rest {
+        Ok(()) => tracing::debug!(%a, "venet address added"),
+        Err(_) => {
+            let _ = del_one(host, ve, host_idx, ve_idx, ip);
+        }
     }
-    tracing::debug!(%a, "venet address added");
     rest
 }
 

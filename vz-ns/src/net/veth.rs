@@ -2,13 +2,12 @@
 //! the pair whose host end joins a bridge.
 
 use std::fmt;
-use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::str::FromStr;
 
 use rtnetlink::{LinkUnspec, LinkVeth};
 
-use super::{Netlink, check_ifname, errno, nl_err};
+use super::{Netlink, check_ifname, del_pair, errno, host_name_taken, nl_err, own_netns};
 use crate::error::{NsError, Result};
 
 /// OpenVZ's OUI for generated MACs (SWsoft, `SW_OUI` in vzctl's `veth.h`).
@@ -22,7 +21,7 @@ impl MacAddr {
     /// vzctl's `generate_mac`: OUI 00:18:51 and three bytes of a hash of
     /// `"<dev>:<CTID>:<seed> "` (vzctl seeds with the host's id; any stable number gives
     /// stable MACs).
-    pub fn generate(dev: &str, ctid: &str, seed: u64) -> MacAddr {
+    pub(crate) fn generate(dev: &str, ctid: &str, seed: u64) -> MacAddr {
         let data = format!("{dev}:{ctid}:{seed} ");
         let b = data.as_bytes();
         let mut hash: u32 = ctid.parse::<u32>().unwrap_or(0);
@@ -215,7 +214,7 @@ impl Veth {
         let host = Netlink::host()?;
         let bridge = spec.bridge.as_deref().map(|b| host.index_of(b)).transpose()?;
         if host.link_by_name(&spec.host_ifname)?.is_some() {
-            return Err(taken(&spec.host_ifname));
+            return Err(host_name_taken(&spec.host_ifname));
         }
         let ve = Netlink::in_netns_of(init_pid)?;
         let (name, hname) = (spec.ifname.as_str(), spec.host_ifname.as_str());
@@ -244,33 +243,19 @@ impl Veth {
             return host.del_link(l.header.index, &spec.host_ifname);
         }
         let ve = Netlink::in_netns_of(init_pid)?;
-        for name in [&spec.host_ifname, &spec.ifname] {
-            if let Some(l) = ve.link_by_name(name)? {
-                return ve.del_link(l.header.index, name);
-            }
-        }
-        Ok(())
-    }
-}
-
-fn taken(name: &str) -> NsError {
-    NsError::BadNetif {
-        field: "host_ifname",
-        value: name.to_owned(),
-        reason: "a device of that name exists on the host".into(),
+        del_pair(&host, &ve, &spec.host_ifname, &spec.ifname)
     }
 }
 
 fn move_out(ve: &Netlink, spec: &VethSpec) -> Result<()> {
     let idx = ve.index_of(&spec.host_ifname)?;
-    let own = File::open("/proc/thread-self/ns/net")
-        .map_err(|e| NsError::io("open network namespace", "/proc/thread-self/ns/net", e))?;
+    let own = own_netns()?;
     let set = LinkUnspec::new_with_index(idx)
         .address(spec.host_mac.0.to_vec())
         .setns_by_fd(own.as_raw_fd())
         .build();
     match ve.run(ve.handle().link().set(set).execute()) {
-        Err(e) if errno(&e) == Some(libc::EEXIST) => Err(taken(&spec.host_ifname)),
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Err(host_name_taken(&spec.host_ifname)),
         r => r.map_err(|e| nl_err("move to the host", spec.host_ifname.clone(), e)),
     }
 }
