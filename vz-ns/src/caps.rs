@@ -180,7 +180,7 @@ impl fmt::Display for CapSet {
 }
 
 /// The bit of a capability name, case-insensitive, `CAP_` prefix optional.
-fn bit_of(name: &str) -> Option<u32> {
+pub(crate) fn bit_of(name: &str) -> Option<u32> {
     let upper = name.trim().to_ascii_uppercase();
     let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
     let bare = if bare == "VE_ADMIN" { "NET_ADMIN" } else { bare };

@@ -169,15 +169,9 @@ fn show(value: u64) -> String {
     if value == Rlimit::UNLIMITED { "unlimited".to_owned() } else { value.to_string() }
 }
 
-/// Whether CAP_SYS_RESOURCE (bit 24) is in our effective set, from /proc/self/status.
+/// Whether CAP_SYS_RESOURCE is in our effective set.
 fn has_cap_sys_resource() -> bool {
-    const CAP_SYS_RESOURCE: u32 = 24;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|bits| bits & (1 << CAP_SYS_RESOURCE) != 0)
+    crate::caps::bit_of("SYS_RESOURCE").is_some_and(crate::sys::has_effective_cap)
 }
 
 /// `fs.nr_open` (the kernel's default, 1048576, if unreadable).
@@ -194,6 +188,14 @@ mod tests {
 
     fn lim(resource: RlimitResource, soft: u64, hard: u64) -> Rlimit {
         Rlimit { resource, soft, hard }
+    }
+
+    #[test]
+    fn cap_sys_resource_is_what_proc_shows() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap();
+        let effective = u64::from_str_radix(hex.trim(), 16).unwrap();
+        assert_eq!(has_cap_sys_resource(), effective & (1 << 24) != 0);
     }
 
     const PLAIN: Ceilings = Ceilings { sys_resource: false, nr_open: 1 << 20 };

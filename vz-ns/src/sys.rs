@@ -90,13 +90,27 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Clears the inheritable set of the calling thread (effective and permitted unchanged).
-pub(crate) fn clear_inheritable() -> nix::Result<()> {
+/// The calling thread's capability sets (v3: two 32-bit halves each) and the header that
+/// reads them.
+fn capget() -> nix::Result<(CapHeader, [CapData; 2])> {
     let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
     let mut data = [CapData::default(); 2];
     // SAFETY: capget with a v3 header writes exactly two CapData structs.
     let rc = unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) };
-    Errno::result(rc)?;
+    Errno::result(rc).map(|_| (header, data))
+}
+
+/// Whether capability `bit` is in the calling thread's effective set.
+pub(crate) fn has_effective_cap(bit: u32) -> bool {
+    capget().is_ok_and(|(_, data)| {
+        let half = data[usize::from(bit >= 32)].effective;
+        half & (1 << (bit % 32)) != 0
+    })
+}
+
+/// Clears the inheritable set of the calling thread (effective and permitted unchanged).
+pub(crate) fn clear_inheritable() -> nix::Result<()> {
+    let (mut header, mut data) = capget()?;
     for d in &mut data {
         d.inheritable = 0;
     }

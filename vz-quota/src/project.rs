@@ -15,7 +15,7 @@ use crate::loopdev;
 use crate::mount;
 use crate::record::Record;
 use crate::stat::Grace;
-use crate::sys::{self, ProjectQuota};
+use crate::sys::{self, IdQuota};
 use crate::ugid;
 
 /// The ext4 project id that holds every file of a VE's image (each VE has its own
@@ -105,7 +105,7 @@ impl PrivateArea {
     /// The project's usage and grace state from the kernel, when it enforces the soft limits
     /// on this area mounted at `root`. There, statvfs shows the project's limits and usage
     /// (ext4 does so for a directory with PROJINHERIT), not the filesystem's.
-    pub(crate) fn kernel_usage(&self, root: &Path) -> Result<Option<ProjectQuota>> {
+    pub(crate) fn kernel_usage(&self, root: &Path) -> Result<Option<IdQuota>> {
         let Some(m) = self.mount_of_image(root)? else { return Ok(None) };
         if !m.super_options.split(',').any(|o| o == MOUNT_OPTION) || !root_in_project(root)? {
             return Ok(None);
@@ -154,17 +154,17 @@ pub(crate) fn fits(info: &FsInfo) -> bool {
 
 /// The project limits a record asks for, in 1K blocks and inodes (0 = none): soft limits are
 /// the barriers, hard limits the limits, as vzquota's `-b/-B/-i/-I`.
-pub(crate) fn wanted(record: &Record) -> ProjectQuota {
+pub(crate) fn wanted(record: &Record) -> IdQuota {
     let finite = |n: u64| if n == UNLIMITED { 0 } else { n };
     let (blocks_soft, blocks_hard) =
         record.space.map_or((0, 0), |s| (finite(s.soft_kb.min(s.hard_kb)), finite(s.hard_kb)));
     let (inodes_soft, inodes_hard) =
         record.inodes.map_or((0, 0), |i| (finite(i.soft.min(i.hard)), finite(i.hard)));
-    ProjectQuota { blocks_soft, blocks_hard, inodes_soft, inodes_hard, ..ProjectQuota::default() }
+    IdQuota { blocks_soft, blocks_hard, inodes_soft, inodes_hard, ..IdQuota::default() }
 }
 
 /// Whether the kernel holds the limits `want` asks for.
-pub(crate) fn same_limits(have: &ProjectQuota, want: &ProjectQuota) -> bool {
+pub(crate) fn same_limits(have: &IdQuota, want: &IdQuota) -> bool {
     (have.blocks_soft, have.blocks_hard, have.inodes_soft, have.inodes_hard)
         == (want.blocks_soft, want.blocks_hard, want.inodes_soft, want.inodes_hard)
 }
@@ -173,7 +173,7 @@ pub(crate) fn same_limits(have: &ProjectQuota, want: &ProjectQuota) -> bool {
 pub(crate) fn apply(device: &Path, record: &Record) -> Result<()> {
     let limits = wanted(record);
     tracing::debug!(device = %device.display(), ?limits, grace = record.quota_time, "project quota");
-    sys::set_project_limits(device, PROJECT_ID, &limits)
+    sys::set_limits(device, sys::PRJQUOTA, PROJECT_ID, &limits)
         .map_err(|e| QuotaError::io("set project quota limits", device, e))?;
     // The kernel keeps grace periods in 32 bits (quota format v2).
     let grace = record.quota_time.min(u64::from(u32::MAX));
@@ -269,15 +269,15 @@ mod tests {
         let record =
             Record { space: Some(DiskSpace { soft_kb: 100, hard_kb: 50 }), ..Record::default() };
         assert_eq!((wanted(&record).blocks_soft, wanted(&record).blocks_hard), (50, 50));
-        assert_eq!(wanted(&Record::default()), ProjectQuota::default());
+        assert_eq!(wanted(&Record::default()), IdQuota::default());
     }
 
     #[test]
     fn usage_does_not_count_when_comparing_limits() {
-        let want = ProjectQuota { blocks_soft: 1, blocks_hard: 2, ..ProjectQuota::default() };
-        let have = ProjectQuota { space_bytes: 4096, inodes: 3, ..want };
+        let want = IdQuota { blocks_soft: 1, blocks_hard: 2, ..IdQuota::default() };
+        let have = IdQuota { space_bytes: 4096, inodes: 3, ..want };
         assert!(same_limits(&have, &want));
-        assert!(!same_limits(&ProjectQuota::default(), &want));
+        assert!(!same_limits(&IdQuota::default(), &want));
     }
 
     #[test]

@@ -152,8 +152,10 @@ fn get_fsxattr(file: &File) -> io::Result<FsXattr> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(attr) }
 }
 
-/// `PRJQUOTA`: the project quota type of quotactl.
-const PRJQUOTA: libc::c_int = 2;
+/// The quota types of quotactl: `USRQUOTA`, `GRPQUOTA`, `PRJQUOTA`.
+pub(crate) const USRQUOTA: libc::c_int = 0;
+pub(crate) const GRPQUOTA: libc::c_int = 1;
+pub(crate) const PRJQUOTA: libc::c_int = 2;
 /// `IIF_BGRACE | IIF_IGRACE`: which fields of `struct if_dqinfo` Q_SETINFO sets.
 const IIF_GRACE: u32 = 1 | 2;
 
@@ -167,10 +169,11 @@ struct IfDqinfo {
     valid: u32,
 }
 
-/// Limits and usage of one project: limits in 1K blocks and inodes (0 = none), usage in bytes
-/// and inodes, and the Unix times the grace periods end (0 = not over the soft limit).
+/// Limits and usage of one quota id (a project, user or group): limits in 1K blocks and
+/// inodes (0 = none), usage in bytes and inodes, and the Unix times the grace periods end
+/// (0 = not over the soft limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct ProjectQuota {
+pub(crate) struct IdQuota {
     pub(crate) blocks_soft: u64,
     pub(crate) blocks_hard: u64,
     pub(crate) inodes_soft: u64,
@@ -186,26 +189,12 @@ fn special(device: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-/// quotactl on the project quota of the filesystem on `device`.
-///
-/// # Safety
-/// `data` must point to a live structure of the kind `cmd` reads or writes (`struct if_dqblk`
-/// for Q_GETQUOTA/Q_SETQUOTA, `struct if_dqinfo` for Q_SETINFO).
-unsafe fn quotactl(
-    cmd: libc::c_int,
-    device: &Path,
-    id: u32,
-    data: *mut libc::c_char,
-) -> io::Result<()> {
-    // SAFETY: the caller vouches for `data`.
-    unsafe { raw_quotactl(libc::QCMD(cmd, PRJQUOTA), device, id, data) }
-}
-
 /// quotactl with a whole command (`QCMD(subcmd, type)`) on the file system of block device
 /// `device`.
 ///
 /// # Safety
-/// As [`quotactl`]: `data` points to the structure the subcommand reads or writes.
+/// `data` must point to a live structure of the kind the subcommand reads or writes
+/// (`struct if_dqblk` for Q_GETQUOTA/Q_SETQUOTA, `struct if_dqinfo` for Q_SETINFO).
 unsafe fn raw_quotactl(
     cmd: libc::c_int,
     device: &Path,
@@ -222,12 +211,14 @@ unsafe fn raw_quotactl(
 }
 
 /// Reads project `id`'s limits and usage on the filesystem of block device `device`.
-pub(crate) fn project_quota(device: &Path, id: u32) -> io::Result<ProjectQuota> {
+pub(crate) fn project_quota(device: &Path, id: u32) -> io::Result<IdQuota> {
     // SAFETY: `dqblk` is plain integers; all zeroes is a valid value.
     let mut q: libc::dqblk = unsafe { std::mem::zeroed() };
     // SAFETY: Q_GETQUOTA writes a `struct if_dqblk`, which `q` is.
-    unsafe { quotactl(libc::Q_GETQUOTA, device, id, (&raw mut q).cast()) }?;
-    Ok(ProjectQuota {
+    unsafe {
+        raw_quotactl(libc::QCMD(libc::Q_GETQUOTA, PRJQUOTA), device, id, (&raw mut q).cast())
+    }?;
+    Ok(IdQuota {
         blocks_soft: q.dqb_bsoftlimit,
         blocks_hard: q.dqb_bhardlimit,
         inodes_soft: q.dqb_isoftlimit,
@@ -239,8 +230,14 @@ pub(crate) fn project_quota(device: &Path, id: u32) -> io::Result<ProjectQuota> 
     })
 }
 
-/// Sets project `id`'s limits (the usage fields of `limits` are ignored).
-pub(crate) fn set_project_limits(device: &Path, id: u32, limits: &ProjectQuota) -> io::Result<()> {
+/// Sets the limits of `id` in quota `qtype` ([`USRQUOTA`], [`GRPQUOTA`], [`PRJQUOTA`]); the
+/// usage fields of `limits` are ignored.
+pub(crate) fn set_limits(
+    device: &Path,
+    qtype: libc::c_int,
+    id: u32,
+    limits: &IdQuota,
+) -> io::Result<()> {
     // SAFETY: `dqblk` is plain integers; all zeroes is a valid value.
     let mut q: libc::dqblk = unsafe { std::mem::zeroed() };
     q.dqb_bsoftlimit = limits.blocks_soft;
@@ -249,14 +246,16 @@ pub(crate) fn set_project_limits(device: &Path, id: u32, limits: &ProjectQuota) 
     q.dqb_ihardlimit = limits.inodes_hard;
     q.dqb_valid = libc::QIF_LIMITS;
     // SAFETY: Q_SETQUOTA reads a `struct if_dqblk`, which `q` is.
-    unsafe { quotactl(libc::Q_SETQUOTA, device, id, (&raw mut q).cast()) }
+    unsafe { raw_quotactl(libc::QCMD(libc::Q_SETQUOTA, qtype), device, id, (&raw mut q).cast()) }
 }
 
 /// Sets the grace periods (seconds) of project quota on the filesystem of `device`.
 pub(crate) fn set_project_grace(device: &Path, blocks: u64, inodes: u64) -> io::Result<()> {
     let mut info = IfDqinfo { bgrace: blocks, igrace: inodes, flags: 0, valid: IIF_GRACE };
     // SAFETY: Q_SETINFO reads a `struct if_dqinfo`, which `info` is.
-    unsafe { quotactl(libc::Q_SETINFO, device, 0, (&raw mut info).cast()) }
+    unsafe {
+        raw_quotactl(libc::QCMD(libc::Q_SETINFO, PRJQUOTA), device, 0, (&raw mut info).cast())
+    }
 }
 
 /// `Q_GETNEXTQUOTA` (not in libc).

@@ -1,19 +1,16 @@
 //! Second-level limits: per user and group quota inside a VE's image, set from the host.
 //!
-//! As OpenVZ's `vzquota setlimit2`, the host sets them on the mounted image with the standard
-//! tool (`setquota` from Debian's quota package); the kernel enforces them for every process
-//! in the VE. Root inside the VE sets them with the same tools through the VE's quotactl
-//! server ([`crate::QuotactlProxy`]).
+//! As OpenVZ's `vzquota setlimit2`, the host sets them on the mounted image (quotactl); the
+//! kernel enforces them for every process in the VE. Root inside the VE sets them with the
+//! standard tools (setquota, edquota) through the VE's quotactl server
+//! ([`crate::QuotactlProxy`]).
 
 use std::path::Path;
 
 use crate::area::PrivateArea;
 use crate::error::{QuotaError, Result};
-use crate::image::run_tool;
+use crate::sys::{self, IdQuota};
 use crate::ugid::SecondLevel;
-
-/// The standard tool that sets a user's or group's limits.
-const SETQUOTA: &str = "setquota";
 
 /// Whose limits: a user or a group, by numeric id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +39,7 @@ impl PrivateArea {
     ///
     /// # Errors
     /// [`QuotaError::SecondLevelUnavailable`] when QUOTAUGIDLIMIT is 0 or the kernel cannot
-    /// enforce it (with the reason), [`QuotaError::Tool`] when setquota fails.
+    /// enforce it (with the reason), [`QuotaError::Io`] when quotactl fails.
     ///
     /// # Privileges
     /// CAP_SYS_ADMIN (quotactl).
@@ -58,17 +55,21 @@ impl PrivateArea {
                 return Err(QuotaError::SecondLevelUnavailable { reason });
             }
         }
-        let (flag, id) = match owner {
-            QuotaOwner::User(id) => ("-u", id),
-            QuotaOwner::Group(id) => ("-g", id),
+        let device = self
+            .mounted_device(root)?
+            .ok_or_else(|| QuotaError::NotMounted { root: root.to_owned() })?;
+        let (qtype, id) = match owner {
+            QuotaOwner::User(id) => (sys::USRQUOTA, id),
+            QuotaOwner::Group(id) => (sys::GRPQUOTA, id),
         };
-        let numbers =
-            [id.into(), limit.blocks_soft, limit.blocks_hard, limit.inodes_soft, limit.inodes_hard]
-                .map(|n: u64| n.to_string());
-        let root_text = root.to_string_lossy();
-        let mut args = vec![flag];
-        args.extend(numbers.iter().map(String::as_str));
-        args.push(&root_text);
-        run_tool(SETQUOTA, &args, &[0]).map(drop)
+        let limits = IdQuota {
+            blocks_soft: limit.blocks_soft,
+            blocks_hard: limit.blocks_hard,
+            inodes_soft: limit.inodes_soft,
+            inodes_hard: limit.inodes_hard,
+            ..IdQuota::default()
+        };
+        sys::set_limits(&device, qtype, id, &limits)
+            .map_err(|e| QuotaError::io("set the quota limits on", &device, e))
     }
 }
