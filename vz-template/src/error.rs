@@ -93,6 +93,26 @@ pub enum TemplateError {
         /// The end of what it wrote to stderr.
         stderr: String,
     },
+    /// No template metadata answers to the name (reference §7.2 layout under `dir`).
+    #[error("no template metadata for {name:?} under {}", dir.display())]
+    NoMetadata {
+        /// The name asked for.
+        name: String,
+        /// The template directory searched.
+        dir: PathBuf,
+    },
+    /// The archive's `Release` file has no valid signature by a key of the keyring.
+    #[error("the signature of {mirror} {suite} cannot be verified with {}: {detail}", keyring.display())]
+    BadSignature {
+        /// The repository.
+        mirror: String,
+        /// The suite.
+        suite: String,
+        /// The keyring used.
+        keyring: PathBuf,
+        /// What debootstrap said.
+        detail: String,
+    },
     /// Something an input file or program output said that cannot be used.
     #[error("bad {what}: {value:?}")]
     BadValue {

@@ -3,9 +3,11 @@
 //! A template cache is a tarball of a whole VE root tree, `$TEMPLATE/cache/<name>.tar[.gz|
 //! .bz2|.xz]` (OpenVZ reference §7.1). [`CacheStore::find`] looks one up in OpenVZ's order,
 //! [`Cache::unpack_to`] unpacks it into a new private area preserving numeric owners, modes,
-//! links, device nodes and sparse files while refusing any entry that would escape the
-//! destination, and the builders make caches: [`BusyboxBuilder`] the default template from the
-//! host's static busybox (no network), [`DebootstrapBuilder`] a Debian one.
+//! links, fifos and sparse files while refusing any entry that would escape the destination
+//! and creating no device node, and the builders make caches: [`BusyboxBuilder`] the default
+//! template from the host's static busybox (no network), [`DebootstrapBuilder`] a Debian one
+//! from a signed archive, described by template metadata ([`TemplateMeta`], OpenVZ's
+//! `$TEMPLATE/<osname>/<osver>/<arch>/config/` layout, found by [`find_metadata`]).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), vz_template::TemplateError> {
@@ -25,14 +27,17 @@
 mod build;
 mod compression;
 mod error;
+mod metadata;
 mod name;
 mod store;
 mod unpack;
 
 pub use build::busybox::BusyboxBuilder;
 pub use build::debootstrap::DebootstrapBuilder;
+pub use build::{BuildEvent, BuildStep};
 pub use compression::Compression;
 pub use error::{Result, TemplateError};
+pub use metadata::{CONF_FILE, TemplateMeta, find_metadata, host_arch, list_metadata};
 pub use name::TemplateName;
 pub use store::{Cache, CacheStore};
 pub use unpack::UnpackStats;

@@ -126,16 +126,18 @@ impl Cache {
 
     /// Unpacks the cache into `dest`, an existing empty directory, like
     /// `tar --numeric-owner -xSpf`: numeric uid/gid, modes with setuid/setgid/sticky, mtimes,
-    /// symlinks, hard links, sparse files, xattrs of regular files (pax `SCHILY.xattr.*`),
-    /// device nodes and fifos. The archive's `./` entry, if any, gives `dest` its own owner,
+    /// symlinks, hard links, sparse files, xattrs of regular files (pax `SCHILY.xattr.*`) and
+    /// fifos. Block and character device nodes are not created (a VE's `/dev` is made by vz at
+    /// start); they are counted in [`UnpackStats::skipped_devices`]. The archive's `./` entry, if any, gives `dest` its own owner,
     /// mode and mtime.
     ///
     /// Entries with an absolute path or a `..` component, entries whose path passes through a
-    /// symlink, and hard links to such paths are refused: nothing is ever written outside
+    /// symlink, relative symlinks pointing above the root, and hard links to such paths are
+    /// refused: nothing is ever written outside
     /// `dest`. On error, what was already unpacked stays in `dest` for the caller to remove.
     ///
     /// # Privileges
-    /// Root (CAP_CHOWN, CAP_MKNOD, CAP_FOWNER) to preserve owners and create device nodes.
+    /// Root (CAP_CHOWN, CAP_FOWNER, CAP_MKNOD for fifos) to preserve owners and modes.
     ///
     /// # Errors
     /// [`TemplateError::DestNotEmpty`]; [`TemplateError::PathEscape`];

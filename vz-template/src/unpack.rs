@@ -1,6 +1,13 @@
 //! Unpacking a cache's tar stream into an empty directory, as `tar --numeric-owner -xSpf`
 //! would (reference §1.4 step 7), refusing every entry that would land outside it.
 //!
+//! What a distribution needs is kept: numeric owners, modes with set-uid/set-gid/sticky bits
+//! (the host mounts VE_ROOT and VE_PRIVATE `nosuid,nodev` under 0700 directories, so a set-uid
+//! file there gives no host user anything), symlinks, hard links, fifos, xattrs. What would
+//! give a host user a way in is not: block and character device nodes are skipped (a VE's
+//! `/dev` is made by vz at start; a node in a private area would be a door to a host device
+//! wherever that area is mounted without `nodev`), and so are hard links to them.
+//!
 //! Safety of the paths does not rely on canonicalisation: an entry's path must be relative and
 //! free of `..`; every directory on the way to it must be a real directory (never a symlink),
 //! created by this unpack or checked with `lstat`; directories are never replaced, so a
@@ -15,7 +22,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt, lchown};
 use std::path::{Component, Path, PathBuf};
 
-use nix::sys::stat::{Mode, SFlag, UtimensatFlags, makedev, mknod, utimensat};
+use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
 use nix::sys::time::TimeSpec;
 use tar::{Archive, EntryType, Header};
 
@@ -31,6 +38,8 @@ pub struct UnpackStats {
     pub bytes: u64,
     /// Directories created or given their archived metadata.
     pub dirs: u64,
+    /// Block and character device nodes (and hard links to them) left out.
+    pub skipped_devices: u64,
 }
 
 /// Metadata applied to a directory after everything below it was written.
@@ -54,6 +63,7 @@ pub(crate) fn unpack(archive: &Path, source: impl Read, dest: &Path) -> Result<U
     tar.set_overwrite(false);
     tar.set_mask(0);
     let mut walk = Walk { dest, known_dirs: HashSet::new() };
+    let mut skipped: HashSet<PathBuf> = HashSet::new();
     let mut dirs = Vec::new();
     let mut stats = UnpackStats::default();
     for entry in tar.entries().map_err(bad_archive)? {
@@ -85,6 +95,10 @@ pub(crate) fn unpack(archive: &Path, source: impl Read, dest: &Path) -> Result<U
                 entry.unpack(&target).map_err(|e| TemplateError::io("write", &target, e))?;
             }
             EntryType::Symlink => {
+                let link = entry.link_name().map_err(bad_archive)?.unwrap_or_default();
+                if climbs_out(&rel, &link) {
+                    return Err(walk.escape(&raw, "a relative symlink pointing above the root"));
+                }
                 walk.clear(&raw, &target)?;
                 entry.unpack(&target).map_err(|e| TemplateError::io("symlink", &target, e))?;
             }
@@ -92,15 +106,25 @@ pub(crate) fn unpack(archive: &Path, source: impl Read, dest: &Path) -> Result<U
                 let link = entry.link_name().map_err(bad_archive)?.unwrap_or_default();
                 let link_raw = link.to_string_lossy().into_owned();
                 let link_rel = walk.relative(&link_raw, &link)?;
+                if skipped.contains(&link_rel) {
+                    skipped.insert(rel);
+                    stats.skipped_devices += 1;
+                    continue;
+                }
                 walk.existing_parents(&link_raw, &link_rel)?;
                 walk.clear(&raw, &target)?;
                 let src = dest.join(&link_rel);
                 fs::hard_link(&src, &target).op("hard link", &target)?;
             }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+            EntryType::Char | EntryType::Block => {
+                tracing::debug!(entry = %raw, "device node not unpacked");
+                skipped.insert(rel);
+                stats.skipped_devices += 1;
+                continue;
+            }
+            EntryType::Fifo => {
                 walk.clear(&raw, &target)?;
-                make_node(&target, &header, kind)
-                    .map_err(|e| TemplateError::io("mknod", &target, e))?;
+                make_fifo(&target, &header).map_err(|e| TemplateError::io("mknod", &target, e))?;
             }
             EntryType::XGlobalHeader | EntryType::XHeader => continue,
             other => {
@@ -120,6 +144,25 @@ pub(crate) fn unpack(archive: &Path, source: impl Read, dest: &Path) -> Result<U
         set_mtime(&d.path, d.mtime).op("set mtime of", &d.path)?;
     }
     Ok(stats)
+}
+
+/// Whether the relative symlink at `rel` (a path under the destination) with target `link`
+/// resolves, lexically, above the destination.
+fn climbs_out(rel: &Path, link: &Path) -> bool {
+    if link.is_absolute() {
+        return false;
+    }
+    // The depth of the directory holding the link.
+    let mut depth = rel.components().count().saturating_sub(1);
+    for c in link.components() {
+        match c {
+            Component::ParentDir if depth == 0 => return true,
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The destination and the directories under it known to be real directories.
@@ -242,21 +285,10 @@ fn id(value: u64) -> io::Result<u32> {
     u32::try_from(value).map_err(|_| io::Error::other(format!("owner id {value} out of range")))
 }
 
-fn make_node(target: &Path, header: &Header, kind: EntryType) -> io::Result<()> {
-    let sflag = match kind {
-        EntryType::Char => SFlag::S_IFCHR,
-        EntryType::Block => SFlag::S_IFBLK,
-        _ => SFlag::S_IFIFO,
-    };
-    let dev = match kind {
-        EntryType::Fifo => 0,
-        _ => makedev(
-            u64::from(header.device_major()?.unwrap_or(0)),
-            u64::from(header.device_minor()?.unwrap_or(0)),
-        ),
-    };
+/// Makes a fifo (the only node kind unpacked) with the header's owner, mode and mtime.
+fn make_fifo(target: &Path, header: &Header) -> io::Result<()> {
     let mode = header.mode()? & 0o7777;
-    mknod(target, sflag, Mode::empty(), dev)?;
+    mknod(target, SFlag::S_IFIFO, Mode::empty(), 0)?;
     lchown(target, Some(id(header.uid()?)?), Some(id(header.gid()?)?))?;
     fs::set_permissions(target, fs::Permissions::from_mode(mode))?;
     set_mtime(target, i64::try_from(header.mtime()?).unwrap_or(i64::MAX))
@@ -356,9 +388,10 @@ mod tests {
             Raw { link: "..", ..raw("up", EntryType::Symlink) },
             Raw { data: b"pwned", ..raw("up/victim", EntryType::Regular) },
         ]);
-        assert_escape(r, "its path passes through a symlink");
+        // Refused already at the link, which points above the root.
+        assert_escape(r, "a relative symlink pointing above the root");
         victim_intact(&tmp);
-        // The same with an absolute symlink to the parent directory.
+        // With an absolute symlink to the parent directory: refused at the write.
         let (r, tmp) = run(&[raw("d", EntryType::Directory)]);
         r.unwrap();
         let parent = tmp.path().to_str().unwrap().to_owned();
@@ -373,10 +406,16 @@ mod tests {
 
     #[test]
     fn a_file_replaces_a_planted_symlink_instead_of_following_it() {
+        let probe = tempfile::tempdir().unwrap();
+        // run() makes a new tempdir: plant an absolute link to a victim of our own.
+        let victim = probe.path().join("victim");
+        fs::write(&victim, b"original").unwrap();
+        let target = victim.to_str().unwrap().to_owned();
         let (r, tmp) = run(&[
-            Raw { link: "../victim", ..raw("f", EntryType::Symlink) },
+            Raw { link: &target, ..raw("f", EntryType::Symlink) },
             Raw { data: b"new", ..raw("f", EntryType::Regular) },
         ]);
+        assert_eq!(fs::read(&victim).unwrap(), b"original");
         r.unwrap();
         victim_intact(&tmp);
         let f = tmp.path().join("dest/f");
@@ -389,13 +428,16 @@ mod tests {
         let (r, tmp) = run(&[Raw { link: "../victim", ..raw("h", EntryType::Link) }]);
         assert_escape(r, "a \"..\" component");
         victim_intact(&tmp);
+        let probe = tempfile::tempdir().unwrap();
+        fs::write(probe.path().join("victim"), b"original").unwrap();
+        let up = probe.path().to_str().unwrap().to_owned();
         let (r, tmp) = run(&[
-            Raw { link: "..", ..raw("up", EntryType::Symlink) },
+            Raw { link: &up, ..raw("up", EntryType::Symlink) },
             Raw { link: "up/victim", ..raw("h", EntryType::Link) },
         ]);
         assert_escape(r, "its path passes through a symlink");
         victim_intact(&tmp);
-        assert_eq!(fs::metadata(tmp.path().join("victim")).unwrap().nlink(), 1);
+        assert_eq!(fs::metadata(probe.path().join("victim")).unwrap().nlink(), 1);
     }
 
     #[test]
@@ -415,7 +457,7 @@ mod tests {
             Raw { data: b"x", ..raw("deep/er/file", EntryType::Regular) },
         ]);
         let stats = r.unwrap();
-        assert_eq!(stats, UnpackStats { files: 4, bytes: 7, dirs: 1 });
+        assert_eq!(stats, UnpackStats { files: 4, bytes: 7, dirs: 1, skipped_devices: 0 });
         let dest = tmp.path().join("dest");
         assert_eq!(fs::read(dest.join("etc/motd.hard")).unwrap(), b"hello\n");
         assert_eq!(fs::read_link(dest.join("etc/motd.link")).unwrap(), Path::new("motd"));
@@ -424,6 +466,78 @@ mod tests {
         assert_eq!((etc.mode() & 0o7777, etc.mtime()), (0o755, 1_000_000_000));
         assert_eq!(fs::metadata(&dest).unwrap().mtime(), 1_000_000_000);
         assert_eq!(fs::read(dest.join("deep/er/file")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn device_nodes_are_skipped_and_fifos_and_setuid_kept() {
+        let (r, tmp) = run(&[
+            raw("dev", EntryType::Directory),
+            raw("dev/sda", EntryType::Block),
+            raw("dev/mem", EntryType::Char),
+            Raw { link: "dev/mem", ..raw("mem-again", EntryType::Link) },
+            raw("run-fifo", EntryType::Fifo),
+            raw("su", EntryType::Regular),
+        ]);
+        let stats = r.unwrap();
+        assert_eq!(stats.skipped_devices, 3, "{stats:?}");
+        let dest = tmp.path().join("dest");
+        for gone in ["dev/sda", "dev/mem", "mem-again"] {
+            assert!(fs::symlink_metadata(dest.join(gone)).is_err(), "{gone} exists");
+        }
+        use std::os::unix::fs::FileTypeExt;
+        assert!(fs::symlink_metadata(dest.join("run-fifo")).unwrap().file_type().is_fifo());
+        // A set-uid root file keeps its bit (the raw() header has mode 0644: make one 4755).
+        let mut b = Builder::new(Vec::new());
+        let mut h = Header::new_gnu();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o4755);
+        h.set_uid(u64::from(nix::unistd::getuid().as_raw()));
+        h.set_gid(u64::from(nix::unistd::getgid().as_raw()));
+        h.set_size(2);
+        h.set_cksum();
+        b.append_data(&mut h, "usr/bin/su", &b"#!"[..]).unwrap();
+        let bytes = b.into_inner().unwrap();
+        let dest2 = tmp.path().join("dest2");
+        fs::create_dir(&dest2).unwrap();
+        unpack(Path::new("t.tar"), &bytes[..], &dest2).unwrap();
+        let mode = fs::metadata(dest2.join("usr/bin/su")).unwrap().mode() & 0o7777;
+        assert_eq!(mode, 0o4755);
+    }
+
+    #[test]
+    fn relative_symlinks_above_the_root_are_refused() {
+        let (r, tmp) = run(&[Raw { link: "../victim", ..raw("evil", EntryType::Symlink) }]);
+        assert_escape(r, "a relative symlink pointing above the root");
+        victim_intact(&tmp);
+        let (r, _tmp) =
+            run(&[Raw { link: "../../../../etc/shadow", ..raw("a/b/evil", EntryType::Symlink) }]);
+        assert_escape(r, "a relative symlink pointing above the root");
+        // Inside the root, and absolute targets (they resolve in the VE): kept.
+        let (r, tmp) = run(&[
+            Raw { link: "../../bin/x", ..raw("usr/lib/x", EntryType::Symlink) },
+            Raw { link: "/etc/shadow", ..raw("abs", EntryType::Symlink) },
+            Raw { link: "a/../../x", ..raw("odd", EntryType::Symlink) },
+        ]);
+        // "a/../../x" from the root climbs out after "a/..": refused too.
+        assert_escape(r, "a relative symlink pointing above the root");
+        let (r, tmp2) = run(&[
+            Raw { link: "../../bin/x", ..raw("usr/lib/x", EntryType::Symlink) },
+            Raw { link: "/etc/shadow", ..raw("abs", EntryType::Symlink) },
+        ]);
+        r.unwrap();
+        let dest = tmp2.path().join("dest");
+        assert_eq!(fs::read_link(dest.join("usr/lib/x")).unwrap(), Path::new("../../bin/x"));
+        assert_eq!(fs::read_link(dest.join("abs")).unwrap(), Path::new("/etc/shadow"));
+        drop(tmp);
+    }
+
+    #[test]
+    fn climbing_is_measured_from_the_link_s_directory() {
+        assert!(!climbs_out(Path::new("a/b/l"), Path::new("../../x")));
+        assert!(climbs_out(Path::new("a/b/l"), Path::new("../../../x")));
+        assert!(climbs_out(Path::new("l"), Path::new("..")));
+        assert!(!climbs_out(Path::new("l"), Path::new("./x/..")));
+        assert!(!climbs_out(Path::new("l"), Path::new("/..")));
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Kernel tests of cache lookup and unpacking: caches made with the system's GNU tar, gzip,
 //! bzip2 and xz are found in OpenVZ's order and unpacked with owners, modes, times, links,
-//! device nodes, fifos and holes intact.
+//! fifos and holes intact, and without the device node the archive holds.
 
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -90,8 +90,11 @@ fn walk(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn assert_same_tree(src: &Path, dest: &Path) -> anyhow::Result<()> {
-    let (a, b) = (walk(src)?, walk(dest)?);
+    // The character device is left out: a VE's /dev is made at start.
+    let a: Vec<PathBuf> = walk(src)?.into_iter().filter(|p| p != Path::new("null")).collect();
+    let b = walk(dest)?;
     ensure!(a == b, "trees differ:\n{a:?}\n{b:?}");
+    ensure!(fs::symlink_metadata(dest.join("null")).is_err(), "a device node was unpacked");
     for rel in std::iter::once(PathBuf::new()).chain(a) {
         let (s, d) =
             (fs::symlink_metadata(src.join(&rel))?, fs::symlink_metadata(dest.join(&rel))?);
@@ -101,9 +104,6 @@ fn assert_same_tree(src: &Path, dest: &Path) -> anyhow::Result<()> {
         ensure!((s.uid(), s.gid()) == (d.uid(), d.gid()), "{what}: owner");
         ensure!(s.mtime() == d.mtime(), "{what}: mtime {} vs {}", s.mtime(), d.mtime());
         ensure!(s.len() == d.len() || s.is_dir(), "{what}: size");
-        if s.file_type().is_char_device() {
-            ensure!(s.rdev() == d.rdev(), "{what}: rdev");
-        }
         if s.file_type().is_symlink() {
             ensure!(
                 fs::read_link(src.join(&rel))? == fs::read_link(dest.join(&rel))?,

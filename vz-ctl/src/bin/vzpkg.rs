@@ -1,20 +1,37 @@
-//! `vzpkg`: template caches. `vzpkg create cache <name>` builds `$TEMPLATE/cache/<name>.tar.gz`
-//! (`busybox` from the host's busybox-static, no network; Debian names through debootstrap);
-//! `vzpkg list` lists the caches.
+//! `vzpkg`: template caches from template metadata (OpenVZ reference §7.2).
+//!
+//! * `vzpkg create cache [-f|--force] <ostemplate>…` builds `$TEMPLATE/cache/<name>.tar.gz`
+//!   from the metadata under `$TEMPLATE/<osname>/<osver>/<arch>/config/` (Debian through
+//!   debootstrap with the archive's signatures verified), or `busybox` from the host's
+//!   busybox-static. A cache built from the same metadata (same hash) is kept: `create` is
+//!   then a no-op, which is what lets CI keep a Debian cache between runs.
+//! * `vzpkg update cache <ostemplate>…` rebuilds from the archive's current packages.
+//! * `vzpkg remove cache <ostemplate>…` removes the cache files.
+//! * `vzpkg list` lists caches and metadata, with sizes and dates.
+//!
+//! Progress (download, install, pack) is shown when stderr is a terminal. Exit codes: 0
+//! success, 1 failure, 2 usage.
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command line program")]
 
-use std::path::Path;
+#[path = "vzpkg/pkg.rs"]
+mod pkg;
+
 use std::process::ExitCode;
 
 use vz_ctl::config::GlobalConfig;
-use vz_template::{BusyboxBuilder, CacheStore, TemplateName};
 
-/// The host's static busybox (Debian package busybox-static).
-const BUSYBOX: &str = "/bin/busybox";
+const USAGE: &str = "Usage: vzpkg create cache [-f|--force] <ostemplate>...\n\
+                     \x20      vzpkg update cache <ostemplate>...\n\
+                     \x20      vzpkg remove cache <ostemplate>...\n\
+                     \x20      vzpkg list";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    if matches!(words.as_slice(), ["-h" | "--help" | "help", ..]) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let global = match GlobalConfig::load() {
         Ok(g) => g,
         Err(e) => {
@@ -27,14 +44,25 @@ fn main() -> ExitCode {
         eprintln!("vzpkg: TEMPLATE is not set in {}", global.path().display());
         return ExitCode::from(24);
     };
-    let store = CacheStore::new(&template_dir);
+    let pkg = pkg::Vzpkg::new(&template_dir);
     let outcome = match words.as_slice() {
-        ["create", "cache", names @ ..] if !names.is_empty() => create_caches(&store, names),
-        ["list"] => list(&store),
-        _ => {
-            eprintln!("Usage: vzpkg create cache <ostemplate>... | vzpkg list");
-            return ExitCode::from(1);
+        ["create", "cache", rest @ ..] => {
+            let force = rest.iter().any(|w| matches!(*w, "-f" | "--force"));
+            let names: Vec<&str> =
+                rest.iter().copied().filter(|w| !matches!(*w, "-f" | "--force")).collect();
+            if names.is_empty() || names.iter().any(|n| n.starts_with('-')) {
+                return usage();
+            }
+            names.iter().try_for_each(|n| pkg.create(n, force))
         }
+        ["update", "cache", names @ ..] if !names.is_empty() => {
+            names.iter().try_for_each(|n| pkg.create(n, true))
+        }
+        ["remove", "cache", names @ ..] if !names.is_empty() => {
+            names.iter().try_for_each(|n| pkg.remove(n))
+        }
+        ["list"] => pkg.list(),
+        _ => return usage(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,24 +73,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn create_caches(store: &CacheStore, names: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
-    for name in names {
-        let name: TemplateName = name.parse()?;
-        let path = if name.to_string() == "busybox" || name.distro() == Some("busybox") {
-            BusyboxBuilder::new(Path::new(BUSYBOX)).build(store, &name)?
-        } else {
-            return Err(
-                format!("no builder for template {name}: only busybox is built here").into()
-            );
-        };
-        println!("Cache {} created", path.display());
-    }
-    Ok(())
-}
-
-fn list(store: &CacheStore) -> Result<(), Box<dyn std::error::Error>> {
-    for cache in store.list()? {
-        println!("{}", cache.name());
-    }
-    Ok(())
+fn usage() -> ExitCode {
+    eprintln!("{USAGE}");
+    ExitCode::from(2)
 }

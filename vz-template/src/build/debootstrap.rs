@@ -1,32 +1,42 @@
-//! [`DebootstrapBuilder`]: a Debian template cache made with `debootstrap --variant=minbase`,
+//! [`DebootstrapBuilder`]: a Debian template cache made with debootstrap from a signed archive,
 //! touched up to boot as a VE, and archived like the busybox template.
 
 use std::fs;
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::build::{PendingCache, tree};
+use crate::build::{BuildEvent, BuildStep, PendingCache, apt, tree, vefix};
 use crate::compression::Compression;
 use crate::error::{IoContext, Result, TemplateError};
+use crate::metadata::TemplateMeta;
 use crate::name::TemplateName;
 use crate::store::CacheStore;
 
 /// Builds a Debian template cache, e.g. `debian-12-x86_64-minimal`, with
-/// `debootstrap --variant=minbase --include=<packages> <suite> <root> <mirror>`.
+/// `debootstrap [--variant=<v>] --keyring=<keyring> --include=<packages> <suite> <root>
+/// <mirror>`.
 ///
-/// # The init it has
-/// minbase has no init at all, so `sysvinit-core` is always included: the VE boots with
-/// sysvinit (`/sbin/init`, `/etc/inittab`), not systemd. The touch-ups for a VE:
-/// * `/etc/inittab`: the `getty` lines are commented out (a VE has no ttys), and a last entry
-///   `vz:2345:once:` opens the fifo `/.vzfifo` read-write once the runlevel's rc scripts are
-///   done — the "boot finished" signal for `vzctl start --wait`;
-/// * `poweroff`/`halt` go to runlevel 0, whose `halt` script calls `reboot()`, which ends the
-///   VE's pid namespace (how `vzctl stop` works);
-/// * `/etc/hostname` `localhost`, `/etc/hosts` with localhost, `/etc/resolv.conf` empty (the
-///   host's copy debootstrap made is removed), empty `/etc/machine-id`;
-/// * the downloaded `.deb` files and apt lists are removed (apt works after `apt-get update`).
+/// # Signatures
+/// The archive's `Release` is always verified: the keyring is given explicitly (Debian's is
+/// `/usr/share/keyrings/debian-archive-keyring.gpg`, package debian-archive-keyring) and must
+/// exist; an unsigned `Release`, or one signed by a key not in the keyring, fails the build
+/// with [`TemplateError::BadSignature`]. debootstrap then checks every package against the
+/// verified indexes.
+///
+/// # The tree
+/// After debootstrap, the edits of a VE (see the module `vefix`): with systemd as init, the
+/// debugfs/tracefs mounts and the tty gettys masked and `vz-boot-done.service` enabled (it
+/// opens `/.vzfifo` after multi-user.target, for `vzctl start --wait`); with sysvinit, the
+/// inittab's gettys commented out and a `vz:2345:once:` line for the fifo. `/etc/hostname`
+/// `localhost`, `/etc/hosts`, an empty `/etc/resolv.conf` and `/etc/machine-id`, no downloaded
+/// `.deb` or apt lists (apt works after `apt-get update`). Device nodes are not archived: a
+/// VE's `/dev` is made by vz at start.
+///
+/// # Hooks
+/// `install-pre` runs on the empty root before debootstrap, `install-post` after the edits;
+/// both with `VE_ROOT`, `SUITE`, `MIRROR` and the [`env`](Self::env) given, cwd `/`.
 ///
 /// # Privileges
 /// Root (debootstrap chroots, mknods and chowns), and network access to the mirror.
@@ -35,22 +45,84 @@ pub struct DebootstrapBuilder {
     debootstrap: PathBuf,
     suite: String,
     mirror: String,
+    keyring: PathBuf,
+    variant: Option<String>,
+    arch: Option<String>,
+    components: Vec<String>,
     include: Vec<String>,
+    pre: Option<PathBuf>,
+    post: Option<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 impl DebootstrapBuilder {
     /// Where Debian's debootstrap package installs it.
     pub const DEFAULT_DEBOOTSTRAP: &'static str = "/usr/sbin/debootstrap";
 
-    /// A builder of `suite` (`bookworm`, `stable`) from `mirror` (`http://deb.debian.org/debian`,
-    /// e.g. from [`mirror_from_apt`](Self::mirror_from_apt)).
-    pub fn new(suite: &str, mirror: &str) -> Self {
+    /// Debian's archive keyring (package debian-archive-keyring).
+    pub const DEBIAN_KEYRING: &'static str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+    /// A builder of `suite` (`bookworm`, `trixie`) from `mirror`, whose `Release` must be
+    /// signed by a key of `keyring`. Variant: debootstrap's default; component `main`.
+    pub fn new(suite: &str, mirror: &str, keyring: &Path) -> Self {
         DebootstrapBuilder {
             debootstrap: PathBuf::from(Self::DEFAULT_DEBOOTSTRAP),
             suite: suite.to_owned(),
             mirror: mirror.to_owned(),
-            include: vec!["sysvinit-core".to_owned()],
+            keyring: keyring.to_owned(),
+            variant: None,
+            arch: None,
+            components: vec!["main".to_owned()],
+            include: Vec::new(),
+            pre: None,
+            post: None,
+            env: Vec::new(),
         }
+    }
+
+    /// The builder the metadata describes (keys `SUITE`, `MIRROR`, `KEYRING`, `VARIANT`,
+    /// `COMPONENTS`, the set's packages and hooks). With no `MIRROR`, the mirror apt uses for
+    /// the suite under `etc_apt` (normally `/etc/apt`), else apt's Debian mirror.
+    ///
+    /// # Errors
+    /// [`TemplateError::BadValue`] for a missing `SUITE`, `KEYRING`, a `BUILDER` other than
+    /// debootstrap, or no mirror.
+    pub fn from_metadata(meta: &TemplateMeta, etc_apt: &Path) -> Result<Self> {
+        let conf = meta.config_dir().join(crate::metadata::CONF_FILE).display().to_string();
+        let builder = meta.get("BUILDER").unwrap_or("debootstrap");
+        if builder != "debootstrap" {
+            return Err(TemplateError::BadValue {
+                what: "BUILDER (only debootstrap)",
+                value: conf,
+            });
+        }
+        let suite = meta.get("SUITE").ok_or_else(|| TemplateError::BadValue {
+            what: "SUITE (not set)",
+            value: conf.clone(),
+        })?;
+        let mirror = match meta.get("MIRROR") {
+            Some(m) => m.to_owned(),
+            None => apt::mirror_for(etc_apt, suite).ok_or_else(|| TemplateError::BadValue {
+                what: "MIRROR (not set, and no Debian mirror in the host's apt sources)",
+                value: etc_apt.display().to_string(),
+            })?,
+        };
+        let mut b = DebootstrapBuilder::new(suite, &mirror, &meta.keyring()?);
+        b.variant = meta.get("VARIANT").map(str::to_owned);
+        b.arch = Some(debian_arch(meta.arch()).to_owned());
+        if let Some(c) = meta.get("COMPONENTS") {
+            b.components =
+                c.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        }
+        b.include = meta.packages().to_vec();
+        b.pre = meta.hook("install-pre");
+        b.post = meta.hook("install-post");
+        Ok(b)
+    }
+
+    /// The mirror packages come from.
+    pub fn mirror(&self) -> &str {
+        &self.mirror
     }
 
     /// Uses another debootstrap program.
@@ -60,49 +132,58 @@ impl DebootstrapBuilder {
         self
     }
 
-    /// Installs these packages too (`iproute2`, `openssh-server`…).
+    /// debootstrap's `--variant` (`minbase`).
+    #[must_use]
+    pub fn variant(mut self, variant: &str) -> Self {
+        self.variant = Some(variant.to_owned());
+        self
+    }
+
+    /// Installs these packages too (`systemd-sysv`, `iproute2`…).
     #[must_use]
     pub fn include(mut self, packages: &[&str]) -> Self {
         self.include.extend(packages.iter().map(|p| (*p).to_owned()));
         self
     }
 
-    /// The first `http(s)` mirror of `suite` in the apt sources under `etc_apt` (normally
-    /// `/etc/apt`): one-line `sources.list` and `sources.list.d/*.list`, and deb822
-    /// `sources.list.d/*.sources`. Unreadable files are skipped.
-    pub fn mirror_from_apt(etc_apt: &Path, suite: &str) -> Option<String> {
-        let mut files = vec![etc_apt.join("sources.list")];
-        if let Ok(dir) = fs::read_dir(etc_apt.join("sources.list.d")) {
-            let mut more: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
-            more.sort();
-            files.extend(more);
-        }
-        files.iter().find_map(|file| {
-            let text = fs::read_to_string(file).ok()?;
-            match file.extension().and_then(|e| e.to_str()) {
-                Some("sources") => mirror_in_deb822(&text, suite),
-                Some("list") => mirror_in_one_line(&text, suite),
-                _ => None,
-            }
-        })
+    /// An environment variable for the hooks (`TEMPLATE`, `OSTEMPLATE`…).
+    #[must_use]
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
-    /// Runs debootstrap into a work directory beside the cache, applies the touch-ups, and
-    /// writes `<cache>/<name>.tar.gz` atomically. The work directory is removed afterwards,
-    /// also on failure. Takes minutes (downloads and installs ~100 packages).
+    /// The first `http(s)` mirror of `suite` in the apt sources under `etc_apt`, else apt's
+    /// Debian mirror (see [`from_metadata`](Self::from_metadata)).
+    pub fn mirror_from_apt(etc_apt: &Path, suite: &str) -> Option<String> {
+        apt::mirror_for(etc_apt, suite)
+    }
+
+    /// [`build_with`](Self::build_with) with no progress reports.
     ///
     /// # Errors
-    /// [`TemplateError::Command`] if debootstrap fails (its log's end is in the message);
-    /// [`TemplateError::BadValue`] for a suite or mirror that is not one word;
-    /// [`TemplateError::Io`] otherwise.
+    /// As [`build_with`](Self::build_with).
     pub fn build(&self, store: &CacheStore, name: &TemplateName) -> Result<PathBuf> {
-        for (what, value) in
-            [("debootstrap suite", &self.suite), ("debootstrap mirror", &self.mirror)]
-        {
-            if value.is_empty() || value.starts_with('-') || value.contains(char::is_whitespace) {
-                return Err(TemplateError::BadValue { what, value: value.clone() });
-            }
-        }
+        self.build_with(store, name, &mut |_| {})
+    }
+
+    /// Runs debootstrap into a work directory beside the cache, applies the edits and hooks,
+    /// and writes `<cache>/<name>.tar.gz` atomically, reporting each step and debootstrap's
+    /// lines to `progress`. The work directory is removed afterwards, also on failure. Takes
+    /// minutes (downloads and installs ~100 packages).
+    ///
+    /// # Errors
+    /// [`TemplateError::BadSignature`] if the archive's signature does not verify;
+    /// [`TemplateError::Command`] if debootstrap or a hook fails (the end of its output is in
+    /// the message); [`TemplateError::BadValue`] for a suite, mirror, variant or package that
+    /// is not one word, or a missing keyring; [`TemplateError::Io`] otherwise.
+    pub fn build_with(
+        &self,
+        store: &CacheStore,
+        name: &TemplateName,
+        progress: &mut dyn FnMut(BuildEvent<'_>),
+    ) -> Result<PathBuf> {
+        self.check()?;
         let cache_dir = store.cache_dir();
         fs::create_dir_all(cache_dir).op("create directory", cache_dir)?;
         let work = WorkDir(cache_dir.join(format!(".{name}.root-{}", std::process::id())));
@@ -110,47 +191,212 @@ impl DebootstrapBuilder {
         fs::create_dir(&work.0).op("create directory", &work.0)?;
         fs::set_permissions(&work.0, fs::Permissions::from_mode(0o755)).op("chmod", &work.0)?;
 
-        let out = Command::new(&self.debootstrap)
-            .arg("--variant=minbase")
-            .arg(format!("--include={}", self.include.join(",")))
-            .arg(&self.suite)
-            .arg(&work.0)
-            .arg(&self.mirror)
-            .stdin(Stdio::null())
-            .output()
-            .op("run", &self.debootstrap)?;
-        if !out.status.success() {
-            let mut log = String::new();
-            if let Ok(mut f) = fs::File::open(work.0.join("debootstrap/debootstrap.log")) {
-                let _ = f.read_to_string(&mut log);
+        if let Some(pre) = &self.pre {
+            progress(BuildEvent::Step(BuildStep::Hook("install-pre")));
+            self.hook(pre, &work.0)?;
+        }
+        progress(BuildEvent::Step(BuildStep::Download));
+        self.debootstrap_into(&work.0, progress)?;
+        progress(BuildEvent::Step(BuildStep::Prepare));
+        let init = vefix::touch_up(&work.0)?;
+        tracing::debug!(?init, "tree prepared for a VE");
+        if let Some(post) = &self.post {
+            progress(BuildEvent::Step(BuildStep::Hook("install-post")));
+            self.hook(post, &work.0)?;
+        }
+        progress(BuildEvent::Step(BuildStep::Pack));
+        let mut cache = PendingCache::create(&store.path_for(name, Compression::Gzip))?;
+        let entries = tree::append_tree(&mut cache, &work.0, &mut |entries, bytes| {
+            progress(BuildEvent::Packed { entries, bytes });
+        })?;
+        let path = cache.commit()?;
+        tracing::info!(cache = %path.display(), entries, "debian template built");
+        Ok(path)
+    }
+
+    fn check(&self) -> Result<()> {
+        let word = |what: &'static str, value: &str| {
+            if value.is_empty() || value.starts_with('-') || value.contains(char::is_whitespace) {
+                Err(TemplateError::BadValue { what, value: value.to_owned() })
+            } else {
+                Ok(())
             }
-            let all = format!(
-                "{}{}{log}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let tail: String = all
+        };
+        word("debootstrap suite", &self.suite)?;
+        word("debootstrap mirror", &self.mirror)?;
+        for p in &self.include {
+            word("package name", p)?;
+            if p.contains(',') {
+                return Err(TemplateError::BadValue { what: "package name", value: p.clone() });
+            }
+        }
+        for c in &self.components {
+            word("component", c)?;
+        }
+        if let Some(v) = &self.variant {
+            word("debootstrap variant", v)?;
+        }
+        if let Some(a) = &self.arch {
+            word("architecture", a)?;
+        }
+        if !self.keyring.is_file() {
+            return Err(TemplateError::BadValue {
+                what: "keyring (missing; Debian's is in the package debian-archive-keyring)",
+                value: self.keyring.display().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn debootstrap_into(
+        &self,
+        root: &Path,
+        progress: &mut dyn FnMut(BuildEvent<'_>),
+    ) -> Result<()> {
+        let mut cmd = Command::new(&self.debootstrap);
+        if let Some(v) = &self.variant {
+            cmd.arg(format!("--variant={v}"));
+        }
+        if let Some(a) = &self.arch {
+            cmd.arg(format!("--arch={a}"));
+        }
+        cmd.arg(format!("--keyring={}", self.keyring.display()));
+        cmd.arg(format!("--components={}", self.components.join(",")));
+        if !self.include.is_empty() {
+            cmd.arg(format!("--include={}", self.include.join(",")));
+        }
+        cmd.arg(&self.suite).arg(root).arg(&self.mirror);
+        let (reader, writer) = std::io::pipe().op("make a pipe for", &self.debootstrap)?;
+        let writer2 = writer.try_clone().op("make a pipe for", &self.debootstrap)?;
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(writer2)
+            .env("LC_ALL", "C.UTF-8")
+            .spawn()
+            .op("run", &self.debootstrap)?;
+        // The writers were moved into the Command, which is still alive: drop it so the pipe
+        // ends when debootstrap does.
+        drop(cmd);
+        let mut tail: Vec<String> = Vec::new();
+        let mut step = BuildStep::Download;
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            let now = step_of(&line).unwrap_or(step);
+            if now != step {
+                step = now;
+                progress(BuildEvent::Step(step));
+            }
+            progress(BuildEvent::Output(&line));
+            tail.push(line);
+            if tail.len() > 40 {
+                tail.remove(0);
+            }
+        }
+        let status = child.wait().op("wait for", &self.debootstrap)?;
+        if status.success() {
+            return Ok(());
+        }
+        let mut log = String::new();
+        if let Ok(text) = fs::read_to_string(root.join("debootstrap/debootstrap.log")) {
+            log = text
                 .lines()
                 .rev()
-                .take(15)
+                .take(10)
                 .collect::<Vec<_>>()
                 .into_iter()
                 .rev()
                 .collect::<Vec<_>>()
                 .join("\n");
-            return Err(TemplateError::Command {
-                program: format!("{} {} {}", self.debootstrap.display(), self.suite, self.mirror),
-                status: out.status,
-                stderr: tail,
+        }
+        if let Some(detail) = signature_failure(&tail) {
+            return Err(TemplateError::BadSignature {
+                mirror: self.mirror.clone(),
+                suite: self.suite.clone(),
+                keyring: self.keyring.clone(),
+                detail,
             });
         }
-        touch_up(&work.0)?;
-        let mut cache = PendingCache::create(&store.path_for(name, Compression::Gzip))?;
-        let entries = tree::append_tree(&mut cache, &work.0)?;
-        let path = cache.commit()?;
-        tracing::info!(cache = %path.display(), entries, "debian template built");
-        Ok(path)
+        let mut shown: Vec<&str> = tail.iter().map(String::as_str).collect();
+        let from = shown.len().saturating_sub(15);
+        shown.drain(..from);
+        if !log.is_empty() {
+            shown.push(&log);
+        }
+        Err(TemplateError::Command {
+            program: format!("{} {} {}", self.debootstrap.display(), self.suite, self.mirror),
+            status,
+            stderr: shown.join("\n"),
+        })
     }
+
+    fn hook(&self, hook: &Path, root: &Path) -> Result<()> {
+        let mut cmd = Command::new(hook);
+        cmd.current_dir("/")
+            .stdin(Stdio::null())
+            .env("VE_ROOT", root)
+            .env("SUITE", &self.suite)
+            .env("MIRROR", &self.mirror);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().op("run", hook)?;
+        if !out.status.success() {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return Err(TemplateError::Command {
+                program: hook.display().to_string(),
+                status: out.status,
+                stderr: text.trim().to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Debian's name of an OpenVZ architecture word.
+fn debian_arch(arch: &str) -> &str {
+    match arch {
+        "x86_64" => "amd64",
+        "x86" | "i486" | "i586" | "i686" => "i386",
+        "aarch64" => "arm64",
+        "ppc64le" => "ppc64el",
+        other => other,
+    }
+}
+
+/// The step a debootstrap line belongs to.
+fn step_of(line: &str) -> Option<BuildStep> {
+    let rest = line.strip_prefix("I: ")?;
+    if rest.starts_with("Retrieving") || rest.starts_with("Validating") {
+        Some(BuildStep::Download)
+    } else if rest.starts_with("Extracting")
+        || rest.starts_with("Unpacking")
+        || rest.starts_with("Installing")
+        || rest.starts_with("Configuring")
+    {
+        Some(BuildStep::Install)
+    } else {
+        None
+    }
+}
+
+/// debootstrap's words when the `Release` signature does not verify, as one line.
+fn signature_failure(lines: &[String]) -> Option<String> {
+    const MARKS: &[&str] = &[
+        "Failed getting release signature file",
+        "Release signed by unknown key",
+        "Invalid Release signature",
+        "BADSIG",
+        "Release file signed by unknown key",
+    ];
+    lines
+        .iter()
+        .find(|l| MARKS.iter().any(|m| l.contains(m)))
+        .map(|l| l.trim_start_matches("E: ").to_owned())
 }
 
 /// Removes the bootstrap directory when dropped.
@@ -166,131 +412,55 @@ impl Drop for WorkDir {
     }
 }
 
-/// The VE-specific edits of a fresh debootstrap root.
-fn touch_up(root: &Path) -> Result<()> {
-    let inittab = root.join("etc/inittab");
-    let text = fs::read_to_string(&inittab).op("read", &inittab)?;
-    fs::write(&inittab, edit_inittab(&text)).op("write", &inittab)?;
-    for (file, content) in [
-        ("etc/hostname", "localhost\n"),
-        ("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
-        ("etc/resolv.conf", ""),
-        ("etc/machine-id", ""),
-    ] {
-        let path = root.join(file);
-        // resolv.conf may be a copy or a symlink: replace either with a plain file.
-        let _ = fs::remove_file(&path);
-        fs::write(&path, content).op("write", &path)?;
-    }
-    for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
-        let dir = root.join(dir);
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_file() {
-                fs::remove_file(&path).op("remove", &path)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Comments out getty lines and appends the `/.vzfifo` boot-finished entry.
-fn edit_inittab(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 200);
-    for line in text.lines() {
-        let getty = !line.trim_start().starts_with('#') && line.contains("getty");
-        if getty {
-            out.push_str("#vz: no ttys in a VE: ");
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.push_str(
-        "\n# vz: boot finished, wake `vzctl start --wait` (no-op when nobody waits).\n\
-         vz:2345:once:/bin/sh -c '[ -p /.vzfifo ] && : 1<>/.vzfifo'\n",
-    );
-    out
-}
-
-fn mirror_in_one_line(text: &str, suite: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let mut words = line.split_whitespace().filter(|w| !w.starts_with('['));
-        if words.next()? != "deb" {
-            return None;
-        }
-        let uri = words.next()?;
-        (words.next()? == suite && uri.starts_with("http")).then(|| uri.to_owned())
-    })
-}
-
-fn mirror_in_deb822(text: &str, suite: &str) -> Option<String> {
-    text.split("\n\n").find_map(|stanza| {
-        let field = |key: &str| {
-            stanza
-                .lines()
-                .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')).map(str::trim))
-        };
-        if !field("Types")?.split_whitespace().any(|t| t == "deb") {
-            return None;
-        }
-        if field("Enabled") == Some("no")
-            || !field("Suites")?.split_whitespace().any(|s| s == suite)
-        {
-            return None;
-        }
-        field("URIs")?.split_whitespace().find(|u| u.starts_with("http")).map(str::to_owned)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn inittab_loses_gettys_and_gains_the_fifo_entry() {
-        let t = "id:2:initdefault:\n1:2345:respawn:/sbin/getty 38400 tty1\n#2:23:respawn:/sbin/getty 38400 tty2\n";
-        let out = edit_inittab(t);
-        assert!(out.contains("#vz: no ttys in a VE: 1:2345:respawn:/sbin/getty"));
-        assert!(out.contains("\n#2:23:respawn"));
-        assert!(out.contains("id:2:initdefault:\n"));
-        assert!(out.ends_with("vz:2345:once:/bin/sh -c '[ -p /.vzfifo ] && : 1<>/.vzfifo'\n"));
+    fn keyring() -> tempfile::NamedTempFile {
+        tempfile::NamedTempFile::new().unwrap()
     }
 
     #[test]
-    fn mirrors_are_found_in_both_formats() {
-        let deb822 = "Types: deb\n# comment\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n\
-                      Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n";
-        assert_eq!(
-            mirror_in_deb822(deb822, "bookworm").as_deref(),
-            Some("http://deb.debian.org/debian")
-        );
-        assert_eq!(mirror_in_deb822(deb822, "trixie"), None);
-        let list = "# x\ndeb-src http://a/debian bookworm main\ndeb [arch=amd64] http://m/debian bookworm main\n";
-        assert_eq!(mirror_in_one_line(list, "bookworm").as_deref(), Some("http://m/debian"));
-    }
-
-    #[test]
-    fn mirror_from_a_fake_etc_apt() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir(dir.path().join("sources.list.d")).unwrap();
-        fs::write(
-            dir.path().join("sources.list.d/x.sources"),
-            "Types: deb\nURIs: https://mirror.example/debian\nSuites: bookworm\n",
-        )
-        .unwrap();
-        let found = DebootstrapBuilder::mirror_from_apt(dir.path(), "bookworm");
-        assert_eq!(found.as_deref(), Some("https://mirror.example/debian"));
-        assert_eq!(DebootstrapBuilder::mirror_from_apt(dir.path(), "sid"), None);
-    }
-
-    #[test]
-    fn bad_suite_is_refused_before_anything_runs() {
+    fn bad_words_are_refused_before_anything_runs() {
         let dir = tempfile::tempdir().unwrap();
         let store = CacheStore::new(dir.path());
         let name: TemplateName = "debian-12-x86_64-minimal".parse().unwrap();
-        let err = DebootstrapBuilder::new("--foo", "http://m").build(&store, &name).unwrap_err();
-        assert_eq!(err.to_string(), "bad debootstrap suite: \"--foo\"");
+        let k = keyring();
+        let err = DebootstrapBuilder::new("--foo", "http://m", k.path()).build(&store, &name);
+        assert_eq!(err.unwrap_err().to_string(), "bad debootstrap suite: \"--foo\"");
+        let err = DebootstrapBuilder::new("bookworm", "http://m", k.path())
+            .include(&["a,b"])
+            .build(&store, &name);
+        assert_eq!(err.unwrap_err().to_string(), "bad package name: \"a,b\"");
         assert!(!store.cache_dir().exists());
+    }
+
+    #[test]
+    fn a_missing_keyring_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CacheStore::new(dir.path());
+        let name: TemplateName = "debian-12-x86_64".parse().unwrap();
+        let err = DebootstrapBuilder::new("bookworm", "http://m", &dir.path().join("none.gpg"))
+            .build(&store, &name)
+            .unwrap_err();
+        assert!(err.to_string().contains("debian-archive-keyring"), "{err}");
+    }
+
+    #[test]
+    fn steps_and_signature_failures_are_recognised() {
+        assert_eq!(step_of("I: Retrieving Packages "), Some(BuildStep::Download));
+        assert_eq!(step_of("I: Unpacking libc6..."), Some(BuildStep::Install));
+        assert_eq!(step_of("I: Checking component main"), None);
+        let lines: Vec<String> = [
+            "I: Retrieving Release.gpg",
+            "E: Release signed by unknown key (key id 67031BB3DDE5F6F0)",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(
+            signature_failure(&lines).as_deref(),
+            Some("Release signed by unknown key (key id 67031BB3DDE5F6F0)")
+        );
+        assert_eq!(signature_failure(&lines[..1]), None);
     }
 }

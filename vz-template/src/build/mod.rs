@@ -1,10 +1,12 @@
 //! Building template caches: the deterministic tar writer and the atomic cache file shared by
 //! the builders ([`busybox`], [`debootstrap`]).
 
+mod apt;
 pub(crate) mod busybox;
 pub(crate) mod debootstrap;
 mod elf;
 mod tree;
+mod vefix;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read};
@@ -14,6 +16,39 @@ use flate2::write::GzEncoder;
 use tar::{EntryType, Header};
 
 use crate::error::{IoContext, Result};
+
+/// A long step of a build, reported through [`BuildEvent::Step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildStep {
+    /// A metadata hook runs (`install-pre`, `install-post`).
+    Hook(&'static str),
+    /// Packages and indexes are downloaded and verified.
+    Download,
+    /// Packages are unpacked, installed and configured.
+    Install,
+    /// The tree is edited to boot as a VE.
+    Prepare,
+    /// The tree is archived into the cache file.
+    Pack,
+}
+
+/// What a build reports while it runs (for a progress display; a library never prints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildEvent<'a> {
+    /// A new step begins.
+    Step(BuildStep),
+    /// A line the bootstrap tool printed (`I: Retrieving …`).
+    Output(&'a str),
+    /// Packing progress: entries and content bytes archived so far.
+    Packed {
+        /// Entries written.
+        entries: u64,
+        /// Bytes of file content written.
+        bytes: u64,
+    },
+}
 
 /// gzip level of built caches: 6 is gzip's default, a good size/speed balance.
 const GZIP_LEVEL: u32 = 6;

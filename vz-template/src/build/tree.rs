@@ -14,14 +14,22 @@ use crate::build::PendingCache;
 use crate::error::{IoContext, Result};
 
 /// Appends everything under `root` (and `root` itself as `./`) to `cache`. Sockets are
-/// skipped (they are runtime objects); the walk stays on `root`'s filesystem (a mount point's
+/// skipped (they are runtime objects), and so are device nodes (a VE's `/dev` is made by vz
+/// at start, and unpacking never creates them); the walk stays on `root`'s filesystem (a mount point's
 /// directory is archived, not what is mounted on it). Sparse files are stored in full and
 /// xattrs are not stored.
-pub(crate) fn append_tree(cache: &mut PendingCache, root: &Path) -> Result<u64> {
+/// `progress` is called every few thousand entries with the entries and bytes so far.
+pub(crate) fn append_tree(
+    cache: &mut PendingCache,
+    root: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64> {
     let meta = fs::symlink_metadata(root).op("stat", root)?;
-    let mut walk = TreeWalk { cache, dev: meta.dev(), links: HashMap::new(), count: 0 };
+    let mut walk =
+        TreeWalk { cache, dev: meta.dev(), links: HashMap::new(), count: 0, bytes: 0, progress };
     walk.entry(root, Path::new("./"), &meta)?;
     walk.dir(root, Path::new(""))?;
+    (walk.progress)(walk.count, walk.bytes);
     Ok(walk.count)
 }
 
@@ -30,6 +38,8 @@ struct TreeWalk<'a> {
     dev: u64,
     links: HashMap<(u64, u64), PathBuf>,
     count: u64,
+    bytes: u64,
+    progress: &'a mut dyn FnMut(u64, u64),
 }
 
 impl TreeWalk<'_> {
@@ -44,7 +54,8 @@ impl TreeWalk<'_> {
             let path = dir.join(&name);
             let rel = rel.join(&name);
             let meta = fs::symlink_metadata(&path).op("stat", &path)?;
-            if meta.file_type().is_socket() {
+            let ft = meta.file_type();
+            if ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
                 continue;
             }
             self.entry(&path, &rel, &meta)?;
@@ -78,6 +89,9 @@ impl TreeWalk<'_> {
         h.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
         h.set_size(0);
         self.count += 1;
+        if self.count.is_multiple_of(2000) {
+            (self.progress)(self.count, self.bytes);
+        }
         match kind {
             EntryType::Symlink => {
                 let target = fs::read_link(path).op("read link", path)?;
@@ -111,6 +125,7 @@ impl TreeWalk<'_> {
     fn regular(&mut self, mut h: Header, path: &Path, rel: &Path, meta: &Metadata) -> Result<()> {
         let file = File::open(path).op("open", path)?;
         h.set_size(meta.len());
+        self.bytes += meta.len();
         self.cache.append(&mut h, rel, BufReader::with_capacity(1 << 20, file))
     }
 }

@@ -1,0 +1,331 @@
+//! Black-box tests of `vzpkg` and of VEs made from Debian template caches.
+//!
+//! The Debian cache (`debian-12-x86_64-minimal`, from the repository's `templates/` metadata
+//! and the archive the host's apt configuration names) takes minutes to build, so it is built
+//! in a template directory the test runs share, `$VZ_TEMPLATE_CACHE` (default
+//! `/var/cache/vz-templates`): `vzpkg create cache` keeps a cache whose metadata hash is
+//! unchanged, so the suite rebuilds it only when `templates/` or the build code changed.
+//! The signature tests need no network: they run debootstrap against a small repository the
+//! test makes and signs itself.
+#![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+#![allow(clippy::print_stderr, reason = "the test reports the build and create times it measured")]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use vz_tests::{Need, VzTree, ok, output_text, require, unique_ctid, workspace};
+
+const DEBIAN_MINIMAL: &str = "debian-12-x86_64-minimal";
+
+/// The shared template directory of the tests that need a Debian cache.
+fn shared_template_dir() -> PathBuf {
+    std::env::var_os("VZ_TEMPLATE_CACHE")
+        .map_or_else(|| PathBuf::from("/var/cache/vz-templates"), PathBuf::from)
+}
+
+/// Points the tree's vz.conf at `template_dir` (the first TEMPLATE line wins in vz.conf, so
+/// the line is replaced rather than appended).
+fn use_template_dir(tree: &VzTree, template_dir: &Path) {
+    let conf = fs::read_to_string(tree.vz_conf()).expect("template test step");
+    let conf: String = conf
+        .lines()
+        .map(|l| {
+            if l.starts_with("TEMPLATE=") {
+                format!("TEMPLATE={}\n", template_dir.display())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    fs::write(tree.vz_conf(), conf).expect("template test step");
+}
+
+/// Copies the repository's metadata (`templates/`) into `dir`, writing only files that
+/// differ, so the metadata hash follows the repository.
+fn install_metadata(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("template test step");
+    for entry in fs::read_dir(from).expect("template test step").flatten() {
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if src.is_dir() {
+            install_metadata(&src, &dst);
+        } else {
+            let data = fs::read(&src).expect("template test step");
+            if fs::read(&dst).ok().as_ref() != Some(&data) {
+                fs::write(&dst, &data).expect("template test step");
+            }
+            fs::set_permissions(
+                &dst,
+                fs::metadata(&src).expect("template test step").permissions(),
+            )
+            .expect("template test step");
+        }
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A throwaway GnuPG home; its agent is stopped when dropped.
+struct GpgHome(tempfile::TempDir);
+
+impl GpgHome {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("vz-gpg-").tempdir().expect("template test step");
+        let home = GpgHome(dir);
+        let out = home
+            .gpg()
+            .args(["--batch", "--passphrase", "", "--quick-gen-key"])
+            .args(["vz-test-repo@example.invalid", "ed25519", "sign", "never"])
+            .output()
+            .expect("template test step");
+        assert!(out.status.success(), "gpg key generation: {}", text(&out));
+        home
+    }
+
+    fn gpg(&self) -> Command {
+        let mut cmd = Command::new("gpg");
+        cmd.env("GNUPGHOME", self.0.path());
+        cmd
+    }
+
+    /// Exports the public key as a keyring file debootstrap (gpgv) can use.
+    fn export(&self, to: &Path) {
+        let out = self.gpg().args(["--batch", "--export"]).output().expect("template test step");
+        assert!(out.status.success() && !out.stdout.is_empty(), "gpg --export: {}", text(&out));
+        fs::write(to, out.stdout).expect("template test step");
+    }
+
+    /// Signs `Release` into `InRelease` and `Release.gpg`.
+    fn sign(&self, dists: &Path) {
+        for args in [
+            vec!["--clearsign", "-o", "InRelease", "Release"],
+            vec!["--detach-sign", "--armor", "-o", "Release.gpg", "Release"],
+        ] {
+            let out = self
+                .gpg()
+                .current_dir(dists)
+                .args(["--batch", "--yes"])
+                .args(&args)
+                .output()
+                .expect("template test step");
+            assert!(out.status.success(), "gpg {args:?}: {}", text(&out));
+        }
+    }
+}
+
+impl Drop for GpgHome {
+    fn drop(&mut self) {
+        // The agent gpg started for this home only (found by its socket in the home).
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.0.path())
+            .args(["--kill", "all"])
+            .output();
+    }
+}
+
+/// A repository with a `Release` for `bookworm` (an empty `main`), unsigned.
+fn make_repo(root: &Path) -> PathBuf {
+    let dists = root.join("dists/bookworm");
+    fs::create_dir_all(dists.join("main/binary-amd64")).expect("template test step");
+    fs::write(dists.join("main/binary-amd64/Packages"), b"").expect("template test step");
+    fs::write(
+        dists.join("Release"),
+        "Origin: vz-test\nSuite: bookworm\nCodename: bookworm\nArchitectures: amd64\n\
+         Components: main\nDate: Sun, 06 Dec 2026 00:00:00 UTC\nSHA256:\n \
+         e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 0 main/binary-amd64/Packages\n",
+    )
+    .expect("template test step");
+    dists
+}
+
+/// Metadata `vzt/1/x86_64` building from the `file:` repository `repo` with `keyring`.
+fn write_test_metadata(template_dir: &Path, repo: &Path, keyring: &str) {
+    let config = template_dir.join("vzt/1/x86_64/config");
+    fs::create_dir_all(config.join("gpgkeys")).expect("template test step");
+    fs::write(
+        config.join("vzpkg.conf"),
+        format!(
+            "BUILDER=debootstrap\nSUITE=bookworm\nMIRROR=file://{}\nKEYRING={keyring}\n\
+             VARIANT=minbase\n",
+            repo.display()
+        ),
+    )
+    .expect("template test step");
+    fs::write(config.join("default.list"), "# debootstrap's minbase only\n")
+        .expect("template test step");
+}
+
+#[test]
+fn debootstrap_refuses_an_unsigned_or_wrongly_signed_archive() {
+    require!(
+        Need::Root,
+        Need::Program("/usr/sbin/debootstrap"),
+        Need::Program("/usr/bin/gpg"),
+        Need::Program("/usr/bin/gpgconf")
+    );
+    let tree = VzTree::new("");
+    let template = tree.path().join("template");
+    let repo_dir =
+        tempfile::Builder::new().prefix("vz-repo-").tempdir().expect("template test step");
+    let repo = repo_dir.path();
+    let dists = make_repo(repo);
+    let name = "vzt-1-x86_64";
+    let cache = template.join(format!("cache/{name}.tar.gz"));
+    let create = || tree.run("vzpkg", &["create", "cache", name]);
+
+    // Unsigned, with Debian's keyring: refused.
+    write_test_metadata(&template, repo, "/usr/share/keyrings/debian-archive-keyring.gpg");
+    let out = create();
+    assert!(!out.status.success(), "an unsigned archive was accepted: {}", text(&out));
+    assert!(text(&out).contains("cannot be verified"), "{}", text(&out));
+    assert!(text(&out).contains("release signature file"), "{}", text(&out));
+    assert!(!cache.exists());
+
+    // Signed by a key not in the keyring: refused.
+    let gpg = GpgHome::new();
+    gpg.sign(&dists);
+    let out = create();
+    assert!(!out.status.success(), "a wrongly signed archive was accepted: {}", text(&out));
+    assert!(text(&out).contains("signed by unknown key"), "{}", text(&out));
+    assert!(!cache.exists());
+
+    // The control: the same archive with its own key passes the signature check (and fails
+    // later, for it has no packages). So the refusals above were about the signatures.
+    gpg.export(&template.join("vzt/1/x86_64/config/gpgkeys/test.gpg"));
+    write_test_metadata(&template, repo, "gpgkeys/test.gpg");
+    let out = create();
+    assert!(!out.status.success(), "an empty repository made a cache: {}", text(&out));
+    assert!(!text(&out).contains("cannot be verified"), "{}", text(&out));
+    assert!(!cache.exists());
+
+    // Nothing is left in the cache directory but the lock: no work tree, no partial cache.
+    let left: Vec<String> = fs::read_dir(template.join("cache"))
+        .expect("template test step")
+        .map(|e| e.expect("template test step").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, [format!(".{name}.lock")]);
+}
+
+#[test]
+fn vzpkg_lists_and_removes_caches() {
+    require!(Need::Root, Need::Program("/bin/busybox"));
+    let tree = VzTree::new("");
+    let template = tree.path().join("template");
+    install_metadata(&workspace().join("templates"), &template);
+    ok(tree.run("vzpkg", &["create", "cache", "busybox"]));
+    let list = ok(tree.run("vzpkg", &["list"]));
+    let lines: Vec<&str> = list.lines().collect();
+    assert!(lines[0].starts_with("OSTEMPLATE"), "{list}");
+    let row = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{list}"))
+            .to_string()
+    };
+    let busybox = row("busybox");
+    assert!(busybox.ends_with("cache only"), "{busybox}");
+    assert!(busybox.contains('K') || busybox.contains('M'), "a size: {busybox}");
+    for name in ["debian-12-x86_64", DEBIAN_MINIMAL, "debian-13-x86_64", "debian-13-x86_64-minimal"]
+    {
+        assert!(row(name).ends_with("not built"), "{}", row(name));
+    }
+    let removed = ok(tree.run("vzpkg", &["remove", "cache", "busybox"]));
+    assert!(removed.contains("busybox.tar.gz removed"), "{removed}");
+    assert!(!template.join("cache/busybox.tar.gz").exists());
+    let again = tree.run("vzpkg", &["remove", "cache", "busybox"]);
+    assert_eq!(again.status.code(), Some(1), "{}", output_text(&again));
+    let usage = tree.run("vzpkg", &["create", "cache"]);
+    assert_eq!(usage.status.code(), Some(2), "{}", output_text(&usage));
+    let unknown = tree.run("vzpkg", &["create", "cache", "debian-99"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown).contains("no template metadata"), "{}", text(&unknown));
+}
+
+/// Builds (or reuses) the shared Debian minimal cache; returns the tree using it and the
+/// seconds `vzpkg create cache` took.
+fn debian_tree() -> (VzTree, f64) {
+    let tree = VzTree::new("");
+    let shared = shared_template_dir();
+    install_metadata(&workspace().join("templates"), &shared);
+    use_template_dir(&tree, &shared);
+    let started = Instant::now();
+    let out = tree.run("vzpkg", &["create", "cache", DEBIAN_MINIMAL]);
+    let secs = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "vzpkg create cache: {}", text(&out));
+    eprintln!("vzpkg create cache {DEBIAN_MINIMAL}: {secs:.1} s: {}", text(&out).trim());
+    (tree, secs)
+}
+
+fn cache_path() -> PathBuf {
+    shared_template_dir().join(format!("cache/{DEBIAN_MINIMAL}.tar.gz"))
+}
+
+#[test]
+fn a_debian_cache_is_built_once_and_ves_are_created_from_it() {
+    require!(
+        Need::Root,
+        Need::Program("/usr/sbin/debootstrap"),
+        Need::Program("/usr/bin/tar"),
+        Need::Loop
+    );
+    let (tree, _) = debian_tree();
+    // A second create finds it up to date (the CI cache).
+    let again = ok(tree.run("vzpkg", &["create", "cache", DEBIAN_MINIMAL]));
+    assert!(again.contains("is up to date"), "{again}");
+    let list = ok(tree.run("vzpkg", &["list"]));
+    let row = list
+        .lines()
+        .find(|l| l.starts_with(&format!("{DEBIAN_MINIMAL} ")))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(row.ends_with("up to date") && row.contains('M'), "{row}");
+    let size = fs::metadata(cache_path()).expect("template test step").len();
+
+    // tar -x of the same cache, beside vzctl create (simfs: a directory; ploop: an image).
+    let scratch = tempfile::Builder::new()
+        .prefix("vz-tar-")
+        .tempdir_in(tree.path())
+        .expect("template test step");
+    let started = Instant::now();
+    let tar = Command::new("tar")
+        .args(["--numeric-owner", "-xzpf"])
+        .arg(cache_path())
+        .arg("-C")
+        .arg(scratch.path())
+        .output()
+        .expect("template test step");
+    let tar_secs = started.elapsed().as_secs_f64();
+    assert!(tar.status.success(), "{}", text(&tar));
+    let mut times = Vec::new();
+    for layout in ["simfs", "ploop"] {
+        let ctid = unique_ctid().to_string();
+        let started = Instant::now();
+        ok(tree
+            .run("vzctl", &["create", &ctid, "--ostemplate", DEBIAN_MINIMAL, "--layout", layout]));
+        times.push((layout, started.elapsed().as_secs_f64()));
+        ok(tree.run("vzctl", &["mount", &ctid]));
+        let root = tree.path().join("root").join(&ctid);
+        let init = fs::read_link(root.join("sbin/init")).expect("template test step");
+        assert!(init.to_string_lossy().ends_with("systemd"), "{init:?}");
+        let unit = root.join("etc/systemd/system/multi-user.target.wants/vz-boot-done.service");
+        assert!(fs::symlink_metadata(unit).is_ok(), "no boot-finished unit");
+        let masked = fs::read_link(root.join("etc/systemd/system/sys-kernel-debug.mount"));
+        assert_eq!(masked.expect("template test step"), Path::new("/dev/null"));
+        for node in ["dev/null", "dev/zero", "dev/console"] {
+            assert!(fs::symlink_metadata(root.join(node)).is_err(), "{node} came from the cache");
+        }
+        let su = fs::metadata(root.join("usr/bin/su")).expect("template test step");
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&su.permissions()) & 0o4000, 0o4000);
+        ok(tree.run("vzctl", &["umount", &ctid]));
+        ok(tree.run("vzctl", &["destroy", &ctid]));
+    }
+    eprintln!(
+        "cache {} ({:.1} MiB): tar -xzpf {tar_secs:.2} s; vzctl create {}",
+        cache_path().display(),
+        size as f64 / 1048576.0,
+        times.iter().map(|(l, s)| format!("--layout {l} {s:.2} s")).collect::<Vec<_>>().join(", ")
+    );
+}
