@@ -12,8 +12,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Instant;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use vz_tests::{Need, VzTree, ok, output_text, require, unique_ctid, workspace};
 
@@ -328,4 +328,122 @@ fn a_debian_cache_is_built_once_and_ves_are_created_from_it() {
         size as f64 / 1048576.0,
         times.iter().map(|(l, s)| format!("--layout {l} {s:.2} s")).collect::<Vec<_>>().join(", ")
     );
+}
+
+/// Runs `vzctl start CTID --wait`, killing it (by its pid) after `limit`; returns its
+/// output, or `None` when it had to be killed.
+fn start_wait(tree: &VzTree, ctid: &str, limit: Duration) -> Option<Output> {
+    let child = tree
+        .cmd("vzctl")
+        .args(["start", ctid, "--wait"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vzctl start");
+    let pid = child.id();
+    let deadline = Instant::now() + limit;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(out) => Some(out.expect("wait for vzctl start")),
+        Err(_) => {
+            // The vzctl this test started (nsenter execs it: same pid).
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = rx.recv();
+            None
+        }
+    }
+}
+
+/// Boots the Debian minimal cache with systemd as pid 1, checks `systemctl
+/// is-system-running`, installs a package with apt inside, stops and destroys the VE.
+///
+/// FIXME(issue 16, item 3): systemd as pid 1 needs the VE start of the lead's user-namespace
+/// work (the name=systemd cgroup delegated, a console, tmpfs /run and /tmp). Until that is
+/// in, `vzctl start --wait` of this VE never returns (init dies and nobody opens /.vzfifo),
+/// so without `VZ_TEST_REQUIRE=systemd-boot` the test asserts that absence — start does not
+/// come back within 20 s — and that the failed VE is still stopped and destroyed cleanly.
+/// With it, the test asserts the boot.
+#[test]
+fn a_debian_ve_boots_systemd_and_installs_a_package() {
+    require!(
+        Need::Root,
+        Need::Program("/usr/sbin/debootstrap"),
+        Need::Program("/usr/bin/apt-get"),
+        Need::CgroupController("pids"),
+        Need::Loop
+    );
+    let expect_boot = vz_tests::required("systemd-boot");
+    let (tree, _) = debian_tree();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", DEBIAN_MINIMAL]));
+    // A package fetched on the host (the VE has no route out of the test's network
+    // namespace): apt installs it from the file, with its dependencies from the cache.
+    let debs = tempfile::Builder::new().prefix("vz-deb-").tempdir().expect("temp dir");
+    let got = Command::new("apt-get")
+        .current_dir(debs.path())
+        .args(["download", "-q", "hello"])
+        .output()
+        .expect("run apt-get download");
+    assert!(got.status.success(), "apt-get download hello: {}", text(&got));
+    let deb = fs::read_dir(debs.path())
+        .expect("read downloads")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("a .deb");
+    ok(tree.run("vzctl", &["mount", &ctid]));
+    let root = tree.path().join("root").join(&ctid);
+    fs::copy(&deb, root.join("root/hello.deb")).expect("copy the .deb into the VE");
+    ok(tree.run("vzctl", &["umount", &ctid]));
+
+    let started = Instant::now();
+    let limit = Duration::from_secs(if expect_boot { 120 } else { 20 });
+    let start = start_wait(&tree, &ctid, limit);
+    let boot = started.elapsed().as_secs_f64();
+    if !expect_boot {
+        assert!(
+            start.as_ref().is_none_or(|out| !out.status.success()),
+            "vzctl start --wait of a systemd VE now works: set VZ_TEST_REQUIRE=systemd-boot \
+             (and drop this branch): {}",
+            start.as_ref().map(text).unwrap_or_default()
+        );
+        eprintln!("FIXME(issue 16): systemd VE did not boot within {boot:.0} s (expected for now)");
+        let _ = tree.run("vzctl", &["stop", &ctid, "--fast"]);
+        ok(tree.run("vzctl", &["destroy", &ctid]));
+        return;
+    }
+    let start = start.expect("vzctl start --wait did not return within 120 s");
+    assert!(start.status.success(), "vzctl start --wait: {}", text(&start));
+    let state = tree.run("vzctl", &["exec", &ctid, "systemctl is-system-running"]);
+    let state_text = String::from_utf8_lossy(&state.stdout).trim().to_owned();
+    let failed = tree.run("vzctl", &["exec", &ctid, "systemctl --failed --no-legend"]);
+    eprintln!(
+        "{DEBIAN_MINIMAL}: start --wait {boot:.2} s, state {state_text}, failed units: {}",
+        text(&failed).trim()
+    );
+    assert!(
+        state_text == "running" || state_text == "degraded",
+        "systemctl is-system-running: {}",
+        text(&state)
+    );
+    let init = ok(tree.run("vzctl", &["exec", &ctid, "cat /proc/1/comm"]));
+    assert_eq!(init.trim(), "systemd");
+    let install = tree.run(
+        "vzctl",
+        &["exec", &ctid, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/hello.deb"],
+    );
+    assert!(install.status.success(), "apt-get install: {}", text(&install));
+    assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "hello"])).trim(), "Hello, world!");
+
+    let started = Instant::now();
+    ok(tree.run("vzctl", &["stop", &ctid]));
+    eprintln!("{DEBIAN_MINIMAL}: stop {:.2} s", started.elapsed().as_secs_f64());
+    assert_eq!(
+        ok(tree.run("vzctl", &["status", &ctid])).trim(),
+        format!("CTID {ctid} exist unmounted down")
+    );
+    ok(tree.run("vzctl", &["destroy", &ctid]));
 }
