@@ -86,9 +86,21 @@ impl GpgHome {
     }
 
     fn gpg(&self) -> Command {
-        let mut cmd = Command::new("gpg");
+        self.cmd("gpg")
+    }
+
+    /// `program` with this home as GNUPGHOME (gpg, rpmsign).
+    fn cmd(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
         cmd.env("GNUPGHOME", self.0.path());
         cmd
+    }
+
+    /// Exports the public key, ASCII-armored (for `rpm --import`).
+    fn export_armored(&self, to: &Path) {
+        let out = self.gpg().args(["--batch", "--armor", "--export"]).output().expect("gpg");
+        assert!(out.status.success() && !out.stdout.is_empty(), "gpg --export: {}", text(&out));
+        fs::write(to, out.stdout).expect("write key");
     }
 
     /// Exports the public key as a keyring file debootstrap (gpgv) can use.
@@ -446,4 +458,115 @@ fn a_debian_ve_boots_systemd_and_installs_a_package() {
         format!("CTID {ctid} exist unmounted down")
     );
     ok(tree.run("vzctl", &["destroy", &ctid]));
+}
+
+/// Builds `vztest-1.0-1.noarch.rpm` (one file, `/usr/share/vztest/hello`) into `repo`.
+fn build_rpm(work: &Path, repo: &Path) -> PathBuf {
+    let top = work.join("rpmbuild");
+    fs::create_dir_all(top.join("SPECS")).expect("spec dir");
+    let spec = top.join("SPECS/vztest.spec");
+    fs::write(
+        &spec,
+        "Name: vztest\nVersion: 1.0\nRelease: 1\nSummary: vz test package\nLicense: MIT\n\
+         BuildArch: noarch\n%description\nA file for vz's tests.\n%install\n\
+         mkdir -p %{buildroot}/usr/share/vztest\necho hello > %{buildroot}/usr/share/vztest/hello\n\
+         %files\n/usr/share/vztest/hello\n",
+    )
+    .expect("write spec");
+    let out = Command::new("rpmbuild")
+        .env("HOME", work)
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .arg("-bb")
+        .arg(&spec)
+        .output()
+        .expect("run rpmbuild");
+    assert!(out.status.success(), "rpmbuild: {}", text(&out));
+    fs::create_dir_all(repo).expect("repo dir");
+    let rpm = repo.join("vztest-1.0-1.noarch.rpm");
+    fs::copy(top.join("RPMS/noarch/vztest-1.0-1.noarch.rpm"), &rpm).expect("copy rpm");
+    rpm
+}
+
+fn createrepo(repo: &Path) {
+    let out = Command::new("createrepo_c").arg("-q").arg(repo).output().expect("createrepo_c");
+    assert!(out.status.success(), "createrepo_c: {}", text(&out));
+}
+
+#[test]
+fn dnf_builds_from_a_signed_rpm_repository_and_refuses_bad_signatures() {
+    require!(
+        Need::Root,
+        Need::Program("/usr/bin/dnf"),
+        Need::Program("/usr/bin/rpm"),
+        Need::Program("/usr/bin/rpmbuild"),
+        Need::Program("/usr/bin/rpmsign"),
+        Need::Program("/usr/bin/createrepo_c"),
+        Need::Program("/usr/bin/gpg"),
+        Need::Program("/usr/bin/gpgconf")
+    );
+    let tree = VzTree::new("");
+    let template = tree.path().join("template");
+    let work = tempfile::Builder::new().prefix("vz-rpm-").tempdir().expect("temp dir");
+    let repo = work.path().join("repo");
+    let rpm = build_rpm(work.path(), &repo);
+    createrepo(&repo);
+    let config = template.join("rpmt/1/x86_64/config");
+    fs::create_dir_all(config.join("gpgkeys")).expect("metadata dir");
+    fs::write(config.join("vzpkg.conf"), "BUILDER=dnf\n").expect("vzpkg.conf");
+    fs::write(
+        config.join("yum.conf"),
+        format!(
+            "[main]\ngpgcheck=0\n\n[vztest]\nname=vz test\nbaseurl=file://{}\ngpgcheck=0\n",
+            repo.display()
+        ),
+    )
+    .expect("yum.conf");
+    fs::write(config.join("default.list"), "vztest\n").expect("default.list");
+    let signer = GpgHome::new();
+    let other = GpgHome::new();
+    let name = "rpmt-1-x86_64";
+    let cache = template.join(format!("cache/{name}.tar.gz"));
+    let create = || tree.run("vzpkg", &["create", "cache", name]);
+
+    // Unsigned, though the repository file says gpgcheck=0: refused.
+    signer.export_armored(&config.join("gpgkeys/signer.asc"));
+    let out = create();
+    assert!(!out.status.success(), "an unsigned package was installed: {}", text(&out));
+    assert!(text(&out).contains("cannot be verified"), "{}", text(&out));
+    assert!(text(&out).contains("is not signed"), "{}", text(&out));
+    assert!(!cache.exists());
+
+    // Signed, but by a key the metadata does not trust: refused.
+    let out = signer
+        .cmd("rpmsign")
+        .args(["--addsign", "--define", "__gpg /usr/bin/gpg"])
+        .args(["--define", "_gpg_name vz-test-repo@example.invalid"])
+        .arg(&rpm)
+        .output()
+        .expect("run rpmsign");
+    assert!(out.status.success(), "rpmsign: {}", text(&out));
+    createrepo(&repo);
+    fs::remove_file(config.join("gpgkeys/signer.asc")).expect("remove key");
+    other.export_armored(&config.join("gpgkeys/other.asc"));
+    let out = create();
+    assert!(!out.status.success(), "a wrongly signed package was installed: {}", text(&out));
+    assert!(text(&out).contains("cannot be verified"), "{}", text(&out));
+    assert!(!cache.exists());
+
+    // Signed by the trusted key: the cache is built.
+    signer.export_armored(&config.join("gpgkeys/signer.asc"));
+    let out = create();
+    assert!(out.status.success(), "vzpkg create cache: {}", text(&out));
+    assert!(cache.exists());
+    let list = ok(tree.run("vzpkg", &["list"]));
+    assert!(list.lines().any(|l| l.starts_with(name) && l.ends_with("up to date")), "{list}");
+    let listing = Command::new("tar").arg("-tzf").arg(&cache).output().expect("run tar");
+    let files = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(files.lines().any(|l| l == "usr/share/vztest/hello"), "{files}");
+    assert!(
+        files.lines().any(|l| l.starts_with("var/lib/rpm/")),
+        "rpm db at /var/lib/rpm: {files}"
+    );
+    assert!(!files.contains("var/cache/dnf/"), "dnf's cache is not packed");
 }

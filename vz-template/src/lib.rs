@@ -6,7 +6,7 @@
 //! links, fifos and sparse files while refusing any entry that would escape the destination
 //! and creating no device node, and the builders make caches: [`BusyboxBuilder`] the default
 //! template from the host's static busybox (no network), [`DebootstrapBuilder`] a Debian one
-//! from a signed archive, described by template metadata ([`TemplateMeta`], OpenVZ's
+//! from a signed archive, [`DnfBuilder`] an RPM one with dnf and gpgcheck, described by template metadata ([`TemplateMeta`], OpenVZ's
 //! `$TEMPLATE/<osname>/<osver>/<arch>/config/` layout, found by [`find_metadata`]).
 //!
 //! ```no_run
@@ -34,6 +34,7 @@ mod unpack;
 
 pub use build::busybox::BusyboxBuilder;
 pub use build::debootstrap::DebootstrapBuilder;
+pub use build::dnf::DnfBuilder;
 pub use build::{BuildEvent, BuildStep};
 pub use compression::Compression;
 pub use error::{Result, TemplateError};

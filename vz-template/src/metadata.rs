@@ -2,10 +2,12 @@
 //! `$TEMPLATE/<osname>/<osver>/<arch>/config/` holding
 //!
 //! * `vzpkg.conf`: how the packages are fetched, `KEY=value` lines (`#` comments, values may be
-//!   quoted): `BUILDER=debootstrap`, `SUITE` (`bookworm`), `MIRROR` (empty: the host's apt
+//!   quoted). `BUILDER=debootstrap`: `SUITE` (`bookworm`), `MIRROR` (empty: the host's apt
 //!   configuration's mirror of the suite), `COMPONENTS` (`main`), `KEYRING` (the keyring the
 //!   archive's `Release` is verified with; a relative path is taken under `config/`, e.g.
-//!   `gpgkeys/archive.gpg`), `VARIANT` (`minbase`, or empty for debootstrap's default);
+//!   `gpgkeys/archive.gpg`), `VARIANT` (`minbase`, or empty for debootstrap's default).
+//!   `BUILDER=dnf`: `CONFIG` (the repositories, default `yum.conf` as in OpenVZ), `RELEASEVER`
+//!   (default the OS version); every file of `gpgkeys/` is a trusted key;
 //! * `<set>.list`: the packages of a set, one or more a line, `#` comments; `default.list` is
 //!   the default set;
 //! * `<set>.conf` (optional): `vzpkg.conf` keys that differ for that set (`VARIANT=minbase`);
@@ -102,6 +104,28 @@ impl TemplateMeta {
             value: self.config_dir.join(CONF_FILE).display().to_string(),
         })?;
         Ok(self.config_dir.join(value))
+    }
+
+    /// The key files of `gpgkeys/`, sorted (none when the directory is missing).
+    ///
+    /// # Errors
+    /// [`TemplateError::Io`] if the directory exists but cannot be read.
+    pub fn gpgkeys(&self) -> Result<Vec<PathBuf>> {
+        let dir = self.config_dir.join("gpgkeys");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(TemplateError::io("read directory", &dir, e)),
+        };
+        let mut keys = Vec::new();
+        for entry in entries {
+            let path = entry.op("read directory", &dir)?.path();
+            if path.is_file() {
+                keys.push(path);
+            }
+        }
+        keys.sort();
+        Ok(keys)
     }
 
     /// An executable hook of the metadata (`install-pre`, `install-post`), if present.

@@ -2,14 +2,11 @@
 //! touched up to boot as a VE, and archived like the busybox template.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::build::{BuildEvent, BuildStep, PendingCache, apt, tree, vefix};
-use crate::compression::Compression;
-use crate::error::{IoContext, Result, TemplateError};
+use crate::build::{BuildEvent, BuildStep, WorkDir, apt, pack_tree, run, vefix};
+use crate::error::{Result, TemplateError};
 use crate::metadata::TemplateMeta;
 use crate::name::TemplateName;
 use crate::store::CacheStore;
@@ -184,13 +181,7 @@ impl DebootstrapBuilder {
         progress: &mut dyn FnMut(BuildEvent<'_>),
     ) -> Result<PathBuf> {
         self.check()?;
-        let cache_dir = store.cache_dir();
-        fs::create_dir_all(cache_dir).op("create directory", cache_dir)?;
-        let work = WorkDir(cache_dir.join(format!(".{name}.root-{}", std::process::id())));
-        let _ = fs::remove_dir_all(&work.0);
-        fs::create_dir(&work.0).op("create directory", &work.0)?;
-        fs::set_permissions(&work.0, fs::Permissions::from_mode(0o755)).op("chmod", &work.0)?;
-
+        let work = WorkDir::create(store, name)?;
         if let Some(pre) = &self.pre {
             progress(BuildEvent::Step(BuildStep::Hook("install-pre")));
             self.hook(pre, &work.0)?;
@@ -204,13 +195,8 @@ impl DebootstrapBuilder {
             progress(BuildEvent::Step(BuildStep::Hook("install-post")));
             self.hook(post, &work.0)?;
         }
-        progress(BuildEvent::Step(BuildStep::Pack));
-        let mut cache = PendingCache::create(&store.path_for(name, Compression::Gzip))?;
-        let entries = tree::append_tree(&mut cache, &work.0, &mut |entries, bytes| {
-            progress(BuildEvent::Packed { entries, bytes });
-        })?;
-        let path = cache.commit()?;
-        tracing::info!(cache = %path.display(), entries, "debian template built");
+        let path = pack_tree(store, name, &work.0, progress)?;
+        tracing::info!(cache = %path.display(), "debian template built");
         Ok(path)
     }
 
@@ -266,48 +252,10 @@ impl DebootstrapBuilder {
             cmd.arg(format!("--include={}", self.include.join(",")));
         }
         cmd.arg(&self.suite).arg(root).arg(&self.mirror);
-        let (reader, writer) = std::io::pipe().op("make a pipe for", &self.debootstrap)?;
-        let writer2 = writer.try_clone().op("make a pipe for", &self.debootstrap)?;
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(writer)
-            .stderr(writer2)
-            .env("LC_ALL", "C.UTF-8")
-            .spawn()
-            .op("run", &self.debootstrap)?;
-        // The writers were moved into the Command, which is still alive: drop it so the pipe
-        // ends when debootstrap does.
-        drop(cmd);
-        let mut tail: Vec<String> = Vec::new();
-        let mut step = BuildStep::Download;
-        for line in BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            let now = step_of(&line).unwrap_or(step);
-            if now != step {
-                step = now;
-                progress(BuildEvent::Step(step));
-            }
-            progress(BuildEvent::Output(&line));
-            tail.push(line);
-            if tail.len() > 40 {
-                tail.remove(0);
-            }
-        }
-        let status = child.wait().op("wait for", &self.debootstrap)?;
+        let (status, tail) =
+            run::stream(cmd, &self.debootstrap, BuildStep::Download, step_of, progress)?;
         if status.success() {
             return Ok(());
-        }
-        let mut log = String::new();
-        if let Ok(text) = fs::read_to_string(root.join("debootstrap/debootstrap.log")) {
-            log = text
-                .lines()
-                .rev()
-                .take(10)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
         }
         if let Some(detail) = signature_failure(&tail) {
             return Err(TemplateError::BadSignature {
@@ -317,43 +265,24 @@ impl DebootstrapBuilder {
                 detail,
             });
         }
-        let mut shown: Vec<&str> = tail.iter().map(String::as_str).collect();
-        let from = shown.len().saturating_sub(15);
-        shown.drain(..from);
-        if !log.is_empty() {
-            shown.push(&log);
+        let mut shown = run::last_lines(&tail, 15);
+        if let Ok(log) = fs::read_to_string(root.join("debootstrap/debootstrap.log")) {
+            let lines: Vec<String> = log.lines().map(str::to_owned).collect();
+            shown = format!("{shown}\n{}", run::last_lines(&lines, 10));
         }
         Err(TemplateError::Command {
             program: format!("{} {} {}", self.debootstrap.display(), self.suite, self.mirror),
             status,
-            stderr: shown.join("\n"),
+            stderr: shown,
         })
     }
 
     fn hook(&self, hook: &Path, root: &Path) -> Result<()> {
-        let mut cmd = Command::new(hook);
-        cmd.current_dir("/")
-            .stdin(Stdio::null())
-            .env("VE_ROOT", root)
-            .env("SUITE", &self.suite)
-            .env("MIRROR", &self.mirror);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().op("run", hook)?;
-        if !out.status.success() {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return Err(TemplateError::Command {
-                program: hook.display().to_string(),
-                status: out.status,
-                stderr: text.trim().to_owned(),
-            });
-        }
-        Ok(())
+        let root = root.to_string_lossy();
+        let mut env: Vec<(&str, &str)> =
+            vec![("VE_ROOT", &root), ("SUITE", &self.suite), ("MIRROR", &self.mirror)];
+        env.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        run::hook(hook, &env)
     }
 }
 
@@ -397,19 +326,6 @@ fn signature_failure(lines: &[String]) -> Option<String> {
         .iter()
         .find(|l| MARKS.iter().any(|m| l.contains(m)))
         .map(|l| l.trim_start_matches("E: ").to_owned())
-}
-
-/// Removes the bootstrap directory when dropped.
-struct WorkDir(PathBuf);
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.0)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %self.0.display(), error = %e, "cannot remove work directory");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 mod apt;
 pub(crate) mod busybox;
 pub(crate) mod debootstrap;
+pub(crate) mod dnf;
 mod elf;
+mod run;
 mod tree;
 mod vefix;
 
@@ -15,7 +17,10 @@ use std::path::{Path, PathBuf};
 use flate2::write::GzEncoder;
 use tar::{EntryType, Header};
 
+use crate::compression::Compression;
 use crate::error::{IoContext, Result};
+use crate::name::TemplateName;
+use crate::store::CacheStore;
 
 /// A long step of a build, reported through [`BuildEvent::Step`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +53,49 @@ pub enum BuildEvent<'a> {
         /// Bytes of file content written.
         bytes: u64,
     },
+}
+
+/// The directory a cache's tree is built in, beside the cache (`.<name>.root-<pid>`), removed
+/// when dropped, also when the build failed.
+pub(crate) struct WorkDir(pub(crate) PathBuf);
+
+impl WorkDir {
+    /// Makes an empty work directory (0755) for `name` in the store's cache directory.
+    pub(crate) fn create(store: &CacheStore, name: &TemplateName) -> Result<WorkDir> {
+        let cache_dir = store.cache_dir();
+        fs::create_dir_all(cache_dir).op("create directory", cache_dir)?;
+        let work = WorkDir(cache_dir.join(format!(".{name}.root-{}", std::process::id())));
+        let _ = fs::remove_dir_all(&work.0);
+        fs::create_dir(&work.0).op("create directory", &work.0)?;
+        fs::set_permissions(&work.0, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .op("chmod", &work.0)?;
+        Ok(work)
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.0)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.0.display(), error = %e, "cannot remove work directory");
+        }
+    }
+}
+
+/// Archives the tree at `root` into `<cache>/<name>.tar.gz`, atomically, reporting progress.
+pub(crate) fn pack_tree(
+    store: &CacheStore,
+    name: &TemplateName,
+    root: &Path,
+    progress: &mut dyn FnMut(BuildEvent<'_>),
+) -> Result<PathBuf> {
+    progress(BuildEvent::Step(BuildStep::Pack));
+    let mut cache = PendingCache::create(&store.path_for(name, Compression::Gzip))?;
+    tree::append_tree(&mut cache, root, &mut |entries, bytes| {
+        progress(BuildEvent::Packed { entries, bytes });
+    })?;
+    cache.commit()
 }
 
 /// gzip level of built caches: 6 is gzip's default, a good size/speed balance.

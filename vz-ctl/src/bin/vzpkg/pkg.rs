@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use nix::fcntl::{Flock, FlockArg};
 use vz_template::{
     BuildEvent, BuildStep, BusyboxBuilder, Cache, CacheStore, Compression, DebootstrapBuilder,
-    TemplateMeta, TemplateName, find_metadata, list_metadata,
+    DnfBuilder, TemplateMeta, TemplateName, find_metadata, list_metadata,
 };
 
 type Error = Box<dyn std::error::Error>;
@@ -87,13 +87,26 @@ impl Vzpkg {
     }
 
     fn build(&self, meta: &TemplateMeta, name: &TemplateName) -> Result<PathBuf, Error> {
-        let builder = DebootstrapBuilder::from_metadata(meta, Path::new(ETC_APT))?
-            .env("TEMPLATE", &self.template_dir.to_string_lossy())
-            .env("OSTEMPLATE", name.as_str())
-            .env("OSSET", meta.set());
-        self.note(&format!("building {name} from {}", builder.mirror()));
+        let template = self.template_dir.to_string_lossy();
         let mut display = Progress::new(self.progress);
-        let built = builder.build_with(&self.store, name, &mut |event| display.event(event));
+        let built = match meta.get("BUILDER").unwrap_or("debootstrap") {
+            "dnf" => {
+                let builder = DnfBuilder::from_metadata(meta)?
+                    .env("TEMPLATE", &template)
+                    .env("OSTEMPLATE", name.as_str())
+                    .env("OSSET", meta.set());
+                self.note(&format!("building {name} from {}", builder.config().display()));
+                builder.build_with(&self.store, name, &mut |event| display.event(event))
+            }
+            _ => {
+                let builder = DebootstrapBuilder::from_metadata(meta, Path::new(ETC_APT))?
+                    .env("TEMPLATE", &template)
+                    .env("OSTEMPLATE", name.as_str())
+                    .env("OSSET", meta.set());
+                self.note(&format!("building {name} from {}", builder.mirror()));
+                builder.build_with(&self.store, name, &mut |event| display.event(event))
+            }
+        };
         display.finish();
         // Other suffixes of the same name would be found first by `vzctl create`.
         if built.is_ok() {
