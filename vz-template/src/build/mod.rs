@@ -145,6 +145,12 @@ impl PendingCache {
         self.tar().append_data(header, path, data).op("write", &tmp)
     }
 
+    /// Appends a header as it is (a pax extension header) and its data.
+    pub(crate) fn append_raw(&mut self, header: &Header, data: impl Read) -> Result<()> {
+        let tmp = self.tmp.clone();
+        self.tar().append(header, data).op("write", &tmp)
+    }
+
     /// Appends a symlink or hard link entry.
     pub(crate) fn append_link(
         &mut self,
