@@ -188,6 +188,11 @@ fn debootstrap_refuses_an_unsigned_or_wrongly_signed_archive() {
     let cache = template.join(format!("cache/{name}.tar.gz"));
     let create = || tree.run("vzpkg", &["create", "cache", name]);
 
+    // The work tree of a build that was killed: removed by the next build of the name.
+    let stale = template.join(format!("cache/.{name}.root-999999999/etc"));
+    fs::create_dir_all(&stale).expect("stale work tree");
+    fs::write(stale.join("hostname"), "x\n").expect("stale file");
+
     // Unsigned, with Debian's keyring: refused.
     write_test_metadata(&template, repo, "/usr/share/keyrings/debian-archive-keyring.gpg");
     let out = create();
@@ -213,7 +218,8 @@ fn debootstrap_refuses_an_unsigned_or_wrongly_signed_archive() {
     assert!(!text(&out).contains("cannot be verified"), "{}", text(&out));
     assert!(!cache.exists());
 
-    // Nothing is left in the cache directory but the lock: no work tree, no partial cache.
+    // Nothing is left in the cache directory but the lock: no work tree (neither the stale one
+    // nor those of these builds), no partial cache.
     let left: Vec<String> = fs::read_dir(template.join("cache"))
         .expect("template test step")
         .map(|e| e.expect("template test step").file_name().to_string_lossy().into_owned())

@@ -71,6 +71,7 @@ impl Vzpkg {
                 }
             }
         }
+        self.remove_stale_work(&name);
         let started = Instant::now();
         let path = self.build(&meta, &name)?;
         // The record goes last: a cache without one is never taken as up to date.
@@ -188,6 +189,30 @@ impl Vzpkg {
             println!("{name:<32} {size:>8} {cache_date:<16} {meta_date:<16} {status}");
         }
         Ok(())
+    }
+
+    /// Removes the work trees of earlier builds of `name` that were killed (the caller holds
+    /// the name's lock, so no build of it runs). One with something still mounted in it (a
+    /// killed debootstrap's /proc) is left alone, with a warning.
+    fn remove_stale_work(&self, name: &TemplateName) {
+        let prefix = format!(".{name}.root-");
+        let Ok(entries) = fs::read_dir(self.store.cache_dir()) else { return };
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            let path = entry.path();
+            let busy = mounts
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .any(|m| Path::new(m).starts_with(&path));
+            if busy {
+                eprintln!("vzpkg: warning: {} has mounts left by a killed build", path.display());
+            } else if let Err(e) = fs::remove_dir_all(&path) {
+                eprintln!("vzpkg: warning: cannot remove {}: {e}", path.display());
+            }
+        }
     }
 
     fn lock(&self, name: &TemplateName) -> Result<Flock<File>, Error> {
