@@ -228,8 +228,8 @@ fn debootstrap_refuses_an_unsigned_or_wrongly_signed_archive() {
 }
 
 #[test]
-fn vzpkg_lists_and_removes_caches() {
-    require!(Need::Root, Need::Program("/bin/busybox"));
+fn vzpkg_lists_removes_caches_and_runs_the_ve_s_package_manager() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
     let tree = VzTree::new("");
     let template = tree.path().join("template");
     install_metadata(&workspace().join("templates"), &template);
@@ -251,6 +251,21 @@ fn vzpkg_lists_and_removes_caches() {
     {
         assert!(row(name).ends_with("not built"), "{}", row(name));
     }
+    // The VE's own package manager: busybox has none, which vzpkg reports from inside.
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
+    let stopped = tree.run("vzpkg", &["install", &ctid, "hello"]);
+    // vzctl exec2's exit code: 31 for a VE that is not running, else the command's own.
+    assert_eq!(stopped.status.code(), Some(31), "{}", output_text(&stopped));
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    let none = tree.run("vzpkg", &["install", &ctid, "hello"]);
+    assert_eq!(none.status.code(), Some(1), "{}", output_text(&none));
+    assert!(text(&none).contains("no package manager"), "{}", text(&none));
+    let bad = tree.run("vzpkg", &["install", &ctid, "hello;reboot"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", output_text(&bad));
+    ok(tree.run("vzctl", &["stop", &ctid]));
+    ok(tree.run("vzctl", &["destroy", &ctid]));
+
     let removed = ok(tree.run("vzpkg", &["remove", "cache", "busybox"]));
     assert!(removed.contains("busybox.tar.gz removed"), "{removed}");
     assert!(!template.join("cache/busybox.tar.gz").exists());
@@ -455,10 +470,7 @@ fn a_debian_ve_boots_systemd_and_installs_a_package() {
     );
     let init = ok(tree.run("vzctl", &["exec", &ctid, "cat /proc/1/comm"]));
     assert_eq!(init.trim(), "systemd");
-    let install = tree.run(
-        "vzctl",
-        &["exec", &ctid, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/hello.deb"],
-    );
+    let install = tree.run("vzpkg", &["install", &ctid, "/root/hello.deb"]);
     assert!(install.status.success(), "apt-get install: {}", text(&install));
     assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "hello"])).trim(), "Hello, world!");
 

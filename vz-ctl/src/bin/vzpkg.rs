@@ -8,6 +8,9 @@
 //! * `vzpkg update cache <ostemplate>…` rebuilds from the archive's current packages.
 //! * `vzpkg remove cache <ostemplate>…` removes the cache files.
 //! * `vzpkg list` lists caches and metadata, with sizes and dates.
+//! * `vzpkg install|update|remove <CTID> <package>…` runs the VE's own package manager
+//!   (apt-get, dnf or yum) in the running VE, through `vzctl exec2`, whose exit code is
+//!   vzpkg's (31: the VE is not running).
 //!
 //! Progress (download, install, pack) is shown when stderr is a terminal. Exit codes: 0
 //! success, 1 failure, 2 usage.
@@ -23,7 +26,10 @@ use vz_ctl::config::GlobalConfig;
 const USAGE: &str = "Usage: vzpkg create cache [-f|--force] <ostemplate>...\n\
                      \x20      vzpkg update cache <ostemplate>...\n\
                      \x20      vzpkg remove cache <ostemplate>...\n\
-                     \x20      vzpkg list";
+                     \x20      vzpkg list\n\
+                     \x20      vzpkg install <CTID> <package>...\n\
+                     \x20      vzpkg update <CTID> [<package>...]\n\
+                     \x20      vzpkg remove <CTID> <package>...";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,10 +68,34 @@ fn main() -> ExitCode {
             names.iter().try_for_each(|n| pkg.remove(n))
         }
         ["list"] => pkg.list(),
+        ["install", ctid, packages @ ..] if !packages.is_empty() => {
+            return ve_command(ctid, pkg::VeAction::Install, packages);
+        }
+        ["update", ctid, packages @ ..] if *ctid != "cache" => {
+            return ve_command(ctid, pkg::VeAction::Update, packages);
+        }
+        ["remove", ctid, packages @ ..] if *ctid != "cache" && !packages.is_empty() => {
+            return ve_command(ctid, pkg::VeAction::Remove, packages);
+        }
         _ => return usage(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vzpkg: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `vzpkg install|update|remove CTID pkg…`: the VE's own package manager, through vzctl.
+fn ve_command(ctid: &str, action: pkg::VeAction, packages: &[&str]) -> ExitCode {
+    if let Some(bad) = packages.iter().find(|p| !pkg::valid_package(p)) {
+        eprintln!("vzpkg: invalid package name {bad:?}");
+        return ExitCode::from(2);
+    }
+    match pkg::in_ve(ctid, action, packages) {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("vzpkg: {e}");
             ExitCode::from(1)

@@ -235,6 +235,65 @@ impl Vzpkg {
     }
 }
 
+/// What `vzpkg install|update|remove CTID pkg…` asks of the VE's package manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VeAction {
+    /// Install packages.
+    Install,
+    /// Upgrade the packages given, or everything.
+    Update,
+    /// Remove packages.
+    Remove,
+}
+
+/// Whether `name` can be handed to a package manager as one package name or file: letters,
+/// digits and `._+:~=/-`, not starting with `-`.
+pub(crate) fn valid_package(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._+:~=/-".contains(c))
+}
+
+/// The script run by the VE's shell: the VE's own package manager (apt-get, dnf or yum).
+pub(crate) fn ve_script(action: VeAction, packages: &[&str]) -> String {
+    let args: Vec<String> = packages.iter().map(|p| format!("'{p}'")).collect();
+    let (apt, dnf) = match action {
+        VeAction::Install => ("apt-get install -y -q \"$@\"", "install \"$@\""),
+        VeAction::Update if packages.is_empty() => {
+            ("apt-get update -q && apt-get upgrade -y -q", "upgrade")
+        }
+        VeAction::Update => ("apt-get install -y -q --only-upgrade \"$@\"", "upgrade \"$@\""),
+        VeAction::Remove => ("apt-get remove -y -q \"$@\"", "remove \"$@\""),
+    };
+    format!(
+        "set -e\nset -- {}\n\
+         if command -v apt-get >/dev/null 2>&1; then\n  export DEBIAN_FRONTEND=noninteractive\n  {apt}\n\
+         elif command -v dnf >/dev/null 2>&1; then\n  dnf -y {dnf}\n\
+         elif command -v yum >/dev/null 2>&1; then\n  yum -y {dnf}\n\
+         else\n  echo 'vzpkg: no package manager (apt-get, dnf, yum) in the container' >&2\n  exit 1\nfi\n",
+        args.join(" ")
+    )
+}
+
+/// Runs the VE's package manager through `vzctl exec2 CTID -` (the sibling vzctl binary);
+/// returns its exit code.
+pub(crate) fn in_ve(ctid: &str, action: VeAction, packages: &[&str]) -> Result<u8, Error> {
+    if let Some(bad) = packages.iter().find(|p| !valid_package(p)) {
+        return Err(format!("invalid package name {bad:?}").into());
+    }
+    let vzctl = std::env::current_exe()?.with_file_name("vzctl");
+    let mut child = std::process::Command::new(&vzctl)
+        .args(["exec2", ctid, "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("run {}: {e}", vzctl.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(ve_script(action, packages).as_bytes())?;
+    }
+    let status = child.wait()?;
+    Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
+}
+
 /// The progress display: one line per step and a status line rewritten in place, only on a
 /// terminal.
 struct Progress {
@@ -380,6 +439,32 @@ fn date(t: Option<SystemTime>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn package_names_are_checked_and_quoted() {
+        for ok in ["hello", "libc6:amd64", "g++-12", "/root/hello.deb", "pkg=1.0~rc1"] {
+            assert!(valid_package(ok), "{ok}");
+        }
+        for bad in ["", "-y", "a b", "a;reboot", "a'b", "$(x)", "a|b"] {
+            assert!(!valid_package(bad), "{bad}");
+        }
+        let s = ve_script(VeAction::Install, &["hello", "/root/x.deb"]);
+        assert!(s.contains("set -- 'hello' '/root/x.deb'\n"), "{s}");
+        assert!(s.contains("apt-get install -y -q \"$@\""), "{s}");
+        assert!(ve_script(VeAction::Update, &[]).contains("apt-get update -q && apt-get upgrade"));
+        assert!(ve_script(VeAction::Remove, &["x"]).contains("dnf -y remove \"$@\""));
+    }
+
+    #[test]
+    fn the_script_says_when_there_is_no_package_manager() {
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &ve_script(VeAction::Install, &["x"])])
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no package manager"));
+    }
 
     #[test]
     fn dates_and_sizes() {
