@@ -37,6 +37,7 @@ mod rlimit;
 mod rootfs;
 mod seccomp;
 mod sys;
+mod sysctl;
 mod userns;
 
 pub use bpf::apply_device_rules_v2;
@@ -50,4 +51,5 @@ pub use init::{InitHandle, InitSpec, PendingInit, spawn_init};
 pub use intercept::{ListenerInbox, ProcessMemory, SyscallListener, SyscallReply, SyscallRequest};
 pub use rlimit::{Rlimit, RlimitResource};
 pub use seccomp::SeccompPolicy;
+pub use sysctl::set_ipc_sysctls;
 pub use userns::{IdMap, VE_ID_COUNT};

@@ -138,6 +138,9 @@ pub fn create(ve: &mut Ve, opts: &CreateOptions) -> Result<()> {
     let conf = conf_path.clone();
     undo.push("config", move || std::fs::remove_file(&conf).map_err(|e| e.to_string()));
     *ve = Ve::load(ve.global.clone(), ve.ctid)?;
+    // The VE's own host id range (LOCAL_UID/LOCAL_GID), recorded from the start.
+    crate::idmap::ensure(ve)?;
+    *ve = Ve::load(ve.global.clone(), ve.ctid)?;
     scripts::run_host_script(ve, "vps", "create")?;
     undo.commit();
     say("Container private area was created");

@@ -69,17 +69,16 @@ pub(crate) fn enter_root(view: RootView<'_>) -> StepResult {
 
 /// Binds `root` onto itself (recursively: the caller's submounts under VE_ROOT belong to the
 /// VE) and remounts that bind `nodev`, so device nodes among the template's files are dead;
-/// the VE's working nodes live on its own /dev tmpfs. Read-only, nosuid and noexec of the
-/// caller's mount are kept.
+/// the VE's working nodes live on its own /dev tmpfs. Read-only and noexec of the caller's
+/// mount are kept; nosuid is not (the host mounts every private area nosuid for its own
+/// users' sake, and set-uid programs work in the VE).
 fn bind_root(root: &Path) -> StepResult {
     let stat = statvfs(root).map_err(|e| format!("statvfs {}: {e}", root.display()))?;
     mount_flags(Some(root), root, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
     let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NODEV;
-    for (fs, ms) in [
-        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-    ] {
+    for (fs, ms) in
+        [(FsFlags::ST_RDONLY, MsFlags::MS_RDONLY), (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC)]
+    {
         if stat.flags().contains(fs) {
             flags |= ms;
         }
