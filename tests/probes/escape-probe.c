@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -73,6 +76,17 @@ int main(int argc, char **argv)
         return verdict(open(arg, O_WRONLY), a);
     if (!strcmp(a, "open_read"))
         return verdict(open(arg, O_RDONLY), a);
+    if (!strcmp(a, "udp6") && argc == 5) { /* udp6 SRC DST PORT: one datagram from SRC */
+        struct sockaddr_in6 src = { .sin6_family = AF_INET6 }, dst = { .sin6_family = AF_INET6 };
+        if (inet_pton(AF_INET6, argv[2], &src.sin6_addr) != 1 ||
+            inet_pton(AF_INET6, argv[3], &dst.sin6_addr) != 1)
+            return 2;
+        dst.sin6_port = htons(atoi(argv[4]));
+        int s = socket(AF_INET6, SOCK_DGRAM, 0);
+        if (s < 0 || bind(s, (struct sockaddr *)&src, sizeof src) < 0)
+            return verdict(-1, "bind the source");
+        return verdict(sendto(s, argv[2], strlen(argv[2]), 0, (struct sockaddr *)&dst, sizeof dst), a);
+    }
     fprintf(stderr, "escape-probe: unknown attempt %s\n", a);
     return 2;
 }

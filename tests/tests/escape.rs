@@ -162,8 +162,7 @@ fn kernel_keyrings_are_out_of_reach() {
 fn kernel_modules_kexec_syslog_bpf_and_perf_are_refused() {
     require!(NEEDS[0], NEEDS[1], NEEDS[2], NEEDS[3]);
     let ve = RunningVe::default();
-    for attempt in
-        ["init_module", "finit_module", "kexec_load", "syslog", "bpf", "perf_event_open"]
+    for attempt in ["init_module", "finit_module", "kexec_load", "syslog", "bpf", "perf_event_open"]
     {
         ve.probe_refused(attempt);
     }
@@ -254,7 +253,10 @@ fn device_nodes_give_no_disk() {
     ve.refused("mknod of a loop device", "mknod /tmp/loop0 b 7 0");
     ve.refused("device nodes on the root", "mount -o remount,dev /");
     // The root's own device node (for the quota tools) cannot be opened, not even by root.
-    ve.refused("opening the root's device", "for d in /dev/loop*; do head -c1 $d && exit 0; done; exit 1");
+    ve.refused(
+        "opening the root's device",
+        "for d in /dev/loop*; do head -c1 $d && exit 0; done; exit 1",
+    );
 }
 
 #[test]
@@ -385,4 +387,84 @@ fn the_ves_processes_and_fds_show_nothing_of_the_host() {
     let pids = ok(ve.tree.run("vzctl", &["exec", &ve.ctid, "ls -d /proc/[0-9]*"]));
     assert!(pids.lines().count() < 8, "{pids}");
     ve.probe_refused(&format!("ptrace {}", std::process::id()));
+}
+
+/// A child process killed (by pid) and reaped when dropped, also when the test fails.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Receives UDP datagrams on `[addr]:port` in the tree's network namespace for `seconds`,
+/// printing their texts (the probe sends its source address).
+fn udp6_listener(tree: &VzTree, addr: &str, port: u16, seconds: u32) -> Reaped {
+    let script = format!(
+        "import socket,sys\n\
+         s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
+         s.bind(('{addr}',{port}))\n\
+         s.settimeout({seconds})\n\
+         print('ready',flush=True)\n\
+         try:\n\
+         \x20while True: print(s.recv(100).decode(),flush=True)\n\
+         except socket.timeout: pass\n"
+    );
+    Reaped(
+        tree.in_netns("python3")
+            .args(["-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run the listener"),
+    )
+}
+
+#[test]
+fn a_venet_ve_cannot_send_ipv6_from_an_address_it_was_not_given() {
+    require!(NEEDS[0], NEEDS[1], NEEDS[2], NEEDS[3], Need::Program("/usr/sbin/nft"));
+    let given = "2001:db8::101";
+    let ve = RunningVe::start("", &format!("IP_ADDRESS=\"{given}\"\n"));
+    let host = "2001:db8:ffff::1";
+    let mut listener = udp6_listener(&ve.tree, host, 7777, 4);
+    let mut stdout = listener.0.stdout.take().expect("stdout");
+    let mut ready = [0_u8; 6];
+    stdout.read_exact(&mut ready).expect("listener ready");
+    ok(ve.tree.run("vzctl", &["exec", &ve.ctid, "ip -6 addr add 2001:db8::666/128 dev venet0"]));
+    // The given address reaches the host (the listener can see), the other does not.
+    let sent = ve.probe(&format!("udp6 {given} {host} 7777"));
+    assert_eq!(sent.status.code(), Some(0), "{}", output_text(&sent));
+    let spoofed = ve.probe(&format!("udp6 2001:db8::666 {host} 7777"));
+    assert_eq!(
+        spoofed.status.code(),
+        Some(0),
+        "sent (and dropped on the host end): {}",
+        output_text(&spoofed)
+    );
+    let mut got = String::new();
+    stdout.read_to_string(&mut got).expect("read");
+    assert!(got.contains(given), "the allowed source arrives: {got}");
+    assert!(!got.contains("2001:db8::666"), "a spoofed source arrived: {got}");
+}
+
+#[test]
+fn a_venet_ve_without_ipv6_addresses_sends_no_ipv6() {
+    require!(NEEDS[0], NEEDS[1], NEEDS[2], NEEDS[3], Need::Program("/usr/sbin/nft"));
+    let ve = RunningVe::start("", "IP_ADDRESS=\"192.0.2.101\"\n");
+    let config = std::fs::read_to_string(ve.tree.path().join("vz.conf")).expect("vz.conf");
+    let prefix = config
+        .lines()
+        .find_map(|l| l.strip_prefix("VE_NETDEV_PREFIX="))
+        .unwrap_or("venet")
+        .trim_matches('"')
+        .to_owned();
+    let host_end = format!("{prefix}{}", ve.ctid);
+    let out = ve
+        .tree
+        .in_netns("cat")
+        .arg(format!("/proc/sys/net/ipv6/conf/{host_end}/disable_ipv6"))
+        .output()
+        .expect("read the sysctl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{}", output_text(&out));
 }

@@ -117,6 +117,9 @@ pub(crate) fn prepare_init(
 ) -> Result<(vz_ns::InitSpec, vz_quota::PrivateArea, Option<PathBuf>)> {
     let area =
         vz_quota::PrivateArea::open(&ve.private()?).map_err(|e| CtlError::Start(e.into()))?;
+    if ve.get("DISKSPACE").is_some() || ve.get("DISKINODES").is_some() {
+        crate::disk::warn_unenforced(&area);
+    }
     let device = area.mounted_device(root).map_err(|e| CtlError::Start(e.into()))?;
     let quota_device = device.as_deref().map(quota_device).transpose()?.flatten();
     apply_device_rules(cgroup, quota_device.as_ref())?;
