@@ -3,6 +3,7 @@
 pub mod defs;
 pub mod parse;
 pub mod run;
+pub mod tool;
 
 pub use parse::{Action, Invocation, parse};
 pub use run::run;

@@ -61,7 +61,7 @@ pub fn run(inv: Invocation) -> Result<u8> {
                 Ok(0) => Ok(0),
                 Ok(code) => Err(CtlError::Exec(format!("Command exited with status {code}"))),
                 Err(CtlError::NotRunning) => Err(CtlError::Exec("Container is not running".into())),
-                Err(e) => Err(CtlError::Exec(e.to_string())),
+                Err(e) => Err(CtlError::Exec(crate::error::chain(&e))),
             };
         }
         Cmd::Exec2 => {
