@@ -260,6 +260,51 @@ impl CtlError {
     }
 }
 
+/// Every exit code vzctl uses and its meaning, as `vzctl(8)` lists them (OpenVZ's
+/// `vzerror.h`); a unit test checks that [`CtlError::exit_code`] gives no other number.
+pub const EXIT_CODES: &[(u8, &str)] = &[
+    (1, "failed to set a UBC parameter"),
+    (2, "failed to set a fair scheduler (CPU) parameter"),
+    (3, "generic system error"),
+    (8, "the command run by vzctl exec failed"),
+    (9, "the container is locked by another vzctl"),
+    (10, "global configuration file vz.conf not found or not readable"),
+    (14, "container configuration file not found or not readable"),
+    (20, "invalid command line syntax"),
+    (21, "invalid value for a command line parameter, or bad CTID"),
+    (22, "VE_ROOT not set"),
+    (23, "VE_PRIVATE not set"),
+    (24, "TEMPLATE not set"),
+    (28, "not all required UBC parameters are set (swap)"),
+    (29, "OS template not specified"),
+    (31, "container not running"),
+    (32, "container already running"),
+    (33, "unable to stop the container"),
+    (34, "unable to add an IP address to the container"),
+    (40, "container not mounted"),
+    (41, "container already mounted"),
+    (43, "container private area not found"),
+    (44, "container private area already exists"),
+    (47, "broken container (no init or shell)"),
+    (48, "unable to create the private area"),
+    (50, "unable to mount the container"),
+    (51, "unable to unmount the container"),
+    (52, "unable to delete the container"),
+    (62, "unable to apply disk limits"),
+    (63, "DISKSPACE not set"),
+    (71, "incorrect IP address"),
+    (74, "unable to change a password"),
+    (78, "IP address already in use"),
+    (79, "a container action script failed"),
+    (82, "config file copying error"),
+    (91, "OS template not found"),
+    (105, "container start disabled"),
+    (130, "unable to set up a veth interface"),
+    (131, "unable to set the container name"),
+    (133, "waiting for the container start failed"),
+    (139, "unable to save the container configuration file"),
+];
+
 /// Attaches an operation and a path to an `io::Error` (`.op("mkdir", &dir)?`).
 pub(crate) trait IoContext<T> {
     /// Wraps the error as [`CtlError::Io`].
@@ -390,6 +435,50 @@ mod tests {
         assert_eq!(chain(&tool), "second-level quota is not available: off");
         assert_eq!(tool.exit_code(Tool::Vzquota), 9);
         assert_eq!(tool.exit_code(Tool::Vzlist), 1);
+    }
+
+    #[test]
+    fn every_exit_code_is_documented() {
+        let io = || std::io::Error::from_raw_os_error(libc::EIO);
+        let samples = [
+            CtlError::Usage(String::new()),
+            CtlError::BadCtid(String::new()),
+            CtlError::NoConfig,
+            CtlError::KeyNotSet { key: "VE_ROOT", code: 22 },
+            CtlError::KeyNotSet { key: "VE_PRIVATE", code: 23 },
+            CtlError::KeyNotSet { key: "TEMPLATE", code: 24 },
+            CtlError::KeyNotSet { key: "DISKSPACE", code: 63 },
+            CtlError::Locked,
+            CtlError::LockFailed(io()),
+            CtlError::NotRunning,
+            CtlError::AlreadyRunning,
+            CtlError::Mounted,
+            CtlError::NotMounted,
+            CtlError::Disabled,
+            CtlError::NoPrivate(PathBuf::new()),
+            CtlError::PrivateExists(PathBuf::new()),
+            CtlError::BrokenVe(String::new()),
+            CtlError::NoOsTemplate,
+            CtlError::TemplateNotFound(String::new()),
+            CtlError::ConfigCopy(String::new()),
+            CtlError::Name(String::new()),
+            CtlError::Exec(String::new()),
+            CtlError::Start(io().into()),
+            CtlError::Stop(io().into()),
+            CtlError::Wait(String::new()),
+            CtlError::Destroy(io().into()),
+            CtlError::Password(String::new()),
+            CtlError::SwapNotSet,
+            CtlError::BadAddress(String::new()),
+            CtlError::CreatePrivate(io().into()),
+        ];
+        for e in &samples {
+            let code = e.exit_code();
+            assert!(EXIT_CODES.iter().any(|(c, _)| *c == code), "{code} ({e:?}) is not listed");
+        }
+        for code in [1, 2, 10, 14, 34, 50, 51, 62, 78, 79, 130, 139] {
+            assert!(EXIT_CODES.iter().any(|(c, _)| *c == code), "{code}");
+        }
     }
 
     #[test]

@@ -29,6 +29,10 @@ fn main() -> ExitCode {
             print!("{}", cli::usage());
             return ExitCode::SUCCESS;
         }
+        Action::CommandHelp(cmd) => {
+            print!("{}", cli::command_usage(cmd));
+            return ExitCode::SUCCESS;
+        }
         Action::Version => {
             println!("vzctl version {}", vz_ctl::VERSION);
             return ExitCode::SUCCESS;
