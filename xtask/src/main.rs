@@ -6,6 +6,7 @@
 //! cargo xtask ci [same options as test]     install check, then test
 //! cargo xtask install-check                 is everything from scripts/install-deps present?
 //! cargo xtask leak-check [--tmp <dir>]...   any vz-test-* kernel object left on this machine?
+//! cargo xtask tidy                          the architecture rules (docs/architecture.md)
 //! cargo xtask man                           regenerate man/ and completions/ from the tables
 //! ```
 //!
@@ -20,6 +21,7 @@ mod leak;
 mod man;
 mod sh;
 mod test;
+mod tidy;
 mod vmtest;
 
 use anyhow::{Context, Result, bail};
@@ -41,6 +43,8 @@ commands:
       --timeout <minutes>   kill qemu after this long (default 30, env VZ_VMTEST_TIMEOUT)
       -- <args>      nextest filters for the guest, e.g. `-- kernel_quota` or `-- -E 'package(vz-ubc)'`
   ci             install-check, then test (same options)
+  tidy           check the architecture rules: leaf crates without vz-* dependencies,
+                 unsafe only in sys modules, files under 800 lines, documented items
   man            regenerate man/ and completions/ from vz-ctl's option tables
   install-check  check that what scripts/install-deps installs is present
   leak-check     fail if a vz-test-* cgroup, mount, loop device, interface or netns exists
@@ -94,6 +98,7 @@ fn run(args: Vec<String>) -> Result<()> {
         }
         "install-check" => install::check(),
         "man" => man::run(),
+        "tidy" => tidy::run(&sh::project_root()),
         "leak-check" => {
             let mut tmp = Vec::new();
             let mut it = rest.iter();
