@@ -117,7 +117,8 @@ fn getopt_forms_and_the_bash_completions_list_ctids() {
     for words in ["vzctl start ''", "vzlist ''"] {
         let script = format!(
             "source {}/completions/vz.bash; COMP_WORDS=({words}); \
-             COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); _${{COMP_WORDS[0]}}; \
+             COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             $(complete -p ${{COMP_WORDS[0]}} | sed 's/.*-F \\([^ ]*\\).*/\\1/'); \
              printf '%s\\n' \"${{COMPREPLY[@]}}\"",
             workspace().display()
         );

@@ -319,9 +319,10 @@ impl<T> IoContext<T> for std::io::Result<T> {
 
 /// An error and its sources as one line, `outer: inner: …`, the way the binaries print it.
 ///
-/// Every cause is printed once: the error types of vz print their own context only and
-/// chain their cause through `source()`. A cause whose text the line already ends with (a
-/// foreign error that does both) is not repeated.
+/// Every cause is printed once: most error types of vz print their own context only and
+/// chain their cause through `source()`; a cause whose text the line already ends with (an
+/// error that does both, as `NsError`'s I/O, system call and netlink variants still do) is
+/// not repeated.
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

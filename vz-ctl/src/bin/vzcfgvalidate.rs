@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use vz_ctl::cli::tool::{self, ToolArg, VZCFGVALIDATE};
 use vz_ctl::config::{ConfigFile, GlobalConfig};
-use vz_ctl::error::{Tool, ToolError, chain};
+use vz_ctl::error::{Tool, ToolError};
 use vz_ctl::resources;
 use vz_ubc::{Severity, ValidateMode};
 
@@ -55,18 +55,7 @@ fn main() -> ExitCode {
         }
         Some(args) => run(&args),
     });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if !matches!(e, ToolError::Invalid) {
-                eprintln!("{}", chain(&e));
-            }
-            if matches!(e, ToolError::Usage(_)) {
-                eprint!("{}", VZCFGVALIDATE.usage());
-            }
-            ExitCode::from(e.exit_code(Tool::Vzcfgvalidate))
-        }
-    }
+    tool::exit(Tool::Vzcfgvalidate, &VZCFGVALIDATE, outcome.map(|()| String::new()))
 }
 
 /// Validates (and repairs); [`ToolError::Invalid`] when the config breaks a rule.

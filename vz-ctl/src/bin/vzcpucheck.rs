@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use vz_ctl::cli::tool::{self, ToolArg, VZCPUCHECK};
 use vz_ctl::config::GlobalConfig;
-use vz_ctl::error::{CtlError, Tool, ToolError, chain};
+use vz_ctl::error::{CtlError, Tool, ToolError};
 use vz_ctl::list;
 use vz_ctl::resources;
 use vz_ctl::ve::Ve;
@@ -29,19 +29,7 @@ fn main() -> ExitCode {
         }
         run(verbose)
     });
-    match outcome {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{}", chain(&e));
-            if matches!(e, ToolError::Usage(_)) {
-                eprint!("{}", VZCPUCHECK.usage());
-            }
-            ExitCode::from(e.exit_code(Tool::Vzcpucheck))
-        }
-    }
+    tool::exit(Tool::Vzcpucheck, &VZCPUCHECK, outcome)
 }
 
 fn run(verbose: bool) -> Result<String, ToolError> {

@@ -1,13 +1,12 @@
 //! `vzlist`: lists VEs and their parameters (reference §4).
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command line program")]
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use vz_ctl::cli::tool::{self, ToolArg, VZLIST};
 use vz_ctl::config::GlobalConfig;
 use vz_ctl::ctid::Ctid;
-use vz_ctl::error::{CtlError, Tool, ToolError, chain};
+use vz_ctl::error::{CtlError, Tool, ToolError};
 use vz_ctl::list::{self, Which};
 
 #[derive(Default)]
@@ -66,20 +65,7 @@ fn main() -> ExitCode {
         }
         run(args)
     });
-    match outcome {
-        Ok(text) => {
-            // A closed pipe (`vzlist | head`) ends quietly.
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{}", chain(&e));
-            if matches!(e, ToolError::Usage(_)) {
-                eprint!("{}", VZLIST.usage());
-            }
-            ExitCode::from(e.exit_code(Tool::Vzlist))
-        }
-    }
+    tool::exit(Tool::Vzlist, &VZLIST, outcome)
 }
 
 fn run(args: Args) -> Result<String, ToolError> {

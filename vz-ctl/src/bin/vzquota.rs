@@ -12,7 +12,7 @@ use vz_ctl::Ve;
 use vz_ctl::cli::tool::{self, ToolArg, VZQUOTA, VZQUOTA_SETLIMIT2};
 use vz_ctl::config::GlobalConfig;
 use vz_ctl::ctid::Ctid;
-use vz_ctl::error::{CtlError, Tool, ToolError, chain};
+use vz_ctl::error::{CtlError, Tool, ToolError};
 use vz_quota::{PrivateArea, QuotaOwner, SecondLevel, SoftLimits, UgidLimit};
 
 fn main() -> ExitCode {
@@ -21,19 +21,7 @@ fn main() -> ExitCode {
         Some((command, rest)) if command == "setlimit2" => setlimit2(rest).map(|()| String::new()),
         _ => stat_command(&args),
     };
-    match outcome {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("vzquota: {}", chain(&e));
-            if matches!(e, ToolError::Usage(_)) {
-                eprint!("{}", VZQUOTA.usage());
-            }
-            ExitCode::from(e.exit_code(Tool::Vzquota))
-        }
-    }
+    tool::exit(Tool::Vzquota, &VZQUOTA, outcome)
 }
 
 /// `[-b] stat|show [-t] <CTID>`, or `--help`.

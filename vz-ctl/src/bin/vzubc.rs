@@ -3,13 +3,12 @@
 //! their cgroups by vz-ubc. Stock kernels have no `/proc/user_beancounters`; this is its view.
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command line program")]
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use vz_ctl::cli::tool::{self, ToolArg, VZUBC};
 use vz_ctl::config::GlobalConfig;
 use vz_ctl::ctid::Ctid;
-use vz_ctl::error::{CtlError, Tool, ToolError, chain};
+use vz_ctl::error::{CtlError, Tool, ToolError};
 use vz_ctl::list;
 use vz_ctl::resources;
 use vz_ctl::ve::Ve;
@@ -26,19 +25,7 @@ fn main() -> ExitCode {
         }
         run(&ctids)
     });
-    match outcome {
-        Ok(text) => {
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{}", chain(&e));
-            if matches!(e, ToolError::Usage(_)) {
-                eprint!("{}", VZUBC.usage());
-            }
-            ExitCode::from(e.exit_code(Tool::Vzubc))
-        }
-    }
+    tool::exit(Tool::Vzubc, &VZUBC, outcome)
 }
 
 fn run(args: &[String]) -> Result<String, ToolError> {

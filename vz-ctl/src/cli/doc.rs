@@ -224,31 +224,31 @@ fn bash() -> String {
             opts.join(" ")
         ));
     }
-    t.push_str("    esac\n}\ncomplete -F _vzctl vzctl\n");
+    t.push_str("    esac\n}\ncomplete -F _vzctl vzctl\n\n");
     let fields: Vec<&str> = crate::list::fields::FIELDS.iter().map(|f| f.name).collect();
+    t.push_str(
+        "_vz_tool() {\n    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} \
+         opts=''\n    case ${COMP_WORDS[0]##*/} in\n",
+    );
     for tool in TOOLS {
-        let name = tool.name;
-        let opts: Vec<String> = tool_words(tool);
-        let values = if name == VZLIST.name {
-            format!(
-                "    case $prev in\n        -o|--output|-s|--sort) COMPREPLY=($(compgen -W \
-                 \"{}\" -- \"$cur\")); return ;;\n    esac\n",
-                fields.join(" ")
-            )
-        } else {
-            String::new()
-        };
-        t.push_str(&format!(
-            "\n_{name}() {{\n    local cur=${{COMP_WORDS[COMP_CWORD]}} \
-             prev=${{COMP_WORDS[COMP_CWORD-1]}}\n{values}\
-             \x20   if [[ $cur == -* ]]; then\n\
-             \x20       COMPREPLY=($(compgen -W \"{}\" -- \"$cur\"))\n\
-             \x20   else\n\
-             \x20       COMPREPLY=($(compgen -W \"$(_vz_ctids)\" -- \"$cur\"))\n\
-             \x20   fi\n}}\ncomplete -F _{name} {name}\n",
-            opts.join(" ")
-        ));
+        t.push_str(&format!("        {}) opts=\"{}\" ;;\n", tool.name, tool_words(tool).join(" ")));
     }
+    let names: Vec<&str> = TOOLS.iter().map(|tool| tool.name).collect();
+    t.push_str(&format!(
+        "    esac\n\
+         \x20   if [[ ${{COMP_WORDS[0]##*/}} == vzlist ]]; then\n\
+         \x20       case $prev in\n\
+         \x20           -o|--output|-s|--sort) COMPREPLY=($(compgen -W \"{}\" -- \"$cur\")); return ;;\n\
+         \x20       esac\n\
+         \x20   fi\n\
+         \x20   if [[ $cur == -* ]]; then\n\
+         \x20       COMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n\
+         \x20   else\n\
+         \x20       COMPREPLY=($(compgen -W \"$(_vz_ctids)\" -- \"$cur\"))\n\
+         \x20   fi\n}}\ncomplete -F _vz_tool {}\n",
+        fields.join(" "),
+        names.join(" ")
+    ));
     t
 }
 

@@ -4,8 +4,9 @@
 //! tables make each tool's `--help`, man page and completions (`super::doc`).
 
 use std::ffi::OsString;
+use std::process::ExitCode;
 
-use crate::error::ToolError;
+use crate::error::{Tool, ToolError, chain};
 
 /// One option of a small tool.
 #[derive(Debug)]
@@ -135,6 +136,30 @@ pub fn parse(tool: &ToolDef, args: &[String]) -> Result<Vec<ToolArg>, ToolError>
 fn utf8(word: OsString) -> Result<String, ToolError> {
     word.into_string()
         .map_err(|w| ToolError::Usage(format!("argument {} is not UTF-8", w.to_string_lossy())))
+}
+
+/// Ends a small tool: writes its output (a closed pipe, `vzlist | head`, ends quietly), or
+/// its error once with its causes (and the usage after a bad command line), and returns its
+/// exit code. `vzcfgvalidate`'s [`ToolError::Invalid`] prints nothing: its findings did.
+pub fn exit(tool: Tool, def: &ToolDef, outcome: Result<String, ToolError>) -> ExitCode {
+    use std::io::Write;
+    match outcome {
+        Ok(text) => {
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let mut stderr = std::io::stderr().lock();
+            let prefix = if tool == Tool::Vzquota { "vzquota: " } else { "" };
+            if !matches!(e, ToolError::Invalid) {
+                let _ = writeln!(stderr, "{prefix}{}", chain(&e));
+            }
+            if matches!(e, ToolError::Usage(_)) {
+                let _ = stderr.write_all(def.usage().as_bytes());
+            }
+            ExitCode::from(e.exit_code(tool))
+        }
+    }
 }
 
 /// `vzlist` (reference §4).
