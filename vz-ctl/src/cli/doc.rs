@@ -207,13 +207,9 @@ fn bash() -> String {
         flags.join(" "),
         commands.join(" ")
     );
-    for opt in OPTIONS.iter().filter(|o| !o.choices().is_empty()) {
-        t.push_str(&format!(
-            "        --{}) COMPREPLY=($(compgen -W \"{}\" -- \"$cur\")); return ;;\n",
-            opt.name,
-            opt.choices().join(" ")
-        ));
-    }
+    t.push_str(&choice_cases(|name, words| {
+        format!("        --{name}) COMPREPLY=($(compgen -W \"{words}\" -- \"$cur\")); return ;;\n")
+    }));
     t.push_str("    esac\n    case $cmd in\n");
     for def in COMMANDS {
         let opts: Vec<String> =
@@ -250,6 +246,12 @@ fn bash() -> String {
         names.join(" ")
     ));
     t
+}
+
+/// One `case` branch per option with fixed choices (`--onboot` → yes no), by `line(name, words)`.
+fn choice_cases(line: impl Fn(&str, &str) -> String) -> String {
+    let with_choices = OPTIONS.iter().filter(|o| !o.choices().is_empty());
+    with_choices.map(|o| line(o.name, &o.choices().join(" "))).collect()
 }
 
 /// Every spelling of a tool's options (`-a --all …`).
@@ -291,13 +293,9 @@ fn zsh() -> String {
          \x20 if [[ $pos == 0 && $PREFIX != -* ]]; then _vz_ctids; return; fi\n\
          \x20 case $words[CURRENT-1] in\n",
     );
-    for opt in OPTIONS.iter().filter(|o| !o.choices().is_empty()) {
-        t.push_str(&format!(
-            "    --{}) compadd -- {}; return ;;\n",
-            opt.name,
-            opt.choices().join(" ")
-        ));
-    }
+    t.push_str(&choice_cases(|name, words| {
+        format!("    --{name}) compadd -- {words}; return ;;\n")
+    }));
     t.push_str("  esac\n  local -a opts\n  case $cmd in\n");
     for def in COMMANDS {
         let opts: Vec<String> = super::defs::options_of(def.cmd)
