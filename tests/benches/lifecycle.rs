@@ -30,6 +30,26 @@ fn row(what: &str, samples: Vec<Duration>) {
     println!("{what:<44} {:>9.2} ms", median(samples).as_secs_f64() * 1e3);
 }
 
+/// start, exec, stop and the whole cycle of the stopped VE `id`, medians of [`ROUNDS`].
+fn cycle_rows(tree: &VzTree, id: &str, label: &str) {
+    let (mut start, mut exec, mut stop, mut cycle) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        start.push(timed(tree, &["--quiet", "start", id]));
+        exec.push(timed(tree, &["--quiet", "exec", id, "/bin/true"]));
+        stop.push(timed(tree, &["--quiet", "stop", id, "--fast"]));
+        let begin = Instant::now();
+        timed(tree, &["--quiet", "start", id]);
+        timed(tree, &["--quiet", "exec2", id, "/bin/true"]);
+        timed(tree, &["--quiet", "stop", id, "--fast"]);
+        cycle.push(begin.elapsed());
+    }
+    row(&format!("vzctl start{label}"), start);
+    row(&format!("vzctl exec /bin/true{label}"), exec);
+    row(&format!("vzctl stop --fast{label}"), stop);
+    row(&format!("start -> exec /bin/true -> stop --fast{label}"), cycle);
+}
+
 fn main() {
     if !nix_is_root() {
         println!("lifecycle bench: needs root");
@@ -51,22 +71,13 @@ fn main() {
     }
     let id = "1900100";
     timed(&tree, &["--quiet", "create", id]);
-    let (mut start, mut exec, mut stop, mut cycle) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        start.push(timed(&tree, &["--quiet", "start", id]));
-        exec.push(timed(&tree, &["--quiet", "exec", id, "/bin/true"]));
-        stop.push(timed(&tree, &["--quiet", "stop", id, "--fast"]));
-        let begin = Instant::now();
-        timed(&tree, &["--quiet", "start", id]);
-        timed(&tree, &["--quiet", "exec2", id, "/bin/true"]);
-        timed(&tree, &["--quiet", "stop", id, "--fast"]);
-        cycle.push(begin.elapsed());
-    }
-    row("vzctl start", start);
-    row("vzctl exec /bin/true", exec);
-    row("vzctl stop --fast", stop);
-    row("start -> exec /bin/true -> stop --fast", cycle);
+    cycle_rows(&tree, id, "");
+    // The same VE kinds with root = host root (LOCAL_UID=0): the cost of the user namespace.
+    let privileged = VzTree::new("LOCAL_UID=0\nLOCAL_GID=0\n");
+    privileged.build_busybox_cache();
+    timed(&privileged, &["--quiet", "create", "1900101"]);
+    cycle_rows(&privileged, "1900101", " (privileged)");
+    drop(privileged);
     let mut clean = Vec::new();
     for _ in 0..3 {
         timed(&tree, &["--quiet", "start", id, "--wait"]);

@@ -38,6 +38,15 @@ fn bad_command_lines_get_openvz_exit_codes() {
     assert_eq!(code(&tree.run("vzctl", &["start", "101", "extra"])), Some(20));
     let version = tree.run("vzctl", &["--version"]);
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("vzctl version "));
+    for args in [&["set", "--help"][..], &["set", "101", "--help"]] {
+        let help = tree.run("vzctl", args);
+        assert_eq!(code(&help), Some(0), "vzctl {args:?}: {}", stderr(&help));
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(text.starts_with("Usage: vzctl set ") && text.contains("--numproc"), "{text}");
+    }
+    // vzquota: a CTID out of range is a bad command line (2).
+    let quota = tree.run("vzquota", &["stat", "2147483645"]);
+    assert_eq!(code(&quota), Some(2), "{}", stderr(&quota));
 }
 
 #[test]

@@ -78,7 +78,10 @@ fn root_in_a_ve_cannot_reach_the_host() {
         ("echo h > /proc/sysrq-trigger", "writing /proc/sysrq-trigger"),
         ("echo 1 > /proc/sys/kernel/panic", "writing /proc/sys/kernel"),
         ("insmod /lib/modules/none.ko || modprobe loop", "loading modules"),
-        ("mount -t tmpfs none /mnt", "mounting"),
+        // Its own tmpfs it may mount (systemd does); what the host masked it may not undo.
+        ("mkdir -p /mnt; mount -t sysfs none /mnt", "a sysfs beside the masked one"),
+        ("umount /proc/kcore", "unmasking /proc/kcore"),
+        ("mount -o remount,dev /", "device nodes on the root"),
         // Without a guarding device cgroup the VE gets no console node at all; a plain file
         // made by the redirection would not be the console.
         ("[ -c /dev/console ] && echo escape > /dev/console", "writing to the host console"),
@@ -88,7 +91,7 @@ fn root_in_a_ve_cannot_reach_the_host() {
         assert_ne!(out.status.code(), Some(0), "{what} must fail in a VE: {}", output_text(&out));
     }
     // What the VE's own namespaces own stays writable.
-    ok(tree.run("vzctl", &["exec", &ctid, "echo renamed > /proc/sys/kernel/hostname"]));
+    ok(tree.run("vzctl", &["exec", &ctid, "hostname renamed"]));
     assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "hostname"])).trim(), "renamed");
     let fds = ok(tree.run("vzctl", &["exec", &ctid, "ls /proc/1/fd"]));
     assert_eq!(

@@ -1,7 +1,7 @@
 //! Black-box tests of `vzlist`: columns and formats of reference §4, selection, JSON, errors.
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
 
-use vz_tests::{Need, VzTree, ok, require, unique_ctid};
+use vz_tests::{Need, VzTree, bin_dir, ok, require, unique_ctid, workspace};
 
 #[test]
 fn vzlist_shows_running_and_stopped_ves_in_openvz_format() {
@@ -87,5 +87,48 @@ fn different_ves_start_in_parallel() {
         .collect();
     for mut stop in stops {
         assert!(stop.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn getopt_forms_and_the_bash_completions_list_ctids() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/bin/bash"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    let name = format!("n{ctid}");
+    ok(tree.run("vzctl", &["create", &ctid, "--name", &name]));
+    // The forms OpenVZ's own bash completion (vzctl.sh) and scripts use, and `-1`.
+    let forms: [&[&str]; 6] = [
+        &["-H", "-a", "-octid"],
+        &["-H", "-S", "-octid"],
+        &["-Ho", "ctid", "-a"],
+        &["-HSo", "ctid"],
+        &["-a", "-1"],
+        &["-aHo", "ctid"],
+    ];
+    for args in forms {
+        assert_eq!(ok(tree.run("vzlist", args)).trim(), ctid, "vzlist {args:?}");
+    }
+    assert_eq!(ok(tree.run("vzlist", &["-H", "-S", "-oname"])).trim(), name);
+    assert_eq!(ok(tree.run("vzlist", &["-H", "-octid"])).trim(), "", "nothing runs");
+    // vz's bash completion offers the CTID after `vzctl start` and `vzlist`.
+    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    for words in ["vzctl start ''", "vzlist ''"] {
+        let script = format!(
+            "source {}/completions/vz.bash; COMP_WORDS=({words}); \
+             COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             $(complete -p ${{COMP_WORDS[0]}} | sed 's/.*-F \\([^ ]*\\).*/\\1/'); \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            workspace().display()
+        );
+        let offered = ok(tree
+            .in_netns("bash")
+            .args(["-c", &script])
+            .env("PATH", &path)
+            .env("VZ_CONFIG", tree.vz_conf())
+            .output()
+            .unwrap());
+        assert!(offered.lines().any(|l| l == ctid), "{words}: {offered}");
     }
 }

@@ -105,6 +105,7 @@ impl DiskChanges {
             return Ok(());
         }
         let area = PrivateArea::open(&ve.private()?).map_err(CtlError::DiskLimits)?;
+        self.warn_if_unenforced(&area);
         if self.space.is_some() || self.inodes.is_some() {
             let (space, inodes) = self.limits_with_current(ve, &area)?;
             area.set_limits(&ve.root()?, space, inodes, running).map_err(CtlError::DiskLimits)?;
@@ -119,6 +120,14 @@ impl DiskChanges {
             }
         }
         Ok(())
+    }
+
+    /// Says when the limits given cannot hold: a simfs area is a directory on the host's
+    /// file system, which enforces no per-VE limit here.
+    fn warn_if_unenforced(&self, area: &PrivateArea) {
+        if self.space.is_some() || self.inodes.is_some() {
+            warn_unenforced(area);
+        }
     }
 
     /// The new limits, completed by the current ones for what was not given (the area's
@@ -153,6 +162,17 @@ where
             })
         })
         .transpose()
+}
+
+/// Warns that DISKSPACE and DISKINODES are not enforced for a simfs `area` (a directory on
+/// the host's file system: only the image layout's file system enforces them).
+pub fn warn_unenforced(area: &PrivateArea) {
+    if area.layout() == vz_quota::Layout::Simfs {
+        crate::output::warn(
+            "Warning: VE_LAYOUT=simfs: DISKSPACE and DISKINODES are not enforced (the private \
+             area is a directory of the host's file system); use VE_LAYOUT=ploop for limits",
+        );
+    }
 }
 
 #[cfg(test)]

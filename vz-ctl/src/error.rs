@@ -260,6 +260,51 @@ impl CtlError {
     }
 }
 
+/// Every exit code vzctl uses and its meaning, as `vzctl(8)` lists them (OpenVZ's
+/// `vzerror.h`); a unit test checks that [`CtlError::exit_code`] gives no other number.
+pub const EXIT_CODES: &[(u8, &str)] = &[
+    (1, "failed to set a UBC parameter"),
+    (2, "failed to set a fair scheduler (CPU) parameter"),
+    (3, "generic system error"),
+    (8, "the command run by vzctl exec failed"),
+    (9, "the container is locked by another vzctl"),
+    (10, "global configuration file vz.conf not found or not readable"),
+    (14, "container configuration file not found or not readable"),
+    (20, "invalid command line syntax"),
+    (21, "invalid value for a command line parameter, or bad CTID"),
+    (22, "VE_ROOT not set"),
+    (23, "VE_PRIVATE not set"),
+    (24, "TEMPLATE not set"),
+    (28, "not all required UBC parameters are set (swap)"),
+    (29, "OS template not specified"),
+    (31, "container not running"),
+    (32, "container already running"),
+    (33, "unable to stop the container"),
+    (34, "unable to add an IP address to the container"),
+    (40, "container not mounted"),
+    (41, "container already mounted"),
+    (43, "container private area not found"),
+    (44, "container private area already exists"),
+    (47, "broken container (no init or shell)"),
+    (48, "unable to create the private area"),
+    (50, "unable to mount the container"),
+    (51, "unable to unmount the container"),
+    (52, "unable to delete the container"),
+    (62, "unable to apply disk limits"),
+    (63, "DISKSPACE not set"),
+    (71, "incorrect IP address"),
+    (74, "unable to change a password"),
+    (78, "IP address already in use"),
+    (79, "a container action script failed"),
+    (82, "config file copying error"),
+    (91, "OS template not found"),
+    (105, "container start disabled"),
+    (130, "unable to set up a veth interface"),
+    (131, "unable to set the container name"),
+    (133, "waiting for the container start failed"),
+    (139, "unable to save the container configuration file"),
+];
+
 /// Attaches an operation and a path to an `io::Error` (`.op("mkdir", &dir)?`).
 pub(crate) trait IoContext<T> {
     /// Wraps the error as [`CtlError::Io`].
@@ -273,13 +318,181 @@ impl<T> IoContext<T> for std::io::Result<T> {
 }
 
 /// An error and its sources as one line, `outer: inner: …`, the way the binaries print it.
+///
+/// Every cause is printed once: most error types of vz print their own context only and
+/// chain their cause through `source()`; a cause whose text the line already ends with (an
+/// error that does both, as `NsError`'s I/O, system call and netlink variants still do) is
+/// not repeated.
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
+        let part = inner.to_string();
+        if !part.is_empty() && !text.ends_with(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
         source = inner.source();
     }
     text
+}
+
+/// The small tools of vz-ctl, whose exit codes differ for the same kind of failure (vzctl's
+/// own are [`CtlError::exit_code`]'s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// `vzlist` (reference §4): 1 for every failure.
+    Vzlist,
+    /// `vzquota` (reference §5): 1 system error, 2 usage, 9 ugid quota inactive, 11 no quota.
+    Vzquota,
+    /// `vzubc`: 1 failure, 2 usage.
+    Vzubc,
+    /// `vzcfgvalidate` (reference §3.4): 1 program error or usage, 2 validation failed.
+    Vzcfgvalidate,
+    /// `vzcpucheck` (reference §6): 1 failure, 2 usage.
+    Vzcpucheck,
+}
+
+/// Why one of the small tools failed. The tool prints it once with its causes ([`chain`])
+/// and exits with [`ToolError::exit_code`]: the numbers of all tools are in that one match.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    /// The command line is wrong; the text says how, and may carry the usage.
+    #[error("{0}")]
+    Usage(String),
+    /// A CTID or name that is not valid or not known.
+    #[error("CT ID {0} is invalid.")]
+    BadCtid(String),
+    /// The tool must run as root.
+    #[error("This program can only be run under root.")]
+    NotRoot,
+    /// A failure the tool states in its own words (`Container(s) not found`, `Unknown field`).
+    #[error("{0}")]
+    Failed(String),
+    /// A vz-ctl operation failed (the configuration, a VE's state).
+    #[error(transparent)]
+    Ctl(#[from] CtlError),
+    /// A configuration file could not be read or written.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A beancounter value could not be read.
+    #[error(transparent)]
+    Ubc(#[from] vz_ubc::UbcError),
+    /// A CPU value could not be read.
+    #[error(transparent)]
+    Sched(#[from] vz_sched::SchedError),
+    /// A disk quota operation failed.
+    #[error(transparent)]
+    Quota(#[from] vz_quota::QuotaError),
+    /// The VE has no private area or quota record to open (vzquota's "quota file missing").
+    #[error("no disk quota for CT {ctid}")]
+    NoQuota {
+        /// The CT as given.
+        ctid: String,
+        /// Why it could not be opened.
+        #[source]
+        source: vz_quota::QuotaError,
+    },
+    /// `vzcfgvalidate`: the configuration breaks a rule (the findings are printed already).
+    #[error("Validation failed")]
+    Invalid,
+}
+
+impl ToolError {
+    /// The exit code of this failure in `tool` (OpenVZ's numbers for each tool).
+    pub fn exit_code(&self, tool: Tool) -> u8 {
+        use vz_quota::QuotaError::SecondLevelUnavailable;
+        match (self, tool) {
+            (ToolError::Usage(_), Tool::Vzlist | Tool::Vzcfgvalidate) => 1,
+            (ToolError::Usage(_), Tool::Vzquota | Tool::Vzubc | Tool::Vzcpucheck) => 2,
+            (ToolError::BadCtid(_), Tool::Vzquota) => 2,
+            (ToolError::Quota(SecondLevelUnavailable { .. }), Tool::Vzquota) => 9,
+            (ToolError::NoQuota { .. }, Tool::Vzquota) => 11,
+            (ToolError::Invalid, _) => 2,
+            _ => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_prints_each_cause_once() {
+        let ns = vz_ns::NsError::Netlink {
+            op: "add host route",
+            object: "10.0.0.1".into(),
+            source: std::io::Error::from_raw_os_error(libc::EEXIST),
+        };
+        let text = chain(&CtlError::Net(ns));
+        assert_eq!(text.matches("File exists").count(), 1, "{text}");
+        assert!(text.starts_with("Unable to add IP address to container: add host route 10.0.0.1"));
+        let quota = vz_quota::QuotaError::SecondLevelUnavailable { reason: "off".into() };
+        let tool = ToolError::Quota(quota);
+        assert_eq!(chain(&tool), "second-level quota is not available: off");
+        assert_eq!(tool.exit_code(Tool::Vzquota), 9);
+        assert_eq!(tool.exit_code(Tool::Vzlist), 1);
+    }
+
+    #[test]
+    fn every_exit_code_is_documented() {
+        let io = || std::io::Error::from_raw_os_error(libc::EIO);
+        let samples = [
+            CtlError::Usage(String::new()),
+            CtlError::BadCtid(String::new()),
+            CtlError::NoConfig,
+            CtlError::KeyNotSet { key: "VE_ROOT", code: 22 },
+            CtlError::KeyNotSet { key: "VE_PRIVATE", code: 23 },
+            CtlError::KeyNotSet { key: "TEMPLATE", code: 24 },
+            CtlError::KeyNotSet { key: "DISKSPACE", code: 63 },
+            CtlError::Locked,
+            CtlError::LockFailed(io()),
+            CtlError::NotRunning,
+            CtlError::AlreadyRunning,
+            CtlError::Mounted,
+            CtlError::NotMounted,
+            CtlError::Disabled,
+            CtlError::NoPrivate(PathBuf::new()),
+            CtlError::PrivateExists(PathBuf::new()),
+            CtlError::BrokenVe(String::new()),
+            CtlError::NoOsTemplate,
+            CtlError::TemplateNotFound(String::new()),
+            CtlError::ConfigCopy(String::new()),
+            CtlError::Name(String::new()),
+            CtlError::Exec(String::new()),
+            CtlError::Start(io().into()),
+            CtlError::Stop(io().into()),
+            CtlError::Wait(String::new()),
+            CtlError::Destroy(io().into()),
+            CtlError::Password(String::new()),
+            CtlError::SwapNotSet,
+            CtlError::BadAddress(String::new()),
+            CtlError::CreatePrivate(io().into()),
+        ];
+        for e in &samples {
+            let code = e.exit_code();
+            assert!(EXIT_CODES.iter().any(|(c, _)| *c == code), "{code} ({e:?}) is not listed");
+        }
+        for code in [1, 2, 10, 14, 34, 50, 51, 62, 78, 79, 130, 139] {
+            assert!(EXIT_CODES.iter().any(|(c, _)| *c == code), "{code}");
+        }
+    }
+
+    #[test]
+    fn usage_codes_follow_each_tool() {
+        let usage = ToolError::Usage("bad".into());
+        let codes: Vec<u8> =
+            [Tool::Vzlist, Tool::Vzquota, Tool::Vzubc, Tool::Vzcfgvalidate, Tool::Vzcpucheck]
+                .iter()
+                .map(|t| usage.exit_code(*t))
+                .collect();
+        assert_eq!(codes, [1, 2, 2, 1, 2]);
+        assert_eq!(ToolError::BadCtid("x".into()).exit_code(Tool::Vzquota), 2);
+        assert_eq!(ToolError::BadCtid("x".into()).exit_code(Tool::Vzlist), 1);
+        assert_eq!(ToolError::Invalid.exit_code(Tool::Vzcfgvalidate), 2);
+    }
 }

@@ -16,6 +16,8 @@ pub mod config;
 pub mod ctid;
 pub mod disk;
 pub mod error;
+pub mod idmap;
+pub mod layout;
 pub mod list;
 pub mod lock;
 pub mod logging;

@@ -18,6 +18,12 @@ pub fn say(message: impl std::fmt::Display) {
     }
 }
 
+/// Prints a warning on stderr, even with `--quiet`.
+#[allow(clippy::print_stderr, reason = "warnings go to the user's stderr")]
+pub fn warn(message: impl std::fmt::Display) {
+    eprintln!("{message}");
+}
+
 /// Prints a result the user asked for (e.g. `vzctl status`), even with `--quiet`.
 pub fn result(message: impl std::fmt::Display) {
     println!("{message}");

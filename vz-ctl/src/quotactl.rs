@@ -204,6 +204,17 @@ fn serve_one(listener: &SyscallListener, proxy: &QuotactlProxy) {
     }
 }
 
+/// The id inside a user namespace of the host's `host_id`, by the namespace's map as the
+/// host reads it (`inside outside count` per line).
+fn inside_id(map: &str, host_id: u32) -> Option<u32> {
+    map.lines().find_map(|line| {
+        let mut f = line.split_whitespace().map(|n| n.parse::<u32>().ok());
+        let (inside, outside, count) = (f.next()??, f.next()??, f.next()??);
+        let offset = host_id.checked_sub(outside).filter(|o| *o < count)?;
+        inside.checked_add(offset)
+    })
+}
+
 /// A calling process that lives in the VE: its root is the root of the VE's image.
 struct VeProcess {
     pid: i32,
@@ -222,14 +233,24 @@ impl VeProcess {
 }
 
 impl QuotactlCaller for VeProcess {
-    fn euid(&self) -> std::io::Result<u32> {
+    fn ids(&self) -> std::io::Result<(u32, u32)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            .and_then(|euid| euid.parse().ok())
-            .ok_or_else(|| std::io::ErrorKind::InvalidData.into())
+        let effective = |field: &str| -> Option<u32> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        let bad = || std::io::Error::from(std::io::ErrorKind::InvalidData);
+        let (euid, egid) = (effective("Uid:").ok_or_else(bad)?, effective("Gid:").ok_or_else(bad)?);
+        let inside = |file: &str, host_id: u32| -> std::io::Result<u32> {
+            let map = std::fs::read_to_string(format!("/proc/{}/{file}", self.pid))?;
+            inside_id(&map, host_id).ok_or_else(bad)
+        };
+        Ok((inside("uid_map", euid)?, inside("gid_map", egid)?))
     }
 
     fn block_device(&self, path: &[u8]) -> std::io::Result<Option<u64>> {
@@ -260,5 +281,21 @@ impl QuotactlCaller for VeProcess {
 
     fn write(&self, addr: u64, data: &[u8]) -> std::io::Result<()> {
         self.memory.write(addr, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ids_map_back_into_the_ves_numbers() {
+        let ve = "         0     100000      65536\n";
+        assert_eq!(inside_id(ve, 100_000), Some(0));
+        assert_eq!(inside_id(ve, 165_535), Some(65_535));
+        assert_eq!(inside_id(ve, 165_536), None);
+        assert_eq!(inside_id(ve, 0), None);
+        let host = "         0          0 4294967295\n";
+        assert_eq!(inside_id(host, 1000), Some(1000));
     }
 }

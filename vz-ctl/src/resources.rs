@@ -11,9 +11,6 @@
 //! # Privileges
 //! Root: cgroup files, `setns` into the VE's IPC namespace.
 
-use std::fs::File;
-use std::path::Path;
-
 use vz_sched::{CpuLimit, CpuMask, CpuSettings, CpuUnits, Cpus};
 use vz_ubc::{BarrierLimit, Beancounter, Resource, UbcSet, Usage};
 
@@ -318,40 +315,19 @@ pub fn apply_cpu(ctid: u32, cgroup: &VeCgroup, settings: &CpuSettings) -> Result
     Ok(())
 }
 
-/// Writes `(path under /proc/sys, value)` pairs in the IPC namespace of `pid`, from a
-/// thread that joins that namespace alone (IPC sysctls are per namespace of the writer).
+/// Writes `(path under /proc/sys, value)` pairs in the IPC namespace of `pid`, as the VE's
+/// root (see [`vz_ns::set_ipc_sysctls`]).
 ///
 /// # Errors
-/// [`CtlError::Ubc`] with the file and value when a write fails, [`CtlError::Io`] when the
-/// namespace cannot be joined.
+/// [`CtlError::Ubc`] with the files, values and the reason when a write fails.
 pub fn set_ipc_sysctls(pid: i32, sysctls: &[(&'static str, String)]) -> Result<()> {
-    if sysctls.is_empty() {
-        return Ok(());
-    }
-    let ns_path = format!("/proc/{pid}/ns/ipc");
-    let ns = File::open(&ns_path).map_err(|source| CtlError::Io {
-        op: "open",
-        path: ns_path.clone().into(),
-        source,
-    })?;
-    let sysctls = sysctls.to_vec();
-    let worker =
-        std::thread::spawn(move || -> Result<()> {
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWIPC).map_err(|e| {
-                CtlError::Io { op: "setns", path: ns_path.into(), source: e.into() }
-            })?;
-            for (path, value) in sysctls {
-                std::fs::write(path, &value).map_err(|source| {
-                    CtlError::Ubc(vz_ubc::UbcError::Write {
-                        path: Path::new(path).into(),
-                        value,
-                        source,
-                    })
-                })?;
-            }
-            Ok(())
-        });
-    worker.join().unwrap_or_else(|_| Err(CtlError::Start("the IPC sysctl thread panicked".into())))
+    vz_ns::set_ipc_sysctls(pid, sysctls).map_err(|e| {
+        CtlError::Ubc(vz_ubc::UbcError::Write {
+            path: "/proc/sys/kernel (the VE's IPC namespace)".into(),
+            value: sysctls.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
 }
 
 /// Measured beancounters of a running VE, with the configured bounds where the kernel holds

@@ -55,12 +55,18 @@ pub fn run_ct_then_global(ve: &Ve, action: &str) -> Result<()> {
     run_host_script(ve, "vps", action)
 }
 
-/// The capability bounding set of the VE: OpenVZ's default with `CAPABILITY` applied.
+/// The capability bounding set of the VE: the default of its kind (OpenVZ's mask for a
+/// privileged VE, plus SYS_ADMIN in its own user namespace for an unprivileged one) with
+/// `CAPABILITY` applied.
 ///
 /// # Errors
 /// [`CtlError::BadParameter`] for an unknown capability name.
-pub fn capabilities(ve: &Ve) -> Result<vz_ns::CapSet> {
-    let mut caps = vz_ns::CapSet::openvz_default();
+pub fn capabilities(ve: &Ve, identity: crate::idmap::Identity) -> Result<vz_ns::CapSet> {
+    let mut caps = if identity.id_map().is_some() {
+        vz_ns::CapSet::user_namespace_default()
+    } else {
+        vz_ns::CapSet::openvz_default()
+    };
     if let Some(key) = ve.get("CAPABILITY") {
         caps.apply_overrides(key).map_err(|e| CtlError::BadParameter {
             option: "capability".into(),
@@ -69,6 +75,28 @@ pub fn capabilities(ve: &Ve) -> Result<vz_ns::CapSet> {
         })?;
     }
     Ok(caps)
+}
+
+/// The identity CTID.conf records; a VE without a record (started by a vz before user
+/// namespaces) is privileged.
+fn recorded_identity(ve: &Ve) -> Result<crate::idmap::Identity> {
+    Ok(crate::idmap::recorded(ve.config()?)?.unwrap_or(crate::idmap::Identity::Privileged))
+}
+
+/// The seccomp policy of the VE's processes: the default with `SYSCALLS` applied.
+///
+/// # Errors
+/// [`CtlError::BadParameter`] for an entry that is not `name:on|off` of a denied call.
+pub fn seccomp(ve: &Ve) -> Result<vz_ns::SeccompPolicy> {
+    let mut policy = vz_ns::SeccompPolicy::default();
+    if let Some(value) = ve.get("SYSCALLS") {
+        policy.apply_overrides(value).map_err(|e| CtlError::BadParameter {
+            option: "syscalls".into(),
+            value: value.into(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(policy)
 }
 
 /// Runs `argv` inside the running VE whose init is `init_pid`, with `env`; returns its exit
@@ -88,10 +116,11 @@ pub fn run_inside(
         cgroup_procs: ve.cgroup()?.procs_files(),
         argv,
         env,
-        caps: capabilities(ve)?,
+        caps: capabilities(ve, recorded_identity(ve)?)?,
         tty,
         rlimits: crate::resources::ve_rlimits(&crate::resources::ubc_in_force(|k| ve.get(k))?),
         quotactl_server: crate::quotactl::server_of_running(ve),
+        seccomp: seccomp(ve)?,
     };
     vz_ns::enter(&spec).map_err(|e| CtlError::Exec(format!("cannot enter CT {}: {e}", ve.ctid)))
 }
@@ -111,7 +140,7 @@ pub fn run_snippet(
     let mut env = vec![("PATH".to_owned(), DEFAULT_PATH.to_owned())];
     env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     let argv = vec!["/bin/sh".to_owned(), "-c".to_owned(), script.to_owned()];
-    match run_inside(ve, init_pid, argv, env, vz_ns::TtyMode::Inherit)? {
+    match run_inside(ve, init_pid, argv, env, vz_ns::TtyMode::Pipes)? {
         0 => Ok(()),
         code => Err(CtlError::Exec(format!("{what} in CT {} exited with {code}", ve.ctid))),
     }

@@ -8,8 +8,10 @@ use crate::ve::Ve;
 
 /// Sets the kernel hostname (the VE's UTS namespace) and `/etc/hostname`, `/etc/hosts`.
 const SET_HOSTNAME: &str = r##"
-echo "$HOSTNM" > /proc/sys/kernel/hostname || exit 1
-echo "${HOSTNM%%.*}" > /etc/hostname
+# sethostname(2): /proc/sys/kernel/hostname is the host root's file, even in the VE's own
+# UTS namespace.
+hostname "$HOSTNM" 2>/dev/null || echo "$HOSTNM" > /proc/sys/kernel/hostname || exit 1
+echo "$HOSTNM" > /etc/hostname
 f=/etc/hosts
 [ -f $f ] || echo "127.0.0.1 localhost.localdomain localhost" > $f
 grep -q '^127\.0\.0\.1[[:space:]].*localhost' $f || echo "127.0.0.1 localhost.localdomain localhost" >> $f

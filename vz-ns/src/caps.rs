@@ -107,6 +107,18 @@ impl CapSet {
         set
     }
 
+    /// The default of an unprivileged VE: OpenVZ's mask plus SYS_ADMIN. In the VE's own user
+    /// namespace SYS_ADMIN reaches only what that namespace owns (mounting the VE's own
+    /// tmpfs, cgroup and proc views, as systemd does at boot); every host-global use of it
+    /// checks the host's user namespace, where the VE holds nothing.
+    pub fn user_namespace_default() -> Self {
+        let mut set = Self::openvz_default();
+        if let Some(bit) = bit_of("SYS_ADMIN") {
+            set.0 |= 1 << bit;
+        }
+        set
+    }
+
     /// Applies an OpenVZ `CAPABILITY` value such as `"SYS_TIME:on NET_ADMIN:off"` (entries
     /// separated by spaces or commas, names case-insensitive, an optional `CAP_` prefix).
     /// `VE_ADMIN`, OpenVZ's own bit, means NET_ADMIN here (what it granted on OpenVZ).

@@ -1,5 +1,8 @@
-//! Running a program in a running VE ([`enter`]): join its cgroups and namespaces, fork into
-//! its pid namespace, reduce capabilities, exec with the given environment.
+//! Running a program in a running VE ([`enter`]): join its cgroups and namespaces — the
+//! user namespace first, so the process holds no host capability once anything of the VE
+//! can see it — fork into its pid namespace, reduce capabilities, install the VE's seccomp
+//! filter, exec with the given environment. The program's stdio are pipes or a pty of the
+//! VE's own devpts, relayed by the caller ([`crate::relay`]), never the caller's files.
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -14,27 +17,36 @@ use crate::error::{NsError, Result};
 use crate::exec::ExecPlan;
 use crate::init::child::join_cgroups;
 use crate::init::sync::{Msg, Receiver, channel, send};
-use crate::intercept::{install_quotactl_filter, send_listener};
-use crate::pty::Pty;
+use crate::intercept::send_listener;
+use crate::relay::{Input, Output, Relay};
 use crate::rlimit::{Rlimit, RlimitPlan};
 use crate::rootfs::StepResult;
+use crate::seccomp::SeccompPolicy;
 use crate::sys;
+use crate::userns::{become_ve_root, has_own_userns};
 
-/// The namespaces joined, in order; mount last so /proc/<pid> stays the host's until then.
-const JOIN_ORDER: [(&str, CloneFlags); 6] = [
+/// The namespaces joined after the user namespace, in order; mount last so /proc/<pid>
+/// stays the host's until then. The time namespace is CRIU's after a restore (joined only
+/// when it differs from ours).
+const JOIN_ORDER: [(&str, CloneFlags); 7] = [
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
     ("pid", CloneFlags::CLONE_NEWPID),
-    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
-/// How the entered program gets its terminal.
+/// How the entered program gets its stdin, stdout and stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TtyMode {
-    /// The caller's stdin, stdout and stderr.
+    /// The caller's own fds, as they are. Only for callers whose fds the VE may hold (tests
+    /// writing to files); a terminal among them is a way out of the VE (TIOCSTI).
     Inherit,
+    /// Pipes: the caller's stdin is copied in, stdout and stderr copied out (`vzctl exec`,
+    /// scripts run inside).
+    Pipes,
     /// A pty from the VE's own devpts; the caller's stdin/stdout are relayed to it, and the
     /// caller's terminal (if stdin is one) is in raw mode meanwhile (`vzctl enter`).
     Pty,
@@ -59,9 +71,20 @@ pub struct EnterSpec {
     /// entered process is bound like the VE's own); fitted to the host as for
     /// [`crate::InitSpec::rlimits`].
     pub rlimits: Vec<Rlimit>,
-    /// The VE's quotactl server, as [`crate::InitSpec::quotactl_server`]: the program gets
-    /// the same kind of filter, its listener goes to the server. `None` for no filter.
+    /// The VE's quotactl server, as [`crate::InitSpec::quotactl_server`]: the program's
+    /// filter hands quotactl to it. `None` leaves quotactl to the kernel.
     pub quotactl_server: Option<PathBuf>,
+    /// The seccomp policy of the VE (as its init got).
+    pub seccomp: SeccompPolicy,
+}
+
+/// The program's end of its stdio, made before fork.
+enum ChildStdio {
+    Inherit,
+    /// stdin's read end, stdout's and stderr's write ends.
+    Pipes([OwnedFd; 3]),
+    /// Opened in the VE by the entering child.
+    Pty,
 }
 
 /// Runs `spec.argv` in the running VE and waits for it.
@@ -81,24 +104,40 @@ pub fn enter(spec: &EnterSpec) -> Result<i32> {
     let ns_dir = PathBuf::from(format!("/proc/{}/ns", spec.init_pid));
     std::fs::metadata(ns_dir.join("mnt"))
         .map_err(|e| NsError::io("find the VE's init", &ns_dir, e))?;
-    let mut pty = match spec.tty {
-        TtyMode::Pty => Some(Pty::open(spec.init_pid)?),
-        TtyMode::Inherit => None,
+    let own_userns = has_own_userns(spec.init_pid)?;
+    let (child_stdio, mut relay) = match spec.tty {
+        TtyMode::Inherit => (ChildStdio::Inherit, None),
+        TtyMode::Pty => (ChildStdio::Pty, None),
+        TtyMode::Pipes => {
+            let (in_r, in_w) = crate::init::pipe()?;
+            let (out_r, out_w) = crate::init::pipe()?;
+            let (err_r, err_w) = crate::init::pipe()?;
+            let outputs = vec![
+                Output { from: out_r, to: sys::stdout() },
+                Output { from: err_r, to: sys::stderr() },
+            ];
+            let relay = Relay { input: Some(Input::Pipe(in_w)), outputs };
+            (ChildStdio::Pipes([in_r, out_w, err_w]), Some(relay))
+        }
     };
     let (status_r, status_w) = channel()?;
     match sys::fork().map_err(|e| NsError::sys("fork to enter the VE", e))? {
         ForkResult::Child => {
             drop(status_r);
-            let slave = pty.as_mut().and_then(Pty::take_slave);
-            drop(pty);
-            let ctx = Joiner { spec, ns_dir: &ns_dir, plan: &plan, rlimits: &rlimits, last_cap };
-            ctx.run(status_w, slave)
+            drop(relay);
+            let ctx = Joiner {
+                spec,
+                ns_dir: &ns_dir,
+                plan: &plan,
+                rlimits: &rlimits,
+                last_cap,
+                own_userns,
+            };
+            ctx.run(status_w, child_stdio)
         }
         ForkResult::Parent { child } => {
             drop(status_w);
-            if let Some(p) = pty.as_mut() {
-                drop(p.take_slave());
-            }
+            drop(child_stdio);
             let mut status = Receiver::new(status_r);
             let mut failure = None;
             while let Some(msg) = status.recv()? {
@@ -110,19 +149,37 @@ pub fn enter(spec: &EnterSpec) -> Result<i32> {
                         failure = failure.or(Some(NsError::Exec { message }))
                     }
                     Msg::Listener(fd) => hand_over(spec, &fd),
-                    Msg::Pid(_) | Msg::Ready => {}
+                    Msg::Terminal(master) if spec.tty == TtyMode::Pty => {
+                        relay = Some(pty_relay(master)?);
+                    }
+                    _ => {}
                 }
             }
             if let Some(err) = failure {
                 let _ = waitpid(child, None);
                 return Err(err);
             }
-            match pty {
-                Some(pty) => pty.relay(child),
+            match relay {
+                Some(relay) => {
+                    let _raw = (spec.tty == TtyMode::Pty)
+                        .then(|| crate::pty::RawMode::enable(sys::stdin()))
+                        .flatten();
+                    relay.run(child)
+                }
                 None => wait_code(child),
             }
         }
     }
+}
+
+/// The relay of a pty master: the caller's stdin typed into it, its output to stdout.
+fn pty_relay(master: OwnedFd) -> Result<Relay> {
+    crate::pty::copy_caller_winsize(master.as_fd());
+    let input = master.try_clone().map_err(|e| NsError::io("dup", "the pty master", e))?;
+    Ok(Relay {
+        input: Some(Input::Pty(input)),
+        outputs: vec![Output { from: master, to: sys::stdout() }],
+    })
 }
 
 /// Hands the entered program's seccomp listener to the VE's quotactl server. The program
@@ -166,28 +223,42 @@ struct Joiner<'a> {
     plan: &'a ExecPlan,
     rlimits: &'a RlimitPlan,
     last_cap: u32,
+    own_userns: bool,
 }
 
 impl Joiner<'_> {
-    fn run(&self, status: OwnedFd, slave: Option<OwnedFd>) -> ! {
+    fn run(&self, status: OwnedFd, stdio: ChildStdio) -> ! {
         let result = (|| -> StepResult<Pid> {
-            // A half-entered process must not be reachable through /proc/<pid>/exe by the
-            // VE's processes (CVE-2019-5736).
+            // A half-entered process must not be reachable by the VE's processes, through
+            // ptrace or /proc/<pid>/exe (CVE-2019-5736): non-dumpable, its mm stays the
+            // host user namespace's until exec.
             nix::sys::prctl::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
             let mut keep = vec![status.as_raw_fd()];
-            keep.extend(slave.as_ref().map(AsRawFd::as_raw_fd));
+            if let ChildStdio::Pipes(fds) = &stdio {
+                keep.extend(fds.iter().map(AsRawFd::as_raw_fd));
+            }
             sys::close_fds_except(&keep).map_err(|e| format!("close inherited fds: {e}"))?;
             join_cgroups(&self.spec.cgroup_procs)?;
+            // Limits while still able to raise a hard limit to what the VE has.
+            self.rlimits.apply()?;
             self.join_namespaces()?;
+            let stdio = match stdio {
+                ChildStdio::Pty => {
+                    let (master, slave) = crate::pty::open_in_ve()?;
+                    send(&status, &Msg::Terminal(master));
+                    Some(vec![slave])
+                }
+                ChildStdio::Pipes(fds) => Some(fds.into()),
+                ChildStdio::Inherit => None,
+            };
             match sys::fork().map_err(|e| format!("fork into the VE: {e}"))? {
-                ForkResult::Child => self.program(&status, slave.as_ref()),
+                ForkResult::Child => self.program(&status, stdio.as_deref()),
                 ForkResult::Parent { child } => Ok(child),
             }
         })();
         match result {
             Ok(child) => {
                 drop(status);
-                drop(slave);
                 let code = wait_code(child).unwrap_or(1);
                 sys::exit_now(code)
             }
@@ -205,11 +276,17 @@ impl Joiner<'_> {
         let root_path = self.ns_dir.with_file_name("root");
         let root =
             File::open(&root_path).map_err(|e| format!("open {}: {e}", root_path.display()))?;
+        let userns = self.open_ns("user")?;
         let mut files = Vec::with_capacity(JOIN_ORDER.len());
         for (name, flag) in JOIN_ORDER {
-            let path = self.ns_dir.join(name);
-            let file = File::open(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
+            let file = self.open_ns(name)?;
+            if name == "time" && same_ns(&file, "/proc/self/ns/time") {
+                continue;
+            }
             files.push((name, flag, file));
+        }
+        if self.own_userns {
+            become_ve_root(&userns.into())?;
         }
         for (name, flag, file) in files {
             setns(file.as_fd(), flag)
@@ -220,20 +297,36 @@ impl Joiner<'_> {
         nix::unistd::chdir("/").map_err(|e| format!("chdir / in the VE: {e}"))
     }
 
-    /// The program's process, in the VE's pid namespace.
-    fn program(&self, status: &OwnedFd, slave: Option<&OwnedFd>) -> ! {
+    fn open_ns(&self, name: &str) -> StepResult<File> {
+        let path = self.ns_dir.join(name);
+        File::open(&path).map_err(|e| format!("open {}: {e}", path.display()))
+    }
+
+    /// The program's process, in the VE's pid namespace: a session of its own (no terminal
+    /// of the caller's is its controlling one), `stdio` on fds 0–2 (one fd: the pty slave,
+    /// made its controlling terminal).
+    fn program(&self, status: &OwnedFd, stdio: Option<&[OwnedFd]>) -> ! {
         let setup = (|| -> StepResult {
-            if let Some(tty) = slave {
-                nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-                sys::set_controlling_tty(tty.as_fd()).map_err(|e| format!("TIOCSCTTY: {e}"))?;
-                for fd in 0..=2 {
-                    sys::dup_onto_stdio(tty.as_fd(), fd)
-                        .map_err(|e| format!("dup pty onto {fd}: {e}"))?;
+            nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+            match stdio {
+                Some([tty]) => {
+                    sys::set_controlling_tty(tty.as_fd()).map_err(|e| format!("TIOCSCTTY: {e}"))?;
+                    for fd in 0..=2 {
+                        sys::dup_onto_stdio(tty.as_fd(), fd)
+                            .map_err(|e| format!("dup pty onto {fd}: {e}"))?;
+                    }
                 }
+                Some(fds) => {
+                    for (fd, target) in fds.iter().zip(0..) {
+                        sys::dup_onto_stdio(fd.as_fd(), target)
+                            .map_err(|e| format!("dup a pipe onto {target}: {e}"))?;
+                    }
+                }
+                None => {}
             }
-            self.rlimits.apply()?;
-            if self.spec.quotactl_server.is_some() {
-                send(status, &Msg::Listener(install_quotactl_filter()?));
+            let quotactl = self.spec.quotactl_server.is_some();
+            if let Some(listener) = crate::seccomp::install(&self.spec.seccomp, quotactl)? {
+                send(status, &Msg::Listener(listener));
             }
             self.spec.caps.restrict_current(self.last_cap)?;
             sys::reset_signals();
@@ -246,5 +339,14 @@ impl Joiner<'_> {
         let message = self.plan.exec();
         send(status, &Msg::ExecError(message));
         sys::exit_now(127)
+    }
+}
+
+/// Whether the namespace `file` is the one at `path`.
+fn same_ns(file: &File, path: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
     }
 }

@@ -115,12 +115,6 @@ impl AsFd for SyscallListener {
     }
 }
 
-/// Installs the quotactl filter on the calling thread (in a child, before exec); returns
-/// its listener.
-pub(crate) fn install_quotactl_filter() -> std::result::Result<OwnedFd, String> {
-    sys::seccomp_notify_quotactl().map_err(|e| format!("seccomp filter for quotactl: {e}"))
-}
-
 /// Sends a filter's `listener` to the server listening at `socket` ([`ListenerInbox`]).
 ///
 /// # Errors

@@ -1,10 +1,14 @@
 //! Isolation for VEs: namespaces, rootfs and mounts, devices, capabilities, the VE's init,
 //! entering a running VE.
 //!
-//! - [`spawn_init`] / [`PendingInit::release`]: the VE's init as pid 1 of new mount, uts,
-//!   ipc, net, pid and cgroup namespaces, pivoted into VE_ROOT, with its own /proc,
-//!   read-only /sys, a minimal /dev and devpts, masked /proc files and read-only /proc/sys.
-//! - [`enter`]: run a program in a running VE (`vzctl exec`, `enter` with [`TtyMode::Pty`]).
+//! - [`spawn_init`] / [`PendingInit::release`]: the VE's init as pid 1 of new user, mount,
+//!   uts, ipc, net, pid and cgroup namespaces, its root an idmapped mount of VE_ROOT
+//!   ([`IdMap`]; a privileged VE without the user namespace only where its config asks),
+//!   with its own /proc, read-only /sys, a minimal /dev and devpts, masked /proc and /sys
+//!   files and read-only /proc/sys, locked against the VE's root.
+//! - [`enter`]: run a program in a running VE, joining its user namespace first (`vzctl
+//!   exec` with [`TtyMode::Pipes`], `enter` with [`TtyMode::Pty`]).
+//! - [`SeccompPolicy`]: the default system call policy of every VE process.
 //! - [`CapSet`]: the bounding set, OpenVZ's default mask and `CAPABILITY` overrides.
 //! - [`DeviceRule`], [`default_device_rules`], [`apply_device_rules_v1`]: the allowlist.
 //! - [`net`]: VE networking through rtnetlink, routed [`net::Venet`] and bridged [`net::Veth`].
@@ -28,9 +32,13 @@ mod init;
 mod intercept;
 pub mod net;
 mod pty;
+mod relay;
 mod rlimit;
 mod rootfs;
+mod seccomp;
 mod sys;
+mod sysctl;
+mod userns;
 
 pub use bpf::apply_device_rules_v2;
 pub use caps::CapSet;
@@ -42,3 +50,6 @@ pub use error::{NsError, Result};
 pub use init::{InitHandle, InitSpec, PendingInit, spawn_init};
 pub use intercept::{ListenerInbox, ProcessMemory, SyscallListener, SyscallReply, SyscallRequest};
 pub use rlimit::{Rlimit, RlimitResource};
+pub use seccomp::SeccompPolicy;
+pub use sysctl::set_ipc_sysctls;
+pub use userns::{IdMap, VE_ID_COUNT};

@@ -183,6 +183,12 @@ pub(crate) fn stdout() -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(1) }
 }
 
+/// Our stderr, borrowed.
+pub(crate) fn stderr() -> BorrowedFd<'static> {
+    // SAFETY: as for `stdin`.
+    unsafe { BorrowedFd::borrow_raw(2) }
+}
+
 /// One eBPF instruction (`struct bpf_insn`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,48 +304,150 @@ pub(crate) fn adopt_received_fd(raw: RawFd) -> OwnedFd {
 
 /// The audit architecture of this build's system calls (what a seccomp filter checks).
 #[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xC000_003E;
+pub(crate) const AUDIT_ARCH: u32 = 0xC000_003E;
 #[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xC000_00B7;
+pub(crate) const AUDIT_ARCH: u32 = 0xC000_00B7;
 
-/// Installs a seccomp filter on the calling thread that turns `quotactl(2)` of this
-/// architecture into a user notification and allows everything else; returns the
-/// listener (CLOEXEC). Needs CAP_SYS_ADMIN or no_new_privs; fails with EBUSY when the
-/// thread already has a filter with a listener.
-pub(crate) fn seccomp_notify_quotactl() -> nix::Result<OwnedFd> {
-    // Classic BPF opcodes are 16 bits wide; libc spells them as u32.
-    fn op(code: u32) -> u16 {
-        u16::try_from(code).unwrap_or(u16::MAX)
+/// Installs the classic BPF seccomp `filter` on the calling thread; with `listener`, the
+/// filter gets a user-notification listener, returned (CLOEXEC). Needs CAP_SYS_ADMIN in the
+/// caller's user namespace or no_new_privs; with a listener, fails with EBUSY when the
+/// thread already has a filter with one.
+pub(crate) fn seccomp_install(
+    filter: &[libc::sock_filter],
+    listener: bool,
+) -> nix::Result<Option<OwnedFd>> {
+    let len = u16::try_from(filter.len()).map_err(|_| Errno::E2BIG)?;
+    let program = libc::sock_fprog { len, filter: filter.as_ptr().cast_mut() };
+    let flags = if listener { libc::SECCOMP_FILTER_FLAG_NEW_LISTENER } else { 0 };
+    // SAFETY: `program` points at `filter`, both alive for the call; the kernel copies them
+    // and never writes through the pointer.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &raw const program)
+    };
+    let rc = Errno::result(rc)?;
+    if !listener {
+        return Ok(None);
     }
-    fn stmt(code: u32, k: u32) -> libc::sock_filter {
-        libc::sock_filter { code: op(code), jt: 0, jf: 0, k }
-    }
-    fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-        libc::sock_filter { code: op(code), jt, jf, k }
-    }
-    // struct seccomp_data: int nr (offset 0), __u32 arch (offset 4), ...
-    let quotactl = u32::try_from(libc::SYS_quotactl).unwrap_or(u32::MAX);
-    let mut filter = [
-        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
-        jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, AUDIT_ARCH, 0, 3),
-        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
-        jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, quotactl, 0, 1),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_USER_NOTIF),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
-    ];
-    let len = u16::try_from(filter.len()).unwrap_or(u16::MAX);
-    let program = libc::sock_fprog { len, filter: filter.as_mut_ptr() };
-    // SAFETY: `program` points at `filter`, both alive for the call; the kernel copies them.
+    let fd = RawFd::try_from(rc).map_err(|_| Errno::EBADF)?;
+    // SAFETY: a successful call with NEW_LISTENER returns a new fd that only we own.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+fn c_path(path: &std::path::Path) -> nix::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// `open_tree(path, OPEN_TREE_CLONE | AT_RECURSIVE | O_CLOEXEC)`: a detached copy of the
+/// mount tree at `path`, to be changed and attached elsewhere.
+pub(crate) fn open_tree_clone(path: &std::path::Path) -> nix::Result<OwnedFd> {
+    let path = c_path(path)?;
+    let flags = OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC.cast_unsigned();
+    // SAFETY: `path` is a NUL-terminated string alive for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    let fd = RawFd::try_from(Errno::result(rc)?).map_err(|_| Errno::EBADF)?;
+    // SAFETY: a successful open_tree returns a new fd that only we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes the detached tree `tree` (from [`open_tree_clone`]) show ids through the map of
+/// the user namespace `userns`, recursively; every mount of it gets `nodev` and loses
+/// `nosuid` (set-uid files work for the VE's own users, as the namespace's ids).
+pub(crate) fn idmap_tree(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> nix::Result<()> {
+    let userns_fd = u64::try_from(userns.as_raw_fd()).map_err(|_| Errno::EBADF)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_NODEV,
+        attr_clr: MOUNT_ATTR_NOSUID,
+        propagation: 0,
+        userns_fd,
+    };
+    let flags = libc::AT_EMPTY_PATH.cast_unsigned() | AT_RECURSIVE;
+    // SAFETY: the path is an empty NUL-terminated string and `attr` a `struct mount_attr`
+    // of the size passed, both alive for the call; the kernel only reads them.
     let rc = unsafe {
         libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-            &raw const program,
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
         )
     };
+    Errno::result(rc).map(drop)
+}
+
+/// `move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attaches the detached
+/// tree at `target` in the caller's mount namespace.
+pub(crate) fn attach_tree(tree: BorrowedFd<'_>, target: &std::path::Path) -> nix::Result<()> {
+    let target = c_path(target)?;
+    // SAFETY: both paths are NUL-terminated strings alive for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// A new, detached proc mount (`nosuid,nodev,noexec`) of the caller's pid namespace, made
+/// with fsopen/fsconfig/fsmount; attach it with [`attach_tree`].
+pub(crate) fn fsmount_proc() -> nix::Result<OwnedFd> {
+    let owned = |rc: libc::c_long| -> nix::Result<OwnedFd> {
+        let fd = RawFd::try_from(Errno::result(rc)?).map_err(|_| Errno::EBADF)?;
+        // SAFETY: a successful fsopen/fsmount returns a new fd that only we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    // SAFETY: a NUL-terminated string alive for the call and a flag.
+    let fs = owned(unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSMOUNT_CLOEXEC) })?;
+    // SAFETY: the command takes no key, value or aux argument.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    Errno::result(rc)?;
+    let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    // SAFETY: plain integer arguments.
+    owned(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })
+}
+
+/// `pidfd_open(pid, 0)`: an fd that polls readable when the process `pid` exits.
+pub(crate) fn pidfd_open(pid: nix::unistd::Pid) -> nix::Result<OwnedFd> {
+    // SAFETY: plain integer arguments.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
     let fd = RawFd::try_from(Errno::result(rc)?).map_err(|_| Errno::EBADF)?;
-    // SAFETY: a successful call returns a new fd that only we own.
+    // SAFETY: a successful pidfd_open returns a new fd that only we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{TestVe, test_env};
-use vz_ns::{CapSet, EnterSpec, TtyMode};
+use vz_ns::{CapSet, EnterSpec, SeccompPolicy, TtyMode};
 use vz_tests::Need;
 
 const CHILD_INIT: &str = "VZ_NS_TEST_PTY_INIT_PID";
@@ -28,6 +28,7 @@ fn child_role(init_pid: &str) -> anyhow::Result<()> {
         tty: TtyMode::Pty,
         rlimits: Vec::new(),
         quotactl_server: None,
+        seccomp: SeccompPolicy::default(),
     };
     let code = vz_ns::enter(&spec)?;
     std::io::stdout().write_all(format!("\nexit-code={code}\n").as_bytes())?;

@@ -82,13 +82,21 @@ pub(crate) fn mount_at(root: &Path) -> Result<Option<MountEntry>> {
 /// Bind-mounts `source` at `target`.
 pub(crate) fn bind(source: &Path, target: &Path) -> Result<()> {
     nix::mount::mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(|e| QuotaError::errno("bind mount", target, e))
+        .map_err(|e| QuotaError::errno("bind mount", target, e))?;
+    let shielded = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | HOST_SIDE;
+    nix::mount::mount(None::<&str>, target, None::<&str>, shielded, None::<&str>)
+        .map_err(|e| QuotaError::errno("remount nosuid,nodev", target, e))
 }
 
-/// Mounts the ext4 on `device` at `target` with `options` (may be empty).
+/// The flags of a private area's mount as the host sees it: a set-uid file or device node
+/// a VE's root made is nothing to a host user. (The VE sees its root through its own
+/// idmapped copy, where set-uid works for its users.)
+const HOST_SIDE: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV);
+
+/// Mounts the ext4 on `device` at `target` (`nosuid,nodev`) with `options` (may be empty).
 pub(crate) fn mount_ext4(device: &Path, target: &Path, options: &str) -> nix::Result<()> {
     let data = (!options.is_empty()).then_some(options);
-    nix::mount::mount(Some(device), target, Some("ext4"), MsFlags::empty(), data)
+    nix::mount::mount(Some(device), target, Some("ext4"), HOST_SIDE, data)
 }
 
 /// Unmounts every mount at or below `root`, deepest first, then waits for the loop devices

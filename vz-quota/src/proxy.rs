@@ -9,7 +9,10 @@
 //! - the subcommand is Q_GETQUOTA, Q_GETNEXTQUOTA, Q_SETQUOTA or Q_SETINFO;
 //! - the quota type is user or group, never project (the project quota is the VE's own
 //!   first-level limit: its root must not raise it);
-//! - the caller's effective uid is 0;
+//! - the caller's effective uid, as the VE numbers it, is 0 — or the call reads the quota
+//!   of the caller's own effective uid or gid (Q_GETQUOTA): in a VE with its own user
+//!   namespace the kernel would look that id up shifted by the VE's map, while the image
+//!   keeps the VE's ids as they are;
 //! - the path resolves, in the caller's root, to the block device of this VE's image.
 //!
 //! Then it runs the same call on the host's node of that device, with the structure copied
@@ -29,11 +32,11 @@ const PATH_MAX: usize = 4096;
 
 /// The calling process of an intercepted quotactl, as the proxy needs to see it.
 pub trait QuotactlCaller {
-    /// Its effective uid.
+    /// Its effective uid and gid as the VE numbers them (through its user namespace's map).
     ///
     /// # Errors
     /// When it is gone.
-    fn euid(&self) -> io::Result<u32>;
+    fn ids(&self) -> io::Result<(u32, u32)>;
     /// The device number (`st_rdev`) of the block device `path` names, resolved in the
     /// caller's root and working directory; `None` when it is not a block device.
     ///
@@ -108,7 +111,12 @@ impl QuotactlProxy {
         if !USER_AND_GROUP.contains(&(cmd & 0xff)) {
             return QuotactlAnswer::AsCaller;
         }
-        if caller.euid().ok() != Some(0) || args[1] == 0 {
+        let (id, addr) = (low32(args[2]), args[3]);
+        let Ok((euid, egid)) = caller.ids() else {
+            return QuotactlAnswer::AsCaller;
+        };
+        let own_id = subcmd == libc::Q_GETQUOTA && id == [euid, egid][(cmd & 1) as usize];
+        if (euid != 0 && !own_id) || args[1] == 0 {
             return QuotactlAnswer::AsCaller;
         }
         let Ok(path) = caller.read_c_string(args[1], PATH_MAX) else {
@@ -117,7 +125,6 @@ impl QuotactlProxy {
         if !matches!(caller.block_device(&path), Ok(Some(rdev)) if rdev == self.rdev) {
             return QuotactlAnswer::AsCaller;
         }
-        let (id, addr) = (low32(args[2]), args[3]);
         let writes_back = matches!(subcmd, libc::Q_GETQUOTA | sys::Q_GETNEXTQUOTA);
         let mut data = if writes_back {
             vec![0_u8; len]
@@ -151,14 +158,15 @@ mod tests {
     /// A caller whose memory holds a path at 0x1000 and a structure at 0x2000.
     struct Caller {
         euid: u32,
+        egid: u32,
         path: &'static [u8],
         rdev: Option<u64>,
         reads: RefCell<Vec<u64>>,
     }
 
     impl QuotactlCaller for Caller {
-        fn euid(&self) -> io::Result<u32> {
-            Ok(self.euid)
+        fn ids(&self) -> io::Result<(u32, u32)> {
+            Ok((self.euid, self.egid))
         }
         fn block_device(&self, path: &[u8]) -> io::Result<Option<u64>> {
             assert_eq!(path, self.path);
@@ -183,7 +191,7 @@ mod tests {
     }
 
     fn root_caller(rdev: Option<u64>) -> Caller {
-        Caller { euid: 0, path: b"/dev/loop7", rdev, reads: RefCell::new(Vec::new()) }
+        Caller { euid: 0, egid: 0, path: b"/dev/loop7", rdev, reads: RefCell::new(Vec::new()) }
     }
 
     fn args(subcmd: libc::c_int, qtype: u32) -> [u64; 6] {
@@ -211,6 +219,20 @@ mod tests {
         let not_a_device = root_caller(None);
         let answer = proxy().answer(args(libc::Q_GETQUOTA, 0), &not_a_device);
         assert_eq!(answer, QuotactlAnswer::AsCaller);
+    }
+
+    #[test]
+    fn a_user_reading_their_own_quota_is_served_other_ids_are_not() {
+        // args() asks about id 1000: user 1000's own user quota, group 1000's own group quota.
+        let user = Caller { euid: 1000, egid: 50, ..root_caller(Some(0xdead_beef)) };
+        let own = proxy().answer(args(libc::Q_GETQUOTA, 0), &user);
+        assert_eq!(own, QuotactlAnswer::Failed(libc::ENOENT), "served on the host's node");
+        let group = Caller { euid: 7, egid: 1000, ..root_caller(Some(0xdead_beef)) };
+        let own_group = proxy().answer(args(libc::Q_GETQUOTA, 1), &group);
+        assert_eq!(own_group, QuotactlAnswer::Failed(libc::ENOENT));
+        let other = Caller { euid: 1001, egid: 50, ..root_caller(Some(0xdead_beef)) };
+        assert_eq!(proxy().answer(args(libc::Q_GETQUOTA, 0), &other), QuotactlAnswer::AsCaller);
+        assert_eq!(proxy().answer(args(libc::Q_SETQUOTA, 0), &user), QuotactlAnswer::AsCaller);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub enum UbcError {
         key: String,
     },
     /// Reading, listing or opening a kernel file failed.
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {}", path.display())]
     Io {
         /// What was being done (`read`, `list`, …).
         op: &'static str,
@@ -36,7 +36,7 @@ pub enum UbcError {
     },
     /// Writing a value into a cgroup file failed (e.g. `EBUSY` when lowering a memory limit
     /// below what the group holds and reclaim cannot free enough).
-    #[error("cannot write {value:?} to {path}: {source}")]
+    #[error("cannot write {value:?} to {}", path.display())]
     Write {
         /// The cgroup file.
         path: PathBuf,
@@ -83,5 +83,7 @@ mod tests {
             source: std::io::Error::from_raw_os_error(libc::EBUSY),
         };
         assert!(e.to_string().contains("pids.max"), "{e}");
+        assert!(!e.to_string().contains("busy"), "the errno is the source's: {e}");
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

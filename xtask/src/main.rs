@@ -6,6 +6,8 @@
 //! cargo xtask ci [same options as test]     install check, then test
 //! cargo xtask install-check                 is everything from scripts/install-deps present?
 //! cargo xtask leak-check [--tmp <dir>]...   any vz-test-* kernel object left on this machine?
+//! cargo xtask tidy                          the architecture rules (docs/architecture.md)
+//! cargo xtask man                           regenerate man/ and completions/ from the tables
 //! ```
 //!
 //! Everything is driven with `std::process::Command`; xtask depends on no vz-* crate.
@@ -16,8 +18,10 @@ mod initramfs;
 mod install;
 mod lab;
 mod leak;
+mod man;
 mod sh;
 mod test;
+mod tidy;
 mod vmtest;
 
 use anyhow::{Context, Result, bail};
@@ -39,6 +43,9 @@ commands:
       --timeout <minutes>   kill qemu after this long (default 30, env VZ_VMTEST_TIMEOUT)
       -- <args>      nextest filters for the guest, e.g. `-- kernel_quota` or `-- -E 'package(vz-ubc)'`
   ci             install-check, then test (same options)
+  tidy           check the architecture rules: leaf crates without vz-* dependencies,
+                 unsafe only in sys modules, files under 800 lines, documented items
+  man            regenerate man/ and completions/ from vz-ctl's option tables
   install-check  check that what scripts/install-deps installs is present
   leak-check     fail if a vz-test-* cgroup, mount, loop device, interface or netns exists
       --tmp <dir>    also count mounts and loop devices backed by files under <dir>
@@ -90,6 +97,8 @@ fn run(args: Vec<String>) -> Result<()> {
             ))
         }
         "install-check" => install::check(),
+        "man" => man::run(),
+        "tidy" => tidy::run(&sh::project_root()),
         "leak-check" => {
             let mut tmp = Vec::new();
             let mut it = rest.iter();

@@ -1,12 +1,13 @@
 //! `cargo xtask test`: the project's one test command (the README's, run by `.ci/run`).
 //!
-//! Steps: `cargo fmt --check`, clippy with `-D warnings`, `cargo build --workspace --bins`
+//! Steps: `cargo fmt --check`, clippy with `-D warnings`, `cargo doc` with warnings denied,
+//! tidy (`tidy.rs`), `cargo build --workspace --bins`
 //! (the black-box tests find the binaries through `VZ_BIN_DIR`), nextest on the host with the
 //! `ci` profile (skips logged to `VZ_TEST_SKIP_LOG` and printed), the kernel lab
 //! (`vmtest`), and the leak check. A failed step does not hide the others' results, except
 //! that nothing runs after a failed build; the command fails if any step failed.
 
-use crate::{TestOptions, leak, sh, vmtest};
+use crate::{TestOptions, leak, sh, tidy, vmtest};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -53,6 +54,13 @@ pub(crate) fn run(options: &TestOptions) -> Result<()> {
                 "warnings",
             ]))
         });
+        step("doc", &mut || {
+            let mut doc = sh::cargo(&root);
+            sh::run(
+                doc.args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"),
+            )
+        });
+        step("tidy", &mut || tidy::run(&root));
     }
     let built =
         step("build", &mut || sh::run(sh::cargo(&root).args(["build", "--workspace", "--bins"])));

@@ -8,13 +8,11 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use vz_ctl::cli::tool::{self, ToolArg, VZCFGVALIDATE};
 use vz_ctl::config::{ConfigFile, GlobalConfig};
+use vz_ctl::error::{Tool, ToolError};
 use vz_ctl::resources;
 use vz_ubc::{Severity, ValidateMode};
-
-const USAGE: &str = "Usage: vzcfgvalidate [-r|-i] [-v yes|no] <configfile>\n\
-    \t-r\trepair mode\n\t-i\tinteractive repair mode\n\
-    \t-v yes|no\tforce VSwap (yes) or non-VSwap (no) mode";
 
 struct Args {
     repair: bool,
@@ -23,67 +21,57 @@ struct Args {
     file: PathBuf,
 }
 
-fn parse(argv: &[String]) -> Result<Args, String> {
+/// The arguments; `None` for `--help`.
+fn parse(argv: &[String]) -> Result<Option<Args>, ToolError> {
     let (mut repair, mut interactive, mut mode, mut file) =
         (false, false, ValidateMode::Auto, None);
-    let mut it = argv.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "-r" => repair = true,
-            "-i" => interactive = true,
-            "-v" => {
-                mode = match it.next().map(String::as_str) {
-                    Some("yes") => ValidateMode::VSwap,
-                    Some("no") => ValidateMode::NonVSwap,
-                    other => return Err(format!("Invalid value for -v: {}", other.unwrap_or(""))),
+    for arg in tool::parse(&VZCFGVALIDATE, argv)? {
+        match arg {
+            ToolArg::Opt(key, value) => match (key.as_str(), value.as_deref()) {
+                ("r", _) => repair = true,
+                ("i", _) => interactive = true,
+                ("v", Some("yes")) => mode = ValidateMode::VSwap,
+                ("v", Some("no")) => mode = ValidateMode::NonVSwap,
+                ("v", other) => {
+                    let other = other.unwrap_or_default();
+                    return Err(ToolError::Usage(format!("Invalid value for -v: {other}")));
                 }
-            }
-            other if other.starts_with('-') => return Err(format!("Invalid option {other}")),
-            other if file.is_none() => file = Some(PathBuf::from(other)),
-            _ => return Err("Invalid extra arguments".to_owned()),
+                _ => return Ok(None),
+            },
+            ToolArg::Word(word) if file.is_none() => file = Some(PathBuf::from(word)),
+            ToolArg::Word(_) => return Err(ToolError::Usage("Invalid extra arguments".into())),
         }
     }
-    let file = file.ok_or_else(|| "No config file given".to_owned())?;
-    Ok(Args { repair, interactive, mode, file })
+    let file = file.ok_or_else(|| ToolError::Usage("No config file given".into()))?;
+    Ok(Some(Args { repair, interactive, mode, file }))
 }
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let args = match parse(&argv) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}\n{USAGE}");
-            return ExitCode::from(1);
+    let outcome = parse(&argv).and_then(|args| match args {
+        None => {
+            print!("{}", VZCFGVALIDATE.usage());
+            Ok(())
         }
-    };
-    match run(&args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(2),
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
-    }
+        Some(args) => run(&args),
+    });
+    tool::exit(Tool::Vzcfgvalidate, &VZCFGVALIDATE, outcome.map(|()| String::new()))
 }
 
-/// Validates (and repairs); `Ok(true)` when the config passes.
-fn run(args: &Args) -> Result<bool, String> {
+/// Validates (and repairs); [`ToolError::Invalid`] when the config breaks a rule.
+fn run(args: &Args) -> Result<(), ToolError> {
     if GlobalConfig::load().is_err() {
         eprintln!("Warning: global configuration file not read");
     }
-    let mut file = ConfigFile::load(&args.file).map_err(|e| format!("{e}"))?;
-    let set = resources::ubc_config(|k| file.get(k)).map_err(|e| vz_ctl::error::chain(&e))?;
+    let mut file = ConfigFile::load(&args.file)?;
+    let set = resources::ubc_config(|k| file.get(k))?;
     let host = vz_ubc::HostMemory::read().ok();
     let findings = vz_ubc::validate_with_host(&set, args.mode, host);
     for f in &findings {
         println!("{f}");
     }
     if !(args.repair || args.interactive) {
-        return Ok(finish(&findings));
+        return finish(&findings);
     }
     let (mut repaired, _) = vz_ubc::repair(&set, args.mode, host);
     let mut changed = false;
@@ -112,19 +100,19 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     let remaining = vz_ubc::validate_with_host(&repaired, args.mode, host);
     if changed {
-        file.write_atomic(&args.file).map_err(|e| format!("{e}"))?;
+        file.write_atomic(&args.file)?;
         println!("Repaired values saved to {}", args.file.display());
         for f in &remaining {
             println!("{f}");
         }
     }
-    Ok(finish(&remaining))
+    finish(&remaining)
 }
 
-fn finish(findings: &[vz_ubc::Finding]) -> bool {
-    let ok = findings.iter().all(|f| f.severity == Severity::Recommendation);
-    if ok {
-        println!("Validation completed: success");
+fn finish(findings: &[vz_ubc::Finding]) -> Result<(), ToolError> {
+    if !findings.iter().all(|f| f.severity == Severity::Recommendation) {
+        return Err(ToolError::Invalid);
     }
-    ok
+    println!("Validation completed: success");
+    Ok(())
 }

@@ -6,51 +6,42 @@
 
 use std::process::ExitCode;
 
+use vz_ctl::cli::tool::{self, ToolArg, VZCPUCHECK};
 use vz_ctl::config::GlobalConfig;
+use vz_ctl::error::{CtlError, Tool, ToolError};
 use vz_ctl::list;
 use vz_ctl::resources;
 use vz_ctl::ve::Ve;
 use vz_sched::CpuUnits;
 
-const USAGE: &str = "Usage: vzcpucheck [-v]";
-
 fn main() -> ExitCode {
-    let mut verbose = false;
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "-v" => verbose = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = tool::parse(&VZCPUCHECK, &args).and_then(|parsed| {
+        let mut verbose = false;
+        for arg in parsed {
+            match arg {
+                ToolArg::Opt(key, _) if key == "v" => verbose = true,
+                ToolArg::Opt(..) => return Ok(VZCPUCHECK.usage()),
+                ToolArg::Word(word) => {
+                    return Err(ToolError::Usage(format!("Invalid argument {word}")));
+                }
             }
-            _ => {
-                eprintln!("{USAGE}");
-                return ExitCode::from(2);
-            }
         }
-    }
-    match run(verbose) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
-    }
+        run(verbose)
+    });
+    tool::exit(Tool::Vzcpucheck, &VZCPUCHECK, outcome)
 }
 
-fn run(verbose: bool) -> Result<String, String> {
-    let global = GlobalConfig::load().map_err(|e| e.to_string())?;
+fn run(verbose: bool) -> Result<String, ToolError> {
+    let global = GlobalConfig::load().map_err(CtlError::GlobalConfig)?;
     let host = match global.get("VE0CPUUNITS").filter(|v| !v.trim().is_empty()) {
-        Some(v) => v.trim().parse().map_err(|e: vz_sched::SchedError| e.to_string())?,
-        None => CpuUnits::new(resources::DEFAULT_CPUUNITS).map_err(|e| e.to_string())?,
+        Some(v) => v.trim().parse()?,
+        None => CpuUnits::new(resources::DEFAULT_CPUUNITS)?,
     };
     let mut ves = vec![(0, host)];
-    for ctid in list::all_ctids(&global.conf_dir()).map_err(|e| e.to_string())? {
-        let ve = Ve::load(global.clone(), ctid).map_err(|e| e.to_string())?;
-        let cgroup = ve.cgroup().map_err(|e| e.to_string())?;
+    for ctid in list::all_ctids(&global.conf_dir())? {
+        let ve = Ve::load(global.clone(), ctid)?;
+        let cgroup = ve.cgroup()?;
         if ve.config.is_none() || !cgroup.has_tasks() {
             continue;
         }
@@ -59,12 +50,9 @@ fn run(verbose: bool) -> Result<String, String> {
             .and_then(|usage| usage.units);
         let units = match kernel {
             Some(u) => u,
-            None => resources::cpu_config(|k| ve.get(k))
-                .map_err(|e| e.to_string())?
-                .units
-                .unwrap_or_default(),
+            None => resources::cpu_config(|k| ve.get(k))?.units.unwrap_or_default(),
         };
         ves.push((ctid.get(), units));
     }
-    Ok(vz_sched::vzcpucheck(&ves).map_err(|e| e.to_string())?.render(verbose))
+    Ok(vz_sched::vzcpucheck(&ves)?.render(verbose))
 }

@@ -29,6 +29,10 @@ fn main() -> ExitCode {
             print!("{}", cli::usage());
             return ExitCode::SUCCESS;
         }
+        Action::CommandHelp(cmd) => {
+            print!("{}", cli::command_usage(cmd));
+            return ExitCode::SUCCESS;
+        }
         Action::Version => {
             println!("vzctl version {}", vz_ctl::VERSION);
             return ExitCode::SUCCESS;
@@ -68,7 +72,7 @@ fn quotactl_server(ctid: &str, device: &std::path::Path) -> ExitCode {
     let run = || -> vz_ctl::Result<()> {
         let ctid: vz_ctl::Ctid =
             ctid.parse().map_err(|_| vz_ctl::CtlError::Exec(format!("bad CTID {ctid:?}")))?;
-        let global = GlobalConfig::load().map_err(vz_ctl::CtlError::Config)?;
+        let global = GlobalConfig::load().map_err(vz_ctl::CtlError::GlobalConfig)?;
         let logfile = global.logging().then(|| (global.logfile(), global.log_level()));
         vz_ctl::logging::init(
             "vzctl",

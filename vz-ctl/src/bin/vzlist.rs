@@ -1,15 +1,13 @@
 //! `vzlist`: lists VEs and their parameters (reference §4).
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command line program")]
 
-use std::io::Write;
 use std::process::ExitCode;
 
+use vz_ctl::cli::tool::{self, ToolArg, VZLIST};
 use vz_ctl::config::GlobalConfig;
 use vz_ctl::ctid::Ctid;
+use vz_ctl::error::{CtlError, Tool, ToolError};
 use vz_ctl::list::{self, Which};
-
-const USAGE: &str = "Usage: vzlist [-a|-S] [-n] [-H] [-t] [-j] [-o name[,name...] | -1] [-s [-]name]\n\
-       [-h pattern] [-N pattern] [-d pattern] [CTID ...]\n       vzlist -L | --list";
 
 #[derive(Default)]
 struct Args {
@@ -23,37 +21,37 @@ struct Args {
     filters: Vec<(&'static str, String)>,
     ctids: Vec<String>,
     list_fields: bool,
+    help: bool,
 }
 
-fn parse(argv: &[String]) -> Result<Args, String> {
+fn parse(argv: &[String]) -> Result<Args, ToolError> {
     let mut args = Args::default();
-    let mut it = argv.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next().cloned().ok_or_else(|| format!("option {name} requires an argument"))
+    for arg in tool::parse(&VZLIST, argv)? {
+        let (key, value) = match arg {
+            ToolArg::Word(ctid) => {
+                args.ctids.push(ctid);
+                continue;
+            }
+            ToolArg::Opt(key, value) => (key, value.unwrap_or_default()),
         };
-        match arg.as_str() {
-            "-a" | "--all" => args.which = Some(Which::All),
-            "-S" | "--stopped" => args.which = Some(Which::Stopped),
-            "-H" | "--no-header" => args.no_header = true,
-            "-t" | "--no-trim" => args.no_trim = true,
-            "-j" | "--json" => args.json = true,
-            "-n" | "--name" => args.smart_name = true,
-            "-1" => {
+        match key.as_str() {
+            "all" => args.which = Some(Which::All),
+            "stopped" => args.which = Some(Which::Stopped),
+            "no-header" => args.no_header = true,
+            "no-trim" => args.no_trim = true,
+            "json" => args.json = true,
+            "name" => args.smart_name = true,
+            "1" => {
                 args.no_header = true;
                 args.output = Some("ctid".to_owned());
             }
-            "-L" | "--list" => args.list_fields = true,
-            "-o" | "--output" => args.output = Some(value(arg)?),
-            "-s" | "--sort" => args.sort = Some(value(arg)?),
-            "-h" | "--hostname" => args.filters.push(("HOSTNAME", value(arg)?)),
-            "-N" | "--name_filter" => args.filters.push(("NAME", value(arg)?)),
-            "-d" | "--description" => args.filters.push(("DESCRIPTION", value(arg)?)),
-            "--help" => return Err(String::new()),
-            other if other.starts_with('-') && other.len() > 1 => {
-                return Err(format!("Invalid option {other}"));
-            }
-            other => args.ctids.push(other.to_owned()),
+            "list" => args.list_fields = true,
+            "output" => args.output = Some(value),
+            "sort" => args.sort = Some(value),
+            "hostname" => args.filters.push(("HOSTNAME", value)),
+            "name_filter" => args.filters.push(("NAME", value)),
+            "description" => args.filters.push(("DESCRIPTION", value)),
+            _ => args.help = true,
         }
     }
     Ok(args)
@@ -61,31 +59,16 @@ fn parse(argv: &[String]) -> Result<Args, String> {
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse(&argv) {
-        Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
+    let outcome = parse(&argv).and_then(|args| {
+        if args.help {
+            return Ok(VZLIST.usage());
         }
-        Err(e) => {
-            eprintln!("{e}\n{USAGE}");
-            return ExitCode::from(1);
-        }
-    };
-    match run(args) {
-        Ok(text) => {
-            // A closed pipe (`vzlist | head`) ends quietly.
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
-    }
+        run(args)
+    });
+    tool::exit(Tool::Vzlist, &VZLIST, outcome)
 }
 
-fn run(args: Args) -> Result<String, String> {
+fn run(args: Args) -> Result<String, ToolError> {
     if args.list_fields {
         return Ok(list::fields::FIELDS
             .iter()
@@ -93,23 +76,22 @@ fn run(args: Args) -> Result<String, String> {
             .collect());
     }
     if !nix::unistd::Uid::effective().is_root() {
-        return Err("This program can only be run under root.".to_owned());
+        return Err(ToolError::NotRoot);
     }
-    let global = GlobalConfig::load().map_err(|e| e.to_string())?;
+    let global = GlobalConfig::load().map_err(CtlError::GlobalConfig)?;
     let mut ctids = Vec::new();
     for arg in &args.ctids {
         ctids.push(
-            Ctid::resolve(arg, &global.names_dir())
-                .map_err(|_| format!("CT ID {arg} is invalid."))?,
+            Ctid::resolve(arg, &global.names_dir()).map_err(|_| ToolError::BadCtid(arg.clone()))?,
         );
     }
     let which = args.which.unwrap_or(if ctids.is_empty() { Which::Running } else { Which::All });
-    let mut rows = list::rows(&global, &ctids, which).map_err(|e| e.to_string())?;
+    let mut rows = list::rows(&global, &ctids, which)?;
     rows.retain(|row| {
         args.filters.iter().all(|(key, pattern)| row.get(key).is_some_and(|v| glob(pattern, v)))
     });
     if !ctids.is_empty() && rows.is_empty() {
-        return Err("Container(s) not found".to_owned());
+        return Err(ToolError::Failed("Container(s) not found".to_owned()));
     }
     let default: Vec<&str> = if args.smart_name {
         let mut d = list::DEFAULT_FIELDS.to_vec();
@@ -127,11 +109,13 @@ fn run(args: Args) -> Result<String, String> {
         None => default,
     };
     if let Some(part) = names.iter().find(|n| args.json && n.contains('.')) {
-        return Err(format!("Field {part} can not be used with -j: use the field without suffix"));
+        return Err(ToolError::Failed(format!(
+            "Field {part} can not be used with -j: use the field without suffix"
+        )));
     }
-    let fields = list::fields(&names)?;
+    let fields = list::fields(&names).map_err(ToolError::Failed)?;
     if let Some(spec) = &args.sort {
-        list::sort(&mut rows, spec)?;
+        list::sort(&mut rows, spec).map_err(ToolError::Failed)?;
     }
     if args.json {
         return Ok(list::render::json(&fields, &rows) + "\n");

@@ -9,61 +9,58 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use vz_ctl::Ve;
+use vz_ctl::cli::tool::{self, ToolArg, VZQUOTA, VZQUOTA_SETLIMIT2};
 use vz_ctl::config::GlobalConfig;
 use vz_ctl::ctid::Ctid;
-use vz_quota::{PrivateArea, QuotaError, QuotaOwner, SecondLevel, SoftLimits, UgidLimit};
-
-const USAGE: &str = "Usage: vzquota [-b] stat|show [-t] <CTID>\n\
-       vzquota setlimit2 <CTID> -u UID|-g GID -b bsoft -B bhard -i isoft -I ihard";
-
-/// A failure: vzquota's exit code and the message.
-type Failure = (u8, String);
+use vz_ctl::error::{CtlError, Tool, ToolError};
+use vz_quota::{PrivateArea, QuotaOwner, SecondLevel, SoftLimits, UgidLimit};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    let outcome = match words.as_slice() {
-        ["setlimit2", id, options @ ..] => setlimit2(id, options).map(|()| String::new()),
-        [first, rest @ ..] => {
-            let batch = *first == "-b";
-            let rest: Vec<&str> = if batch { rest.to_vec() } else { words.clone() };
-            match rest.as_slice() {
-                ["stat" | "show", id] => stat(id, batch, false),
-                ["stat" | "show", "-t", id] | ["stat" | "show", id, "-t"] => stat(id, batch, true),
-                _ => Err((2, USAGE.to_owned())),
-            }
-        }
-        [] => Err((2, USAGE.to_owned())),
+    let outcome = match args.split_first() {
+        Some((command, rest)) if command == "setlimit2" => setlimit2(rest).map(|()| String::new()),
+        _ => stat_command(&args),
     };
-    match outcome {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
+    tool::exit(Tool::Vzquota, &VZQUOTA, outcome)
+}
+
+/// `[-b] stat|show [-t] <CTID>`, or `--help`.
+fn stat_command(args: &[String]) -> Result<String, ToolError> {
+    let (mut batch, mut second_level, mut words) = (false, false, Vec::new());
+    for arg in tool::parse(&VZQUOTA, args)? {
+        match arg {
+            ToolArg::Opt(key, _) if key == "b" => batch = true,
+            ToolArg::Opt(key, _) if key == "t" => second_level = true,
+            ToolArg::Opt(..) => return Ok(VZQUOTA.usage()),
+            ToolArg::Word(word) => words.push(word),
         }
-        Err((code, message)) => {
-            eprintln!("vzquota: {message}");
-            ExitCode::from(code)
-        }
+    }
+    match words.as_slice() {
+        [command, id] if command == "stat" || command == "show" => stat(id, batch, second_level),
+        [] => Err(ToolError::Usage("no command given".into())),
+        [command, ..] => Err(ToolError::Usage(format!("bad command line for {command}"))),
     }
 }
 
 /// The VE's private area and root.
-fn area_of(id: &str) -> Result<(PrivateArea, std::path::PathBuf), Failure> {
-    let global = GlobalConfig::load().map_err(|e| (1, e.to_string()))?;
-    let ctid = Ctid::resolve(id, &global.names_dir()).map_err(|e| (2, e.to_string()))?;
-    let ve = Ve::load(global, ctid).map_err(|e| (1, e.to_string()))?;
-    let private = ve.private().map_err(|e| (1, e.to_string()))?;
-    let root = ve.root().map_err(|e| (1, e.to_string()))?;
-    let area = PrivateArea::open(&private).map_err(|e| (11, e.to_string()))?;
+fn area_of(id: &str) -> Result<(PrivateArea, std::path::PathBuf), ToolError> {
+    let global = GlobalConfig::load().map_err(CtlError::GlobalConfig)?;
+    let ctid =
+        Ctid::resolve(id, &global.names_dir()).map_err(|_| ToolError::BadCtid(id.to_owned()))?;
+    let ve = Ve::load(global, ctid)?;
+    let private = ve.private()?;
+    let root = ve.root()?;
+    let area = PrivateArea::open(&private)
+        .map_err(|source| ToolError::NoQuota { ctid: id.to_owned(), source })?;
     Ok((area, root))
 }
 
-fn stat(id: &str, batch: bool, second_level: bool) -> Result<String, Failure> {
+fn stat(id: &str, batch: bool, second_level: bool) -> Result<String, ToolError> {
     let (area, root) = area_of(id)?;
-    let stat = area.stat(&root).map_err(|e| (1, e.to_string()))?;
+    let stat = area.stat(&root)?;
     let mut text = if batch { stat.batch() } else { stat.to_string() };
     if second_level {
-        let soft = match area.first_level_soft(&root).map_err(|e| (1, e.to_string()))? {
+        let soft = match area.first_level_soft(&root)? {
             SoftLimits::Enforced => "enforced by the kernel (project quota)".to_owned(),
             SoftLimits::Reported { reason } => format!("reported only ({reason})"),
             other => format!("{other:?}"),
@@ -76,8 +73,8 @@ fn stat(id: &str, batch: bool, second_level: bool) -> Result<String, Failure> {
 
 /// `User/group quota: …` and usage per uid and gid (from the kernel where it enforces, from a
 /// walk of the tree otherwise: the numbers are the same files either way).
-fn second_level_report(area: &PrivateArea, root: &std::path::Path) -> Result<String, Failure> {
-    let state = match area.second_level(root).map_err(|e| (1, e.to_string()))? {
+fn second_level_report(area: &PrivateArea, root: &std::path::Path) -> Result<String, ToolError> {
+    let state = match area.second_level(root)? {
         SecondLevel::Off => "off".to_owned(),
         SecondLevel::Enforced => "on,active".to_owned(),
         SecondLevel::Unavailable { reason } => format!("on,inactive ({reason})"),
@@ -87,7 +84,7 @@ fn second_level_report(area: &PrivateArea, root: &std::path::Path) -> Result<Str
     let Ok(usage) = area.ugid_usage(root) else { return Ok(text) };
     // OpenVZ's counters: ids with files (every one is loaded: the kernel tracks them all).
     let ids = usage.by_uid.len() + usage.by_gid.len();
-    let limit = area.ugid_limit().map_err(|e| (1, e.to_string()))?;
+    let limit = area.ugid_limit()?;
     let _ = writeln!(text, "Ugids: loaded {ids}, total {ids}, limit {limit}");
     let exceeded = if limit > 0 && ids as u64 > limit { "yes" } else { "no" };
     let _ = writeln!(text, "Ugid limit was exceeded: {exceeded}");
@@ -99,33 +96,33 @@ fn second_level_report(area: &PrivateArea, root: &std::path::Path) -> Result<Str
     Ok(text)
 }
 
-fn setlimit2(id: &str, options: &[&str]) -> Result<(), Failure> {
-    let usage = || (2, USAGE.to_owned());
+fn setlimit2(args: &[String]) -> Result<(), ToolError> {
+    let usage = || ToolError::Usage("setlimit2 needs a CTID, -u UID or -g GID, and limits".into());
     let mut owner = None;
     let mut limit = UgidLimit::default();
-    let mut rest = options.iter();
-    while let (Some(flag), Some(value)) = (rest.next(), rest.next()) {
-        let number: u64 =
-            value.parse().map_err(|_| (2, format!("bad value {value} for {flag}")))?;
-        let id = || u32::try_from(number).map_err(|_| (2, format!("bad id {value}")));
-        match *flag {
-            "-u" => owner = Some(QuotaOwner::User(id()?)),
-            "-g" => owner = Some(QuotaOwner::Group(id()?)),
-            "-b" => limit.blocks_soft = number,
-            "-B" => limit.blocks_hard = number,
-            "-i" => limit.inodes_soft = number,
-            "-I" => limit.inodes_hard = number,
-            _ => return Err(usage()),
+    let mut words = Vec::new();
+    for arg in tool::parse(&VZQUOTA_SETLIMIT2, args)? {
+        let (flag, value) = match arg {
+            ToolArg::Word(word) => {
+                words.push(word);
+                continue;
+            }
+            ToolArg::Opt(flag, value) => (flag, value.unwrap_or_default()),
+        };
+        let number: u64 = value
+            .parse()
+            .map_err(|_| ToolError::Usage(format!("bad value {value} for -{flag}")))?;
+        let id = || u32::try_from(number).map_err(|_| ToolError::Usage(format!("bad id {value}")));
+        match flag.as_str() {
+            "u" => owner = Some(QuotaOwner::User(id()?)),
+            "g" => owner = Some(QuotaOwner::Group(id()?)),
+            "b" => limit.blocks_soft = number,
+            "B" => limit.blocks_hard = number,
+            "i" => limit.inodes_soft = number,
+            _ => limit.inodes_hard = number,
         }
     }
-    if !options.len().is_multiple_of(2) {
-        return Err(usage());
-    }
-    let owner = owner.ok_or_else(usage)?;
+    let ([id], Some(owner)) = (words.as_slice(), owner) else { return Err(usage()) };
     let (area, root) = area_of(id)?;
-    area.set_ugid_limits(&root, owner, limit).map_err(|e| match e {
-        // "running but ugid quota inactive".
-        QuotaError::SecondLevelUnavailable { .. } => (9, e.to_string()),
-        other => (1, other.to_string()),
-    })
+    Ok(area.set_ugid_limits(&root, owner, limit)?)
 }

@@ -1,5 +1,8 @@
-//! The table of vzctl's options: which command takes which option, and whether it takes a
-//! value. The parser, `--help` and the compatibility tests read this one table.
+//! The table of vzctl's commands and options: which command takes which option, its value
+//! syntax, the CTID.conf key it sets and its help. The parser (`parse.rs`), `vzctl --help` and
+//! `vzctl <command> --help`, the man pages and the shell completions (`doc.rs`) read these
+//! tables; a new command is a [`Cmd`] variant and a [`COMMANDS`] row, a new option one
+//! [`OPTIONS`] row.
 
 /// A vzctl command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,467 +35,196 @@ pub enum Cmd {
     Runscript,
 }
 
+/// A command's row: its words, its arguments after the CTID, and what it does.
+#[derive(Debug)]
+pub struct CmdDef {
+    /// The command.
+    pub cmd: Cmd,
+    /// The word on the command line; the first is the canonical one.
+    pub words: &'static [&'static str],
+    /// Positional arguments after the CTID and the options (`COMMAND [ARG...]`), or "".
+    pub args: &'static str,
+    /// What it does, one sentence.
+    pub help: &'static str,
+    /// Whether OpenVZ takes the CT lock for it (not for exec, enter, status).
+    pub locks: bool,
+}
+
+use Cmd::*;
+
+/// Every command, in the order of `vzctl --help` and the man page.
+#[rustfmt::skip]
+pub const COMMANDS: &[CmdDef] = &[
+    CmdDef { cmd: Create, words: &["create"], args: "", locks: true, help: "Creates a container: its private area from a template cache and CTID.conf from a sample configuration." },
+    CmdDef { cmd: Destroy, words: &["destroy", "delete"], args: "", locks: true, help: "Removes a stopped container's private area and renames its configuration to CTID.conf.destroyed." },
+    CmdDef { cmd: Start, words: &["start"], args: "", locks: true, help: "Mounts the container, sets its limits and network, and starts its init." },
+    CmdDef { cmd: Stop, words: &["stop"], args: "", locks: true, help: "Asks the container's init to power off, then kills what remains, and unmounts it." },
+    CmdDef { cmd: Restart, words: &["restart"], args: "", locks: true, help: "Stops the container if it runs, then starts it." },
+    CmdDef { cmd: Status, words: &["status"], args: "", locks: false, help: "Prints CTID <id> <exist|deleted> <mounted|unmounted> <running|down>." },
+    CmdDef { cmd: Mount, words: &["mount"], args: "", locks: true, help: "Mounts the container's private area at its root." },
+    CmdDef { cmd: Umount, words: &["umount"], args: "", locks: true, help: "Unmounts the container's root." },
+    CmdDef { cmd: Set, words: &["set"], args: "", locks: true, help: "Changes settings at once on a running container and, with --save, in CTID.conf." },
+    CmdDef { cmd: Exec, words: &["exec"], args: "COMMAND [ARG...]", locks: false, help: "Runs a command line in the container through /bin/sh -c; exit 8 when it fails." },
+    CmdDef { cmd: Exec2, words: &["exec2"], args: "COMMAND [ARG...]", locks: false, help: "Like exec, but exits with the command's own exit status." },
+    CmdDef { cmd: Enter, words: &["enter"], args: "", locks: false, help: "Opens a root shell in the container on a pty of its own devpts." },
+    CmdDef { cmd: Runscript, words: &["runscript"], args: "SCRIPT", locks: true, help: "Runs a script of the host inside the container (mounted if it is stopped)." },
+];
+
 impl Cmd {
     /// The command named `word` on the command line.
     pub fn from_word(word: &str) -> Option<Cmd> {
-        Some(match word {
-            "create" => Cmd::Create,
-            "destroy" | "delete" => Cmd::Destroy,
-            "start" => Cmd::Start,
-            "stop" => Cmd::Stop,
-            "restart" => Cmd::Restart,
-            "status" => Cmd::Status,
-            "mount" => Cmd::Mount,
-            "umount" => Cmd::Umount,
-            "set" => Cmd::Set,
-            "exec" => Cmd::Exec,
-            "exec2" => Cmd::Exec2,
-            "enter" => Cmd::Enter,
-            "runscript" => Cmd::Runscript,
-            _ => return None,
-        })
+        COMMANDS.iter().find(|c| c.words.contains(&word)).map(|c| c.cmd)
+    }
+
+    /// The command's row of [`COMMANDS`].
+    pub fn def(self) -> &'static CmdDef {
+        COMMANDS.iter().find(|c| c.cmd == self).unwrap_or(&COMMANDS[0])
+    }
+
+    /// The canonical word of the command.
+    pub fn name(self) -> &'static str {
+        self.def().words[0]
     }
 
     /// Whether OpenVZ takes the CT lock for this command (not for exec, enter, status).
     pub fn takes_lock(self) -> bool {
-        !matches!(self, Cmd::Exec | Cmd::Exec2 | Cmd::Enter | Cmd::Status)
+        self.def().locks
     }
 }
 
-/// One option: its canonical name, other spellings, whether it takes a value, and the
-/// commands that accept it.
+/// The flags accepted before the command: name (without dashes) and help.
+pub const GLOBAL_FLAGS: &[(&str, &str)] = &[
+    ("quiet", "no console output"),
+    ("verbose", "more console output (may be repeated)"),
+    ("skiplock", "do not take the container's lock"),
+    ("version", "print the version and exit"),
+    ("help", "print this help (after a command: that command's help)"),
+];
+
+/// One option: its canonical name, other spellings, its value syntax, the commands that
+/// accept it, the CTID.conf key it sets, and its help.
 #[derive(Debug)]
 pub struct OptDef {
     /// Canonical long name, without dashes.
     pub name: &'static str,
     /// Other long names OpenVZ accepts.
     pub aliases: &'static [&'static str],
-    /// Whether a value follows (`--opt value` or `--opt=value`).
-    pub takes_value: bool,
+    /// The one-letter form (`-k` for `--kmemsize`, OpenVZ's `PARAM_LINE`).
+    pub short: Option<char>,
+    /// The value's syntax (`BARRIER[:LIMIT]`, `yes|no`); `None` for a flag. A value follows
+    /// as `--opt value` or `--opt=value` (`-k value` or `-kvalue`).
+    pub value: Option<&'static str>,
     /// Commands that accept it.
     pub commands: &'static [Cmd],
+    /// The CTID.conf key it sets, if it is saved.
+    pub key: Option<&'static str>,
     /// One line of help.
     pub help: &'static str,
 }
 
-use Cmd::*;
+impl OptDef {
+    /// Whether a value follows.
+    pub fn takes_value(&self) -> bool {
+        self.value.is_some()
+    }
+
+    /// The fixed choices of its value (`yes|no` → yes, no), if its syntax is a list of words.
+    pub fn choices(&self) -> Vec<&'static str> {
+        let Some(syntax) = self.value else { return Vec::new() };
+        let words: Vec<&str> = syntax.split('|').collect();
+        let plain = |w: &&str| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase());
+        if words.len() > 1 && words.iter().all(plain) { words } else { Vec::new() }
+    }
+
+    const fn takes(mut self, syntax: &'static str) -> OptDef {
+        self.value = Some(syntax);
+        self
+    }
+
+    const fn key(mut self, key: &'static str) -> OptDef {
+        self.key = Some(key);
+        self
+    }
+
+    const fn alias(mut self, aliases: &'static [&'static str]) -> OptDef {
+        self.aliases = aliases;
+        self
+    }
+
+    const fn short(mut self, letter: char) -> OptDef {
+        self.short = Some(letter);
+        self
+    }
+}
+
+/// A flag of `commands`; `.takes(syntax)` makes it take a value.
+const fn opt(name: &'static str, commands: &'static [Cmd], help: &'static str) -> OptDef {
+    OptDef { name, aliases: &[], short: None, value: None, commands, key: None, help }
+}
 
 /// Every option of every command.
+#[rustfmt::skip]
 pub const OPTIONS: &[OptDef] = &[
-    OptDef {
-        name: "ostemplate",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Create],
-        help: "template cache to create from",
-    },
-    OptDef {
-        name: "config",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Create],
-        help: "sample config ve-NAME.conf-sample",
-    },
-    OptDef {
-        name: "layout",
-        aliases: &["ve_layout", "velayout"],
-        takes_value: true,
-        commands: &[Create],
-        help: "simfs | ploop (an ext4 image on a loop device)",
-    },
-    OptDef {
-        name: "private",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Create],
-        help: "VE_PRIVATE path",
-    },
-    OptDef {
-        name: "root",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Create],
-        help: "VE_ROOT path",
-    },
-    OptDef {
-        name: "ipadd",
-        aliases: &["ip"],
-        takes_value: true,
-        commands: &[Create, Set],
-        help: "IP address (stored in IP_ADDRESS)",
-    },
-    OptDef {
-        name: "ipdel",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "IP address to remove, or all",
-    },
-    OptDef {
-        name: "netif_add",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "veth interface ifname[,mac,host_ifname,host_mac,bridge]",
-    },
-    OptDef {
-        name: "netif_del",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "veth interface to remove (ifname), or all",
-    },
-    OptDef {
-        name: "diskspace",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Create, Set],
-        help: "disk space soft[:hard] in KB, suffixes allowed",
-    },
-    OptDef {
-        name: "diskinodes",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Create, Set],
-        help: "inodes soft[:hard]",
-    },
-    OptDef {
-        name: "quotatime",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "grace period over the soft disk limits, seconds",
-    },
-    OptDef {
-        name: "quotaugidlimit",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "second-level (per user/group) quota records; 0 turns it off",
-    },
-    OptDef {
-        name: "hostname",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Create, Set],
-        help: "host name of the VE",
-    },
-    OptDef {
-        name: "name",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Create, Set],
-        help: "CT name usable instead of the CTID",
-    },
-    OptDef {
-        name: "description",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Create, Set],
-        help: "free text",
-    },
-    OptDef {
-        name: "wait",
-        aliases: &[],
-        takes_value: false,
-        commands: &[Start, Restart],
-        help: "return when the VE finished booting",
-    },
-    OptDef {
-        name: "force",
-        aliases: &[],
-        takes_value: false,
-        commands: &[Start, Restart],
-        help: "start even if disabled",
-    },
-    OptDef {
-        name: "skip-fsck",
-        aliases: &[],
-        takes_value: false,
-        commands: &[Start, Restart],
-        help: "accepted for compatibility",
-    },
-    OptDef {
-        name: "skip-remount",
-        aliases: &[],
-        takes_value: false,
-        commands: &[Start, Restart],
-        help: "accepted for compatibility",
-    },
-    OptDef {
-        name: "fast",
-        aliases: &[],
-        takes_value: false,
-        commands: &[Stop, Restart],
-        help: "kill at once, no clean shutdown",
-    },
-    OptDef {
-        name: "skip-umount",
-        aliases: &[],
-        takes_value: false,
-        commands: &[Stop, Restart],
-        help: "leave VE_ROOT mounted",
-    },
-    OptDef {
-        name: "reset_ub",
-        aliases: &[],
-        takes_value: false,
-        commands: &[Set],
-        help: "put every beancounter of CTID.conf into effect again (alone)",
-    },
-    OptDef {
-        name: "save",
-        aliases: &[],
-        takes_value: false,
-        commands: &[Set],
-        help: "write the changes to CTID.conf",
-    },
-    OptDef {
-        name: "setmode",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "restart | ignore",
-    },
-    OptDef {
-        name: "nameserver",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "DNS server address or inherit",
-    },
-    OptDef {
-        name: "searchdomain",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "DNS search domain or inherit",
-    },
-    OptDef { name: "onboot", aliases: &[], takes_value: true, commands: &[Set], help: "yes | no" },
-    OptDef {
-        name: "disabled",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "yes | no",
-    },
-    OptDef {
-        name: "userpasswd",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "user:password",
-    },
-    OptDef {
-        name: "kmemsize",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "lockedpages",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "privvmpages",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "shmpages",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "numproc",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "physpages",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "vmguarpages",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "oomguarpages",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "numtcpsock",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "numflock",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "numpty",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "numsiginfo",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "tcpsndbuf",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "tcprcvbuf",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "othersockbuf",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "dgramrcvbuf",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "numothersock",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "dcachesize",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "numfile",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "numiptent",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "avnumproc",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "swappages",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "beancounter barrier[:limit]",
-    },
-    OptDef {
-        name: "ram",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "VSwap RAM limit in bytes (suffixes allowed)",
-    },
-    OptDef {
-        name: "swap",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "VSwap swap limit in bytes (suffixes allowed)",
-    },
-    OptDef {
-        name: "vm_overcommit",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "VSwap: privvmpages = (ram + swap) x this ratio (0: unlimited)",
-    },
-    OptDef {
-        name: "cpuunits",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "CPU weight 8-500000",
-    },
-    OptDef {
-        name: "cpulimit",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "CPU limit N (% of one CPU), N% (of the node) or Nm (MHz)",
-    },
-    OptDef {
-        name: "cpus",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "number of CPUs the VE may use (0 = all)",
-    },
-    OptDef {
-        name: "cpumask",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Set],
-        help: "CPUs the VE may run on: list or all",
-    },
-    OptDef {
-        name: "exec",
-        aliases: &[],
-        takes_value: true,
-        commands: &[Enter],
-        help: "command to run in the shell",
-    },
+    opt("ostemplate", &[Create], "template cache to create from").takes("NAME").key("OSTEMPLATE"),
+    opt("config", &[Create], "sample config ve-NAME.conf-sample").takes("NAME").key("ORIGIN_SAMPLE"),
+    opt("layout", &[Create], "simfs (a directory) or ploop (an ext4 image on a loop device)").takes("simfs|ploop").key("VE_LAYOUT").alias(&["ve_layout", "velayout"]),
+    opt("private", &[Create], "VE_PRIVATE path").takes("PATH").key("VE_PRIVATE"),
+    opt("root", &[Create], "VE_ROOT path").takes("PATH").key("VE_ROOT"),
+    opt("ipadd", &[Create, Set], "IP address (stored in IP_ADDRESS)").takes("IP[/MASK]").key("IP_ADDRESS").alias(&["ip"]),
+    opt("ipdel", &[Set], "IP address to remove, or all").takes("IP|all").key("IP_ADDRESS"),
+    opt("netif_add", &[Set], "veth interface ifname[,mac,host_ifname,host_mac,bridge]").takes("IFNAME[,MAC,HOST_IFNAME,HOST_MAC,BRIDGE]").key("NETIF"),
+    opt("netif_del", &[Set], "veth interface to remove (ifname), or all").takes("IFNAME|all").key("NETIF"),
+    opt("diskspace", &[Create, Set], "disk space soft[:hard] in KB, suffixes allowed").takes("SOFT[:HARD]").key("DISKSPACE"),
+    opt("diskinodes", &[Create, Set], "inodes soft[:hard]").takes("SOFT[:HARD]").key("DISKINODES"),
+    opt("quotatime", &[Set], "grace period over the soft disk limits, seconds").takes("SECONDS").key("QUOTATIME"),
+    opt("quotaugidlimit", &[Set], "second-level (per user/group) quota records; 0 turns it off").takes("N").key("QUOTAUGIDLIMIT"),
+    opt("hostname", &[Create, Set], "host name of the VE").takes("NAME").key("HOSTNAME"),
+    opt("name", &[Create, Set], "CT name usable instead of the CTID").takes("NAME").key("NAME"),
+    opt("description", &[Create, Set], "free text").takes("TEXT").key("DESCRIPTION"),
+    opt("wait", &[Start, Restart], "return when the VE finished booting"),
+    opt("force", &[Start, Restart], "start even if disabled"),
+    opt("skip-fsck", &[Start, Restart], "accepted for compatibility"),
+    opt("skip-remount", &[Start, Restart], "accepted for compatibility"),
+    opt("fast", &[Stop, Restart], "kill at once, no clean shutdown"),
+    opt("skip-umount", &[Stop, Restart], "leave VE_ROOT mounted"),
+    opt("reset_ub", &[Set], "put every beancounter of CTID.conf into effect again (alone)"),
+    opt("save", &[Set], "write the changes to CTID.conf"),
+    opt("setmode", &[Set], "restart: apply settings that need a restart by restarting; ignore: only save them").takes("restart|ignore"),
+    opt("nameserver", &[Set], "DNS server address or inherit").takes("IP|inherit").key("NAMESERVER"),
+    opt("searchdomain", &[Set], "DNS search domain or inherit").takes("DOMAIN|inherit").key("SEARCHDOMAIN"),
+    opt("onboot", &[Set], "start the VE at boot").takes("yes|no").key("ONBOOT"),
+    opt("disabled", &[Set], "refuse to start the VE (unless --force)").takes("yes|no").key("DISABLED"),
+    opt("userpasswd", &[Set], "set a user's password in the VE (never saved)").takes("USER:PASSWORD"),
+    opt("kmemsize", &[Set], "beancounter: kernel memory, bytes").takes("BARRIER[:LIMIT]").key("KMEMSIZE").short('k'),
+    opt("lockedpages", &[Set], "beancounter: memory locked with mlock, pages").takes("BARRIER[:LIMIT]").key("LOCKEDPAGES").short('l'),
+    opt("privvmpages", &[Set], "beancounter: allocated memory, pages").takes("BARRIER[:LIMIT]").key("PRIVVMPAGES"),
+    opt("shmpages", &[Set], "beancounter: IPC shared memory, pages").takes("BARRIER[:LIMIT]").key("SHMPAGES"),
+    opt("numproc", &[Set], "beancounter: processes and threads").takes("BARRIER[:LIMIT]").key("NUMPROC").short('p'),
+    opt("physpages", &[Set], "beancounter: RAM, pages").takes("BARRIER[:LIMIT]").key("PHYSPAGES"),
+    opt("vmguarpages", &[Set], "beancounter: memory guaranteed for allocation, pages").takes("BARRIER[:LIMIT]").key("VMGUARPAGES"),
+    opt("oomguarpages", &[Set], "beancounter: memory guaranteed against the OOM killer, pages").takes("BARRIER[:LIMIT]").key("OOMGUARPAGES"),
+    opt("numtcpsock", &[Set], "beancounter: TCP sockets").takes("BARRIER[:LIMIT]").key("NUMTCPSOCK"),
+    opt("numflock", &[Set], "beancounter: file locks").takes("BARRIER[:LIMIT]").key("NUMFLOCK").short('f'),
+    opt("numpty", &[Set], "beancounter: pseudo-terminals").takes("BARRIER[:LIMIT]").key("NUMPTY").short('t'),
+    opt("numsiginfo", &[Set], "beancounter: queued signal structures").takes("BARRIER[:LIMIT]").key("NUMSIGINFO").short('i'),
+    opt("tcpsndbuf", &[Set], "beancounter: TCP send buffers, bytes").takes("BARRIER[:LIMIT]").key("TCPSNDBUF"),
+    opt("tcprcvbuf", &[Set], "beancounter: TCP receive buffers, bytes").takes("BARRIER[:LIMIT]").key("TCPRCVBUF").short('b'),
+    opt("othersockbuf", &[Set], "beancounter: other socket send buffers, bytes").takes("BARRIER[:LIMIT]").key("OTHERSOCKBUF"),
+    opt("dgramrcvbuf", &[Set], "beancounter: datagram receive buffers, bytes").takes("BARRIER[:LIMIT]").key("DGRAMRCVBUF"),
+    opt("numothersock", &[Set], "beancounter: sockets other than TCP").takes("BARRIER[:LIMIT]").key("NUMOTHERSOCK"),
+    opt("dcachesize", &[Set], "beancounter: dentry and inode caches, bytes").takes("BARRIER[:LIMIT]").key("DCACHESIZE").short('x'),
+    opt("numfile", &[Set], "beancounter: open files").takes("BARRIER[:LIMIT]").key("NUMFILE").short('n'),
+    opt("numiptent", &[Set], "beancounter: netfilter entries").takes("BARRIER[:LIMIT]").key("NUMIPTENT").short('e'),
+    opt("avnumproc", &[Set], "beancounter: expected average number of processes").takes("BARRIER[:LIMIT]").key("AVNUMPROC"),
+    opt("swappages", &[Set], "beancounter: swap, pages").takes("BARRIER[:LIMIT]").key("SWAPPAGES"),
+    opt("ram", &[Set], "VSwap RAM limit in bytes (suffixes allowed)").takes("BYTES").key("PHYSPAGES"),
+    opt("swap", &[Set], "VSwap swap limit in bytes (suffixes allowed)").takes("BYTES").key("SWAPPAGES"),
+    opt("vm_overcommit", &[Set], "VSwap: privvmpages = (ram + swap) x this ratio (0: unlimited)").takes("RATIO").key("VM_OVERCOMMIT"),
+    opt("cpuunits", &[Set], "CPU weight 8-500000").takes("N").key("CPUUNITS"),
+    opt("cpulimit", &[Set], "CPU limit N (% of one CPU), N% (of the node) or Nm (MHz)").takes("N[%|m]").key("CPULIMIT"),
+    opt("cpus", &[Set], "number of CPUs the VE may use (0 = all)").takes("N").key("CPUS"),
+    opt("cpumask", &[Set], "CPUs the VE may run on: list or all").takes("CPUS|all").key("CPUMASK"),
+    opt("exec", &[Enter], "command to run in the shell").takes("COMMAND"),
 ];
 
 /// The option named `name` (canonical or alias) for `cmd`.
@@ -502,25 +234,14 @@ pub fn find(cmd: Cmd, name: &str) -> Option<&'static OptDef> {
         .find(|o| (o.name == name || o.aliases.contains(&name)) && o.commands.contains(&cmd))
 }
 
-/// vzctl's one-letter spellings of beancounter options (`PARAM_LINE` of OpenVZ's vzctl):
-/// `-k 10M` is `--kmemsize 10M`.
-pub const SHORT_OPTIONS: &[(char, &str)] = &[
-    ('k', "kmemsize"),
-    ('l', "lockedpages"),
-    ('p', "numproc"),
-    ('f', "numflock"),
-    ('t', "numpty"),
-    ('i', "numsiginfo"),
-    ('b', "tcprcvbuf"),
-    ('n', "numfile"),
-    ('x', "dcachesize"),
-    ('e', "numiptent"),
-];
-
 /// The option `-<letter>` of `cmd`, if it has one.
 pub fn find_short(cmd: Cmd, letter: char) -> Option<&'static OptDef> {
-    let (_, name) = SHORT_OPTIONS.iter().find(|(c, _)| *c == letter)?;
-    find(cmd, name)
+    OPTIONS.iter().find(|o| o.short == Some(letter) && o.commands.contains(&cmd))
+}
+
+/// The options of `cmd`, in table order.
+pub fn options_of(cmd: Cmd) -> impl Iterator<Item = &'static OptDef> {
+    OPTIONS.iter().filter(move |o| o.commands.contains(&cmd))
 }
 
 #[cfg(test)]
@@ -535,17 +256,20 @@ mod tests {
         assert!(find(Set, "save").is_some());
         assert_eq!(find_short(Set, 'k').unwrap().name, "kmemsize");
         assert!(find_short(Start, 'k').is_none() && find_short(Set, 'z').is_none());
-        for (_, name) in SHORT_OPTIONS {
-            assert!(find(Set, name).is_some_and(|o| o.takes_value), "{name}");
+        for o in OPTIONS.iter().filter(|o| o.short.is_some()) {
+            assert!(o.takes_value(), "{}", o.name);
         }
-        assert!(find(Set, "numproc").is_some_and(|o| o.takes_value));
+        assert!(find(Set, "numproc").is_some_and(OptDef::takes_value));
         assert!(find(Create, "cpuunits").is_none());
+        assert_eq!(find(Set, "onboot").unwrap().choices(), ["yes", "no"]);
+        assert!(find(Set, "ipdel").unwrap().choices().is_empty());
     }
 
     #[test]
     fn every_resource_option_of_set_is_in_the_table() {
         for r in vz_ubc::Resource::ALL {
-            assert!(find(Set, r.option()).is_some(), "--{}", r.option());
+            let o = find(Set, r.option()).unwrap_or_else(|| panic!("--{}", r.option()));
+            assert_eq!(o.key, Some(r.key()), "--{}", r.option());
         }
         for name in ["ram", "swap", "vm_overcommit", "cpuunits", "cpulimit", "cpus", "cpumask"] {
             assert!(find(Set, name).is_some(), "--{name}");
@@ -553,15 +277,27 @@ mod tests {
     }
 
     #[test]
-    fn every_name_is_unique_per_command() {
-        for a in OPTIONS {
-            for b in OPTIONS {
-                if std::ptr::eq(a, b) {
+    fn every_name_and_letter_is_unique_per_command() {
+        for (i, a) in OPTIONS.iter().enumerate() {
+            for b in &OPTIONS[i + 1..] {
+                if !a.commands.iter().any(|c| b.commands.contains(c)) {
                     continue;
                 }
-                let shared = a.commands.iter().any(|c| b.commands.contains(c));
-                assert!(!(shared && a.name == b.name), "{} twice", a.name);
+                let names = |o: &OptDef| std::iter::once(o.name).chain(o.aliases.iter().copied());
+                assert!(!names(a).any(|n| names(b).any(|m| m == n)), "{} / {}", a.name, b.name);
+                assert!(a.short.is_none() || a.short != b.short, "-{:?}", a.short);
             }
         }
+    }
+
+    #[test]
+    fn every_command_has_one_row_and_its_words_are_unique() {
+        for def in COMMANDS {
+            assert_eq!(def.cmd.def().words, def.words);
+            for word in def.words {
+                assert_eq!(Cmd::from_word(word), Some(def.cmd));
+            }
+        }
+        assert!(!Exec.takes_lock() && Set.takes_lock() && Destroy.name() == "destroy");
     }
 }

@@ -25,6 +25,8 @@ pub enum Action {
     Help,
     /// `--version`.
     Version,
+    /// `vzctl <command> --help` (or `--help` among its options): that command's help.
+    CommandHelp(Cmd),
     /// A command on a CT.
     Run {
         /// The command.
@@ -68,6 +70,10 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
         Cmd::from_word(word).ok_or_else(|| CtlError::Usage(format!("Bad command: {word}")))?;
     let ctid =
         args.next().ok_or_else(|| CtlError::MissingArgument("CT ID missing".into()))?.clone();
+    if ctid == "--help" {
+        inv.action = Action::CommandHelp(cmd);
+        return Ok(inv);
+    }
     let mut options = Vec::new();
     let mut rest = Vec::new();
     let free_form = matches!(cmd, Cmd::Exec | Cmd::Exec2);
@@ -75,6 +81,10 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
         if free_form || !rest.is_empty() || !arg.starts_with('-') || arg == "-" {
             rest.push(arg.clone());
             continue;
+        }
+        if arg == "--help" {
+            inv.action = Action::CommandHelp(cmd);
+            return Ok(inv);
         }
         let (def, name, inline) = match arg.strip_prefix("--") {
             Some(long) => {
@@ -99,7 +109,7 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
         })?;
         let name = def.name;
         let value =
-            match (def.takes_value, inline) {
+            match (def.takes_value(), inline) {
                 (true, Some(v)) => Some(v),
                 (true, None) => Some(args.next().cloned().ok_or_else(|| {
                     CtlError::Usage(format!("option --{name} requires an argument"))
@@ -156,6 +166,17 @@ mod tests {
         assert_eq!(parse_words("set 101 -z 1").unwrap_err().exit_code(), 21);
         assert_eq!(parse_words("start 101 -k 1").unwrap_err().exit_code(), 21);
         assert_eq!(parse_words("set 101 -k").unwrap_err().exit_code(), 20);
+    }
+
+    #[test]
+    fn help_after_a_command_is_that_commands_help() {
+        for words in ["set --help", "set 101 --help", "set 101 --save --help", "destroy --help"] {
+            let inv = parse_words(words).unwrap();
+            assert!(matches!(inv.action, Action::CommandHelp(Cmd::Set | Cmd::Destroy)), "{words}");
+        }
+        let inv = parse_words("exec 101 ls --help").unwrap();
+        let Action::Run { rest, .. } = inv.action else { panic!() };
+        assert_eq!(rest, ["ls", "--help"]);
     }
 
     #[test]

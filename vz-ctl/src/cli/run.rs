@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::defs::Cmd;
+use super::defs::{self, Cmd};
 use super::parse::{Action, Invocation};
 use crate::config::{GlobalConfig, parse_yes_no};
 use crate::ctid::Ctid;
@@ -37,7 +37,7 @@ pub fn run(inv: Invocation) -> Result<u8> {
     } else {
         None
     };
-    let opts = Options(options);
+    let opts = Options { cmd, given: options };
     match cmd {
         Cmd::Create => create::create(&mut ve, &opts.create()?)?,
         Cmd::Destroy => destroy::destroy(&ve)?,
@@ -61,7 +61,7 @@ pub fn run(inv: Invocation) -> Result<u8> {
                 Ok(0) => Ok(0),
                 Ok(code) => Err(CtlError::Exec(format!("Command exited with status {code}"))),
                 Err(CtlError::NotRunning) => Err(CtlError::Exec("Container is not running".into())),
-                Err(e) => Err(CtlError::Exec(e.to_string())),
+                Err(e) => Err(CtlError::Exec(crate::error::chain(&e))),
             };
         }
         Cmd::Exec2 => {
@@ -91,12 +91,28 @@ fn need_command(rest: &[String]) -> Result<Vec<String>> {
 }
 
 /// The parsed options of one command.
-struct Options(Vec<(&'static str, Option<String>)>);
+struct Options {
+    /// The command they were given to.
+    cmd: Cmd,
+    /// (canonical name, value), in command line order.
+    given: Vec<(&'static str, Option<String>)>,
+}
 
 impl Options {
+    /// The options named `name`. The name must be a canonical name of the option table for
+    /// this command: a misspelled one fails the debug build's tests, not silently at run time.
+    fn named(&self, name: &str) -> Vec<&Option<String>> {
+        debug_assert!(
+            defs::find(self.cmd, name).is_some_and(|o| o.name == name),
+            "--{name} is not an option of vzctl {} in cli/defs.rs",
+            self.cmd.name()
+        );
+        self.given.iter().filter(|(n, _)| *n == name).map(|(_, v)| v).collect()
+    }
+
     /// The first value of `name` (OpenVZ: the first occurrence wins).
     fn value(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_deref())
+        self.named(name).first().and_then(|v| v.as_deref())
     }
 
     fn owned(&self, name: &str) -> Option<String> {
@@ -105,11 +121,11 @@ impl Options {
 
     /// Every value of a repeatable option.
     fn all(&self, name: &str) -> Vec<String> {
-        self.0.iter().filter(|(n, _)| *n == name).filter_map(|(_, v)| v.clone()).collect()
+        self.named(name).into_iter().filter_map(Clone::clone).collect()
     }
 
     fn flag(&self, name: &str) -> bool {
-        self.0.iter().any(|(n, _)| *n == name)
+        !self.named(name).is_empty()
     }
 
     fn yes_no(&self, name: &str) -> Result<Option<bool>> {
@@ -150,7 +166,7 @@ impl Options {
 
     fn set(&self) -> Result<set::SetOptions> {
         let reset_ub = self.flag("reset_ub");
-        if reset_ub && self.0.len() > 1 {
+        if reset_ub && self.given.len() > 1 {
             return Err(CtlError::Usage("--reset_ub can not be used with other options".into()));
         }
         let setmode = self.owned("setmode");
@@ -171,7 +187,7 @@ impl Options {
             }
         }
         let mut resources = ResourceChanges::default();
-        for (name, value) in &self.0 {
+        for (name, value) in &self.given {
             if let Some(value) = value.as_deref().filter(|_| is_resource_option(name)) {
                 resources.parse_option(name, value)?;
             }
@@ -201,5 +217,26 @@ impl Options {
             description: self.owned("description"),
             userpasswd: self.all("userpasswd"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every option name the commands read is a canonical name of the table (the debug
+    /// assertion in `Options::named` fails otherwise).
+    #[test]
+    fn every_option_read_is_in_the_table() {
+        let none = |cmd| Options { cmd, given: Vec::new() };
+        none(Cmd::Create).create().unwrap();
+        none(Cmd::Start).start();
+        none(Cmd::Restart).start();
+        none(Cmd::Stop).stop();
+        none(Cmd::Restart).stop();
+        none(Cmd::Set).set().unwrap();
+        assert_eq!(none(Cmd::Enter).value("exec"), None);
+        let set = Options { cmd: Cmd::Set, given: vec![("numproc", Some("10".into()))] };
+        assert!(set.set().is_ok());
     }
 }

@@ -92,7 +92,8 @@ pub fn create(ve: &mut Ve, opts: &CreateOptions) -> Result<()> {
                     reason: e.to_string(),
                 })?
             }
-            None => vz_quota::Layout::Simfs,
+            // OpenVZ 4.x made ploop the default: the layout that enforces disk limits.
+            None => vz_quota::Layout::Image,
         };
     let space = parse_opt(opts.diskspace.clone().or_else(|| get("DISKSPACE")), "diskspace")?;
     let inodes = parse_opt(opts.diskinodes.clone().or_else(|| get("DISKINODES")), "diskinodes")?;
@@ -137,6 +138,9 @@ pub fn create(ve: &mut Ve, opts: &CreateOptions) -> Result<()> {
     file.write_atomic(&conf_path).map_err(CtlError::SaveConfig)?;
     let conf = conf_path.clone();
     undo.push("config", move || std::fs::remove_file(&conf).map_err(|e| e.to_string()));
+    *ve = Ve::load(ve.global.clone(), ve.ctid)?;
+    // The VE's own host id range (LOCAL_UID/LOCAL_GID), recorded from the start.
+    crate::idmap::ensure(ve)?;
     *ve = Ve::load(ve.global.clone(), ve.ctid)?;
     scripts::run_host_script(ve, "vps", "create")?;
     undo.commit();
@@ -212,6 +216,9 @@ fn make_private_area(
     });
     std::fs::create_dir_all(root).op("create VE_ROOT", root)?;
     if layout == vz_quota::Layout::Simfs {
+        if space.is_some() || inodes.is_some() {
+            crate::disk::warn_unenforced(&area);
+        }
         return cache.unpack_to(private).map(drop).map_err(|e| fail(e.into()));
     }
     area.mount(root).map_err(|e| fail(e.into()))?;

@@ -25,7 +25,7 @@ pub fn exec(ve: &Ve, args: &[String]) -> Result<i32> {
         ("TERM".to_owned(), "linux".to_owned()),
         ("PATH".to_owned(), DEFAULT_PATH.to_owned()),
     ];
-    scripts::run_inside(ve, pid, argv, env, vz_ns::TtyMode::Inherit)
+    scripts::run_inside(ve, pid, argv, env, vz_ns::TtyMode::Pipes)
 }
 
 /// Opens a root login shell in the VE on a pty from the VE's own devpts.
@@ -66,7 +66,7 @@ pub fn runscript(ve: &Ve, script: &Path) -> Result<i32> {
         let argv = vec![shell_of(pid), "-c".to_owned(), text.clone()];
         let env =
             vec![("PATH".to_owned(), DEFAULT_PATH.to_owned()), ("HOME".to_owned(), "/".to_owned())];
-        scripts::run_inside(ve, pid, argv, env, vz_ns::TtyMode::Inherit)
+        scripts::run_inside(ve, pid, argv, env, vz_ns::TtyMode::Pipes)
     };
     match ve.init_pid() {
         Ok(pid) => run(pid),

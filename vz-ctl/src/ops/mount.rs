@@ -25,6 +25,7 @@ pub fn mount(ve: &Ve) -> Result<bool> {
         return Ok(false);
     }
     scripts::run_global_then_ct(ve, "premount")?;
+    crate::layout::shield_parents(ve)?;
     std::fs::create_dir_all(&root).op("create VE_ROOT", &root)?;
     let area = vz_quota::PrivateArea::open(&private).map_err(CtlError::Mount)?;
     DiskChanges::from_config(ve)?.sync_unmounted(&area)?;

@@ -117,6 +117,9 @@ pub(crate) fn prepare_init(
 ) -> Result<(vz_ns::InitSpec, vz_quota::PrivateArea, Option<PathBuf>)> {
     let area =
         vz_quota::PrivateArea::open(&ve.private()?).map_err(|e| CtlError::Start(e.into()))?;
+    if ve.get("DISKSPACE").is_some() || ve.get("DISKINODES").is_some() {
+        crate::disk::warn_unenforced(&area);
+    }
     let device = area.mounted_device(root).map_err(|e| CtlError::Start(e.into()))?;
     let quota_device = device.as_deref().map(quota_device).transpose()?.flatten();
     apply_device_rules(cgroup, quota_device.as_ref())?;
@@ -170,18 +173,28 @@ fn init_spec(
     ubc: &vz_ubc::UbcSet,
     quota_device: Option<vz_ns::QuotaDevice>,
 ) -> Result<vz_ns::InitSpec> {
+    let identity = crate::idmap::ensure(ve)?;
+    if identity == crate::idmap::Identity::Privileged {
+        crate::output::warn(format!(
+            "Warning: CT {} is privileged (LOCAL_UID=0): root in it is root on the host; \
+             this is no security boundary",
+            ve.ctid
+        ));
+    }
     Ok(vz_ns::InitSpec {
         root: root.to_owned(),
         hostname: Some(ve.config()?.hostname().unwrap_or("localhost").to_owned()),
         argv: vec!["/sbin/init".to_owned()],
         env: init_env(),
         cgroup_procs: cgroup.procs_files(),
-        caps: scripts::capabilities(ve)?,
+        caps: scripts::capabilities(ve, identity)?,
         devices: vz_ns::default_device_rules(),
         pty_max: vz_ubc::pty_max(ubc),
         rlimits: resources::ve_rlimits(ubc),
         quota_device,
         quotactl_server: None,
+        id_map: identity.id_map(),
+        seccomp: scripts::seccomp(ve)?,
     })
 }
 

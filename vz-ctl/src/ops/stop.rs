@@ -59,7 +59,7 @@ pub fn stop(ve: &Ve, opts: StopOptions) -> Result<()> {
 fn request_halt(ve: &Ve, pid: i32) {
     let env = vec![("PATH".to_owned(), DEFAULT_PATH.to_owned())];
     let argv = vec!["/bin/sh".to_owned(), "-c".to_owned(), "exec halt".to_owned()];
-    match scripts::run_inside(ve, pid, argv, env, vz_ns::TtyMode::Inherit) {
+    match scripts::run_inside(ve, pid, argv, env, vz_ns::TtyMode::Pipes) {
         Ok(0) => {}
         Ok(code) => tracing::warn!("halt in CT {} exited with {code}", ve.ctid),
         Err(e) => tracing::warn!("{e}"),

@@ -8,7 +8,6 @@ use nix::unistd::ForkResult;
 
 use super::ChildPlan;
 use super::sync::{Msg, send};
-use crate::intercept::install_quotactl_filter;
 use crate::rootfs::{self, StepResult};
 use crate::sys;
 
@@ -29,15 +28,28 @@ pub(crate) fn join_cgroups(files: &[std::path::PathBuf]) -> StepResult {
     Ok(())
 }
 
-/// The first child: cgroups, fds, unshare, fork init, report its pid, exit.
-pub(super) fn intermediate(plan: &ChildPlan, status: OwnedFd, go: OwnedFd) -> ! {
+/// The first child: cgroups, fds, namespaces, fork init, report its pid, exit.
+///
+/// A VE with an id map is made by [`super::unprivileged::spawn`]. Without one (a privileged
+/// VE) this process unshares every namespace but the user one and forks the init, which
+/// builds its own mounts.
+pub(super) fn intermediate(
+    plan: &ChildPlan,
+    status: OwnedFd,
+    go: OwnedFd,
+    tree: Option<OwnedFd>,
+) -> ! {
     let result = (|| -> StepResult<i32> {
         join_cgroups(&plan.cgroup_procs)?;
-        sys::close_fds_except(&[status.as_raw_fd(), go.as_raw_fd()])
-            .map_err(|e| format!("close inherited fds: {e}"))?;
+        let mut keep = vec![status.as_raw_fd(), go.as_raw_fd()];
+        keep.extend(tree.as_ref().map(AsRawFd::as_raw_fd));
+        sys::close_fds_except(&keep).map_err(|e| format!("close inherited fds: {e}"))?;
+        if let (Some(map), Some(tree)) = (&plan.id_map, tree) {
+            return super::unprivileged::spawn(plan, &status, &go, map, tree);
+        }
         unshare(VE_NAMESPACES).map_err(|e| format!("unshare namespaces: {e}"))?;
         match sys::fork().map_err(|e| format!("fork init: {e}"))? {
-            ForkResult::Child => init(plan, &status, &go),
+            ForkResult::Child => privileged_init(plan, &status, &go),
             ForkResult::Parent { child } => Ok(child.as_raw()),
         }
     })();
@@ -53,24 +65,47 @@ pub(super) fn intermediate(plan: &ChildPlan, status: OwnedFd, go: OwnedFd) -> ! 
     }
 }
 
-/// The VE's init before exec.
-fn init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
+/// A privileged VE's init: builds its mounts itself, then [`finish_init`].
+fn privileged_init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
     let setup = (|| -> StepResult {
         nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-        rootfs::enter_root(&plan.root, plan.pty_max, plan.quota_device.as_ref())?;
-        if let Some(name) = &plan.hostname {
-            nix::unistd::sethostname(name).map_err(|e| format!("sethostname {name}: {e}"))?;
-        }
-        if plan.intercept_quotactl {
-            // Installed while init still has CAP_SYS_ADMIN; every process of the VE
-            // inherits it. Init keeps no copy of the listener.
-            send(status, &Msg::Listener(install_quotactl_filter()?));
-        }
-        Ok(())
+        let view = rootfs::RootView {
+            root: &plan.root,
+            tree: None,
+            proc: None,
+            id_map: None,
+            pty_max: plan.pty_max,
+            quota_device: plan.quota_device.as_ref(),
+        };
+        rootfs::enter_root(view)?;
+        plan.rlimits.apply()
     })();
     if let Err(message) = setup {
         send(status, &Msg::SetupError(message));
         sys::exit_now(1);
+    }
+    finish_init(plan, status, go)
+}
+
+/// The VE's init in its final namespaces and root: hostname, the seccomp filter (its
+/// quotactl listener to the parent), "ready", wait for "go", capabilities, stdio, exec.
+pub(super) fn finish_init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
+    let setup = (|| -> StepResult<Option<OwnedFd>> {
+        if let Some(name) = &plan.hostname {
+            nix::unistd::sethostname(name).map_err(|e| format!("sethostname {name}: {e}"))?;
+        }
+        // Installed while init still has CAP_SYS_ADMIN (in the VE's user namespace for an
+        // unprivileged VE); every process of the VE inherits it. Init keeps no copy of the
+        // listener.
+        crate::seccomp::install(&plan.seccomp, plan.intercept_quotactl)
+    })();
+    match setup {
+        Ok(Some(listener)) => send(status, &Msg::Listener(listener)),
+        Ok(None) => {}
+        Err(message) => {
+            send(status, &Msg::SetupError(message));
+            sys::exit_now(1);
+        }
     }
     send(status, &Msg::Ready);
     let mut byte = [0_u8; 1];
@@ -88,7 +123,6 @@ fn init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
 }
 
 fn before_exec(plan: &ChildPlan) -> StepResult {
-    plan.rlimits.apply()?;
     plan.caps.restrict_current(plan.last_cap)?;
     stdio_to_dev_null()?;
     sys::reset_signals();

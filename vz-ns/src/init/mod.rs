@@ -3,15 +3,18 @@
 //! lets it exec.
 //!
 //! Shape (for checkpointing with CRIU): a first child joins the VE's cgroups, closes every fd
-//! above 2, unshares mount, uts, ipc, net, pid and cgroup namespaces and forks the VE's init
-//! (pid 1 of the new pid namespace), then exits. Init calls setsid(), builds its mounts,
-//! pivots into the root, sets the hostname, installs the quotactl filter when asked (its
-//! listener travels to the parent over the status channel), says "ready" and waits for
+//! above 2, makes the VE's namespaces (for an unprivileged VE the user namespace first, see
+//! [`crate::userns`]) and forks the VE's init (pid 1 of the new pid namespace), then exits.
+//! Init calls setsid(), builds its mounts as host root, pivots into the root, becomes the
+//! root of the VE's user namespace in a mount namespace of its own (the mounts are locked
+//! then), sets the hostname, installs the seccomp filter (with the quotactl listener, which
+//! travels to the parent over the status channel, when asked), says "ready" and waits for
 //! "go"; then it reduces its capabilities, points stdio at the VE's /dev/null and execs with
 //! a clean environment.
 
 pub(crate) mod child;
 pub(crate) mod sync;
+mod unprivileged;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -26,7 +29,9 @@ use crate::devices::{DeviceRule, QuotaDevice};
 use crate::error::{NsError, Result};
 use crate::exec::ExecPlan;
 use crate::rlimit::{Rlimit, RlimitPlan};
+use crate::seccomp::SeccompPolicy;
 use crate::sys;
+use crate::userns::IdMap;
 use sync::{Msg, Receiver};
 
 /// What the VE's init is and where it runs.
@@ -57,10 +62,16 @@ pub struct InitSpec {
     /// The root file system's device, made as an inert node in the VE's /dev for the quota
     /// tools (the caller adds [`QuotaDevice::rule`] to the cgroup's allowlist).
     pub quota_device: Option<QuotaDevice>,
-    /// A server's [`crate::ListenerInbox`] socket: the VE's processes get a seccomp filter
-    /// that hands their `quotactl(2)` calls to it (see [`crate::SyscallListener`]); `None`
-    /// for no filter.
+    /// A server's [`crate::ListenerInbox`] socket: the VE's seccomp filter hands the
+    /// `quotactl(2)` calls of its processes to it (see [`crate::SyscallListener`]); `None`
+    /// to leave quotactl to the kernel.
     pub quotactl_server: Option<PathBuf>,
+    /// The VE's user namespace map: `Some` for an unprivileged VE (its root is a range of
+    /// host ids, its root file system an idmapped mount of `root`); `None` for a privileged
+    /// VE whose root is the host's root (no security boundary).
+    pub id_map: Option<IdMap>,
+    /// The seccomp policy of every process of the VE.
+    pub seccomp: SeccompPolicy,
 }
 
 /// An init that is set up and waits for [`PendingInit::release`]. Dropping it unreleased
@@ -93,6 +104,8 @@ pub(crate) struct ChildPlan {
     pub(crate) rlimits: RlimitPlan,
     pub(crate) quota_device: Option<QuotaDevice>,
     pub(crate) intercept_quotactl: bool,
+    pub(crate) id_map: Option<IdMap>,
+    pub(crate) seccomp: SeccompPolicy,
 }
 
 /// Makes the VE's init in new namespaces and waits until it is set up (mounts, pivot_root,
@@ -108,17 +121,27 @@ pub(crate) struct ChildPlan {
 /// or tolerate fork in a threaded process (glibc).
 pub fn spawn_init(spec: &InitSpec) -> Result<PendingInit> {
     let plan = prepare(spec)?;
+    // The VE's root as a detached tree, idmapped by the intermediate child once the VE's
+    // user namespace exists; taken here, from the host's mount namespace.
+    let tree = match spec.id_map {
+        Some(_) => Some(
+            sys::open_tree_clone(&spec.root)
+                .map_err(|e| NsError::io("clone the mount tree of", &spec.root, e.into()))?,
+        ),
+        None => None,
+    };
     let (status_r, status_w) = sync::channel()?;
     let (go_r, go_w) = pipe()?;
     match sys::fork().map_err(|e| NsError::sys("fork the VE's init", e))? {
         ForkResult::Child => {
             drop(status_r);
             drop(go_w);
-            child::intermediate(&plan, status_w, go_r)
+            child::intermediate(&plan, status_w, go_r, tree)
         }
         ForkResult::Parent { child } => {
             drop(status_w);
             drop(go_r);
+            drop(tree);
             let mut status = Receiver::new(status_r);
             let server = spec.quotactl_server.as_deref();
             let first = init_pid(&mut status, server);
@@ -141,7 +164,8 @@ fn init_pid(status: &mut Receiver, server: Option<&Path>) -> Result<(i32, bool)>
             Some(Msg::Ready) => ready = true,
             Some(Msg::Listener(fd)) => deliver_listener(server, fd)?,
             Some(Msg::SetupError(message)) => return Err(NsError::Setup { message }),
-            Some(Msg::ExecError(_)) | None => {
+            Some(Msg::ExecError(_) | Msg::Terminal(_) | Msg::Mount(_) | Msg::MountNamespace(_))
+            | None => {
                 return Err(NsError::ChildVanished { what: "the init's pid" });
             }
         }
@@ -186,6 +210,8 @@ fn prepare(spec: &InitSpec) -> Result<ChildPlan> {
         rlimits: RlimitPlan::new(&spec.rlimits)?,
         quota_device: spec.quota_device.clone(),
         intercept_quotactl: spec.quotactl_server.is_some(),
+        id_map: spec.id_map,
+        seccomp: spec.seccomp.clone(),
     })
 }
 

@@ -30,6 +30,12 @@ pub(crate) enum Msg {
     ExecError(String),
     /// The listener of the child's seccomp filter ([`crate::SyscallListener`]).
     Listener(OwnedFd),
+    /// The master of a pty the child opened from the VE's own devpts.
+    Terminal(OwnedFd),
+    /// A detached mount (the VE's proc, made by its pid 1 for the intermediate).
+    Mount(OwnedFd),
+    /// A mount namespace (the VE's, made by the intermediate for its pid 1).
+    MountNamespace(OwnedFd),
 }
 
 /// A connected pair: the parent's receiving end and the children's sending end.
@@ -47,6 +53,9 @@ pub(crate) fn send(fd: impl AsFd, msg: &Msg) {
         Msg::SetupError(text) => (b'E', text.as_bytes().to_vec()),
         Msg::ExecError(text) => (b'X', text.as_bytes().to_vec()),
         Msg::Listener(_) => (b'L', Vec::new()),
+        Msg::Terminal(_) => (b'T', Vec::new()),
+        Msg::Mount(_) => (b'M', Vec::new()),
+        Msg::MountNamespace(_) => (b'N', Vec::new()),
     };
     let payload = &payload[..payload.len().min(MAX_PAYLOAD)];
     let len = u32::try_from(payload.len()).unwrap_or(0);
@@ -55,7 +64,9 @@ pub(crate) fn send(fd: impl AsFd, msg: &Msg) {
     frame.extend_from_slice(&len.to_le_bytes());
     frame.extend_from_slice(payload);
     let fds: Vec<RawFd> = match msg {
-        Msg::Listener(fd) => vec![fd.as_raw_fd()],
+        Msg::Listener(fd) | Msg::Terminal(fd) | Msg::Mount(fd) | Msg::MountNamespace(fd) => {
+            vec![fd.as_raw_fd()]
+        }
         _ => Vec::new(),
     };
     let rights = [ControlMessage::ScmRights(&fds)];
@@ -121,6 +132,9 @@ impl Receiver {
             (b'E', None) => Msg::SetupError(text()),
             (b'X', None) => Msg::ExecError(text()),
             (b'L', Some(fd)) => Msg::Listener(fd),
+            (b'T', Some(fd)) => Msg::Terminal(fd),
+            (b'M', Some(fd)) => Msg::Mount(fd),
+            (b'N', Some(fd)) => Msg::MountNamespace(fd),
             _ => return Err(truncated()),
         }))
     }

@@ -12,6 +12,7 @@
 //! side in a namespace of their own that way.
 
 mod addr;
+mod guard;
 mod route;
 mod venet;
 mod veth;

@@ -10,12 +10,11 @@
 //! Source addresses: the host end has `rp_filter=1` (strict). With host routes only to the
 //! VE's own addresses, an IPv4 packet from the VE with any other source fails the reverse
 //! path check and is dropped, also when addressed to the host itself. IPv6 has no reverse
-//! path filter in the kernel: a VE can send IPv6 packets with a source address it was not
-//! given (replies go elsewhere, so connections fail, but one-way traffic passes). Stopping
-//! that needs a host firewall rule (nftables `fib saddr . iif oif missing drop`), which vz
-//! does not install yet.
+//! path filter in the kernel: the host end drops IPv6 packets whose source is not one of the
+//! VE's addresses (or link-local/unspecified) with an nftables rule ([`super::guard`]), and
+//! has IPv6 off while the VE has no IPv6 address.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
@@ -80,8 +79,10 @@ impl Venet {
             return Err(host_name_taken(name));
         }
         let ve = Netlink::in_netns_of(init_pid)?;
-        let result =
-            make_pair(&host, &ve, name).and_then(|()| add_all(&host, &ve, name, &cfg.addresses));
+        let result = make_pair(&host, &ve, name)
+            .and_then(|()| guard_sources(&host, name, &ipv6_of(&cfg.addresses)))
+            .and_then(|()| add_all(&host, &ve, name, &cfg.addresses))
+            .and_then(|()| guard_sources(&host, name, &[]));
         if result.is_err() {
             // Routes and proxy entries go with the host end; a pair half made goes too.
             let undone =
@@ -105,7 +106,11 @@ impl Venet {
     pub fn add_addresses(init_pid: i32, host_ifname: &str, addrs: &[VeAddr]) -> Result<()> {
         let host = Netlink::host()?;
         let ve = Netlink::in_netns_of(init_pid)?;
-        add_all(&host, &ve, host_ifname, addrs)
+        // Allowed (and IPv6 on) before the routes exist; then exactly what was added.
+        guard_sources(&host, host_ifname, &ipv6_of(addrs))?;
+        let added = add_all(&host, &ve, host_ifname, addrs);
+        guard_sources(&host, host_ifname, &[])?;
+        added
     }
 
     /// Removes addresses from a running VE: proxy entries, host route, the address in the VE.
@@ -124,7 +129,7 @@ impl Venet {
         for a in addrs {
             del_one(&host, &ve, host_idx, ve_idx, a.ip())?;
         }
-        Ok(())
+        guard_sources(&host, host_ifname, &[])
     }
 
     /// The VE's addresses as the host routes them (destinations of host routes to the host
@@ -172,6 +177,7 @@ impl Venet {
             del_proxy_entries(&host, ip)?;
         }
         host.del_link(link.header.index, host_ifname)?;
+        super::guard::remove(host_ifname)?;
         tracing::debug!(host_ifname, "venet removed");
         Ok(())
     }
@@ -210,6 +216,28 @@ fn move_host_end(host: &Netlink, ve: &Netlink, name: &str) -> Result<()> {
         Err(e) if errno(&e) == Some(libc::EEXIST) => Err(host_name_taken(name)),
         r => r.map_err(|e| nl_err("move to the host", format!("{name} ({})", host.ns), e)),
     }
+}
+
+/// Sets the host end's IPv6 source guard to the VE's IPv6 addresses as the host routes
+/// them, and `extra` (addresses about to be added).
+fn guard_sources(host: &Netlink, host_ifname: &str, extra: &[Ipv6Addr]) -> Result<()> {
+    let idx = host.index_of(host_ifname)?;
+    let routed: Vec<IpAddr> = host_routes_to(host, idx)?;
+    let mut v6 = ipv6_in(routed.iter().copied());
+    v6.extend_from_slice(extra);
+    super::guard::venet_ipv6(host_ifname, &v6)
+}
+
+fn ipv6_of(addrs: &[VeAddr]) -> Vec<Ipv6Addr> {
+    ipv6_in(addrs.iter().filter(|a| !a.is_unspecified()).map(VeAddr::ip))
+}
+
+fn ipv6_in(ips: impl Iterator<Item = IpAddr>) -> Vec<Ipv6Addr> {
+    ips.filter_map(|ip| match ip {
+        IpAddr::V6(v6) => Some(v6),
+        IpAddr::V4(_) => None,
+    })
+    .collect()
 }
 
 fn add_all(host: &Netlink, ve: &Netlink, host_ifname: &str, addrs: &[VeAddr]) -> Result<()> {

@@ -88,6 +88,8 @@ pub struct VethSpec {
     pub host_mac: MacAddr,
     /// The bridge the host end joins, if any.
     pub bridge: Option<String>,
+    /// `mac_filter=on`: the host end takes only frames from [`VethSpec::mac`].
+    pub mac_filter: bool,
 }
 
 impl VethSpec {
@@ -147,7 +149,18 @@ impl VethSpec {
         if let Some(b) = &bridge {
             check_ifname("bridge", b)?;
         }
-        Ok(VethSpec { ifname: ifname.to_owned(), mac, host_ifname, host_mac, bridge })
+        let mac_filter = match find("mac_filter") {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(other) => {
+                return Err(NsError::BadNetif {
+                    field: "mac_filter",
+                    value: other.to_owned(),
+                    reason: "not on or off".into(),
+                });
+            }
+        };
+        Ok(VethSpec { ifname: ifname.to_owned(), mac, host_ifname, host_mac, bridge, mac_filter })
     }
 }
 
@@ -160,8 +173,8 @@ fn bad_mac(field: &'static str, value: &str) -> NsError {
 }
 
 /// Parses a `NETIF` value: `;`-separated records of `key=value` pairs. A record without
-/// `host_mac` copies `mac`, as vzctl does when reading the config; unknown keys such as
-/// `mac_filter` are accepted and not kept.
+/// `host_mac` copies `mac`, as vzctl does when reading the config; `mac_filter=on` makes the
+/// host end take only frames from the VE's MAC; unknown keys are accepted and not kept.
 ///
 /// # Errors
 /// [`NsError::BadNetif`] naming the field and record.
@@ -190,7 +203,8 @@ pub fn format_netif(specs: &[VethSpec]) -> String {
         if let Some(b) = &s.bridge {
             r.push_str(&format!(",bridge={b}"));
         }
-        format!("{r},mac={},host_ifname={},host_mac={}", s.mac, s.host_ifname, s.host_mac)
+        let r = format!("{r},mac={},host_ifname={},host_mac={}", s.mac, s.host_ifname, s.host_mac);
+        if s.mac_filter { format!("{r},mac_filter=on") } else { r }
     };
     specs.iter().map(one).collect::<Vec<_>>().join(";")
 }
@@ -239,6 +253,9 @@ impl Veth {
     /// As [`Veth::add`].
     pub fn del(init_pid: i32, spec: &VethSpec) -> Result<()> {
         let host = Netlink::host()?;
+        if spec.mac_filter {
+            super::guard::remove(&spec.host_ifname)?;
+        }
         if let Some(l) = host.link_by_name(&spec.host_ifname)? {
             return host.del_link(l.header.index, &spec.host_ifname);
         }
@@ -262,6 +279,10 @@ fn move_out(ve: &Netlink, spec: &VethSpec) -> Result<()> {
 
 fn host_side(host: &Netlink, spec: &VethSpec, bridge: Option<u32>) -> Result<()> {
     let idx = host.index_of(&spec.host_ifname)?;
+    if spec.mac_filter {
+        // Before the host end comes up: no frame passes unguarded.
+        super::guard::veth_mac(&spec.host_ifname, &spec.mac.to_string())?;
+    }
     let mut set = LinkUnspec::new_with_index(idx).up();
     if let Some(b) = bridge {
         set = set.controller(b);
@@ -285,6 +306,15 @@ mod tests {
         let s = VethSpec::from_netif_add("eth1,00:18:51:AA:BB:CC,,,vmbr0", "7", 0).unwrap();
         assert_eq!((s.host_ifname.as_str(), s.host_mac), ("veth7.1", s.mac));
         assert_eq!(s.bridge.as_deref(), Some("vmbr0"));
+        assert!(!s.mac_filter);
+    }
+
+    #[test]
+    fn mac_filter_is_kept_when_on_and_checked() {
+        let s = &parse_netif("ifname=eth0,mac=00:18:51:00:00:09,mac_filter=on", "5", 0).unwrap()[0];
+        assert!(s.mac_filter);
+        assert!(format_netif(std::slice::from_ref(s)).ends_with(",mac_filter=on"));
+        assert!(parse_netif("ifname=eth0,mac_filter=maybe", "5", 0).is_err());
     }
 
     #[test]

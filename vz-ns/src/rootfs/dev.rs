@@ -12,6 +12,7 @@ use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 
 use super::{StepResult, ensure_dir, mount_flags};
 use crate::devices::QuotaDevice;
+use crate::userns::IdMap;
 
 /// Character devices of the minimal /dev: name, major, minor, mode.
 const NODES: [(&str, u64, u64, u32); 7] = [
@@ -42,19 +43,25 @@ const DEVPTS_MAX: u64 = 1 << 20;
 
 /// Mounts and fills `root/dev`; `pty_max` becomes devpts' `max=`; `quota_device` is made as
 /// a block node only root may look at (the allowlist lets nobody open it).
+///
+/// For an unprivileged VE (`id_map`) the tmpfs and its entries belong to the VE's root and
+/// the ptys to its tty group; the nodes stay usable because the tmpfs is the host's (made
+/// before init joins the VE's user namespace), and only the device allowlist decides.
 pub(super) fn populate(
     root: &Path,
     pty_max: Option<u64>,
     quota_device: Option<&QuotaDevice>,
+    id_map: Option<&IdMap>,
 ) -> StepResult {
     let dev = ensure_dir(root, "dev", 0o755)?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    let owner = owner_options(id_map);
     mount_flags(
         Some("tmpfs"),
         &dev,
         Some("tmpfs"),
         flags,
-        Some("mode=755,size=256k,nr_inodes=512"),
+        Some(&format!("mode=755,size=256k,nr_inodes=512{owner}")),
     )?;
     let console_guarded = guarded_by_device_cgroup();
     for (name, major, minor, mode) in NODES {
@@ -85,16 +92,42 @@ pub(super) fn populate(
             .map_err(|e| format!("symlink {}: {e}", path.display()))?;
     }
     let pts = ensure_dir(&dev, "pts", 0o755)?;
-    mount_flags(Some("devpts"), &pts, Some("devpts"), flags, Some(&devpts_options(pty_max)))?;
+    let tty_gid = id_map.map_or(TTY_GID, |m| m.host_gid(TTY_GID));
+    let pts_options = devpts_options(pty_max, tty_gid);
+    mount_flags(Some("devpts"), &pts, Some("devpts"), flags, Some(&pts_options))?;
     let shm = ensure_dir(&dev, "shm", 0o1777)?;
     let shm_flags = flags | MsFlags::MS_NODEV;
-    mount_flags(Some("tmpfs"), &shm, Some("tmpfs"), shm_flags, Some("mode=1777"))
+    mount_flags(Some("tmpfs"), &shm, Some("tmpfs"), shm_flags, Some(&format!("mode=1777{owner}")))?;
+    if let Some(map) = id_map {
+        chown_entries(&dev, map)?;
+    }
+    Ok(())
 }
 
-/// The devpts mount options: a new instance, its ptmx usable by all, ptys owned by group tty
-/// (gid 5), and `max=` when bounded.
-fn devpts_options(pty_max: Option<u64>) -> String {
-    let mut opts = "newinstance,ptmxmode=0666,mode=0620,gid=5".to_owned();
+/// The tty group (devpts' `gid=`) inside a VE.
+const TTY_GID: u32 = 5;
+
+/// `,uid=…,gid=…` making a tmpfs the VE root's; empty for a privileged VE.
+fn owner_options(id_map: Option<&IdMap>) -> String {
+    id_map.map_or_else(String::new, |m| format!(",uid={},gid={}", m.host_uid(0), m.host_gid(0)))
+}
+
+/// Gives the VE's root the entries of its /dev (made by host root), so it can manage
+/// them as a server's root would; opening a node still goes through the allowlist.
+fn chown_entries(dev: &Path, map: &IdMap) -> StepResult {
+    let entries = std::fs::read_dir(dev).map_err(|e| format!("read {}: {e}", dev.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| format!("read {}: {e}", dev.display()))?.path();
+        std::os::unix::fs::lchown(&path, Some(map.host_uid(0)), Some(map.host_gid(0)))
+            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The devpts mount options: a new instance, its ptmx usable by all, ptys owned by the tty
+/// group (`tty_gid`, as the host numbers it), and `max=` when bounded.
+fn devpts_options(pty_max: Option<u64>, tty_gid: u32) -> String {
+    let mut opts = format!("newinstance,ptmxmode=0666,mode=0620,gid={tty_gid}");
     if let Some(max) = pty_max {
         opts.push_str(&format!(",max={}", max.min(DEVPTS_MAX)));
     }
@@ -118,9 +151,10 @@ mod tests {
 
     #[test]
     fn devpts_max_follows_pty_max_within_the_kernels_bound() {
-        assert_eq!(devpts_options(None), "newinstance,ptmxmode=0666,mode=0620,gid=5");
-        assert!(devpts_options(Some(4)).ends_with(",gid=5,max=4"));
-        assert!(devpts_options(Some(0)).ends_with(",max=0"));
-        assert!(devpts_options(Some(u64::MAX)).ends_with(",max=1048576"));
+        assert_eq!(devpts_options(None, 5), "newinstance,ptmxmode=0666,mode=0620,gid=5");
+        assert!(devpts_options(Some(4), 5).ends_with(",gid=5,max=4"));
+        assert!(devpts_options(Some(0), 5).ends_with(",max=0"));
+        assert!(devpts_options(Some(u64::MAX), 5).ends_with(",max=1048576"));
+        assert!(devpts_options(None, 100_005).ends_with(",gid=100005"));
     }
 }

@@ -8,33 +8,60 @@
 mod dev;
 mod proc;
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::statvfs::{FsFlags, statvfs};
 
 use crate::devices::QuotaDevice;
+use crate::userns::IdMap;
 
 /// Result type of the child's setup steps: the error is the text sent to the parent.
 pub(crate) type StepResult<T = ()> = std::result::Result<T, String>;
 
-/// Builds the VE's mounts under `root` and pivots into it. Afterwards `/` is the VE's root
-/// and the host's mount tree is detached. Must run in a new mount and pid namespace (proc
-/// shows the caller's pid namespace, sysfs its network namespace). `pty_max` bounds the
-/// VE's devpts instance; `quota_device` is made in /dev.
-pub(crate) fn enter_root(
-    root: &Path,
-    pty_max: Option<u64>,
-    quota_device: Option<&QuotaDevice>,
-) -> StepResult {
+/// What the VE's root is made of.
+pub(crate) struct RootView<'a> {
+    /// VE_ROOT, as mounted in the host's mount namespace.
+    pub(crate) root: &'a Path,
+    /// For an unprivileged VE, the idmapped detached copy of `root`'s tree to attach there.
+    pub(crate) tree: Option<OwnedFd>,
+    /// For an unprivileged VE, the detached proc mount its pid 1 made, to attach at /proc.
+    pub(crate) proc: Option<OwnedFd>,
+    /// For an unprivileged VE, its id map (the owner of its /dev, its tty group).
+    pub(crate) id_map: Option<&'a IdMap>,
+    /// The bound of the VE's devpts instance.
+    pub(crate) pty_max: Option<u64>,
+    /// The root file system's device, made in /dev for the quota tools.
+    pub(crate) quota_device: Option<&'a QuotaDevice>,
+}
+
+/// Builds the VE's mounts under `view.root` and pivots into it. Afterwards `/` is the VE's
+/// root and the host's mount tree is detached. Must run in a new mount namespace and the
+/// VE's net namespace (sysfs shows it), in the VE's pid namespace unless `view.proc` brings
+/// a proc mount of it, with host root's privileges.
+pub(crate) fn enter_root(view: RootView<'_>) -> StepResult {
+    let root = view.root;
     mount_flags(None::<&Path>, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
-    bind_root(root)?;
+    // Made on the host's view of the root: host root cannot create files through an
+    // idmapped mount (its uid has no mapping there).
     let proc_dir = ensure_dir(root, "proc", 0o555)?;
-    let nsx = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount_flags(Some("proc"), &proc_dir, Some("proc"), nsx, None)?;
     let sys_dir = ensure_dir(root, "sys", 0o555)?;
+    ensure_dir(root, "dev", 0o755)?;
+    match &view.tree {
+        Some(tree) => crate::sys::attach_tree(tree.as_fd(), root)
+            .map_err(|e| format!("attach the idmapped root at {}: {e}", root.display()))?,
+        None => bind_root(root)?,
+    }
+    drop(view.tree);
+    let nsx = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    match view.proc {
+        Some(proc) => crate::sys::attach_tree(proc.as_fd(), &proc_dir)
+            .map_err(|e| format!("attach the VE's proc at {}: {e}", proc_dir.display()))?,
+        None => mount_flags(Some("proc"), &proc_dir, Some("proc"), nsx, None)?,
+    }
     mount_flags(Some("sysfs"), &sys_dir, Some("sysfs"), nsx | MsFlags::MS_RDONLY, None)?;
-    dev::populate(root, pty_max, quota_device)?;
+    dev::populate(root, view.pty_max, view.quota_device, view.id_map)?;
     proc::mask(root)?;
     proc::restrict_proc_sys(root)?;
     pivot(root)
@@ -42,17 +69,16 @@ pub(crate) fn enter_root(
 
 /// Binds `root` onto itself (recursively: the caller's submounts under VE_ROOT belong to the
 /// VE) and remounts that bind `nodev`, so device nodes among the template's files are dead;
-/// the VE's working nodes live on its own /dev tmpfs. Read-only, nosuid and noexec of the
-/// caller's mount are kept.
+/// the VE's working nodes live on its own /dev tmpfs. Read-only and noexec of the caller's
+/// mount are kept; nosuid is not (the host mounts every private area nosuid for its own
+/// users' sake, and set-uid programs work in the VE).
 fn bind_root(root: &Path) -> StepResult {
     let stat = statvfs(root).map_err(|e| format!("statvfs {}: {e}", root.display()))?;
     mount_flags(Some(root), root, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
     let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NODEV;
-    for (fs, ms) in [
-        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-    ] {
+    for (fs, ms) in
+        [(FsFlags::ST_RDONLY, MsFlags::MS_RDONLY), (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC)]
+    {
         if stat.flags().contains(fs) {
             flags |= ms;
         }

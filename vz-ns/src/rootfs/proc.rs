@@ -8,17 +8,28 @@ use nix::mount::MsFlags;
 
 use super::{StepResult, mount_flags};
 
-/// Files under /proc that show the host kernel's memory, keys, timers and scheduler: hidden
-/// behind the VE's /dev/null.
-const MASKED_FILES: [&str; 4] = ["proc/kcore", "proc/keys", "proc/timer_list", "proc/sched_debug"];
+/// Files under /proc that show the host kernel's memory, keys, timers, scheduler and page
+/// frames: hidden behind the VE's /dev/null.
+const MASKED_FILES: [&str; 7] = [
+    "proc/kcore",
+    "proc/keys",
+    "proc/timer_list",
+    "proc/sched_debug",
+    "proc/kpageflags",
+    "proc/kpagecount",
+    "proc/kpagecgroup",
+];
 
 /// Files under /proc that act on the host kernel when written: bound read-only onto
 /// themselves, so a write fails with EROFS. (A /dev/null bind would not do: a device node
 /// stays writable on a read-only mount, so the write would "succeed" into null.)
 const READ_ONLY_FILES: [&str; 1] = ["proc/sysrq-trigger"];
 
-/// Directories of host hardware, hidden under an empty read-only tmpfs.
-const MASKED_DIRS: [&str; 3] = ["proc/acpi", "proc/scsi", "sys/firmware"];
+/// Directories of host hardware (interrupts, buses, firmware) and of the host's virtual
+/// block devices (loop devices name their backing files: other VEs' images), hidden under
+/// an empty read-only tmpfs.
+const MASKED_DIRS: [&str; 6] =
+    ["proc/acpi", "proc/scsi", "proc/irq", "proc/bus", "sys/firmware", "sys/devices/virtual/block"];
 
 /// /proc/sys entries that belong to the VE's own net, uts and ipc namespaces: writable.
 const WRITABLE_SYSCTLS: [&str; 10] = [

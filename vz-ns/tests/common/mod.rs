@@ -11,7 +11,9 @@ use anyhow::{Context, bail};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use vz_ns::{CapSet, EnterSpec, InitSpec, TtyMode, default_device_rules};
+use std::os::unix::fs::PermissionsExt;
+
+use vz_ns::{CapSet, EnterSpec, IdMap, InitSpec, SeccompPolicy, TtyMode, default_device_rules};
 use vz_tests::TestCgroup;
 
 /// The environment given to init and entered programs in the tests.
@@ -43,6 +45,24 @@ impl BusyboxRoot {
         Ok(this)
     }
 
+    /// A busybox root on an ext4 image on a loop device, mounted `nosuid,nodev` as vz mounts
+    /// a private area (tmpfs cannot be idmapped before Linux 6.3: the kernel lab has 6.1).
+    pub fn new_ext4() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("vz-test-ns-").tempdir()?;
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root)?;
+        let image = dir.path().join("root.img");
+        std::fs::File::create(&image)?.set_len(64 << 20)?;
+        run("mkfs.ext4", &["-q", "-F", &image.to_string_lossy()])?;
+        run(
+            "mount",
+            &["-o", "loop,nosuid,nodev", &image.to_string_lossy(), &root.to_string_lossy()],
+        )?;
+        let this = BusyboxRoot { dir, root };
+        this.fill()?;
+        Ok(this)
+    }
+
     fn fill(&self) -> anyhow::Result<()> {
         for d in ["bin", "sbin", "etc", "tmp", "proc", "sys", "dev", "root"] {
             std::fs::create_dir(self.root.join(d))?;
@@ -54,8 +74,12 @@ impl BusyboxRoot {
                 std::os::unix::fs::symlink("busybox", self.root.join("bin").join(applet))?;
             }
         }
-        std::fs::write(self.root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
-        std::fs::write(self.root.join("etc/group"), "root:x:0:\ntty:x:5:\n")?;
+        std::fs::write(
+            self.root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+        )?;
+        std::fs::write(self.root.join("etc/group"), "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n")?;
+        std::fs::set_permissions(self.root.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
         Ok(())
     }
 
@@ -71,6 +95,15 @@ impl Drop for BusyboxRoot {
         }
         let _ = &self.dir; // removed by TempDir's own drop
     }
+}
+
+/// Runs a host tool, failing with its stderr.
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let out = std::process::Command::new(program).args(args).output()?;
+    if !out.status.success() {
+        bail!("{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
 /// The init of the tests' VEs: busybox sh waiting in `sleep 1000`.
@@ -91,6 +124,8 @@ pub fn init_spec(root: &Path, cgroup_procs: Vec<PathBuf>, argv: &[&str]) -> Init
         rlimits: Vec::new(),
         quota_device: None,
         quotactl_server: None,
+        id_map: None,
+        seccomp: SeccompPolicy::default(),
     }
 }
 
@@ -117,11 +152,33 @@ impl TestVe {
         cgroup: TestCgroup,
         extra: Vec<PathBuf>,
     ) -> anyhow::Result<Self> {
-        let root = BusyboxRoot::new()?;
+        Self::start_on(BusyboxRoot::new()?, hostname, cgroup, extra, None)
+    }
+
+    /// Starts an unprivileged VE: its own user namespace with `map`, on an ext4 root.
+    pub fn start_userns(hostname: &str, map: IdMap) -> anyhow::Result<Self> {
+        let cgroup = TestCgroup::new("pids", "ns")?;
+        Self::start_on(BusyboxRoot::new_ext4()?, hostname, cgroup, Vec::new(), Some(map))
+    }
+
+    fn start_on(
+        root: BusyboxRoot,
+        hostname: &str,
+        cgroup: TestCgroup,
+        extra: Vec<PathBuf>,
+        id_map: Option<IdMap>,
+    ) -> anyhow::Result<Self> {
         let mut cgroup_procs = vec![cgroup.procs()];
         cgroup_procs.extend(extra);
+        let caps = if id_map.is_some() {
+            CapSet::user_namespace_default()
+        } else {
+            CapSet::openvz_default()
+        };
         let spec = InitSpec {
             hostname: Some(hostname.to_owned()),
+            id_map,
+            caps,
             ..init_spec(root.path(), cgroup_procs.clone(), &SLEEPING_INIT)
         };
         let pending = vz_ns::spawn_init(&spec)?;
@@ -139,6 +196,7 @@ impl TestVe {
             tty: TtyMode::Inherit,
             rlimits: Vec::new(),
             quotactl_server: None,
+            seccomp: SeccompPolicy::default(),
         }
     }
 

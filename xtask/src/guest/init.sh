@@ -66,8 +66,14 @@ mount --move /jobshare $R/vzlab || die "cannot move the job share"
 hostname vzlab
 say "root ready at $(cut -d' ' -f1 /proc/uptime) s"
 
-chroot $R /bin/bash /vzlab/run.sh
-say "run.sh exited with $? at $(cut -d' ' -f1 /proc/uptime) s"
-umount $R/vzlab 2>/dev/null
+# switch_root's way, not a plain chroot: the new root is moved onto / and becomes the root of
+# the mount namespace (a chrooted process may not make a user namespace, as vz's VEs need),
+# and the initramfs keeps no mount of its own under it (a proc or sysfs left there would
+# count as "fully visible" and let a VE's root mount a fresh one beside its masked view, as
+# no real host's leftover mounts do). This shell keeps the initramfs as its root and needs
+# nothing from those mounts for the poweroff below.
+umount /proc /sys /dev || die "cannot unmount the initramfs's own proc, sysfs and dev"
+(cd $R && mount --move $R / && exec chroot . /bin/bash /vzlab/run.sh)
+say "run.sh exited with $?"
 sync
 poweroff -f
