@@ -113,3 +113,20 @@ fn set_uid_programs_work_for_the_ves_own_users() -> anyhow::Result<()> {
     ve.sh_ok("su nobody -s /bin/sh -c '/tmp/suid/busybox ping -c1 -W2 127.0.0.1'")?;
     Ok(())
 }
+
+#[test]
+fn a_systemd_ve_gets_its_own_run_lock_and_tmp() -> anyhow::Result<()> {
+    needs!();
+    let ve =
+        TestVe::start_userns_with("vz-test-userns-run", IdMap::new(BASE, BASE + 1)?, |spec| {
+            spec.run_tmpfs = true;
+        })?;
+    let mounts = ve.sh_ok("grep -E ' /(run|run/lock|tmp) ' /proc/mounts")?;
+    for point in [" /run ", " /run/lock ", " /tmp "] {
+        let line = mounts.lines().find(|l| l.contains(point)).unwrap_or_default();
+        assert!(line.contains("tmpfs") && line.contains("nosuid"), "{point}: {mounts}");
+    }
+    // The VE's root owns them (systemd makes its runtime directories there).
+    ve.sh_ok("mkdir /run/systemd && touch /run/lock/x /tmp/y && stat -c %u /run")?;
+    Ok(())
+}

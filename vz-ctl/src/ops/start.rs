@@ -195,7 +195,15 @@ fn init_spec(
         quotactl_server: None,
         id_map: identity.id_map(),
         seccomp: scripts::seccomp(ve)?,
+        run_tmpfs: boots_systemd(root),
     })
+}
+
+/// Whether the VE's `/sbin/init` is systemd (a link whose target names it; the link is read,
+/// never followed, on the host).
+fn boots_systemd(root: &Path) -> bool {
+    std::fs::read_link(root.join("sbin/init"))
+        .is_ok_and(|target| target.to_string_lossy().contains("systemd"))
 }
 
 /// The environment of the VE's init: clean, like a kernel gives init.

@@ -76,6 +76,7 @@ fn privileged_init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
             id_map: None,
             pty_max: plan.pty_max,
             quota_device: plan.quota_device.as_ref(),
+            run_tmpfs: plan.run_tmpfs,
         };
         rootfs::enter_root(view)?;
         plan.rlimits.apply()

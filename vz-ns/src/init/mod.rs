@@ -72,6 +72,8 @@ pub struct InitSpec {
     pub id_map: Option<IdMap>,
     /// The seccomp policy of every process of the VE.
     pub seccomp: SeccompPolicy,
+    /// A tmpfs on /run, /run/lock and /tmp, as systemd expects of a container manager.
+    pub run_tmpfs: bool,
 }
 
 /// An init that is set up and waits for [`PendingInit::release`]. Dropping it unreleased
@@ -106,6 +108,7 @@ pub(crate) struct ChildPlan {
     pub(crate) intercept_quotactl: bool,
     pub(crate) id_map: Option<IdMap>,
     pub(crate) seccomp: SeccompPolicy,
+    pub(crate) run_tmpfs: bool,
 }
 
 /// Makes the VE's init in new namespaces and waits until it is set up (mounts, pivot_root,
@@ -212,6 +215,7 @@ fn prepare(spec: &InitSpec) -> Result<ChildPlan> {
         intercept_quotactl: spec.quotactl_server.is_some(),
         id_map: spec.id_map,
         seccomp: spec.seccomp.clone(),
+        run_tmpfs: spec.run_tmpfs,
     })
 }
 

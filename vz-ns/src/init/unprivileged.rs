@@ -106,6 +106,7 @@ pub(super) fn spawn(
         id_map: Some(map),
         pty_max: plan.pty_max,
         quota_device: plan.quota_device.as_ref(),
+        run_tmpfs: plan.run_tmpfs,
     })?;
     become_ve_root(&userns)?;
     unshare(CloneFlags::CLONE_NEWNS)

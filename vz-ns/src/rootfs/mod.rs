@@ -34,6 +34,8 @@ pub(crate) struct RootView<'a> {
     pub(crate) pty_max: Option<u64>,
     /// The root file system's device, made in /dev for the quota tools.
     pub(crate) quota_device: Option<&'a QuotaDevice>,
+    /// A tmpfs on /run, /run/lock and /tmp (systemd's expectation).
+    pub(crate) run_tmpfs: bool,
 }
 
 /// Builds the VE's mounts under `view.root` and pivots into it. Afterwards `/` is the VE's
@@ -48,6 +50,11 @@ pub(crate) fn enter_root(view: RootView<'_>) -> StepResult {
     let proc_dir = ensure_dir(root, "proc", 0o555)?;
     let sys_dir = ensure_dir(root, "sys", 0o555)?;
     ensure_dir(root, "dev", 0o755)?;
+    let run_dirs = if view.run_tmpfs {
+        Some((ensure_dir(root, "run", 0o755)?, ensure_dir(root, "tmp", 0o1777)?))
+    } else {
+        None
+    };
     match &view.tree {
         Some(tree) => crate::sys::attach_tree(tree.as_fd(), root)
             .map_err(|e| format!("attach the idmapped root at {}: {e}", root.display()))?,
@@ -62,9 +69,27 @@ pub(crate) fn enter_root(view: RootView<'_>) -> StepResult {
     }
     mount_flags(Some("sysfs"), &sys_dir, Some("sysfs"), nsx | MsFlags::MS_RDONLY, None)?;
     dev::populate(root, view.pty_max, view.quota_device, view.id_map)?;
+    if let Some((run, tmp)) = run_dirs {
+        mount_run_tmpfs(&run, &tmp, view.id_map)?;
+    }
     proc::mask(root)?;
     proc::restrict_proc_sys(root)?;
     pivot(root)
+}
+
+/// tmpfs on /run (with /run/lock) and /tmp, the VE root's, `nosuid,nodev`.
+fn mount_run_tmpfs(run: &Path, tmp: &Path, id_map: Option<&IdMap>) -> StepResult {
+    let owner = id_map
+        .map_or_else(String::new, |m| format!(",uid={},gid={}", m.host_uid(0), m.host_gid(0)));
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount_flags(Some("tmpfs"), run, Some("tmpfs"), flags, Some(&format!("mode=755{owner}")))?;
+    let lock = ensure_dir(run, "lock", 0o1777)?;
+    if let Some(map) = id_map {
+        std::os::unix::fs::chown(&lock, Some(map.host_uid(0)), Some(map.host_gid(0)))
+            .map_err(|e| format!("chown {}: {e}", lock.display()))?;
+    }
+    mount_flags(Some("tmpfs"), &lock, Some("tmpfs"), flags, Some(&format!("mode=1777{owner}")))?;
+    mount_flags(Some("tmpfs"), tmp, Some("tmpfs"), flags, Some(&format!("mode=1777{owner}")))
 }
 
 /// Binds `root` onto itself (recursively: the caller's submounts under VE_ROOT belong to the

@@ -126,6 +126,7 @@ pub fn init_spec(root: &Path, cgroup_procs: Vec<PathBuf>, argv: &[&str]) -> Init
         quotactl_server: None,
         id_map: None,
         seccomp: SeccompPolicy::default(),
+        run_tmpfs: false,
     }
 }
 
@@ -152,13 +153,23 @@ impl TestVe {
         cgroup: TestCgroup,
         extra: Vec<PathBuf>,
     ) -> anyhow::Result<Self> {
-        Self::start_on(BusyboxRoot::new()?, hostname, cgroup, extra, None)
+        Self::start_on(BusyboxRoot::new()?, hostname, cgroup, extra, None, |_| {})
     }
 
     /// Starts an unprivileged VE: its own user namespace with `map`, on an ext4 root.
     pub fn start_userns(hostname: &str, map: IdMap) -> anyhow::Result<Self> {
+        Self::start_userns_with(hostname, map, |_| {})
+    }
+
+    /// As [`TestVe::start_userns`], with the spec changed by `customize` first.
+    pub fn start_userns_with(
+        hostname: &str,
+        map: IdMap,
+        customize: impl FnOnce(&mut InitSpec),
+    ) -> anyhow::Result<Self> {
         let cgroup = TestCgroup::new("pids", "ns")?;
-        Self::start_on(BusyboxRoot::new_ext4()?, hostname, cgroup, Vec::new(), Some(map))
+        let root = BusyboxRoot::new_ext4()?;
+        Self::start_on(root, hostname, cgroup, Vec::new(), Some(map), customize)
     }
 
     fn start_on(
@@ -167,6 +178,7 @@ impl TestVe {
         cgroup: TestCgroup,
         extra: Vec<PathBuf>,
         id_map: Option<IdMap>,
+        customize: impl FnOnce(&mut InitSpec),
     ) -> anyhow::Result<Self> {
         let mut cgroup_procs = vec![cgroup.procs()];
         cgroup_procs.extend(extra);
@@ -175,12 +187,13 @@ impl TestVe {
         } else {
             CapSet::openvz_default()
         };
-        let spec = InitSpec {
+        let mut spec = InitSpec {
             hostname: Some(hostname.to_owned()),
             id_map,
             caps,
             ..init_spec(root.path(), cgroup_procs.clone(), &SLEEPING_INIT)
         };
+        customize(&mut spec);
         let pending = vz_ns::spawn_init(&spec)?;
         let handle = pending.release()?;
         Ok(TestVe { init_pid: handle.pid, caps: spec.caps, cgroup_procs, cgroup, root })
@@ -204,9 +217,9 @@ impl TestVe {
     /// that hangs (say, blocked on a device) is killed after a minute, so the test fails and
     /// its guards still clean up, instead of the runner killing the whole test process.
     pub fn sh(&self, script: &str) -> anyhow::Result<(i32, String)> {
-        let out = self.root.path().join("tmp/.out");
+        let out = self.root.path().join("root/.vz-test-out");
         let _ = std::fs::remove_file(&out);
-        let wrapped = format!("exec >/tmp/.out 2>&1; {script}");
+        let wrapped = format!("exec >/root/.vz-test-out 2>&1; {script}");
         let argv = ["timeout", "-s", "KILL", "60", "sh", "-c", &wrapped];
         let code = vz_ns::enter(&self.enter_spec(&argv))?;
         let text =
