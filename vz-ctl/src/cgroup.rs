@@ -11,9 +11,26 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CtlError, Result};
 
-/// The v1 controllers a VE's cgroup is made in, when the host has them.
-const V1_CONTROLLERS: &[&str] =
-    &["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"];
+/// The v1 controllers a VE's cgroup is made in, when the host has them, and the named
+/// hierarchy systemd keeps its own tree in (delegated to a VE's root, see
+/// [`VeCgroup::delegate`]).
+const V1_CONTROLLERS: &[&str] = &[
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "blkio",
+    "pids",
+    SYSTEMD_HIERARCHY,
+];
+
+/// The super option of systemd's named v1 hierarchy.
+const SYSTEMD_HIERARCHY: &str = "name=systemd";
+
+/// The files of a v2 cgroup a delegated subtree's owner writes (systemd's delegation).
+const V2_DELEGATED_FILES: [&str; 3] = ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"];
 
 /// The v2 controllers vz enables for VEs, when the host offers them.
 const V2_CONTROLLERS: &[&str] = &["cpu", "cpuset", "memory", "io", "pids"];
@@ -185,9 +202,13 @@ impl VeCgroup {
         let Some(dir) = dir.or_else(|| self.dirs().first().map(|(_, d)| d.clone())) else {
             return Vec::new();
         };
-        std::fs::read_to_string(dir.join("cgroup.procs"))
-            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
-            .unwrap_or_default()
+        // An init inside may have moved its tasks into cgroups of its own below the VE's.
+        let mut dirs = vec![dir.clone()];
+        subdirs_deepest_first(&dir, &mut dirs);
+        dirs.iter()
+            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+            .collect()
     }
 
     /// Whether the VE has tasks (design.md: a VE runs iff its cgroup has tasks).
@@ -240,13 +261,57 @@ impl VeCgroup {
         Ok(true)
     }
 
-    /// Removes the VE's cgroup directories, waiting for exited tasks to be reaped.
+    /// Gives the VE's root (host ids `uid`, `gid`) the part of its cgroup an init inside
+    /// manages: the directory of systemd's named hierarchy and its files on a v1 host, the
+    /// directory and its `cgroup.procs`, `cgroup.threads` and `cgroup.subtree_control` on v2.
+    /// The limits stay root's files, which the VE cannot write.
+    ///
+    /// # Errors
+    /// [`CtlError::Cgroup`] naming the file that could not be given.
+    pub fn delegate(&self, uid: u32, gid: u32) -> Result<()> {
+        let chown = |path: &Path| {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|source| {
+                CtlError::Cgroup { op: "delegate", path: path.to_owned(), source }
+            })
+        };
+        for (name, dir) in self.dirs() {
+            match name {
+                Some(SYSTEMD_HIERARCHY) => {
+                    chown(&dir)?;
+                    let entries = std::fs::read_dir(&dir).map_err(|source| CtlError::Cgroup {
+                        op: "list",
+                        path: dir.clone(),
+                        source,
+                    })?;
+                    for entry in entries.flatten() {
+                        chown(&entry.path())?;
+                    }
+                }
+                None => {
+                    chown(&dir)?;
+                    for file in V2_DELEGATED_FILES {
+                        chown(&dir.join(file))?;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the VE's cgroup directories (and what an init inside made below them,
+    /// deepest first), waiting for exited tasks to be reaped.
     ///
     /// # Errors
     /// [`CtlError::Cgroup`] for a directory that stays busy or cannot be removed.
     pub fn remove(&self) -> Result<()> {
         let deadline = Instant::now() + REMOVE_TIMEOUT;
+        let mut dirs = Vec::new();
         for (_, dir) in self.dirs() {
+            subdirs_deepest_first(&dir, &mut dirs);
+            dirs.push(dir);
+        }
+        for dir in dirs {
             loop {
                 match std::fs::remove_dir(&dir) {
                     Ok(()) => break,
@@ -263,6 +328,18 @@ impl VeCgroup {
             }
         }
         Ok(())
+    }
+}
+
+/// Every directory below `dir`, children before their parents.
+fn subdirs_deepest_first(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let path = entry.path();
+            subdirs_deepest_first(&path, out);
+            out.push(path);
+        }
     }
 }
 

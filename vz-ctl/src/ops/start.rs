@@ -174,6 +174,9 @@ fn init_spec(
     quota_device: Option<vz_ns::QuotaDevice>,
 ) -> Result<vz_ns::InitSpec> {
     let identity = crate::idmap::ensure(ve)?;
+    if let Some(map) = identity.id_map() {
+        cgroup.delegate(map.host_uid(0), map.host_gid(0))?;
+    }
     if identity == crate::idmap::Identity::Privileged {
         crate::output::warn(format!(
             "Warning: CT {} is privileged (LOCAL_UID=0): root in it is root on the host; \
