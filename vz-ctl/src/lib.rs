@@ -16,6 +16,7 @@ pub mod config;
 pub mod ctid;
 pub mod disk;
 pub mod error;
+pub mod intent;
 pub mod list;
 pub mod lock;
 pub mod logging;

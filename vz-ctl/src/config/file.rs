@@ -55,7 +55,7 @@ impl ConfigFile {
                     if unterminated {
                         warnings.push(warn(WarningKind::Unterminated));
                     }
-                    Some((syntax::canonical_key(key).to_owned(), value.to_owned()))
+                    Some((syntax::canonical_key(key).to_owned(), value.into_owned()))
                 }
             };
             lines.push(Line { text: raw.to_owned(), entry });
@@ -110,7 +110,7 @@ impl ConfigFile {
         let text = syntax::format_entry(key, value);
         let stored = syntax::parse_line(&text);
         let value = match stored {
-            Parsed::Entry { value, .. } => value.to_owned(),
+            Parsed::Entry { value, .. } => value.into_owned(),
             _ => value.to_owned(),
         };
         let new_line = Line { text, entry: Some((key.to_owned(), value)) };
