@@ -100,7 +100,8 @@ impl Intent {
 
     fn write(&self) -> Result<()> {
         let Some(path) = &self.path else { return Ok(()) };
-        let text: String = self.fields.iter().map(|(k, v)| format!("{k}={}\n", escape(v))).collect();
+        let text: String =
+            self.fields.iter().map(|(k, v)| format!("{k}={}\n", escape(v))).collect();
         write_atomic(path, text.as_bytes())
     }
 }
@@ -203,21 +204,24 @@ pub fn pending(global: &GlobalConfig, ctid: Ctid) -> Result<Option<Record>> {
 /// Finishes or undoes what an interrupted operation on `ctid` left (see the module doc), then
 /// removes its record. The caller holds the VE's lock.
 ///
+/// Returns the operation it repaired, if any.
+///
 /// # Errors
 /// Those of the repair; the record is then kept, so the next command tries again.
-pub fn recover(global: &GlobalConfig, ctid: Ctid) -> Result<()> {
+pub fn recover(global: &GlobalConfig, ctid: Ctid) -> Result<Option<String>> {
     if let Some(conf_tmp) = tmp_of(&crate::config::VeConfig::path_for(global, ctid.get()))
         && conf_tmp.exists()
     {
         // A config write that never reached its rename.
         std::fs::remove_file(&conf_tmp).op("remove half-written config", &conf_tmp)?;
     }
-    let Some(record) = pending(global, ctid)? else { return Ok(()) };
+    let Some(record) = pending(global, ctid)? else { return Ok(None) };
     crate::output::say(format!("Recovering from an interrupted {} of CT {ctid}", record.op()));
     tracing::info!("CT {ctid}: recovering an interrupted {}: {record:?}", record.op());
     crate::ops::recover::repair(global, ctid, &record)?;
     let path = path_of(global, ctid);
-    std::fs::remove_file(&path).op("remove intent record", &path)
+    std::fs::remove_file(&path).op("remove intent record", &path)?;
+    Ok(Some(record.op().to_owned()))
 }
 
 /// Makes this process SIGKILL itself if `VZ_TEST_CRASH_AT` names `step` (fault injection for
@@ -314,8 +318,8 @@ mod tests {
         let global = GlobalConfig::load_from(&conf).unwrap();
         let ctid: Ctid = "101".parse().unwrap();
         {
-            let mut outer = Intent::begin(&global, ctid, "start", &[("was_mounted", flag(false))])
-                .unwrap();
+            let mut outer =
+                Intent::begin(&global, ctid, "start", &[("was_mounted", flag(false))]).unwrap();
             outer.note("step", "x").unwrap();
             let inner = Intent::begin(&global, ctid, "mount", &[]).unwrap();
             drop(inner);

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cgroup;
+mod cgroup_mount;
 pub mod cli;
 pub mod config;
 pub mod ctid;

@@ -82,7 +82,8 @@ impl Ve {
     }
 
     fn expanded(&self, key: &'static str, code: u8) -> Result<PathBuf> {
-        let value = self.get(key).filter(|v| !v.is_empty()).ok_or(CtlError::KeyNotSet { key, code })?;
+        let value =
+            self.get(key).filter(|v| !v.is_empty()).ok_or(CtlError::KeyNotSet { key, code })?;
         let path = PathBuf::from(crate::config::expand_veid(value, self.ctid.get()));
         if !path.is_absolute() {
             return Err(CtlError::NotAbsolute { key, path: path.display().to_string(), code });

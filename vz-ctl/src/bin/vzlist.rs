@@ -11,6 +11,9 @@ use vz_ctl::list::{self, Which};
 const USAGE: &str = "Usage: vzlist [-a|-S] [-n] [-H] [-t] [-j] [-o name[,name...] | -1] [-s [-]name]\n\
        [-h pattern] [-N pattern] [-d pattern] [CTID ...]\n       vzlist -L | --list";
 
+/// Whether a VE's row could not be read (vzlist then exits 1 after listing the others).
+static ROW_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 #[derive(Default)]
 struct Args {
     which: Option<Which>,
@@ -76,6 +79,9 @@ fn main() -> ExitCode {
         Ok(text) => {
             // A closed pipe (`vzlist | head`) ends quietly.
             let _ = std::io::stdout().write_all(text.as_bytes());
+            if ROW_FAILED.load(std::sync::atomic::Ordering::Relaxed) {
+                return ExitCode::from(1);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -104,7 +110,13 @@ fn run(args: Args) -> Result<String, String> {
         );
     }
     let which = args.which.unwrap_or(if ctids.is_empty() { Which::Running } else { Which::All });
-    let mut rows = list::rows(&global, &ctids, which).map_err(|e| e.to_string())?;
+    let (mut rows, failed) =
+        list::rows_or_errors(&global, &ctids, which).map_err(|e| e.to_string())?;
+    for (ctid, e) in &failed {
+        // Only this VE's row is missing; the others are listed.
+        eprintln!("vzlist: CT {ctid}: {}", vz_ctl::error::chain(e));
+        ROW_FAILED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     rows.retain(|row| {
         args.filters.iter().all(|(key, pattern)| row.get(key).is_some_and(|v| glob(pattern, v)))
     });

@@ -32,7 +32,12 @@ pub fn run(inv: Invocation) -> Result<u8> {
     // must see the config the previous holder wrote), and repairs what a killed holder left.
     let _lock = if cmd.takes_lock() && !inv.skiplock {
         let lock = Lock::acquire(&global.lock_dir(), ctid, global.lock_wait())?;
-        crate::intent::recover(&global, ctid)?;
+        let recovered = crate::intent::recover(&global, ctid)?;
+        if cmd == Cmd::Destroy && recovered.as_deref() == Some("destroy") {
+            // The interrupted destroy was this command's work; it is done now.
+            say("Container private area was destroyed");
+            return Ok(0);
+        }
         Some(lock)
     } else {
         None
@@ -95,10 +100,7 @@ fn start_recorded(ve: &Ve, opts: start::StartOptions) -> Result<()> {
         &ve.global,
         ve.ctid,
         "start",
-        &[
-            ("was_running", flag(ve.cgroup()?.has_tasks())),
-            ("was_mounted", flag(ve.is_mounted()?)),
-        ],
+        &[("was_running", flag(ve.cgroup()?.has_tasks())), ("was_mounted", flag(ve.is_mounted()?))],
     )?;
     start::start(ve, opts)
 }

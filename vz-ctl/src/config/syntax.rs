@@ -72,7 +72,9 @@ pub(crate) fn parse_line(line: &str) -> Parsed<'_> {
     let rest = rest.trim_start();
     match rest.strip_prefix('"') {
         Some(quoted) => match last_unescaped_quote(quoted) {
-            Some(end) => Parsed::Entry { key, value: unescape(&quoted[..end]), unterminated: false },
+            Some(end) => {
+                Parsed::Entry { key, value: unescape(&quoted[..end]), unterminated: false }
+            }
             None => Parsed::Entry { key, value: unescape(quoted), unterminated: true },
         },
         None => Parsed::Entry { key, value: Cow::Borrowed(rest), unterminated: false },
@@ -280,7 +282,10 @@ mod tests {
         assert_eq!(parse_line("D=\"a\\\"b\""), entry("D", "a\"b"));
         assert_eq!(parse_line("D=\"c:\\dir \\\\ \\$HOME\""), entry("D", "c:\\dir \\ $HOME"));
         assert_eq!(parse_line("D=\"ends with \\\\\""), entry("D", "ends with \\"));
-        assert_eq!(parse_line("D=\"x\\\""), Parsed::Entry { key: "D", value: "x\"".into(), unterminated: true });
+        assert_eq!(
+            parse_line("D=\"x\\\""),
+            Parsed::Entry { key: "D", value: "x\"".into(), unterminated: true }
+        );
         assert_eq!(unrepresentable("a\nb"), Some("line breaks cannot be stored in a config file"));
         assert_eq!(unrepresentable("a$b\"`"), None);
     }

@@ -37,10 +37,7 @@ pub fn destroy(ve: &Ve) -> Result<()> {
         &ve.global,
         ve.ctid,
         "destroy",
-        &[
-            ("private", private.display().to_string()),
-            ("root", root.display().to_string()),
-        ],
+        &[("private", private.display().to_string()), ("root", root.display().to_string())],
     )?;
     remove_all(ve, None)?;
     say("Container private area was destroyed");

@@ -18,8 +18,11 @@ use crate::ve::Ve;
 pub fn repair(global: &GlobalConfig, ctid: Ctid, record: &Record) -> Result<()> {
     // A config that cannot be read must not stop the repair: vz.conf's paths then apply,
     // and create/destroy recorded their own.
-    let ve = Ve::load(global.clone(), ctid)
-        .unwrap_or_else(|_| Ve { ctid, global: global.clone(), config: None });
+    let ve = Ve::load(global.clone(), ctid).unwrap_or_else(|_| Ve {
+        ctid,
+        global: global.clone(),
+        config: None,
+    });
     match record.op() {
         "create" => undo_create(&ve, record),
         "start" if record.flag("was_running", true) => Ok(()),
