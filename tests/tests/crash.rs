@@ -10,7 +10,7 @@
 mod support;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use support::{killed, leftovers, stale_records, status};
 use vz_tests::{Need, VzTree, ok, output_text, require, unique_ctid};
@@ -69,16 +69,18 @@ fn a_create_killed_at_any_step_is_undone_by_the_next_command() {
         assert!(out.contains("Recovering from an interrupted create"), "{step}: {out}");
         assert_eq!(status(&tree, &ctid), "exist unmounted down", "{step}");
         assert_eq!(status(&tree, &name), "exist unmounted down", "{step}: name resolves");
+        let since = SystemTime::now();
         ok(tree.run("vzctl", &["destroy", &ctid]));
-        assert_eq!(leftovers(&tree, &ctid), Vec::<String>::new(), "after {step}");
+        assert_eq!(leftovers(&tree, &ctid, since), Vec::<String>::new(), "after {step}");
     }
     // A destroy as the next command leaves nothing either (there is no VE after the undo).
     let ctid = unique_ctid().to_string();
     crash(&tree, "create:unpacked", &["create", &ctid, "--ostemplate", "busybox"]);
     assert!(!support::mounts_under(&tree.path().join("root")).is_empty(), "killed while mounted");
+    let since = SystemTime::now();
     let out = tree.run("vzctl", &["destroy", &ctid]);
     assert_eq!(out.status.code(), Some(14), "{}", output_text(&out));
-    assert_eq!(leftovers(&tree, &ctid), Vec::<String>::new());
+    assert_eq!(leftovers(&tree, &ctid, since), Vec::<String>::new());
     assert_eq!(std::fs::read_dir(tree.path().join("names")).unwrap().count(), 0);
 }
 
@@ -96,10 +98,11 @@ fn a_start_or_stop_killed_at_any_step_is_repaired_by_the_next_command() {
         assert_eq!(again.status.code(), Some(expected), "{step}: {}", output_text(&again));
         assert_eq!(status(&tree, &ctid), "exist mounted running", "{step}");
         assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "echo", "up"])).trim(), "up");
+        let since = SystemTime::now();
         ok(tree.run("vzctl", &["stop", &ctid]));
         assert_eq!(status(&tree, &ctid), "exist unmounted down", "{step}");
         assert_eq!(stale_records(&tree, &ctid), Vec::<String>::new(), "{step}");
-        assert_eq!(support::cgroups_of(&tree, &ctid), Vec::<std::path::PathBuf>::new());
+        assert_eq!(support::cgroups_of(&tree, &ctid, since), Vec::<std::path::PathBuf>::new());
         assert_eq!(host_links(&tree), Vec::<String>::new(), "{step}: no venet left");
     }
     for step in STOP_STEPS {
@@ -112,8 +115,9 @@ fn a_start_or_stop_killed_at_any_step_is_repaired_by_the_next_command() {
         ok(tree.run("vzctl", &["stop", &ctid]));
         assert_eq!(host_links(&tree), Vec::<String>::new(), "{step}: no venet left");
     }
+    let since = SystemTime::now();
     ok(tree.run("vzctl", &["destroy", &ctid]));
-    assert_eq!(leftovers(&tree, &ctid), Vec::<String>::new());
+    assert_eq!(leftovers(&tree, &ctid, since), Vec::<String>::new());
 }
 
 #[test]
@@ -161,10 +165,11 @@ fn mount_set_and_destroy_killed_at_any_step_are_repaired() {
             ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
             ctid
         };
+        let since = SystemTime::now();
         crash(&tree, step, &["destroy", &ctid]);
         let out = ok(tree.run("vzctl", &["destroy", &ctid]));
         assert!(out.contains("destroyed"), "{step}: {out}");
-        assert_eq!(leftovers(&tree, &ctid), Vec::<String>::new(), "{step}");
+        assert_eq!(leftovers(&tree, &ctid, since), Vec::<String>::new(), "{step}");
         assert!(!tree.path().join(format!("dump/Dump.{ctid}")).exists(), "{step}");
     }
 }
@@ -199,9 +204,11 @@ fn kills_at_arbitrary_instants_leave_a_ve_that_one_command_repairs_or_removes() 
         let create = ["create", &ctid, "--ostemplate", "busybox", "--ipadd", "192.0.2.78"];
         interrupted += usize::from(kill_after(&tree, &create, delay));
         // One command removes whatever the killed create left (14: nothing was left).
+        let since = SystemTime::now();
         let out = tree.run("vzctl", &["destroy", &ctid]);
         assert!(matches!(out.status.code(), Some(0 | 14)), "{delay_ms} ms: {}", output_text(&out));
-        assert_eq!(leftovers(&tree, &ctid), Vec::<String>::new(), "create killed at {delay_ms} ms");
+        let left = leftovers(&tree, &ctid, since);
+        assert_eq!(left, Vec::<String>::new(), "create killed at {delay_ms} ms");
 
         ok(tree.run("vzctl", &create));
         interrupted += usize::from(kill_after(&tree, &["start", &ctid], delay));
@@ -213,8 +220,9 @@ fn kills_at_arbitrary_instants_leave_a_ve_that_one_command_repairs_or_removes() 
         assert_eq!(out.status.code(), Some(0), "{delay_ms} ms: {}", output_text(&out));
         assert_eq!(status(&tree, &ctid), "exist unmounted down", "stop killed at {delay_ms} ms");
         assert_eq!(host_links(&tree), Vec::<String>::new(), "{delay_ms} ms: no venet left");
+        let since = SystemTime::now();
         ok(tree.run("vzctl", &["destroy", &ctid]));
-        assert_eq!(leftovers(&tree, &ctid), Vec::<String>::new(), "{delay_ms} ms");
+        assert_eq!(leftovers(&tree, &ctid, since), Vec::<String>::new(), "{delay_ms} ms");
     }
     // The delays must really interrupt operations, or this test proves nothing.
     assert!(interrupted >= 10, "only {interrupted} of 30 operations were interrupted");
@@ -241,7 +249,11 @@ fn a_start_fails_when_the_init_dies_during_boot() {
     assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
     assert!(output_text(&out).contains("init exited"), "{}", output_text(&out));
     assert_eq!(status(&tree, &ctid), "exist unmounted down");
-    assert!(support::cgroups_of(&tree, &ctid).is_empty());
+    // The failed start removed the cgroup it made.
+    assert_eq!(
+        support::cgroups_of(&tree, &ctid, SystemTime::now()),
+        Vec::<std::path::PathBuf>::new()
+    );
 
     // --wait returns as soon as the init is gone, not after its hour.
     set_init("#!/bin/sh\nsleep 1\nexit 4\n");
@@ -250,6 +262,7 @@ fn a_start_fails_when_the_init_dies_during_boot() {
     assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
     assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
     assert_eq!(status(&tree, &ctid), "exist unmounted down");
+    let since = SystemTime::now();
     ok(tree.run("vzctl", &["destroy", &ctid]));
-    assert_eq!(leftovers(&tree, &ctid), Vec::<String>::new());
+    assert_eq!(leftovers(&tree, &ctid, since), Vec::<String>::new());
 }
