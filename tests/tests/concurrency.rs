@@ -2,6 +2,7 @@
 //! every `set --save`), on many VEs at once (nothing shared interferes: names, cgroups,
 //! locks), and with other mounts of the cgroup hierarchies present.
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+#![allow(clippy::print_stderr, reason = "reports timings to the person running the tests")]
 
 mod support;
 

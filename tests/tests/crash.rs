@@ -6,6 +6,7 @@
 //! there; vz_ctl::intent documents it), and at arbitrary instants (the test kills its own
 //! child after a delay), which lands between the named steps.
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+#![allow(clippy::print_stderr, reason = "reports timings to the person running the tests")]
 
 mod support;
 
