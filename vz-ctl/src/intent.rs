@@ -19,9 +19,19 @@
 //! | destroy | finished: everything the VE has is removed |
 //!
 //! # Fault injection
-//! A test can make vzctl kill itself with SIGKILL at a named step: `VZ_TEST_CRASH_AT=<step>`
-//! (e.g. `create:private-made`; every step is a [`crash_point`] call, the list is in the
-//! crate README). This is only a SIGKILL at a point the code names; nothing else changes.
+//! A test can make vzctl kill itself with SIGKILL at a named step: `VZ_TEST_CRASH_AT=<step>`.
+//! This is only a SIGKILL at a point the code names ([`crash_point`]); nothing else changes.
+//! The steps (`tests/tests/crash.rs` kills at each):
+//!
+//! - `<op>:begin` right after the record is written, for create, start, stop, mount,
+//!   umount, set, destroy (also when nested: `mount:begin` inside a start);
+//! - create: `create:private-made`, `create:mounted` (image layout), `create:unpacked`,
+//!   `create:config-written`;
+//! - start: `mount:mounted`, `start:released` (init runs, record not yet settled),
+//!   `start:settled`;
+//! - stop: `stop:killed`, `stop:cgroup-removed`;
+//! - set: `set:name-linked`, `set:saved`;
+//! - destroy: `destroy:private-removed`, `destroy:config-renamed`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
