@@ -28,7 +28,9 @@ fn sourced(tree: &VzTree, ctid: &str, key: &str) -> String {
 #[test]
 fn twenty_parallel_set_saves_keep_every_value() {
     require!(Need::Root, Need::Loop, Need::Program("/bin/busybox"));
-    let tree = VzTree::new("");
+    // Each set waits for the lock while the others run; on a loaded machine twenty of them
+    // in a row may take longer than the default 10 s.
+    let tree = VzTree::new("LOCK_WAIT=120");
     tree.build_busybox_cache();
     let ctid = unique_ctid().to_string();
     ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
@@ -219,4 +221,46 @@ fn vzctl_under_a_fresh_sys_finds_the_hierarchies() {
     assert!(text.contains("inside"), "{text}");
     ok(tree.run("vzctl", &["stop", &ctid]));
     ok(tree.run("vzctl", &["destroy", &ctid]));
+}
+
+/// The names directory is shared: of several VEs claiming one name at once, exactly one gets
+/// it, the others are told it is taken (131).
+#[test]
+fn one_name_claimed_by_many_ves_at_once_goes_to_one() {
+    require!(Need::Root, Need::Loop, Need::Program("/bin/busybox"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ctids: Vec<String> = (0..8).map(|_| unique_ctid().to_string()).collect();
+    for ctid in &ctids {
+        ok(tree.run("vzctl", &["create", ctid, "--ostemplate", "busybox", "--layout", "simfs"]));
+    }
+    let children: Vec<_> = ctids
+        .iter()
+        .map(|ctid| {
+            tree.cmd("vzctl")
+                .args(["set", ctid, "--name", "contested", "--save"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run vzctl")
+        })
+        .collect();
+    let codes: Vec<Option<i32>> =
+        children.into_iter().map(|c| c.wait_with_output().expect("wait").status.code()).collect();
+    assert_eq!(codes.iter().filter(|c| **c == Some(0)).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| matches!(c, Some(0 | 131))), "{codes:?}");
+    let winner = status(&tree, "contested");
+    assert_eq!(winner, "exist unmounted down");
+    let named: Vec<&String> = ctids
+        .iter()
+        .filter(|c| {
+            std::fs::read_to_string(tree.path().join(format!("conf/{c}.conf")))
+                .unwrap()
+                .contains("NAME=\"contested\"")
+        })
+        .collect();
+    assert_eq!(named.len(), 1, "only the winner saved the name");
+    for ctid in &ctids {
+        ok(tree.run("vzctl", &["destroy", ctid]));
+    }
 }
