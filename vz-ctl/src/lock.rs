@@ -114,10 +114,37 @@ fn remove_stale(lock_dir: &Path, path: &Path) -> Result<bool> {
 
 /// The pid in the lock file at `path` if that process is alive. A lock file being written
 /// (the link is made only after the pid is written, so never) or unparsable counts as dead.
+///
+/// A process that started after the lock file was written is not its holder: the holder died
+/// and its pid was reused.
 fn live_holder(path: &Path) -> Option<u32> {
     let pid = holder(path)?;
     let alive = Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
-    alive.then_some(pid)
+    let written = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let reused = match (started_at(pid), written) {
+        // Start times are known to the boot time's second: allow for it.
+        (Some(started), Some(written)) => started > written + Duration::from_secs(2),
+        _ => false,
+    };
+    (alive && !reused).then_some(pid)
+}
+
+/// When the process `pid` started (boot time plus its start time in clock ticks).
+fn started_at(pid: u32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command: state is the 3rd field of the line, starttime the 22nd.
+    let ticks: u64 = stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    let since_boot = Duration::from_millis(ticks.saturating_mul(1000) / hz);
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(boot) + since_boot)
 }
 
 /// Whether `pid` is a zombie: it has exited and holds nothing any more.
@@ -178,6 +205,19 @@ mod tests {
         let lock = Lock::acquire(dir.path(), "101".parse().unwrap(), NO_WAIT).unwrap();
         assert_eq!(holder(lock.path()), Some(std::process::id()));
         assert!(lock.took_over());
+    }
+
+    #[test]
+    fn a_lock_of_a_reused_pid_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("5.lck");
+        // Our pid, but in a lock file written long before this process started.
+        std::fs::write(&path, format!("{}\n\n", std::process::id())).unwrap();
+        assert_eq!(live_holder(&path), Some(std::process::id()));
+        let old = std::time::SystemTime::now() - Duration::from_secs(86_400 * 365 * 20);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
+        assert_eq!(live_holder(&path), None);
+        assert!(Lock::acquire(dir.path(), "5".parse().unwrap(), NO_WAIT).unwrap().took_over());
     }
 
     #[test]

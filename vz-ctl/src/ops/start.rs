@@ -94,6 +94,9 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     configure(ve, pid, opts.wait)?;
     pending.release().map_err(|e| CtlError::Start(e.into()))?;
     crate::intent::crash_point("start:released");
+    // The fifo is opened at once: the boot may signal on it within milliseconds, and a
+    // reader that opens after the signal never sees it.
+    let fifo = if opts.wait { Some(open_boot_fifo(pid)?) } else { None };
     // An init that dies at once fails the start (and the undo list takes the VE down).
     if let Some(status) = wait_gone(pid, START_GRACE) {
         return Err(init_died(status));
@@ -101,8 +104,8 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     crate::intent::settle();
     crate::intent::crash_point("start:settled");
     say("Container start in progress...");
-    if opts.wait {
-        wait_for_boot(pid)?;
+    if let Some(fifo) = fifo {
+        wait_for_boot(pid, &fifo)?;
         say("Container is started");
     }
     undo.commit();
@@ -277,9 +280,8 @@ fn configure(ve: &Ve, pid: i32, wait: bool) -> Result<()> {
     scripts::run_ve_script(ve, pid, "start")
 }
 
-/// Waits until the VE's boot opens `/.vzfifo` (its rc script touches it when done); fails as
-/// soon as the init is gone.
-fn wait_for_boot(pid: i32) -> Result<()> {
+/// Opens the boot fifo `/.vzfifo` of the VE whose init is `pid`, for [`wait_for_boot`].
+fn open_boot_fifo(pid: i32) -> Result<std::os::fd::OwnedFd> {
     let path = format!("/proc/{pid}/root/{VZFIFO}");
     let fail = |what: String| CtlError::Wait(what);
     // O_NOFOLLOW: the VE owns this name; never follow a link it put there.
@@ -293,6 +295,14 @@ fn wait_for_boot(pid: i32) -> Result<()> {
     if stat.st_mode & libc::S_IFMT != libc::S_IFIFO {
         return Err(fail(format!("{path} is not a fifo")));
     }
+    Ok(fd)
+}
+
+/// Waits until the VE's boot opens `/.vzfifo` (its rc script touches it when done); fails as
+/// soon as the init is gone.
+fn wait_for_boot(pid: i32, fd: &std::os::fd::OwnedFd) -> Result<()> {
+    let path = format!("/proc/{pid}/root/{VZFIFO}");
+    let fail = |what: String| CtlError::Wait(what);
     let deadline = std::time::Instant::now() + WAIT_TIMEOUT;
     let slice = PollTimeout::from(100u8);
     loop {
