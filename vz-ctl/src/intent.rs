@@ -199,13 +199,23 @@ pub fn pending(global: &GlobalConfig, ctid: Ctid) -> Result<Option<Record>> {
         Err(e) => return Err(e).op("read intent record", &path),
     };
     let record = Record::parse(&text);
+    // The writer is alive if its pid runs a process that started before the record was
+    // written (a later one only reuses the pid).
+    let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
     let alive = record
         .get("pid")
         .filter(|p| *p != pid())
-        .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        .and_then(|p| p.parse::<u32>().ok())
+        .and_then(crate::lock::started_at)
+        .zip(written)
+        .is_some_and(|(started, written)| started <= written + std::time::Duration::from_secs(2));
     if alive {
         // Only with --skiplock can a live process hold a record while we hold the lock.
-        tracing::warn!("CT {ctid}: {} by pid {} still in progress", record.op(), pid());
+        tracing::warn!(
+            "CT {ctid}: {} by pid {} still in progress",
+            record.op(),
+            record.get("pid").unwrap_or("?")
+        );
         return Ok(None);
     }
     Ok(Some(record))

@@ -130,7 +130,7 @@ fn live_holder(path: &Path) -> Option<u32> {
 }
 
 /// When the process `pid` started (boot time plus its start time in clock ticks).
-fn started_at(pid: u32) -> Option<std::time::SystemTime> {
+pub(crate) fn started_at(pid: u32) -> Option<std::time::SystemTime> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command: state is the 3rd field of the line, starttime the 22nd.
     let ticks: u64 = stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()?;
