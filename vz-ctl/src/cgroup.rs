@@ -148,11 +148,21 @@ fn unescape_mount(field: &str) -> String {
 }
 
 /// Of several mounts of one hierarchy, the one to use: a mount of the whole hierarchy (root
-/// `/`; a bind of a subtree, such as CRIU's `.criu.cgyard` mounts, is not the hierarchy),
-/// preferably the conventional one under /sys/fs/cgroup, else the first.
+/// `/`; a bind of a subtree, such as a tool's bind of one cgroup, is not the hierarchy),
+/// preferably the conventional one under /sys/fs/cgroup (others, such as CRIU's temporary
+/// `.criu.cgyard` mounts, may vanish at any time), else the first. Only when no mount shows
+/// the whole hierarchy is a subtree at /sys/fs/cgroup taken, as a container without a
+/// cgroup namespace gets from its runtime (its cgroups are made below that subtree).
 fn pick<'a>(candidates: impl Iterator<Item = &'a CgroupMount>) -> Option<&'a CgroupMount> {
-    let whole: Vec<&CgroupMount> = candidates.filter(|m| m.root == "/").collect();
-    whole.iter().find(|m| m.point.starts_with("/sys/fs/cgroup")).or_else(|| whole.first()).copied()
+    let all: Vec<&CgroupMount> = candidates.collect();
+    let conventional = |m: &&&CgroupMount| m.point.starts_with("/sys/fs/cgroup");
+    let whole: Vec<&CgroupMount> = all.iter().copied().filter(|m| m.root == "/").collect();
+    whole
+        .iter()
+        .find(conventional)
+        .or_else(|| whole.first())
+        .or_else(|| all.iter().find(conventional))
+        .copied()
 }
 
 /// The hierarchy a mountinfo text shows, if any (see [`pick`] for several mounts).
@@ -464,6 +474,12 @@ mod tests {
                     91 1 0:36 / /mnt/my\\040pids rw - cgroup cgroup rw,pids\n";
         assert_eq!(v1(parse_mountinfo(text)), [("pids".to_owned(), PathBuf::from("/mnt/my pids"))]);
         assert!(parse_mountinfo("90 1 0:36 /vz /mnt/sub rw - cgroup cgroup rw,pids\n").is_none());
+        // A container's runtime bound its own subtree at the usual place: that is all there is.
+        let text = "90 1 0:36 /docker/x /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n";
+        assert_eq!(
+            v1(parse_mountinfo(text)),
+            [("pids".to_owned(), PathBuf::from("/sys/fs/cgroup/pids"))]
+        );
     }
 
     #[test]
