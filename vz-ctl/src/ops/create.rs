@@ -68,7 +68,12 @@ pub fn create(ve: &mut Ve, opts: &CreateOptions) -> Result<()> {
     let root = PathBuf::from(crate::config::expand_veid(&root_raw, ve.ctid.get()));
     check_absolute("VE_PRIVATE", "private", opts.private.is_some(), &private)?;
     check_absolute("VE_ROOT", "root", opts.root.is_some(), &root)?;
-    for (option, value) in [("hostname", &opts.hostname), ("description", &opts.description)] {
+    for (option, value) in [
+        ("hostname", &opts.hostname),
+        ("description", &opts.description),
+        ("private", &opts.private),
+        ("root", &opts.root),
+    ] {
         if let Some(value) = value {
             super::set::check_value(option, value)?;
         }
