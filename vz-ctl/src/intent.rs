@@ -235,6 +235,12 @@ pub fn recover(global: &GlobalConfig, ctid: Ctid) -> Result<Option<String>> {
         // A config write that never reached its rename.
         std::fs::remove_file(&conf_tmp).op("remove half-written config", &conf_tmp)?;
     }
+    if let Some(tmp) = tmp_of(&path_of(global, ctid))
+        && tmp.exists()
+    {
+        // A record write that never reached its rename: the operation had not begun.
+        std::fs::remove_file(&tmp).op("remove half-written intent record", &tmp)?;
+    }
     let Some(record) = pending(global, ctid)? else { return Ok(None) };
     crate::output::say(format!("Recovering from an interrupted {} of CT {ctid}", record.op()));
     tracing::info!("CT {ctid}: recovering an interrupted {}: {record:?}", record.op());

@@ -53,7 +53,10 @@ impl Lock {
         let mut attempt: u64 = 0;
         loop {
             match std::fs::hard_link(temp.path(), &path) {
-                Ok(()) => return Ok(Lock { path, took_over }),
+                Ok(()) => {
+                    remove_dead_temporaries(lock_dir, ctid, temp.path());
+                    return Ok(Lock { path, took_over });
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(CtlError::LockFailed(e)),
             }
@@ -91,6 +94,23 @@ impl Drop for Lock {
     fn drop(&mut self) {
         if let Err(e) = std::fs::remove_file(&self.path).op("remove lock", &self.path) {
             tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Removes the temporary files `<CTID>.lckXXXXXX` of lock takers that were killed before
+/// they could (they hold a dead pid); `ours` is kept.
+fn remove_dead_temporaries(lock_dir: &Path, ctid: Ctid, ours: &Path) {
+    let prefix = format!("{ctid}.lck");
+    let Ok(entries) = std::fs::read_dir(lock_dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let temporary = name.len() > prefix.len() && name.starts_with(&prefix);
+        if temporary && path != ours && live_holder(&path).is_none() {
+            tracing::debug!("removing {} of a killed lock taker", path.display());
+            let _ = std::fs::remove_file(&path);
         }
     }
 }
@@ -218,6 +238,17 @@ mod tests {
         std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
         assert_eq!(live_holder(&path), None);
         assert!(Lock::acquire(dir.path(), "5".parse().unwrap(), NO_WAIT).unwrap().took_over());
+    }
+
+    #[test]
+    fn temporaries_of_killed_lock_takers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("8.lckAbC123"), "99999999\n\n").unwrap();
+        std::fs::write(dir.path().join("80.lck"), "99999999\n\n").unwrap();
+        let lock = Lock::acquire(dir.path(), "8".parse().unwrap(), NO_WAIT).unwrap();
+        assert!(!dir.path().join("8.lckAbC123").exists());
+        assert!(dir.path().join("80.lck").exists(), "another CT's lock is not touched");
+        drop(lock);
     }
 
     #[test]
