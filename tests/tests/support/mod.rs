@@ -68,14 +68,8 @@ pub(crate) fn leftovers(tree: &VzTree, ctid: &str, since: SystemTime) -> Vec<Str
     left.extend(
         cgroups_of(tree, ctid, since).into_iter().map(|c| format!("cgroup {}", c.display())),
     );
-    for file in [
-        format!("lock/{ctid}.lck"),
-        format!("lock/{ctid}.intent"),
-        format!("conf/{ctid}.conf"),
-        format!("conf/{ctid}.conf.tmp"),
-        format!("root/{ctid}"),
-        format!("private/{ctid}"),
-    ] {
+    left.extend(stale_records(tree, ctid));
+    for file in [format!("conf/{ctid}.conf"), format!("root/{ctid}"), format!("private/{ctid}")] {
         if tree.path().join(&file).symlink_metadata().is_ok() {
             left.push(file);
         }
@@ -83,12 +77,21 @@ pub(crate) fn leftovers(tree: &VzTree, ctid: &str, since: SystemTime) -> Vec<Str
     left
 }
 
-/// The lock and intent records and temporary files left while the VE itself still exists.
+/// The lock and intent records and temporary files left while the VE itself still exists:
+/// anything of the VE in the lock directory, and a half-written config.
 pub(crate) fn stale_records(tree: &VzTree, ctid: &str) -> Vec<String> {
-    [format!("lock/{ctid}.lck"), format!("lock/{ctid}.intent"), format!("conf/{ctid}.conf.tmp")]
+    let mut left: Vec<String> = std::fs::read_dir(tree.path().join("lock"))
         .into_iter()
-        .filter(|f| tree.path().join(f).exists())
-        .collect()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{ctid}.")))
+        .map(|n| format!("lock/{n}"))
+        .collect();
+    if tree.path().join(format!("conf/{ctid}.conf.tmp")).exists() {
+        left.push(format!("conf/{ctid}.conf.tmp"));
+    }
+    left
 }
 
 /// `vzctl status` of the VE, e.g. `exist unmounted down`.
