@@ -1,5 +1,5 @@
 //! Parallel vzctl commands: on one VE (the lock around the whole read-modify-write keeps
-//! every `set --save`), on many VEs at once (nothing shared interferes: names, cgroups,
+//! every `set --save`), on fifty VEs at once (nothing shared interferes: names, cgroups,
 //! locks), and with other mounts of the cgroup hierarchies present.
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
 #![allow(clippy::print_stderr, reason = "reports timings to the person running the tests")]
@@ -85,11 +85,11 @@ fn twenty_parallel_set_saves_keep_every_value() {
 }
 
 #[test]
-fn twenty_ves_live_their_whole_life_in_parallel() {
+fn fifty_ves_live_their_whole_life_in_parallel() {
     require!(Need::Root, Need::Loop, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
     let tree = VzTree::new("");
     tree.build_busybox_cache();
-    let ctids: Vec<String> = (0..20).map(|_| unique_ctid().to_string()).collect();
+    let ctids: Vec<String> = (0..50).map(|_| unique_ctid().to_string()).collect();
     let started = std::time::Instant::now();
     std::thread::scope(|scope| {
         for (i, ctid) in ctids.iter().enumerate() {
@@ -124,7 +124,7 @@ fn twenty_ves_live_their_whole_life_in_parallel() {
             });
         }
     });
-    eprintln!("20 VEs created, started, stopped and destroyed in {:?}", started.elapsed());
+    eprintln!("50 VEs created, started, stopped and destroyed in {:?}", started.elapsed());
     assert_eq!(std::fs::read_dir(tree.path().join("names")).unwrap().count(), 0);
 }
 
