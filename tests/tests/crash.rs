@@ -267,3 +267,26 @@ fn a_start_fails_when_the_init_dies_during_boot() {
     ok(tree.run("vzctl", &["destroy", &ctid]));
     assert_eq!(leftovers(&tree, &ctid, since), Vec::<String>::new());
 }
+
+#[test]
+fn destroy_removes_a_running_mounted_ve_whose_config_is_gone() {
+    require!(Need::Root, Need::Loop, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = cached_tree();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox", "--ipadd", "192.0.2.79"]));
+    ok(tree.run("vzctl", &["start", &ctid]));
+    // The config is lost (an operator's rm, a disk error): the VE runs on, mounted.
+    std::fs::remove_file(tree.path().join(format!("conf/{ctid}.conf"))).unwrap();
+    assert_eq!(status(&tree, &ctid), "deleted mounted running");
+    let since = SystemTime::now();
+    let out = ok(tree.run("vzctl", &["destroy", &ctid]));
+    assert!(out.contains("destroyed"), "{out}");
+    assert_eq!(leftovers(&tree, &ctid, since), Vec::<String>::new());
+    assert_eq!(status(&tree, &ctid), "deleted unmounted down");
+    assert_eq!(host_links(&tree), Vec::<String>::new(), "no venet left");
+    let proxy = Command::new("ip").args(["-n", tree.netns(), "neigh", "show", "proxy"]).output();
+    let proxy = String::from_utf8_lossy(&proxy.expect("ip").stdout).into_owned();
+    assert!(!proxy.contains("192.0.2.79"), "no proxy entry left: {proxy}");
+    // Nothing left to destroy: OpenVZ's "does not exist" (14).
+    assert_eq!(tree.run("vzctl", &["destroy", &ctid]).status.code(), Some(14));
+}
