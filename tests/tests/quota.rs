@@ -15,7 +15,10 @@ fn diskspace_is_enforced_inside_the_ve_only() {
     let blocks: Vec<&str> = stat.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&blocks[2..4], ["102400", "122880"], "{stat}");
     ok(tree.run("vzctl", &["start", &ctid]));
-    let host_before = free_bytes(tree.path());
+    // What the VE's writes can take from the host is what its image allocates (measured on
+    // the image itself, not as the host's free space, which other work changes meanwhile).
+    let image = tree.path().join(format!("private/{ctid}/root.hdd/root.img"));
+    let allocated_before = allocated_bytes(&image);
     let dd = tree.run("vzctl", &["exec2", &ctid, "dd if=/dev/zero of=/fill bs=1M count=300"]);
     assert_ne!(dd.status.code(), Some(0), "writing past the limit fails");
     // Where the kernel enforces the soft limit, the sample's QUOTATIME 0 stops the writer at
@@ -26,10 +29,16 @@ fn diskspace_is_enforced_inside_the_ve_only() {
     let size_kb: u64 = df.split_whitespace().nth(1).unwrap().parse().unwrap();
     // ext4 keeps its journal and inode tables inside the image: df shows less than the limit.
     assert!((60_000..=122_880).contains(&size_kb), "df in the VE shows its limit: {df}");
-    let host_after = free_bytes(tree.path());
+    let allocated_after = allocated_bytes(&image);
+    let image_size = std::fs::metadata(&image).unwrap().len();
+    assert_eq!(image_size, 122_880 << 10, "the image is as large as the hard limit");
     assert!(
-        host_before.saturating_sub(host_after) < 160 << 20,
-        "the host's file system is untouched"
+        allocated_after <= image_size + (1 << 20),
+        "the host gives the VE no more than its image: {allocated_after} bytes allocated"
+    );
+    assert!(
+        allocated_after.saturating_sub(allocated_before) < 160 << 20,
+        "the 300 MB write stopped inside the image ({allocated_before} -> {allocated_after})"
     );
     let full = ok(tree.run("vzquota", &["stat", &ctid]));
     let used: u64 = full
@@ -107,14 +116,11 @@ fn install_host_program(root: &std::path::Path, program: &str) {
 }
 
 /// Free bytes of the file system holding `path`, from `df`.
-fn free_bytes(path: &std::path::Path) -> u64 {
-    let out = std::process::Command::new("df")
-        .args(["-B1", "--output=avail"])
-        .arg(path)
-        .output()
-        .expect("run df");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().nth(1).and_then(|l| l.trim().parse().ok()).expect("df prints the free bytes")
+/// The bytes the host's file system allocated to `file` (its blocks, not its length).
+fn allocated_bytes(file: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(file).unwrap_or_else(|e| panic!("stat {}: {e}", file.display()));
+    meta.blocks() * 512
 }
 
 #[test]

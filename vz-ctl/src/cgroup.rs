@@ -65,49 +65,145 @@ impl Hierarchy {
         Ok(DETECTED.get_or_init(|| hierarchy).clone())
     }
 
-    /// Reads the hierarchy from `/proc/self/mountinfo`.
+    /// Reads the hierarchy from `/proc/self/mountinfo`; when no cgroup is mounted in this
+    /// mount namespace (e.g. under `ip netns exec`, which mounts a fresh /sys), mounts the
+    /// hierarchies this process is in at /sys/fs/cgroup and reads again.
     fn read_mountinfo() -> Result<Hierarchy> {
         let path = Path::new("/proc/self/mountinfo");
-        let text = std::fs::read_to_string(path).map_err(|source| CtlError::Cgroup {
-            op: "read",
+        let read = || {
+            std::fs::read_to_string(path).map_err(|source| CtlError::Cgroup {
+                op: "read",
+                path: path.to_owned(),
+                source,
+            })
+        };
+        if let Some(hierarchy) = parse_mountinfo(&read()?) {
+            return Ok(hierarchy);
+        }
+        let mounted = crate::cgroup_mount::mount_own_hierarchies();
+        if let Some(hierarchy) = parse_mountinfo(&read()?) {
+            return Ok(hierarchy);
+        }
+        let why = match mounted {
+            Ok(()) => "the kernel lists no cgroup hierarchy for this process".to_owned(),
+            Err(e) => e,
+        };
+        Err(CtlError::Cgroup {
+            op: "find a cgroup hierarchy in",
             path: path.to_owned(),
-            source,
-        })?;
-        let mut v1 = Vec::new();
-        let mut v2 = None;
-        let mut unified = None;
-        for line in text.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
-            let mount_point = left.split(' ').nth(4).unwrap_or_default();
-            let mut right = right.split(' ');
-            let fstype = right.next().unwrap_or_default();
-            let super_opts = right.nth(1).unwrap_or_default();
-            match fstype {
-                "cgroup" => {
-                    for opt in super_opts.split(',') {
-                        if V1_CONTROLLERS.contains(&opt) {
-                            v1.push((opt.to_owned(), PathBuf::from(mount_point)));
-                        }
-                    }
-                }
-                "cgroup2" if mount_point == "/sys/fs/cgroup" => v2 = Some(mount_point.into()),
-                "cgroup2" => unified = Some(PathBuf::from(mount_point)),
-                _ => {}
+            source: std::io::Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no cgroup or cgroup2 file system is mounted in this mount namespace, \
+                     and mounting them at /sys/fs/cgroup failed: {why}"
+                ),
+            ),
+        })
+    }
+}
+
+/// One cgroup mount of mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CgroupMount {
+    /// The hierarchy's directory the mount shows (`/` for the whole hierarchy).
+    root: String,
+    /// Where it is mounted.
+    point: PathBuf,
+    /// `cgroup2`, or the v1 controllers (and `name=`) of its super options.
+    v2: bool,
+    controllers: Vec<String>,
+}
+
+/// The cgroup mounts of a mountinfo text, mount points unescaped.
+fn cgroup_mounts(text: &str) -> Vec<CgroupMount> {
+    let mut mounts = Vec::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let left: Vec<&str> = left.split(' ').collect();
+        let (Some(root), Some(point)) = (left.get(3), left.get(4)) else { continue };
+        let mut right = right.split(' ');
+        let fstype = right.next().unwrap_or_default();
+        let super_opts = right.nth(1).unwrap_or_default();
+        let v2 = match fstype {
+            "cgroup" => false,
+            "cgroup2" => true,
+            _ => continue,
+        };
+        mounts.push(CgroupMount {
+            root: unescape_mount(root),
+            point: PathBuf::from(unescape_mount(point)),
+            v2,
+            controllers: if v2 {
+                Vec::new()
+            } else {
+                super_opts.split(',').map(str::to_owned).collect()
+            },
+        });
+    }
+    mounts
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, and so on).
+fn unescape_mount(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
             }
         }
-        // A hybrid host's cgroup2 tree holds no controller vz uses, but cgroup programs
-        // (vz-ubc's socket limits) attach there: VEs get a directory in it too.
-        if let Some(mount) = unified.filter(|_| !v1.is_empty()) {
-            v1.push((UNIFIED.to_owned(), mount));
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Of several mounts of one hierarchy, the one to use: a mount of the whole hierarchy (root
+/// `/`; a bind of a subtree, such as a tool's bind of one cgroup, is not the hierarchy),
+/// preferably the conventional one under /sys/fs/cgroup (others, such as CRIU's temporary
+/// `.criu.cgyard` mounts, may vanish at any time), else the first. Only when no mount shows
+/// the whole hierarchy is a subtree at /sys/fs/cgroup taken, as a container without a
+/// cgroup namespace gets from its runtime (its cgroups are made below that subtree).
+fn pick<'a>(candidates: impl Iterator<Item = &'a CgroupMount>) -> Option<&'a CgroupMount> {
+    let all: Vec<&CgroupMount> = candidates.collect();
+    let conventional = |m: &&&CgroupMount| m.point.starts_with("/sys/fs/cgroup");
+    let whole: Vec<&CgroupMount> = all.iter().copied().filter(|m| m.root == "/").collect();
+    whole
+        .iter()
+        .find(conventional)
+        .or_else(|| whole.first())
+        .or_else(|| all.iter().find(conventional))
+        .copied()
+}
+
+/// The hierarchy a mountinfo text shows, if any (see [`pick`] for several mounts).
+fn parse_mountinfo(text: &str) -> Option<Hierarchy> {
+    let mounts = cgroup_mounts(text);
+    let mut v1 = Vec::new();
+    for controller in V1_CONTROLLERS {
+        let of = mounts.iter().filter(|m| !m.v2 && m.controllers.iter().any(|c| c == controller));
+        if let Some(mount) = pick(of) {
+            v1.push(((*controller).to_owned(), mount.point.clone()));
         }
-        match (v2, v1.is_empty()) {
-            (Some(root), _) => Ok(Hierarchy::V2(root)),
-            (None, false) => Ok(Hierarchy::V1(v1)),
-            (None, true) => Err(CtlError::Cgroup {
-                op: "find a cgroup hierarchy in",
-                path: path.to_owned(),
-                source: std::io::Error::from(ErrorKind::NotFound),
-            }),
+    }
+    let v2 = pick(mounts.iter().filter(|m| m.v2));
+    match (v1.is_empty(), v2) {
+        // A pure v2 host: its controllers are in the cgroup2 tree.
+        (true, Some(v2)) => Some(Hierarchy::V2(v2.point.clone())),
+        (true, None) => None,
+        (false, v2) => {
+            // A hybrid host's cgroup2 tree holds no controller vz uses, but cgroup programs
+            // (vz-ubc's socket limits) attach there: VEs get a directory in it too.
+            if let Some(v2) = v2 {
+                v1.push((UNIFIED.to_owned(), v2.point.clone()));
+            }
+            Some(Hierarchy::V1(v1))
         }
     }
 }
@@ -405,4 +501,74 @@ fn write(path: &Path, value: &str) -> Result<()> {
         path: path.to_owned(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    fn v1(h: Option<Hierarchy>) -> Vec<(String, PathBuf)> {
+        match h {
+            Some(Hierarchy::V1(list)) => list,
+            other => panic!("not v1: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_hybrid_host_has_v1_controllers_and_the_unified_tree() {
+        let list = v1(parse_mountinfo(HYBRID));
+        assert_eq!(
+            list,
+            [
+                ("cpu".to_owned(), PathBuf::from("/sys/fs/cgroup/cpu")),
+                ("pids".to_owned(), PathBuf::from("/sys/fs/cgroup/pids")),
+                (UNIFIED.to_owned(), PathBuf::from("/sys/fs/cgroup/unified")),
+            ]
+        );
+    }
+
+    #[test]
+    fn other_mounts_of_a_hierarchy_and_subtree_binds_are_not_chosen() {
+        // CRIU's yard first, a bind of a subtree, then the real mounts.
+        let text = format!(
+            "90 1 0:36 / /tmp/.criu.cgyard.X/pids rw - cgroup cgroup rw,pids\n\
+             91 1 0:36 /vz/101 /mnt/ve\\040pids rw - cgroup cgroup rw,pids\n\
+             92 1 0:38 /sub /mnt/v2 rw - cgroup2 cgroup2 rw\n{HYBRID}"
+        );
+        let list = v1(parse_mountinfo(&text));
+        assert!(list.contains(&("pids".to_owned(), PathBuf::from("/sys/fs/cgroup/pids"))));
+        assert!(list.contains(&(UNIFIED.to_owned(), PathBuf::from("/sys/fs/cgroup/unified"))));
+        // Only elsewhere: the whole-hierarchy mount wherever it is, never the subtree bind.
+        let text = "90 1 0:36 /vz /mnt/sub rw - cgroup cgroup rw,pids\n\
+                    91 1 0:36 / /mnt/my\\040pids rw - cgroup cgroup rw,pids\n";
+        assert_eq!(v1(parse_mountinfo(text)), [("pids".to_owned(), PathBuf::from("/mnt/my pids"))]);
+        assert!(parse_mountinfo("90 1 0:36 /vz /mnt/sub rw - cgroup cgroup rw,pids\n").is_none());
+        // A container's runtime bound its own subtree at the usual place: that is all there is.
+        let text = "90 1 0:36 /docker/x /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n";
+        assert_eq!(
+            v1(parse_mountinfo(text)),
+            [("pids".to_owned(), PathBuf::from("/sys/fs/cgroup/pids"))]
+        );
+    }
+
+    #[test]
+    fn pure_v2_anywhere_and_nothing_at_all() {
+        let text = "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert!(
+            matches!(parse_mountinfo(text), Some(Hierarchy::V2(p)) if p == Path::new("/sys/fs/cgroup"))
+        );
+        let text = "30 1 0:26 / /run/cg rw - cgroup2 cgroup2 rw\n";
+        assert!(
+            matches!(parse_mountinfo(text), Some(Hierarchy::V2(p)) if p == Path::new("/run/cg"))
+        );
+        assert!(parse_mountinfo("23 1 0:21 / /sys rw - sysfs sysfs rw\n").is_none());
+    }
 }

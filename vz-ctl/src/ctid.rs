@@ -90,6 +90,13 @@ pub fn set_name(names_dir: &Path, name: &str, conf_path: &Path) -> Result<()> {
         return Err(CtlError::Name(format!("Error: invalid name {name}")));
     }
     let link = names_dir.join(name);
+    std::fs::create_dir_all(names_dir).op("create names directory", names_dir)?;
+    // The names directory is shared by all VEs: claiming a name (and replacing a stale
+    // link) is done under an flock of it, so two VEs never both get one name.
+    let dir = std::fs::File::open(names_dir).op("open names directory", names_dir)?;
+    let _guard = nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| std::io::Error::from(errno))
+        .op("lock names directory", names_dir)?;
     if let Ok(existing) = std::fs::read_link(&link) {
         if existing == conf_path {
             return Ok(());
@@ -102,7 +109,6 @@ pub fn set_name(names_dir: &Path, name: &str, conf_path: &Path) -> Result<()> {
         }
         std::fs::remove_file(&link).op("remove stale name link", &link)?;
     }
-    std::fs::create_dir_all(names_dir).op("create names directory", names_dir)?;
     std::os::unix::fs::symlink(conf_path, &link).op("create name link", &link)
 }
 

@@ -203,6 +203,19 @@ pub enum CtlError {
     /// Saving the CT configuration failed.
     #[error("Error saving container configuration file")]
     SaveConfig(#[source] ConfigError),
+    /// Repairing what an interrupted operation left failed (generic system error, 3).
+    #[error("Unable to recover from an interrupted operation: {0}")]
+    Recover(String),
+    /// VE_ROOT or VE_PRIVATE is not an absolute path (22 / 23, as when unset).
+    #[error("{key} must be an absolute path, not {path:?}")]
+    NotAbsolute {
+        /// The key.
+        key: &'static str,
+        /// Its value.
+        path: String,
+        /// The OpenVZ exit code for this key.
+        code: u8,
+    },
 }
 
 fn reason_suffix(reason: &str) -> String {
@@ -247,6 +260,8 @@ impl CtlError {
             CtlError::Password(_) => 74,
             CtlError::Template(_) => 3,
             CtlError::SaveConfig(_) => 139,
+            CtlError::Recover(_) => 3,
+            CtlError::NotAbsolute { code, .. } => *code,
             CtlError::BadAddress(_) => 71,
             CtlError::AddressInUse { .. } | CtlError::AddressInUseOnHost { .. } => 78,
             CtlError::Net(_) => 34,

@@ -11,12 +11,14 @@
 #![forbid(unsafe_code)]
 
 pub mod cgroup;
+mod cgroup_mount;
 pub mod cli;
 pub mod config;
 pub mod ctid;
 pub mod disk;
 pub mod error;
 pub mod idmap;
+pub mod intent;
 pub mod layout;
 pub mod list;
 pub mod lock;

@@ -66,23 +66,29 @@ impl Ve {
     /// VE_ROOT, expanded.
     ///
     /// # Errors
-    /// [`CtlError::KeyNotSet`] (exit 22) when unset.
+    /// [`CtlError::KeyNotSet`] (exit 22) when unset, [`CtlError::NotAbsolute`] (22) when
+    /// relative.
     pub fn root(&self) -> Result<PathBuf> {
-        self.expanded("VE_ROOT").ok_or(CtlError::KeyNotSet { key: "VE_ROOT", code: 22 })
+        self.expanded("VE_ROOT", 22)
     }
 
     /// VE_PRIVATE, expanded.
     ///
     /// # Errors
-    /// [`CtlError::KeyNotSet`] (exit 23) when unset.
+    /// [`CtlError::KeyNotSet`] (exit 23) when unset, [`CtlError::NotAbsolute`] (23) when
+    /// relative.
     pub fn private(&self) -> Result<PathBuf> {
-        self.expanded("VE_PRIVATE").ok_or(CtlError::KeyNotSet { key: "VE_PRIVATE", code: 23 })
+        self.expanded("VE_PRIVATE", 23)
     }
 
-    fn expanded(&self, key: &str) -> Option<PathBuf> {
-        self.get(key)
-            .filter(|v| !v.is_empty())
-            .map(|v| PathBuf::from(crate::config::expand_veid(v, self.ctid.get())))
+    fn expanded(&self, key: &'static str, code: u8) -> Result<PathBuf> {
+        let value =
+            self.get(key).filter(|v| !v.is_empty()).ok_or(CtlError::KeyNotSet { key, code })?;
+        let path = PathBuf::from(crate::config::expand_veid(value, self.ctid.get()));
+        if !path.is_absolute() {
+            return Err(CtlError::NotAbsolute { key, path: path.display().to_string(), code });
+        }
+        Ok(path)
     }
 
     /// The VE's cgroup (whether or not it exists now).

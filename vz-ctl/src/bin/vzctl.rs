@@ -8,7 +8,16 @@ use vz_ctl::cli::{self, Action};
 use vz_ctl::config::GlobalConfig;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = Vec::new();
+    for (n, arg) in std::env::args_os().skip(1).enumerate() {
+        match arg.into_string() {
+            Ok(arg) => args.push(arg),
+            Err(arg) => {
+                eprintln!("Bad parameter: argument {} is not valid UTF-8: {arg:?}", n + 1);
+                return ExitCode::from(21);
+            }
+        }
+    }
     if let [command, ctid, device] = args.as_slice()
         && command == vz_ctl::quotactl::SERVER_COMMAND
     {

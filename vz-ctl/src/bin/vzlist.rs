@@ -9,6 +9,9 @@ use vz_ctl::ctid::Ctid;
 use vz_ctl::error::{CtlError, Tool, ToolError};
 use vz_ctl::list::{self, Which};
 
+/// Whether a VE's row could not be read (vzlist then exits 1 after listing the others).
+static ROW_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 #[derive(Default)]
 struct Args {
     which: Option<Which>,
@@ -65,7 +68,11 @@ fn main() -> ExitCode {
         }
         run(args)
     });
-    tool::exit(Tool::Vzlist, &VZLIST, outcome)
+    let code = tool::exit(Tool::Vzlist, &VZLIST, outcome);
+    if ROW_FAILED.load(std::sync::atomic::Ordering::Relaxed) {
+        return ExitCode::from(1);
+    }
+    code
 }
 
 fn run(args: Args) -> Result<String, ToolError> {
@@ -86,7 +93,12 @@ fn run(args: Args) -> Result<String, ToolError> {
         );
     }
     let which = args.which.unwrap_or(if ctids.is_empty() { Which::Running } else { Which::All });
-    let mut rows = list::rows(&global, &ctids, which)?;
+    let (mut rows, failed) = list::rows_or_errors(&global, &ctids, which)?;
+    for (ctid, e) in &failed {
+        // Only this VE's row is missing; the others are listed.
+        eprintln!("vzlist: CT {ctid}: {}", vz_ctl::error::chain(e));
+        ROW_FAILED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     rows.retain(|row| {
         args.filters.iter().all(|(key, pattern)| row.get(key).is_some_and(|v| glob(pattern, v)))
     });

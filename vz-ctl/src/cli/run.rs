@@ -28,27 +28,36 @@ pub fn run(inv: Invocation) -> Result<u8> {
     if ctid.is_host() {
         return Err(CtlError::BadCtid("0: only set actions are allowed for CT0".into()));
     }
-    let mut ve = Ve::load(global, ctid)?;
-    if ve.config.is_none() && !matches!(cmd, Cmd::Create | Cmd::Status) {
-        return Err(CtlError::NoConfig);
-    }
+    // The lock comes before the config is read (a read-modify-write such as set --save
+    // must see the config the previous holder wrote), and repairs what a killed holder left.
     let _lock = if cmd.takes_lock() && !inv.skiplock {
-        Some(Lock::acquire(&ve.global.lock_dir(), ctid)?)
+        let lock = Lock::acquire(&global.lock_dir(), ctid, global.lock_wait())?;
+        let recovered = crate::intent::recover(&global, ctid)?;
+        if cmd == Cmd::Destroy && recovered.as_deref() == Some("destroy") {
+            // The interrupted destroy was this command's work; it is done now.
+            say("Container private area was destroyed");
+            return Ok(0);
+        }
+        Some(lock)
     } else {
         None
     };
+    let mut ve = Ve::load(global, ctid)?;
+    if ve.config.is_none() && !matches!(cmd, Cmd::Create | Cmd::Status | Cmd::Destroy) {
+        return Err(CtlError::NoConfig);
+    }
     let opts = Options { cmd, given: options };
     match cmd {
         Cmd::Create => create::create(&mut ve, &opts.create()?)?,
         Cmd::Destroy => destroy::destroy(&ve)?,
-        Cmd::Start => start::start(&ve, opts.start())?,
+        Cmd::Start => start_recorded(&ve, opts.start())?,
         Cmd::Stop => stop::stop(&ve, opts.stop())?,
         Cmd::Restart => {
             say("Restarting container");
             if ve.cgroup()?.has_tasks() {
                 stop::stop(&ve, opts.stop())?;
             }
-            start::start(&ve, opts.start())?;
+            start_recorded(&ve, opts.start())?;
         }
         Cmd::Status => result(status::status(&ve)?),
         Cmd::Mount => {
@@ -81,6 +90,19 @@ pub fn run(inv: Invocation) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// `start` with its intent record (crate::intent): a start killed before its init runs is
+/// undone by the next command; the record ends once the init is released.
+fn start_recorded(ve: &Ve, opts: start::StartOptions) -> Result<()> {
+    use crate::intent::{Intent, flag};
+    let _intent = Intent::begin(
+        &ve.global,
+        ve.ctid,
+        "start",
+        &[("was_running", flag(ve.cgroup()?.has_tasks())), ("was_mounted", flag(ve.is_mounted()?))],
+    )?;
+    start::start(ve, opts)
 }
 
 fn need_command(rest: &[String]) -> Result<Vec<String>> {

@@ -38,6 +38,16 @@ pub enum ConfigError {
         /// Why it is refused.
         reason: String,
     },
+    /// The file cannot be parsed at all (it is not text: invalid UTF-8).
+    #[error("{}:{line}: {reason}", .path.display())]
+    Unparsable {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong there.
+        reason: String,
+    },
     /// A symbolic link chain that does not end (a loop, or more than 40 links).
     #[error("too many levels of symbolic links at {}", .path.display())]
     SymlinkLoop {

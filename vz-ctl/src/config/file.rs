@@ -55,7 +55,7 @@ impl ConfigFile {
                     if unterminated {
                         warnings.push(warn(WarningKind::Unterminated));
                     }
-                    Some((syntax::canonical_key(key).to_owned(), value.to_owned()))
+                    Some((syntax::canonical_key(key).to_owned(), value.into_owned()))
                 }
             };
             lines.push(Line { text: raw.to_owned(), entry });
@@ -72,20 +72,41 @@ impl ConfigFile {
         (file, warnings)
     }
 
+    /// Parses the bytes of a file: [`parse`](Self::parse) once they are known to be UTF-8.
+    ///
+    /// # Errors
+    /// The 1-based line and the reason when they are not text (invalid UTF-8, NUL).
+    pub fn parse_bytes(
+        bytes: &[u8],
+    ) -> std::result::Result<(Self, Vec<ConfigWarning>), (usize, String)> {
+        let line_of = |offset: usize| bytes[..offset].iter().filter(|b| **b == b'\n').count() + 1;
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let column = e.valid_up_to()
+                - bytes[..e.valid_up_to()].iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+            (line_of(e.valid_up_to()), format!("invalid UTF-8 at byte {} of the line", column + 1))
+        })?;
+        if let Some(offset) = text.find('\0') {
+            return Err((line_of(offset), "NUL byte".to_owned()));
+        }
+        Ok(Self::parse(text))
+    }
+
     /// Reads and parses the file at `path`, logging each warning with `tracing::warn!`.
     ///
     /// # Errors
     /// [`ConfigError::Missing`] when it does not exist, [`ConfigError::Io`] when it cannot be
-    /// read (or is not UTF-8).
+    /// read, [`ConfigError::Unparsable`] when it is not text.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ConfigError::Missing { path: path.to_path_buf() });
             }
             Err(e) => return Err(e).op("read", path),
         };
-        let (file, warnings) = Self::parse(&text);
+        let (file, warnings) = Self::parse_bytes(&bytes).map_err(|(line, reason)| {
+            ConfigError::Unparsable { path: path.to_owned(), line, reason }
+        })?;
         for warning in warnings {
             tracing::warn!(path = %path.display(), "{warning}");
         }
@@ -110,7 +131,7 @@ impl ConfigFile {
         let text = syntax::format_entry(key, value);
         let stored = syntax::parse_line(&text);
         let value = match stored {
-            Parsed::Entry { value, .. } => value.to_owned(),
+            Parsed::Entry { value, .. } => value.into_owned(),
             _ => value.to_owned(),
         };
         let new_line = Line { text, entry: Some((key.to_owned(), value)) };
@@ -311,7 +332,9 @@ mod tests {
         std::fs::write(&path, "VERBOSE=2\nbroken line\n").unwrap();
         assert_eq!(ConfigFile::load(&path).unwrap().get("VERBOSE"), Some("2"));
         std::fs::write(&path, [0xff, 0xfe, b'\n']).unwrap();
-        assert!(matches!(ConfigFile::load(&path), Err(ConfigError::Io { op: "read", .. })));
+        let err = ConfigFile::load(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::Unparsable { line: 1, .. }), "{err}");
+        assert!(err.to_string().starts_with(&format!("{}:1: invalid UTF-8", path.display())));
     }
 
     #[test]
@@ -369,6 +392,38 @@ mod tests {
             let text_back = file.to_text();
             let got: Vec<&str> = text_back.lines().collect();
             prop_assert_eq!(got, expected);
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_name_their_line() {
+        assert_eq!(
+            ConfigFile::parse_bytes(b"A=\"1\"\nB=\"\xff\"\n").unwrap_err(),
+            (2, "invalid UTF-8 at byte 4 of the line".to_owned())
+        );
+        assert_eq!(ConfigFile::parse_bytes(b"A=1\n\nC=\0").unwrap_err().0, 3);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_parse_or_fail_cleanly_and_text_round_trips(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)
+        ) {
+            if let Ok((file, _)) = ConfigFile::parse_bytes(&bytes) {
+                // What was read is written back line by line, and reads the same.
+                let (again, _) = ConfigFile::parse(&file.to_text());
+                proptest::prop_assert_eq!(again.keys().collect::<Vec<_>>(), file.keys().collect::<Vec<_>>());
+            }
+        }
+
+        #[test]
+        fn set_values_read_back_exactly(key in "[A-Z_][A-Z0-9_]{0,8}", value in "\\PC*") {
+            proptest::prop_assume!(super::super::syntax::unrepresentable(&value).is_none());
+            let mut file = ConfigFile::parse("# head\n").0;
+            file.set(&key, &value);
+            let (again, warnings) = ConfigFile::parse(&file.to_text());
+            proptest::prop_assert!(warnings.is_empty());
+            proptest::prop_assert_eq!(again.get(&key), Some(value.as_str()));
         }
     }
 }

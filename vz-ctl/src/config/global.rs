@@ -102,6 +102,13 @@ impl GlobalConfig {
         self.path_or("LOCKDIR", "/vz/lock")
     }
 
+    /// `LOCK_WAIT` (ours): seconds a command waits for a CT lock held by a live process
+    /// before `Container already locked`; default 10, `0` fails at once as OpenVZ does.
+    pub fn lock_wait(&self) -> std::time::Duration {
+        let seconds = self.non_empty("LOCK_WAIT").and_then(|v| v.trim().parse::<u64>().ok());
+        std::time::Duration::from_secs(seconds.unwrap_or(10))
+    }
+
     /// `DUMPDIR`: where checkpoint dumps `Dump.<CTID>` are. Default `/vz/dump`.
     pub fn dump_dir(&self) -> PathBuf {
         self.path_or("DUMPDIR", "/vz/dump")

@@ -23,5 +23,5 @@ pub use global::{DEFAULT_GLOBAL_CONFIG, GlobalConfig, VZ_CONFIG_ENV, default_pat
 pub use samples::{
     DEFAULT_VZ_CONF, SAMPLES, install_samples, load_sample, sample_file_name, sample_path,
 };
-pub use syntax::{accumulates, canonical_key, is_valid_key, last_wins};
+pub use syntax::{accumulates, canonical_key, is_valid_key, last_wins, unrepresentable};
 pub use ve::{DEFAULT_STOP_TIMEOUT, VeConfig, parse_yes_no};

@@ -1,6 +1,8 @@
 //! One line of an OpenVZ configuration file: `KEY="value"`, `KEY=value`, comments and blanks
 //! (reference §2.1, OpenVZ vzctl `src/lib/util.c: parse_line`), and which keys repeat how.
 
+use std::borrow::Cow;
+
 /// The UBC keys (reference §2.2): when repeated, the **last** occurrence wins.
 const UBC_KEYS: &[&str] = &[
     "KMEMSIZE",
@@ -28,7 +30,7 @@ const UBC_KEYS: &[&str] = &[
 ];
 
 /// What one line holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Parsed<'a> {
     /// Blank, or a comment (`#` after optional whitespace).
     Blank,
@@ -36,8 +38,9 @@ pub(crate) enum Parsed<'a> {
     Entry {
         /// The key as written (not canonicalised).
         key: &'a str,
-        /// The value, quotes removed.
-        value: &'a str,
+        /// The value, quotes removed and, inside quotes, sh's escapes (`\"`, `\\`, `\$`,
+        /// `` \` ``) undone.
+        value: Cow<'a, str>,
         /// The opening quote was not closed.
         unterminated: bool,
     },
@@ -52,6 +55,8 @@ pub(crate) enum Parsed<'a> {
 /// Leading and trailing whitespace is ignored; a value that opens with `"` ends at the **last**
 /// `"` of the line, so `KEY="a"b"` is `a"b` and `CONFIGFILE="basic" # note` is `basic`
 /// (OpenVZ ships its vz.conf with such a comment). An unquoted value is the rest of the line.
+/// Inside the quotes a backslash before `"`, `\`, `$` or `` ` `` is removed, as sh does, so a
+/// value reads back exactly as `. CTID.conf` gives it.
 pub(crate) fn parse_line(line: &str) -> Parsed<'_> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
@@ -66,11 +71,63 @@ pub(crate) fn parse_line(line: &str) -> Parsed<'_> {
     }
     let rest = rest.trim_start();
     match rest.strip_prefix('"') {
-        Some(quoted) => match quoted.rfind('"') {
-            Some(end) => Parsed::Entry { key, value: &quoted[..end], unterminated: false },
-            None => Parsed::Entry { key, value: quoted, unterminated: true },
+        Some(quoted) => match last_unescaped_quote(quoted) {
+            Some(end) => {
+                Parsed::Entry { key, value: unescape(&quoted[..end]), unterminated: false }
+            }
+            None => Parsed::Entry { key, value: unescape(quoted), unterminated: true },
         },
-        None => Parsed::Entry { key, value: rest, unterminated: false },
+        None => Parsed::Entry { key, value: Cow::Borrowed(rest), unterminated: false },
+    }
+}
+
+/// The characters sh gives a meaning inside double quotes, escaped when written.
+const ESCAPED: [char; 4] = ['"', '\\', '$', '`'];
+
+/// The byte offset of the last `"` not escaped by a backslash.
+fn last_unescaped_quote(text: &str) -> Option<usize> {
+    let mut last = None;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => last = Some(i),
+            _ => {}
+        }
+    }
+    last
+}
+
+/// Undoes sh's double-quote escapes: `\` before one of [`ESCAPED`] is dropped.
+fn unescape(text: &str) -> Cow<'_, str> {
+    if !text.contains('\\') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match chars.peek() {
+            Some(next) if c == '\\' && ESCAPED.contains(next) => {
+                out.push(*next);
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Why `value` cannot be written into a config file, if it cannot: a line break or NUL has
+/// no form in OpenVZ's one-line `KEY="value"` syntax that every reader (vz, sh, OpenVZ)
+/// takes back the same.
+pub fn unrepresentable(value: &str) -> Option<&'static str> {
+    if value.contains(['\n', '\r']) {
+        Some("line breaks cannot be stored in a config file")
+    } else if value.contains('\0') {
+        Some("NUL cannot be stored in a config file")
+    } else {
+        None
     }
 }
 
@@ -104,13 +161,26 @@ pub fn accumulates(key: &str) -> bool {
     matches!(key, "NAMESERVER" | "SEARCHDOMAIN")
 }
 
-/// Formats an entry the way OpenVZ writes it: always quoted, `KEY="value"`.
+/// Formats an entry the way OpenVZ writes it: always quoted, `KEY="value"`, with `"`, `\`,
+/// `$` and `` ` `` escaped by a backslash so that sh, sourcing the file, gets exactly `value`
+/// (no expansion, no command substitution, no early end of the string).
 ///
-/// A line break cannot be stored in this line-based format, so `\n` and `\r` become spaces.
+/// A line break cannot be stored in this line-based format ([`unrepresentable`]; callers
+/// refuse such values first), so `\n` and `\r` become spaces, and NUL is dropped.
 pub(crate) fn format_entry(key: &str, value: &str) -> String {
-    let value: String =
-        value.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
-    format!("{key}=\"{value}\"")
+    let mut quoted = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        match c {
+            '\n' | '\r' => quoted.push(' '),
+            '\0' => {}
+            c if ESCAPED.contains(&c) => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            c => quoted.push(c),
+        }
+    }
+    format!("{key}=\"{quoted}\"")
 }
 
 #[cfg(test)]
@@ -119,7 +189,7 @@ mod tests {
 
     fn entry(key: &str, value: &str) -> Parsed<'static> {
         let (key, value) = (key.to_owned().leak(), value.to_owned().leak());
-        Parsed::Entry { key, value, unterminated: false }
+        Parsed::Entry { key, value: Cow::Borrowed(value), unterminated: false }
     }
 
     #[test]
@@ -144,9 +214,12 @@ mod tests {
         assert_eq!(parse_line("A=\"x\" trailing \"y\""), entry("A", "x\" trailing \"y"));
         assert_eq!(
             parse_line("A=\"open"),
-            Parsed::Entry { key: "A", value: "open", unterminated: true }
+            Parsed::Entry { key: "A", value: "open".into(), unterminated: true }
         );
-        assert_eq!(parse_line("A=\""), Parsed::Entry { key: "A", value: "", unterminated: true });
+        assert_eq!(
+            parse_line("A=\""),
+            Parsed::Entry { key: "A", value: "".into(), unterminated: true }
+        );
     }
 
     #[test]
@@ -201,5 +274,33 @@ mod tests {
         assert_eq!(format_entry("HOSTNAME", "a b"), "HOSTNAME=\"a b\"");
         assert_eq!(format_entry("DESCRIPTION", "l1\nl2\r"), "DESCRIPTION=\"l1 l2 \"");
         assert_eq!(parse_line(&format_entry("D", "q\"uo\"te")), entry("D", "q\"uo\"te"));
+        assert_eq!(format_entry("D", "a\"$(x)`y`\\"), "D=\"a\\\"\\$(x)\\`y\\`\\\\\"");
+    }
+
+    #[test]
+    fn escapes_are_read_back_as_sh_reads_them() {
+        assert_eq!(parse_line("D=\"a\\\"b\""), entry("D", "a\"b"));
+        assert_eq!(parse_line("D=\"c:\\dir \\\\ \\$HOME\""), entry("D", "c:\\dir \\ $HOME"));
+        assert_eq!(parse_line("D=\"ends with \\\\\""), entry("D", "ends with \\"));
+        assert_eq!(
+            parse_line("D=\"x\\\""),
+            Parsed::Entry { key: "D", value: "x\"".into(), unterminated: true }
+        );
+        assert_eq!(unrepresentable("a\nb"), Some("line breaks cannot be stored in a config file"));
+        assert_eq!(unrepresentable("a$b\"`"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_representable_value_round_trips(value in "\\PC*") {
+            proptest::prop_assume!(unrepresentable(&value).is_none());
+            let line = format_entry("K", &value);
+            proptest::prop_assert_eq!(parse_line(&line), entry("K", &value));
+        }
+
+        #[test]
+        fn any_line_parses_without_panic(line in ".*") {
+            let _ = parse_line(&line);
+        }
     }
 }

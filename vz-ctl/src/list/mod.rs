@@ -49,16 +49,45 @@ pub fn all_ctids(conf_dir: &Path) -> Result<Vec<Ctid>> {
 /// Reads the rows of `ctids` (or of every VE), filtered by `which`.
 ///
 /// # Errors
-/// When a VE's state cannot be read.
+/// When a VE's state cannot be read (the first such VE).
 pub fn rows(global: &GlobalConfig, ctids: &[Ctid], which: Which) -> Result<Vec<Row>> {
+    let (rows, mut failed) = rows_or_errors(global, ctids, which)?;
+    match failed.is_empty() {
+        true => Ok(rows),
+        false => Err(failed.swap_remove(0).1),
+    }
+}
+
+/// A VE whose row could not be read, and why.
+pub type RowError = (Ctid, crate::error::CtlError);
+
+/// Like [`rows`], but a VE whose config or state cannot be read fails alone: its error is
+/// returned beside the other VEs' rows (a config that cannot be parsed names its file,
+/// line and reason).
+///
+/// # Errors
+/// When the config directory cannot be read.
+pub fn rows_or_errors(
+    global: &GlobalConfig,
+    ctids: &[Ctid],
+    which: Which,
+) -> Result<(Vec<Row>, Vec<RowError>)> {
     let ids = if ctids.is_empty() { all_ctids(&global.conf_dir())? } else { ctids.to_vec() };
     let mut rows = Vec::new();
+    let mut failed = Vec::new();
     for ctid in ids {
-        let ve = Ve::load(global.clone(), ctid)?;
-        if ve.config.is_none() {
-            continue;
-        }
-        let row = Row::read(ve)?;
+        let row = Ve::load(global.clone(), ctid).and_then(|ve| match ve.config {
+            None => Ok(None),
+            Some(_) => Row::read(ve).map(Some),
+        });
+        let row = match row {
+            Ok(Some(row)) => row,
+            Ok(None) => continue,
+            Err(e) => {
+                failed.push((ctid, e));
+                continue;
+            }
+        };
         let keep = match which {
             Which::Running => row.status.running,
             Which::All => true,
@@ -68,7 +97,7 @@ pub fn rows(global: &GlobalConfig, ctids: &[Ctid], which: Which) -> Result<Vec<R
             rows.push(row);
         }
     }
-    Ok(rows)
+    Ok((rows, failed))
 }
 
 /// Resolves `-o` names to fields.

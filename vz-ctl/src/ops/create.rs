@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{ConfigFile, VeConfig, sample_path};
 use crate::ctid::{remove_names, set_name};
 use crate::error::{CtlError, IoContext, Result};
+use crate::intent::{self, Intent, crash_point};
 use crate::output::say;
 use crate::scripts;
 use crate::undo::Undo;
@@ -65,6 +66,18 @@ pub fn create(ve: &mut Ve, opts: &CreateOptions) -> Result<()> {
     let root_raw = get("VE_ROOT").ok_or(CtlError::KeyNotSet { key: "VE_ROOT", code: 22 })?;
     let private = PathBuf::from(crate::config::expand_veid(&private_raw, ve.ctid.get()));
     let root = PathBuf::from(crate::config::expand_veid(&root_raw, ve.ctid.get()));
+    check_absolute("VE_PRIVATE", "private", opts.private.is_some(), &private)?;
+    check_absolute("VE_ROOT", "root", opts.root.is_some(), &root)?;
+    for (option, value) in [
+        ("hostname", &opts.hostname),
+        ("description", &opts.description),
+        ("private", &opts.private),
+        ("root", &opts.root),
+    ] {
+        if let Some(value) = value {
+            super::set::check_value(option, value)?;
+        }
+    }
     if private.exists() && !is_empty_dir(&private) {
         return Err(CtlError::PrivateExists(private));
     }
@@ -101,6 +114,18 @@ pub fn create(ve: &mut Ve, opts: &CreateOptions) -> Result<()> {
     let addresses = super::net::parse_addresses(&opts.ipadd.join(" "))?;
     super::net::check_unique(ve, &addresses)?;
 
+    // From here on every step is recorded: a create killed at any point is undone by the
+    // next command that takes the lock (crate::intent).
+    let _intent = Intent::begin(
+        &ve.global,
+        ve.ctid,
+        "create",
+        &[
+            ("conf_existed", intent::flag(conf_path.exists())),
+            ("private", private.display().to_string()),
+            ("root", root.display().to_string()),
+        ],
+    )?;
     let mut undo = Undo::new();
     if let Some(name) = &opts.name {
         set_name(&ve.global.names_dir(), name, &conf_path)?;
@@ -126,18 +151,18 @@ pub fn create(ve: &mut Ve, opts: &CreateOptions) -> Result<()> {
             file.set(key, &value);
         }
     }
-    if file.get("VE_ROOT").is_none() {
-        file.set("VE_ROOT", &root_raw);
-    }
-    if file.get("VE_PRIVATE").is_none() {
-        file.set("VE_PRIVATE", &private_raw);
-    }
+    // The paths as they are: sourcing CTID.conf must give them without $VEID expansion.
+    file.set("VE_ROOT", &root.display().to_string());
+    file.set("VE_PRIVATE", &private.display().to_string());
     if let Some(parent) = conf_path.parent() {
         std::fs::create_dir_all(parent).op("create config directory", parent)?;
     }
+    // CTID.conf is first written here (keys that belong to it at create, e.g. an id range
+    // allocated for the VE, are set on `file` above this line).
     file.write_atomic(&conf_path).map_err(CtlError::SaveConfig)?;
     let conf = conf_path.clone();
     undo.push("config", move || std::fs::remove_file(&conf).map_err(|e| e.to_string()));
+    crash_point("create:config-written");
     *ve = Ve::load(ve.global.clone(), ve.ctid)?;
     // The VE's own host id range (LOCAL_UID/LOCAL_GID), recorded from the start.
     crate::idmap::ensure(ve)?;
@@ -210,23 +235,33 @@ fn make_private_area(
         .map_err(|e| fail(e.into()))?;
     let made = private.to_owned();
     undo.push("private area", move || {
-        vz_quota::PrivateArea::open(&made)
-            .and_then(vz_quota::PrivateArea::destroy)
-            .map_err(|e| e.to_string())
+        super::recover::remove_private(&made).map_err(|e| e.to_string())
     });
-    std::fs::create_dir_all(root).op("create VE_ROOT", root)?;
+    crash_point("create:private-made");
+    if !root.exists() {
+        std::fs::create_dir_all(root).op("create VE_ROOT", root)?;
+        let made = root.to_owned();
+        undo.push("VE_ROOT", move || {
+            super::recover::remove_empty_dir(&made);
+            Ok(())
+        });
+    }
     if layout == vz_quota::Layout::Simfs {
         if space.is_some() || inodes.is_some() {
             crate::disk::warn_unenforced(&area);
         }
-        return cache.unpack_to(private).map(drop).map_err(|e| fail(e.into()));
+        let unpacked = cache.unpack_to(private).map(drop).map_err(|e| fail(e.into()));
+        crash_point("create:unpacked");
+        return unpacked;
     }
     area.mount(root).map_err(|e| fail(e.into()))?;
+    crash_point("create:mounted");
     // mkfs.ext4 made lost+found; the template brings its own tree.
     let lost_found = root.join("lost+found");
     let unpacked = std::fs::remove_dir(&lost_found)
         .map_err(|e| fail(format!("remove {}: {e}", lost_found.display()).into()))
         .and_then(|()| cache.unpack_to(root).map_err(|e| fail(e.into())));
+    crash_point("create:unpacked");
     vz_quota::PrivateArea::umount(root).map_err(|e| fail(e.into()))?;
     unpacked.map(drop)
 }
@@ -248,4 +283,23 @@ where
 
 fn is_empty_dir(path: &Path) -> bool {
     std::fs::read_dir(path).map(|mut d| d.next().is_none()).unwrap_or(false)
+}
+
+/// Refuses a relative VE_PRIVATE/VE_ROOT: 21 naming the option when it came from one, else
+/// the key's own code (22/23).
+fn check_absolute(key: &'static str, option: &str, from_option: bool, path: &Path) -> Result<()> {
+    if path.is_absolute() {
+        return Ok(());
+    }
+    let shown = path.display().to_string();
+    Err(if from_option {
+        CtlError::BadParameter {
+            option: option.to_owned(),
+            value: shown,
+            reason: "must be an absolute path".into(),
+        }
+    } else {
+        let code = if key == "VE_ROOT" { 22 } else { 23 };
+        CtlError::NotAbsolute { key, path: shown, code }
+    })
 }

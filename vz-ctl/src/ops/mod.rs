@@ -7,6 +7,7 @@ pub mod destroy;
 pub mod exec;
 pub mod mount;
 pub mod net;
+pub mod recover;
 pub mod set;
 pub mod start;
 pub mod status;

@@ -2,6 +2,7 @@
 
 use crate::disk::DiskChanges;
 use crate::error::{CtlError, IoContext, Result};
+use crate::intent::{Intent, crash_point};
 use crate::output::say;
 use crate::scripts;
 use crate::ve::Ve;
@@ -24,12 +25,24 @@ pub fn mount(ve: &Ve) -> Result<bool> {
         say("Container is already mounted");
         return Ok(false);
     }
+    // Nested in start or set, the outer operation's record covers this one.
+    let _intent = Intent::begin(&ve.global, ve.ctid, "mount", &[])?;
     scripts::run_global_then_ct(ve, "premount")?;
     crate::layout::shield_parents(ve)?;
+    let made_root = !root.exists();
     std::fs::create_dir_all(&root).op("create VE_ROOT", &root)?;
-    let area = vz_quota::PrivateArea::open(&private).map_err(CtlError::Mount)?;
-    DiskChanges::from_config(ve)?.sync_unmounted(&area)?;
-    area.mount(&root).map_err(CtlError::Mount)?;
+    let mounted = (|| {
+        let area = vz_quota::PrivateArea::open(&private).map_err(CtlError::Mount)?;
+        DiskChanges::from_config(ve)?.sync_unmounted(&area)?;
+        area.mount(&root).map_err(CtlError::Mount)
+    })();
+    if let Err(e) = mounted {
+        if made_root {
+            super::recover::remove_empty_dir(&root);
+        }
+        return Err(e);
+    }
+    crash_point("mount:mounted");
     if let Err(e) = scripts::run_global_then_ct(ve, "mount") {
         let _ = vz_quota::PrivateArea::umount(&root);
         return Err(e);
@@ -50,6 +63,7 @@ pub fn umount(ve: &Ve) -> Result<()> {
     if ve.cgroup()?.has_tasks() {
         return Err(CtlError::Running);
     }
+    let _intent = Intent::begin(&ve.global, ve.ctid, "umount", &[])?;
     unmount_root(ve)?;
     say("Container is unmounted");
     Ok(())

@@ -4,6 +4,7 @@
 use crate::ctid::{remove_names, set_name};
 use crate::disk::DiskChanges;
 use crate::error::{CtlError, Result};
+use crate::intent::{self, Intent, crash_point};
 use crate::ops::net;
 use crate::output::say;
 use crate::resources::{self, ResourceChanges};
@@ -106,8 +107,17 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
     if opts.name.is_some() && !opts.save {
         return Err(CtlError::Name("Error: unable to use --name option without --save".into()));
     }
+    for (key, value) in opts.config_changes() {
+        check_value(&key.to_lowercase(), &value)?;
+    }
     let net = net::NetPlan::new(ve, &opts.ipadd, &opts.ipdel, &opts.netif_add, &opts.netif_del)?;
     let running = ve.cgroup()?.has_tasks();
+    let _intent = Intent::begin(
+        &ve.global,
+        ve.ctid,
+        "set",
+        &[("was_running", intent::flag(running)), ("was_mounted", intent::flag(ve.is_mounted()?))],
+    )?;
     if running {
         apply_live(ve, opts)?;
         net.apply_live(ve, ve.init_pid()?)?;
@@ -140,6 +150,7 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
             remove_names(&ve.global.names_dir(), &conf)?;
         }
         set_name(&ve.global.names_dir(), name, &conf)?;
+        crash_point("set:name-linked");
         say(format!("Name {name} assigned"));
     }
     let config = ve.config.as_mut().ok_or(CtlError::NoConfig)?;
@@ -147,6 +158,7 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
         config.file_mut().set(key, value);
     }
     config.save().map_err(CtlError::SaveConfig)?;
+    crash_point("set:saved");
     say(format!("CT configuration saved to {}", config.path().display()));
     Ok(())
 }
@@ -217,4 +229,20 @@ fn set_passwords(ve: &Ve, pid: i32, pairs: &[String]) -> Result<()> {
     let mut snippets = setup::Snippets::new();
     snippets.userpasswd(pairs);
     snippets.run(ve, pid).map_err(|e| CtlError::Password(e.to_string()))
+}
+
+/// Refuses a value that has no form in a config file (a line break, NUL) with exit 21,
+/// naming the option; every other value is written quoted so that sh reads it back as is.
+///
+/// # Errors
+/// [`CtlError::BadParameter`].
+pub(crate) fn check_value(option: &str, value: &str) -> Result<()> {
+    match crate::config::unrepresentable(value) {
+        None => Ok(()),
+        Some(reason) => Err(CtlError::BadParameter {
+            option: option.to_owned(),
+            value: value.escape_debug().to_string(),
+            reason: reason.to_owned(),
+        }),
+    }
 }

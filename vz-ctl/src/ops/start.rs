@@ -93,13 +93,64 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     });
     configure(ve, pid, opts.wait)?;
     pending.release().map_err(|e| CtlError::Start(e.into()))?;
+    crate::intent::crash_point("start:released");
+    // The fifo is opened at once: the boot may signal on it within milliseconds, and a
+    // reader that opens after the signal never sees it.
+    let fifo = if opts.wait { Some(open_boot_fifo(pid)?) } else { None };
+    // An init that dies at once fails the start (and the undo list takes the VE down).
+    if let Some(status) = wait_gone(pid, START_GRACE) {
+        return Err(init_died(status));
+    }
+    crate::intent::settle();
+    crate::intent::crash_point("start:settled");
     say("Container start in progress...");
-    if opts.wait {
-        wait_for_boot(pid)?;
+    if let Some(fifo) = fifo {
+        wait_for_boot(pid, &fifo)?;
         say("Container is started");
     }
     undo.commit();
     Ok(())
+}
+
+/// How long `vzctl start` watches the released init before reporting the start in progress:
+/// an init that exits within it fails the start.
+const START_GRACE: Duration = Duration::from_millis(50);
+
+/// The start error for an init that exited with `status` (`None`: unknown, it was reaped).
+fn init_died(status: Option<i32>) -> CtlError {
+    let how = match status {
+        Some(code) if code & 0x7f == 0 => format!("exited with status {}", (code >> 8) & 0xff),
+        Some(code) => format!("was killed by signal {}", code & 0x7f),
+        None => "exited".to_owned(),
+    };
+    CtlError::Start(format!("the container's init {how} during boot").into())
+}
+
+/// Waits up to `timeout` for the init `pid` to end; `Some(status)` if it did (the raw wait
+/// status when it could still be read from its zombie), `None` while it runs.
+fn wait_gone(pid: i32, timeout: Duration) -> Option<Option<i32>> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = gone(pid) {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether the process `pid` has ended: `Some(status)` for a zombie (its wait status,
+/// field 52 of /proc/PID/stat) or `Some(None)` when it is gone; `None` while it runs.
+fn gone(pid: i32) -> Option<Option<i32>> {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Some(None);
+    };
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    // After the comm field: state is field 3, exit_code field 52.
+    (fields.first() == Some(&"Z") || fields.first() == Some(&"X"))
+        .then(|| fields.get(49).and_then(|f| f.trim().parse().ok()))
 }
 
 /// Applies the device allowlist to `cgroup` and makes the spec of the VE's init, with a node
@@ -253,8 +304,8 @@ fn configure(ve: &Ve, pid: i32, wait: bool) -> Result<()> {
     scripts::run_ve_script(ve, pid, "start")
 }
 
-/// Waits until the VE's boot opens `/.vzfifo` (its rc script touches it when done).
-fn wait_for_boot(pid: i32) -> Result<()> {
+/// Opens the boot fifo `/.vzfifo` of the VE whose init is `pid`, for [`wait_for_boot`].
+fn open_boot_fifo(pid: i32) -> Result<std::os::fd::OwnedFd> {
     let path = format!("/proc/{pid}/root/{VZFIFO}");
     let fail = |what: String| CtlError::Wait(what);
     // O_NOFOLLOW: the VE owns this name; never follow a link it put there.
@@ -268,12 +319,29 @@ fn wait_for_boot(pid: i32) -> Result<()> {
     if stat.st_mode & libc::S_IFMT != libc::S_IFIFO {
         return Err(fail(format!("{path} is not a fifo")));
     }
-    let timeout = PollTimeout::try_from(WAIT_TIMEOUT).unwrap_or(PollTimeout::MAX);
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    let ready = poll(&mut fds, timeout).map_err(|e| fail(format!("poll {path}: {e}")))?;
-    let _ = nix::unistd::unlink(path.as_str());
-    if ready == 0 {
-        return Err(fail("timed out".to_owned()));
+    Ok(fd)
+}
+
+/// Waits until the VE's boot opens `/.vzfifo` (its rc script touches it when done); fails as
+/// soon as the init is gone.
+fn wait_for_boot(pid: i32, fd: &std::os::fd::OwnedFd) -> Result<()> {
+    let path = format!("/proc/{pid}/root/{VZFIFO}");
+    let fail = |what: String| CtlError::Wait(what);
+    let deadline = std::time::Instant::now() + WAIT_TIMEOUT;
+    let slice = PollTimeout::from(100u8);
+    loop {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let ready = poll(&mut fds, slice).map_err(|e| fail(format!("poll {path}: {e}")))?;
+        if ready > 0 {
+            let _ = nix::unistd::unlink(path.as_str());
+            return Ok(());
+        }
+        if let Some(status) = gone(pid) {
+            return Err(init_died(status));
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = nix::unistd::unlink(path.as_str());
+            return Err(fail("timed out".to_owned()));
+        }
     }
-    Ok(())
 }

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{CtlError, Result};
+use crate::intent::{self, Intent, crash_point};
 use crate::output::say;
 use crate::scripts::{self, DEFAULT_PATH};
 use crate::ve::Ve;
@@ -26,6 +27,12 @@ pub struct StopOptions {
 /// 33 when the VE's tasks cannot be killed, 51 when unmounting fails.
 pub fn stop(ve: &Ve, opts: StopOptions) -> Result<()> {
     ve.config()?;
+    let _intent = Intent::begin(
+        &ve.global,
+        ve.ctid,
+        "stop",
+        &[("skip_umount", intent::flag(opts.skip_umount))],
+    )?;
     let cgroup = ve.cgroup()?;
     if !cgroup.has_tasks() {
         say("Unable to stop: container is not running");
@@ -50,6 +57,7 @@ pub fn stop(ve: &Ve, opts: StopOptions) -> Result<()> {
             ));
         }
     }
+    crash_point("stop:killed");
     say("Container was stopped");
     cleanup(ve, opts)
 }
@@ -79,6 +87,7 @@ fn wait_empty(ve: &Ve, timeout: Duration) {
 fn cleanup(ve: &Ve, opts: StopOptions) -> Result<()> {
     super::net::teardown(ve, &super::net::netifs(ve).unwrap_or_default());
     ve.cgroup()?.remove()?;
+    crash_point("stop:cgroup-removed");
     if !opts.skip_umount && ve.is_mounted()? {
         super::mount::unmount_root(ve)?;
         say("Container is unmounted");
