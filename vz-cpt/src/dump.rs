@@ -50,8 +50,6 @@ pub struct DumpSpec {
 pub struct DumpReport {
     /// Wall time of the CRIU request.
     pub elapsed: Duration,
-    /// How long the VE's tasks were frozen, as CRIU reports it (its log's "Frozen time").
-    pub frozen: Option<Duration>,
     /// Total size of the images.
     pub image_bytes: u64,
     /// CRIU's log of the dump.
@@ -93,7 +91,6 @@ pub fn dump(criu: &Criu, spec: &DumpSpec) -> Result<DumpReport> {
     opts.set_pid(spec.init_pid);
     opts.set_leave_running(spec.leave_running);
     opts.set_log_file(DUMP_LOG.to_owned());
-    opts.set_display_stats(true);
     spec.options.fill(&mut opts);
     opts.external.extend(spec.external_mounts.iter().map(ExternalMount::dump_entry));
     opts.external.extend(spec.external.iter().cloned());
@@ -115,7 +112,7 @@ pub fn dump(criu: &Criu, spec: &DumpSpec) -> Result<DumpReport> {
         let failed = set_aside(dir);
         return Err(CptError::CriuFailed { what: "dump", message, log: failed.join(DUMP_LOG) });
     }
-    let report = DumpReport { elapsed, frozen: frozen_time(&log), image_bytes: dir_size(dir), log };
+    let report = DumpReport { elapsed, image_bytes: dir_size(dir), log };
     tracing::info!(ms = elapsed.as_millis(), bytes = report.image_bytes, "dumped");
     Ok(report)
 }
@@ -152,19 +149,6 @@ fn set_aside(dir: &Path) -> PathBuf {
     }
 }
 
-/// CRIU's "Frozen time: N us" line of a `display_stats` log.
-pub(crate) fn frozen_time(log: &Path) -> Option<Duration> {
-    stat_line(log, "Frozen time:")
-}
-
-/// A `display_stats` line `<key> N us` of a CRIU log.
-pub(crate) fn stat_line(log: &Path, key: &str) -> Option<Duration> {
-    let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().rev().find_map(|l| l.split_once(key).map(|(_, r)| r.to_owned()))?;
-    let us: u64 = line.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_micros(us))
-}
-
 fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
@@ -174,16 +158,6 @@ fn dir_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stats_are_read_from_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("dump.log");
-        std::fs::write(&log, "(00.1) Freezing time: 10 us\n(00.2) Frozen time: 95187 us\n")
-            .unwrap();
-        assert_eq!(frozen_time(&log), Some(Duration::from_micros(95187)));
-        assert_eq!(stat_line(&log, "Restore time:"), None);
-    }
 
     #[test]
     fn criu_messages_fall_back_to_errno() {

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::dump::{criu_message, stat_line};
+use crate::dump::criu_message;
 use crate::error::{CptError, Result};
 use crate::options::{CgroupMode, CgroupRoot, CriuOptions, ExternalMount, ExternalVeth};
 use crate::rpc::{Criu, Notify, Opts, ReqType};
@@ -98,8 +98,6 @@ pub struct Restored {
     pub init_pid: i32,
     /// Wall time of the CRIU request.
     pub elapsed: Duration,
-    /// CRIU's own "Restore time", when its log has it.
-    pub criu_time: Option<Duration>,
     /// CRIU's log of the restore.
     pub log: PathBuf,
 }
@@ -151,7 +149,6 @@ pub fn restore(
     opts.set_root(spec.root.to_string_lossy().into_owned());
     opts.set_notify_scripts(true);
     opts.set_rst_sibling(spec.child_of_caller);
-    opts.set_display_stats(true);
     spec.options.fill(&mut opts);
     opts.set_manage_cgroups_mode(spec.cgroup_mode.rpc());
     opts.external.extend(spec.veths.iter().map(ExternalVeth::entry));
@@ -193,7 +190,7 @@ pub fn restore(
             .map_err(|e| CptError::io("write pidfile", pidfile, e))?;
     }
     tracing::info!(pid, ms = elapsed.as_millis(), "restored");
-    Ok(Restored { init_pid: pid, elapsed, criu_time: stat_line(&log, "Restore time:"), log })
+    Ok(Restored { init_pid: pid, elapsed, log })
 }
 
 /// Clears `RTNH_F_DEAD|RTNH_F_LINKDOWN` from the routes in `route-*.img`/`route6-*.img`
