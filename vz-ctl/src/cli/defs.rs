@@ -30,6 +30,10 @@ pub enum Cmd {
     Enter,
     /// `runscript`
     Runscript,
+    /// `chkpnt` / `suspend`
+    Chkpnt,
+    /// `restore` / `resume`
+    Restore,
 }
 
 impl Cmd {
@@ -49,6 +53,8 @@ impl Cmd {
             "exec2" => Cmd::Exec2,
             "enter" => Cmd::Enter,
             "runscript" => Cmd::Runscript,
+            "chkpnt" | "suspend" => Cmd::Chkpnt,
+            "restore" | "resume" => Cmd::Restore,
             _ => return None,
         })
     }
@@ -79,6 +85,42 @@ use Cmd::*;
 
 /// Every option of every command.
 pub const OPTIONS: &[OptDef] = &[
+    // Checkpoint and restore (reference §8.1).
+    OptDef {
+        name: "dumpfile",
+        aliases: &[],
+        takes_value: true,
+        commands: &[Chkpnt, Restore],
+        help: "the dump (a CRIU images directory) instead of DUMPDIR/Dump.CTID",
+    },
+    OptDef {
+        name: "suspend",
+        aliases: &[],
+        takes_value: false,
+        commands: &[Chkpnt],
+        help: "only freeze the container",
+    },
+    OptDef {
+        name: "dump",
+        aliases: &[],
+        takes_value: false,
+        commands: &[Chkpnt],
+        help: "only dump the (suspended) container; it stays as it is",
+    },
+    OptDef {
+        name: "resume",
+        aliases: &[],
+        takes_value: false,
+        commands: &[Chkpnt, Restore],
+        help: "only thaw a suspended container",
+    },
+    OptDef {
+        name: "kill",
+        aliases: &[],
+        takes_value: false,
+        commands: &[Chkpnt],
+        help: "only kill the (suspended) container and release it",
+    },
     OptDef {
         name: "ostemplate",
         aliases: &[],

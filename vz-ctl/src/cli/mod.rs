@@ -12,6 +12,7 @@ pub fn usage() -> String {
     let mut text = String::from(
         "Usage: vzctl [--quiet | --verbose] [--skiplock] <command> <ctid|name> [options]\n\
          Commands: create destroy start stop restart status mount umount set exec exec2 enter runscript\n\
+         chkpnt (suspend) restore (resume)\n\
          Options:\n",
     );
     for opt in defs::OPTIONS {

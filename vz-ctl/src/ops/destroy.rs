@@ -38,7 +38,10 @@ pub fn destroy(ve: &Ve) -> Result<()> {
         }
     }
     let dump = ve.dump_file();
-    if dump.exists() {
+    if dump.is_dir() {
+        // A CRIU images directory (vzctl chkpnt).
+        std::fs::remove_dir_all(&dump).op("remove dump", &dump)?;
+    } else if dump.exists() {
         std::fs::remove_file(&dump).op("remove dump file", &dump)?;
     }
     if let Ok(root) = ve.root()

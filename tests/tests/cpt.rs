@@ -1,0 +1,175 @@
+//! Black-box tests of `vzctl chkpnt` / `restore` / `start` from a dump on the real kernel
+//! and CRIU: a VE whose boot started a counter and a TCP server keeps both across a
+//! checkpoint, a client in the test tree's network namespace stays connected, `status` says
+//! `suspended`, `start` restores a dump and removes it, `destroy` removes a dump.
+#![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vz_tests::{Need, VzTree, ok, require, unique_ctid};
+
+const VE_IP: &str = "198.51.100.77";
+
+const WORK: &str = "#!/bin/sh\n\
+setsid sh -c 'i=0; exec 3>>/var/count; while :; do i=$((i+1)); echo $i >&3; usleep 50000; done' \
+</dev/null >/dev/null 2>&1 &\n\
+setsid nc -ll -p 7000 -e /srv.sh </dev/null >/dev/null 2>&1 &\n";
+
+const SRV: &str = "#!/bin/sh\nn=0\nwhile read l; do n=$((n+1)); echo \"$n $l\"; done\n";
+
+fn counts(tree: &VzTree, ctid: &str) -> Vec<u64> {
+    let path = tree.path().join(format!("root/{ctid}/var/count"));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn wait_count(tree: &VzTree, ctid: &str, n: u64) -> u64 {
+    let start = Instant::now();
+    loop {
+        let last = counts(tree, ctid).last().copied().unwrap_or(0);
+        if last >= n {
+            return last;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "counter stuck at {last}, wanted {n}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_no_gap(tree: &VzTree, ctid: &str) {
+    for (i, c) in counts(tree, ctid).iter().enumerate() {
+        assert_eq!(*c, i as u64 + 1, "the counter's log breaks at line {}", i + 1);
+    }
+}
+
+/// A TCP client (busybox nc) in the tree's network namespace, killed by pid on drop.
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    sent: u64,
+}
+
+impl Client {
+    fn connect(tree: &VzTree) -> Client {
+        let start = Instant::now();
+        loop {
+            let mut child = tree
+                .in_netns("/bin/busybox")
+                .args(["nc", VE_IP, "7000"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn nc");
+            let stdin = child.stdin.take().expect("stdin");
+            let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+            let mut client = Client { child, stdin, stdout, sent: 0 };
+            if client.try_ping().is_ok() {
+                return client;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no TCP server in the VE");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn try_ping(&mut self) -> Result<(), String> {
+        let k = self.sent + 1;
+        writeln!(self.stdin, "ping {k}").map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        if line.trim() != format!("{k} ping {k}") {
+            return Err(format!("answer {line:?} to ping {k}"));
+        }
+        self.sent = k;
+        Ok(())
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status(tree: &VzTree, ctid: &str) -> String {
+    ok(tree.run("vzctl", &["status", ctid])).trim().to_owned()
+}
+
+#[test]
+fn chkpnt_and_restore_keep_the_work_and_the_tcp_client() {
+    require!(
+        Need::Root,
+        Need::Program("/bin/busybox"),
+        Need::Program(vz_cpt_criu()),
+        Need::CgroupController("freezer")
+    );
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox", "--ipadd", VE_IP]));
+    ok(tree.run("vzctl", &["mount", &ctid]));
+    let root = tree.path().join(format!("root/{ctid}"));
+    std::fs::write(root.join("etc/init.d/S50work"), WORK).unwrap();
+    std::fs::write(root.join("srv.sh"), SRV).unwrap();
+    ok(Command::new("chmod")
+        .arg("755")
+        .arg(root.join("etc/init.d/S50work"))
+        .arg(root.join("srv.sh"))
+        .output()
+        .unwrap());
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    wait_count(&tree, &ctid, 5);
+    let mut client = Client::connect(&tree);
+    client.try_ping().unwrap();
+
+    // Full checkpoint: the VE is gone, unmounted, and `suspended`.
+    ok(tree.run("vzctl", &["chkpnt", &ctid]));
+    assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist unmounted down suspended"));
+    let out = tree.run("vzctl", &["chkpnt", &ctid]);
+    assert_eq!(out.status.code(), Some(31), "chkpnt of a stopped VE");
+
+    ok(tree.run("vzctl", &["restore", &ctid]));
+    assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist mounted running"));
+    let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
+    wait_count(&tree, &ctid, at + 5);
+    assert_no_gap(&tree, &ctid);
+    client.try_ping().expect("the TCP client stayed connected");
+    assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "echo in"])).trim(), "in");
+    let out = tree.run("vzctl", &["restore", &ctid]);
+    assert_eq!(out.status.code(), Some(32), "restore of a running VE");
+
+    // `start` restores a default dump and removes it.
+    ok(tree.run("vzctl", &["chkpnt", &ctid]));
+    let out = ok(tree.run("vzctl", &["start", &ctid]));
+    assert!(out.contains("trying to restore"), "{out}");
+    assert!(!tree.path().join(format!("dump/Dump.{ctid}")).exists(), "start kept the dump");
+    client.try_ping().expect("the TCP client stayed connected across start");
+    let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
+    wait_count(&tree, &ctid, at + 3);
+    assert_no_gap(&tree, &ctid);
+
+    // Stages: suspend, resume.
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--suspend"]));
+    let frozen = counts(&tree, &ctid).last().copied().unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(counts(&tree, &ctid).last().copied().unwrap_or(0), frozen, "suspended VE counted");
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--resume"]));
+    wait_count(&tree, &ctid, frozen + 3);
+    let out = tree.run("vzctl", &["chkpnt", &ctid, "--suspend", "--kill"]);
+    assert_eq!(out.status.code(), Some(20), "two stages at once");
+
+    // A dump then destroy: the dump goes with the VE.
+    ok(tree.run("vzctl", &["chkpnt", &ctid]));
+    ok(tree.run("vzctl", &["destroy", &ctid]));
+    assert!(!tree.path().join(format!("dump/Dump.{ctid}")).exists(), "destroy kept the dump");
+}
+
+fn vz_cpt_criu() -> &'static str {
+    "/usr/local/sbin/criu"
+}
