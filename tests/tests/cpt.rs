@@ -3,6 +3,7 @@
 //! checkpoint, a client in the test tree's network namespace stays connected, `status` says
 //! `suspended`, `start` restores a dump and removes it, `destroy` removes a dump.
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+#![allow(clippy::print_stderr, reason = "the test reports vzctl's times")]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -97,44 +98,92 @@ impl Drop for Client {
     }
 }
 
+/// `vzctl restore`; a failure shows vzctl's output and the errors of CRIU's log.
+fn restore(tree: &VzTree, ctid: &str) {
+    let out = tree.run("vzctl", &["restore", ctid]);
+    if !out.status.success() {
+        let log = tree.path().join(format!("dump/Dump.{ctid}/restore.log"));
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error")).collect();
+        panic!("{}\n{}", vz_tests::output_text(&out), errors.join("\n"));
+    }
+}
+
+/// A loop device attached to a small file of the tree, detached by name on drop.
+struct LoopHold(String);
+
+impl LoopHold {
+    fn take(tree: &VzTree) -> LoopHold {
+        let file = tree.path().join("hold.img");
+        std::fs::write(&file, vec![0u8; 1 << 20]).expect("write hold.img");
+        let out = ok(Command::new("losetup")
+            .arg("-f")
+            .arg("--show")
+            .arg(&file)
+            .output()
+            .expect("run losetup"));
+        LoopHold(out.trim().to_owned())
+    }
+}
+
+impl Drop for LoopHold {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
 fn status(tree: &VzTree, ctid: &str) -> String {
     ok(tree.run("vzctl", &["status", ctid])).trim().to_owned()
 }
 
-#[test]
-fn chkpnt_and_restore_keep_the_work_and_the_tcp_client() {
-    require!(
-        Need::Root,
-        Need::Program("/bin/busybox"),
-        Need::Program(vz_cpt_criu()),
-        Need::CgroupController("freezer")
-    );
-    let tree = VzTree::new("");
+/// A busybox VE whose boot starts the counter and the TCP server, started.
+fn working_ve(tree: &VzTree) -> String {
     tree.build_busybox_cache();
     let ctid = unique_ctid().to_string();
     ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox", "--ipadd", VE_IP]));
     ok(tree.run("vzctl", &["mount", &ctid]));
     let root = tree.path().join(format!("root/{ctid}"));
-    std::fs::write(root.join("etc/init.d/S50work"), WORK).unwrap();
-    std::fs::write(root.join("srv.sh"), SRV).unwrap();
-    ok(Command::new("chmod")
-        .arg("755")
-        .arg(root.join("etc/init.d/S50work"))
-        .arg(root.join("srv.sh"))
-        .output()
-        .unwrap());
+    std::fs::write(root.join("etc/init.d/S50work"), WORK).expect("write S50work");
+    std::fs::write(root.join("srv.sh"), SRV).expect("write srv.sh");
+    let scripts = [root.join("etc/init.d/S50work"), root.join("srv.sh")];
+    ok(Command::new("chmod").arg("755").args(scripts).output().expect("run chmod"));
     ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
-    wait_count(&tree, &ctid, 5);
+    wait_count(tree, &ctid, 5);
+    ctid
+}
+
+fn needs() -> [Need; 4] {
+    [
+        Need::Root,
+        Need::Program("/bin/busybox"),
+        Need::Program(vz_cpt_criu()),
+        Need::CgroupController("freezer"),
+    ]
+}
+
+#[test]
+fn chkpnt_and_restore_keep_the_work_and_the_tcp_client() {
+    let [a, b, c, d] = needs();
+    require!(a, b, c, d, Need::Loop);
+    let tree = VzTree::new("");
+    let ctid = working_ve(&tree);
     let mut client = Client::connect(&tree);
     client.try_ping().unwrap();
 
     // Full checkpoint: the VE is gone, unmounted, and `suspended`.
+    let t = Instant::now();
     ok(tree.run("vzctl", &["chkpnt", &ctid]));
+    let chkpnt_ms = t.elapsed().as_millis();
     assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist unmounted down suspended"));
     let out = tree.run("vzctl", &["chkpnt", &ctid]);
     assert_eq!(out.status.code(), Some(31), "chkpnt of a stopped VE");
 
-    ok(tree.run("vzctl", &["restore", &ctid]));
+    // Its loop device is taken meanwhile: the root comes back on another one, while the
+    // dump's /dev holds the old one's node.
+    let _taken = LoopHold::take(&tree);
+    let t = Instant::now();
+    restore(&tree, &ctid);
+    eprintln!("TIMING vzctl chkpnt {chkpnt_ms} ms, vzctl restore {} ms", t.elapsed().as_millis());
     assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist mounted running"));
     let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
     wait_count(&tree, &ctid, at + 5);
@@ -164,10 +213,64 @@ fn chkpnt_and_restore_keep_the_work_and_the_tcp_client() {
     let out = tree.run("vzctl", &["chkpnt", &ctid, "--suspend", "--kill"]);
     assert_eq!(out.status.code(), Some(20), "two stages at once");
 
+    // The stages --dump (the VE stays suspended) and --kill, then restore.
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--suspend"]));
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--dump"]));
+    assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist mounted running"));
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--kill"]));
+    assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist unmounted down suspended"));
+    restore(&tree, &ctid);
+    client.try_ping().expect("the TCP client stayed connected across the stages");
+    let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
+    wait_count(&tree, &ctid, at + 3);
+    assert_no_gap(&tree, &ctid);
+
     // A dump then destroy: the dump goes with the VE.
     ok(tree.run("vzctl", &["chkpnt", &ctid]));
     ok(tree.run("vzctl", &["destroy", &ctid]));
     assert!(!tree.path().join(format!("dump/Dump.{ctid}")).exists(), "destroy kept the dump");
+}
+
+#[test]
+fn chkpnt_refuses_what_it_would_lose_and_the_ve_runs_on() {
+    let [a, b, c, d] = needs();
+    require!(a, b, c, d);
+    let tree = VzTree::new("");
+    let ctid = working_ve(&tree);
+    let refused = |what: &str, expect: &str| {
+        let out = tree.run("vzctl", &["chkpnt", &ctid]);
+        let text = vz_tests::output_text(&out);
+        assert_eq!(out.status.code(), Some(16), "{what}: {text}");
+        assert!(text.contains(expect), "{what}: {text}");
+        assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist mounted running"), "{what}");
+        let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
+        wait_count(&tree, &ctid, at + 3);
+    };
+
+    // A running `vzctl exec` program is not in the init's tree.
+    let mut exec = tree.cmd("vzctl").args(["exec", &ctid, "sleep 3"]).spawn().unwrap();
+    let start = Instant::now();
+    while !ok(tree.run("vzctl", &["exec", &ctid, "ps"])).contains("sleep 3") {
+        assert!(start.elapsed() < Duration::from_secs(10), "the exec'd sleep never showed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    refused("a running exec", "not a descendant");
+    exec.wait().unwrap();
+
+    // After a restore the VE has CRIU's time namespace; a daemon `vzctl exec` starts has the
+    // host's, and a dump would not restore: refused.
+    ok(tree.run("vzctl", &["chkpnt", &ctid]));
+    restore(&tree, &ctid);
+    let daemon =
+        "setsid sh -c 'echo $$ > /daemon.pid; exec sleep 1000' </dev/null >/dev/null 2>&1 &";
+    ok(tree.run("vzctl", &["exec", &ctid, daemon]));
+    refused("a daemon in another time namespace", "time namespace");
+    ok(tree.run("vzctl", &["exec", &ctid, "kill $(cat /daemon.pid)"]));
+    ok(tree.run("vzctl", &["chkpnt", &ctid]));
+    restore(&tree, &ctid);
+    assert_no_gap(&tree, &ctid);
+    ok(tree.run("vzctl", &["stop", &ctid]));
+    assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist unmounted down"));
 }
 
 fn vz_cpt_criu() -> &'static str {

@@ -92,13 +92,16 @@ pub(crate) fn precheck(s: &Subject<'_>) -> Result<std::result::Result<(), Refusa
     }
     for (&pid, st) in &stats {
         let comm = st.comm.clone();
-        if !descends_from(pid, init) {
+        // A short-lived task may exit (or lose its parent) while its ancestry is read:
+        // only one that is still there and still outside the tree is refused.
+        if !descends_from(pid, init) && stat(pid).is_some() && !descends_from(pid, init) {
             return Ok(Err(Refusal::ForeignProcess { pid, comm }));
         }
-        if ns_link(pid, "time") != init_time {
+        let time = ns_link(pid, "time");
+        if time.is_some() && time != init_time {
             return Ok(Err(Refusal::TimeNamespace { pid, comm }));
         }
-        if pid != init && outside_session(pid) {
+        if pid != init && outside_session(pid) && stat(pid).is_some() {
             return Ok(Err(Refusal::OutsideSession { pid, comm }));
         }
         if holds_seccomp_listener(pid) {

@@ -103,21 +103,36 @@ pub fn dump(criu: &Criu, spec: &DumpSpec) -> Result<DumpReport> {
     let elapsed = start.elapsed();
     drop(images);
     let log = dir.join(DUMP_LOG);
+    let log = log.as_path();
     let failure = match resp {
         Ok(r) if r.success() => None,
-        Ok(r) => Some(criu_message(r.cr_errmsg(), r.cr_errno())),
+        Ok(r) => Some(criu_message(log, r.cr_errmsg(), r.cr_errno())),
         Err(e) => Some(e.to_string()),
     };
     if let Some(message) = failure {
         let failed = set_aside(dir);
         return Err(CptError::CriuFailed { what: "dump", message, log: failed.join(DUMP_LOG) });
     }
-    let report = DumpReport { elapsed, image_bytes: dir_size(dir), log };
+    let report = DumpReport { elapsed, image_bytes: dir_size(dir), log: log.to_owned() };
     tracing::info!(ms = elapsed.as_millis(), bytes = report.image_bytes, "dumped");
     Ok(report)
 }
 
-pub(crate) fn criu_message(errmsg: &str, errno: i32) -> String {
+/// What went wrong, for a failed request: the first error line of CRIU's log that says
+/// why (not the harmless RLIMIT_NOFILE line of a host whose root lacks CAP_SYS_RESOURCE,
+/// which the response's `cr_errmsg` often is, nor a helper's exit status or the closing
+/// "FAILED"), else the response's message or errno.
+pub(crate) fn criu_message(log: &Path, errmsg: &str, errno: i32) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let first = text.lines().find(|l| {
+        l.contains("Error (")
+            && !l.contains("RLIMIT_NOFILE")
+            && !l.contains("exited, status")
+            && !l.contains("FAILED")
+    });
+    if let Some(line) = first {
+        return line.split_once(": ").map_or(line, |(_, m)| m).trim().to_owned();
+    }
     match (errmsg.is_empty(), errno) {
         (false, _) => errmsg.to_owned(),
         (true, 0) => "unsuccessful".to_owned(),
@@ -161,8 +176,19 @@ mod tests {
 
     #[test]
     fn criu_messages_fall_back_to_errno() {
-        assert_eq!(criu_message("boom", 2), "boom");
-        assert_eq!(criu_message("", 0), "unsuccessful");
-        assert!(criu_message("", 2).contains("No such file"));
+        let none = Path::new("/nonexistent/dump.log");
+        assert_eq!(criu_message(none, "boom", 2), "boom");
+        assert_eq!(criu_message(none, "", 0), "unsuccessful");
+        assert!(criu_message(none, "", 2).contains("No such file"));
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("dump.log");
+        std::fs::write(
+            &log,
+            "(00.01) Error (criu/util.c:1534): rlimit: Can't setup RLIMIT_NOFILE for self\n\
+             (00.20) Error (criu/files-reg.c:1790): Can't lookup mount=24 for fd=0\n\
+             (00.21) Error (criu/cr-dump.c:2100): Dumping FAILED.\n",
+        )
+        .unwrap();
+        assert_eq!(criu_message(&log, "rlimit", 0), "Can't lookup mount=24 for fd=0");
     }
 }

@@ -18,6 +18,10 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 /// `cgroup_procs` (or their sub-cgroups), thaws `freezer` so frozen tasks die, and waits
 /// until no live task is left (zombies waiting for their reaper count as gone).
 ///
+/// After a `leave_running` dump the VE's sockets are live again: killing the VE closes its
+/// TCP connections (FIN/RST to the peers) unless the caller has cut the VE's network first
+/// (vz-ctl removes the host ends before it kills).
+///
 /// # Errors
 /// [`CptError::Io`] when a `cgroup.procs` file cannot be read; [`CptError::KillTimeout`]
 /// when tasks are still alive after 10 s.

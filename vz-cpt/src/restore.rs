@@ -181,7 +181,7 @@ pub fn restore(
         Err(e) => return Err(e),
     };
     if !resp.success() {
-        let message = criu_message(resp.cr_errmsg(), resp.cr_errno());
+        let message = criu_message(&log, resp.cr_errmsg(), resp.cr_errno());
         return Err(CptError::CriuFailed { what: "restore", message, log });
     }
     let pid = resp.restore.as_ref().map_or(init_pid, |r| r.pid());

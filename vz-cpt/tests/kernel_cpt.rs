@@ -103,9 +103,8 @@ fn suspend_resume_then_staged_dump_kill_and_restore() -> anyhow::Result<()> {
     assert_eq!(freezer.state()?, FreezerState::Thawed);
 
     ve.restore(&ve.restore_spec())?;
-    if freezer.state()? != FreezerState::Thawed {
-        freezer.thaw()?;
-    }
+    // The images of a VE dumped frozen restore running.
+    assert_eq!(freezer.state()?, FreezerState::Thawed, "restored frozen");
     ve.wait_count(at_dump + 5)?;
     ve.assert_no_gap()?;
     assert_eq!(ve.inner_pids(), pids);
@@ -232,4 +231,41 @@ fn criu_reports_its_version() {
         v >= vz_cpt::CriuVersion { major: 4, minor: 2, sublevel: 0 },
         "CRIU {v} is older than 4.2"
     );
+}
+
+#[test]
+fn a_failed_dump_lets_the_ve_run_on_and_sets_the_images_aside() -> anyhow::Result<()> {
+    require!(needs()[0], needs()[1], needs()[2], needs()[3], Need::CgroupController("freezer"));
+    let mut ve = TestVe::start(Load::Ghost)?;
+    ve.wait_count(3)?;
+    // A deleted 2 MiB file open in the VE is over a 1 MiB ghost limit: CRIU fails the dump.
+    let mut spec = ve.dump_spec();
+    spec.options.ghost_limit = 1 << 20;
+    match ve.dump(&spec) {
+        Err(CptError::CriuFailed { what: "dump", log, .. }) => {
+            let text = std::fs::read_to_string(&log)?;
+            assert!(text.contains("ghost"), "the log {} does not say why", log.display());
+            assert!(
+                log.starts_with(format!("{}.fail", ve.images().display())),
+                "{}",
+                log.display()
+            );
+        }
+        other => panic!("a dump over the ghost limit: {other:?}"),
+    }
+    assert!(!ve.images().exists(), "a failed dump left {}", ve.images().display());
+    assert!(ve.is_running(), "a failed dump stopped the VE");
+    assert_eq!(ve.freezer().state()?, FreezerState::Thawed);
+    let now = ve.counts()?.last().copied().unwrap_or(0);
+    ve.wait_count(now + 3)?;
+
+    // With the default limit the file comes back open and deleted.
+    ve.dump(&ve.dump_spec())?;
+    ve.restore(&ve.restore_spec())?;
+    let fd = std::fs::read_link(format!("/proc/{}/fd/4", ve.init_pid))?;
+    assert!(fd.to_string_lossy().ends_with("/tmp/big (deleted)"), "{}", fd.display());
+    let now = ve.counts()?.last().copied().unwrap_or(0);
+    ve.wait_count(now + 3)?;
+    ve.assert_no_gap()?;
+    Ok(())
 }

@@ -119,10 +119,10 @@ pub enum CtlError {
     #[error("Unable to start container")]
     Start(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Checkpointing the CT failed or was refused (OpenVZ 16).
-    #[error("Checkpointing failed: {0}")]
+    #[error("Checkpointing failed")]
     Chkpnt(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Restoring the CT failed (OpenVZ 17).
-    #[error("Restoring failed: {0}")]
+    #[error("Restoring failed")]
     Restore(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Stopping the CT failed.
     #[error("Unable to stop container")]

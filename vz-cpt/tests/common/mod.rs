@@ -33,6 +33,7 @@ sleep 100000 &
 echo $! > /data/sleeper
 if [ "$1" = hog ]; then dd if=/dev/zero bs=256M count=1 2>/dev/null | sleep 100000 & fi
 if [ "$1" = net ]; then nc -ll -p 7000 -e /srv.sh & fi
+if [ "$1" = ghost ]; then dd if=/dev/zero of=/tmp/big bs=1M count=2 2>/dev/null; exec 4</tmp/big; rm /tmp/big; fi
 exec 3>>/data/log
 i=0
 while true; do i=$((i+1)); echo $i >&3; usleep 50000; done
@@ -49,6 +50,8 @@ pub enum Load {
     Net,
     /// Also 256 MiB of touched anonymous memory (dd's buffer, held blocked on a pipe).
     Hog,
+    /// Init holds a deleted 2 MiB file open (fd 4).
+    Ghost,
 }
 
 /// A network namespace made for one test (`ip netns add`), deleted on drop.
@@ -124,6 +127,7 @@ impl TestVe {
             Load::Plain => "plain",
             Load::Net => "net",
             Load::Hog => "hog",
+            Load::Ghost => "ghost",
         };
         let pending = spawn(root.path(), cgroup.procs(), arg)?;
         let mut ve = TestVe { init_pid: pending.pid(), cgroup, netns: None, root, dumps };

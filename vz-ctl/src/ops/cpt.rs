@@ -128,6 +128,9 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
         }
         Some(Stage::Kill) => {
             say("Killing container ...");
+            // The network goes first: after a `--dump` the VE's sockets are live, and their
+            // closing would reach the peers (FIN/RST) and end connections the dump holds.
+            super::net::teardown(ve, &super::net::netifs(ve).unwrap_or_default());
             vz_cpt::kill(pid, &cgroup.procs_files(), Some(&freezer)).map_err(chkpnt_error)?;
             release(ve)?;
             say("Container was killed");
@@ -215,6 +218,7 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
     resources::apply_ubc(ctid, &cgroup, &ubc, None)?;
     resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
     super::start::prepare_init(ve, &root, &cgroup, &ubc)?;
+    let widened = allow_loop_mknod(&cgroup)?;
     let veths = external_veths(ve)?;
     let spec = RestoreSpec {
         images_dir: dir.clone(),
@@ -244,6 +248,10 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
         Ok(())
     };
     let restored = vz_cpt::restore(&criu(ve), &spec, &mut hook).map_err(restore_error)?;
+    if widened {
+        // Back to the exact allowlist, with the current root device's rule.
+        super::start::prepare_init(ve, &spec.root, &cgroup, &ubc)?;
+    }
     undo.commit();
     if opts.dumpfile.is_none()
         && let Err(e) = std::fs::remove_dir_all(&dir)
@@ -257,6 +265,25 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
     );
     say("Restoring completed successfully");
     Ok(())
+}
+
+/// Lets the restore make the quota tools' node of the root's loop device in the VE's /dev
+/// (CRIU untars the /dev tmpfs inside the VE's device cgroup): the dump holds the node of
+/// the loop device the VE had, which need not be the one its root is on now. Only mknod,
+/// only loop devices (major 7), and only on cgroup v1 (additive `devices.allow`); the
+/// exact allowlist is applied again after the restore. Returns whether it widened.
+fn allow_loop_mknod(cgroup: &VeCgroup) -> Result<bool> {
+    if cgroup.is_v2() {
+        return Ok(false);
+    }
+    let Some(dir) = cgroup.dir_of("devices") else { return Ok(false) };
+    let allow = dir.join("devices.allow");
+    std::fs::write(&allow, "b 7:* m").map_err(|source| CtlError::Cgroup {
+        op: "write b 7:* m to",
+        path: allow,
+        source,
+    })?;
+    Ok(true)
 }
 
 /// `vzctl restore [--resume] [--dumpfile F]`: with `--resume` only thaw a suspended VE
