@@ -203,6 +203,7 @@ fn chkpnt_and_restore_keep_the_work_and_the_tcp_client() {
     wait_count(&tree, &ctid, at + 3);
     assert_no_gap(&tree, &ctid);
 
+    let snapshot = tree.path().join("dump/snapshot").to_string_lossy().into_owned();
     // Stages: suspend, resume.
     ok(tree.run("vzctl", &["chkpnt", &ctid, "--suspend"]));
     let frozen = counts(&tree, &ctid).last().copied().unwrap_or(0);
@@ -212,6 +213,20 @@ fn chkpnt_and_restore_keep_the_work_and_the_tcp_client() {
     wait_count(&tree, &ctid, frozen + 3);
     let out = tree.run("vzctl", &["chkpnt", &ctid, "--suspend", "--kill"]);
     assert_eq!(out.status.code(), Some(20), "two stages at once");
+
+    // A suspended VE dumped (--dump) and resumed: it runs on, its network too.
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--suspend"]));
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--dump", "--dumpfile", &snapshot]));
+    let link = ok(tree
+        .in_netns("ip")
+        .args(["-o", "link", "show", &format!("venet{ctid}")])
+        .output()
+        .unwrap());
+    assert!(!link.contains(",UP"), "a dumped suspended VE's host end is down: {link}");
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--resume"]));
+    client.try_ping().expect("the TCP client stayed connected across --dump and --resume");
+    assert!(std::path::Path::new(&snapshot).join("inventory.img").is_file());
+    std::fs::remove_dir_all(&snapshot).expect("remove the snapshot");
 
     // The stages --dump (the VE stays suspended) and --kill, then restore.
     ok(tree.run("vzctl", &["chkpnt", &ctid, "--suspend"]));

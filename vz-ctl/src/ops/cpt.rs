@@ -116,7 +116,7 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
         }
         Some(Stage::Resume) => {
             say("Resuming container ...");
-            freezer.thaw().map_err(chkpnt_error)?;
+            resume_ve(ve, pid, &freezer).map_err(chkpnt_error)?;
             say("Container is resumed");
         }
         Some(Stage::Dump) => {
@@ -124,6 +124,14 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
             let frozen = freezer.state().map_err(chkpnt_error)? == FreezerState::Frozen;
             let spec = dump_spec(ve, &cgroup, pid, &dir, frozen.then_some(freezer), true)?;
             vz_cpt::dump(&criu(ve), &spec).map_err(chkpnt_error)?;
+            if frozen {
+                // CRIU lifted its network lock: a suspended VE's kernel would go on taking
+                // (and acknowledging) packets the dump does not hold. Its host ends stay
+                // down until --resume.
+                for veth in external_veths(ve)? {
+                    ip(&["link", "set", "dev", &veth.outside, "down"]).map_err(chkpnt_error)?;
+                }
+            }
             say(format!("Container is dumped to {}", dir.display()));
         }
         Some(Stage::Kill) => {
@@ -300,9 +308,36 @@ pub fn restore_cmd(ve: &Ve, resume: bool, dumpfile: Option<String>) -> Result<()
         return Err(CtlError::NotRunning);
     }
     let freezer = freezer(&cgroup).ok_or_else(|| restore_error("no freezer"))?;
-    freezer.thaw().map_err(restore_error)?;
+    resume_ve(ve, ve.init_pid()?, &freezer).map_err(restore_error)?;
     say("Container is resumed");
     Ok(())
+}
+
+/// Thaws a suspended VE, its host ends up again (with the venet's routes, which the kernel
+/// drops with a link that goes down) if a `--dump` took them down.
+fn resume_ve(ve: &Ve, pid: i32, freezer: &Freezer) -> std::result::Result<(), String> {
+    let addresses = super::net::addresses(ve).map_err(|e| e.to_string())?;
+    let venet = super::net::host_ifname(ve).map_err(|e| e.to_string())?;
+    if !addresses.is_empty() && is_down(&venet) {
+        venet_host_end(pid, &venet, &addresses)?;
+    }
+    for n in super::net::netifs(ve).map_err(|e| e.to_string())? {
+        if is_down(&n.host_ifname) {
+            ip(&["link", "set", "dev", &n.host_ifname, "up"])?;
+        }
+    }
+    freezer.thaw().map_err(|e| e.to_string())
+}
+
+/// Whether the link `name` of this network namespace exists and is administratively down
+/// (asked of `ip`: /sys/class/net shows the namespace sysfs was mounted in).
+fn is_down(name: &str) -> bool {
+    let Ok(out) = Command::new("ip").args(["-o", "link", "show", "dev", name]).output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let flags = text.split_once('<').and_then(|(_, r)| r.split_once('>')).map(|(f, _)| f);
+    flags.is_some_and(|f| !f.split(',').any(|flag| flag == "UP"))
 }
 
 /// `vzctl start` of a VE with a default dump: restore it (OpenVZ: "Dump file … exists,
