@@ -14,7 +14,10 @@ use common::{Load, TestVe, run};
 use vz_tests::{Need, require};
 
 const CRIU: &str = vz_cpt::DEFAULT_CRIU;
-const ROUNDS: usize = 5;
+/// Rounds per measurement; `VZ_CPT_ROUNDS` sets more for a quieter median.
+fn rounds() -> usize {
+    std::env::var("VZ_CPT_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5)
+}
 
 fn bare_dump(ve: &TestVe) -> anyhow::Result<Duration> {
     let dir = ve.images();
@@ -73,7 +76,7 @@ fn measure(load: Load) -> anyhow::Result<()> {
     let mut ve = TestVe::start(load)?;
     ve.wait_count(if load == Load::Hog { 20 } else { 5 })?;
     let (mut vd, mut vr, mut bd, mut br) = (vec![], vec![], vec![], vec![]);
-    for round in 0..ROUNDS {
+    for round in 0..rounds() {
         // Alternate which goes first: this VM's memory makes the first of a pair slower.
         if round % 2 == 1 {
             bare_cycle(&mut ve, &mut bd, &mut br)?;
@@ -94,9 +97,10 @@ fn measure(load: Load) -> anyhow::Result<()> {
     ve.assert_no_gap()?;
     let (vd, vr, bd, br) = (median(vd), median(vr), median(bd), median(br));
     eprintln!(
-        "TIMING {load:?} (median of {ROUNDS}, ms): vz-cpt dump {vd:.0}, \
+        "TIMING {load:?} (median of {}, ms): vz-cpt dump {vd:.0}, \
          restore {vr:.0}; bare criu dump {bd:.0}, restore {br:.0}; overhead dump {:+.1}%, \
          restore {:+.1}%",
+        rounds(),
         (vd / bd - 1.0) * 100.0,
         (vr / br - 1.0) * 100.0
     );
