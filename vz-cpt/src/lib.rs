@@ -1,1 +1,39 @@
-//! Checkpoint and restore of VEs through CRIU.
+//! Checkpoint and restore of VEs through CRIU, and suspend/resume through the cgroup
+//! freezer.
+//!
+//! - [`dump`] with a [`DumpSpec`]: checks the VE first ([`Refusal`]: a process outside the
+//!   init's tree, another time namespace, a session outside the VE, a seccomp listener, a
+//!   host end down — nothing is frozen when a check fails), then dumps it with CRIU into an
+//!   images directory; the VE stops, or runs on with `leave_running`.
+//! - [`restore`] with a [`RestoreSpec`]: brings the VE back from the images, its root at the
+//!   path the caller gives (an idmapped mount for a user-namespace VE), its veths' host ends
+//!   made again in the caller's network namespace, and the caller's hook at each
+//!   [`RestoreStage`] (the host ends are configured at
+//!   [`RestoreStage::PostSetupNamespaces`]).
+//! - [`Freezer`]: suspend and resume (cgroup v1 `freezer.state`, v2 `cgroup.freeze`).
+//! - [`kill`]: end a (suspended) VE's processes.
+//!
+//! The crate knows nothing of vz's config: the caller hands it the init pid, cgroup paths,
+//! network description and directories. CRIU (>= 4.2) is driven through its RPC (`criu
+//! swrk`), see [`Criu`].
+//!
+//! # Privileges
+//! Root in the initial namespaces for everything but the parsers.
+#![forbid(unsafe_code)]
+
+mod check;
+mod dump;
+mod error;
+mod freezer;
+mod kill;
+mod options;
+mod restore;
+mod rpc;
+
+pub use dump::{DUMP_LOG, DumpReport, DumpSpec, dump};
+pub use error::{CptError, Refusal, Result};
+pub use freezer::{Freezer, FreezerState};
+pub use kill::kill;
+pub use options::{CgroupMode, CgroupRoot, CriuOptions, ExternalMount, ExternalVeth, NetworkLock};
+pub use restore::{HookEvent, RESTORE_LOG, RestoreSpec, RestoreStage, Restored, restore};
+pub use rpc::{Criu, CriuVersion, DEFAULT_CRIU};

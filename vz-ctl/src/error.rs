@@ -118,6 +118,12 @@ pub enum CtlError {
     /// Starting the CT failed.
     #[error("Unable to start container")]
     Start(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Checkpointing the CT failed or was refused (OpenVZ 16).
+    #[error("Checkpointing failed")]
+    Chkpnt(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Restoring the CT failed (OpenVZ 17).
+    #[error("Restoring failed")]
+    Restore(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Stopping the CT failed.
     #[error("Unable to stop container")]
     Stop(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -255,6 +261,8 @@ impl CtlError {
             CtlError::CreatePrivate(_) => 48,
             CtlError::Start(_) | CtlError::Io { .. } | CtlError::Cgroup { .. } => 3,
             CtlError::Stop(_) => 33,
+            CtlError::Chkpnt(_) => 16,
+            CtlError::Restore(_) => 17,
             CtlError::Wait(_) => 133,
             CtlError::Destroy(_) => 52,
             CtlError::Password(_) => 74,

@@ -33,6 +33,10 @@ pub enum Cmd {
     Enter,
     /// `runscript`
     Runscript,
+    /// `chkpnt` / `suspend`
+    Chkpnt,
+    /// `restore` / `resume`
+    Restore,
 }
 
 /// A command's row: its words, its arguments after the CTID, and what it does.
@@ -68,6 +72,8 @@ pub const COMMANDS: &[CmdDef] = &[
     CmdDef { cmd: Exec2, words: &["exec2"], args: "COMMAND [ARG...]", locks: false, help: "Like exec, but exits with the command's own exit status." },
     CmdDef { cmd: Enter, words: &["enter"], args: "", locks: false, help: "Opens a root shell in the container on a pty of its own devpts." },
     CmdDef { cmd: Runscript, words: &["runscript"], args: "SCRIPT", locks: true, help: "Runs a script of the host inside the container (mounted if it is stopped)." },
+    CmdDef { cmd: Chkpnt, words: &["chkpnt", "suspend"], args: "", locks: true, help: "Checkpoints a running container into a dump (CRIU) and stops it; stages --suspend, --dump, --resume, --kill." },
+    CmdDef { cmd: Restore, words: &["restore", "resume"], args: "", locks: true, help: "Restores a container from its dump, its processes and connections as they were." },
 ];
 
 impl Cmd {
@@ -165,6 +171,11 @@ const fn opt(name: &'static str, commands: &'static [Cmd], help: &'static str) -
 /// Every option of every command.
 #[rustfmt::skip]
 pub const OPTIONS: &[OptDef] = &[
+    opt("dumpfile", &[Chkpnt, Restore], "the dump (a CRIU images directory) instead of DUMPDIR/Dump.CTID").takes("PATH"),
+    opt("suspend", &[Chkpnt], "only freeze the container"),
+    opt("dump", &[Chkpnt], "only dump the (suspended) container; it stays as it is"),
+    opt("resume", &[Chkpnt, Restore], "only thaw a suspended container"),
+    opt("kill", &[Chkpnt], "only kill the (suspended) container and release it"),
     opt("ostemplate", &[Create], "template cache to create from").takes("NAME").key("OSTEMPLATE"),
     opt("config", &[Create], "sample config ve-NAME.conf-sample").takes("NAME").key("ORIGIN_SAMPLE"),
     opt("layout", &[Create], "simfs (a directory) or ploop (an ext4 image on a loop device)").takes("simfs|ploop").key("VE_LAYOUT").alias(&["ve_layout", "velayout"]),

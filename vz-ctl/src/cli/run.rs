@@ -10,7 +10,7 @@ use crate::ctid::Ctid;
 use crate::disk::DiskChanges;
 use crate::error::{CtlError, Result};
 use crate::lock::Lock;
-use crate::ops::{create, destroy, exec, mount, set, start, status, stop};
+use crate::ops::{cpt, create, destroy, exec, mount, set, start, status, stop};
 use crate::output::{result, say};
 use crate::resources::{ResourceChanges, is_resource_option};
 use crate::ve::Ve;
@@ -51,6 +51,8 @@ pub fn run(inv: Invocation) -> Result<u8> {
         Cmd::Create => create::create(&mut ve, &opts.create()?)?,
         Cmd::Destroy => destroy::destroy(&ve)?,
         Cmd::Start => start_recorded(&ve, opts.start())?,
+        Cmd::Chkpnt => cpt::chkpnt(&ve, &opts.chkpnt()?)?,
+        Cmd::Restore => cpt::restore_cmd(&ve, opts.flag("resume"), opts.owned("dumpfile"))?,
         Cmd::Stop => stop::stop(&ve, opts.stop())?,
         Cmd::Restart => {
             say("Restarting container");
@@ -102,7 +104,7 @@ fn start_recorded(ve: &Ve, opts: start::StartOptions) -> Result<()> {
         "start",
         &[("was_running", flag(ve.cgroup()?.has_tasks())), ("was_mounted", flag(ve.is_mounted()?))],
     )?;
-    start::start(ve, opts)
+    crate::ops::cpt::start_or_restore(ve, opts)
 }
 
 fn need_command(rest: &[String]) -> Result<Vec<String>> {
@@ -180,6 +182,23 @@ impl Options {
 
     fn start(&self) -> start::StartOptions {
         start::StartOptions { wait: self.flag("wait"), force: self.flag("force") }
+    }
+
+    fn chkpnt(&self) -> Result<cpt::ChkpntOptions> {
+        let stages = [
+            ("suspend", cpt::Stage::Suspend),
+            ("dump", cpt::Stage::Dump),
+            ("resume", cpt::Stage::Resume),
+            ("kill", cpt::Stage::Kill),
+        ];
+        let mut given = stages.iter().filter(|(name, _)| self.flag(name));
+        let stage = given.next().map(|(_, stage)| *stage);
+        if given.next().is_some() {
+            return Err(CtlError::Usage(
+                "Only one of --suspend, --dump, --resume, --kill can be given".into(),
+            ));
+        }
+        Ok(cpt::ChkpntOptions { stage, dumpfile: self.owned("dumpfile").map(PathBuf::from) })
     }
 
     fn stop(&self) -> stop::StopOptions {

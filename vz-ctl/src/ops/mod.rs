@@ -2,6 +2,7 @@
 //! loaded [`Ve`](crate::ve::Ve) and typed options, holds the CT lock where OpenVZ does, and
 //! undoes its completed steps when a later one fails.
 
+pub mod cpt;
 pub mod create;
 pub mod destroy;
 pub mod exec;

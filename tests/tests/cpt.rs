@@ -1,0 +1,326 @@
+//! Black-box tests of `vzctl chkpnt` / `restore` / `start` from a dump on the real kernel
+//! and CRIU: a VE whose boot started a counter and a TCP server keeps both across a
+//! checkpoint, a client in the test tree's network namespace stays connected, `status` says
+//! `suspended`, `start` restores a dump and removes it, `destroy` removes a dump.
+#![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+#![allow(clippy::print_stderr, reason = "the test reports vzctl's times")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vz_tests::{Need, VzTree, ok, require, unique_ctid};
+
+const VE_IP: &str = "198.51.100.77";
+
+const WORK: &str = "#!/bin/sh\n\
+setsid sh -c 'i=0; exec 3>>/var/count; while :; do i=$((i+1)); echo $i >&3; usleep 50000; done' \
+</dev/null >/dev/null 2>&1 &\n\
+setsid nc -ll -p 7000 -e /srv.sh </dev/null >/dev/null 2>&1 &\n";
+
+const SRV: &str = "#!/bin/sh\nn=0\nwhile read l; do n=$((n+1)); echo \"$n $l\"; done\n";
+
+fn counts(tree: &VzTree, ctid: &str) -> Vec<u64> {
+    let path = tree.path().join(format!("root/{ctid}/var/count"));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn wait_count(tree: &VzTree, ctid: &str, n: u64) -> u64 {
+    let start = Instant::now();
+    loop {
+        let last = counts(tree, ctid).last().copied().unwrap_or(0);
+        if last >= n {
+            return last;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "counter stuck at {last}, wanted {n}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_no_gap(tree: &VzTree, ctid: &str) {
+    for (i, c) in counts(tree, ctid).iter().enumerate() {
+        assert_eq!(*c, i as u64 + 1, "the counter's log breaks at line {}", i + 1);
+    }
+}
+
+/// A TCP client (busybox nc) in the tree's network namespace, killed by pid on drop.
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    sent: u64,
+}
+
+impl Client {
+    fn connect(tree: &VzTree) -> Client {
+        let start = Instant::now();
+        loop {
+            let mut child = tree
+                .in_netns("/bin/busybox")
+                .args(["nc", VE_IP, "7000"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn nc");
+            let stdin = child.stdin.take().expect("stdin");
+            let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+            let mut client = Client { child, stdin, stdout, sent: 0 };
+            if client.try_ping().is_ok() {
+                return client;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no TCP server in the VE");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn try_ping(&mut self) -> Result<(), String> {
+        let k = self.sent + 1;
+        writeln!(self.stdin, "ping {k}").map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        if line.trim() != format!("{k} ping {k}") {
+            return Err(format!("answer {line:?} to ping {k}"));
+        }
+        self.sent = k;
+        Ok(())
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `vzctl restore`; a failure shows vzctl's output and the errors of CRIU's log.
+fn restore(tree: &VzTree, ctid: &str) {
+    let out = tree.run("vzctl", &["restore", ctid]);
+    if !out.status.success() {
+        let log = tree.path().join(format!("dump/Dump.{ctid}/restore.log"));
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error")).collect();
+        panic!("{}\n{}", vz_tests::output_text(&out), errors.join("\n"));
+    }
+}
+
+/// A loop device attached to a small file of the tree, detached by name on drop.
+struct LoopHold(String);
+
+impl LoopHold {
+    fn take(tree: &VzTree) -> LoopHold {
+        let file = tree.path().join("hold.img");
+        std::fs::write(&file, vec![0u8; 1 << 20]).expect("write hold.img");
+        let out = ok(Command::new("losetup")
+            .arg("-f")
+            .arg("--show")
+            .arg(&file)
+            .output()
+            .expect("run losetup"));
+        LoopHold(out.trim().to_owned())
+    }
+}
+
+impl Drop for LoopHold {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+fn status(tree: &VzTree, ctid: &str) -> String {
+    ok(tree.run("vzctl", &["status", ctid])).trim().to_owned()
+}
+
+/// A busybox VE whose boot starts the counter and the TCP server, started.
+fn working_ve(tree: &VzTree) -> String {
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox", "--ipadd", VE_IP]));
+    ok(tree.run("vzctl", &["mount", &ctid]));
+    let root = tree.path().join(format!("root/{ctid}"));
+    std::fs::write(root.join("etc/init.d/S50work"), WORK).expect("write S50work");
+    std::fs::write(root.join("srv.sh"), SRV).expect("write srv.sh");
+    let scripts = [root.join("etc/init.d/S50work"), root.join("srv.sh")];
+    ok(Command::new("chmod").arg("755").args(scripts).output().expect("run chmod"));
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    wait_count(tree, &ctid, 5);
+    ctid
+}
+
+fn needs() -> [Need; 4] {
+    [
+        Need::Root,
+        Need::Program("/bin/busybox"),
+        Need::Program(vz_cpt_criu()),
+        // The v1 freezer, or on cgroup v2 `cgroup.freeze` (in every cgroup).
+        if vz_tests::is_cgroup_v2() {
+            Need::CgroupController("pids")
+        } else {
+            Need::CgroupController("freezer")
+        },
+    ]
+}
+
+/// Whether CRIU can dump here: not from a chroot, which is how the kernel lab runs the
+/// tests (CRIU: "The root task has another root than mntns"). There the test reports a
+/// not-applicable skip (printed and appended to `VZ_TEST_SKIP_LOG`) and returns.
+fn criu_can_dump_here(test: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let chrooted = match (std::fs::metadata("/"), std::fs::metadata("/proc/1/root/")) {
+        (Ok(mine), Ok(init)) => mine.dev() != init.dev() || mine.ino() != init.ino(),
+        _ => false,
+    };
+    if chrooted {
+        let line =
+            format!("SKIP {test}: CRIU cannot dump from a chroot (kernel lab; not applicable)");
+        eprintln!("{line}");
+        if let Ok(log) = std::env::var("VZ_TEST_SKIP_LOG")
+            && let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log)
+        {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+    !chrooted
+}
+
+#[test]
+fn chkpnt_and_restore_keep_the_work_and_the_tcp_client() {
+    let [a, b, c, d] = needs();
+    require!(a, b, c, d, Need::Loop);
+    if !criu_can_dump_here("chkpnt_and_restore_keep_the_work_and_the_tcp_client") {
+        return;
+    }
+    let tree = VzTree::new("");
+    let ctid = working_ve(&tree);
+    let mut client = Client::connect(&tree);
+    client.try_ping().unwrap();
+
+    // Full checkpoint: the VE is gone, unmounted, and `suspended`.
+    let t = Instant::now();
+    ok(tree.run("vzctl", &["chkpnt", &ctid]));
+    let chkpnt_ms = t.elapsed().as_millis();
+    assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist unmounted down suspended"));
+    let out = tree.run("vzctl", &["chkpnt", &ctid]);
+    assert_eq!(out.status.code(), Some(31), "chkpnt of a stopped VE");
+
+    // Its loop device is taken meanwhile: the root comes back on another one, while the
+    // dump's /dev holds the old one's node.
+    let _taken = LoopHold::take(&tree);
+    let t = Instant::now();
+    restore(&tree, &ctid);
+    eprintln!("TIMING vzctl chkpnt {chkpnt_ms} ms, vzctl restore {} ms", t.elapsed().as_millis());
+    assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist mounted running"));
+    let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
+    wait_count(&tree, &ctid, at + 5);
+    assert_no_gap(&tree, &ctid);
+    client.try_ping().expect("the TCP client stayed connected");
+    assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "echo in"])).trim(), "in");
+    let out = tree.run("vzctl", &["restore", &ctid]);
+    assert_eq!(out.status.code(), Some(32), "restore of a running VE");
+
+    // `start` restores a default dump and removes it.
+    ok(tree.run("vzctl", &["chkpnt", &ctid]));
+    let out = ok(tree.run("vzctl", &["start", &ctid]));
+    assert!(out.contains("trying to restore"), "{out}");
+    assert!(!tree.path().join(format!("dump/Dump.{ctid}")).exists(), "start kept the dump");
+    client.try_ping().expect("the TCP client stayed connected across start");
+    let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
+    wait_count(&tree, &ctid, at + 3);
+    assert_no_gap(&tree, &ctid);
+
+    let snapshot = tree.path().join("dump/snapshot").to_string_lossy().into_owned();
+    // Stages: suspend, resume.
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--suspend"]));
+    let frozen = counts(&tree, &ctid).last().copied().unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(counts(&tree, &ctid).last().copied().unwrap_or(0), frozen, "suspended VE counted");
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--resume"]));
+    wait_count(&tree, &ctid, frozen + 3);
+    let out = tree.run("vzctl", &["chkpnt", &ctid, "--suspend", "--kill"]);
+    assert_eq!(out.status.code(), Some(20), "two stages at once");
+
+    // A suspended VE dumped (--dump) and resumed: it runs on, its network too.
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--suspend"]));
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--dump", "--dumpfile", &snapshot]));
+    let link = ok(tree
+        .in_netns("ip")
+        .args(["-o", "link", "show", &format!("venet{ctid}")])
+        .output()
+        .unwrap());
+    assert!(!link.contains(",UP"), "a dumped suspended VE's host end is down: {link}");
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--resume"]));
+    client.try_ping().expect("the TCP client stayed connected across --dump and --resume");
+    assert!(std::path::Path::new(&snapshot).join("inventory.img").is_file());
+    std::fs::remove_dir_all(&snapshot).expect("remove the snapshot");
+
+    // The stages --dump (the VE stays suspended) and --kill, then restore.
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--suspend"]));
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--dump"]));
+    assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist mounted running"));
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--kill"]));
+    assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist unmounted down suspended"));
+    restore(&tree, &ctid);
+    client.try_ping().expect("the TCP client stayed connected across the stages");
+    let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
+    wait_count(&tree, &ctid, at + 3);
+    assert_no_gap(&tree, &ctid);
+
+    // A dump then destroy: the dump goes with the VE.
+    ok(tree.run("vzctl", &["chkpnt", &ctid]));
+    ok(tree.run("vzctl", &["destroy", &ctid]));
+    assert!(!tree.path().join(format!("dump/Dump.{ctid}")).exists(), "destroy kept the dump");
+}
+
+#[test]
+fn chkpnt_refuses_what_it_would_lose_and_the_ve_runs_on() {
+    let [a, b, c, d] = needs();
+    require!(a, b, c, d);
+    if !criu_can_dump_here("chkpnt_refuses_what_it_would_lose_and_the_ve_runs_on") {
+        return;
+    }
+    let tree = VzTree::new("");
+    let ctid = working_ve(&tree);
+    let refused = |what: &str, expect: &str| {
+        let out = tree.run("vzctl", &["chkpnt", &ctid]);
+        let text = vz_tests::output_text(&out);
+        assert_eq!(out.status.code(), Some(16), "{what}: {text}");
+        assert!(text.contains(expect), "{what}: {text}");
+        assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist mounted running"), "{what}");
+        let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
+        wait_count(&tree, &ctid, at + 3);
+    };
+
+    // A running `vzctl exec` program is not in the init's tree.
+    let mut exec = tree.cmd("vzctl").args(["exec", &ctid, "sleep 3"]).spawn().unwrap();
+    let start = Instant::now();
+    while !ok(tree.run("vzctl", &["exec", &ctid, "ps"])).contains("sleep 3") {
+        assert!(start.elapsed() < Duration::from_secs(10), "the exec'd sleep never showed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    refused("a running exec", "not a descendant");
+    exec.wait().unwrap();
+
+    // After a restore the VE has CRIU's time namespace; a daemon `vzctl exec` starts has the
+    // host's, and a dump would not restore: refused.
+    ok(tree.run("vzctl", &["chkpnt", &ctid]));
+    restore(&tree, &ctid);
+    let daemon =
+        "setsid sh -c 'echo $$ > /daemon.pid; exec sleep 1000' </dev/null >/dev/null 2>&1 &";
+    ok(tree.run("vzctl", &["exec", &ctid, daemon]));
+    refused("a daemon in another time namespace", "time namespace");
+    ok(tree.run("vzctl", &["exec", &ctid, "kill $(cat /daemon.pid)"]));
+    ok(tree.run("vzctl", &["chkpnt", &ctid]));
+    restore(&tree, &ctid);
+    assert_no_gap(&tree, &ctid);
+    ok(tree.run("vzctl", &["stop", &ctid]));
+    assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist unmounted down"));
+}
+
+fn vz_cpt_criu() -> &'static str {
+    "/usr/local/sbin/criu"
+}

@@ -1,0 +1,408 @@
+//! `vzctl chkpnt`/`suspend` and `vzctl restore`/`resume` (reference §8.1), on vz-cpt:
+//! the full checkpoint (dump, then release the VE's network, cgroup and mount), OpenVZ's
+//! stages `--suspend`, `--dump`, `--resume`, `--kill` one at a time, and the restore into a
+//! cgroup made and configured from CTID.conf first (criu-vz.md §5 way (b)), the host ends of
+//! the network set up again at CRIU's `post-setup-namespaces`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use vz_cpt::{
+    CriuOptions, DumpSpec, ExternalVeth, Freezer, FreezerState, HookEvent, RestoreSpec,
+    RestoreStage,
+};
+
+use crate::cgroup::VeCgroup;
+use crate::error::{CtlError, Result};
+use crate::output::say;
+use crate::resources;
+use crate::undo::Undo;
+use crate::ve::Ve;
+
+/// One of OpenVZ's checkpoint stages, callable alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `--suspend`: freeze every task of the VE.
+    Suspend,
+    /// `--dump`: dump the (suspended) VE, which stays as it is.
+    Dump,
+    /// `--resume`: thaw the VE.
+    Resume,
+    /// `--kill`: kill the (suspended) VE and release its network, cgroup and mount.
+    Kill,
+}
+
+/// Options of `vzctl chkpnt`.
+#[derive(Debug, Clone, Default)]
+pub struct ChkpntOptions {
+    /// One stage, or `None` for the full checkpoint (suspend, dump, kill).
+    pub stage: Option<Stage>,
+    /// `--dumpfile`: the images directory instead of `DUMPDIR/Dump.<CTID>`.
+    pub dumpfile: Option<PathBuf>,
+}
+
+/// Options of `vzctl restore`.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// `--dumpfile`: the images directory instead of `DUMPDIR/Dump.<CTID>`.
+    pub dumpfile: Option<PathBuf>,
+}
+
+fn chkpnt_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> CtlError {
+    CtlError::Chkpnt(e.into())
+}
+
+fn restore_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> CtlError {
+    CtlError::Restore(e.into())
+}
+
+/// The CRIU binary: `CRIU` in vz.conf, else vz-cpt's default.
+fn criu(ve: &Ve) -> vz_cpt::Criu {
+    ve.global.get("CRIU").map(vz_cpt::Criu::at).unwrap_or_default()
+}
+
+fn freezer(cgroup: &VeCgroup) -> Option<Freezer> {
+    if cgroup.is_v2() {
+        cgroup.dir_of("").map(Freezer::V2)
+    } else {
+        cgroup.dir_of("freezer").map(Freezer::V1)
+    }
+}
+
+fn dump_dir(ve: &Ve, dumpfile: Option<&Path>) -> PathBuf {
+    dumpfile.map_or_else(|| ve.dump_file(), Path::to_owned)
+}
+
+/// The VE's network as CRIU sees it: the venet pair (when it has addresses) and its veths.
+fn external_veths(ve: &Ve) -> Result<Vec<ExternalVeth>> {
+    let mut veths = Vec::new();
+    if !super::net::addresses(ve)?.is_empty() {
+        veths.push(ExternalVeth {
+            inside: vz_ns::net::Venet::VE_IFNAME.to_owned(),
+            outside: super::net::host_ifname(ve)?,
+            bridge: None,
+        });
+    }
+    for spec in super::net::netifs(ve)? {
+        veths.push(ExternalVeth {
+            inside: spec.ifname,
+            outside: spec.host_ifname,
+            bridge: spec.bridge,
+        });
+    }
+    Ok(veths)
+}
+
+/// Checkpoints the VE, or runs one stage. The caller holds its lock.
+///
+/// # Errors
+/// 31 not running; 16 when the checkpoint is refused or fails (the VE then runs on).
+pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
+    ve.config()?;
+    let cgroup = ve.cgroup()?;
+    if !cgroup.has_tasks() {
+        return Err(CtlError::NotRunning);
+    }
+    let pid = ve.init_pid()?;
+    let freezer =
+        freezer(&cgroup).ok_or_else(|| chkpnt_error("the container's cgroup has no freezer"))?;
+    let dir = dump_dir(ve, opts.dumpfile.as_deref());
+    match opts.stage {
+        Some(Stage::Suspend) => {
+            say("Suspending container ...");
+            freezer.freeze().map_err(chkpnt_error)?;
+            say("Container is suspended");
+        }
+        Some(Stage::Resume) => {
+            say("Resuming container ...");
+            resume_ve(ve, pid, &freezer).map_err(chkpnt_error)?;
+            say("Container is resumed");
+        }
+        Some(Stage::Dump) => {
+            say("Dumping container ...");
+            let frozen = freezer.state().map_err(chkpnt_error)? == FreezerState::Frozen;
+            let spec = dump_spec(ve, &cgroup, pid, &dir, frozen.then_some(freezer), true)?;
+            vz_cpt::dump(&criu(ve), &spec).map_err(chkpnt_error)?;
+            if frozen {
+                // CRIU lifted its network lock: a suspended VE's kernel would go on taking
+                // (and acknowledging) packets the dump does not hold. Its host ends stay
+                // down until --resume.
+                for veth in external_veths(ve)? {
+                    ip(&["link", "set", "dev", &veth.outside, "down"]).map_err(chkpnt_error)?;
+                }
+            }
+            say(format!("Container is dumped to {}", dir.display()));
+        }
+        Some(Stage::Kill) => {
+            say("Killing container ...");
+            // The network goes first: after a `--dump` the VE's sockets are live, and their
+            // closing would reach the peers (FIN/RST) and end connections the dump holds.
+            super::net::teardown(ve, &super::net::netifs(ve).unwrap_or_default());
+            vz_cpt::kill(pid, &cgroup.procs_files(), Some(&freezer)).map_err(chkpnt_error)?;
+            release(ve)?;
+            say("Container was killed");
+        }
+        None => {
+            say("Setting up checkpoint...");
+            let frozen = freezer.state().map_err(chkpnt_error)? == FreezerState::Frozen;
+            let spec = dump_spec(ve, &cgroup, pid, &dir, frozen.then_some(freezer), false)?;
+            let report = vz_cpt::dump(&criu(ve), &spec).map_err(chkpnt_error)?;
+            tracing::info!(ms = report.elapsed.as_millis(), "CT {} dumped", ve.ctid);
+            release(ve)?;
+            say("Checkpointing completed successfully");
+        }
+    }
+    Ok(())
+}
+
+fn dump_spec(
+    ve: &Ve,
+    cgroup: &VeCgroup,
+    pid: i32,
+    dir: &Path,
+    freezer: Option<Freezer>,
+    leave_running: bool,
+) -> Result<DumpSpec> {
+    let veths = external_veths(ve)?;
+    Ok(DumpSpec {
+        init_pid: pid,
+        images_dir: dir.to_owned(),
+        cgroup_procs: cgroup.procs_files(),
+        freezer,
+        host_interfaces: veths.into_iter().map(|v| v.outside).collect(),
+        external_mounts: Vec::new(),
+        external: Vec::new(),
+        syscall_listener_outside: crate::quotactl::server_of_running(ve).is_some(),
+        leave_running,
+        options: CriuOptions::default(),
+    })
+}
+
+/// What a dumped or killed VE leaves to the host: its network's host side, its cgroup, its
+/// mount.
+fn release(ve: &Ve) -> Result<()> {
+    super::net::teardown(ve, &super::net::netifs(ve).unwrap_or_default());
+    ve.cgroup()?.remove()?;
+    if ve.is_mounted()? {
+        super::mount::unmount_root(ve)?;
+    }
+    Ok(())
+}
+
+/// Restores the VE from its dump. On success the default dump is removed (a `--dumpfile`
+/// is kept); on failure the dump is intact and the VE is stopped and unmounted again. The
+/// caller holds its lock.
+///
+/// # Errors
+/// 32 running; 17 when there is no dump or the restore fails (CRIU's log named).
+pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
+    ve.config()?;
+    let cgroup = ve.cgroup()?;
+    if cgroup.has_tasks() {
+        return Err(CtlError::AlreadyRunning);
+    }
+    let dir = dump_dir(ve, opts.dumpfile.as_deref());
+    if !dir.join("inventory.img").is_file() {
+        return Err(restore_error(format!("Dump file {} does not exist", dir.display())));
+    }
+    say("Restoring container ...");
+    let mut undo = Undo::new();
+    if super::mount::mount(ve)? {
+        let root = ve.root()?;
+        undo.push("mount", move || vz_quota::PrivateArea::umount(&root).map_err(|e| e.to_string()));
+    }
+    let root = ve.root()?;
+    // The VE's cgroup made and configured from CTID.conf: CRIU (soft) restores into it and
+    // does not bring back the devices allowlist or BPF programs of an existing cgroup.
+    cgroup.create()?;
+    let cg = cgroup.clone();
+    undo.push("cgroup", move || {
+        cg.kill_all(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        cg.remove().map_err(|e| e.to_string())
+    });
+    let ubc = resources::ubc_at_start(|k| ve.get(k))?;
+    let ctid = ve.ctid.get();
+    resources::apply_ubc(ctid, &cgroup, &ubc, None)?;
+    resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
+    super::start::prepare_init(ve, &root, &cgroup, &ubc)?;
+    let widened = allow_loop_mknod(&cgroup)?;
+    let veths = external_veths(ve)?;
+    let spec = RestoreSpec {
+        images_dir: dir.clone(),
+        root,
+        veths,
+        external_mounts: Vec::new(),
+        external: Vec::new(),
+        cgroup_roots: Vec::new(),
+        cgroup_mode: vz_cpt::CgroupMode::Soft,
+        pidfile: None,
+        child_of_caller: false,
+        options: CriuOptions::default(),
+    };
+    let addresses = super::net::addresses(ve)?;
+    let venet = super::net::host_ifname(ve)?;
+    let netifs = super::net::netifs(ve)?;
+    let mut hook = |e: &HookEvent| {
+        if e.stage != RestoreStage::PostSetupNamespaces {
+            return Ok(());
+        }
+        if !addresses.is_empty() {
+            venet_host_end(e.init_pid, &venet, &addresses)?;
+        }
+        for n in &netifs {
+            ip(&["link", "set", "dev", &n.host_ifname, "address", &n.host_mac.to_string(), "up"])?;
+        }
+        Ok(())
+    };
+    let restored = vz_cpt::restore(&criu(ve), &spec, &mut hook).map_err(restore_error)?;
+    if widened {
+        // Back to the exact allowlist, with the current root device's rule.
+        super::start::prepare_init(ve, &spec.root, &cgroup, &ubc)?;
+    }
+    undo.commit();
+    if opts.dumpfile.is_none()
+        && let Err(e) = std::fs::remove_dir_all(&dir)
+    {
+        tracing::warn!("remove {}: {e}", dir.display());
+    }
+    tracing::info!(
+        pid = restored.init_pid,
+        ms = restored.elapsed.as_millis(),
+        "CT {ctid} restored"
+    );
+    say("Restoring completed successfully");
+    Ok(())
+}
+
+/// Lets the restore make the quota tools' node of the root's loop device in the VE's /dev
+/// (CRIU untars the /dev tmpfs inside the VE's device cgroup): the dump holds the node of
+/// the loop device the VE had, which need not be the one its root is on now. Only mknod,
+/// only loop devices (major 7), and only on cgroup v1 (additive `devices.allow`); the
+/// exact allowlist is applied again after the restore. Returns whether it widened.
+fn allow_loop_mknod(cgroup: &VeCgroup) -> Result<bool> {
+    if cgroup.is_v2() {
+        return Ok(false);
+    }
+    let Some(dir) = cgroup.dir_of("devices") else { return Ok(false) };
+    let allow = dir.join("devices.allow");
+    std::fs::write(&allow, "b 7:* m").map_err(|source| CtlError::Cgroup {
+        op: "write b 7:* m to",
+        path: allow,
+        source,
+    })?;
+    Ok(true)
+}
+
+/// `vzctl restore [--resume] [--dumpfile F]`: with `--resume` only thaw a suspended VE
+/// (OpenVZ's restore stage), else [`restore`].
+///
+/// # Errors
+/// As [`restore`]; 31 for `--resume` of a VE that is not running.
+pub fn restore_cmd(ve: &Ve, resume: bool, dumpfile: Option<String>) -> Result<()> {
+    if !resume {
+        return restore(ve, &RestoreOptions { dumpfile: dumpfile.map(PathBuf::from) });
+    }
+    let cgroup = ve.cgroup()?;
+    if !cgroup.has_tasks() {
+        return Err(CtlError::NotRunning);
+    }
+    let freezer = freezer(&cgroup).ok_or_else(|| restore_error("no freezer"))?;
+    resume_ve(ve, ve.init_pid()?, &freezer).map_err(restore_error)?;
+    say("Container is resumed");
+    Ok(())
+}
+
+/// Thaws a suspended VE, its host ends up again (with the venet's routes, which the kernel
+/// drops with a link that goes down) if a `--dump` took them down.
+fn resume_ve(ve: &Ve, pid: i32, freezer: &Freezer) -> std::result::Result<(), String> {
+    let addresses = super::net::addresses(ve).map_err(|e| e.to_string())?;
+    let venet = super::net::host_ifname(ve).map_err(|e| e.to_string())?;
+    if !addresses.is_empty() && is_down(&venet) {
+        venet_host_end(pid, &venet, &addresses)?;
+    }
+    for n in super::net::netifs(ve).map_err(|e| e.to_string())? {
+        if is_down(&n.host_ifname) {
+            ip(&["link", "set", "dev", &n.host_ifname, "up"])?;
+        }
+    }
+    freezer.thaw().map_err(|e| e.to_string())
+}
+
+/// Whether the link `name` of this network namespace exists and is administratively down
+/// (asked of `ip`: /sys/class/net shows the namespace sysfs was mounted in).
+fn is_down(name: &str) -> bool {
+    let Ok(out) = Command::new("ip").args(["-o", "link", "show", "dev", name]).output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let flags = text.split_once('<').and_then(|(_, r)| r.split_once('>')).map(|(f, _)| f);
+    flags.is_some_and(|f| !f.split(',').any(|flag| flag == "UP"))
+}
+
+/// `vzctl start` of a VE with a default dump: restore it (OpenVZ: "Dump file … exists,
+/// trying to restore from it"); when that fails, start afresh. Either way the dump is gone
+/// after a success.
+///
+/// # Errors
+/// Those of [`super::start::start`] when the fresh start fails too.
+pub fn start_or_restore(ve: &Ve, opts: super::start::StartOptions) -> Result<()> {
+    let dump = ve.dump_file();
+    if !dump.join("inventory.img").is_file() {
+        return super::start::start(ve, opts);
+    }
+    say(format!("Dump file {} exists, trying to restore from it", dump.display()));
+    match restore(ve, &RestoreOptions::default()) {
+        Ok(()) => Ok(()),
+        Err(e @ CtlError::AlreadyRunning) => Err(e),
+        Err(e) => {
+            say(format!("Restore failed: {e}; starting the container afresh"));
+            super::start::start(ve, opts)?;
+            std::fs::remove_dir_all(&dump).map_err(|e| CtlError::Io {
+                op: "remove dump",
+                path: dump.clone(),
+                source: e,
+            })
+        }
+    }
+}
+
+/// The host half of a venet after CRIU made the pair again: the VE end's MAC, NOARP, up,
+/// rp_filter, the host routes. (vz-ns has no netlink call for only this half yet; the `ip`
+/// tool stands in until it does.)
+fn venet_host_end(
+    init_pid: i32,
+    host_if: &str,
+    addresses: &[vz_ns::net::VeAddr],
+) -> std::result::Result<(), String> {
+    let t = init_pid.to_string();
+    let out = Command::new("nsenter")
+        .args(["-t", &t, "-n", "ip", "-o", "link", "show", vz_ns::net::Venet::VE_IFNAME])
+        .output()
+        .map_err(|e| format!("nsenter: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mac = text
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .ok_or_else(|| format!("no MAC on the container's venet0: {text}"))?
+        .to_owned();
+    ip(&["link", "set", "dev", host_if, "address", &mac, "arp", "off", "up"])?;
+    let rp = format!("/proc/sys/net/ipv4/conf/{host_if}/rp_filter");
+    std::fs::write(&rp, "1").map_err(|e| format!("write {rp}: {e}"))?;
+    for a in addresses {
+        let ip_text = a.ip().to_string();
+        let family = if a.ip().is_ipv6() { "-6" } else { "-4" };
+        ip(&[family, "route", "replace", &ip_text, "dev", host_if, "scope", "link"])?;
+    }
+    Ok(())
+}
+
+fn ip(args: &[&str]) -> std::result::Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
