@@ -27,7 +27,7 @@ fn bare_dump(ve: &TestVe) -> anyhow::Result<Duration> {
         .args(["dump", "-t", &ve.init_pid.to_string(), "-D"])
         .arg(&dir)
         .args(["-o", "dump.log", "-v4", "--manage-cgroups", "--tcp-established", "--file-locks"])
-        .args(["--ghost-limit", "64M"]))?;
+        .args(["--ghost-limit", "64M", "--external", "mnt[]"]))?;
     Ok(start.elapsed())
 }
 
@@ -42,6 +42,7 @@ fn bare_restore(ve: &mut TestVe) -> anyhow::Result<Duration> {
         .args(["-o", "restore.log", "-v4", "--restore-detached", "--root"])
         .arg(ve.root.path())
         .args(["--manage-cgroups", "--tcp-established", "--file-locks", "--ghost-limit", "64M"])
+        .args(["--external", "mnt[]"])
         .arg("--pidfile")
         .arg(&pidfile));
     if let Err(e) = out {

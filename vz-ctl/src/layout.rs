@@ -10,17 +10,18 @@ use crate::error::{IoContext, Result};
 use crate::ve::Ve;
 
 /// Makes (0700) or tightens (group and other bits off) the directories that hold VE_ROOT
-/// and VE_PRIVATE, when the config names them per VE (`…/$VEID`) and the directory is
-/// root's: a directory the config names for this VE alone is the VE's, and a host path
-/// such as `/srv` that only happens to hold it is left as it is.
+/// and VE_PRIVATE, when vz.conf names them per VE (`…/$VEID`, the VE's path being that one)
+/// and the directory is root's: the directory of every VE's roots is vz's, while a host path
+/// such as `/srv` that only happens to hold one VE's is left as it is.
 ///
 /// # Errors
 /// I/O errors creating or changing a directory.
 pub fn shield_parents(ve: &Ve) -> Result<()> {
     for (key, path) in [("VE_ROOT", ve.root()?), ("VE_PRIVATE", ve.private()?)] {
-        let per_ve = ve.get(key).is_some_and(|raw| {
+        let per_ve = ve.global.get(key).is_some_and(|raw| {
             let last = raw.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
-            last == "$VEID" || last == "${VEID}"
+            (last == "$VEID" || last == "${VEID}")
+                && Path::new(&crate::config::expand_veid(raw, ve.ctid.get())) == path
         });
         let Some(parent) = path.parent().filter(|_| per_ve) else { continue };
         shield(parent)?;

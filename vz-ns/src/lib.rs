@@ -52,4 +52,4 @@ pub use intercept::{ListenerInbox, ProcessMemory, SyscallListener, SyscallReply,
 pub use rlimit::{Rlimit, RlimitResource};
 pub use seccomp::SeccompPolicy;
 pub use sysctl::set_ipc_sysctls;
-pub use userns::{IdMap, VE_ID_COUNT};
+pub use userns::{IdMap, VE_ID_COUNT, attach_idmapped_view, mount_dev_skeleton};

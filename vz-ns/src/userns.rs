@@ -4,11 +4,14 @@
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use nix::sched::{CloneFlags, setns};
-use nix::unistd::{Gid, Pid, Uid};
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Gid, Pid, Uid};
 
 use crate::error::{NsError, Result};
 use crate::rootfs::StepResult;
+use crate::sys;
 
 /// How many ids a VE's user namespace maps (uid and gid 0..65535 inside).
 pub const VE_ID_COUNT: u32 = 65536;
@@ -83,6 +86,80 @@ pub(crate) fn become_ve_root(userns: &OwnedFd) -> StepResult {
     let root_uid = Uid::from_raw(0);
     nix::unistd::setresuid(root_uid, root_uid, root_uid)
         .map_err(|e| format!("setresuid 0 in the VE: {e}"))
+}
+
+/// Attaches at `at` (an existing empty directory) an idmapped copy of the mount tree at
+/// `src`, as a VE with `map` sees its root (`nodev`, set-uid working): the host-side view
+/// a restore needs (CRIU takes the root as a path and knows nothing of idmaps). The caller
+/// unmounts it when done.
+///
+/// # Errors
+/// [`NsError::Setup`] naming the step that failed.
+///
+/// # Privileges
+/// Root with CAP_SYS_ADMIN in the initial namespaces.
+pub fn attach_idmapped_view(
+    src: &std::path::Path,
+    map: &IdMap,
+    at: &std::path::Path,
+) -> Result<()> {
+    let setup = |message: String| NsError::Setup { message };
+    let tree = sys::open_tree_clone(src)
+        .map_err(|e| setup(format!("clone the mount tree of {}: {e}", src.display())))?;
+    let userns = userns_with(map).map_err(setup)?;
+    sys::idmap_tree(tree.as_fd(), userns.as_fd())
+        .map_err(|e| setup(format!("idmap the tree of {}: {e}", src.display())))?;
+    sys::attach_tree(tree.as_fd(), at)
+        .map_err(|e| setup(format!("attach at {}: {e}", at.display())))
+}
+
+/// Mounts at `dev` (an existing empty directory) the tmpfs a VE's /dev lives on, with its
+/// files, links and directories but no mount on them: for a restore, CRIU binds it as the
+/// VE's /dev and mounts the node binds, devpts and /dev/shm again on top (it cannot make
+/// the dumped tmpfs's device nodes in the VE's user namespace). The caller unmounts it.
+///
+/// # Errors
+/// [`NsError::Setup`] naming the step that failed.
+///
+/// # Privileges
+/// Root with CAP_SYS_ADMIN in the initial namespaces.
+pub fn mount_dev_skeleton(
+    dev: &std::path::Path,
+    id_map: Option<&IdMap>,
+    quota_device: Option<&crate::QuotaDevice>,
+) -> Result<()> {
+    crate::rootfs::mount_skeleton(dev, &crate::rootfs::DEV_NODES, quota_device, id_map)
+        .map_err(|message| NsError::Setup { message })
+}
+
+/// A user namespace with `map`, made by a child that unshares it and is killed once the
+/// namespace is opened.
+fn userns_with(map: &IdMap) -> StepResult<OwnedFd> {
+    let (ready_r, ready_w) = crate::init::pipe().map_err(|e| e.to_string())?;
+    let child = match sys::fork().map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            drop(ready_r);
+            let byte: &[u8] = if unshare(CloneFlags::CLONE_NEWUSER).is_ok() { b"1" } else { b"0" };
+            let _ = nix::unistd::write(&ready_w, byte);
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(ready_w);
+    let result = (|| {
+        let mut byte = [0_u8; 1];
+        if !matches!(nix::unistd::read(&ready_r, &mut byte), Ok(1)) || byte[0] != b'1' {
+            return Err("unshare a user namespace failed".to_owned());
+        }
+        write_maps(child, map)?;
+        let path = format!("/proc/{child}/ns/user");
+        std::fs::File::open(&path).map(OwnedFd::from).map_err(|e| format!("open {path}: {e}"))
+    })();
+    let _ = kill(child, Signal::SIGKILL);
+    let _ = waitpid(child, None);
+    result
 }
 
 /// Whether the process `pid` is in another user namespace than ours.

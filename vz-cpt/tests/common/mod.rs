@@ -210,7 +210,8 @@ impl TestVe {
             freezer: None,
             host_interfaces: if self.netns.is_some() { vec![HOST_IF.to_owned()] } else { vec![] },
             external_mounts: vec![],
-            external: vec![],
+            // The /dev nodes vz-ns makes are binds of the host's.
+            external: vec!["mnt[]".to_owned()],
             syscall_listener_outside: false,
             leave_running: false,
             options: CriuOptions::default(),
@@ -227,7 +228,8 @@ impl TestVe {
                 vec![]
             },
             external_mounts: vec![],
-            external: vec![],
+            // The /dev nodes vz-ns makes are binds of the host's.
+            external: vec!["mnt[]".to_owned()],
             cgroup_roots: vec![],
             cgroup_mode: vz_cpt::CgroupMode::Soft,
             pidfile: Some(self.dumps.path().join("restored.pid")),

@@ -14,7 +14,7 @@ use vz_cpt::{
 };
 
 use crate::cgroup::VeCgroup;
-use crate::error::{CtlError, Result};
+use crate::error::{CtlError, IoContext, Result};
 use crate::output::say;
 use crate::resources;
 use crate::undo::Undo;
@@ -171,8 +171,9 @@ fn dump_spec(
         cgroup_procs: cgroup.procs_files(),
         freezer,
         host_interfaces: veths.into_iter().map(|v| v.outside).collect(),
-        external_mounts: Vec::new(),
-        external: Vec::new(),
+        external_mounts: vec![dev_mount(PathBuf::new())],
+        // The /dev nodes are binds of the host's: external mounts CRIU binds again.
+        external: vec![EXTERNAL_BINDS.to_owned()],
         syscall_listener_outside: crate::quotactl::server_of_running(ve).is_some(),
         leave_running,
         options: CriuOptions::default(),
@@ -225,15 +226,26 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
     let ctid = ve.ctid.get();
     resources::apply_ubc(ctid, &cgroup, &ubc, None)?;
     resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
-    super::start::prepare_init(ve, &root, &cgroup, &ubc)?;
-    let widened = allow_loop_mknod(&cgroup)?;
+    let (_, _, quota_device) = super::start::prepare_init(ve, &root, &cgroup, &ubc)?;
     let veths = external_veths(ve)?;
+    // A VE of its own user namespace comes back on an idmapped view of its root, with
+    // images its root can read (CRIU's restored tasks open some of them themselves).
+    let id_map = crate::idmap::recorded(ve.config()?)?.and_then(crate::idmap::Identity::id_map);
+    let view = match &id_map {
+        Some(map) => {
+            give_images(&dir, map)?;
+            Some(IdmappedView::attach(ve, &root, map)?)
+        }
+        None => None,
+    };
+    let dev = DevSkeleton::mount(ve, id_map.as_ref(), quota_device.as_ref())?;
     let spec = RestoreSpec {
         images_dir: dir.clone(),
-        root,
+        root: view.as_ref().map_or_else(|| root.clone(), |v| v.path.clone()),
         veths,
-        external_mounts: Vec::new(),
-        external: Vec::new(),
+        external_mounts: vec![dev_mount(dev.path.clone())],
+        // The /dev nodes are binds of the host's: external mounts CRIU binds again.
+        external: vec![EXTERNAL_BINDS.to_owned()],
         cgroup_roots: Vec::new(),
         cgroup_mode: vz_cpt::CgroupMode::Soft,
         pidfile: None,
@@ -255,11 +267,10 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
         }
         Ok(())
     };
-    let restored = vz_cpt::restore(&criu(ve), &spec, &mut hook).map_err(restore_error)?;
-    if widened {
-        // Back to the exact allowlist, with the current root device's rule.
-        super::start::prepare_init(ve, &spec.root, &cgroup, &ubc)?;
-    }
+    let restored = vz_cpt::restore(&criu(ve), &spec, &mut hook).map_err(restore_error);
+    drop(view);
+    drop(dev);
+    let restored = restored?;
     undo.commit();
     if opts.dumpfile.is_none()
         && let Err(e) = std::fs::remove_dir_all(&dir)
@@ -275,23 +286,88 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
     Ok(())
 }
 
-/// Lets the restore make the quota tools' node of the root's loop device in the VE's /dev
-/// (CRIU untars the /dev tmpfs inside the VE's device cgroup): the dump holds the node of
-/// the loop device the VE had, which need not be the one its root is on now. Only mknod,
-/// only loop devices (major 7), and only on cgroup v1 (additive `devices.allow`); the
-/// exact allowlist is applied again after the restore. Returns whether it widened.
-fn allow_loop_mknod(cgroup: &VeCgroup) -> Result<bool> {
-    if cgroup.is_v2() {
-        return Ok(false);
+/// CRIU's `--external mnt[]`: bind mounts from outside the VE (its /dev nodes, bound from
+/// the host's /dev by vz-ns) are dumped as external and bound again from the same host paths.
+const EXTERNAL_BINDS: &str = "mnt[]";
+
+/// The VE's /dev as an external mount: its tmpfs is not dumped (its device nodes could not be
+/// made again in the VE's user namespace); a restore binds a fresh skeleton instead
+/// (`host`; empty at dump).
+fn dev_mount(host: PathBuf) -> vz_cpt::ExternalMount {
+    vz_cpt::ExternalMount { inside: "/dev".into(), key: "vzdev".into(), host }
+}
+
+/// A fresh /dev skeleton (`<VZ_RUN_DIR>/<CTID>.cpt-dev`) for the length of a restore; CRIU
+/// binds it as the VE's /dev and mounts the node binds, devpts and /dev/shm on it.
+struct DevSkeleton {
+    path: PathBuf,
+}
+
+impl DevSkeleton {
+    fn mount(
+        ve: &Ve,
+        id_map: Option<&vz_ns::IdMap>,
+        quota_device: Option<&PathBuf>,
+    ) -> Result<Self> {
+        let path = ve.global.run_dir().join(format!("{}.cpt-dev", ve.ctid));
+        std::fs::create_dir_all(&path).op("create", &path)?;
+        let skeleton = DevSkeleton { path };
+        let node = quota_device.map(|d| super::start::quota_device(d)).transpose()?.flatten();
+        vz_ns::mount_dev_skeleton(&skeleton.path, id_map, node.as_ref())
+            .map_err(|e| restore_error(format!("the VE's /dev: {e}")))?;
+        Ok(skeleton)
     }
-    let Some(dir) = cgroup.dir_of("devices") else { return Ok(false) };
-    let allow = dir.join("devices.allow");
-    std::fs::write(&allow, "b 7:* m").map_err(|source| CtlError::Cgroup {
-        op: "write b 7:* m to",
-        path: allow,
-        source,
-    })?;
-    Ok(true)
+}
+
+impl Drop for DevSkeleton {
+    fn drop(&mut self) {
+        detach_and_remove(&self.path);
+    }
+}
+
+/// Detaches the mount at `path` (if any) and removes the directory.
+fn detach_and_remove(path: &Path) {
+    if let Err(e) = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)
+        && e != nix::errno::Errno::EINVAL
+    {
+        tracing::warn!(path = %path.display(), error = %e, "detach a restore's mount");
+    }
+    let _ = std::fs::remove_dir(path);
+}
+
+/// An idmapped view of VE_ROOT (`<VZ_RUN_DIR>/<CTID>.cpt-root`) for the length of a restore;
+/// detached and removed on drop (the restored VE keeps its own copy of the mount).
+struct IdmappedView {
+    path: PathBuf,
+}
+
+impl IdmappedView {
+    fn attach(ve: &Ve, root: &Path, map: &vz_ns::IdMap) -> Result<Self> {
+        let path = ve.global.run_dir().join(format!("{}.cpt-root", ve.ctid));
+        std::fs::create_dir_all(&path).op("create", &path)?;
+        let view = IdmappedView { path };
+        vz_ns::attach_idmapped_view(root, map, &view.path)
+            .map_err(|e| restore_error(format!("idmapped view of {}: {e}", root.display())))?;
+        Ok(view)
+    }
+}
+
+impl Drop for IdmappedView {
+    fn drop(&mut self) {
+        detach_and_remove(&self.path);
+    }
+}
+
+/// Makes the images directory and its files the VE's root's (its host ids), so the tasks
+/// CRIU restores in the VE's user namespace can read them.
+fn give_images(dir: &Path, map: &vz_ns::IdMap) -> Result<()> {
+    let (uid, gid) = (Some(map.host_uid(0)), Some(map.host_gid(0)));
+    std::os::unix::fs::chown(dir, uid, gid).op("chown", dir)?;
+    for entry in std::fs::read_dir(dir).op("list", dir)?.flatten() {
+        let path = entry.path();
+        std::os::unix::fs::lchown(&path, uid, gid).op("chown", &path)?;
+    }
+    Ok(())
 }
 
 /// `vzctl restore [--resume] [--dumpfile F]`: with `--resume` only thaw a suspended VE

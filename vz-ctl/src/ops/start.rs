@@ -180,7 +180,7 @@ pub(crate) fn prepare_init(
 
 /// The node the quota tools look up inside the VE for the root's `device` (a host path such
 /// as `/dev/loop3`); `None` for a device outside /dev.
-fn quota_device(device: &Path) -> Result<Option<vz_ns::QuotaDevice>> {
+pub(crate) fn quota_device(device: &Path) -> Result<Option<vz_ns::QuotaDevice>> {
     use nix::sys::stat::{major, minor, stat};
     let Some(name) = device.strip_prefix("/dev").ok().and_then(|n| n.to_str()) else {
         return Ok(None);

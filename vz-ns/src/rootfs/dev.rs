@@ -1,12 +1,10 @@
 //! The VE's /dev: a small tmpfs of its own with the nodes null, zero, full, random, urandom,
-//! tty and console (and the root file system's device for the quota tools, which nothing in
-//! the VE may open), a new devpts instance at /dev/pts with /dev/ptmx pointing into it, a
+//! tty and console bound from the host's /dev (and a node of the root file system's device
+//! for the quota tools, which nothing in the VE may open), a new devpts instance at /dev/pts with /dev/ptmx pointing into it, a
 //! /dev/shm tmpfs, and the usual symlinks to /proc/self/fd.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use nix::errno::Errno;
 use nix::mount::MsFlags;
 use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 
@@ -14,19 +12,14 @@ use super::{StepResult, ensure_dir, mount_flags};
 use crate::devices::QuotaDevice;
 use crate::userns::IdMap;
 
-/// Character devices of the minimal /dev: name, major, minor, mode.
-const NODES: [(&str, u64, u64, u32); 7] = [
-    ("null", 1, 3, 0o666),
-    ("zero", 1, 5, 0o666),
-    ("full", 1, 7, 0o666),
-    ("random", 1, 8, 0o666),
-    ("urandom", 1, 9, 0o666),
-    ("tty", 5, 0, 0o666),
+/// Character devices of the minimal /dev, bound from the host's /dev.
+pub(crate) const NODES: [&str; 7] = [
+    "null", "zero", "full", "random", "urandom", "tty",
     // The console node exists because inits open it, but the device allowlist grants 5:1
     // only `m` (see `default_device_rules`): opening it fails, the VE has no host console.
     // Without a v1 devices controller nothing would refuse the open: then it is left out
     // (see `guarded_by_device_cgroup`).
-    ("console", 5, 1, 0o600),
+    "console",
 ];
 
 const SYMLINKS: [(&str, &str); 5] = [
@@ -44,9 +37,8 @@ const DEVPTS_MAX: u64 = 1 << 20;
 /// Mounts and fills `root/dev`; `pty_max` becomes devpts' `max=`; `quota_device` is made as
 /// a block node only root may look at (the allowlist lets nobody open it).
 ///
-/// For an unprivileged VE (`id_map`) the tmpfs and its entries belong to the VE's root and
-/// the ptys to its tty group; the nodes stay usable because the tmpfs is the host's (made
-/// before init joins the VE's user namespace), and only the device allowlist decides.
+/// For an unprivileged VE (`id_map`) the tmpfs belongs to the VE's root and the ptys to its
+/// tty group; the nodes are binds of the host's, so only the device allowlist decides.
 pub(super) fn populate(
     root: &Path,
     pty_max: Option<u64>,
@@ -54,53 +46,63 @@ pub(super) fn populate(
     id_map: Option<&IdMap>,
 ) -> StepResult {
     let dev = ensure_dir(root, "dev", 0o755)?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    let owner = owner_options(id_map);
-    mount_flags(
-        Some("tmpfs"),
-        &dev,
-        Some("tmpfs"),
-        flags,
-        Some(&format!("mode=755,size=256k,nr_inodes=512{owner}")),
-    )?;
-    let console_guarded = guarded_by_device_cgroup();
-    for (name, major, minor, mode) in NODES {
-        if name == "console" && !console_guarded {
-            continue;
-        }
-        let path = dev.join(name);
-        match mknod(&path, SFlag::S_IFCHR, Mode::from_bits_truncate(mode), makedev(major, minor)) {
-            Ok(()) => {}
-            // A devices cgroup that denies even mknod of the console: leave the node out
-            // rather than fail the start; opening it would fail anyway.
-            Err(Errno::EPERM) if name == "console" => continue,
-            Err(e) => return Err(format!("mknod {}: {e}", path.display())),
-        }
-        // mknod's mode is reduced by the umask; set it exactly.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    let console_guarded = guarded_by_device_cgroup() && Path::new("/dev/console").exists();
+    let nodes: Vec<&str> =
+        NODES.into_iter().filter(|name| *name != "console" || console_guarded).collect();
+    mount_skeleton(&dev, &nodes, quota_device, id_map)?;
+    for name in nodes {
+        mount_flags(
+            Some(&Path::new("/dev").join(name)),
+            &dev.join(name),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )?;
     }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    let tty_gid = id_map.map_or(TTY_GID, |m| m.host_gid(TTY_GID));
+    let pts_options = devpts_options(pty_max, tty_gid);
+    mount_flags(Some("devpts"), &dev.join("pts"), Some("devpts"), flags, Some(&pts_options))?;
+    let shm_flags = flags | MsFlags::MS_NODEV;
+    let shm_options = format!("mode=1777{}", owner_options(id_map));
+    mount_flags(Some("tmpfs"), &dev.join("shm"), Some("tmpfs"), shm_flags, Some(&shm_options))
+}
+
+/// Mounts the tmpfs of a VE's /dev at `dev` and makes what lives on it: an empty file for
+/// each of `nodes` (bound from the host's /dev by the caller), the root device's node for
+/// the quota tools (a block node nobody in the VE may open), the symlinks, and the
+/// directories devpts and /dev/shm are mounted on. A restore gives CRIU such a skeleton
+/// (see [`crate::mount_dev_skeleton`]) instead of the dumped tmpfs.
+pub(crate) fn mount_skeleton(
+    dev: &Path,
+    nodes: &[&str],
+    quota_device: Option<&QuotaDevice>,
+    id_map: Option<&IdMap>,
+) -> StepResult {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    let options = format!("mode=755,size=256k,nr_inodes=512{}", owner_options(id_map));
+    mount_flags(Some("tmpfs"), dev, Some("tmpfs"), flags, Some(&options))?;
     if let Some(device) = quota_device {
         let path = dev.join(&device.name);
         let number = makedev(device.major.into(), device.minor.into());
         mknod(&path, SFlag::S_IFBLK, Mode::from_bits_truncate(0o600), number)
             .map_err(|e| format!("mknod {}: {e}", path.display()))?;
     }
+    for name in nodes {
+        let path = dev.join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| format!("create {}: {e}", path.display()))?;
+    }
     for (name, target) in SYMLINKS {
         let path = dev.join(name);
         std::os::unix::fs::symlink(target, &path)
             .map_err(|e| format!("symlink {}: {e}", path.display()))?;
     }
-    let pts = ensure_dir(&dev, "pts", 0o755)?;
-    let tty_gid = id_map.map_or(TTY_GID, |m| m.host_gid(TTY_GID));
-    let pts_options = devpts_options(pty_max, tty_gid);
-    mount_flags(Some("devpts"), &pts, Some("devpts"), flags, Some(&pts_options))?;
-    let shm = ensure_dir(&dev, "shm", 0o1777)?;
-    let shm_flags = flags | MsFlags::MS_NODEV;
-    mount_flags(Some("tmpfs"), &shm, Some("tmpfs"), shm_flags, Some(&format!("mode=1777{owner}")))?;
-    if let Some(map) = id_map {
-        chown_entries(&dev, map)?;
-    }
+    ensure_dir(dev, "pts", 0o755)?;
+    ensure_dir(dev, "shm", 0o1777)?;
     Ok(())
 }
 
@@ -110,18 +112,6 @@ const TTY_GID: u32 = 5;
 /// `,uid=…,gid=…` making a tmpfs the VE root's; empty for a privileged VE.
 fn owner_options(id_map: Option<&IdMap>) -> String {
     id_map.map_or_else(String::new, |m| format!(",uid={},gid={}", m.host_uid(0), m.host_gid(0)))
-}
-
-/// Gives the VE's root the entries of its /dev (made by host root), so it can manage
-/// them as a server's root would; opening a node still goes through the allowlist.
-fn chown_entries(dev: &Path, map: &IdMap) -> StepResult {
-    let entries = std::fs::read_dir(dev).map_err(|e| format!("read {}: {e}", dev.display()))?;
-    for entry in entries {
-        let path = entry.map_err(|e| format!("read {}: {e}", dev.display()))?.path();
-        std::os::unix::fs::lchown(&path, Some(map.host_uid(0)), Some(map.host_gid(0)))
-            .map_err(|e| format!("chown {}: {e}", path.display()))?;
-    }
-    Ok(())
 }
 
 /// The devpts mount options: a new instance, its ptmx usable by all, ptys owned by the tty

@@ -8,6 +8,8 @@
 mod dev;
 mod proc;
 
+pub(crate) use dev::{NODES as DEV_NODES, mount_skeleton};
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
