@@ -396,15 +396,9 @@ fn start_wait(tree: &VzTree, ctid: &str, limit: Duration) -> Option<Output> {
     }
 }
 
-/// Boots the Debian minimal cache with systemd as pid 1, checks `systemctl
+/// Boots the Debian minimal cache with systemd as pid 1 (in the VE's own user namespace, its
+/// name=systemd cgroup delegated, tmpfs /run and /tmp), checks `systemctl
 /// is-system-running`, installs a package with apt inside, stops and destroys the VE.
-///
-/// FIXME(issue 16, item 3): systemd as pid 1 needs the VE start of the lead's user-namespace
-/// work (the name=systemd cgroup delegated, a console, tmpfs /run and /tmp). Until that is
-/// in, `vzctl start --wait` of this VE never returns (init dies and nobody opens /.vzfifo),
-/// so without `VZ_TEST_REQUIRE=systemd-boot` the test asserts that absence — start does not
-/// come back within 20 s — and that the failed VE is still stopped and destroyed cleanly.
-/// With it, the test asserts the boot.
 #[test]
 fn a_debian_ve_boots_systemd_and_installs_a_package() {
     require!(
@@ -414,7 +408,6 @@ fn a_debian_ve_boots_systemd_and_installs_a_package() {
         Need::CgroupController("pids"),
         Need::Loop
     );
-    let expect_boot = vz_tests::required("systemd-boot");
     let (tree, _) = debian_tree();
     let ctid = unique_ctid().to_string();
     ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", DEBIAN_MINIMAL]));
@@ -439,21 +432,8 @@ fn a_debian_ve_boots_systemd_and_installs_a_package() {
     ok(tree.run("vzctl", &["umount", &ctid]));
 
     let started = Instant::now();
-    let limit = Duration::from_secs(if expect_boot { 120 } else { 20 });
-    let start = start_wait(&tree, &ctid, limit);
+    let start = start_wait(&tree, &ctid, Duration::from_secs(120));
     let boot = started.elapsed().as_secs_f64();
-    if !expect_boot {
-        assert!(
-            start.as_ref().is_none_or(|out| !out.status.success()),
-            "vzctl start --wait of a systemd VE now works: set VZ_TEST_REQUIRE=systemd-boot \
-             (and drop this branch): {}",
-            start.as_ref().map(text).unwrap_or_default()
-        );
-        eprintln!("FIXME(issue 16): systemd VE did not boot within {boot:.0} s (expected for now)");
-        let _ = tree.run("vzctl", &["stop", &ctid, "--fast"]);
-        ok(tree.run("vzctl", &["destroy", &ctid]));
-        return;
-    }
     let start = start.expect("vzctl start --wait did not return within 120 s");
     assert!(start.status.success(), "vzctl start --wait: {}", text(&start));
     let state = tree.run("vzctl", &["exec", &ctid, "systemctl is-system-running"]);
