@@ -530,6 +530,7 @@ mod tests {
             [
                 ("cpu".to_owned(), PathBuf::from("/sys/fs/cgroup/cpu")),
                 ("pids".to_owned(), PathBuf::from("/sys/fs/cgroup/pids")),
+                (SYSTEMD_HIERARCHY.to_owned(), PathBuf::from("/sys/fs/cgroup/systemd")),
                 (UNIFIED.to_owned(), PathBuf::from("/sys/fs/cgroup/unified")),
             ]
         );
