@@ -1,7 +1,7 @@
 //! Mounting the cgroup hierarchies when this mount namespace has none: under `ip netns exec`
 //! (which mounts a fresh sysfs over /sys) or in a namespace made without them. The kernel
 //! still has the hierarchies; /proc/self/cgroup lists each one this process is in, and each
-//! is mounted again at /sys/fs/cgroup/<controllers> (cgroup2 at /sys/fs/cgroup/unified beside
+//! is mounted again at `/sys/fs/cgroup/<controllers>` (cgroup2 at /sys/fs/cgroup/unified beside
 //! v1 hierarchies, or at /sys/fs/cgroup on a pure v2 host), over a tmpfs, as a booting
 //! system does.
 
