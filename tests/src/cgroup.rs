@@ -18,7 +18,7 @@ const V2_ROOT: &str = "/sys/fs/cgroup";
 /// How long a drop waits for killed processes to leave, then for `rmdir` to succeed: an
 /// orphaned zombie keeps a v1 cgroup busy until PID 1 reaps it, which can take seconds.
 const KILL_WAIT: Duration = Duration::from_secs(10);
-const RMDIR_WAIT: Duration = Duration::from_secs(15);
+const RMDIR_WAIT: Duration = Duration::from_secs(60);
 
 /// Whether the host runs pure cgroup v2 (cgroup2 mounted at `/sys/fs/cgroup`).
 pub fn is_cgroup_v2() -> bool {
