@@ -35,6 +35,7 @@ pub struct BusyboxRoot {
 
 impl BusyboxRoot {
     pub fn new() -> anyhow::Result<Self> {
+        become_subreaper()?;
         let dir = tempfile::Builder::new().prefix("vz-test-ns-").tempdir()?;
         let root = dir.path().join("root");
         std::fs::create_dir(&root)?;
@@ -48,6 +49,7 @@ impl BusyboxRoot {
     /// A busybox root on an ext4 image on a loop device, mounted `nosuid,nodev` as vz mounts
     /// a private area (tmpfs cannot be idmapped before Linux 6.3: the kernel lab has 6.1).
     pub fn new_ext4() -> anyhow::Result<Self> {
+        become_subreaper()?;
         let dir = tempfile::Builder::new().prefix("vz-test-ns-").tempdir()?;
         let root = dir.path().join("root");
         std::fs::create_dir(&root)?;
@@ -95,6 +97,13 @@ impl Drop for BusyboxRoot {
         }
         let _ = &self.dir; // removed by TempDir's own drop
     }
+}
+
+/// Makes the test process the reaper of its VEs' inits (orphaned when the child that forked
+/// them exits), so [`TestVe`]'s drop reaps the killed init itself: left to this host's PID 1
+/// a zombie init can keep the test's v1 cgroups busy past their removal.
+fn become_subreaper() -> anyhow::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")
 }
 
 /// Runs a host tool, failing with its stderr.
@@ -239,6 +248,9 @@ impl TestVe {
 
 impl Drop for TestVe {
     fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.init_pid), Signal::SIGKILL);
+        let init = Pid::from_raw(self.init_pid);
+        let _ = kill(init, Signal::SIGKILL);
+        // Ours to reap (see `become_subreaper`); ECHILD at once if it is not.
+        let _ = nix::sys::wait::waitpid(init, None);
     }
 }
