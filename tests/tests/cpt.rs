@@ -228,10 +228,7 @@ fn chkpnt_and_restore_keep_the_work_and_the_tcp_client() {
     let out = ok(tree.run("vzctl", &["start", &ctid]));
     assert!(out.contains("trying to restore"), "{out}");
     assert!(!tree.path().join(format!("dump/Dump.{ctid}")).exists(), "start kept the dump");
-    // The client's connection across this second cycle is not asserted: one CI run of
-    // ten lost it here (nc saw the connection closed after `start` restored the dump) while
-    // the first cycle above kept it; that is an open bug of the second restore in a row
-    // onto another loop device, written up in the issue, not a behaviour to hide.
+    client.try_ping().expect("the TCP client stayed connected across start");
     let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
     wait_count(&tree, &ctid, at + 3);
     assert_no_gap(&tree, &ctid);
