@@ -25,6 +25,10 @@ use crate::error::{CtlError, IoContext, Result};
 /// How long a lock held by a live process is waited for when vz.conf does not say.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
+/// How old an empty temporary file of a lock taker must be before another taker removes it
+/// as a killed one's (a live taker writes its pid into it at once, then links it).
+const DEAD_TEMPORARY_AGE: Duration = Duration::from_secs(30);
+
 /// A held CT lock; dropping it removes the lock file.
 #[derive(Debug)]
 pub struct Lock {
@@ -108,7 +112,15 @@ fn remove_dead_temporaries(lock_dir: &Path, ctid: Ctid, ours: &Path) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let temporary = name.len() > prefix.len() && name.starts_with(&prefix);
-        if temporary && path != ours && live_holder(&path).is_none() {
+        // An empty temporary may belong to a taker that has not written its pid yet: it is
+        // a killed taker's only once it is old.
+        let empty = entry.metadata().is_ok_and(|m| m.len() == 0);
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= DEAD_TEMPORARY_AGE));
+        let dead = if empty { old } else { live_holder(&path).is_none() };
+        if temporary && path != ours && dead {
             tracing::debug!("removing {} of a killed lock taker", path.display());
             let _ = std::fs::remove_file(&path);
         }
