@@ -333,6 +333,9 @@ impl TestVe {
 
 impl Drop for TestVe {
     fn drop(&mut self) {
+        // A test that failed while the VE was suspended leaves it frozen: a frozen task
+        // takes SIGKILL only once thawed, and its cgroup would stay behind.
+        let _ = self.freezer().thaw();
         let _ = kill(Pid::from_raw(self.init_pid), Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(
             Pid::from_raw(self.init_pid),
