@@ -143,25 +143,9 @@ fn cgroup_mounts(text: &str) -> Vec<CgroupMount> {
     mounts
 }
 
-/// Undoes mountinfo's octal escapes (`\040` for a space, and so on).
+/// A mountinfo field with its octal escapes undone (vz-quota owns the parsing).
 fn unescape_mount(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match (bytes[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    vz_quota::unescape_mountinfo(field).to_string_lossy().into_owned()
 }
 
 /// Of several mounts of one hierarchy, the one to use: a mount of the whole hierarchy (root

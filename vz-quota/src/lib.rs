@@ -86,6 +86,7 @@ mod ugid_limits;
 pub use area::{PrivateArea, has_cap_sys_resource};
 pub use error::{QuotaError, Result};
 pub use limit::{DiskInodes, DiskSpace, Layout, UNLIMITED};
+pub use mount::unescape_mountinfo;
 pub use project::{PROJECT_ID, SoftLimits};
 pub use proxy::{QuotactlAnswer, QuotactlCaller, QuotactlProxy};
 pub use record::DEFAULT_QUOTATIME;

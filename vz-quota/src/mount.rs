@@ -31,17 +31,18 @@ pub(crate) fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             let mount_point = left.split(' ').nth(4)?;
             let mut right = right.split(' ');
             Some(MountEntry {
-                mount_point: PathBuf::from(unescape(mount_point)),
+                mount_point: PathBuf::from(unescape_mountinfo(mount_point)),
                 fstype: right.next()?.to_owned(),
-                source: unescape(right.next()?).to_string_lossy().into_owned(),
+                source: unescape_mountinfo(right.next()?).to_string_lossy().into_owned(),
                 super_options: right.next().unwrap_or_default().to_owned(),
             })
         })
         .collect()
 }
 
-/// Undoes the kernel's octal escapes (`\040` for a space, …).
-fn unescape(field: &str) -> OsString {
+/// Undoes the kernel's octal escapes of a `/proc/<pid>/mountinfo` field (`\040` for a
+/// space, …).
+pub fn unescape_mountinfo(field: &str) -> OsString {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -164,9 +165,9 @@ mod tests {
 
     #[test]
     fn odd_escapes_are_kept() {
-        assert_eq!(unescape("a\\9b"), OsString::from("a\\9b"));
-        assert_eq!(unescape("end\\"), OsString::from("end\\"));
-        assert_eq!(unescape("\\134x"), OsString::from("\\x"));
+        assert_eq!(unescape_mountinfo("a\\9b"), OsString::from("a\\9b"));
+        assert_eq!(unescape_mountinfo("end\\"), OsString::from("end\\"));
+        assert_eq!(unescape_mountinfo("\\134x"), OsString::from("\\x"));
     }
 
     #[test]
