@@ -20,7 +20,11 @@ pub(crate) struct Stat {
 
 /// Reads `/proc/<pid>/stat`; `None` when the process is gone.
 pub(crate) fn stat(pid: i32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Parses one `/proc/<pid>/stat` line; the command name may hold spaces and parentheses.
+fn parse_stat(text: &str) -> Option<Stat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     let comm = text.get(open + 1..close)?.to_owned();
@@ -172,12 +176,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_of_self_parses_comm_with_spaces_and_parens() {
-        let me = i32::try_from(std::process::id()).unwrap();
-        let st = stat(me).unwrap();
-        assert!(st.ppid > 0);
-        assert!(st.session > 0);
-        assert!(!st.comm.is_empty());
+    fn stat_parses_comm_with_spaces_and_parens() {
+        let st = parse_stat("42 (a (b) c) S 7 42 9 0 -1 4194304 0 0").unwrap();
+        assert_eq!((st.comm.as_str(), st.state, st.ppid, st.session), ("a (b) c", 'S', 7, 9));
+        assert!(parse_stat("42 (x) S").is_none());
+    }
+
+    #[test]
+    fn stat_of_self_matches_the_kernels_answers() {
+        // The session may be 0 (a task of the kernel's own session, as under some CI runners).
+        let st = stat(nix::unistd::getpid().as_raw()).unwrap();
+        assert_eq!(st.ppid, nix::unistd::getppid().as_raw());
+        assert_eq!(st.session, nix::unistd::getsid(None).unwrap().as_raw());
     }
 
     #[test]
