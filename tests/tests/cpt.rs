@@ -174,35 +174,10 @@ fn needs() -> [Need; 4] {
     ]
 }
 
-/// Whether CRIU can dump here: not from a chroot, which is how the kernel lab runs the
-/// tests (CRIU: "The root task has another root than mntns"). There the test reports a
-/// not-applicable skip (printed and appended to `VZ_TEST_SKIP_LOG`) and returns.
-fn criu_can_dump_here(test: &str) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let chrooted = match (std::fs::metadata("/"), std::fs::metadata("/proc/1/root/")) {
-        (Ok(mine), Ok(init)) => mine.dev() != init.dev() || mine.ino() != init.ino(),
-        _ => false,
-    };
-    if chrooted {
-        let line =
-            format!("SKIP {test}: CRIU cannot dump from a chroot (kernel lab; not applicable)");
-        eprintln!("{line}");
-        if let Ok(log) = std::env::var("VZ_TEST_SKIP_LOG")
-            && let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log)
-        {
-            let _ = writeln!(file, "{line}");
-        }
-    }
-    !chrooted
-}
-
 #[test]
 fn chkpnt_and_restore_keep_the_work_and_the_tcp_client() {
     let [a, b, c, d] = needs();
     require!(a, b, c, d, Need::Loop);
-    if !criu_can_dump_here("chkpnt_and_restore_keep_the_work_and_the_tcp_client") {
-        return;
-    }
     let tree = VzTree::new(PRIVILEGED_VES);
     let ctid = working_ve(&tree);
     let mut client = Client::connect(&tree);
@@ -288,9 +263,6 @@ fn chkpnt_and_restore_keep_the_work_and_the_tcp_client() {
 fn chkpnt_refuses_what_it_would_lose_and_the_ve_runs_on() {
     let [a, b, c, d] = needs();
     require!(a, b, c, d);
-    if !criu_can_dump_here("chkpnt_refuses_what_it_would_lose_and_the_ve_runs_on") {
-        return;
-    }
     let tree = VzTree::new(PRIVILEGED_VES);
     let ctid = working_ve(&tree);
     let refused = |what: &str, expect: &str| {
