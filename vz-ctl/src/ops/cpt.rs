@@ -358,13 +358,25 @@ impl Drop for IdmappedView {
     }
 }
 
-/// Makes the images directory and its files the VE's root's (its host ids), so the tasks
-/// CRIU restores in the VE's user namespace can read them.
+/// Gives the images to the VE's root (its host uid) so the tasks CRIU restores in the VE's
+/// user namespace can open them, and keeps the host root's group on them: CRIU's root task
+/// opens `timens-*.img` right after its clone, while its parent may still be writing the
+/// namespace's id maps; until then no owner is mapped for that task (its capabilities do not
+/// count) and it is still the host's uid and gid 0, so only the group bits let it search the
+/// directory and read the file. Nobody else gets any access (directory 0710, files 0640).
 fn give_images(dir: &Path, map: &vz_ns::IdMap) -> Result<()> {
-    let (uid, gid) = (Some(map.host_uid(0)), Some(map.host_gid(0)));
+    use std::os::unix::fs::PermissionsExt;
+    let (uid, gid) = (Some(map.host_uid(0)), Some(0));
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710)).op("chmod", dir)?;
     std::os::unix::fs::chown(dir, uid, gid).op("chown", dir)?;
     for entry in std::fs::read_dir(dir).op("list", dir)?.flatten() {
         let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).op("stat", &path)?;
+        if meta.is_file() {
+            let mode = meta.permissions().mode() & 0o7770 | 0o040;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .op("chmod", &path)?;
+        }
         std::os::unix::fs::lchown(&path, uid, gid).op("chown", &path)?;
     }
     Ok(())
