@@ -187,7 +187,7 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     let tree = VzTree::new(vz_conf);
     let ctid = working_ve(&tree);
     let mut client = Client::connect(&tree);
-    client.try_ping().unwrap();
+    client.try_ping().expect("the client reaches the VE before the checkpoint");
 
     // Full checkpoint: the VE is gone, unmounted, and `suspended`.
     let t = Instant::now();
@@ -240,7 +240,7 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
         .in_netns("ip")
         .args(["-o", "link", "show", &format!("venet{ctid}")])
         .output()
-        .unwrap());
+        .expect("run ip link show"));
     assert!(!link.contains(",UP"), "a dumped suspended VE's host end is down: {link}");
     ok(tree.run("vzctl", &["chkpnt", &ctid, "--resume"]));
     client.try_ping().expect("the TCP client stayed connected across --dump and --resume");
