@@ -135,6 +135,27 @@ impl Drop for LoopHold {
     }
 }
 
+/// The VE's host side in the tree's network namespace: its host end's flags and sysctls, the
+/// routes through it, the proxy entries and the nftables guard.
+fn host_side(tree: &VzTree, ctid: &str) -> String {
+    let dev = format!("venet{ctid}");
+    let run = |args: &[&str]| {
+        let out = tree.in_netns(args[0]).args(&args[1..]).output().expect("run in the netns");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let link = run(&["ip", "-o", "link", "show", "dev", &dev]);
+    let flags = link.split_once('<').and_then(|(_, r)| r.split_once('>')).map(|(f, _)| f);
+    [
+        flags.unwrap_or("no link").to_owned(),
+        run(&["ip", "route", "show", "dev", &dev]),
+        run(&["ip", "neigh", "show", "proxy"]),
+        run(&["cat", &format!("/proc/sys/net/ipv4/conf/{dev}/rp_filter")]),
+        run(&["cat", &format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6")]),
+        run(&["nft", "list", "ruleset"]),
+    ]
+    .join("\n")
+}
+
 fn status(tree: &VzTree, ctid: &str) -> String {
     ok(tree.run("vzctl", &["status", ctid])).trim().to_owned()
 }
@@ -188,6 +209,7 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     let ctid = working_ve(&tree);
     let mut client = Client::connect(&tree);
     client.try_ping().expect("the client reaches the VE before the checkpoint");
+    let host_side_before = host_side(&tree, &ctid);
 
     // Full checkpoint: the VE is gone, unmounted, and `suspended`.
     let t = Instant::now();
@@ -208,6 +230,7 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     wait_count(&tree, &ctid, at + 5);
     assert_no_gap(&tree, &ctid);
     client.try_ping().expect("the TCP client stayed connected");
+    assert_eq!(host_side(&tree, &ctid), host_side_before, "the host side after restore");
     assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "echo in"])).trim(), "in");
     let out = tree.run("vzctl", &["restore", &ctid]);
     assert_eq!(out.status.code(), Some(32), "restore of a running VE");
@@ -244,6 +267,7 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     assert!(!link.contains(",UP"), "a dumped suspended VE's host end is down: {link}");
     ok(tree.run("vzctl", &["chkpnt", &ctid, "--resume"]));
     client.try_ping().expect("the TCP client stayed connected across --dump and --resume");
+    assert_eq!(host_side(&tree, &ctid), host_side_before, "the host side after --resume");
     assert!(std::path::Path::new(&snapshot).join("inventory.img").is_file());
     std::fs::remove_dir_all(&snapshot).expect("remove the snapshot");
 

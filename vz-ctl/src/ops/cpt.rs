@@ -5,8 +5,8 @@
 //! the network set up again at CRIU's `post-setup-namespaces`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
+use vz_ns::net::{Venet, Veth};
 
 use vz_cpt::{
     CriuOptions, DumpSpec, ExternalVeth, Freezer, FreezerState, HookEvent, RestoreSpec,
@@ -129,7 +129,7 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
                 // (and acknowledging) packets the dump does not hold. Its host ends stay
                 // down until --resume.
                 for veth in external_veths(ve)? {
-                    ip(&["link", "set", "dev", &veth.outside, "down"]).map_err(chkpnt_error)?;
+                    vz_ns::net::set_link_down(&veth.outside).map_err(chkpnt_error)?;
                 }
             }
             say(format!("Container is dumped to {}", dir.display()));
@@ -260,12 +260,9 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
             return Ok(());
         }
         if !addresses.is_empty() {
-            venet_host_end(e.init_pid, &venet, &addresses)?;
+            Venet::adopt_host_end(e.init_pid, &venet, &addresses).map_err(|e| e.to_string())?;
         }
-        for n in &netifs {
-            ip(&["link", "set", "dev", &n.host_ifname, "address", &n.host_mac.to_string(), "up"])?;
-        }
-        Ok(())
+        netifs.iter().try_for_each(|n| Veth::adopt_host_end(n).map_err(|e| e.to_string()))
     };
     let restored = vz_cpt::restore(&criu(ve), &spec, &mut hook).map_err(restore_error);
     drop(view);
@@ -406,26 +403,16 @@ pub fn restore_cmd(ve: &Ve, resume: bool, dumpfile: Option<String>) -> Result<()
 fn resume_ve(ve: &Ve, pid: i32, freezer: &Freezer) -> std::result::Result<(), String> {
     let addresses = super::net::addresses(ve).map_err(|e| e.to_string())?;
     let venet = super::net::host_ifname(ve).map_err(|e| e.to_string())?;
-    if !addresses.is_empty() && is_down(&venet) {
-        venet_host_end(pid, &venet, &addresses)?;
+    let is_down = |name: &str| vz_ns::net::link_is_up(name).map(|up| up == Some(false));
+    if !addresses.is_empty() && is_down(&venet).map_err(|e| e.to_string())? {
+        Venet::adopt_host_end(pid, &venet, &addresses).map_err(|e| e.to_string())?;
     }
     for n in super::net::netifs(ve).map_err(|e| e.to_string())? {
-        if is_down(&n.host_ifname) {
-            ip(&["link", "set", "dev", &n.host_ifname, "up"])?;
+        if is_down(&n.host_ifname).map_err(|e| e.to_string())? {
+            Veth::adopt_host_end(&n).map_err(|e| e.to_string())?;
         }
     }
     freezer.thaw().map_err(|e| e.to_string())
-}
-
-/// Whether the link `name` of this network namespace exists and is administratively down
-/// (asked of `ip`: /sys/class/net shows the namespace sysfs was mounted in).
-fn is_down(name: &str) -> bool {
-    let Ok(out) = Command::new("ip").args(["-o", "link", "show", "dev", name]).output() else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let flags = text.split_once('<').and_then(|(_, r)| r.split_once('>')).map(|(f, _)| f);
-    flags.is_some_and(|f| !f.split(',').any(|flag| flag == "UP"))
 }
 
 /// `vzctl start` of a VE with a default dump: restore it (OpenVZ: "Dump file … exists,
@@ -452,45 +439,5 @@ pub fn start_or_restore(ve: &Ve, opts: super::start::StartOptions) -> Result<()>
                 source: e,
             })
         }
-    }
-}
-
-/// The host half of a venet after CRIU made the pair again: the VE end's MAC, NOARP, up,
-/// rp_filter, the host routes. (vz-ns has no netlink call for only this half yet; the `ip`
-/// tool stands in until it does.)
-fn venet_host_end(
-    init_pid: i32,
-    host_if: &str,
-    addresses: &[vz_ns::net::VeAddr],
-) -> std::result::Result<(), String> {
-    let t = init_pid.to_string();
-    let out = Command::new("nsenter")
-        .args(["-t", &t, "-n", "ip", "-o", "link", "show", vz_ns::net::Venet::VE_IFNAME])
-        .output()
-        .map_err(|e| format!("nsenter: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mac = text
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .ok_or_else(|| format!("no MAC on the container's venet0: {text}"))?
-        .to_owned();
-    ip(&["link", "set", "dev", host_if, "address", &mac, "arp", "off", "up"])?;
-    let rp = format!("/proc/sys/net/ipv4/conf/{host_if}/rp_filter");
-    std::fs::write(&rp, "1").map_err(|e| format!("write {rp}: {e}"))?;
-    for a in addresses {
-        let ip_text = a.ip().to_string();
-        let family = if a.ip().is_ipv6() { "-6" } else { "-4" };
-        ip(&[family, "route", "replace", &ip_text, "dev", host_if, "scope", "link"])?;
-    }
-    Ok(())
-}
-
-fn ip(args: &[&str]) -> std::result::Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
     }
 }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use nix::sched::CloneFlags;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 
 use crate::error::{NsError, Result};
 
@@ -59,6 +59,31 @@ pub(crate) fn check_ifname(field: &'static str, name: &str) -> Result<()> {
 /// [`crate::NsError::Netlink`] if links cannot be listed.
 pub fn link_exists(name: &str) -> Result<bool> {
     Ok(Netlink::host()?.link_by_name(name)?.is_some())
+}
+
+/// Whether the device `name` of the caller's network namespace is administratively up;
+/// `None` if there is none.
+///
+/// # Errors
+/// [`crate::NsError::Netlink`] if links cannot be listed.
+pub fn link_is_up(name: &str) -> Result<Option<bool>> {
+    let link = Netlink::host()?.link_by_name(name)?;
+    Ok(link.map(|l| l.header.flags.contains(LinkFlags::Up)))
+}
+
+/// Sets the device `name` of the caller's network namespace down (a suspended VE's host end,
+/// so its kernel takes no packets a dump does not hold); up again with the adopt calls.
+///
+/// # Errors
+/// [`crate::NsError::NoSuchDevice`] if there is none, [`crate::NsError::Netlink`] otherwise.
+///
+/// # Privileges
+/// CAP_NET_ADMIN in the caller's network namespace.
+pub fn set_link_down(name: &str) -> Result<()> {
+    let host = Netlink::host()?;
+    let down = rtnetlink::LinkUnspec::new_with_index(host.index_of(name)?).down().build();
+    host.run(host.handle().link().set(down).execute())
+        .map_err(|e| nl_err("set down", name.into(), e))
 }
 
 /// A netlink connection in one network namespace, with its own current-thread runtime.

@@ -243,6 +243,24 @@ impl Veth {
         result
     }
 
+    /// Takes over a host end that exists without its host side (one CRIU made again at a
+    /// restore): its MAC, the MAC guard when `mac_filter` is on, the bridge, up.
+    ///
+    /// # Errors
+    /// [`NsError::NoSuchDevice`] for a missing end or bridge, [`NsError::Netlink`] otherwise.
+    ///
+    /// # Privileges
+    /// CAP_NET_ADMIN in the host's network namespace.
+    pub fn adopt_host_end(spec: &VethSpec) -> Result<()> {
+        let host = Netlink::host()?;
+        let bridge = spec.bridge.as_deref().map(|b| host.index_of(b)).transpose()?;
+        let idx = host.index_of(&spec.host_ifname)?;
+        let set = LinkUnspec::new_with_index(idx).address(spec.host_mac.0.to_vec()).build();
+        host.run(host.handle().link().set(set).execute())
+            .map_err(|e| nl_err("set MAC", spec.host_ifname.clone(), e))?;
+        host_side(&host, spec, bridge)
+    }
+
     /// Removes the pair (deleting either end deletes both): the host end if it is on the
     /// host, else the VE end in the VE. Gone already is not an error.
     ///
