@@ -156,6 +156,34 @@ fn host_side(tree: &VzTree, ctid: &str) -> String {
     .join("\n")
 }
 
+/// The VE's limits as the kernel holds them: processes, memory, CPU, and on cgroup v1 the
+/// devices allowlist (on v2 a BPF program, not readable as text) without the quota node's
+/// entry, which names the image's current loop device (the test makes a restore use another).
+fn limits(tree: &VzTree, ctid: &str) -> Vec<String> {
+    let files: [(&str, &str, &str); 4] = [
+        ("pids", "pids.max", "pids.max"),
+        ("memory", "memory.limit_in_bytes", "memory.max"),
+        ("cpu", "cpu.cfs_quota_us", "cpu.max"),
+        ("devices", "devices.list", ""),
+    ];
+    let v2 = vz_tests::is_cgroup_v2();
+    let parent = tree.cgroup_parent();
+    files
+        .iter()
+        .filter(|(_, _, f2)| !v2 || !f2.is_empty())
+        .map(|(controller, f1, f2)| {
+            let path = if v2 {
+                format!("/sys/fs/cgroup/{parent}/{ctid}/{f2}")
+            } else {
+                format!("/sys/fs/cgroup/{controller}/{parent}/{ctid}/{f1}")
+            };
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| format!("{path}: {e}"));
+            let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("b 7:")).collect();
+            format!("{f1}|{f2}: {}", lines.join(" "))
+        })
+        .collect()
+}
+
 fn status(tree: &VzTree, ctid: &str) -> String {
     ok(tree.run("vzctl", &["status", ctid])).trim().to_owned()
 }
@@ -210,6 +238,10 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     let mut client = Client::connect(&tree);
     client.try_ping().expect("the client reaches the VE before the checkpoint");
     let host_side_before = host_side(&tree, &ctid);
+    let limit_args = ["--numproc", "77", "--physpages", "0:96M", "--cpulimit", "70", "--save"];
+    ok(tree.run("vzctl", &[&["set", ctid.as_str()][..], &limit_args].concat()));
+    let limits_before = limits(&tree, &ctid);
+    assert!(limits_before.iter().any(|l| l.ends_with(": 77")), "{limits_before:?}");
 
     // Full checkpoint: the VE is gone, unmounted, and `suspended`.
     let t = Instant::now();
@@ -231,6 +263,7 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     assert_no_gap(&tree, &ctid);
     client.try_ping().expect("the TCP client stayed connected");
     assert_eq!(host_side(&tree, &ctid), host_side_before, "the host side after restore");
+    assert_eq!(limits(&tree, &ctid), limits_before, "the limits after restore");
     assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "echo in"])).trim(), "in");
     let out = tree.run("vzctl", &["restore", &ctid]);
     assert_eq!(out.status.code(), Some(32), "restore of a running VE");
@@ -241,6 +274,7 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     assert!(out.contains("trying to restore"), "{out}");
     assert!(!tree.path().join(format!("dump/Dump.{ctid}")).exists(), "start kept the dump");
     client.try_ping().expect("the TCP client stayed connected across start");
+    assert_eq!(limits(&tree, &ctid), limits_before, "the limits after start from the dump");
     let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
     wait_count(&tree, &ctid, at + 3);
     assert_no_gap(&tree, &ctid);
@@ -282,6 +316,12 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
     wait_count(&tree, &ctid, at + 3);
     assert_no_gap(&tree, &ctid);
+
+    // A restored VE stops cleanly (its restored init takes the halt) and leaves nothing.
+    ok(tree.run("vzctl", &["stop", &ctid]));
+    assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist unmounted down"));
+    assert!(host_side(&tree, &ctid).starts_with("no link"), "the host end outlived the VE");
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
 
     // A dump then destroy: the dump goes with the VE.
     ok(tree.run("vzctl", &["chkpnt", &ctid]));
