@@ -343,8 +343,10 @@ impl VeCgroup {
 
     /// Gives the VE's root (host ids `uid`, `gid`) the part of its cgroup an init inside
     /// manages: the directory of systemd's named hierarchy and its files on a v1 host, the
-    /// directory and its `cgroup.procs`, `cgroup.threads` and `cgroup.subtree_control` on v2.
-    /// The limits stay root's files, which the VE cannot write.
+    /// directory and its `cgroup.procs`, `cgroup.threads` and `cgroup.subtree_control` on v2;
+    /// and in both, every sub-cgroup below with its files (those CRIU made again at a
+    /// restore are root's until given). The limits stay root's files, which the VE cannot
+    /// write.
     ///
     /// # Errors
     /// [`CtlError::Cgroup`] naming the file that could not be given.
@@ -354,27 +356,29 @@ impl VeCgroup {
                 CtlError::Cgroup { op: "delegate", path: path.to_owned(), source }
             })
         };
+        let chown_with_files = |dir: &Path| {
+            chown(dir)?;
+            let entries = std::fs::read_dir(dir).map_err(|source| CtlError::Cgroup {
+                op: "list",
+                path: dir.to_owned(),
+                source,
+            })?;
+            entries.flatten().try_for_each(|entry| chown(&entry.path()))
+        };
         for (name, dir) in self.dirs() {
             match name {
-                Some(SYSTEMD_HIERARCHY) => {
-                    chown(&dir)?;
-                    let entries = std::fs::read_dir(&dir).map_err(|source| CtlError::Cgroup {
-                        op: "list",
-                        path: dir.clone(),
-                        source,
-                    })?;
-                    for entry in entries.flatten() {
-                        chown(&entry.path())?;
-                    }
-                }
+                Some(SYSTEMD_HIERARCHY) => chown_with_files(&dir)?,
                 None => {
                     chown(&dir)?;
                     for file in V2_DELEGATED_FILES {
                         chown(&dir.join(file))?;
                     }
                 }
-                Some(_) => {}
+                Some(_) => continue,
             }
+            let mut below = Vec::new();
+            subdirs_deepest_first(&dir, &mut below);
+            below.iter().try_for_each(|sub| chown_with_files(sub))?;
         }
         Ok(())
     }

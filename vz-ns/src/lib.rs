@@ -50,6 +50,7 @@ pub use error::{NsError, Result};
 pub use init::{InitHandle, InitSpec, PendingInit, spawn_init};
 pub use intercept::{ListenerInbox, ProcessMemory, SyscallListener, SyscallReply, SyscallRequest};
 pub use rlimit::{Rlimit, RlimitResource};
+pub use rootfs::{restore_dev_tree, save_dev_tree};
 pub use seccomp::SeccompPolicy;
 pub use sysctl::set_ipc_sysctls;
 pub use userns::{IdMap, VE_ID_COUNT, attach_idmapped_view, mount_dev_skeleton};

@@ -123,7 +123,7 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
             say("Dumping container ...");
             let frozen = freezer.state().map_err(chkpnt_error)? == FreezerState::Frozen;
             let spec = dump_spec(ve, &cgroup, pid, &dir, frozen.then_some(freezer), true)?;
-            vz_cpt::dump(&criu(ve), &spec).map_err(chkpnt_error)?;
+            dump_with_dev(ve, &spec)?;
             if frozen {
                 // CRIU lifted its network lock: a suspended VE's kernel would go on taking
                 // (and acknowledging) packets the dump does not hold. Its host ends stay
@@ -147,13 +147,35 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
             say("Setting up checkpoint...");
             let frozen = freezer.state().map_err(chkpnt_error)? == FreezerState::Frozen;
             let spec = dump_spec(ve, &cgroup, pid, &dir, frozen.then_some(freezer), false)?;
-            let report = vz_cpt::dump(&criu(ve), &spec).map_err(chkpnt_error)?;
+            let report = dump_with_dev(ve, &spec)?;
             tracing::info!(ms = report.elapsed.as_millis(), "CT {} dumped", ve.ctid);
             release(ve)?;
             say("Checkpointing completed successfully");
         }
     }
     Ok(())
+}
+
+/// The file beside CRIU's images that holds what the VE made on its /dev (see
+/// [`vz_ns::save_dev_tree`]).
+const DEV_ARCHIVE: &str = "vz-dev.tar";
+
+/// Saves the VE's /dev (beside the images directory, moved in once the dump succeeded: CRIU
+/// wants a directory without images of another dump), then dumps with CRIU.
+fn dump_with_dev(ve: &Ve, spec: &DumpSpec) -> Result<vz_cpt::DumpReport> {
+    let id_map = crate::idmap::recorded(ve.config()?)?.and_then(crate::idmap::Identity::id_map);
+    let mut staged = spec.images_dir.clone().into_os_string();
+    staged.push(".dev.tar");
+    let staged = PathBuf::from(staged);
+    vz_ns::save_dev_tree(spec.init_pid, id_map.as_ref(), &staged).map_err(chkpnt_error)?;
+    let dumped = vz_cpt::dump(&criu(ve), spec).map_err(chkpnt_error);
+    let placed = match &dumped {
+        Ok(_) => std::fs::rename(&staged, spec.images_dir.join(DEV_ARCHIVE)).op("rename", &staged),
+        Err(_) => std::fs::remove_file(&staged).op("remove", &staged),
+    };
+    let report = dumped?;
+    placed?;
+    Ok(report)
 }
 
 fn dump_spec(
@@ -239,6 +261,11 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
         None => None,
     };
     let dev = DevSkeleton::mount(ve, id_map.as_ref(), quota_device.as_ref())?;
+    let dev_archive = dir.join(DEV_ARCHIVE);
+    if dev_archive.is_file() {
+        vz_ns::restore_dev_tree(&dev_archive, id_map.as_ref(), &dev.path)
+            .map_err(|e| restore_error(format!("the VE's /dev: {e}")))?;
+    }
     let spec = RestoreSpec {
         images_dir: dir.clone(),
         root: view.as_ref().map_or_else(|| root.clone(), |v| v.path.clone()),
@@ -256,6 +283,12 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
     let venet = super::net::host_ifname(ve)?;
     let netifs = super::net::netifs(ve)?;
     let mut hook = |e: &HookEvent| {
+        if e.stage == RestoreStage::PostRestore
+            && let Some(map) = &id_map
+        {
+            // The sub-cgroups CRIU made again (systemd's slices) are root's until given.
+            return cgroup.delegate(map.host_uid(0), map.host_gid(0)).map_err(|e| e.to_string());
+        }
         if e.stage != RestoreStage::PostSetupNamespaces {
             return Ok(());
         }
