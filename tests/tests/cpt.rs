@@ -145,8 +145,22 @@ fn host_side(tree: &VzTree, ctid: &str) -> String {
     };
     let link = run(&["ip", "-o", "link", "show", "dev", &dev]);
     let flags = link.split_once('<').and_then(|(_, r)| r.split_once('>')).map(|(f, _)| f);
+    // The bridged interface's host end: flags, bridge, MAC (the index and peer vary).
+    let veth = run(&["ip", "-o", "link", "show", "dev", &format!("veth{ctid}.0")]);
+    // Without the index, the peer's netns and the operational state (the VE's eth0 is down).
+    let mut veth_words = Vec::new();
+    let mut words = veth.split_whitespace().skip(2);
+    while let Some(word) = words.next() {
+        match word {
+            "state" => drop(words.next()),
+            w if w.starts_with("link-netns") => {}
+            w => veth_words.push(w),
+        }
+    }
+    let veth = veth_words.join(" ");
     [
         flags.unwrap_or("no link").to_owned(),
+        veth,
         run(&["ip", "route", "show", "dev", &dev]),
         run(&["ip", "neigh", "show", "proxy"]),
         run(&["cat", &format!("/proc/sys/net/ipv4/conf/{dev}/rp_filter")]),
@@ -234,10 +248,26 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     let [a, b, c, d] = needs();
     require!(a, b, c, d, Need::Loop);
     let tree = VzTree::new(vz_conf);
+    // Host devices at the low indexes (as an ordinary host's eth0 is at 2): CRIU makes a
+    // user-namespace VE's interfaces from the host's namespace, where an index a host device
+    // has would turn the creation into a change of that device (EOPNOTSUPP).
+    for i in 0..6 {
+        let name = format!("vzh{i}");
+        ok(tree
+            .in_netns("ip")
+            .args(["link", "add", &name, "type", "bridge"])
+            .output()
+            .expect("ip"));
+    }
     let ctid = working_ve(&tree);
     let mut client = Client::connect(&tree);
     client.try_ping().expect("the client reaches the VE before the checkpoint");
+    // A bridged interface beside the venet: its host end is on a bridge of the tree's netns.
+    let bridge = format!("vzbr{ctid}");
+    ok(tree.in_netns("ip").args(["link", "add", &bridge, "type", "bridge"]).output().expect("ip"));
+    ok(tree.run("vzctl", &["set", &ctid, "--netif_add", &format!("eth0,,,,{bridge}"), "--save"]));
     let host_side_before = host_side(&tree, &ctid);
+    assert!(host_side_before.contains(&format!("master {bridge}")), "{host_side_before}");
     let limit_args = ["--numproc", "77", "--physpages", "0:96M", "--cpulimit", "70", "--save"];
     ok(tree.run("vzctl", &[&["set", ctid.as_str()][..], &limit_args].concat()));
     let limits_before = limits(&tree, &ctid);

@@ -84,12 +84,10 @@ fn external_veths(ve: &Ve) -> Result<Vec<ExternalVeth>> {
             bridge: None,
         });
     }
+    // The bridge is joined by vz-ns with the rest of the host end (Veth::adopt_host_end),
+    // not by CRIU: both at once fail (EBUSY).
     for spec in super::net::netifs(ve)? {
-        veths.push(ExternalVeth {
-            inside: spec.ifname,
-            outside: spec.host_ifname,
-            bridge: spec.bridge,
-        });
+        veths.push(ExternalVeth { inside: spec.ifname, outside: spec.host_ifname, bridge: None });
     }
     Ok(veths)
 }

@@ -86,6 +86,22 @@ pub fn set_link_down(name: &str) -> Result<()> {
         .map_err(|e| nl_err("set down", name.into(), e))
 }
 
+/// The first interface index vz gives the VE's ends of its pairs (`venet0`, `eth0`, …).
+///
+/// CRIU restores a VE's interfaces with their indexes, and for a VE of its own user
+/// namespace it makes them from the host's network namespace (its usernsd), where the kernel
+/// looks the index up first: an index a host device has turns the creation into a change of
+/// that device, which fails (EOPNOTSUPP) — with an ordinary host's eth0 at 2, a VE's
+/// `venet0` at 2 or 3 could never be restored. The host's own devices count up from 1, so
+/// VE ends from 2^30 up never meet them.
+pub(crate) const VE_IFINDEX_BASE: u32 = 1 << 30;
+
+/// The lowest index from [`VE_IFINDEX_BASE`] no interface of `ns` has.
+pub(crate) fn free_ve_ifindex(ns: &Netlink) -> Result<u32> {
+    let used: Vec<u32> = ns.links()?.iter().map(|l| l.header.index).collect();
+    Ok((VE_IFINDEX_BASE..).find(|i| !used.contains(i)).unwrap_or(VE_IFINDEX_BASE))
+}
+
 /// A netlink connection in one network namespace, with its own current-thread runtime.
 pub(crate) struct Netlink {
     rt: tokio::runtime::Runtime,

@@ -27,8 +27,8 @@ use super::route::{
     host_routes_to,
 };
 use super::{
-    Netlink, check_ifname, del_pair, errno, host_name_taken, link_mac, nl_err, own_netns,
-    write_sysctl,
+    Netlink, check_ifname, del_pair, errno, free_ve_ifindex, host_name_taken, link_mac, nl_err,
+    own_netns, write_sysctl,
 };
 use crate::error::{NsError, Result};
 
@@ -223,7 +223,9 @@ impl Venet {
 /// the VE end's MAC and NOARP, moves the host end out and brings everything up.
 fn make_pair(host: &Netlink, ve: &Netlink, name: &str) -> Result<()> {
     let veif = Venet::VE_IFNAME;
-    let req = ve.handle().link().add(LinkVeth::new(veif, name).arp(false).up().build());
+    let mut msg = LinkVeth::new(veif, name).arp(false).up().build();
+    msg.header.index = free_ve_ifindex(ve)?;
+    let req = ve.handle().link().add(msg);
     ve.run(req.execute())
         .map_err(|e| nl_err("create veth pair", format!("{veif}/{name} in {}", ve.ns), e))?;
     move_host_end(host, ve, name)?;

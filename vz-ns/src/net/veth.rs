@@ -7,7 +7,9 @@ use std::str::FromStr;
 
 use rtnetlink::{LinkUnspec, LinkVeth};
 
-use super::{Netlink, check_ifname, del_pair, errno, host_name_taken, nl_err, own_netns};
+use super::{
+    Netlink, check_ifname, del_pair, errno, free_ve_ifindex, host_name_taken, nl_err, own_netns,
+};
 use crate::error::{NsError, Result};
 
 /// OpenVZ's OUI for generated MACs (SWsoft, `SW_OUI` in vzctl's `veth.h`).
@@ -232,7 +234,8 @@ impl Veth {
         }
         let ve = Netlink::in_netns_of(init_pid)?;
         let (name, hname) = (spec.ifname.as_str(), spec.host_ifname.as_str());
-        let msg = LinkVeth::new(name, hname).address(spec.mac.0.to_vec()).build();
+        let mut msg = LinkVeth::new(name, hname).address(spec.mac.0.to_vec()).build();
+        msg.header.index = free_ve_ifindex(&ve)?;
         ve.run(ve.handle().link().add(msg).execute())
             .map_err(|e| nl_err("create veth pair", format!("{name}/{hname} in {}", ve.ns), e))?;
         let moved = move_out(&ve, spec);
