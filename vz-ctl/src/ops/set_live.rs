@@ -87,8 +87,7 @@ fn feature_on<'a>(get: &impl Fn(&str) -> Option<&'a str>, name: &str) -> bool {
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|e| e.split_once(':'))
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .last()
+        .rfind(|(n, _)| n.eq_ignore_ascii_case(name))
         .is_some_and(|(_, v)| v.eq_ignore_ascii_case("on"))
 }
 
@@ -306,6 +305,18 @@ pub(crate) fn apply_live(
         vz_ns::net::move_netdev_out(pid, name).map_err(|e| netdev_error(name, e))?;
     }
     Ok(())
+}
+
+/// Moves the VE's `NETDEV` devices back to the host while its network namespace still
+/// lives (at stop): the kernel would delete a virtual device with the namespace. Failures
+/// are warnings: the stop goes on.
+pub(crate) fn return_netdevs(ve: &Ve) {
+    let Ok(pid) = ve.init_pid() else { return };
+    for name in ve.get("NETDEV").unwrap_or_default().split_whitespace() {
+        if let Err(e) = vz_ns::net::move_netdev_out(pid, name) {
+            warn(format!("Warning: network device {name} not moved back to the host: {e}"));
+        }
+    }
 }
 
 #[cfg(test)]
