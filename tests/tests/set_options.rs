@@ -363,3 +363,56 @@ fn saved_only_settings_features_and_applyconfig() {
     let out = tree.run("vzctl", &["create", &ctid, "--config", "tiny"]);
     assert_eq!(code(&out), 82, "{}", output_text(&out));
 }
+
+/// Copies the host's `nft` with its libraries and loader into the VE's root at `/nft`; the
+/// command line that runs it there.
+fn nft_in_ve(tree: &VzTree, ctid: &str) -> String {
+    let dir = tree.path().join(format!("root/{ctid}/nft"));
+    std::fs::create_dir_all(&dir).expect("make /nft in the VE");
+    let ldd = std::process::Command::new("ldd").arg("/usr/sbin/nft").output().expect("run ldd");
+    let text = String::from_utf8_lossy(&ldd.stdout).into_owned();
+    let mut files: Vec<String> =
+        text.split_whitespace().filter(|w| w.starts_with('/')).map(str::to_owned).collect();
+    files.push("/usr/sbin/nft".to_owned());
+    let mut loader = String::new();
+    for file in &files {
+        let name = std::path::Path::new(file)
+            .file_name()
+            .expect("a file name")
+            .to_string_lossy()
+            .into_owned();
+        std::fs::copy(file, dir.join(&name)).unwrap_or_else(|e| panic!("copy {file}: {e}"));
+        if name.starts_with("ld-linux") {
+            loader = name;
+        }
+    }
+    assert!(!loader.is_empty(), "no loader in {text}");
+    format!("/nft/{loader} --library-path /nft /nft/nft list ruleset && echo nft-ok")
+}
+
+#[test]
+fn netfilter_disabled_leaves_the_ve_no_firewall_calls() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/sbin/nft"));
+    let tree = VzTree::new("");
+    let ctid = running(&tree);
+    let nft = nft_in_ve(&tree, &ctid);
+    let (rc, text) = exec(&tree, &ctid, &nft);
+    assert!(rc == 0 && text.contains("nft-ok"), "the VE's own nftables: {text}");
+
+    let out = tree.run("vzctl", &["set", &ctid, "--netfilter", "disabled", "--save"]);
+    assert!(output_text(&out).contains("WARNING: Some of the parameters"), "{}", output_text(&out));
+    assert!(conf(&tree, &ctid).contains("NETFILTER=\"disabled\""));
+    // A process entered now, and after a restart every process, is refused netfilter.
+    let (rc, text) = exec(&tree, &ctid, &nft);
+    assert!(rc != 0 && text.contains("Operation not permitted"), "{text}");
+    restart(&tree, &ctid);
+    let (rc, text) = exec(&tree, &ctid, &nft);
+    assert!(rc != 0 && text.contains("Operation not permitted"), "after restart: {text}");
+    // Other netlink sockets still work (the VE's own routes).
+    let (rc, text) = exec(&tree, &ctid, "ip route show table all >/dev/null && echo route-ok");
+    assert!(rc == 0 && text.contains("route-ok"), "{text}");
+
+    ok(tree.run("vzctl", &["set", &ctid, "--netfilter", "full", "--save"]));
+    let (rc, text) = exec(&tree, &ctid, &nft);
+    assert!(rc == 0 && text.contains("nft-ok"), "{text}");
+}

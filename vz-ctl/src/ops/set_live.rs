@@ -11,7 +11,11 @@
 //! - network devices: moved into the VE's network namespace and back (rtnetlink).
 //!
 //! Capabilities (`CAPABILITY`) are the bounding set vz-ns gives the VE's init and every
-//! process entered into it (`scripts::capabilities`); `NETFILTER` is kept for the next start.
+//! process entered into it (`scripts::capabilities`); `NETFILTER=disabled` is a seccomp rule
+//! of the same processes (`scripts::seccomp`): no nf_tables/conntrack netlink socket and no
+//! legacy table `setsockopt`. The other levels (stateless, stateful, full) cannot be told
+//! apart on a stock kernel, where a VE's network namespace has all of netfilter: they give
+//! the VE its full netfilter.
 
 use std::path::PathBuf;
 
