@@ -285,6 +285,16 @@ fn nodemask_sets_the_memory_nodes() {
     assert_eq!(read(&mems), "0");
     ok(tree.run("vzctl", &["set", &ctid, "--cpumask", "all", "--nodemask", "all", "--save"]));
     assert!(!read(&mems).is_empty() || vz_tests::is_cgroup_v2());
+    // auto: the CPUs of the nodes.
+    let cpus = cg_file(&tree, &ctid, "cpuset", "cpuset.cpus", "cpuset.cpus");
+    ok(tree.run("vzctl", &["set", &ctid, "--cpumask", "auto", "--nodemask", "0", "--save"]));
+    let node0 = std::fs::read_to_string("/sys/devices/system/node/node0/cpulist").unwrap();
+    assert_eq!(read(&cpus), node0.trim());
+    assert!(conf(&tree, &ctid).contains("CPUMASK=\"auto\""), "{}", conf(&tree, &ctid));
+    restart(&tree, &ctid);
+    assert_eq!(read(&cpus), node0.trim(), "after restart");
+    let out = tree.run("vzctl", &["set", &ctid, "--cpumask", "auto"]);
+    assert_eq!(code(&out), 20, "auto needs --nodemask: {}", output_text(&out));
     let out = tree.run("vzctl", &["set", &ctid, "--nodemask", "0"]);
     assert_eq!(code(&out), 20, "--nodemask needs --cpumask: {}", output_text(&out));
     let out = tree.run("vzctl", &["set", &ctid, "--cpumask", "all", "--nodemask", "4095"]);

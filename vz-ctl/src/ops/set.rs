@@ -115,8 +115,12 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
         return Err(CtlError::Usage("--stop-timeout requires --save".into()));
     }
     let applied = super::set_apply::sample_changes(ve, opts)?;
-    let resources = applied.resources;
+    let mut resources = applied.resources;
     let param_saved = opts.params.saved(|k| ve.get(k));
+    if let Some(mask) = resources.cpu.mask.take() {
+        let nodemask = opts.params.nodemask.as_deref().or_else(|| ve.get("NODEMASK"));
+        resources.cpu.mask = Some(resources::resolve_auto_mask(mask, nodemask)?);
+    }
     for (key, value) in opts.config_changes().iter().chain(&param_saved) {
         check_value(&key.to_lowercase(), value)?;
     }

@@ -71,7 +71,7 @@ impl ParamChanges {
     /// name that is no device on the host.
     pub fn parse(given: &[(&'static str, Option<String>)]) -> Result<ParamChanges> {
         let mut c = ParamChanges::default();
-        let mut cpumask = false;
+        let (mut cpumask, mut auto) = (false, false);
         for (name, value) in given {
             let Some(value) = value.as_deref() else { continue };
             match *name {
@@ -123,12 +123,18 @@ impl ParamChanges {
                     list.push(value.to_owned());
                 }
                 "nodemask" => c.nodemask = Some(nodemask(value)?),
-                "cpumask" => cpumask = true,
+                "cpumask" => {
+                    cpumask = true;
+                    auto = value.trim() == "auto";
+                }
                 _ => {}
             }
         }
         if c.nodemask.is_some() && !cpumask {
             return Err(CtlError::Usage("--nodemask requires --cpumask".into()));
+        }
+        if auto && c.nodemask.is_none() {
+            return Err(CtlError::Usage("--cpumask auto requires --nodemask".into()));
         }
         Ok(c)
     }
@@ -480,6 +486,9 @@ mod tests {
         assert_eq!(e.exit_code(), 20, "--nodemask needs --cpumask");
         let ok = ParamChanges::parse(&given(&[("nodemask", "0"), ("cpumask", "all")])).unwrap();
         assert_eq!(ok.nodemask.as_deref(), Some("0"));
+        let e = ParamChanges::parse(&given(&[("cpumask", "auto")])).unwrap_err();
+        assert_eq!(e.exit_code(), 20, "auto needs --nodemask");
+        ParamChanges::parse(&given(&[("cpumask", "auto"), ("nodemask", "0")])).unwrap();
     }
 
     #[test]
