@@ -184,12 +184,8 @@ fn timed_dd(tree: &VzTree, ctid: &str, bs: &str, count: u32) -> f64 {
 
 #[test]
 fn iolimit_and_iopslimit_hold_a_direct_dd_in_the_ve() {
-    require!(
-        Need::Root,
-        Need::Program("/bin/busybox"),
-        Need::CgroupController("blkio"),
-        Need::Loop
-    );
+    let io = if vz_tests::is_cgroup_v2() { "io" } else { "blkio" };
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController(io), Need::Loop);
     let tree = VzTree::new("");
     let ctid = running(&tree);
     let unlimited = timed_dd(&tree, &ctid, "1M", 8);

@@ -54,10 +54,14 @@ fn devices_error(e: impl std::fmt::Display) -> CtlError {
 }
 
 /// Reads `DEVICES`, `DEVNODES` and the device features of a config.
+///
+/// A device named by both `DEVNODES` and `DEVICES` gets the access `DEVICES` gives it (its
+/// rule comes last, and the last rule for a device wins, see [`last_wins`]).
 fn ve_devices<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<VeDevices> {
     let mut out = VeDevices::default();
+    let mut device_rules: Vec<DeviceRule> = Vec::new();
     for entry in get("DEVICES").unwrap_or_default().split_whitespace() {
-        out.rules.push(entry.parse().map_err(devices_error)?);
+        device_rules.push(entry.parse().map_err(devices_error)?);
     }
     let mut nodes: Vec<(String, String)> = Vec::new();
     for entry in get("DEVNODES").unwrap_or_default().split_whitespace() {
@@ -83,7 +87,24 @@ fn ve_devices<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<VeDevices> {
             out.nodes.push(node);
         }
     }
+    out.rules.extend(device_rules);
     Ok(out)
+}
+
+/// Whether two rules are about the same device (type, major, minor).
+fn same_device(a: &DeviceRule, b: &DeviceRule) -> bool {
+    (a.kind, a.major, a.minor) == (b.kind, b.major, b.minor)
+}
+
+/// `rules` with only the last rule of each device, in the order of those last rules: what
+/// v1's entry-by-entry writes leave, for v2's first-match program.
+fn last_wins(rules: Vec<DeviceRule>) -> Vec<DeviceRule> {
+    let mut out: Vec<DeviceRule> = Vec::new();
+    for rule in rules {
+        out.retain(|r| !same_device(r, &rule));
+        out.push(rule);
+    }
+    out
 }
 
 fn feature_on<'a>(get: &impl Fn(&str) -> Option<&'a str>, name: &str) -> bool {
@@ -104,7 +125,7 @@ fn full_rules(ve: &Ve, extra: &[DeviceRule]) -> Result<Vec<DeviceRule>> {
         rules.extend(super::start::quota_device(&device)?.map(|d| d.rule()));
     }
     rules.extend_from_slice(extra);
-    Ok(rules)
+    Ok(last_wins(rules))
 }
 
 /// Puts `rules` into the VE's allowlist: on v1 entry by entry (`changed`), on v2 by
@@ -284,7 +305,10 @@ pub(crate) fn apply_live(
         let mut changed = changes.devices.clone();
         for (name, perms) in &changes.devnodes {
             let node = DevNode::from_host(name).map_err(devices_error)?;
-            changed.push(node.rule(if perms == "none" { "" } else { perms }));
+            let rule = node.rule(if perms == "none" { "" } else { perms });
+            // The device's access as the whole config gives it (DEVICES wins).
+            let effective = devices.rules.iter().rev().find(|r| same_device(r, &rule));
+            changed.push(*effective.unwrap_or(&rule));
         }
         apply_rules(ve, &cgroup, &changed, &devices.rules)?;
         let given = |n: &String| changes.devnodes.iter().any(|(name, _)| name == n);
@@ -333,11 +357,24 @@ mod tests {
         let get = |k: &str| conf.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
         let d = ve_devices(get).unwrap();
         let rules: Vec<String> = d.rules.iter().map(ToString::to_string).collect();
-        assert_eq!(rules, ["c:10:200:rw", "b:8:0:none", "c:1:3:r", "c:1:5:none"]);
+        assert_eq!(rules, ["c:1:3:r", "c:1:5:none", "c:10:200:rw", "b:8:0:none"]);
         assert_eq!(d.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["null"]);
         assert_eq!(d.gone, ["zero"]);
         assert!(feature_on(&|_: &str| Some("ppp:off fuse:on"), "fuse"));
         assert!(!feature_on(&|_: &str| Some("fuse:on fuse:off"), "fuse"));
+    }
+
+    #[test]
+    fn the_last_rule_of_a_device_wins() {
+        let rules: Vec<DeviceRule> =
+            ["c:1:3:rwm", "c:10:200:rw", "c:1:3:none"].iter().map(|r| r.parse().unwrap()).collect();
+        let kept: Vec<String> = last_wins(rules).iter().map(ToString::to_string).collect();
+        assert_eq!(kept, ["c:10:200:rw", "c:1:3:none"]);
+        let conf = [("DEVNODES", "null:rw"), ("DEVICES", "c:1:3:none")];
+        let get = |k: &str| conf.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+        let d = ve_devices(get).unwrap();
+        let kept: Vec<String> = last_wins(d.rules).iter().map(ToString::to_string).collect();
+        assert_eq!(kept, ["c:1:3:none"], "DEVICES wins over DEVNODES");
     }
 
     #[test]
