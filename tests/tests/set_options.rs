@@ -377,6 +377,17 @@ fn saved_only_settings_features_and_applyconfig() {
     let pids = cg_file(&tree, &ctid, "pids", "pids.max", "pids.max");
     assert_eq!(read(&pids), "50");
 
+    // --applyconfig_map name: the name link of NAME comes back.
+    let name = format!("so{ctid}");
+    ok(tree.run("vzctl", &["set", &ctid, "--name", &name, "--save"]));
+    let link = tree.path().join("names").join(&name);
+    std::fs::remove_file(&link).expect("the name link");
+    ok(tree.run(
+        "vzctl",
+        &["set", &ctid, "--applyconfig", "tiny", "--applyconfig_map", "name", "--save"],
+    ));
+    assert!(link.symlink_metadata().is_ok(), "{} is back", link.display());
+
     // create --config over an existing config: 82 (before the private area is looked at).
     let out = tree.run("vzctl", &["create", &ctid, "--config", "tiny"]);
     assert_eq!(code(&out), 82, "{}", output_text(&out));
