@@ -415,6 +415,103 @@ impl VeCgroup {
     }
 }
 
+/// Block I/O limits of one device for a VE (`IOLIMIT`, `IOPSLIMIT`): `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IoLimits {
+    /// Bytes per second, reads and writes each.
+    pub bps: Option<u64>,
+    /// Operations per second, reads and writes each.
+    pub iops: Option<u64>,
+}
+
+impl VeCgroup {
+    /// Throttles the VE's I/O to the block device `major:minor` (a whole disk or a loop
+    /// device): v1 `blkio.throttle.{read,write}_{bps,iops}_device`, v2 `io.max`.
+    ///
+    /// # Errors
+    /// [`CtlError::Cgroup`] naming the knob the kernel refused; `Ok(false)` without an
+    /// I/O controller.
+    pub fn set_io_limits(&self, major: u32, minor: u32, limits: IoLimits) -> Result<bool> {
+        let dev = format!("{major}:{minor}");
+        if self.is_v2() {
+            let Some(dir) = self.dir_of("io").filter(|d| d.join("io.max").exists()) else {
+                return Ok(false);
+            };
+            let num = |v: Option<u64>| v.map_or_else(|| "max".to_owned(), |v| v.to_string());
+            let (bps, iops) = (num(limits.bps), num(limits.iops));
+            write(
+                &dir.join("io.max"),
+                &format!("{dev} rbps={bps} wbps={bps} riops={iops} wiops={iops}"),
+            )?;
+            return Ok(true);
+        }
+        let Some(dir) = self.dir_of("blkio").filter(|d| d.exists()) else { return Ok(false) };
+        // 0 removes the device's entry (unlimited).
+        for (knob, value) in [
+            ("read_bps_device", limits.bps),
+            ("write_bps_device", limits.bps),
+            ("read_iops_device", limits.iops),
+            ("write_iops_device", limits.iops),
+        ] {
+            write(
+                &dir.join(format!("blkio.throttle.{knob}")),
+                &format!("{dev} {}", value.unwrap_or(0)),
+            )?;
+        }
+        Ok(true)
+    }
+
+    /// Sets the VE's proportional I/O weight (`IOPRIO`): v2 `io.weight` (blk-iocost) or
+    /// `io.bfq.weight`, v1 `blkio.bfq.weight` or `blkio.weight`; `weight` is on the 1–10000
+    /// scale of io.weight with 100 the kernel's default, scaled for the 1–1000 knobs.
+    ///
+    /// # Errors
+    /// [`CtlError::Cgroup`] naming the knob; `Ok(false)` when the host has no weight knob
+    /// (no I/O scheduler that weighs cgroups, such as BFQ, and no io.cost).
+    pub fn set_io_weight(&self, weight: u32) -> Result<bool> {
+        let (dir, knobs): (Option<PathBuf>, [(&str, u32, u32); 2]) = if self.is_v2() {
+            (self.dir_of("io"), [("io.weight", 1, 10_000), ("io.bfq.weight", 1, 1000)])
+        } else {
+            (self.dir_of("blkio"), [("blkio.bfq.weight", 1, 1000), ("blkio.weight", 10, 1000)])
+        };
+        let Some(dir) = dir else { return Ok(false) };
+        for (knob, min, max) in knobs {
+            let path = dir.join(knob);
+            if path.exists() {
+                let value = weight.clamp(min, max).to_string();
+                let value = if knob == "io.weight" { format!("default {value}") } else { value };
+                write(&path, &value)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Restricts the VE's memory to the NUMA nodes `mems` (`cpuset.mems`, a kernel list such
+    /// as `0-1,3`); `None` gives it every node its parent has.
+    ///
+    /// # Errors
+    /// [`CtlError::Cgroup`] naming the knob; `Ok(false)` without a cpuset controller.
+    pub fn set_mems(&self, mems: Option<&str>) -> Result<bool> {
+        let Some(dir) = self.dir_of("cpuset").filter(|d| d.join("cpuset.mems").exists()) else {
+            return Ok(false);
+        };
+        let value = match mems {
+            Some(m) => m.to_owned(),
+            None => {
+                let parent = dir.parent().map(|p| p.join("cpuset.effective_mems"));
+                match parent.filter(|p| p.exists()) {
+                    Some(p) => read(&p)?.trim().to_owned(),
+                    // v2 with no own setting: an empty cpuset.mems inherits the parent's.
+                    None => String::new(),
+                }
+            }
+        };
+        write(&dir.join("cpuset.mems"), &value)?;
+        Ok(true)
+    }
+}
+
 /// Every directory below `dir`, children before their parents.
 fn subdirs_deepest_first(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };

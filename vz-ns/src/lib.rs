@@ -25,6 +25,7 @@
 mod bpf;
 mod caps;
 mod devices;
+mod devnodes;
 mod enter;
 mod error;
 mod exec;
@@ -44,7 +45,9 @@ pub use bpf::apply_device_rules_v2;
 pub use caps::CapSet;
 pub use devices::{
     DeviceKind, DeviceRule, QuotaDevice, apply_device_rules_v1, default_device_rules,
+    update_device_rules_v1,
 };
+pub use devnodes::{DevNode, make_dev_nodes, remove_dev_nodes};
 pub use enter::{EnterSpec, TtyMode, enter};
 pub use error::{NsError, Result};
 pub use init::{InitHandle, InitSpec, PendingInit, spawn_init};

@@ -257,6 +257,7 @@ impl Options {
             name: self.owned("name"),
             description: self.owned("description"),
             userpasswd: self.all("userpasswd"),
+            params: crate::ops::set_params::ParamChanges::parse(&self.given)?,
         })
     }
 }

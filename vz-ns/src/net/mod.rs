@@ -13,6 +13,7 @@
 
 mod addr;
 mod guard;
+mod netdev;
 mod route;
 mod venet;
 mod veth;
@@ -28,6 +29,7 @@ use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use crate::error::{NsError, Result};
 
 pub use addr::{VeAddr, format_address_list, parse_address_list};
+pub use netdev::{check_netdev_name, move_netdev_in, move_netdev_out};
 pub use route::{HostWarning, check_host};
 pub use venet::{Venet, VenetConfig, venet_host_ifname};
 pub use veth::{MacAddr, Veth, VethSpec, format_netif, parse_netif};
