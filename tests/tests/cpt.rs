@@ -172,13 +172,15 @@ fn host_side(tree: &VzTree, ctid: &str) -> String {
 
 /// The VE's limits as the kernel holds them: processes, memory, CPU, and on cgroup v1 the
 /// devices allowlist (on v2 a BPF program, not readable as text) without the quota node's
-/// entry, which names the image's current loop device (the test makes a restore use another).
+/// entry, and the I/O limits, without the image's loop device, whose number changes (the
+/// test makes a restore use another).
 fn limits(tree: &VzTree, ctid: &str) -> Vec<String> {
-    let files: [(&str, &str, &str); 4] = [
+    let files: [(&str, &str, &str); 5] = [
         ("pids", "pids.max", "pids.max"),
         ("memory", "memory.limit_in_bytes", "memory.max"),
         ("cpu", "cpu.cfs_quota_us", "cpu.max"),
         ("devices", "devices.list", ""),
+        ("blkio", "blkio.throttle.write_bps_device", "io.max"),
     ];
     let v2 = vz_tests::is_cgroup_v2();
     let parent = tree.cgroup_parent();
@@ -192,7 +194,18 @@ fn limits(tree: &VzTree, ctid: &str) -> Vec<String> {
                 format!("/sys/fs/cgroup/{controller}/{parent}/{ctid}/{f1}")
             };
             let text = std::fs::read_to_string(&path).unwrap_or_else(|e| format!("{path}: {e}"));
-            let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("b 7:")).collect();
+            // The loop device's number changes (see above): its entries are compared without it.
+            let lines: Vec<&str> =
+                text.lines()
+                    .filter(|l| !l.starts_with("b 7:"))
+                    .map(|l| {
+                        if l.starts_with("7:") {
+                            l.split_once(' ').map_or(l, |(_, r)| r)
+                        } else {
+                            l
+                        }
+                    })
+                    .collect();
             format!("{f1}|{f2}: {}", lines.join(" "))
         })
         .collect()
@@ -269,6 +282,7 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     let host_side_before = host_side(&tree, &ctid);
     assert!(host_side_before.contains(&format!("master {bridge}")), "{host_side_before}");
     let limit_args = ["--numproc", "77", "--physpages", "0:96M", "--cpulimit", "70", "--save"];
+    ok(tree.run("vzctl", &["set", &ctid, "--devnodes", "net/tun:rw", "--iolimit", "3M", "--save"]));
     ok(tree.run("vzctl", &[&["set", ctid.as_str()][..], &limit_args].concat()));
     let limits_before = limits(&tree, &ctid);
     assert!(limits_before.iter().any(|l| l.ends_with(": 77")), "{limits_before:?}");
@@ -294,6 +308,7 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     client.try_ping().expect("the TCP client stayed connected");
     assert_eq!(host_side(&tree, &ctid), host_side_before, "the host side after restore");
     assert_eq!(limits(&tree, &ctid), limits_before, "the limits after restore");
+    ok(tree.run("vzctl", &["exec", &ctid, "test -c /dev/net/tun"]));
     assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "echo in"])).trim(), "in");
     let out = tree.run("vzctl", &["restore", &ctid]);
     assert_eq!(out.status.code(), Some(32), "restore of a running VE");

@@ -247,6 +247,7 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
     resources::apply_ubc(ctid, &cgroup, &ubc, None)?;
     resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
     let (_, _, quota_device) = super::start::prepare_init(ve, &root, &cgroup, &ubc)?;
+    super::set_live::on_cgroup(ve, &cgroup)?;
     let veths = external_veths(ve)?;
     // A VE of its own user namespace comes back on an idmapped view of its root, with
     // images its root can read (CRIU's restored tasks open some of them themselves).
@@ -299,6 +300,7 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
     drop(view);
     drop(dev);
     let restored = restored?;
+    super::set_live::dev_nodes(ve, restored.init_pid)?;
     undo.commit();
     if opts.dumpfile.is_none()
         && let Err(e) = std::fs::remove_dir_all(&dir)

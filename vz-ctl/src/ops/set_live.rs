@@ -263,12 +263,26 @@ fn load_feature_modules<'a>(get: impl Fn(&str) -> Option<&'a str>) {
 /// # Errors
 /// 86 devices, 148 I/O, 2 nodemask, 104 network devices.
 pub(crate) fn at_start(ve: &Ve, cgroup: &VeCgroup, pid: i32) -> Result<()> {
+    on_cgroup(ve, cgroup)?;
+    dev_nodes(ve, pid)?;
+    for name in ve.get("NETDEV").unwrap_or_default().split_whitespace() {
+        vz_ns::net::move_netdev_in(pid, name).map_err(|e| netdev_error(name, e))?;
+    }
+    load_feature_modules(|k: &str| ve.get(k));
+    Ok(())
+}
+
+/// The settings [`at_start`] puts on the VE's cgroup: device allowlist entries, I/O limits
+/// and weight, NUMA nodes. A restore puts them on the cgroup it makes before CRIU runs.
+///
+/// # Errors
+/// 86 devices, 148 I/O, 2 nodemask.
+pub(crate) fn on_cgroup(ve: &Ve, cgroup: &VeCgroup) -> Result<()> {
     let get = |k: &str| ve.get(k);
     let devices = ve_devices(get)?;
     if !devices.rules.is_empty() {
         apply_rules(ve, cgroup, &devices.rules, &devices.rules)?;
     }
-    vz_ns::make_dev_nodes(pid, &devices.nodes, node_owner(ve)?).map_err(devices_error)?;
     if get("IOLIMIT").is_some() || get("IOPSLIMIT").is_some() {
         apply_io_limits(ve, cgroup, get)?;
     }
@@ -278,11 +292,17 @@ pub(crate) fn at_start(ve: &Ve, cgroup: &VeCgroup, pid: i32) -> Result<()> {
     if let Some(mask) = get("NODEMASK").filter(|m| !m.trim().is_empty()) {
         apply_nodemask(cgroup, mask.trim())?;
     }
-    for name in get("NETDEV").unwrap_or_default().split_whitespace() {
-        vz_ns::net::move_netdev_in(pid, name).map_err(|e| netdev_error(name, e))?;
-    }
-    load_feature_modules(get);
     Ok(())
+}
+
+/// The DEVNODES nodes in the /dev of the VE whose init is `pid` (a restored VE's /dev is
+/// made afresh, without them).
+///
+/// # Errors
+/// 86 when a node cannot be made.
+pub(crate) fn dev_nodes(ve: &Ve, pid: i32) -> Result<()> {
+    let devices = ve_devices(|k: &str| ve.get(k))?;
+    vz_ns::make_dev_nodes(pid, &devices.nodes, node_owner(ve)?).map_err(devices_error)
 }
 
 /// Puts `changes` into effect on the running VE whose init is `pid`; `saved` are the
