@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::dir::Dir;
@@ -43,7 +44,14 @@ fn save_tree(dev: &Path, id_map: Option<&IdMap>, archive: &Path) -> Result<()> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd = nix::fcntl::open(dev, flags, Mode::empty()).map_err(|e| sys_io("open", dev, e))?;
     let dev_id = fstat(&fd).map_err(|e| sys_io("stat", dev, e))?.st_dev;
-    let file = File::create(archive).map_err(|e| io("create", archive, e))?;
+    // Only root reads it: it holds what the VE wrote on its /dev.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(archive)
+        .map_err(|e| io("create", archive, e))?;
     let mut saver = Saver {
         tar: tar::Builder::new(file),
         dev_id,
