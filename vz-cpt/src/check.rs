@@ -20,20 +20,8 @@ pub(crate) struct Stat {
 
 /// Reads `/proc/<pid>/stat`; `None` when the process is gone.
 pub(crate) fn stat(pid: i32) -> Option<Stat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// Parses one `/proc/<pid>/stat` line; the command name may hold spaces and parentheses.
-fn parse_stat(text: &str) -> Option<Stat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_owned();
-    let mut rest = text.get(close + 2..)?.split(' ');
-    let state = rest.next()?.chars().next()?;
-    let mut num = || rest.next().and_then(|f| f.parse::<i32>().ok());
-    let ppid = num()?;
-    let _pgrp = num()?;
-    Some(Stat { comm, state, ppid, session: num()? })
+    let st = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+    Some(Stat { comm: st.comm, state: st.state, ppid: st.ppid, session: st.session })
 }
 
 /// The pids listed in `cgroup.procs` files (and the files of their sub-cgroups), sorted.
@@ -139,22 +127,18 @@ fn ns_link(pid: i32, ns: &str) -> Option<PathBuf> {
 /// Whether the innermost session or process group id of `pid` is 0: a leader outside the
 /// process's pid namespace (`NSsid`/`NSpgid` of `/proc/<pid>/status`).
 fn outside_session(pid: i32) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+    let Ok(status) = procfs::process::Process::new(pid).and_then(|p| p.status()) else {
         return false;
     };
-    status.lines().any(|line| {
-        let Some((key, values)) = line.split_once(':') else { return false };
-        (key == "NSsid" || key == "NSpgid") && values.split_whitespace().last() == Some("0")
-    })
+    [status.nssid, status.nspgid].iter().flatten().any(|ids| ids.last() == Some(&0))
 }
 
 fn holds_seccomp_listener(pid: i32) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+    let Ok(fds) = procfs::process::Process::new(pid).and_then(|p| p.fd()) else {
         return false;
     };
     fds.flatten().any(|fd| {
-        std::fs::read_link(fd.path())
-            .is_ok_and(|target| target.as_os_str() == "anon_inode:seccomp notify")
+        matches!(&fd.target, procfs::process::FDTarget::AnonInode(name) if name == "seccomp notify")
     })
 }
 
@@ -174,13 +158,6 @@ fn down_interface(names: &[String]) -> Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_parses_comm_with_spaces_and_parens() {
-        let st = parse_stat("42 (a (b) c) S 7 42 9 0 -1 4194304 0 0").unwrap();
-        assert_eq!((st.comm.as_str(), st.state, st.ppid, st.session), ("a (b) c", 'S', 7, 9));
-        assert!(parse_stat("42 (x) S").is_none());
-    }
 
     #[test]
     fn stat_of_self_matches_the_kernels_answers() {

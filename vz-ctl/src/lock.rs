@@ -163,28 +163,19 @@ fn live_holder(path: &Path) -> Option<u32> {
 
 /// When the process `pid` started (boot time plus its start time in clock ticks).
 pub(crate) fn started_at(pid: u32) -> Option<std::time::SystemTime> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command: state is the 3rd field of the line, starttime the 22nd.
-    let ticks: u64 = stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()?;
-    let boot: u64 = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
-    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
-    let since_boot = Duration::from_millis(ticks.saturating_mul(1000) / hz);
+    let stat = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?.stat().ok()?;
+    let boot = procfs::boot_time_secs().ok()?;
+    let hz = procfs::ticks_per_second().max(1);
+    let since_boot = Duration::from_millis(stat.starttime.saturating_mul(1000) / hz);
     Some(std::time::UNIX_EPOCH + Duration::from_secs(boot) + since_boot)
 }
 
 /// Whether `pid` is a zombie: it has exited and holds nothing any more.
 fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    i32::try_from(pid)
         .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
-        .unwrap_or(false)
+        .and_then(|pid| procfs::process::Process::new(pid).ok()?.stat().ok())
+        .is_some_and(|stat| stat.state == 'Z')
 }
 
 /// The pid recorded in a lock file, if it can be read.

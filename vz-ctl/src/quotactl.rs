@@ -234,18 +234,11 @@ impl VeProcess {
 
 impl QuotactlCaller for VeProcess {
     fn ids(&self) -> std::io::Result<(u32, u32)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        let effective = |field: &str| -> Option<u32> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(field))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        };
         let bad = || std::io::Error::from(std::io::ErrorKind::InvalidData);
-        let (euid, egid) = (effective("Uid:").ok_or_else(bad)?, effective("Gid:").ok_or_else(bad)?);
+        let status = procfs::process::Process::new(self.pid)
+            .and_then(|p| p.status())
+            .map_err(std::io::Error::other)?;
+        let (euid, egid) = (status.euid, status.egid);
         let inside = |file: &str, host_id: u32| -> std::io::Result<u32> {
             let map = std::fs::read_to_string(format!("/proc/{}/{file}", self.pid))?;
             inside_id(&map, host_id).ok_or_else(bad)

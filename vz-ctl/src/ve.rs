@@ -140,12 +140,9 @@ impl Ve {
 
 /// Whether `/proc/<pid>/status` says the task is pid 1 of a child pid namespace.
 fn is_ns_init(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    procfs::process::Process::new(pid)
+        .and_then(|p| p.status())
         .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("NSpid:"))?.to_owned();
-            let ids: Vec<&str> = line.split_whitespace().skip(1).collect();
-            Some(ids.len() >= 2 && ids.last() == Some(&"1"))
-        })
-        .unwrap_or(false)
+        .and_then(|status| status.nspid)
+        .is_some_and(|ids| ids.len() >= 2 && ids.last() == Some(&1))
 }

@@ -458,13 +458,9 @@ fn mount_options(ugid: bool, project: bool) -> String {
 /// Whether this process has CAP_SYS_RESOURCE (needed to grow a mounted ext4).
 pub fn has_cap_sys_resource() -> bool {
     const CAP_SYS_RESOURCE: u32 = 24;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("CapEff:"))?;
-            u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
-        })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+    procfs::process::Process::myself()
+        .and_then(|me| me.status())
+        .is_ok_and(|status| status.capeff & (1 << CAP_SYS_RESOURCE) != 0)
 }
 
 #[cfg(test)]

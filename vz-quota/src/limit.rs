@@ -167,11 +167,7 @@ fn parse_one(text: &str, div: u64) -> Result<u64, String> {
 }
 
 fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|v| u64::try_from(v).ok())
-        .unwrap_or(4096)
+    procfs::page_size()
 }
 
 #[cfg(test)]

@@ -33,23 +33,13 @@ pub fn cpu_mhz() -> Option<u32> {
     {
         return u32::try_from(khz / 1000).ok().filter(|&m| m > 0);
     }
-    let cpuinfo = std::fs::read_to_string(CPUINFO).ok()?;
-    cpuinfo.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        if key.trim() != "cpu MHz" {
-            return None;
-        }
-        let mhz: f64 = value.trim().parse().ok()?;
-        let mhz = mhz.round();
-        (mhz >= 1.0 && mhz <= f64::from(u32::MAX)).then(|| {
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                reason = "range checked"
-            )]
-            let m = mhz as u32;
-            m
-        })
+    let cpuinfo = <procfs::CpuInfo as procfs::Current>::current().ok()?;
+    let mhz: f64 = cpuinfo.get_field(0, "cpu MHz")?.trim().parse().ok()?;
+    let mhz = mhz.round();
+    (mhz >= 1.0 && mhz <= f64::from(u32::MAX)).then(|| {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "range checked")]
+        let m = mhz as u32;
+        m
     })
 }
 

@@ -28,7 +28,6 @@ mod proc_view;
 mod resource;
 mod set;
 mod sock_limit;
-mod sys;
 mod usage;
 mod validate;
 mod ve_limits;
@@ -47,5 +46,5 @@ pub use ve_limits::{Rlimit, RlimitKind, pty_max, rlimits, shm_sysctls};
 
 /// The host's page size in bytes (the unit of `*pages` parameters).
 pub fn page_size() -> u64 {
-    sys::page_size()
+    procfs::page_size()
 }

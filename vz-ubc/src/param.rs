@@ -37,7 +37,7 @@ impl BarrierLimit {
     /// [`UbcError::InvalidValue`] naming the parameter's key and the text: not a number, an
     /// unknown suffix, a suffix on a `num*` parameter, more than two parts.
     pub fn parse(resource: Resource, text: &str) -> Result<Self> {
-        Self::parse_with_page_size(resource, text, crate::sys::page_size())
+        Self::parse_with_page_size(resource, text, crate::page_size())
     }
 
     /// [`parse`](Self::parse) with an explicit page size (for tests and foreign hosts).
@@ -73,7 +73,7 @@ impl BarrierLimit {
 
 /// The VSwap shortcuts `--ram`/`--swap`: barrier 0, limit `ceil(bytes / page size)` pages.
 pub fn vswap_pages(bytes: u64) -> BarrierLimit {
-    let page = crate::sys::page_size();
+    let page = crate::page_size();
     BarrierLimit { barrier: 0, limit: bytes.div_ceil(page).min(UNLIMITED) }
 }
 
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn vswap_shortcut_rounds_up() {
-        let page = crate::sys::page_size();
+        let page = crate::page_size();
         assert_eq!(vswap_pages(256 << 20), BarrierLimit::new(0, (256 << 20) / page));
         assert_eq!(vswap_pages(1), BarrierLimit::new(0, 1));
         assert_eq!(vswap_pages(0), BarrierLimit::new(0, 0));

@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn vswap_detection_and_defaults() {
-        let page = crate::sys::page_size();
+        let page = crate::page_size();
         let mut set =
             UbcSet::from_config_pairs(&[("PHYSPAGES", "0:256M"), ("SWAPPAGES", "0:512M")]).unwrap();
         assert!(set.is_vswap());

@@ -74,17 +74,16 @@ impl HostMemory {
     /// # Errors
     /// [`UbcError::Io`](crate::UbcError::Io) when it cannot be read.
     pub fn read() -> crate::Result<HostMemory> {
-        let text = crate::cgroup::read_text(std::path::Path::new("/proc/meminfo"))?;
-        let kb = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let page_kb = (crate::sys::page_size() / 1024).max(1);
+        use procfs::Current as _;
+        let meminfo = procfs::Meminfo::current().map_err(|e| crate::UbcError::Io {
+            op: "read",
+            path: "/proc/meminfo".into(),
+            source: std::io::Error::other(e),
+        })?;
+        let page = procfs::page_size().max(1);
         Ok(HostMemory {
-            ram_pages: kb("MemTotal:") / page_kb,
-            swap_pages: kb("SwapTotal:") / page_kb,
+            ram_pages: meminfo.mem_total / page,
+            swap_pages: meminfo.swap_total / page,
         })
     }
 }

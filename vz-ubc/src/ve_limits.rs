@@ -14,7 +14,7 @@ pub fn shm_sysctls(set: &UbcSet) -> Vec<(&'static str, String)> {
     let Some(v) = set.get(Resource::ShmPages).filter(|v| !v.limit_unlimited()) else {
         return Vec::new();
     };
-    let bytes = v.limit.saturating_mul(crate::sys::page_size());
+    let bytes = v.limit.saturating_mul(crate::page_size());
     vec![
         ("/proc/sys/kernel/shmall", v.limit.to_string()),
         ("/proc/sys/kernel/shmmax", bytes.to_string()),
@@ -55,7 +55,7 @@ pub struct Rlimit {
 /// and hard come from the beancounter's limit (numfile's barrier 0 means "no precharge",
 /// not "no files"). Raising `RLIMIT_NOFILE` past the host's hard limit needs CAP_SYS_RESOURCE.
 pub fn rlimits(set: &UbcSet) -> Vec<Rlimit> {
-    let page = crate::sys::page_size();
+    let page = crate::page_size();
     let limit =
         |v: BarrierLimit, mul: u64| (!v.limit_unlimited()).then(|| v.limit.saturating_mul(mul));
     [
@@ -81,7 +81,7 @@ mod tests {
 
     #[test]
     fn shm_values_follow_shmpages() {
-        let page = crate::sys::page_size();
+        let page = crate::page_size();
         let s = set(&[("SHMPAGES", "21504:21504")]);
         assert_eq!(
             shm_sysctls(&s),
@@ -104,7 +104,7 @@ mod tests {
         ]);
         assert_eq!(pty_max(&s), Some(16));
         assert_eq!(pty_max(&set(&[("NUMPTY", "unlimited")])), None);
-        let page = crate::sys::page_size();
+        let page = crate::page_size();
         assert_eq!(
             rlimits(&s),
             vec![

@@ -290,19 +290,19 @@ pub(crate) fn outside_cgroup(resource: Resource, v2: bool) -> Option<Enforcement
 
 /// Pages to bytes for a cgroup file; `None` means unlimited.
 pub(crate) fn page_bytes(pages: u64) -> Option<u64> {
-    let page = crate::sys::page_size();
+    let page = crate::page_size();
     if pages >= UNLIMITED / page { None } else { Some(pages * page) }
 }
 
 /// Bytes from a cgroup file to pages, with v1's rounded "unlimited" mapped back to LONG_MAX.
 pub(crate) fn bytes_pages(bytes: u64) -> u64 {
-    let page = crate::sys::page_size();
+    let page = crate::page_size();
     if bytes >= UNLIMITED - page { UNLIMITED } else { bytes / page }
 }
 
 /// Bytes with v1's page-rounded "unlimited" (and v2's `max`) mapped to LONG_MAX.
 pub(crate) fn bytes_or_unlimited(bytes: u64) -> u64 {
-    if bytes >= UNLIMITED - crate::sys::page_size() { UNLIMITED } else { bytes }
+    if bytes >= UNLIMITED - crate::page_size() { UNLIMITED } else { bytes }
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String> {
@@ -376,7 +376,7 @@ mod tests {
 
     #[test]
     fn unit_conversions_keep_unlimited() {
-        let page = crate::sys::page_size();
+        let page = crate::page_size();
         assert_eq!(page_bytes(UNLIMITED), None);
         assert_eq!(page_bytes(3), Some(3 * page));
         assert_eq!(bytes_pages(9_223_372_036_854_771_712), UNLIMITED);

@@ -23,7 +23,7 @@ fn bytes_value(bytes: Option<u64>) -> String {
 fn write_checked(path: &Path, bytes: Option<u64>) -> Result<bool> {
     write(path, &bytes_value(bytes))?;
     let got = bytes_or_unlimited(read_u64(path)?);
-    let page = crate::sys::page_size();
+    let page = crate::page_size();
     Ok(match bytes {
         None => got == UNLIMITED,
         Some(b) => got <= b && b - got < page,
