@@ -37,7 +37,7 @@ _vzctl() {
         status) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         mount) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         umount) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
-        set) COMPREPLY=($(compgen -W "--ipadd --ipdel --netif_add --netif_del --diskspace --diskinodes --quotatime --quotaugidlimit --hostname --name --description --reset_ub --save --setmode --nameserver --searchdomain --onboot --disabled --userpasswd --kmemsize --lockedpages --privvmpages --shmpages --numproc --physpages --vmguarpages --oomguarpages --numtcpsock --numflock --numpty --numsiginfo --tcpsndbuf --tcprcvbuf --othersockbuf --dgramrcvbuf --numothersock --dcachesize --numfile --numiptent --avnumproc --swappages --ram --swap --vm_overcommit --cpuunits --cpulimit --cpus --cpumask --help" -- "$cur")) ;;
+        set) COMPREPLY=($(compgen -W "--ipadd --ipdel --netif_add --netif_del --diskspace --diskinodes --quotatime --quotaugidlimit --hostname --name --description --reset_ub --save --setmode --nameserver --searchdomain --onboot --disabled --userpasswd --kmemsize --lockedpages --privvmpages --shmpages --numproc --physpages --vmguarpages --oomguarpages --numtcpsock --numflock --numpty --numsiginfo --tcpsndbuf --tcprcvbuf --othersockbuf --dgramrcvbuf --numothersock --dcachesize --numfile --numiptent --avnumproc --swappages --ram --swap --vm_overcommit --cpuunits --cpulimit --cpus --meminfo --cpumask --help" -- "$cur")) ;;
         exec) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         exec2) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         enter) COMPREPLY=($(compgen -W "--exec --help" -- "$cur")) ;;

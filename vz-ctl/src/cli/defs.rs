@@ -234,6 +234,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("cpuunits", &[Set], "CPU weight 8-500000").takes("N").key("CPUUNITS"),
     opt("cpulimit", &[Set], "CPU limit N (% of one CPU), N% (of the node) or Nm (MHz)").takes("N[%|m]").key("CPULIMIT"),
     opt("cpus", &[Set], "number of CPUs the VE may use (0 = all)").takes("N").key("CPUS"),
+    opt("meminfo", &[Set], "the container's /proc/meminfo: none (the host's) or its own limits (pages:N, privvmpages:N are pre-VSwap forms); from the next start").takes("none|pages:N|privvmpages:N").key("MEMINFO"),
     opt("cpumask", &[Set], "CPUs the VE may run on: list or all").takes("CPUS|all").key("CPUMASK"),
     opt("exec", &[Enter], "command to run in the shell").takes("COMMAND"),
 ];
