@@ -5,6 +5,7 @@
 //! outlives its helper; a VE starts without one (warning); `--meminfo none` keeps the host's
 //! /proc/meminfo. Never touches another lxcfs of the machine.
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+#![allow(clippy::print_stderr, reason = "a not-applicable skip is reported")]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -246,4 +247,56 @@ fn meminfo_none_keeps_the_hosts_meminfo_and_bad_values_are_refused() {
     assert!(output_text(&out).contains("pre-VSwap setting"), "{}", output_text(&out));
     let (_, meminfo) = exec(&tree, &ctid, "cat /proc/meminfo");
     assert_eq!(kb(&meminfo, "MemTotal"), 256 * 1024, "{meminfo}");
+}
+
+/// Whether CRIU can dump here: not from a chroot (the kernel lab runs the suite in one;
+/// CRIU: "The root task has another root than mntns"), reported as a not-applicable skip.
+fn criu_can_dump_here(test: &str) -> bool {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let chrooted = match (std::fs::metadata("/"), std::fs::metadata("/proc/1/root/")) {
+        (Ok(mine), Ok(init)) => mine.dev() != init.dev() || mine.ino() != init.ino(),
+        _ => false,
+    };
+    if chrooted {
+        let line =
+            format!("SKIP {test}: CRIU cannot dump from a chroot (kernel lab; not applicable)");
+        eprintln!("{line}");
+        if let Ok(log) = std::env::var("VZ_TEST_SKIP_LOG")
+            && let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log)
+        {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+    !chrooted
+}
+
+/// CRIU dumps the view's binds as external mounts and binds them again from the host's
+/// lxcfs directory at restore: the restore starts the helper when none runs. (A privileged
+/// VE: the user-namespace restore fails intermittently for reasons of its own, issue 14.)
+#[test]
+fn a_restored_ve_keeps_its_view_and_the_restore_starts_the_helper() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/bin/lxcfs"));
+    require!(Need::CgroupController("memory"), Need::Program("/usr/local/sbin/criu"));
+    if !criu_can_dump_here("a_restored_ve_keeps_its_view_and_the_restore_starts_the_helper") {
+        return;
+    }
+    let tree = VzTree::new("LOCAL_UID=0\nLOCAL_GID=0\n");
+    let helper = Helper::configure(&tree, "");
+    let ctid = create(&tree, &[]);
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    let (_, meminfo) = exec(&tree, &ctid, "cat /proc/meminfo");
+    assert_eq!(kb(&meminfo, "MemTotal"), 256 * 1024, "{meminfo}");
+    let out = ok(tree.run("vzctl", &["chkpnt", &ctid]));
+    assert!(out.contains("Checkpointing completed successfully"), "{out}");
+    helper.kill("-TERM");
+    assert!(helper.pid().is_none());
+    let out = tree.run("vzctl", &["restore", &ctid]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Started lxcfs") && text.contains("Restoring completed"), "{text}");
+    let (_, meminfo) = exec(&tree, &ctid, "cat /proc/meminfo");
+    assert_eq!(kb(&meminfo, "MemTotal"), 256 * 1024, "{meminfo}");
+    let (_, mounts) = exec(&tree, &ctid, "grep -c fuse.lxcfs /proc/self/mountinfo");
+    assert_eq!(mounts.trim(), "8", "{mounts}");
 }

@@ -136,6 +136,21 @@ pub fn for_start(ve: &Ve) -> Result<Option<vz_ns::ProcView>> {
     }
 }
 
+/// Before a restore: a VE dumped with its view has binds of `LXCFS_MOUNT`'s files, which
+/// CRIU binds again from the host (external mounts), so an lxcfs must answer there; started
+/// as for a start, a warning when none can be had (the restore then fails in CRIU and
+/// `vzctl start` starts the VE afresh).
+pub fn for_restore(ve: &Ve) {
+    let Some(dir) = mount_dir(&ve.global) else { return };
+    if let Err(why) = ensure(&ve.global, &dir) {
+        warn(format!(
+            "Warning: no lxcfs at {}: {why}; a dump of CT {} made with it cannot be restored",
+            dir.display(),
+            ve.ctid
+        ));
+    }
+}
+
 /// `LXCFS_MOUNT` of vz.conf, if set.
 pub fn mount_dir(global: &GlobalConfig) -> Option<PathBuf> {
     global.get(LXCFS_MOUNT_KEY).map(str::trim).filter(|v| !v.is_empty()).map(PathBuf::from)
