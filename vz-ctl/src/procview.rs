@@ -33,8 +33,12 @@ pub const LXCFS_START_KEY: &str = "LXCFS_START";
 /// The helper program, looked up in `PATH`.
 const LXCFS: &str = "lxcfs";
 
-/// How long a start waits for a new lxcfs to mount, and a probe for an answer.
+/// How long a probe waits for an answer from a running lxcfs.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a start waits for a new lxcfs to mount and answer (it starts in well under a
+/// second here; much slower under emulation).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// OpenVZ's `MEMINFO` (`--meminfo`): what /proc/meminfo shows in the VE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,23 +216,45 @@ fn start_helper(global: &GlobalConfig, dir: &Path) -> std::result::Result<(), St
         .process_group(0)
         .spawn()
         .map_err(|e| format!("run {LXCFS}: {e}"))?;
-    let deadline = Instant::now() + HELPER_TIMEOUT;
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut last = "not mounted".to_owned();
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("{LXCFS} exited ({status}); see {}", log_path.display()));
+            return Err(format!("{LXCFS} exited ({status}): {}", log_tail(&log_path)));
         }
-        if is_lxcfs_mount(dir)? && probe(dir) == Probe::Answers {
-            tracing::info!(pid = child.id(), dir = %dir.display(), "lxcfs started");
-            crate::output::say(format!("Started lxcfs (pid {}) on {}", child.id(), dir.display()));
-            return Ok(());
+        if is_lxcfs_mount(dir)? {
+            match probe(dir) {
+                Probe::Answers => {
+                    tracing::info!(pid = child.id(), dir = %dir.display(), "lxcfs started");
+                    crate::output::say(format!(
+                        "Started lxcfs (pid {}) on {}",
+                        child.id(),
+                        dir.display()
+                    ));
+                    return Ok(());
+                }
+                Probe::Dead(e) => last = format!("mounted, a read fails: {e}"),
+                Probe::Silent => last = "mounted, a read does not return".to_owned(),
+            }
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("{LXCFS} did not mount within {HELPER_TIMEOUT:?}"));
+            return Err(format!(
+                "{LXCFS} did not answer within {START_TIMEOUT:?} ({last}): {}",
+                log_tail(&log_path)
+            ));
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The last lines of the helper's log, for an error message.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("- ")).collect();
+    let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+    format!("{} says: {tail}", path.display())
 }
 
 /// Whether an lxcfs FUSE file system is mounted at `dir` in this mount namespace.
