@@ -27,6 +27,7 @@ _vzctl() {
         --setmode) COMPREPLY=($(compgen -W "restart ignore" -- "$cur")); return ;;
         --onboot) COMPREPLY=($(compgen -W "yes no" -- "$cur")); return ;;
         --disabled) COMPREPLY=($(compgen -W "yes no" -- "$cur")); return ;;
+        --netfilter) COMPREPLY=($(compgen -W "disabled stateless stateful full" -- "$cur")); return ;;
     esac
     case $cmd in
         create) COMPREPLY=($(compgen -W "--ostemplate --config --layout --private --root --ipadd --diskspace --diskinodes --hostname --name --description --help" -- "$cur")) ;;
@@ -37,7 +38,7 @@ _vzctl() {
         status) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         mount) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         umount) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
-        set) COMPREPLY=($(compgen -W "--ipadd --ipdel --netif_add --netif_del --diskspace --diskinodes --quotatime --quotaugidlimit --hostname --name --description --reset_ub --save --setmode --nameserver --searchdomain --onboot --disabled --userpasswd --kmemsize --lockedpages --privvmpages --shmpages --numproc --physpages --vmguarpages --oomguarpages --numtcpsock --numflock --numpty --numsiginfo --tcpsndbuf --tcprcvbuf --othersockbuf --dgramrcvbuf --numothersock --dcachesize --numfile --numiptent --avnumproc --swappages --ram --swap --vm_overcommit --cpuunits --cpulimit --cpus --meminfo --cpumask --help" -- "$cur")) ;;
+        set) COMPREPLY=($(compgen -W "--ipadd --ipdel --netif_add --netif_del --diskspace --diskinodes --quotatime --quotaugidlimit --hostname --name --description --reset_ub --save --setmode --nameserver --searchdomain --onboot --disabled --userpasswd --kmemsize --lockedpages --privvmpages --shmpages --numproc --physpages --vmguarpages --oomguarpages --numtcpsock --numflock --numpty --numsiginfo --tcpsndbuf --tcprcvbuf --othersockbuf --dgramrcvbuf --numothersock --dcachesize --numfile --numiptent --avnumproc --swappages --ram --swap --vm_overcommit --cpuunits --cpulimit --cpus --cpumask --nodemask --capability --devices --devnodes --features --iolimit --iopslimit --ioprio --applyconfig --applyconfig_map --stop-timeout --bootorder --netfilter --netdev_add --netdev_del --meminfo --help" -- "$cur")) ;;
         exec) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         exec2) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         enter) COMPREPLY=($(compgen -W "--exec --help" -- "$cur")) ;;

@@ -450,13 +450,50 @@ fn a_debian_ve_boots_systemd_and_installs_a_package() {
     );
     let init = ok(tree.run("vzctl", &["exec", &ctid, "cat /proc/1/comm"]));
     assert_eq!(init.trim(), "systemd");
+
+    // Checkpointed and restored with its services: the same journald, the system running.
+    let journald =
+        || ok(tree.run("vzctl", &["exec", &ctid, "systemctl show -P MainPID systemd-journald"]));
+    let before = journald();
+    let t = Instant::now();
+    let out = tree.run("vzctl", &["chkpnt", &ctid]);
+    assert!(out.status.success(), "vzctl chkpnt: {}", text(&out));
+    let chkpnt = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let out = tree.run("vzctl", &["restore", &ctid]);
+    if !out.status.success() {
+        let log = fs::read_to_string(tree.path().join(format!("dump/Dump.{ctid}/restore.log")));
+        let log = log.unwrap_or_default();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error")).collect();
+        panic!("vzctl restore: {}\n{}", text(&out), errors.join("\n"));
+    }
+    eprintln!("{DEBIAN_MINIMAL}: chkpnt {chkpnt:.2} s, restore {:.2} s", t.elapsed().as_secs_f64());
+    assert_eq!(journald(), before, "journald's pid after restore");
+    let state = ok(tree.run("vzctl", &["exec", &ctid, "systemctl is-system-running"]));
+    assert_eq!(state.trim(), state_text, "after restore");
+    // What systemd made on /dev came back on the fresh /dev (journald's link, mqueue).
+    let dev =
+        ok(tree
+            .run("vzctl", &["exec", &ctid, "readlink /dev/log; findmnt -no FSTYPE /dev/mqueue"]));
+    assert_eq!(
+        dev.split_whitespace().collect::<Vec<_>>(),
+        ["/run/systemd/journal/dev-log", "mqueue"]
+    );
+    // systemd makes cgroups for units again (CRIU's copies of its slices are given to it).
+    let unit = ok(tree.run(
+        "vzctl",
+        &["exec", &ctid, "systemctl start systemd-tmpfiles-clean.service && systemctl restart systemd-journald && echo made"],
+    ));
+    assert_eq!(unit.trim(), "made");
+
     let install = tree.run("vzpkg", &["install", &ctid, "/root/hello.deb"]);
     assert!(install.status.success(), "apt-get install: {}", text(&install));
     assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "hello"])).trim(), "Hello, world!");
 
     let started = Instant::now();
-    ok(tree.run("vzctl", &["stop", &ctid]));
+    let stop = ok(tree.run("vzctl", &["stop", &ctid]));
     eprintln!("{DEBIAN_MINIMAL}: stop {:.2} s", started.elapsed().as_secs_f64());
+    assert!(!stop.contains("Killing"), "systemd did not halt by itself: {stop}");
     assert_eq!(
         ok(tree.run("vzctl", &["status", &ctid])).trim(),
         format!("CTID {ctid} exist unmounted down")

@@ -343,8 +343,10 @@ impl VeCgroup {
 
     /// Gives the VE's root (host ids `uid`, `gid`) the part of its cgroup an init inside
     /// manages: the directory of systemd's named hierarchy and its files on a v1 host, the
-    /// directory and its `cgroup.procs`, `cgroup.threads` and `cgroup.subtree_control` on v2.
-    /// The limits stay root's files, which the VE cannot write.
+    /// directory and its `cgroup.procs`, `cgroup.threads` and `cgroup.subtree_control` on v2;
+    /// and in both, every sub-cgroup below with its files (those CRIU made again at a
+    /// restore are root's until given). The limits stay root's files, which the VE cannot
+    /// write.
     ///
     /// # Errors
     /// [`CtlError::Cgroup`] naming the file that could not be given.
@@ -354,27 +356,29 @@ impl VeCgroup {
                 CtlError::Cgroup { op: "delegate", path: path.to_owned(), source }
             })
         };
+        let chown_with_files = |dir: &Path| {
+            chown(dir)?;
+            let entries = std::fs::read_dir(dir).map_err(|source| CtlError::Cgroup {
+                op: "list",
+                path: dir.to_owned(),
+                source,
+            })?;
+            entries.flatten().try_for_each(|entry| chown(&entry.path()))
+        };
         for (name, dir) in self.dirs() {
             match name {
-                Some(SYSTEMD_HIERARCHY) => {
-                    chown(&dir)?;
-                    let entries = std::fs::read_dir(&dir).map_err(|source| CtlError::Cgroup {
-                        op: "list",
-                        path: dir.clone(),
-                        source,
-                    })?;
-                    for entry in entries.flatten() {
-                        chown(&entry.path())?;
-                    }
-                }
+                Some(SYSTEMD_HIERARCHY) => chown_with_files(&dir)?,
                 None => {
                     chown(&dir)?;
                     for file in V2_DELEGATED_FILES {
                         chown(&dir.join(file))?;
                     }
                 }
-                Some(_) => {}
+                Some(_) => continue,
             }
+            let mut below = Vec::new();
+            subdirs_deepest_first(&dir, &mut below);
+            below.iter().try_for_each(|sub| chown_with_files(sub))?;
         }
         Ok(())
     }
@@ -408,6 +412,103 @@ impl VeCgroup {
             }
         }
         Ok(())
+    }
+}
+
+/// Block I/O limits of one device for a VE (`IOLIMIT`, `IOPSLIMIT`): `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IoLimits {
+    /// Bytes per second, reads and writes each.
+    pub bps: Option<u64>,
+    /// Operations per second, reads and writes each.
+    pub iops: Option<u64>,
+}
+
+impl VeCgroup {
+    /// Throttles the VE's I/O to the block device `major:minor` (a whole disk or a loop
+    /// device): v1 `blkio.throttle.{read,write}_{bps,iops}_device`, v2 `io.max`.
+    ///
+    /// # Errors
+    /// [`CtlError::Cgroup`] naming the knob the kernel refused; `Ok(false)` without an
+    /// I/O controller.
+    pub fn set_io_limits(&self, major: u32, minor: u32, limits: IoLimits) -> Result<bool> {
+        let dev = format!("{major}:{minor}");
+        if self.is_v2() {
+            let Some(dir) = self.dir_of("io").filter(|d| d.join("io.max").exists()) else {
+                return Ok(false);
+            };
+            let num = |v: Option<u64>| v.map_or_else(|| "max".to_owned(), |v| v.to_string());
+            let (bps, iops) = (num(limits.bps), num(limits.iops));
+            write(
+                &dir.join("io.max"),
+                &format!("{dev} rbps={bps} wbps={bps} riops={iops} wiops={iops}"),
+            )?;
+            return Ok(true);
+        }
+        let Some(dir) = self.dir_of("blkio").filter(|d| d.exists()) else { return Ok(false) };
+        // 0 removes the device's entry (unlimited).
+        for (knob, value) in [
+            ("read_bps_device", limits.bps),
+            ("write_bps_device", limits.bps),
+            ("read_iops_device", limits.iops),
+            ("write_iops_device", limits.iops),
+        ] {
+            write(
+                &dir.join(format!("blkio.throttle.{knob}")),
+                &format!("{dev} {}", value.unwrap_or(0)),
+            )?;
+        }
+        Ok(true)
+    }
+
+    /// Sets the VE's proportional I/O weight (`IOPRIO`): v2 `io.weight` (blk-iocost) or
+    /// `io.bfq.weight`, v1 `blkio.bfq.weight` or `blkio.weight`; `weight` is on the 1–10000
+    /// scale of io.weight with 100 the kernel's default, scaled for the 1–1000 knobs.
+    ///
+    /// # Errors
+    /// [`CtlError::Cgroup`] naming the knob; `Ok(false)` when the host has no weight knob
+    /// (no I/O scheduler that weighs cgroups, such as BFQ, and no io.cost).
+    pub fn set_io_weight(&self, weight: u32) -> Result<bool> {
+        let (dir, knobs): (Option<PathBuf>, [(&str, u32, u32); 2]) = if self.is_v2() {
+            (self.dir_of("io"), [("io.weight", 1, 10_000), ("io.bfq.weight", 1, 1000)])
+        } else {
+            (self.dir_of("blkio"), [("blkio.bfq.weight", 1, 1000), ("blkio.weight", 10, 1000)])
+        };
+        let Some(dir) = dir else { return Ok(false) };
+        for (knob, min, max) in knobs {
+            let path = dir.join(knob);
+            if path.exists() {
+                let value = weight.clamp(min, max).to_string();
+                let value = if knob == "io.weight" { format!("default {value}") } else { value };
+                write(&path, &value)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Restricts the VE's memory to the NUMA nodes `mems` (`cpuset.mems`, a kernel list such
+    /// as `0-1,3`); `None` gives it every node its parent has.
+    ///
+    /// # Errors
+    /// [`CtlError::Cgroup`] naming the knob; `Ok(false)` without a cpuset controller.
+    pub fn set_mems(&self, mems: Option<&str>) -> Result<bool> {
+        let Some(dir) = self.dir_of("cpuset").filter(|d| d.join("cpuset.mems").exists()) else {
+            return Ok(false);
+        };
+        let value = match mems {
+            Some(m) => m.to_owned(),
+            None => {
+                let parent = dir.parent().map(|p| p.join("cpuset.effective_mems"));
+                match parent.filter(|p| p.exists()) {
+                    Some(p) => read(&p)?.trim().to_owned(),
+                    // v2 with no own setting: an empty cpuset.mems inherits the parent's.
+                    None => String::new(),
+                }
+            }
+        };
+        write(&dir.join("cpuset.mems"), &value)?;
+        Ok(true)
     }
 }
 

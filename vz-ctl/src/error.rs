@@ -222,6 +222,16 @@ pub enum CtlError {
         /// The OpenVZ exit code for this key.
         code: u8,
     },
+    /// A `vzctl set` parameter that could not be put into effect, with OpenVZ's code for
+    /// it: 13 capability, 86 devices, 104 network device, 106 netfilter, 109 applyconfig,
+    /// 148 I/O parameters.
+    #[error("{message}")]
+    Param {
+        /// The exit code.
+        code: u8,
+        /// What failed and why.
+        message: String,
+    },
 }
 
 fn reason_suffix(reason: &str) -> String {
@@ -279,6 +289,7 @@ impl CtlError {
             CtlError::Ubc(_) => 1,
             CtlError::SwapNotSet => 28,
             CtlError::Sched(_) => 2,
+            CtlError::Param { code, .. } => *code,
         }
     }
 }
@@ -321,11 +332,15 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (79, "a container action script failed"),
     (82, "config file copying error"),
     (91, "OS template not found"),
+    (86, "unable to set device access (--devices, --devnodes)"),
+    (104, "unable to move a network device (--netdev_add, --netdev_del)"),
     (105, "container start disabled"),
+    (109, "unable to apply a config (--applyconfig)"),
     (130, "unable to set up a veth interface"),
     (131, "unable to set the container name"),
     (133, "waiting for the container start failed"),
     (139, "unable to save the container configuration file"),
+    (148, "unable to set I/O parameters (--iolimit, --iopslimit, --ioprio)"),
 ];
 
 /// Attaches an operation and a path to an `io::Error` (`.op("mkdir", &dir)?`).
@@ -495,6 +510,10 @@ mod tests {
             CtlError::SwapNotSet,
             CtlError::BadAddress(String::new()),
             CtlError::CreatePrivate(io().into()),
+            CtlError::Param { code: 86, message: String::new() },
+            CtlError::Param { code: 104, message: String::new() },
+            CtlError::Param { code: 109, message: String::new() },
+            CtlError::Param { code: 148, message: String::new() },
         ];
         for e in &samples {
             let code = e.exit_code();

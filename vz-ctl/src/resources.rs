@@ -100,11 +100,10 @@ impl ResourceChanges {
                 self.save("CPUS", cpus.get().to_string());
             }
             "cpumask" => {
+                // `auto` (the CPUs of NODEMASK's nodes) is resolved where the node list is
+                // known: `cpu_config` at start, `resolve_auto_mask` for a live set.
                 let mask: CpuMask =
                     value.parse().map_err(|e: vz_sched::SchedError| bad(e.to_string()))?;
-                if mask == CpuMask::Auto {
-                    return Err(bad("auto requires --nodemask, which vz does not have".into()));
-                }
                 self.cpu.mask = Some(mask);
                 self.save("CPUMASK", value.trim().to_owned());
             }
@@ -227,12 +226,46 @@ pub fn cpu_config<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<CpuSettin
         Some(v) => v.parse().map_err(CtlError::Sched)?,
         None => CpuUnits::new(DEFAULT_CPUUNITS).map_err(CtlError::Sched)?,
     };
+    let mask = value("CPUMASK").map(str::parse).transpose().map_err(CtlError::Sched)?;
     Ok(CpuSettings {
         units: Some(units),
         limit: value("CPULIMIT").map(str::parse).transpose().map_err(CtlError::Sched)?,
         cpus: value("CPUS").map(str::parse).transpose().map_err(CtlError::Sched)?,
-        mask: value("CPUMASK").map(str::parse).transpose().map_err(CtlError::Sched)?,
+        mask: mask.map(|m| resolve_auto_mask(m, value("NODEMASK"))).transpose()?,
     })
+}
+
+/// `CPUMASK=auto` as the CPUs of the NUMA nodes of `nodemask` (`/sys/devices/system/node/
+/// node<N>/cpulist`); every CPU when there is no node list (`all` or unset). Other masks
+/// are returned as they are.
+///
+/// # Errors
+/// [`CtlError::Sched`] when a node's CPU list cannot be read or parsed.
+pub fn resolve_auto_mask(mask: CpuMask, nodemask: Option<&str>) -> Result<CpuMask> {
+    let Some(nodes) = nodemask.map(str::trim).filter(|n| *n != "all" && !n.is_empty()) else {
+        return Ok(if mask == CpuMask::Auto { CpuMask::All } else { mask });
+    };
+    if mask != CpuMask::Auto {
+        return Ok(mask);
+    }
+    let mut cpus = Vec::new();
+    for part in nodes.split(',') {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let bad = || {
+            CtlError::Sched(vz_sched::SchedError::InvalidValue {
+                key: "NODEMASK",
+                value: nodes.to_owned(),
+                reason: "expected a node list".into(),
+            })
+        };
+        let (lo, hi): (u32, u32) = (lo.parse().map_err(|_| bad())?, hi.parse().map_err(|_| bad())?);
+        for node in lo..=hi.min(lo.saturating_add(4096)) {
+            let path = format!("/sys/devices/system/node/node{node}/cpulist");
+            let list = std::fs::read_to_string(&path).map_err(|_| bad())?;
+            cpus.extend(list.trim().split(',').filter(|c| !c.is_empty()).map(str::to_owned));
+        }
+    }
+    cpus.join(",").parse().map_err(CtlError::Sched)
 }
 
 /// What to write on a running VE for a `set`: the changed fields, with `limit` and `cpus`
@@ -401,7 +434,6 @@ mod tests {
             ("kmemsize", "1:2:3"),
             ("cpuunits", "5"),
             ("cpulimit", "x"),
-            ("cpumask", "auto"),
             ("ram", "1G:2G"),
         ] {
             let e = c.parse_option(opt, val).unwrap_err();

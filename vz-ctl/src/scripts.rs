@@ -83,7 +83,8 @@ fn recorded_identity(ve: &Ve) -> Result<crate::idmap::Identity> {
     Ok(crate::idmap::recorded(ve.config()?)?.unwrap_or(crate::idmap::Identity::Privileged))
 }
 
-/// The seccomp policy of the VE's processes: the default with `SYSCALLS` applied.
+/// The seccomp policy of the VE's processes: the default with `SYSCALLS` applied, and no
+/// netfilter at all for `NETFILTER=disabled`.
 ///
 /// # Errors
 /// [`CtlError::BadParameter`] for an entry that is not `name:on|off` of a denied call.
@@ -95,6 +96,9 @@ pub fn seccomp(ve: &Ve) -> Result<vz_ns::SeccompPolicy> {
             value: value.into(),
             reason: e.to_string(),
         })?;
+    }
+    if ve.get("NETFILTER").is_some_and(|v| v.trim() == "disabled") {
+        policy.deny_netfilter();
     }
     Ok(policy)
 }

@@ -6,9 +6,11 @@
 
 use std::path::Path;
 
+use vz_bpf::insn::{JNE_IMM, exit, insn, jne_imm, load_w, mov_imm};
+use vz_bpf::{AttachType, Insn, ProgType};
+
 use crate::devices::{DeviceKind, DeviceRule};
 use crate::error::{NsError, Result};
-use crate::sys::{self, BpfInsn};
 
 const DEV_BLOCK: i32 = 1;
 const DEV_CHAR: i32 = 2;
@@ -16,30 +18,8 @@ const ACC_MKNOD: i32 = 1;
 const ACC_READ: i32 = 2;
 const ACC_WRITE: i32 = 4;
 
-fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> BpfInsn {
-    BpfInsn { code, regs: (src << 4) | (dst & 0x0f), off, imm }
-}
-
-/// `dst = *(u32 *)(src + off)`.
-fn load_w(dst: u8, src: u8, off: i16) -> BpfInsn {
-    insn(0x61, dst, src, off, 0)
-}
-
-/// `if dst != imm goto +off` (patched later).
-fn jne(dst: u8, imm: i32) -> BpfInsn {
-    insn(0x55, dst, 0, 0, imm)
-}
-
-fn mov64_imm(dst: u8, imm: i32) -> BpfInsn {
-    insn(0xb7, dst, 0, 0, imm)
-}
-
-fn exit() -> BpfInsn {
-    insn(0x95, 0, 0, 0, 0)
-}
-
 /// Compiles `rules` to a program: allow on the first matching rule, deny otherwise.
-pub(crate) fn compile(rules: &[DeviceRule]) -> Vec<BpfInsn> {
+pub(crate) fn compile(rules: &[DeviceRule]) -> Vec<Insn> {
     let mut prog = vec![
         load_w(2, 1, 0),             // r2 = access_type
         insn(0x54, 2, 0, 0, 0xffff), // w2 &= 0xffff: the type
@@ -58,33 +38,33 @@ pub(crate) fn compile(rules: &[DeviceRule]) -> Vec<BpfInsn> {
         }
         let mut block = Vec::new();
         match rule.kind {
-            DeviceKind::Block => block.push(jne(2, DEV_BLOCK)),
-            DeviceKind::Char => block.push(jne(2, DEV_CHAR)),
+            DeviceKind::Block => block.push(jne_imm(2, DEV_BLOCK)),
+            DeviceKind::Char => block.push(jne_imm(2, DEV_CHAR)),
             _ => {}
         }
         if access != ACC_MKNOD | ACC_READ | ACC_WRITE {
             block.push(insn(0xbc, 0, 3, 0, 0)); // w0 = w3
             block.push(insn(0x54, 0, 0, 0, !access & 7)); // w0 &= access not granted
-            block.push(jne(0, 0));
+            block.push(jne_imm(0, 0));
         }
         if let Some(major) = rule.major.and_then(|m| i32::try_from(m).ok()) {
-            block.push(jne(4, major));
+            block.push(jne_imm(4, major));
         }
         if let Some(minor) = rule.minor.and_then(|m| i32::try_from(m).ok()) {
-            block.push(jne(5, minor));
+            block.push(jne_imm(5, minor));
         }
-        block.push(mov64_imm(0, 1));
+        block.push(mov_imm(0, 1));
         block.push(exit());
         // Every conditional jump skips to the end of its block (the next rule).
         let len = block.len();
         for (i, ins) in block.iter_mut().enumerate() {
-            if ins.code == 0x55 {
+            if ins.code == JNE_IMM {
                 ins.off = i16::try_from(len - i - 1).unwrap_or(i16::MAX);
             }
         }
         prog.extend(block);
     }
-    prog.push(mov64_imm(0, 0));
+    prog.push(mov_imm(0, 0));
     prog.push(exit());
     prog
 }
@@ -101,19 +81,20 @@ pub(crate) fn compile(rules: &[DeviceRule]) -> Vec<BpfInsn> {
 pub fn apply_device_rules_v2(cgroup_dir: &Path, rules: &[DeviceRule]) -> Result<()> {
     let dir =
         std::fs::File::open(cgroup_dir).map_err(|e| NsError::io("open cgroup", cgroup_dir, e))?;
-    let prog = sys::bpf_load_cgroup_device(&compile(rules)).map_err(|(errno, log)| {
-        let text = format!("{errno}; verifier: {}", log.trim());
-        NsError::io("load the device program for", cgroup_dir, std::io::Error::other(text))
-    })?;
+    let prog =
+        vz_bpf::load(ProgType::CGROUP_DEVICE, AttachType::DEVICE, &compile(rules), "vz_devs")
+            .map_err(|e| NsError::io("load the device program for", cgroup_dir, e))?;
     use std::os::fd::AsFd;
-    sys::bpf_attach_cgroup_device(dir.as_fd(), prog.as_fd())
-        .map_err(|e| NsError::io("attach the device program to", cgroup_dir, e.into()))?;
+    vz_bpf::attach(dir.as_fd(), prog.as_fd(), AttachType::DEVICE)
+        .map_err(|e| NsError::io("attach the device program to", cgroup_dir, e))?;
     tracing::debug!(dir = %cgroup_dir.display(), rules = rules.len(), "device program attached");
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use vz_bpf::insn::EXIT;
+
     use super::*;
     use crate::devices::default_device_rules;
 
@@ -121,14 +102,14 @@ mod tests {
     fn every_jump_lands_inside_the_program() {
         let prog = compile(&default_device_rules());
         for (i, ins) in prog.iter().enumerate() {
-            if ins.code == 0x55 {
+            if ins.code == JNE_IMM {
                 let target = i + 1 + usize::try_from(ins.off).expect("forward");
                 assert!(target < prog.len(), "jump at {i} to {target}");
                 // Each jump lands on the first instruction of a rule block or the final deny.
-                assert!(prog[target - 1].code == 0x95, "jump at {i} lands after an exit");
+                assert!(prog[target - 1].code == EXIT, "jump at {i} lands after an exit");
             }
         }
-        assert_eq!(prog.last().map(|i| i.code), Some(0x95));
+        assert_eq!(prog.last().map(|i| i.code), Some(EXIT));
     }
 
     #[test]

@@ -207,6 +207,34 @@ pub fn apply_device_rules_v1(devices_cgroup_dir: &Path, rules: &[DeviceRule]) ->
     Ok(())
 }
 
+/// Changes entries of a cgroup v1 `devices` allowlist in place, for a running VE: each
+/// rule's device first loses every access (`devices.deny`), then gets the rule's
+/// (`devices.allow`; nothing for `none`). Other entries stay as they are.
+///
+/// # Errors
+/// [`NsError::Io`] naming the file and the rule the kernel refused.
+pub fn update_device_rules_v1(devices_cgroup_dir: &Path, rules: &[DeviceRule]) -> Result<()> {
+    for rule in rules {
+        let everything = DeviceRule { read: true, write: true, mknod: true, ..*rule };
+        for (file, line) in [
+            ("devices.deny", Some(everything.to_cgroup_v1())),
+            ("devices.allow", (!rule.access().is_empty()).then(|| rule.to_cgroup_v1())),
+        ] {
+            let Some(line) = line else { continue };
+            let path = devices_cgroup_dir.join(file);
+            std::fs::write(&path, &line).map_err(|e| {
+                NsError::io(
+                    "write device rule to",
+                    &path,
+                    std::io::Error::new(e.kind(), format!("{line}: {e}")),
+                )
+            })?;
+        }
+    }
+    tracing::debug!(dir = %devices_cgroup_dir.display(), rules = rules.len(), "device allowlist updated");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@
 mod bpf;
 mod caps;
 mod devices;
+mod devnodes;
 mod enter;
 mod error;
 mod exec;
@@ -46,13 +47,16 @@ pub use bpf::apply_device_rules_v2;
 pub use caps::CapSet;
 pub use devices::{
     DeviceKind, DeviceRule, QuotaDevice, apply_device_rules_v1, default_device_rules,
+    update_device_rules_v1,
 };
+pub use devnodes::{DevNode, make_dev_nodes, remove_dev_nodes};
 pub use enter::{EnterSpec, TtyMode, enter};
 pub use error::{NsError, Result};
 pub use init::{InitHandle, InitSpec, PendingInit, spawn_init};
 pub use intercept::{ListenerInbox, ProcessMemory, SyscallListener, SyscallReply, SyscallRequest};
 pub use rlimit::{Rlimit, RlimitResource};
 pub use rootfs::ProcView;
+pub use rootfs::{restore_dev_tree, save_dev_tree};
 pub use seccomp::SeccompPolicy;
 pub use sysctl::set_ipc_sysctls;
 pub use userns::{IdMap, VE_ID_COUNT, attach_idmapped_view, mount_dev_skeleton};

@@ -56,11 +56,15 @@ const MNT_FORCE: u32 = 1;
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct SeccompPolicy {
     allowed: Vec<&'static str>,
+    no_netfilter: bool,
 }
 
 impl fmt::Debug for SeccompPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SeccompPolicy").field("denied", &self.denied_names()).finish()
+        f.debug_struct("SeccompPolicy")
+            .field("denied", &self.denied_names())
+            .field("no_netfilter", &self.no_netfilter)
+            .finish()
     }
 }
 
@@ -91,6 +95,14 @@ impl SeccompPolicy {
         }
         self.allowed = allowed;
         Ok(())
+    }
+
+    /// Refuses the VE's processes every way to program netfilter (OpenVZ's
+    /// `NETFILTER=disabled`): netlink sockets of `NETLINK_NETFILTER` (nf_tables, conntrack,
+    /// nfqueue, ipset) and the legacy tables' `setsockopt` calls (ip/ip6/arp/ebtables
+    /// `SET_REPLACE`/`SET_ADD_COUNTERS`/`SET_ENTRIES`) fail with EPERM.
+    pub fn deny_netfilter(&mut self) {
+        self.no_netfilter = true;
     }
 
     /// The names of the system calls this policy refuses.
@@ -129,6 +141,9 @@ impl SeccompPolicy {
             p.ret(errno_action(libc::EPERM));
         }
         p.ret(libc::SECCOMP_RET_ALLOW);
+        if self.no_netfilter {
+            netfilter_rules(&mut p);
+        }
         p.skip_unless_equal(nr(libc::SYS_umount2), 3);
         p.load(OFFSET_ARG1_LOW);
         p.skip_unless_any_bit(MNT_FORCE, 1);
@@ -138,7 +153,39 @@ impl SeccompPolicy {
     }
 }
 
+/// `socket(AF_NETLINK, _, NETLINK_NETFILTER)` and the legacy tables' `setsockopt` calls
+/// fail with EPERM; every other socket and setsockopt call passes.
+fn netfilter_rules(p: &mut Program) {
+    const AF_NETLINK: u32 = 16;
+    const NETLINK_NETFILTER: u32 = 12;
+    const LEVELS: [u32; 2] = [0, 41]; // SOL_IP (also arptables, ebtables), SOL_IPV6
+    // IPT_SO_SET_REPLACE, IPT_SO_SET_ADD_COUNTERS (ip6t the same), ARPT_…, EBT_….
+    const OPTNAMES: [u32; 6] = [64, 65, 96, 97, 128, 129];
+    p.skip_unless_equal(nr(libc::SYS_socket), 6);
+    p.load(OFFSET_ARG0_LOW);
+    p.skip_unless_equal(AF_NETLINK, 3);
+    p.load(OFFSET_ARG2_LOW);
+    p.skip_unless_equal(NETLINK_NETFILTER, 1);
+    p.ret(errno_action(libc::EPERM));
+    p.ret(libc::SECCOMP_RET_ALLOW);
+    let opt_rules = u8::try_from(2 * OPTNAMES.len()).unwrap_or(u8::MAX);
+    p.skip_unless_equal(nr(libc::SYS_setsockopt), 4 + opt_rules + 1);
+    p.load(OFFSET_ARG1_LOW);
+    p.skip_if_equal(LEVELS[0], 1);
+    p.skip_unless_equal(LEVELS[1], 1 + opt_rules);
+    p.load(OFFSET_ARG2_LOW);
+    for opt in OPTNAMES {
+        p.skip_unless_equal(opt, 1);
+        p.ret(errno_action(libc::EPERM));
+    }
+    p.ret(libc::SECCOMP_RET_ALLOW);
+}
+
 const OFFSET_NR: u32 = 0;
+/// The low 32 bits of the first argument (`args[0]`).
+const OFFSET_ARG0_LOW: u32 = 16;
+/// The low 32 bits of the third argument (`args[2]`).
+const OFFSET_ARG2_LOW: u32 = 16 + 16;
 const OFFSET_ARCH: u32 = 4;
 /// The low 32 bits of the second argument (`args[1]`, little-endian).
 const OFFSET_ARG1_LOW: u32 = 16 + 8;
@@ -208,7 +255,14 @@ mod tests {
     /// Runs the filter on a `struct seccomp_data` the way the kernel does (the subset of
     /// classic BPF the builder emits), so the tests check behaviour, not shape.
     fn run(program: &[libc::sock_filter], arch: u32, nr: i64, arg1: u64) -> u32 {
+        run_args(program, arch, nr, [0, arg1, 0])
+    }
+
+    fn run_args(program: &[libc::sock_filter], arch: u32, nr: i64, args: [u64; 3]) -> u32 {
         let mut data = [0_u8; 64];
+        data[16..24].copy_from_slice(&args[0].to_le_bytes());
+        data[32..40].copy_from_slice(&args[2].to_le_bytes());
+        let arg1 = args[1];
         data[0..4].copy_from_slice(&u32::try_from(nr).expect("a syscall number").to_le_bytes());
         data[4..8].copy_from_slice(&arch.to_le_bytes());
         data[24..32].copy_from_slice(&arg1.to_le_bytes());
@@ -293,5 +347,31 @@ mod tests {
         assert!(policy.apply_overrides("keyctl").is_err());
         assert!(policy.apply_overrides("keyctl:maybe").is_err());
         assert!(!policy.denied_names().contains(&"keyctl"), "unchanged after an error");
+    }
+
+    #[test]
+    fn netfilter_disabled_refuses_nf_netlink_and_legacy_tables_only() {
+        let mut policy = SeccompPolicy::default();
+        let open = policy.program(false);
+        policy.deny_netfilter();
+        let p = policy.program(true);
+        let (allow, eperm) = (libc::SECCOMP_RET_ALLOW, errno_action(libc::EPERM));
+        let socket = |p: &[libc::sock_filter], args| run_args(p, ARCH, libc::SYS_socket, args);
+        assert_eq!(socket(&p, [16, 3, 12]), eperm, "NETLINK_NETFILTER");
+        assert_eq!(socket(&open, [16, 3, 12]), allow);
+        assert_eq!(socket(&p, [16, 3, 0]), allow, "NETLINK_ROUTE");
+        assert_eq!(socket(&p, [2, 1, 12]), allow, "AF_INET with protocol 12");
+        let setsockopt = |args| run_args(&p, ARCH, libc::SYS_setsockopt, args);
+        for (level, opt) in [(0, 64), (41, 64), (0, 65), (0, 96), (0, 128), (41, 129)] {
+            assert_eq!(setsockopt([3, level, opt]), eperm, "{level}/{opt}");
+        }
+        assert_eq!(setsockopt([3, 0, 1]), allow, "IP_TOS");
+        assert_eq!(setsockopt([3, 1, 64]), allow, "SOL_SOCKET");
+        assert_eq!(setsockopt([3, 6, 64]), allow, "SOL_TCP");
+        // The other rules still hold after these blocks.
+        assert_eq!(run(&p, ARCH, libc::SYS_umount2, 1), eperm);
+        assert_eq!(run(&p, ARCH, libc::SYS_umount2, 2), allow);
+        assert_eq!(run(&p, ARCH, libc::SYS_quotactl, 0), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&p, ARCH, libc::SYS_getpid, 0), allow);
     }
 }

@@ -20,7 +20,6 @@
 //! ```
 #![deny(unsafe_code)]
 
-mod bpf;
 mod cgroup;
 mod error;
 mod iptent;

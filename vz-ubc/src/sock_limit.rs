@@ -17,12 +17,12 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use crate::bpf::{self, Insn, MapRef};
 use crate::param::UNLIMITED;
+use vz_bpf::insn::{call, exit, insn, jump_off, load_map, mov_imm, mov_reg, stack_ptr};
+use vz_bpf::{AttachType, Insn, MapRef, MapType, ProgType};
 
-/// `BPF_CGROUP_INET_SOCK_CREATE` and `BPF_CGROUP_INET_SOCK_RELEASE`.
-const ATTACH_CREATE: u32 = 2;
-const ATTACH_RELEASE: u32 = 34;
+const ATTACH_CREATE: AttachType = AttachType::INET_SOCK_CREATE;
+const ATTACH_RELEASE: AttachType = AttachType::INET_SOCK_RELEASE;
 
 const TCP_MAP: &str = "vz_tcpsock";
 const OTHER_MAP: &str = "vz_othersock";
@@ -80,8 +80,8 @@ struct Installed {
 impl Installed {
     fn read(cgroup: BorrowedFd<'_>) -> Installed {
         let mut found = Installed::default();
-        let Some(prog) = bpf::attached_prog(cgroup, ATTACH_CREATE) else { return found };
-        for map in bpf::prog_maps(prog.as_fd()) {
+        let Some(prog) = vz_bpf::attached_prog(cgroup, ATTACH_CREATE) else { return found };
+        for map in vz_bpf::prog_maps(prog.as_fd()) {
             match map.name.as_str() {
                 TCP_MAP => found.tcp = Some(map),
                 OTHER_MAP => found.other = Some(map),
@@ -93,7 +93,7 @@ impl Installed {
     }
 
     fn slot(&self, index: u32) -> Option<u64> {
-        self.fail.as_ref().and_then(|m| bpf::map_lookup_u64(m.fd.as_fd(), index))
+        self.fail.as_ref().and_then(|m| vz_bpf::map_lookup_u64(m.fd.as_fd(), index))
     }
 
     /// The limit in force for a class, from its slot.
@@ -113,31 +113,33 @@ pub(crate) fn apply(dir: &Path, tcp: Option<u64>, other: Option<u64>) -> io::Res
     let old = Installed::read(cgroup.as_fd());
     let tcp = tcp.map_or_else(|| old.limit(LIMIT_TCP), limit_of);
     let other = other.map_or_else(|| old.limit(LIMIT_OTHER), limit_of);
-    let fail = bpf::map_create(bpf::MAP_ARRAY, 4, 8, 4, 0, FAIL_MAP)?;
+    let fail = vz_bpf::map_create(MapType::ARRAY, 4, 8, 4, 0, FAIL_MAP)?;
     for (index, value) in [
         (FAIL_TCP, old.slot(FAIL_TCP).unwrap_or(0)),
         (FAIL_OTHER, old.slot(FAIL_OTHER).unwrap_or(0)),
         (LIMIT_TCP, tcp.map_or(UNLIMITED, u64::from)),
         (LIMIT_OTHER, other.map_or(UNLIMITED, u64::from)),
     ] {
-        bpf::map_update(fail.as_fd(), &index.to_ne_bytes(), &value.to_ne_bytes())?;
+        vz_bpf::map_update(fail.as_fd(), &index.to_ne_bytes(), &value.to_ne_bytes())?;
     }
     let tcp_map = class_map(tcp, TCP_MAP, old.tcp.as_ref())?;
     let other_map = class_map(other, OTHER_MAP, old.other.as_ref())?;
     let fd = |m: &Option<OwnedFd>| m.as_ref().map(AsRawFd::as_raw_fd);
-    let release = bpf::load_cgroup_sock(
-        &release_program(&[fd(&tcp_map), fd(&other_map)]),
+    let release = vz_bpf::load(
+        ProgType::CGROUP_SOCK,
         ATTACH_RELEASE,
+        &release_program(&[fd(&tcp_map), fd(&other_map)]),
         "vz_sock_release",
     )?;
-    let create = bpf::load_cgroup_sock(
-        &create_program(rule(tcp, fd(&tcp_map)), rule(other, fd(&other_map)), fail.as_raw_fd()),
+    let create = vz_bpf::load(
+        ProgType::CGROUP_SOCK,
         ATTACH_CREATE,
+        &create_program(rule(tcp, fd(&tcp_map)), rule(other, fd(&other_map)), fail.as_raw_fd()),
         "vz_sock_create",
     )?;
     // Release first: a socket the new create program counts is always taken out again.
-    bpf::attach(cgroup.as_fd(), release.as_fd(), ATTACH_RELEASE)?;
-    bpf::attach(cgroup.as_fd(), create.as_fd(), ATTACH_CREATE)?;
+    vz_bpf::attach(cgroup.as_fd(), release.as_fd(), ATTACH_RELEASE)?;
+    vz_bpf::attach(cgroup.as_fd(), create.as_fd(), ATTACH_CREATE)?;
     tracing::debug!(dir = %dir.display(), ?tcp, ?other, "socket limits attached");
     Ok(())
 }
@@ -158,10 +160,11 @@ pub(crate) fn state(dir: &Path) -> Option<SocketState> {
 /// counted copied in as far as they fit.
 fn class_map(limit: Limit, name: &str, old: Option<&MapRef>) -> io::Result<Option<OwnedFd>> {
     let Some(max) = limit.filter(|n| *n > 0) else { return Ok(None) };
-    let map = bpf::map_create(bpf::MAP_HASH, 8, 4, max, bpf::NO_PREALLOC, name)?;
+    let map = vz_bpf::map_create(MapType::HASH, 8, 4, max, MapType::NO_PREALLOC, name)?;
     if let Some(old) = old {
-        for cookie in bpf::map_keys_u64(old.fd.as_fd()) {
-            if bpf::map_update(map.as_fd(), &cookie.to_ne_bytes(), &1u32.to_ne_bytes()).is_err() {
+        for cookie in vz_bpf::map_keys_u64(old.fd.as_fd()) {
+            if vz_bpf::map_update(map.as_fd(), &cookie.to_ne_bytes(), &1u32.to_ne_bytes()).is_err()
+            {
                 break;
             }
         }
@@ -184,40 +187,6 @@ fn rule(limit: Limit, map: Option<i32>) -> Rule {
         (Some(_), Some(fd)) => Rule::Limit(fd),
         (Some(_), None) => Rule::Deny,
     }
-}
-
-fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-    Insn { code, regs: (src << 4) | (dst & 0x0f), off, imm }
-}
-
-fn mov_imm(dst: u8, imm: i32) -> Insn {
-    insn(0xb7, dst, 0, 0, imm)
-}
-
-fn mov_reg(dst: u8, src: u8) -> Insn {
-    insn(0xbf, dst, src, 0, 0)
-}
-
-/// `dst = r10 + off`: a pointer into the stack.
-fn stack_ptr(dst: u8, off: i32) -> [Insn; 2] {
-    [mov_reg(dst, 10), insn(0x07, dst, 0, 0, off)]
-}
-
-/// `dst = map` (a 16-byte load of the map's fd, which the kernel turns into the map).
-fn load_map(dst: u8, fd: i32) -> [Insn; 2] {
-    [insn(0x18, dst, 1, 0, fd), insn(0, 0, 0, 0, 0)]
-}
-
-fn call(helper: i32) -> Insn {
-    insn(0x85, 0, 0, 0, helper)
-}
-
-fn exit() -> Insn {
-    insn(0x95, 0, 0, 0, 0)
-}
-
-fn jump_off(len: usize) -> i16 {
-    i16::try_from(len).unwrap_or(i16::MAX)
 }
 
 /// Returns `verdict` after adding one to the refusal counter `index` of the fail map.
@@ -291,15 +260,10 @@ fn release_program(maps: &[Option<i32>]) -> Vec<Insn> {
 mod tests {
     use super::*;
 
-    /// Every conditional jump lands inside the program, after an exit or at a block start.
+    /// Every conditional jump lands inside the program, which ends in an exit.
     fn check_jumps(prog: &[Insn]) {
-        for (i, ins) in prog.iter().enumerate() {
-            if matches!(ins.code, 0x15 | 0x55) {
-                let target = i + 1 + usize::try_from(ins.off).expect("forward jump");
-                assert!(target < prog.len(), "jump at {i} to {target} of {}", prog.len());
-            }
-        }
-        assert_eq!(prog.last().map(|i| i.code), Some(0x95));
+        assert!(vz_bpf::insn::jumps_stay_inside(prog), "{prog:?}");
+        assert_eq!(prog.last().map(|i| i.code), Some(vz_bpf::insn::EXIT));
     }
 
     #[test]

@@ -199,27 +199,28 @@ fn check_classic(set: &UbcSet, out: &mut Vec<Finding>) {
     use Severity::{Error, Recommendation, Warning};
     for r in REQUIRED {
         if set.get(r).is_none() {
-            out.push(finding(Error, r, format!("parameter {} not found", r.key()), None));
+            out.push(finding(Error, r, format!("parameter {} not found", r.option()), None));
         }
     }
     for (r, v) in set.iter() {
         if EQUAL.contains(&r) && v.barrier != v.limit {
-            let msg = format!("barrier should be equal to limit for {} (currently, {v})", r.key());
+            let msg =
+                format!("barrier should be equal to limit for {} (currently, {v})", r.option());
             out.push(finding(Error, r, msg, Some(BarrierLimit::both(v.limit))));
         }
         if ORDERED.contains(&r) && v.barrier > v.limit {
             let msg = format!(
                 "barrier should be less than or equal to limit for {} (currently, {v})",
-                r.key()
+                r.option()
             );
             out.push(finding(Error, r, msg, Some(BarrierLimit::both(v.barrier))));
         }
         if matches!(r, Resource::VmGuarPages | Resource::OomGuarPages) && !v.limit_unlimited() {
-            let msg = format!("limit should be unlimited for {} (currently, {v})", r.key());
+            let msg = format!("limit should be unlimited for {} (currently, {v})", r.option());
             out.push(finding(Error, r, msg, Some(BarrierLimit::new(v.barrier, UNLIMITED))));
         }
         if r == Resource::PhysPages && (v.barrier != 0 || !v.limit_unlimited()) {
-            let msg = format!("PHYSPAGES should be 0:unlimited (currently, {v})");
+            let msg = format!("physpages should be 0:unlimited (currently, {v})");
             out.push(finding(Error, r, msg, Some(BarrierLimit::new(0, UNLIMITED))));
         }
     }
@@ -232,7 +233,7 @@ fn check_classic(set: &UbcSet, out: &mut Vec<Finding>) {
         let need = nf.saturating_mul(384);
         if dc.limit < need {
             let msg = format!(
-                "DCACHESIZE.lim should be > {need} (NUMFILE.bar * 384; currently, {})",
+                "dcachesize.lim should be > {need} (numfile.bar * 384; currently, {})",
                 dc.limit
             );
             out.push(finding(
@@ -250,7 +251,7 @@ fn check_classic(set: &UbcSet, out: &mut Vec<Finding>) {
         if km.barrier < need {
             let gap = km.limit.saturating_sub(km.barrier);
             let msg = format!(
-                "KMEMSIZE.bar should be > {need} (40 KB * AVNUMPROC + DCACHESIZE.lim; currently, {})",
+                "kmemsize.bar should be > {need} (40 KB * avnumproc + dcachesize.lim; currently, {})",
                 km.barrier
             );
             let fix = BarrierLimit::new(need, need.saturating_add(gap).min(UNLIMITED));
@@ -261,7 +262,7 @@ fn check_classic(set: &UbcSet, out: &mut Vec<Finding>) {
         && pv.barrier < vg.barrier
     {
         let msg = format!(
-            "PRIVVMPAGES.bar should be >= VMGUARPAGES.bar (currently, {} < {})",
+            "privvmpages.bar should be >= vmguarpages.bar (currently, {} < {})",
             pv.barrier, vg.barrier
         );
         out.push(finding(
@@ -281,9 +282,9 @@ fn check_classic(set: &UbcSet, out: &mut Vec<Finding>) {
             if b.limit.saturating_sub(b.barrier) < need && !b.limit_unlimited() {
                 let msg = format!(
                     "{}.lim-{}.bar should be > {need} (2.5 KB * {}.bar; currently, {})",
-                    buf.key(),
-                    buf.key(),
-                    socks.key(),
+                    buf.option(),
+                    buf.option(),
+                    socks.option(),
                     b.limit.saturating_sub(b.barrier)
                 );
                 let fix =
@@ -301,11 +302,14 @@ fn check_classic(set: &UbcSet, out: &mut Vec<Finding>) {
         let Some(v) = g(r) else { continue };
         let raise = |to: u64| BarrierLimit::new(to, v.limit.max(to));
         if v.barrier < min {
-            let msg = format!("{}.bar should be > {min} (currently, {})", r.key(), v.barrier);
+            let msg = format!("{}.bar should be > {min} (currently, {})", r.option(), v.barrier);
             out.push(finding(Warning, r, msg, Some(raise(min))));
         } else if let Some(rec) = recommended.filter(|rec| v.barrier < *rec) {
-            let msg =
-                format!("{}.bar is recommended to be > {rec} (currently, {})", r.key(), v.barrier);
+            let msg = format!(
+                "{}.bar is recommended to be > {rec} (currently, {})",
+                r.option(),
+                v.barrier
+            );
             out.push(finding(Recommendation, r, msg, Some(raise(rec))));
         }
     }
@@ -317,7 +321,7 @@ fn check_classic(set: &UbcSet, out: &mut Vec<Finding>) {
         let need = av.saturating_mul(32).max(socks).min(UNLIMITED);
         if nf.barrier < need {
             let msg = format!(
-                "NUMFILE should be > {need} (max(32 * AVNUMPROC, NUMTCPSOCK + NUMOTHERSOCK + NUMPTY); currently, {})",
+                "numfile should be > {need} (max(32 * avnumproc, numtcpsock + numothersock + numpty); currently, {})",
                 nf.barrier
             );
             out.push(finding(Warning, Resource::NumFile, msg, Some(BarrierLimit::both(need))));
@@ -331,17 +335,22 @@ fn check_vswap(set: &UbcSet, host: Option<HostMemory>, out: &mut Vec<Finding>) {
         (Resource::SwapPages, host.map(|h| h.swap_pages)),
     ] {
         let Some(v) = set.get(r) else {
-            out.push(finding(Severity::Error, r, format!("parameter {} not found", r.key()), None));
+            out.push(finding(
+                Severity::Error,
+                r,
+                format!("parameter {} not found", r.option()),
+                None,
+            ));
             continue;
         };
         if v.barrier != 0 {
-            let msg = format!("barrier should be 0 for {} (currently, {v})", r.key());
+            let msg = format!("barrier should be 0 for {} (currently, {v})", r.option());
             out.push(finding(Severity::Error, r, msg, Some(BarrierLimit::new(0, v.limit))));
         }
         if let Some(max) = host_pages.filter(|max| v.limit > *max) {
             let msg = format!(
                 "{}.lim should be <= {max} (the host's size in pages; currently, {})",
-                r.key(),
+                r.option(),
                 v.limit
             );
             out.push(finding(Severity::Warning, r, msg, Some(BarrierLimit::new(0, max))));
@@ -401,12 +410,12 @@ mod tests {
         let findings = validate_with_host(&set, ValidateMode::NonVSwap, None);
         let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
         let has = |s: &str| text.iter().any(|t| t.contains(s));
-        assert!(has("Error: parameter NUMPTY not found"), "{text:#?}");
-        assert!(has("Error: barrier should be equal to limit for NUMPROC (currently, 240:250)"));
-        assert!(has("Error: barrier should be less than or equal to limit for KMEMSIZE"));
-        assert!(has("Error: limit should be unlimited for VMGUARPAGES"));
-        assert!(has("Error: TCPSNDBUF.lim-TCPSNDBUF.bar should be > 921600"));
-        assert!(has("Warning: DGRAMRCVBUF.bar should be > 32768"));
+        assert!(has("Error: parameter numpty not found"), "{text:#?}");
+        assert!(has("Error: barrier should be equal to limit for numproc (currently, 240:250)"));
+        assert!(has("Error: barrier should be less than or equal to limit for kmemsize"));
+        assert!(has("Error: limit should be unlimited for vmguarpages"));
+        assert!(has("Error: tcpsndbuf.lim-tcpsndbuf.bar should be > 921600"));
+        assert!(has("Warning: dgramrcvbuf.bar should be > 32768"));
         assert!(!passes(&findings));
 
         let (fixed, left) = repair(&set, ValidateMode::NonVSwap, None);
@@ -443,13 +452,13 @@ mod tests {
         assert_eq!(
             text,
             [
-                "Error: barrier should be 0 for PHYSPAGES (currently, 5:2000)",
-                "Warning: PHYSPAGES.lim should be <= 1000 (the host's size in pages; currently, 2000)",
-                "Error: parameter SWAPPAGES not found",
+                "Error: barrier should be 0 for physpages (currently, 5:2000)",
+                "Warning: physpages.lim should be <= 1000 (the host's size in pages; currently, 2000)",
+                "Error: parameter swappages not found",
             ]
         );
         // -v no forces the classic rules on the same set.
         let classic = validate_with_host(&set, ValidateMode::NonVSwap, Some(host));
-        assert!(classic.iter().any(|f| f.message.starts_with("PHYSPAGES should be 0:unlimited")));
+        assert!(classic.iter().any(|f| f.message.starts_with("physpages should be 0:unlimited")));
     }
 }

@@ -64,34 +64,6 @@ pub fn freezer_need() -> vz_tests::Need {
     }
 }
 
-/// Whether CRIU can dump a process tree here. The kernel lab runs the tests chrooted
-/// (xtask/src/guest/init.sh: `chroot /newroot`), and CRIU refuses a tree whose root task's
-/// root is not its mount namespace's ("The root task has another root than mntns"). There
-/// the test reports a not-applicable skip (printed, and appended to `VZ_TEST_SKIP_LOG`, as
-/// the kit reports v1-only controllers on v2) and returns.
-pub fn criu_can_dump_here(test: &str) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let same =
-        |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
-    let chrooted = match (std::fs::metadata("/"), std::fs::metadata("/proc/1/root/")) {
-        (Ok(mine), Ok(init)) => !same(&mine, &init),
-        _ => false,
-    };
-    if chrooted {
-        let line = format!(
-            "SKIP {test}: CRIU cannot dump from a chroot (the kernel lab runs tests chrooted; not applicable)"
-        );
-        eprintln!("{line}");
-        if let Ok(log) = std::env::var("VZ_TEST_SKIP_LOG")
-            && let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log)
-        {
-            use std::io::Write;
-            let _ = writeln!(file, "{line}");
-        }
-    }
-    !chrooted
-}
-
 /// A network namespace made for one test (`ip netns add`), deleted on drop.
 #[derive(Debug)]
 pub struct TestNetns {

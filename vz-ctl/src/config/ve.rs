@@ -109,11 +109,12 @@ impl VeConfig {
         self.yes_no("DISABLED").unwrap_or(false)
     }
 
-    /// `STOP_TIMEOUT` in seconds: CT, then vz.conf, then 120; an invalid value is logged
-    /// and skipped.
+    /// `STOP_TIMEOUT` in seconds: CT, then vz.conf, then 120; 0 means the default (OpenVZ's
+    /// `--stop-timeout 0`); an invalid value is logged and skipped.
     pub fn stop_timeout(&self) -> u64 {
         let Some(value) = self.non_empty("STOP_TIMEOUT") else { return DEFAULT_STOP_TIMEOUT };
         match value.trim().parse() {
+            Ok(0) => DEFAULT_STOP_TIMEOUT,
             Ok(seconds) => seconds,
             Err(_) => {
                 self.skipped("STOP_TIMEOUT", value, "expected a number of seconds");
@@ -239,6 +240,7 @@ mod tests {
         assert_eq!((v.hostname(), v.ostemplate(), v.get("VE_ROOT")), (None, None, None));
         assert_eq!((v.onboot(), v.disabled()), (None, false));
         assert_eq!(v.stop_timeout(), DEFAULT_STOP_TIMEOUT);
+        assert_eq!(ve(&g, "STOP_TIMEOUT=0\n").stop_timeout(), DEFAULT_STOP_TIMEOUT);
         assert!(v.ip_addresses().is_empty() && v.nameservers().is_empty());
         assert!(ve(&g, "DISABLED=yes\n").disabled());
     }

@@ -5,8 +5,8 @@
 //! the network set up again at CRIU's `post-setup-namespaces`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
+use vz_ns::net::{Venet, Veth};
 
 use vz_cpt::{
     CriuOptions, DumpSpec, ExternalVeth, Freezer, FreezerState, HookEvent, RestoreSpec,
@@ -84,12 +84,10 @@ fn external_veths(ve: &Ve) -> Result<Vec<ExternalVeth>> {
             bridge: None,
         });
     }
+    // The bridge is joined by vz-ns with the rest of the host end (Veth::adopt_host_end),
+    // not by CRIU: both at once fail (EBUSY).
     for spec in super::net::netifs(ve)? {
-        veths.push(ExternalVeth {
-            inside: spec.ifname,
-            outside: spec.host_ifname,
-            bridge: spec.bridge,
-        });
+        veths.push(ExternalVeth { inside: spec.ifname, outside: spec.host_ifname, bridge: None });
     }
     Ok(veths)
 }
@@ -123,13 +121,13 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
             say("Dumping container ...");
             let frozen = freezer.state().map_err(chkpnt_error)? == FreezerState::Frozen;
             let spec = dump_spec(ve, &cgroup, pid, &dir, frozen.then_some(freezer), true)?;
-            vz_cpt::dump(&criu(ve), &spec).map_err(chkpnt_error)?;
+            dump_with_dev(ve, &spec)?;
             if frozen {
                 // CRIU lifted its network lock: a suspended VE's kernel would go on taking
                 // (and acknowledging) packets the dump does not hold. Its host ends stay
                 // down until --resume.
                 for veth in external_veths(ve)? {
-                    ip(&["link", "set", "dev", &veth.outside, "down"]).map_err(chkpnt_error)?;
+                    vz_ns::net::set_link_down(&veth.outside).map_err(chkpnt_error)?;
                 }
             }
             say(format!("Container is dumped to {}", dir.display()));
@@ -147,13 +145,35 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
             say("Setting up checkpoint...");
             let frozen = freezer.state().map_err(chkpnt_error)? == FreezerState::Frozen;
             let spec = dump_spec(ve, &cgroup, pid, &dir, frozen.then_some(freezer), false)?;
-            let report = vz_cpt::dump(&criu(ve), &spec).map_err(chkpnt_error)?;
+            let report = dump_with_dev(ve, &spec)?;
             tracing::info!(ms = report.elapsed.as_millis(), "CT {} dumped", ve.ctid);
             release(ve)?;
             say("Checkpointing completed successfully");
         }
     }
     Ok(())
+}
+
+/// The file beside CRIU's images that holds what the VE made on its /dev (see
+/// [`vz_ns::save_dev_tree`]).
+const DEV_ARCHIVE: &str = "vz-dev.tar";
+
+/// Saves the VE's /dev (beside the images directory, moved in once the dump succeeded: CRIU
+/// wants a directory without images of another dump), then dumps with CRIU.
+fn dump_with_dev(ve: &Ve, spec: &DumpSpec) -> Result<vz_cpt::DumpReport> {
+    let id_map = crate::idmap::recorded(ve.config()?)?.and_then(crate::idmap::Identity::id_map);
+    let mut staged = spec.images_dir.clone().into_os_string();
+    staged.push(".dev.tar");
+    let staged = PathBuf::from(staged);
+    vz_ns::save_dev_tree(spec.init_pid, id_map.as_ref(), &staged).map_err(chkpnt_error)?;
+    let dumped = vz_cpt::dump(&criu(ve), spec).map_err(chkpnt_error);
+    let placed = match &dumped {
+        Ok(_) => std::fs::rename(&staged, spec.images_dir.join(DEV_ARCHIVE)).op("rename", &staged),
+        Err(_) => std::fs::remove_file(&staged).op("remove", &staged),
+    };
+    let report = dumped?;
+    placed?;
+    Ok(report)
 }
 
 fn dump_spec(
@@ -228,6 +248,7 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
     resources::apply_ubc(ctid, &cgroup, &ubc, None)?;
     resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
     let (_, _, quota_device) = super::start::prepare_init(ve, &root, &cgroup, &ubc)?;
+    super::set_live::on_cgroup(ve, &cgroup)?;
     let veths = external_veths(ve)?;
     // A VE of its own user namespace comes back on an idmapped view of its root, with
     // images its root can read (CRIU's restored tasks open some of them themselves).
@@ -240,6 +261,11 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
         None => None,
     };
     let dev = DevSkeleton::mount(ve, id_map.as_ref(), quota_device.as_ref())?;
+    let dev_archive = dir.join(DEV_ARCHIVE);
+    if dev_archive.is_file() {
+        vz_ns::restore_dev_tree(&dev_archive, id_map.as_ref(), &dev.path)
+            .map_err(|e| restore_error(format!("the VE's /dev: {e}")))?;
+    }
     let spec = RestoreSpec {
         images_dir: dir.clone(),
         root: view.as_ref().map_or_else(|| root.clone(), |v| v.path.clone()),
@@ -257,21 +283,25 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
     let venet = super::net::host_ifname(ve)?;
     let netifs = super::net::netifs(ve)?;
     let mut hook = |e: &HookEvent| {
+        if e.stage == RestoreStage::PostRestore
+            && let Some(map) = &id_map
+        {
+            // The sub-cgroups CRIU made again (systemd's slices) are root's until given.
+            return cgroup.delegate(map.host_uid(0), map.host_gid(0)).map_err(|e| e.to_string());
+        }
         if e.stage != RestoreStage::PostSetupNamespaces {
             return Ok(());
         }
         if !addresses.is_empty() {
-            venet_host_end(e.init_pid, &venet, &addresses)?;
+            Venet::adopt_host_end(e.init_pid, &venet, &addresses).map_err(|e| e.to_string())?;
         }
-        for n in &netifs {
-            ip(&["link", "set", "dev", &n.host_ifname, "address", &n.host_mac.to_string(), "up"])?;
-        }
-        Ok(())
+        netifs.iter().try_for_each(|n| Veth::adopt_host_end(n).map_err(|e| e.to_string()))
     };
     let restored = vz_cpt::restore(&criu(ve), &spec, &mut hook).map_err(restore_error);
     drop(view);
     drop(dev);
     let restored = restored?;
+    super::set_live::dev_nodes(ve, restored.init_pid)?;
     undo.commit();
     if opts.dumpfile.is_none()
         && let Err(e) = std::fs::remove_dir_all(&dir)
@@ -359,13 +389,25 @@ impl Drop for IdmappedView {
     }
 }
 
-/// Makes the images directory and its files the VE's root's (its host ids), so the tasks
-/// CRIU restores in the VE's user namespace can read them.
+/// Gives the images to the VE's root (its host uid) so the tasks CRIU restores in the VE's
+/// user namespace can open them, and keeps the host root's group on them: CRIU's root task
+/// opens `timens-*.img` right after its clone, while its parent may still be writing the
+/// namespace's id maps; until then no owner is mapped for that task (its capabilities do not
+/// count) and it is still the host's uid and gid 0, so only the group bits let it search the
+/// directory and read the file. Nobody else gets any access (directory 0710, files 0640).
 fn give_images(dir: &Path, map: &vz_ns::IdMap) -> Result<()> {
-    let (uid, gid) = (Some(map.host_uid(0)), Some(map.host_gid(0)));
+    use std::os::unix::fs::PermissionsExt;
+    let (uid, gid) = (Some(map.host_uid(0)), Some(0));
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710)).op("chmod", dir)?;
     std::os::unix::fs::chown(dir, uid, gid).op("chown", dir)?;
     for entry in std::fs::read_dir(dir).op("list", dir)?.flatten() {
         let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).op("stat", &path)?;
+        if meta.is_file() {
+            let mode = meta.permissions().mode() & 0o7770 | 0o040;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .op("chmod", &path)?;
+        }
         std::os::unix::fs::lchown(&path, uid, gid).op("chown", &path)?;
     }
     Ok(())
@@ -395,26 +437,16 @@ pub fn restore_cmd(ve: &Ve, resume: bool, dumpfile: Option<String>) -> Result<()
 fn resume_ve(ve: &Ve, pid: i32, freezer: &Freezer) -> std::result::Result<(), String> {
     let addresses = super::net::addresses(ve).map_err(|e| e.to_string())?;
     let venet = super::net::host_ifname(ve).map_err(|e| e.to_string())?;
-    if !addresses.is_empty() && is_down(&venet) {
-        venet_host_end(pid, &venet, &addresses)?;
+    let is_down = |name: &str| vz_ns::net::link_is_up(name).map(|up| up == Some(false));
+    if !addresses.is_empty() && is_down(&venet).map_err(|e| e.to_string())? {
+        Venet::adopt_host_end(pid, &venet, &addresses).map_err(|e| e.to_string())?;
     }
     for n in super::net::netifs(ve).map_err(|e| e.to_string())? {
-        if is_down(&n.host_ifname) {
-            ip(&["link", "set", "dev", &n.host_ifname, "up"])?;
+        if is_down(&n.host_ifname).map_err(|e| e.to_string())? {
+            Veth::adopt_host_end(&n).map_err(|e| e.to_string())?;
         }
     }
     freezer.thaw().map_err(|e| e.to_string())
-}
-
-/// Whether the link `name` of this network namespace exists and is administratively down
-/// (asked of `ip`: /sys/class/net shows the namespace sysfs was mounted in).
-fn is_down(name: &str) -> bool {
-    let Ok(out) = Command::new("ip").args(["-o", "link", "show", "dev", name]).output() else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let flags = text.split_once('<').and_then(|(_, r)| r.split_once('>')).map(|(f, _)| f);
-    flags.is_some_and(|f| !f.split(',').any(|flag| flag == "UP"))
 }
 
 /// `vzctl start` of a VE with a default dump: restore it (OpenVZ: "Dump file … exists,
@@ -441,45 +473,5 @@ pub fn start_or_restore(ve: &Ve, opts: super::start::StartOptions) -> Result<()>
                 source: e,
             })
         }
-    }
-}
-
-/// The host half of a venet after CRIU made the pair again: the VE end's MAC, NOARP, up,
-/// rp_filter, the host routes. (vz-ns has no netlink call for only this half yet; the `ip`
-/// tool stands in until it does.)
-fn venet_host_end(
-    init_pid: i32,
-    host_if: &str,
-    addresses: &[vz_ns::net::VeAddr],
-) -> std::result::Result<(), String> {
-    let t = init_pid.to_string();
-    let out = Command::new("nsenter")
-        .args(["-t", &t, "-n", "ip", "-o", "link", "show", vz_ns::net::Venet::VE_IFNAME])
-        .output()
-        .map_err(|e| format!("nsenter: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mac = text
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .ok_or_else(|| format!("no MAC on the container's venet0: {text}"))?
-        .to_owned();
-    ip(&["link", "set", "dev", host_if, "address", &mac, "arp", "off", "up"])?;
-    let rp = format!("/proc/sys/net/ipv4/conf/{host_if}/rp_filter");
-    std::fs::write(&rp, "1").map_err(|e| format!("write {rp}: {e}"))?;
-    for a in addresses {
-        let ip_text = a.ip().to_string();
-        let family = if a.ip().is_ipv6() { "-6" } else { "-4" };
-        ip(&[family, "route", "replace", &ip_text, "dev", host_if, "scope", "link"])?;
-    }
-    Ok(())
-}
-
-fn ip(args: &[&str]) -> std::result::Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
     }
 }

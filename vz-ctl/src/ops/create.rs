@@ -181,15 +181,17 @@ fn initial_config(
     conf_path: &Path,
 ) -> Result<(ConfigFile, Option<String>)> {
     if conf_path.exists() {
-        let private = ve.private().ok();
-        if private.is_some_and(|p| p.exists() && !is_empty_dir(&p)) {
-            return Err(CtlError::PrivateExists(ve.private()?));
-        }
+        // OpenVZ copies the sample first (§1.4 step 1): an existing config is 82 before the
+        // private area is looked at.
         if opts.config.is_some() {
             return Err(CtlError::ConfigCopy(format!(
                 "Container config file {} already exists",
                 conf_path.display()
             )));
+        }
+        let private = ve.private().ok();
+        if private.is_some_and(|p| p.exists() && !is_empty_dir(&p)) {
+            return Err(CtlError::PrivateExists(ve.private()?));
         }
         return VeConfig::load(&ve.global, ve.ctid.get())
             .map_err(CtlError::Config)?

@@ -6,6 +6,7 @@ use crate::disk::DiskChanges;
 use crate::error::{CtlError, Result};
 use crate::intent::{self, Intent, crash_point};
 use crate::ops::net;
+use crate::ops::set_params::ParamChanges;
 use crate::output::say;
 use crate::resources::{self, ResourceChanges};
 use crate::setup;
@@ -50,6 +51,9 @@ pub struct SetOptions {
     pub netif_del: Vec<String>,
     /// `--meminfo`: the VE's /proc/meminfo from its next start (`crate::procview`).
     pub meminfo: Option<crate::procview::Meminfo>,
+    /// Capabilities, devices, features, I/O, boot order, stop timeout, netfilter, network
+    /// devices, NUMA nodes, `--applyconfig` (`set_params.rs`).
+    pub params: ParamChanges,
 }
 
 impl SetOptions {
@@ -110,8 +114,18 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
     if opts.name.is_some() && !opts.save {
         return Err(CtlError::Name("Error: unable to use --name option without --save".into()));
     }
-    for (key, value) in opts.config_changes() {
-        check_value(&key.to_lowercase(), &value)?;
+    if opts.params.stop_timeout.is_some() && !opts.save {
+        return Err(CtlError::Usage("--stop-timeout requires --save".into()));
+    }
+    let applied = super::set_apply::sample_changes(ve, opts)?;
+    let mut resources = applied.resources;
+    let param_saved = opts.params.saved(|k| ve.get(k));
+    if let Some(mask) = resources.cpu.mask.take() {
+        let nodemask = opts.params.nodemask.as_deref().or_else(|| ve.get("NODEMASK"));
+        resources.cpu.mask = Some(resources::resolve_auto_mask(mask, nodemask)?);
+    }
+    for (key, value) in opts.config_changes().iter().chain(&param_saved) {
+        check_value(&key.to_lowercase(), value)?;
     }
     let net = net::NetPlan::new(ve, &opts.ipadd, &opts.ipdel, &opts.netif_add, &opts.netif_del)?;
     let running = ve.cgroup()?.has_tasks();
@@ -121,10 +135,24 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
         "set",
         &[("was_running", intent::flag(running)), ("was_mounted", intent::flag(ve.is_mounted()?))],
     )?;
+    let restart = running && opts.params.needs_restart();
+    if restart && opts.setmode.as_deref() == Some("ignore") {
+        return Err(CtlError::Param {
+            code: 32,
+            message: "Unable to apply parameters that need a restart to a running container \
+                      (--setmode ignore)"
+                .into(),
+        });
+    }
     if running {
-        apply_live(ve, opts)?;
+        apply_live(ve, opts, &resources)?;
         net.apply_live(ve, ve.init_pid()?)?;
-    } else if !opts.save && (has_live_settings(opts) || !net.is_empty()) {
+        super::set_live::apply_live(ve, ve.init_pid()?, &opts.params, &param_saved)?;
+        if restart && opts.setmode.is_none() {
+            say("WARNING: Some of the parameters could not be applied to a running container. \
+                 Please consider using --setmode option");
+        }
+    } else if !opts.save && (has_live_settings(opts) || !net.is_empty() || opts.params.has_live()) {
         return Err(CtlError::NotRunning);
     }
     if !opts.userpasswd.is_empty() && !running {
@@ -134,16 +162,19 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
         // A stopped VE's image is resized offline (OpenVZ resizes ploop images on --save).
         opts.disk.apply(ve, false)?;
     }
+    let sample_saved = applied.saved;
     let mut changes = opts.config_changes();
+    changes.extend(resources.saved.iter().cloned());
+    changes.extend(param_saved);
     changes.extend(net.saved());
     if !opts.save {
-        if !changes.is_empty() {
+        if !changes.is_empty() || !sample_saved.is_empty() {
             let lost = if running { " and will be lost after CT restart" } else { "" };
             say(format!("WARNING: Settings were not saved to config (use --save flag){lost}"));
         }
         return Ok(());
     }
-    if changes.is_empty() {
+    if changes.is_empty() && sample_saved.is_empty() {
         say("No changes in CT configuration, not saving");
         return Ok(());
     }
@@ -157,12 +188,23 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
         say(format!("Name {name} assigned"));
     }
     let config = ve.config.as_mut().ok_or(CtlError::NoConfig)?;
+    for (key, value) in &sample_saved {
+        config.file_mut().set(key, value);
+    }
     for (key, value) in &changes {
         config.file_mut().set(key, value);
     }
     config.save().map_err(CtlError::SaveConfig)?;
     crash_point("set:saved");
     say(format!("CT configuration saved to {}", config.path().display()));
+    if opts.params.applyconfig_map {
+        super::set_apply::restore_name_link(ve)?;
+    }
+    if restart && opts.setmode.as_deref() == Some("restart") {
+        say("Restarting container");
+        super::stop::stop(ve, super::stop::StopOptions::default())?;
+        super::start::start(ve, super::start::StartOptions::default())?;
+    }
     Ok(())
 }
 
@@ -186,9 +228,9 @@ fn has_live_settings(opts: &SetOptions) -> bool {
         || !opts.disk.is_empty()
 }
 
-fn apply_live(ve: &Ve, opts: &SetOptions) -> Result<()> {
+fn apply_live(ve: &Ve, opts: &SetOptions, resources: &ResourceChanges) -> Result<()> {
     let pid = ve.init_pid()?;
-    apply_resources(ve, pid, &opts.resources)?;
+    apply_resources(ve, pid, resources)?;
     opts.disk.apply(ve, true)?;
     let mut snippets = setup::Snippets::new();
     if let Some(hostname) = &opts.hostname {

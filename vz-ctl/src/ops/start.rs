@@ -84,6 +84,7 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     // shmpages: kernel.shm* in the VE's new IPC namespace, before anything in it runs.
     resources::set_ipc_sysctls(pid, &vz_ubc::shm_sysctls(&ubc))?;
     super::net::setup(ve, pid)?;
+    super::set_live::at_start(ve, &cgroup, pid)?;
     let veths = super::net::netifs(ve)?;
     // `Ve` is not 'static: the undo step gets what teardown needs by value.
     let (global, ctid_of_ve) = (ve.global.clone(), ve.ctid);

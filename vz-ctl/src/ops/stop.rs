@@ -39,6 +39,7 @@ pub fn stop(ve: &Ve, opts: StopOptions) -> Result<()> {
         return cleanup(ve, opts);
     }
     say("Stopping container ...");
+    super::set_live::return_netdevs(ve);
     if !opts.fast
         && let Ok(pid) = ve.init_pid()
     {

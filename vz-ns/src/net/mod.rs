@@ -13,6 +13,7 @@
 
 mod addr;
 mod guard;
+mod netdev;
 mod route;
 mod venet;
 mod veth;
@@ -23,11 +24,12 @@ use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use nix::sched::CloneFlags;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 
 use crate::error::{NsError, Result};
 
 pub use addr::{VeAddr, format_address_list, parse_address_list};
+pub use netdev::{check_netdev_name, move_netdev_in, move_netdev_out};
 pub use route::{HostWarning, check_host};
 pub use venet::{Venet, VenetConfig, venet_host_ifname};
 pub use veth::{MacAddr, Veth, VethSpec, format_netif, parse_netif};
@@ -59,6 +61,47 @@ pub(crate) fn check_ifname(field: &'static str, name: &str) -> Result<()> {
 /// [`crate::NsError::Netlink`] if links cannot be listed.
 pub fn link_exists(name: &str) -> Result<bool> {
     Ok(Netlink::host()?.link_by_name(name)?.is_some())
+}
+
+/// Whether the device `name` of the caller's network namespace is administratively up;
+/// `None` if there is none.
+///
+/// # Errors
+/// [`crate::NsError::Netlink`] if links cannot be listed.
+pub fn link_is_up(name: &str) -> Result<Option<bool>> {
+    let link = Netlink::host()?.link_by_name(name)?;
+    Ok(link.map(|l| l.header.flags.contains(LinkFlags::Up)))
+}
+
+/// Sets the device `name` of the caller's network namespace down (a suspended VE's host end,
+/// so its kernel takes no packets a dump does not hold); up again with the adopt calls.
+///
+/// # Errors
+/// [`crate::NsError::NoSuchDevice`] if there is none, [`crate::NsError::Netlink`] otherwise.
+///
+/// # Privileges
+/// CAP_NET_ADMIN in the caller's network namespace.
+pub fn set_link_down(name: &str) -> Result<()> {
+    let host = Netlink::host()?;
+    let down = rtnetlink::LinkUnspec::new_with_index(host.index_of(name)?).down().build();
+    host.run(host.handle().link().set(down).execute())
+        .map_err(|e| nl_err("set down", name.into(), e))
+}
+
+/// The first interface index vz gives the VE's ends of its pairs (`venet0`, `eth0`, …).
+///
+/// CRIU restores a VE's interfaces with their indexes, and for a VE of its own user
+/// namespace it makes them from the host's network namespace (its usernsd), where the kernel
+/// looks the index up first: an index a host device has turns the creation into a change of
+/// that device, which fails (EOPNOTSUPP) — with an ordinary host's eth0 at 2, a VE's
+/// `venet0` at 2 or 3 could never be restored. The host's own devices count up from 1, so
+/// VE ends from 2^30 up never meet them.
+pub(crate) const VE_IFINDEX_BASE: u32 = 1 << 30;
+
+/// The lowest index from [`VE_IFINDEX_BASE`] no interface of `ns` has.
+pub(crate) fn free_ve_ifindex(ns: &Netlink) -> Result<u32> {
+    let used: Vec<u32> = ns.links()?.iter().map(|l| l.header.index).collect();
+    Ok((VE_IFINDEX_BASE..).find(|i| !used.contains(i)).unwrap_or(VE_IFINDEX_BASE))
 }
 
 /// A netlink connection in one network namespace, with its own current-thread runtime.

@@ -27,8 +27,8 @@ use super::route::{
     host_routes_to,
 };
 use super::{
-    Netlink, check_ifname, del_pair, errno, host_name_taken, link_mac, nl_err, own_netns,
-    write_sysctl,
+    Netlink, check_ifname, del_pair, errno, free_ve_ifindex, host_name_taken, link_mac, nl_err,
+    own_netns, write_sysctl,
 };
 use crate::error::{NsError, Result};
 
@@ -145,6 +145,42 @@ impl Venet {
         }
     }
 
+    /// Takes over a host end that exists without its host side: one CRIU made again at a
+    /// restore, or one a dump of a suspended VE took down (the kernel dropped its routes).
+    /// Gives it the VE end's MAC and NOARP, `rp_filter=1`, the IPv6 source guard, brings it
+    /// up and adds the host routes and proxy entries of `addrs` it lacks. The VE's side (its
+    /// addresses and routes) is left as it is. Running it again changes nothing.
+    ///
+    /// # Errors
+    /// [`NsError::NoSuchDevice`] if either end is missing, [`NsError::AddressInUse`] for an
+    /// address routed elsewhere, [`NsError::Netlink`] otherwise.
+    ///
+    /// # Privileges
+    /// As [`Venet::setup`].
+    pub fn adopt_host_end(init_pid: i32, host_ifname: &str, addrs: &[VeAddr]) -> Result<()> {
+        let host = Netlink::host()?;
+        let ve = Netlink::in_netns_of(init_pid)?;
+        let veif = ve
+            .link_by_name(Self::VE_IFNAME)?
+            .ok_or_else(|| NsError::NoSuchDevice { name: Self::VE_IFNAME.into() })?;
+        let mac = link_mac(&veif).map(<[u8]>::to_vec).unwrap_or_default();
+        let idx = host.index_of(host_ifname)?;
+        let set = LinkUnspec::new_with_index(idx).address(mac).arp(false).build();
+        host.run(host.handle().link().set(set).execute())
+            .map_err(|e| nl_err("set MAC and NOARP", host_ifname.into(), e))?;
+        write_sysctl(&format!("/proc/sys/net/ipv4/conf/{host_ifname}/rp_filter"), "1")?;
+        guard_sources(&host, host_ifname, &ipv6_of(addrs))?;
+        let up = LinkUnspec::new_with_index(idx).up().build();
+        host.run(host.handle().link().set(up).execute())
+            .map_err(|e| nl_err("set up", host_ifname.into(), e))?;
+        let routed = host_routes_to(&host, idx)?;
+        for a in addrs.iter().filter(|a| !a.is_unspecified() && !routed.contains(&a.ip())) {
+            add_host_route(&host, a.ip(), idx)?;
+            add_proxy_entries(&host, a.ip())?;
+        }
+        guard_sources(&host, host_ifname, &[])
+    }
+
     /// Removes the host's proxy ARP/NDP entries of `addrs`: for a VE whose host end is already
     /// gone with its network namespace (a VE that powered off by itself), so that
     /// [`Venet::teardown`] can no longer find its addresses from the routes.
@@ -187,7 +223,9 @@ impl Venet {
 /// the VE end's MAC and NOARP, moves the host end out and brings everything up.
 fn make_pair(host: &Netlink, ve: &Netlink, name: &str) -> Result<()> {
     let veif = Venet::VE_IFNAME;
-    let req = ve.handle().link().add(LinkVeth::new(veif, name).arp(false).up().build());
+    let mut msg = LinkVeth::new(veif, name).arp(false).up().build();
+    msg.header.index = free_ve_ifindex(ve)?;
+    let req = ve.handle().link().add(msg);
     ve.run(req.execute())
         .map_err(|e| nl_err("create veth pair", format!("{veif}/{name} in {}", ve.ns), e))?;
     move_host_end(host, ve, name)?;

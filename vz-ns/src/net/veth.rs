@@ -7,7 +7,9 @@ use std::str::FromStr;
 
 use rtnetlink::{LinkUnspec, LinkVeth};
 
-use super::{Netlink, check_ifname, del_pair, errno, host_name_taken, nl_err, own_netns};
+use super::{
+    Netlink, check_ifname, del_pair, errno, free_ve_ifindex, host_name_taken, nl_err, own_netns,
+};
 use crate::error::{NsError, Result};
 
 /// OpenVZ's OUI for generated MACs (SWsoft, `SW_OUI` in vzctl's `veth.h`).
@@ -232,7 +234,8 @@ impl Veth {
         }
         let ve = Netlink::in_netns_of(init_pid)?;
         let (name, hname) = (spec.ifname.as_str(), spec.host_ifname.as_str());
-        let msg = LinkVeth::new(name, hname).address(spec.mac.0.to_vec()).build();
+        let mut msg = LinkVeth::new(name, hname).address(spec.mac.0.to_vec()).build();
+        msg.header.index = free_ve_ifindex(&ve)?;
         ve.run(ve.handle().link().add(msg).execute())
             .map_err(|e| nl_err("create veth pair", format!("{name}/{hname} in {}", ve.ns), e))?;
         let moved = move_out(&ve, spec);
@@ -241,6 +244,24 @@ impl Veth {
             let _ = Veth::del(init_pid, spec);
         }
         result
+    }
+
+    /// Takes over a host end that exists without its host side (one CRIU made again at a
+    /// restore): its MAC, the MAC guard when `mac_filter` is on, the bridge, up.
+    ///
+    /// # Errors
+    /// [`NsError::NoSuchDevice`] for a missing end or bridge, [`NsError::Netlink`] otherwise.
+    ///
+    /// # Privileges
+    /// CAP_NET_ADMIN in the host's network namespace.
+    pub fn adopt_host_end(spec: &VethSpec) -> Result<()> {
+        let host = Netlink::host()?;
+        let bridge = spec.bridge.as_deref().map(|b| host.index_of(b)).transpose()?;
+        let idx = host.index_of(&spec.host_ifname)?;
+        let set = LinkUnspec::new_with_index(idx).address(spec.host_mac.0.to_vec()).build();
+        host.run(host.handle().link().set(set).execute())
+            .map_err(|e| nl_err("set MAC", spec.host_ifname.clone(), e))?;
+        host_side(&host, spec, bridge)
     }
 
     /// Removes the pair (deleting either end deletes both): the host end if it is on the

@@ -6,8 +6,11 @@
 //! path, which errno) and never panics.
 
 mod dev;
+mod dev_state;
 mod proc;
 mod procview;
+
+pub use dev_state::{restore_dev_tree, save_dev_tree};
 
 pub(crate) use dev::{NODES as DEV_NODES, mount_skeleton};
 pub use procview::ProcView;

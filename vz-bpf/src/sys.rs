@@ -1,9 +1,11 @@
-//! The bpf(2) calls of the socket limits: maps, loading and attaching cgroup programs, and
-//! finding the maps of the programs attached to a cgroup again.
+//! The bpf(2) calls: programs (load with the verifier's log, attach to a cgroup, find the
+//! program attached there and its maps) and maps (create, look up, update, list keys).
 #![allow(unsafe_code, reason = "bpf(2) system calls; each has a SAFETY comment")]
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use crate::insn::Insn;
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
@@ -16,23 +18,42 @@ const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_PROG_QUERY: libc::c_long = 16;
 
-/// `BPF_MAP_TYPE_HASH`, `BPF_MAP_TYPE_ARRAY`.
-pub(crate) const MAP_HASH: u32 = 1;
-pub(crate) const MAP_ARRAY: u32 = 2;
-/// `BPF_F_NO_PREALLOC`: elements are allocated as they are added.
-pub(crate) const NO_PREALLOC: u32 = 1;
-/// `BPF_PROG_TYPE_CGROUP_SOCK`.
-const PROG_CGROUP_SOCK: u32 = 9;
-
-/// One eBPF instruction (`struct bpf_insn`).
-#[repr(C)]
+/// A program type (`enum bpf_prog_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Insn {
-    pub(crate) code: u8,
-    /// dst_reg in the low nibble, src_reg in the high nibble.
-    pub(crate) regs: u8,
-    pub(crate) off: i16,
-    pub(crate) imm: i32,
+pub struct ProgType(pub u32);
+
+impl ProgType {
+    /// `BPF_PROG_TYPE_CGROUP_SOCK`: runs when a process of the cgroup creates or releases an
+    /// inet socket.
+    pub const CGROUP_SOCK: ProgType = ProgType(9);
+    /// `BPF_PROG_TYPE_CGROUP_DEVICE`: decides a process's access to a device node.
+    pub const CGROUP_DEVICE: ProgType = ProgType(15);
+}
+
+/// An attach point of a cgroup (`enum bpf_attach_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttachType(pub u32);
+
+impl AttachType {
+    /// `BPF_CGROUP_INET_SOCK_CREATE`.
+    pub const INET_SOCK_CREATE: AttachType = AttachType(2);
+    /// `BPF_CGROUP_DEVICE`.
+    pub const DEVICE: AttachType = AttachType(6);
+    /// `BPF_CGROUP_INET_SOCK_RELEASE`.
+    pub const INET_SOCK_RELEASE: AttachType = AttachType(34);
+}
+
+/// A map type (`enum bpf_map_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapType(pub u32);
+
+impl MapType {
+    /// `BPF_MAP_TYPE_HASH`.
+    pub const HASH: MapType = MapType(1);
+    /// `BPF_MAP_TYPE_ARRAY`.
+    pub const ARRAY: MapType = MapType(2);
+    /// `BPF_F_NO_PREALLOC`: a hash map's elements are allocated as they are added.
+    pub const NO_PREALLOC: u32 = 1;
 }
 
 /// Runs bpf(2) with `attr` (a `union bpf_attr` prefix); returns its non-negative result.
@@ -70,9 +91,13 @@ struct MapCreateAttr {
     pad: [u8; 32],
 }
 
-/// Creates a map named `name` (at most 15 bytes).
-pub(crate) fn map_create(
-    map_type: u32,
+/// Creates a map named `name` (at most 15 bytes); `flags` such as
+/// [`MapType::NO_PREALLOC`].
+///
+/// # Errors
+/// The kernel's error.
+pub fn map_create(
+    map_type: MapType,
     key_size: u32,
     value_size: u32,
     max_entries: u32,
@@ -80,7 +105,7 @@ pub(crate) fn map_create(
     name: &str,
 ) -> io::Result<OwnedFd> {
     let mut attr = MapCreateAttr {
-        map_type,
+        map_type: map_type.0,
         key_size,
         value_size,
         max_entries,
@@ -120,7 +145,7 @@ fn map_elem(
 }
 
 /// The 8-byte value at `key` of an array map of u32 keys; `None` when there is none.
-pub(crate) fn map_lookup_u64(map: BorrowedFd<'_>, key: u32) -> Option<u64> {
+pub fn map_lookup_u64(map: BorrowedFd<'_>, key: u32) -> Option<u64> {
     let mut value = 0u64;
     let key_ptr = std::ptr::from_ref(&key) as u64;
     let value_ptr = std::ptr::from_mut(&mut value) as u64;
@@ -129,12 +154,15 @@ pub(crate) fn map_lookup_u64(map: BorrowedFd<'_>, key: u32) -> Option<u64> {
 }
 
 /// Sets `key` (bytes of the map's key size) to `value` (bytes of its value size).
-pub(crate) fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
+///
+/// # Errors
+/// The kernel's error (e.g. E2BIG when a hash map is full).
+pub fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
     map_elem(BPF_MAP_UPDATE_ELEM, map, key.as_ptr() as u64, value.as_ptr() as u64, 0).map(drop)
 }
 
 /// Every key of a hash map with 8-byte keys (a snapshot; keys may come and go meanwhile).
-pub(crate) fn map_keys_u64(map: BorrowedFd<'_>) -> Vec<u64> {
+pub fn map_keys_u64(map: BorrowedFd<'_>) -> Vec<u64> {
     let mut keys = Vec::new();
     let mut next = 0u64;
     let mut current: Option<u64> = None;
@@ -166,17 +194,23 @@ struct ProgLoadAttr {
     pad: [u8; 64],
 }
 
-/// Loads a `BPF_PROG_TYPE_CGROUP_SOCK` program for `attach_type`; the error carries the
-/// verifier's log.
-pub(crate) fn load_cgroup_sock(
+/// Loads a program of `prog_type` for `attach_type`, named `name` (at most 15 bytes).
+///
+/// # Errors
+/// The kernel's error, with the verifier's log when it refused the program.
+///
+/// # Privileges
+/// CAP_SYS_ADMIN (or CAP_BPF with CAP_NET_ADMIN).
+pub fn load(
+    prog_type: ProgType,
+    attach_type: AttachType,
     insns: &[Insn],
-    attach_type: u32,
     name: &str,
 ) -> io::Result<OwnedFd> {
     let license = c"GPL";
     let mut log = vec![0u8; 16 * 1024];
     let mut attr = ProgLoadAttr {
-        prog_type: PROG_CGROUP_SOCK,
+        prog_type: prog_type.0,
         insn_cnt: u32::try_from(insns.len()).unwrap_or(u32::MAX),
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
@@ -187,7 +221,7 @@ pub(crate) fn load_cgroup_sock(
         prog_flags: 0,
         prog_name: name16(name),
         prog_ifindex: 0,
-        expected_attach_type: attach_type,
+        expected_attach_type: attach_type.0,
         pad: [0; 64],
     };
     fd_result(BPF_PROG_LOAD, &mut attr).map_err(|e| {
@@ -211,15 +245,18 @@ struct ProgAttachAttr {
 
 /// Attaches `prog` to the cgroup v2 directory `cgroup` for `attach_type`, replacing the
 /// program attached there before (no flags: one program per hook).
-pub(crate) fn attach(
+///
+/// # Errors
+/// The kernel's error.
+pub fn attach(
     cgroup: BorrowedFd<'_>,
     prog: BorrowedFd<'_>,
-    attach_type: u32,
+    attach_type: AttachType,
 ) -> io::Result<()> {
     let mut attr = ProgAttachAttr {
         target_fd: u32::try_from(cgroup.as_raw_fd()).unwrap_or(u32::MAX),
         attach_bpf_fd: u32::try_from(prog.as_raw_fd()).unwrap_or(u32::MAX),
-        attach_type,
+        attach_type: attach_type.0,
         attach_flags: 0,
         replace_bpf_fd: 0,
         pad: [0; 44],
@@ -239,11 +276,11 @@ struct QueryAttr {
 }
 
 /// The program attached directly to `cgroup` for `attach_type`, if any.
-pub(crate) fn attached_prog(cgroup: BorrowedFd<'_>, attach_type: u32) -> Option<OwnedFd> {
+pub fn attached_prog(cgroup: BorrowedFd<'_>, attach_type: AttachType) -> Option<OwnedFd> {
     let mut ids = [0u32; 4];
     let mut attr = QueryAttr {
         target_fd: u32::try_from(cgroup.as_raw_fd()).ok()?,
-        attach_type,
+        attach_type: attach_type.0,
         query_flags: 0,
         attach_flags: 0,
         prog_ids: ids.as_mut_ptr() as u64,
@@ -273,14 +310,17 @@ fn object_info(fd: BorrowedFd<'_>, info: &mut [u8]) -> io::Result<()> {
 }
 
 /// A map a program uses, with what identifies it.
-pub(crate) struct MapRef {
-    pub(crate) fd: OwnedFd,
-    pub(crate) name: String,
+#[derive(Debug)]
+pub struct MapRef {
+    /// The map.
+    pub fd: OwnedFd,
+    /// Its name, as given at [`map_create`].
+    pub name: String,
 }
 
 /// The maps `prog` uses (`struct bpf_prog_info`: nr_map_ids at 52, map_ids at 56;
 /// `struct bpf_map_info`: name at 24).
-pub(crate) fn prog_maps(prog: BorrowedFd<'_>) -> Vec<MapRef> {
+pub fn prog_maps(prog: BorrowedFd<'_>) -> Vec<MapRef> {
     let mut ids = [0u32; 8];
     let mut info = [0u8; 96];
     info[52..56].copy_from_slice(&8u32.to_ne_bytes());
