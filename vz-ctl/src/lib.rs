@@ -25,6 +25,7 @@ pub mod lock;
 pub mod logging;
 pub mod ops;
 pub mod output;
+pub mod procview;
 pub mod quotactl;
 pub mod resources;
 pub mod scripts;

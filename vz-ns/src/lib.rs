@@ -16,6 +16,8 @@
 //!   answers (quotactl, for the second-level quota tools of a VE's root).
 //! - [`Rlimit`]: per-process limits of the VE's init and entered processes; with
 //!   [`InitSpec::pty_max`] the beancounter limits only the VE's own namespaces can enforce.
+//! - [`ProcView`]: the VE's own /proc/meminfo, cpuinfo, stat, uptime, loadavg, … from a
+//!   running lxcfs, bound before the VE's mounts are locked.
 //!
 //! # Privileges
 //! Root with CAP_SYS_ADMIN in the initial namespaces for everything that touches the
@@ -53,6 +55,7 @@ pub use error::{NsError, Result};
 pub use init::{InitHandle, InitSpec, PendingInit, spawn_init};
 pub use intercept::{ListenerInbox, ProcessMemory, SyscallListener, SyscallReply, SyscallRequest};
 pub use rlimit::{Rlimit, RlimitResource};
+pub use rootfs::ProcView;
 pub use rootfs::{restore_dev_tree, save_dev_tree};
 pub use seccomp::SeccompPolicy;
 pub use sysctl::set_ipc_sysctls;

@@ -9,6 +9,7 @@ use std::process::Command;
 /// Programs the tests and the lab run, with the Debian package that has them.
 const PROGRAMS: &[(&str, &str)] = &[
     ("/bin/busybox", "busybox-static"),
+    ("/usr/bin/lxcfs", "lxcfs"),
     ("/sbin/mkfs.ext4", "e2fsprogs"),
     ("/sbin/ip", "iproute2"),
     ("/usr/bin/qemu-system-x86_64", "qemu-system-x86"),

@@ -30,6 +30,8 @@ const REQUIRED: &[&str] = &[
 /// Cheap extras for the network and checkpoint tests (a missing one is only a warning):
 /// nftables and iptables inside a VE, CRIU's socket-diag modules, tun and dummy devices.
 const OPTIONAL: &[&str] = &[
+    // lxcfs, the VE's own /proc view (tests/tests/procview.rs).
+    "fuse",
     "dummy",
     "tun",
     "nf_tables",

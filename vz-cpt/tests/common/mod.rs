@@ -333,6 +333,7 @@ fn spawn(root: &Path, procs: PathBuf, arg: &str) -> anyhow::Result<vz_ns::Pendin
         id_map: None,
         seccomp: vz_ns::SeccompPolicy::default(),
         run_tmpfs: false,
+        proc_view: None,
     };
     Ok(vz_ns::spawn_init(&spec)?)
 }

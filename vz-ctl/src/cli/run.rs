@@ -257,6 +257,7 @@ impl Options {
             name: self.owned("name"),
             description: self.owned("description"),
             userpasswd: self.all("userpasswd"),
+            meminfo: self.value("meminfo").map(crate::procview::Meminfo::parse).transpose()?,
             params: crate::ops::set_params::ParamChanges::parse(&self.given)?,
         })
     }

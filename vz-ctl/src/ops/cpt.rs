@@ -228,6 +228,7 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
         return Err(restore_error(format!("Dump file {} does not exist", dir.display())));
     }
     say("Restoring container ...");
+    crate::procview::for_restore(ve);
     let mut undo = Undo::new();
     if super::mount::mount(ve)? {
         let root = ve.root()?;

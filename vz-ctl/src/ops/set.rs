@@ -49,6 +49,8 @@ pub struct SetOptions {
     pub netif_add: Vec<String>,
     /// `--netif_del`, each occurrence (`all` removes every interface).
     pub netif_del: Vec<String>,
+    /// `--meminfo`: the VE's /proc/meminfo from its next start (`crate::procview`).
+    pub meminfo: Option<crate::procview::Meminfo>,
     /// Capabilities, devices, features, I/O, boot order, stop timeout, netfilter, network
     /// devices, NUMA nodes, `--applyconfig` (`set_params.rs`).
     pub params: ParamChanges,
@@ -80,6 +82,7 @@ impl SetOptions {
         if let Some(d) = &self.description {
             changes.push(("DESCRIPTION", d.clone()));
         }
+        changes.extend(self.meminfo.map(|m| ("MEMINFO", m.to_string())));
         changes.extend(self.resources.saved.iter().cloned());
         changes.extend(self.disk.saved());
         changes

@@ -70,6 +70,7 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     resources::apply_ubc(ctid, &cgroup, &ubc, None)?;
     resources::apply_cpu(ctid, &cgroup, &resources::cpu_config(|k| ve.get(k))?)?;
     let (mut spec, area, device) = prepare_init(ve, &root, &cgroup, &ubc)?;
+    spec.proc_view = crate::procview::for_start(ve)?;
     let server = match &device {
         Some(device) => crate::quotactl::start_server(ve, &area, &root, device)?,
         None => None,
@@ -251,6 +252,7 @@ fn init_spec(
         id_map: identity.id_map(),
         seccomp: scripts::seccomp(ve)?,
         run_tmpfs: boots_systemd(root),
+        proc_view: None,
     })
 }
 

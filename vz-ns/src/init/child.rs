@@ -77,6 +77,7 @@ fn privileged_init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
             pty_max: plan.pty_max,
             quota_device: plan.quota_device.as_ref(),
             run_tmpfs: plan.run_tmpfs,
+            proc_view: plan.proc_view.as_ref(),
         };
         rootfs::enter_root(view)?;
         plan.rlimits.apply()

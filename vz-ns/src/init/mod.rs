@@ -74,6 +74,9 @@ pub struct InitSpec {
     pub seccomp: SeccompPolicy,
     /// A tmpfs on /run, /run/lock and /tmp, as systemd expects of a container manager.
     pub run_tmpfs: bool,
+    /// The VE's own view of its resources: files of a running lxcfs bound over its /proc and
+    /// /sys files before its mounts are locked; `None` leaves the kernel's (host-wide) files.
+    pub proc_view: Option<crate::ProcView>,
 }
 
 /// An init that is set up and waits for [`PendingInit::release`]. Dropping it unreleased
@@ -109,6 +112,7 @@ pub(crate) struct ChildPlan {
     pub(crate) id_map: Option<IdMap>,
     pub(crate) seccomp: SeccompPolicy,
     pub(crate) run_tmpfs: bool,
+    pub(crate) proc_view: Option<crate::ProcView>,
 }
 
 /// Makes the VE's init in new namespaces and waits until it is set up (mounts, pivot_root,
@@ -216,6 +220,7 @@ fn prepare(spec: &InitSpec) -> Result<ChildPlan> {
         id_map: spec.id_map,
         seccomp: spec.seccomp.clone(),
         run_tmpfs: spec.run_tmpfs,
+        proc_view: spec.proc_view.clone(),
     })
 }
 

@@ -107,6 +107,7 @@ pub(super) fn spawn(
         pty_max: plan.pty_max,
         quota_device: plan.quota_device.as_ref(),
         run_tmpfs: plan.run_tmpfs,
+        proc_view: plan.proc_view.as_ref(),
     })?;
     become_ve_root(&userns)?;
     unshare(CloneFlags::CLONE_NEWNS)

@@ -8,10 +8,12 @@
 mod dev;
 mod dev_state;
 mod proc;
+mod procview;
 
 pub use dev_state::{restore_dev_tree, save_dev_tree};
 
 pub(crate) use dev::{NODES as DEV_NODES, mount_skeleton};
+pub use procview::ProcView;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -41,6 +43,8 @@ pub(crate) struct RootView<'a> {
     pub(crate) quota_device: Option<&'a QuotaDevice>,
     /// A tmpfs on /run, /run/lock and /tmp (systemd's expectation).
     pub(crate) run_tmpfs: bool,
+    /// lxcfs files bound over the VE's /proc and /sys files ([`ProcView`]).
+    pub(crate) proc_view: Option<&'a ProcView>,
 }
 
 /// Builds the VE's mounts under `view.root` and pivots into it. Afterwards `/` is the VE's
@@ -76,6 +80,9 @@ pub(crate) fn enter_root(view: RootView<'_>) -> StepResult {
     dev::populate(root, view.pty_max, view.quota_device, view.id_map)?;
     if let Some((run, tmp)) = run_dirs {
         mount_run_tmpfs(&run, &tmp, view.id_map)?;
+    }
+    if let Some(proc_view) = view.proc_view {
+        procview::bind(root, proc_view)?;
     }
     proc::mask(root)?;
     proc::restrict_proc_sys(root)?;

@@ -136,6 +136,7 @@ pub fn init_spec(root: &Path, cgroup_procs: Vec<PathBuf>, argv: &[&str]) -> Init
         id_map: None,
         seccomp: SeccompPolicy::default(),
         run_tmpfs: false,
+        proc_view: None,
     }
 }
 
