@@ -281,6 +281,11 @@ fn vzpkg_lists_removes_caches_and_runs_the_ve_s_package_manager() {
 /// Builds (or reuses) the shared Debian minimal cache; returns the tree using it and the
 /// seconds `vzpkg create cache` took.
 fn debian_tree() -> (VzTree, f64) {
+    debian_tree_of(DEBIAN_MINIMAL)
+}
+
+/// [`debian_tree`] for the cache of `template`.
+fn debian_tree_of(template: &str) -> (VzTree, f64) {
     let tree = VzTree::new("");
     let shared = shared_template_dir();
     install_metadata(&workspace().join("templates"), &shared);
@@ -290,12 +295,12 @@ fn debian_tree() -> (VzTree, f64) {
     // tree's namespace has no route out).
     let out = Command::new(vz_tests::bin_dir().join("vzpkg"))
         .env("VZ_CONFIG", tree.vz_conf())
-        .args(["create", "cache", DEBIAN_MINIMAL])
+        .args(["create", "cache", template])
         .output()
         .expect("run vzpkg");
     let secs = started.elapsed().as_secs_f64();
     assert!(out.status.success(), "vzpkg create cache: {}", text(&out));
-    eprintln!("vzpkg create cache {DEBIAN_MINIMAL}: {secs:.1} s: {}", text(&out).trim());
+    eprintln!("vzpkg create cache {template}: {secs:.1} s: {}", text(&out).trim());
     (tree, secs)
 }
 
@@ -401,6 +406,16 @@ fn start_wait(tree: &VzTree, ctid: &str, limit: Duration) -> Option<Output> {
 /// is-system-running`, installs a package with apt inside, stops and destroys the VE.
 #[test]
 fn a_debian_ve_boots_systemd_and_installs_a_package() {
+    boots_systemd_and_installs_a_package(DEBIAN_MINIMAL);
+}
+
+/// The same on Debian 13 (trixie, systemd 257).
+#[test]
+fn a_debian_13_ve_boots_systemd_and_installs_a_package() {
+    boots_systemd_and_installs_a_package("debian-13-x86_64-minimal");
+}
+
+fn boots_systemd_and_installs_a_package(template: &str) {
     require!(
         Need::Root,
         Need::Program("/usr/sbin/debootstrap"),
@@ -408,9 +423,9 @@ fn a_debian_ve_boots_systemd_and_installs_a_package() {
         Need::CgroupController("pids"),
         Need::Loop
     );
-    let (tree, _) = debian_tree();
+    let (tree, _) = debian_tree_of(template);
     let ctid = unique_ctid().to_string();
-    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", DEBIAN_MINIMAL]));
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", template]));
     // A package fetched on the host (the VE has no route out of the test's network
     // namespace): apt installs it from the file, with its dependencies from the cache.
     let debs = tempfile::Builder::new().prefix("vz-deb-").tempdir().expect("temp dir");
@@ -440,7 +455,7 @@ fn a_debian_ve_boots_systemd_and_installs_a_package() {
     let state_text = String::from_utf8_lossy(&state.stdout).trim().to_owned();
     let failed = tree.run("vzctl", &["exec", &ctid, "systemctl --failed --no-legend"]);
     eprintln!(
-        "{DEBIAN_MINIMAL}: start --wait {boot:.2} s, state {state_text}, failed units: {}",
+        "{template}: start --wait {boot:.2} s, state {state_text}, failed units: {}",
         text(&failed).trim()
     );
     assert!(
@@ -467,7 +482,7 @@ fn a_debian_ve_boots_systemd_and_installs_a_package() {
         let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error")).collect();
         panic!("vzctl restore: {}\n{}", text(&out), errors.join("\n"));
     }
-    eprintln!("{DEBIAN_MINIMAL}: chkpnt {chkpnt:.2} s, restore {:.2} s", t.elapsed().as_secs_f64());
+    eprintln!("{template}: chkpnt {chkpnt:.2} s, restore {:.2} s", t.elapsed().as_secs_f64());
     assert_eq!(journald(), before, "journald's pid after restore");
     let state = ok(tree.run("vzctl", &["exec", &ctid, "systemctl is-system-running"]));
     assert_eq!(state.trim(), state_text, "after restore");
@@ -492,7 +507,7 @@ fn a_debian_ve_boots_systemd_and_installs_a_package() {
 
     let started = Instant::now();
     let stop = ok(tree.run("vzctl", &["stop", &ctid]));
-    eprintln!("{DEBIAN_MINIMAL}: stop {:.2} s", started.elapsed().as_secs_f64());
+    eprintln!("{template}: stop {:.2} s", started.elapsed().as_secs_f64());
     assert!(!stop.contains("Killing"), "systemd did not halt by itself: {stop}");
     assert_eq!(
         ok(tree.run("vzctl", &["status", &ctid])).trim(),
