@@ -40,10 +40,13 @@ pub(crate) struct BenchOptions {
     pub(crate) density_only: bool,
     /// Install missing peers with apt-get.
     pub(crate) install: bool,
+    /// Use the vz binaries in this directory instead of building them (e.g. an older build,
+    /// for a before/after table).
+    pub(crate) bin_dir: Option<PathBuf>,
 }
 
 impl BenchOptions {
-    /// Parses `[--quick] [--rounds N] [--idle N] [--density N] [--no-install]`.
+    /// Parses `[--quick] [--rounds N] [--idle N] [--density N] [--no-install] [--bin-dir D]`.
     pub(crate) fn parse(args: &[String]) -> Result<BenchOptions> {
         let mut o = BenchOptions {
             rounds: 30,
@@ -53,6 +56,7 @@ impl BenchOptions {
             idle: 50,
             density_only: false,
             install: true,
+            bin_dir: None,
         };
         let mut it = args.iter();
         let number = |it: &mut std::slice::Iter<'_, String>, what: &str| -> Result<usize> {
@@ -75,6 +79,10 @@ impl BenchOptions {
                     o.density_only = true;
                 }
                 "--no-install" => o.install = false,
+                "--bin-dir" => {
+                    o.bin_dir =
+                        Some(PathBuf::from(it.next().context("--bin-dir needs a directory")?));
+                }
                 other => bail!("bench: unknown option {other:?} (try `cargo xtask help`)"),
             }
         }
@@ -95,9 +103,15 @@ pub(crate) fn run(o: &BenchOptions) -> Result<()> {
     {
         bail!("bench: must run as root");
     }
-    let root = crate::sh::project_root();
-    crate::sh::run(crate::sh::cargo(&root).args(["build", "--release", "-p", "vz-ctl", "--bins"]))?;
-    let bin = crate::sh::target_dir(&root)?.join("release");
+    let bin = match &o.bin_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let root = crate::sh::project_root();
+            let mut build = crate::sh::cargo(&root);
+            crate::sh::run(build.args(["build", "--release", "-p", "vz-ctl", "--bins"]))?;
+            crate::sh::target_dir(&root)?.join("release")
+        }
+    };
     if o.install && !o.density_only {
         install_peers()?;
     }
@@ -621,8 +635,9 @@ mod tests {
         assert!(o.rounds > 3 && o.install && !o.density_only && o.idle == 50);
         let o = parse(&["--quick", "--no-install"]).unwrap();
         assert!(o.rounds == 3 && o.clean_rounds == 1 && !o.install);
-        let o = parse(&["--density", "500"]).unwrap();
+        let o = parse(&["--density", "500", "--bin-dir", "/b"]).unwrap();
         assert!(o.density_only && o.idle == 500);
+        assert_eq!(o.bin_dir, Some(PathBuf::from("/b")));
         assert_eq!(parse(&["--rounds", "0"]).unwrap().rounds, 1);
         for bad in [&["--rounds"][..], &["--idle", "many"], &["--bogus"]] {
             let err = parse(bad).unwrap_err();
