@@ -429,6 +429,13 @@ fn idle_rows(
         let stop_took = begin_stop.elapsed();
         outcome.with_context(|| format!("{name}: {started} of {n} idle containers started"))?;
         let cost = before.per_item(&after, n);
+        let kinds: Vec<String> = before
+            .new_thread_kinds(&after)
+            .iter()
+            .take(6)
+            .map(|(kind, count)| format!("{kind} +{count}"))
+            .collect();
+        println!("bench: {name}: new kernel threads: {}", kinds.join(", "));
         println!(
             "bench: {name}: {n} idle containers started in {:.2} s, stopped in {:.2} s",
             took.as_secs_f64(),

@@ -2,6 +2,7 @@
 //! processes, kernel threads), and the removal of everything the bench made.
 
 use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -9,11 +10,13 @@ use crate::bench::Tree;
 use crate::bench_stats::{is_kernel_thread, kernel_kib, per_item};
 
 /// The host's counts at one moment.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Snapshot {
     kernel_kib: u64,
     host_processes: u64,
     kernel_threads: u64,
+    /// Kernel threads by name with the numbers masked (`jbd*/loop*-*`).
+    thread_kinds: BTreeMap<String, u64>,
 }
 
 /// The per-container cost between two snapshots.
@@ -39,6 +42,7 @@ impl Snapshot {
         let own_ns =
             std::fs::read_link("/proc/self/ns/pid").context("readlink /proc/self/ns/pid")?;
         let (mut host_processes, mut kernel_threads) = (0, 0);
+        let mut thread_kinds = BTreeMap::new();
         for entry in std::fs::read_dir("/proc").context("read /proc")?.flatten() {
             let name = entry.file_name();
             if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
@@ -46,7 +50,10 @@ impl Snapshot {
             }
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
             match is_kernel_thread(&stat) {
-                Some(true) => kernel_threads += 1,
+                Some(true) => {
+                    kernel_threads += 1;
+                    *thread_kinds.entry(thread_kind(&stat)).or_insert(0) += 1;
+                }
                 // A process of a container's own pid namespace is the container's.
                 Some(false)
                     if std::fs::read_link(entry.path().join("ns/pid"))
@@ -58,7 +65,22 @@ impl Snapshot {
                 None => {}
             }
         }
-        Ok(Snapshot { kernel_kib, host_processes, kernel_threads })
+        Ok(Snapshot { kernel_kib, host_processes, kernel_threads, thread_kinds })
+    }
+
+    /// The kinds of kernel threads that grew from `self` to `after`, most first:
+    /// `("jbd*/loop*-*", 50)`.
+    pub(crate) fn new_thread_kinds(&self, after: &Snapshot) -> Vec<(String, u64)> {
+        let mut grown: Vec<(String, u64)> = after
+            .thread_kinds
+            .iter()
+            .filter_map(|(kind, &n)| {
+                let before = self.thread_kinds.get(kind).copied().unwrap_or(0);
+                (n > before).then(|| (kind.clone(), n - before))
+            })
+            .collect();
+        grown.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        grown
     }
 
     /// The cost per container of going from `self` to `after` with `n` containers.
@@ -69,6 +91,23 @@ impl Snapshot {
             kernel_threads: per_item(self.kernel_threads, after.kernel_threads, n),
         }
     }
+}
+
+/// The kind of a kernel thread from its /proc/PID/stat: its name with digit runs as `*`.
+pub(crate) fn thread_kind(stat: &str) -> String {
+    let name =
+        stat.split_once(" (").and_then(|(_, rest)| rest.rsplit_once(") ")).map_or("", |(n, _)| n);
+    let mut kind = String::new();
+    for c in name.chars() {
+        if c.is_ascii_digit() {
+            if !kind.ends_with('*') {
+                kind.push('*');
+            }
+        } else {
+            kind.push(c);
+        }
+    }
+    kind
 }
 
 /// Removes everything the bench made: VEs (stopped, destroyed), peers' containers, processes
@@ -173,5 +212,28 @@ fn unmount_under(dir: &Path) {
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for point in points {
         let _ = Command::new("umount").arg("-l").arg(&point).status();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_thread_kinds_mask_numbers() {
+        assert_eq!(thread_kind("812 (jbd2/loop12-8) S 2 0 0"), "jbd*/loop*-*");
+        assert_eq!(thread_kind("9 (kworker/u17:3-loop4) I 2"), "kworker/u*:*-loop*");
+        let snap = |kinds: &[(&str, u64)]| Snapshot {
+            kernel_kib: 0,
+            host_processes: 0,
+            kernel_threads: 0,
+            thread_kinds: kinds.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect(),
+        };
+        let before = snap(&[("jbd*/loop*-*", 2), ("kswapd*", 1)]);
+        let after = snap(&[("jbd*/loop*-*", 7), ("kswapd*", 1), ("loop*", 5), ("a", 1)]);
+        assert_eq!(
+            before.new_thread_kinds(&after),
+            [("jbd*/loop*-*".to_owned(), 5), ("loop*".to_owned(), 5), ("a".to_owned(), 1)]
+        );
     }
 }
