@@ -40,13 +40,16 @@ pub(crate) struct BenchOptions {
     pub(crate) density_only: bool,
     /// Install missing peers with apt-get.
     pub(crate) install: bool,
+    /// The layout of the idle VEs (`ploop` image or `simfs` directory).
+    pub(crate) layout: String,
     /// Use the vz binaries in this directory instead of building them (e.g. an older build,
     /// for a before/after table).
     pub(crate) bin_dir: Option<PathBuf>,
 }
 
 impl BenchOptions {
-    /// Parses `[--quick] [--rounds N] [--idle N] [--density N] [--no-install] [--bin-dir D]`.
+    /// Parses `[--quick] [--rounds N] [--idle N] [--density N] [--layout L] [--no-install]
+    /// [--bin-dir D]`.
     pub(crate) fn parse(args: &[String]) -> Result<BenchOptions> {
         let mut o = BenchOptions {
             rounds: 30,
@@ -57,6 +60,7 @@ impl BenchOptions {
             density_only: false,
             install: true,
             bin_dir: None,
+            layout: "ploop".to_owned(),
         };
         let mut it = args.iter();
         let number = |it: &mut std::slice::Iter<'_, String>, what: &str| -> Result<usize> {
@@ -79,6 +83,13 @@ impl BenchOptions {
                     o.density_only = true;
                 }
                 "--no-install" => o.install = false,
+                "--layout" => {
+                    let layout = it.next().context("--layout needs ploop or simfs")?;
+                    if layout != "ploop" && layout != "simfs" {
+                        bail!("--layout {layout:?}: ploop or simfs");
+                    }
+                    layout.clone_into(&mut o.layout);
+                }
                 "--bin-dir" => {
                     o.bin_dir =
                         Some(PathBuf::from(it.next().context("--bin-dir needs a directory")?));
@@ -409,7 +420,7 @@ fn idle_rows(
             })
             .collect();
         if name.starts_with("vz") {
-            tree.create_many(&ids)?;
+            tree.create_many(&ids, &o.layout)?;
         }
         let before = crate::bench_idle::Snapshot::take()?;
         let mut started = 0;
@@ -563,10 +574,10 @@ impl Tree {
     }
 
     /// Creates the VEs `ids` (idle measurement) from the cache.
-    fn create_many(&self, ids: &[String]) -> Result<()> {
+    fn create_many(&self, ids: &[String], layout: &str) -> Result<()> {
         let vz = self.vz("vz", &self.bin);
         for id in ids {
-            quiet(&mut vz.vzctl(&["create", id]))?;
+            quiet(&mut vz.vzctl(&["create", id, "--layout", layout]))?;
         }
         Ok(())
     }
@@ -645,6 +656,8 @@ mod tests {
         let o = parse(&["--density", "500", "--bin-dir", "/b"]).unwrap();
         assert!(o.density_only && o.idle == 500);
         assert_eq!(o.bin_dir, Some(PathBuf::from("/b")));
+        assert_eq!(parse(&["--layout", "simfs"]).unwrap().layout, "simfs");
+        assert!(parse(&["--layout", "zfs"]).is_err());
         assert_eq!(parse(&["--rounds", "0"]).unwrap().rounds, 1);
         for bad in [&["--rounds"][..], &["--idle", "many"], &["--bogus"]] {
             let err = parse(bad).unwrap_err();

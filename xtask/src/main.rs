@@ -7,7 +7,8 @@
 //! cargo xtask install-check                 is everything from scripts/install-deps present?
 //! cargo xtask leak-check [--tmp <dir>]...   any vz-test-* kernel object left on this machine?
 //! cargo xtask tidy                          the architecture rules (docs/architecture.md)
-//! cargo xtask bench [--quick] [--rounds n] [--idle n] [--density n] [--no-install] [--bin-dir d]
+//! cargo xtask bench [--quick] [--rounds n] [--idle n] [--density n] [--layout l]
+//!                   [--no-install] [--bin-dir d]
 //! cargo xtask man                           regenerate man/ and completions/ from the tables
 //! ```
 //!
@@ -57,6 +58,7 @@ commands:
       --rounds <n>   rounds per interleaved measurement (default 30)
       --idle <n>     idle containers per runtime (default 50)
       --density <n>  only start, measure and stop <n> idle vz VEs
+      --layout <l>   layout of the idle VEs: ploop (image, default) or simfs
       --no-install   do not apt-get install missing peers
       --bin-dir <d>  vz binaries from <d> instead of a release build (before/after tables)
   install-check  check that what scripts/install-deps installs is present
