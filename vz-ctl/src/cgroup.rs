@@ -329,14 +329,21 @@ impl VeCgroup {
                 return Ok(false);
             }
             self.set_frozen(true)?;
+            let mut killed = Vec::new();
             for pid in self.pids() {
+                // The pidfd first: it names this process even if the pid is reused.
+                killed.extend(vz_ns::ExitWatch::open(pid).ok());
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
             self.set_frozen(false)?;
-            std::thread::sleep(Duration::from_millis(10));
+            // Until they are gone (pidfds), at most 10 ms a round: no fixed sleep.
+            let round = Instant::now() + Duration::from_millis(10);
+            for watch in &killed {
+                let _ = watch.wait(round.saturating_duration_since(Instant::now()));
+            }
         }
         Ok(true)
     }

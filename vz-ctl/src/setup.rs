@@ -86,6 +86,11 @@ impl Snippets {
         self.steps.push(what);
     }
 
+    /// Whether no step was added.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
     /// Sets the VE's hostname (kernel, /etc/hostname, /etc/hosts).
     pub fn hostname(&mut self, hostname: &str, first_ip: Option<&str>) {
         let mut vars = vec![("HOSTNM", hostname.to_owned())];

@@ -75,6 +75,7 @@ mod proxy;
 mod record;
 mod resize;
 mod stat;
+mod superblock;
 #[allow(
     unsafe_code,
     reason = "loop device and project id ioctls, quotactl; every block has a SAFETY comment"

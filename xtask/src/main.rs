@@ -7,6 +7,8 @@
 //! cargo xtask install-check                 is everything from scripts/install-deps present?
 //! cargo xtask leak-check [--tmp <dir>]...   any vz-test-* kernel object left on this machine?
 //! cargo xtask tidy                          the architecture rules (docs/architecture.md)
+//! cargo xtask bench [--quick] [--rounds n] [--idle n] [--density n] [--layout l]
+//!                   [--no-install] [--bin-dir d]
 //! cargo xtask man                           regenerate man/ and completions/ from the tables
 //! ```
 //!
@@ -14,6 +16,10 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "xtask reports to a person")]
 
+mod bench;
+mod bench_idle;
+mod bench_peers;
+mod bench_stats;
 mod initramfs;
 mod install;
 mod lab;
@@ -46,6 +52,15 @@ commands:
   tidy           check the architecture rules: leaf crates without vz-* dependencies,
                  unsafe only in sys modules, files under 800 lines, documented items
   man            regenerate man/ and completions/ from vz-ctl's option tables
+  bench          vz beside crun, runc, LXC, nspawn and unshare+chroot (as root; installs
+                 the peers from Debian's packages if missing): medians and ratios
+      --quick        few rounds (a smoke test)
+      --rounds <n>   rounds per interleaved measurement (default 30)
+      --idle <n>     idle containers per runtime (default 50)
+      --density <n>  only start, measure and stop <n> idle vz VEs
+      --layout <l>   layout of the idle VEs: ploop (image, default) or simfs
+      --no-install   do not apt-get install missing peers
+      --bin-dir <d>  vz binaries from <d> instead of a release build (before/after tables)
   install-check  check that what scripts/install-deps installs is present
   leak-check     fail if a vz-test-* cgroup, mount, loop device, interface or netns exists
       --tmp <dir>    also count mounts and loop devices backed by files under <dir>
@@ -96,6 +111,7 @@ fn run(args: Vec<String>) -> Result<()> {
                 options.vm_timeout,
             ))
         }
+        "bench" => bench::run(&bench::BenchOptions::parse(rest)?),
         "install-check" => install::check(),
         "man" => man::run(),
         "tidy" => tidy::run(&sh::project_root()),

@@ -99,9 +99,12 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     // The fifo is opened at once: the boot may signal on it within milliseconds, and a
     // reader that opens after the signal never sees it.
     let fifo = if opts.wait { Some(open_boot_fifo(pid)?) } else { None };
-    // An init that dies at once fails the start (and the undo list takes the VE down).
-    if let Some(status) = wait_gone(pid, START_GRACE) {
-        return Err(init_died(status));
+    // An init that dies at once fails the start (and the undo list takes the VE down). A
+    // working init soon sleeps waiting for its children: that ends the watch (a pidfd, no
+    // fixed sleep).
+    let settled = vz_ns::wait_settled(pid, START_GRACE).map_err(|e| CtlError::Start(e.into()))?;
+    if settled == vz_ns::Settled::Exited {
+        return Err(init_died(gone(pid).flatten()));
     }
     crate::intent::settle();
     crate::intent::crash_point("start:settled");
@@ -114,8 +117,8 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     Ok(())
 }
 
-/// How long `vzctl start` watches the released init before reporting the start in progress:
-/// an init that exits within it fails the start.
+/// How long `vzctl start` at most watches the released init before reporting the start in
+/// progress: an init that exits before it first settles asleep fails the start.
 const START_GRACE: Duration = Duration::from_millis(50);
 
 /// The start error for an init that exited with `status` (`None`: unknown, it was reaped).
@@ -126,21 +129,6 @@ fn init_died(status: Option<i32>) -> CtlError {
         None => "exited".to_owned(),
     };
     CtlError::Start(format!("the container's init {how} during boot").into())
-}
-
-/// Waits up to `timeout` for the init `pid` to end; `Some(status)` if it did (the raw wait
-/// status when it could still be read from its zombie), `None` while it runs.
-fn wait_gone(pid: i32, timeout: Duration) -> Option<Option<i32>> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(status) = gone(pid) {
-            return Some(status);
-        }
-        if std::time::Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Whether the process `pid` has ended: `Some(status)` for a zombie (its wait status,
@@ -301,10 +289,28 @@ fn configure(ve: &Ve, pid: i32, wait: bool) -> Result<()> {
     if !nameservers.is_empty() || !search.is_empty() {
         snippets.dns(&nameservers, &search);
     }
-    let fifo = if wait { format!("mkfifo -m 600 /{VZFIFO}") } else { String::new() };
-    snippets.step("preparing the boot", &format!("rm -f /{VZFIFO}; {fifo}"), Vec::new());
-    snippets.run(ve, pid)?;
+    if snippets.is_empty() && !wait {
+        // Nothing else to do inside: no shell is started just to remove a stale fifo.
+        remove_boot_fifo(pid)?;
+    } else {
+        let fifo = if wait { format!("mkfifo -m 600 /{VZFIFO}") } else { String::new() };
+        snippets.step("preparing the boot", &format!("rm -f /{VZFIFO}; {fifo}"), Vec::new());
+        snippets.run(ve, pid)?;
+    }
     scripts::run_ve_script(ve, pid, "start")
+}
+
+/// Removes a boot fifo `/.vzfifo` left in the root of the VE whose init is `pid` by an
+/// earlier boot, from the host: the name is resolved in the VE's root through
+/// /proc/PID/root, and unlink never follows a link in its last component.
+fn remove_boot_fifo(pid: i32) -> Result<()> {
+    let path = format!("/proc/{pid}/root/{VZFIFO}");
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(CtlError::Start(format!("remove {path}: {e}").into()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Opens the boot fifo `/.vzfifo` of the VE whose init is `pid`, for [`wait_for_boot`].

@@ -47,7 +47,7 @@ pub fn stop(ve: &Ve, opts: StopOptions) -> Result<()> {
             tracing::warn!("{e}");
         }
         request_halt(ve, pid);
-        wait_empty(ve, Duration::from_secs(ve.config()?.stop_timeout()));
+        wait_empty(ve, pid, Duration::from_secs(ve.config()?.stop_timeout()));
     }
     if cgroup.has_tasks() {
         say("Killing container ...");
@@ -75,12 +75,30 @@ fn request_halt(ve: &Ve, pid: i32) {
     }
 }
 
-/// Polls until the VE's cgroup has no tasks or `timeout` passes.
-fn wait_empty(ve: &Ve, timeout: Duration) {
+/// Polls until the VE's cgroup has no tasks or `timeout` passes, or until its init `pid`
+/// is the only task left and only pauses (asleep in nanosleep): the shutdown is done, and
+/// busybox's init would sleep seconds before it exits. The caller kills what is left.
+fn wait_empty(ve: &Ve, pid: i32, timeout: Duration) {
     let Ok(cgroup) = ve.cgroup() else { return };
     let deadline = Instant::now() + timeout;
-    while cgroup.has_tasks() && Instant::now() < deadline {
+    while Instant::now() < deadline {
+        let pids = cgroup.pids();
+        if pids.is_empty() || (pids == [pid] && pausing(pid)) {
+            return;
+        }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether the process `pid` sleeps in nanosleep (its kernel wait channel), checked twice
+/// 5 ms apart so a passing sleep is not taken for the final pause.
+fn pausing(pid: i32) -> bool {
+    let sleeping = || {
+        std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("nanosleep"))
+    };
+    sleeping() && {
+        std::thread::sleep(Duration::from_millis(5));
+        sleeping()
     }
 }
 

@@ -1,0 +1,134 @@
+//! Waiting for a process to end without sleeping: a pidfd that polls readable when the
+//! process exits ([`ExitWatch`]), and the start's settle check built on it
+//! ([`wait_settled`]): a fresh init either dies at once (a broken `/sbin/init`) or goes to
+//! sleep waiting for its children, and the caller wants to know which as soon as it shows.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::unistd::Pid;
+
+use crate::error::{NsError, Result};
+use crate::sys;
+
+/// A pidfd of one process: [`ExitWatch::wait`] returns as soon as it exits.
+#[derive(Debug)]
+pub struct ExitWatch {
+    fd: Option<OwnedFd>,
+}
+
+impl ExitWatch {
+    /// Watches the process `pid` (a process that is already gone is reported exited).
+    ///
+    /// # Errors
+    /// [`NsError::Sys`] when pidfd_open fails for another reason than a missing process.
+    pub fn open(pid: i32) -> Result<ExitWatch> {
+        match sys::pidfd_open(Pid::from_raw(pid)) {
+            Ok(fd) => Ok(ExitWatch { fd: Some(fd) }),
+            Err(Errno::ESRCH) => Ok(ExitWatch { fd: None }),
+            Err(e) => Err(NsError::sys("pidfd_open", e)),
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit (become a zombie or disappear);
+    /// whether it has.
+    ///
+    /// # Errors
+    /// [`NsError::Sys`] when poll fails.
+    pub fn wait(&self, timeout: Duration) -> Result<bool> {
+        let Some(fd) = &self.fd else { return Ok(true) };
+        let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(millis)) {
+            Ok(n) => Ok(n > 0),
+            Err(Errno::EINTR) => Ok(false),
+            Err(e) => Err(NsError::sys("poll a pidfd", e)),
+        }
+    }
+}
+
+/// How a freshly released process turned out within [`wait_settled`]'s limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// It exited.
+    Exited,
+    /// It was seen asleep (state `S`) on two checks in a row: it waits for something.
+    Sleeping,
+    /// Neither within the limit: it still runs.
+    Running,
+}
+
+/// Waits until the process `pid` exits or settles asleep, at most `limit`: the first thing
+/// a working init does is wait (for its boot script, for events), while a broken one exits.
+/// Two sleeping samples a millisecond apart are required, so a process briefly blocked
+/// while starting up is not taken for settled.
+///
+/// # Errors
+/// Those of [`ExitWatch`].
+pub fn wait_settled(pid: i32, limit: Duration) -> Result<Settled> {
+    let watch = ExitWatch::open(pid)?;
+    let deadline = Instant::now() + limit;
+    let mut asleep = 0;
+    loop {
+        if watch.wait(Duration::from_millis(1))? {
+            return Ok(Settled::Exited);
+        }
+        match process_state(pid) {
+            Some('S') => asleep += 1,
+            Some('Z' | 'X') | None => return Ok(Settled::Exited),
+            Some(_) => asleep = 0,
+        }
+        if asleep >= 2 {
+            return Ok(Settled::Sleeping);
+        }
+        if Instant::now() >= deadline {
+            return Ok(Settled::Running);
+        }
+    }
+}
+
+/// The state letter of /proc/PID/stat (`R`, `S`, `D`, `Z`…); `None` when it is gone.
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    state_of(&stat)
+}
+
+/// The state letter of a /proc/PID/stat text (the command name may hold `) `).
+fn state_of(stat: &str) -> Option<char> {
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn the_state_follows_the_last_parenthesis() {
+        assert_eq!(state_of("42 (a) b) S 1 42"), Some('S'));
+        assert_eq!(state_of("7 (init) Z 0"), Some('Z'));
+        assert_eq!(state_of("nonsense"), None);
+    }
+
+    #[test]
+    fn an_exit_is_seen_at_once_and_a_sleeper_settles() {
+        let mut quick = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let pid = i32::try_from(quick.id()).unwrap();
+        let begin = Instant::now();
+        assert_eq!(wait_settled(pid, Duration::from_secs(5)).unwrap(), Settled::Exited);
+        assert!(begin.elapsed() < Duration::from_secs(5));
+        quick.wait().unwrap();
+        let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = i32::try_from(sleeper.id()).unwrap();
+        assert_eq!(wait_settled(pid, Duration::from_secs(5)).unwrap(), Settled::Sleeping);
+        let watch = ExitWatch::open(pid).unwrap();
+        assert!(!watch.wait(Duration::from_millis(1)).unwrap());
+        sleeper.kill().unwrap();
+        assert!(watch.wait(Duration::from_secs(5)).unwrap());
+        sleeper.wait().unwrap();
+        // A process that is gone is reported exited.
+        assert!(ExitWatch::open(pid).unwrap().wait(Duration::ZERO).unwrap());
+    }
+}
