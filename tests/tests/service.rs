@@ -24,17 +24,18 @@ fn service(tree: &VzTree, action: &str) -> Output {
 /// that nothing is written to the host's /var/lib/vzctl).
 fn configure(tree: &VzTree, lines: &str) {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().append(true).open(tree.vz_conf()).unwrap();
+    let mut f =
+        std::fs::OpenOptions::new().append(true).open(tree.vz_conf()).expect("open vz.conf");
     let markers = tree.path().join("vzreboot");
-    write!(f, "VZREBOOTDIR={}\n{lines}\n", markers.display()).unwrap();
+    write!(f, "VZREBOOTDIR={}\n{lines}\n", markers.display()).expect("write vz.conf");
 }
 
 /// Appends `lines` to CTID.conf.
 fn ve_conf(tree: &VzTree, ctid: &str, lines: &str) {
     use std::io::Write;
     let path = tree.path().join(format!("conf/{ctid}.conf"));
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-    writeln!(f, "{lines}").unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).expect("open CTID.conf");
+    writeln!(f, "{lines}").expect("write CTID.conf");
 }
 
 fn status_of(tree: &VzTree, ctid: &str) -> String {
