@@ -59,6 +59,7 @@ _vz_tool() {
         vzpid) opts="-h --help" ;;
         vzmemcheck) opts="-v -A -h" ;;
         vzoversell) opts="-h --help" ;;
+        vzmetrics) opts="-o -h --output --help" ;;
     esac
     if [[ ${COMP_WORDS[0]##*/} == vzlist ]]; then
         case $prev in
@@ -71,4 +72,4 @@ _vz_tool() {
         COMPREPLY=($(compgen -W "$(_vz_ctids)" -- "$cur"))
     fi
 }
-complete -F _vz_tool vzlist vzubc vzcpucheck vzcfgvalidate vzquota vzpid vzmemcheck vzoversell
+complete -F _vz_tool vzlist vzubc vzcpucheck vzcfgvalidate vzquota vzpid vzmemcheck vzoversell vzmetrics

@@ -444,9 +444,35 @@ pub const VZQUOTA_SETLIMIT2: ToolDef = ToolDef {
     exit_status: "",
 };
 
+/// `vzmetrics`: the VEs' metrics in Prometheus's text format.
+pub const VZMETRICS: ToolDef = ToolDef {
+    name: "vzmetrics",
+    synopsis: &["[-o FILE] [CTID ...]"],
+    about: "Prints every container's (or the given ones') beancounters (held, maxheld, barrier, limit, failcnt), CPU time, throttling, units and limit, memory and swap, disk space and inodes with their quota, and the counters of its network devices in Prometheus's text exposition format, for node-exporter's textfile collector.",
+    options: &[
+        ToolOpt {
+            short: Some('o'),
+            long: Some("output"),
+            value: Some("FILE"),
+            help: "replace FILE atomically instead of printing (a textfile collector's *.prom)",
+        },
+        ToolOpt { short: Some('h'), long: Some("help"), value: None, help: "show this help" },
+    ],
+    exit_status: "0 on success; 1 on an error; 2 for a bad command line.",
+};
+
 /// Every small tool with a man page.
-pub const TOOLS: &[&ToolDef] =
-    &[&VZLIST, &VZUBC, &VZCPUCHECK, &VZCFGVALIDATE, &VZQUOTA, &VZPID, &VZMEMCHECK, &VZOVERSELL];
+pub const TOOLS: &[&ToolDef] = &[
+    &VZLIST,
+    &VZUBC,
+    &VZCPUCHECK,
+    &VZCFGVALIDATE,
+    &VZQUOTA,
+    &VZPID,
+    &VZMEMCHECK,
+    &VZOVERSELL,
+    &VZMETRICS,
+];
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! `vzlist`: which VEs exist and their parameters, as a table or JSON (reference §4).
 
 pub mod fields;
+pub mod metrics;
 pub mod render;
 pub mod row;
 pub mod usage;
