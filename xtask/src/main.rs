@@ -8,12 +8,14 @@
 //! cargo xtask leak-check [--tmp <dir>]...   any vz-test-* kernel object left on this machine?
 //! cargo xtask tidy                          the architecture rules (docs/architecture.md)
 //! cargo xtask man                           regenerate man/ and completions/ from the tables
+//! cargo xtask deb [--bin-dir DIR] [--out DIR] [--fast]   the Debian package vzctl_<ver>_<arch>.deb
 //! ```
 //!
 //! Everything is driven with `std::process::Command`; xtask depends on no vz-* crate.
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "xtask reports to a person")]
 
+mod deb;
 mod initramfs;
 mod install;
 mod lab;
@@ -46,6 +48,10 @@ commands:
   tidy           check the architecture rules: leaf crates without vz-* dependencies,
                  unsafe only in sys modules, files under 800 lines, documented items
   man            regenerate man/ and completions/ from vz-ctl's option tables
+  deb            build the Debian package vzctl_<version>_<arch>.deb with dpkg-deb
+      --bin-dir <dir>  package these binaries (default: cargo build --release)
+      --out <dir>      where the package goes (default: target/deb)
+      --fast           gzip -1 instead of xz
   install-check  check that what scripts/install-deps installs is present
   leak-check     fail if a vz-test-* cgroup, mount, loop device, interface or netns exists
       --tmp <dir>    also count mounts and loop devices backed by files under <dir>
@@ -98,6 +104,7 @@ fn run(args: Vec<String>) -> Result<()> {
         }
         "install-check" => install::check(),
         "man" => man::run(),
+        "deb" => deb::run(&deb::parse(rest)?).map(drop),
         "tidy" => tidy::run(&sh::project_root()),
         "leak-check" => {
             let mut tmp = Vec::new();
