@@ -40,7 +40,7 @@ fn vzubc_shows_openvz_table_quiet_relative_and_color() {
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(
         lines[1],
-        format!("CT {ctid:<10}| HELD Bar% Lim%| MAXH Bar% Lim%| BAR | LIM | FAIL")
+        format!("CT {ctid:<10}| HELD  Bar%  Lim%| MAXH  Bar%  Lim%| BAR | LIM | FAIL")
     );
     let row = numproc_row(&table).expect("numproc row");
     assert_eq!(row[3], "20", "barrier: {table}");

@@ -304,9 +304,9 @@ fn render(args: &Args, rows: &[(u32, Vec<Usage>)], page_kb: u64, store: Option<&
     let mut printed = false;
     for (id, usages) in rows {
         let mut header = Some(format!(
-            "{}----------------------------------------------------------------{}\n\
-             CT {id:<10}| HELD{} Bar% Lim%| MAXH Bar% Lim%| BAR | LIM |{}FAIL\n\
-             -------------+-{}--------------+---------------+-----+-----+------{}\n",
+            "{}--------------------------------------------------------------------{}\n\
+             CT {id:<10}| HELD{}  Bar%  Lim%| MAXH  Bar%  Lim%| BAR | LIM |{}FAIL\n\
+             -------------+-{}----------------+-----------------+-----+-----+------{}\n",
             color(C_BRIGHT),
             if inc { "-------" } else { "" },
             if inc { "  +/-  " } else { "" },
@@ -371,7 +371,7 @@ fn render(args: &Args, rows: &[(u32, Vec<Usage>)], page_kb: u64, store: Option<&
             }));
             let _ = writeln!(
                 out,
-                "{name:>13}|{:>5}{delta} {:>4} {:>4}|{:>5} {:>4} {:>4}|{:>5}|{:>5}| {:>5}",
+                "{name:>13}|{:>5}{delta} {:>5} {:>5}|{:>5} {:>5} {:>5}|{:>5}|{:>5}| {:>5}",
                 human(pages, u.held, page_kb),
                 percent(u.held, u.barrier),
                 percent(u.held, u.limit),
@@ -394,7 +394,7 @@ fn render(args: &Args, rows: &[(u32, Vec<Usage>)], page_kb: u64, store: Option<&
     if printed {
         let _ = writeln!(
             out,
-            "----------------------------------------------------------------{}",
+            "--------------------------------------------------------------------{}",
             if inc { "-------" } else { "" }
         );
     }
@@ -446,9 +446,11 @@ mod tests {
         )];
         let quiet = Args { quiet: true, ..Args::default() };
         let text = render(&quiet, &rows, 4, None);
-        assert!(text.contains("CT 101       | HELD Bar% Lim%| MAXH Bar% Lim%| BAR | LIM | FAIL"));
         assert!(
-            text.contains("      numproc|  19   95%  95%|  20  100% 100%|  20 |  20 |    3 "),
+            text.contains("CT 101       | HELD  Bar%  Lim%| MAXH  Bar%  Lim%| BAR | LIM | FAIL")
+        );
+        assert!(
+            text.contains("      numproc|  19    95%   95%|  20   100%  100%|  20 |  20 |    3 "),
             "{text}"
         );
         assert!(text.contains("       numpty|"), "{text}");
