@@ -99,15 +99,18 @@ fn sig3(x: f64) -> String {
     if text == "100" { "100".to_owned() } else { text.to_owned() }
 }
 
-/// A share in percent (`dp`): `-` for a zero or unlimited bound or a zero share.
+/// A share in percent (`dp` of OpenVZ's vzubc and vzoversell): `-` for a zero or unlimited
+/// bound or a zero share.
 pub fn percent(part: u64, whole: u64) -> String {
     if whole == 0 || is_unlimited(whole) {
         return "- ".to_owned();
     }
     #[allow(clippy::cast_precision_loss, reason = "a display value")]
-    let r = format!("{:.1}", part as f64 / whole as f64 * 100.0).parse::<f64>().unwrap_or(0.0);
-    let shown = if r < 10.0 {
-        // %.1g: one significant digit.
+    let text = format!("{:.1}", part as f64 / whole as f64 * 100.0);
+    let r = text.parse::<f64>().unwrap_or(0.0);
+    // OpenVZ's awk compares that text with 10 as strings ("3.8" > "10"): one significant
+    // digit (%.1g) only for what sorts before "10" (0.x, 1.x), else the integer part.
+    let shown = if text.as_str() < "10" {
         format!("{}", format!("{r:.0e}").parse::<f64>().unwrap_or(r))
     } else {
         #[allow(clippy::cast_possible_truncation, reason = "a percentage")]
@@ -133,6 +136,8 @@ mod tests {
         assert_eq!(percent(1, 0), "- ");
         assert_eq!(percent(50, 100), "50%");
         assert_eq!(percent(5, 100), "5%");
+        assert_eq!(percent(38, 1000), "3%", "awk's string comparison: 3.8 is not below \"10\"");
+        assert_eq!(percent(15, 1000), "2%", "1.5 is: %.1g");
         assert_eq!(percent(1, 1000), "0.1%");
         assert_eq!(percent(0, 1000), "- ");
     }
