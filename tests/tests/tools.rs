@@ -118,18 +118,36 @@ fn vzubc_watch_runs_itself_under_watch() {
     );
     let tree = VzTree::new("");
     let ctid = running(&tree);
-    // watch(1) needs a terminal: script(1) gives it one; timeout ends it after a refresh.
+    // watch(1) needs a terminal: script(1) gives it one. The test reads what it drew, then
+    // ends script (its child) by pid with SIGTERM: script ends watch and waits for it.
     let vzubc = vz_tests::bin_dir().join("vzubc");
-    let command = format!("timeout 3 {} -wn 1 -wt {ctid}", vzubc.display());
-    let out = tree
+    let log = tree.path().join("watch.out");
+    let mut script = tree
         .in_netns("script")
-        .args(["-qec", &command, "/dev/null"])
+        .args(["-qfc", &format!("{} -wn 1 -wt {ctid}", vzubc.display())])
+        .arg(&log)
         .env("VZ_CONFIG", tree.vz_conf())
         .env("TERM", "xterm")
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let text = loop {
+        let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+        if text.contains("physpages|") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(script.id()).unwrap());
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let ended = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while script.try_wait().ok().flatten().is_none() && std::time::Instant::now() < ended {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = script.kill();
+    let _ = script.wait();
     // watch draws with cursor moves rather than newlines: the cells are there.
     assert!(text.contains(&format!("CT {ctid}")), "{text}");
     assert!(text.contains("physpages|"), "{text}");
