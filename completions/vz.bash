@@ -53,14 +53,18 @@ _vz_tool() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} opts=''
     case ${COMP_WORDS[0]##*/} in
         vzlist) opts="-a -S -n -H -t -j -o -1 -s -h -N -d -L --all --stopped --name --no-header --no-trim --json --output --sort --hostname --name_filter --description --list --help" ;;
-        vzubc) opts="-h --help" ;;
+        vzubc) opts="-w -q -v -r -i -c -f -h --watch --quiet --verbose --relative --incremental --color --file --proc --help" ;;
         vzcpucheck) opts="-v -h --help" ;;
         vzcfgvalidate) opts="-r -i -v -h --help" ;;
         vzquota) opts="-b -t -h --help" ;;
+        vzpid) opts="-h --help" ;;
+        vzmemcheck) opts="-v -A -h" ;;
+        vzoversell) opts="-h --help" ;;
+        vzmetrics) opts="-o -h --output --help" ;;
     esac
     if [[ ${COMP_WORDS[0]##*/} == vzlist ]]; then
         case $prev in
-            -o|--output|-s|--sort) COMPREPLY=($(compgen -W "ctid private root mount_opts origin_sample hostname name smart_name description ostemplate ip nameserver searchdomain status uptime cpulimit cpuunits cpus onboot bootorder layout features disabled netfilter capability diskspace diskspace.s diskspace.h diskinodes diskinodes.s diskinodes.h kmemsize kmemsize.m kmemsize.b kmemsize.l kmemsize.f lockedpages lockedpages.m lockedpages.b lockedpages.l lockedpages.f privvmpages privvmpages.m privvmpages.b privvmpages.l privvmpages.f shmpages shmpages.m shmpages.b shmpages.l shmpages.f numproc numproc.m numproc.b numproc.l numproc.f physpages physpages.m physpages.b physpages.l physpages.f vmguarpages vmguarpages.m vmguarpages.b vmguarpages.l vmguarpages.f oomguarpages oomguarpages.m oomguarpages.b oomguarpages.l oomguarpages.f numtcpsock numtcpsock.m numtcpsock.b numtcpsock.l numtcpsock.f numflock numflock.m numflock.b numflock.l numflock.f numpty numpty.m numpty.b numpty.l numpty.f numsiginfo numsiginfo.m numsiginfo.b numsiginfo.l numsiginfo.f tcpsndbuf tcpsndbuf.m tcpsndbuf.b tcpsndbuf.l tcpsndbuf.f tcprcvbuf tcprcvbuf.m tcprcvbuf.b tcprcvbuf.l tcprcvbuf.f othersockbuf othersockbuf.m othersockbuf.b othersockbuf.l othersockbuf.f dgramrcvbuf dgramrcvbuf.m dgramrcvbuf.b dgramrcvbuf.l dgramrcvbuf.f numothersock numothersock.m numothersock.b numothersock.l numothersock.f dcachesize dcachesize.m dcachesize.b dcachesize.l dcachesize.f numfile numfile.m numfile.b numfile.l numfile.f numiptent numiptent.m numiptent.b numiptent.l numiptent.f swappages swappages.m swappages.b swappages.l swappages.f" -- "$cur")); return ;;
+            -o|--output|-s|--sort) COMPREPLY=($(compgen -W "ctid private root mount_opts origin_sample hostname name smart_name description ostemplate ip nameserver searchdomain status uptime laverage cpulimit cpuunits cpus ioprio iolimit iopslimit onboot bootorder layout features vswap disabled vm_overcommit netfilter capability diskspace diskspace.s diskspace.h diskinodes diskinodes.s diskinodes.h kmemsize kmemsize.m kmemsize.b kmemsize.l kmemsize.f lockedpages lockedpages.m lockedpages.b lockedpages.l lockedpages.f privvmpages privvmpages.m privvmpages.b privvmpages.l privvmpages.f shmpages shmpages.m shmpages.b shmpages.l shmpages.f numproc numproc.m numproc.b numproc.l numproc.f physpages physpages.m physpages.b physpages.l physpages.f vmguarpages vmguarpages.m vmguarpages.b vmguarpages.l vmguarpages.f oomguarpages oomguarpages.m oomguarpages.b oomguarpages.l oomguarpages.f numtcpsock numtcpsock.m numtcpsock.b numtcpsock.l numtcpsock.f numflock numflock.m numflock.b numflock.l numflock.f numpty numpty.m numpty.b numpty.l numpty.f numsiginfo numsiginfo.m numsiginfo.b numsiginfo.l numsiginfo.f tcpsndbuf tcpsndbuf.m tcpsndbuf.b tcpsndbuf.l tcpsndbuf.f tcprcvbuf tcprcvbuf.m tcprcvbuf.b tcprcvbuf.l tcprcvbuf.f othersockbuf othersockbuf.m othersockbuf.b othersockbuf.l othersockbuf.f dgramrcvbuf dgramrcvbuf.m dgramrcvbuf.b dgramrcvbuf.l dgramrcvbuf.f numothersock numothersock.m numothersock.b numothersock.l numothersock.f dcachesize dcachesize.m dcachesize.b dcachesize.l dcachesize.f numfile numfile.m numfile.b numfile.l numfile.f numiptent numiptent.m numiptent.b numiptent.l numiptent.f swappages swappages.m swappages.b swappages.l swappages.f" -- "$cur")); return ;;
         esac
     fi
     if [[ $cur == -* ]]; then
@@ -69,4 +73,4 @@ _vz_tool() {
         COMPREPLY=($(compgen -W "$(_vz_ctids)" -- "$cur"))
     fi
 }
-complete -F _vz_tool vzlist vzubc vzcpucheck vzcfgvalidate vzquota
+complete -F _vz_tool vzlist vzubc vzcpucheck vzcfgvalidate vzquota vzpid vzmemcheck vzoversell vzmetrics

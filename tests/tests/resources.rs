@@ -85,8 +85,8 @@ fn numproc_stops_a_fork_loop_inside_the_ve_only() {
     assert_eq!(json[0]["numproc"]["limit"], 20);
     assert!(json[0]["numproc"]["failcnt"].as_u64().unwrap() > 0, "{json}");
 
-    // vzubc: /proc/user_beancounters layout.
-    let ubc = ok(tree.run("vzubc", &[&ctid]));
+    // vzubc --proc: /proc/user_beancounters layout.
+    let ubc = ok(tree.run("vzubc", &["--proc", &ctid]));
     let mut lines = ubc.lines();
     assert_eq!(lines.next(), Some("Version: 2.5"));
     let header = format!(

@@ -391,6 +391,14 @@ pub enum Tool {
     Vzcfgvalidate,
     /// `vzcpucheck` (reference §6): 1 failure, 2 usage.
     Vzcpucheck,
+    /// `vzpid` (reference §10): 1 for every failure.
+    Vzpid,
+    /// `vzmemcheck` (reference §10): 1 for every failure.
+    Vzmemcheck,
+    /// `vzoversell`: 1 for every failure.
+    Vzoversell,
+    /// `vzmetrics`: 1 failure, 2 usage.
+    Vzmetrics,
 }
 
 /// Why one of the small tools failed. The tool prints it once with its causes ([`chain`])
@@ -444,8 +452,18 @@ impl ToolError {
     pub fn exit_code(&self, tool: Tool) -> u8 {
         use vz_quota::QuotaError::SecondLevelUnavailable;
         match (self, tool) {
-            (ToolError::Usage(_), Tool::Vzlist | Tool::Vzcfgvalidate) => 1,
-            (ToolError::Usage(_), Tool::Vzquota | Tool::Vzubc | Tool::Vzcpucheck) => 2,
+            (
+                ToolError::Usage(_),
+                Tool::Vzlist
+                | Tool::Vzcfgvalidate
+                | Tool::Vzpid
+                | Tool::Vzmemcheck
+                | Tool::Vzoversell,
+            ) => 1,
+            (
+                ToolError::Usage(_),
+                Tool::Vzquota | Tool::Vzubc | Tool::Vzcpucheck | Tool::Vzmetrics,
+            ) => 2,
             (ToolError::BadCtid(_), Tool::Vzquota) => 2,
             (ToolError::Quota(SecondLevelUnavailable { .. }), Tool::Vzquota) => 9,
             (ToolError::NoQuota { .. }, Tool::Vzquota) => 11,

@@ -25,6 +25,8 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("/usr/bin/nsenter", "util-linux"),
     ("/usr/sbin/capsh", "libcap2-bin"),
     ("/usr/bin/python3", "python3"),
+    ("/usr/bin/watch", "procps"),
+    ("/usr/local/bin/promtool", "prometheus, its promtool only: scripts/install-deps"),
 ];
 
 /// The oldest CRIU that works on this kind of host (design.md).

@@ -10,6 +10,7 @@
 //! cargo xtask bench [--quick] [--rounds n] [--idle n] [--density n] [--layout l]
 //!                   [--no-install] [--bin-dir d]
 //! cargo xtask man                           regenerate man/ and completions/ from the tables
+//! cargo xtask deb [--bin-dir DIR] [--out DIR] [--fast]   the Debian package vzctl_<ver>_<arch>.deb
 //! ```
 //!
 //! Everything is driven with `std::process::Command`; xtask depends on no vz-* crate.
@@ -20,6 +21,7 @@ mod bench;
 mod bench_idle;
 mod bench_peers;
 mod bench_stats;
+mod deb;
 mod initramfs;
 mod install;
 mod lab;
@@ -61,6 +63,10 @@ commands:
       --layout <l>   layout of the idle VEs: ploop (image, default) or simfs
       --no-install   do not apt-get install missing peers
       --bin-dir <d>  vz binaries from <d> instead of a release build (before/after tables)
+  deb            build the Debian package vzctl_<version>_<arch>.deb with dpkg-deb
+      --bin-dir <dir>  package these binaries (default: cargo build --release)
+      --out <dir>      where the package goes (default: target/deb)
+      --fast           gzip -1 instead of xz
   install-check  check that what scripts/install-deps installs is present
   leak-check     fail if a vz-test-* cgroup, mount, loop device, interface or netns exists
       --tmp <dir>    also count mounts and loop devices backed by files under <dir>
@@ -114,6 +120,7 @@ fn run(args: Vec<String>) -> Result<()> {
         "bench" => bench::run(&bench::BenchOptions::parse(rest)?),
         "install-check" => install::check(),
         "man" => man::run(),
+        "deb" => deb::run(&deb::parse(rest)?).map(drop),
         "tidy" => tidy::run(&sh::project_root()),
         "leak-check" => {
             let mut tmp = Vec::new();

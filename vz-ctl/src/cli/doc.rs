@@ -28,6 +28,10 @@ fn page_path(name: &str) -> &'static str {
         "vzlist" => "man/vzlist.8",
         "vzubc" => "man/vzubc.8",
         "vzcpucheck" => "man/vzcpucheck.8",
+        "vzpid" => "man/vzpid.8",
+        "vzmemcheck" => "man/vzmemcheck.8",
+        "vzoversell" => "man/vzoversell.8",
+        "vzmetrics" => "man/vzmetrics.8",
         "vzcfgvalidate" => "man/vzcfgvalidate.8",
         _ => "man/vzquota.8",
     }

@@ -235,18 +235,118 @@ pub const VZLIST: ToolDef = ToolDef {
                   container not found, not root).",
 };
 
-/// `vzubc`.
+/// `vzubc` (reference §10): OpenVZ's two-letter options (`-wd`, `-qh`, `-rc` …) are not
+/// getopt's, so vzubc parses its own command line; this table makes its help and man page.
 pub const VZUBC: ToolDef = ToolDef {
     name: "vzubc",
-    synopsis: &["[CTID ...]"],
-    about: "Shows the beancounters of running containers (all, or the CTIDs or names given) in the format of /proc/user_beancounters.",
+    synopsis: &[
+        "[-w|-wd|-wt|-wn N] [-q [-qh R] [-qm R] | -v] [-r|-rc|-rd DIR] [-i|-ic|-id DIR] [-c] [-f FILE|-] [CTID ...]",
+        "--proc [-f FILE|-] [CTID ...]",
+    ],
+    about: "Shows the beancounters of running containers (all, or the CTIDs or names given) as OpenVZ's vzubc: held and peak with their share of barrier and limit, pages as bytes, - for zero and unlimited. Reads vz's own accounting (each container's cgroups); a stock kernel has no /proc/user_beancounters, and --proc prints that file's text from the same accounting.",
+    options: &[
+        ToolOpt {
+            short: Some('w'),
+            long: Some("watch"),
+            value: None,
+            help: "run under watch(1); -wd shows differences, -wt hides the title, -wn N refreshes every N seconds",
+        },
+        ToolOpt {
+            short: Some('q'),
+            long: Some("quiet"),
+            value: None,
+            help: "only beancounters that failed or are near their barrier: held/barrier above -qh R (0.5), maxheld/barrier above -qm R (0.8); R > 1 is a percentage",
+        },
+        ToolOpt {
+            short: Some('v'),
+            long: Some("verbose"),
+            value: None,
+            help: "also the unlimited beancounters",
+        },
+        ToolOpt {
+            short: Some('r'),
+            long: Some("relative"),
+            value: None,
+            help: "fail counters since the previous run, kept in ubc.CTID.NAME.failcnt of the state directory (-rd DIR, default /tmp/vzubc.store); -rc clears them",
+        },
+        ToolOpt {
+            short: Some('i'),
+            long: Some("incremental"),
+            value: None,
+            help: "also the change of held since the previous run (ubc.CTID.NAME.held; -id DIR as -rd); -ic clears them",
+        },
+        ToolOpt {
+            short: Some('c'),
+            long: Some("color"),
+            value: None,
+            help: "red for failing or over the barrier, yellow for near it (the -q thresholds)",
+        },
+        ToolOpt {
+            short: Some('f'),
+            long: Some("file"),
+            value: Some("FILE|-"),
+            help: "read the text of /proc/user_beancounters from FILE (- for stdin) instead of measuring",
+        },
+        ToolOpt {
+            short: None,
+            long: Some("proc"),
+            value: None,
+            help: "print the text of /proc/user_beancounters (Version: 2.5) from vz's accounting",
+        },
+        ToolOpt { short: Some('h'), long: Some("help"), value: None, help: "show this help" },
+    ],
+    exit_status: "0 on success; 1 on an error (a CTID that is not running, a file that cannot be read); 2 for a bad command line.",
+};
+
+/// `vzpid` (reference §10).
+pub const VZPID: ToolDef = ToolDef {
+    name: "vzpid",
+    synopsis: &["PID ...", "-"],
+    about: "Tells which container each process belongs to: Pid, VEID (0 for the host) and Name, tab-separated. With - the pids are read from standard input. The container is the one whose cgroup holds the process.",
     options: &[ToolOpt {
         short: Some('h'),
         long: Some("help"),
         value: None,
         help: "show this help",
     }],
-    exit_status: "0 on success; 1 on an error; 2 for a bad command line.",
+    exit_status: "0 on success (a pid that does not exist prints no line); 1 without arguments, for a pid that is not a number, or not root.",
+};
+
+/// `vzmemcheck` (reference §10).
+pub const VZMEMCHECK: ToolDef = ToolDef {
+    name: "vzmemcheck",
+    synopsis: &["[-v] [-A]"],
+    about: "Shows how much of the node's memory the running containers use (util) and are promised (commit), as OpenVZ's vzmemcheck: low memory (40% of RAM against kmemsize and the socket buffers), RAM (physpages), memory and swap (oomguarpages), allocated memory (privvmpages, vmguarpages). Values come from vz's accounting of each container.",
+    options: &[
+        ToolOpt {
+            short: Some('v'),
+            long: None,
+            value: None,
+            help: "one line per container, then the summary",
+        },
+        ToolOpt {
+            short: Some('A'),
+            long: None,
+            value: None,
+            help: "absolute values in megabytes instead of percent of the node",
+        },
+        ToolOpt { short: Some('h'), long: None, value: None, help: "show this help" },
+    ],
+    exit_status: "0 on success; 1 on an error or a bad command line.",
+};
+
+/// `vzoversell`: OpenVZ's vzoversell script (VSwap containers' RAM and swap against the node).
+pub const VZOVERSELL: ToolDef = ToolDef {
+    name: "vzoversell",
+    synopsis: &["[FILE]"],
+    about: "Shows each running container's RAM (physpages) and swap (swappages) used, peak, limit and fails, their totals, and how much of the node's RAM, swap and both the limits promise (oversell), as OpenVZ's vzoversell. Reads vz's accounting, or the text of /proc/user_beancounters from FILE.",
+    options: &[ToolOpt {
+        short: Some('h'),
+        long: Some("help"),
+        value: None,
+        help: "show this help",
+    }],
+    exit_status: "0 on success; 1 on an error or a bad command line.",
 };
 
 /// `vzcpucheck` (reference §6).
@@ -344,8 +444,35 @@ pub const VZQUOTA_SETLIMIT2: ToolDef = ToolDef {
     exit_status: "",
 };
 
+/// `vzmetrics`: the VEs' metrics in Prometheus's text format.
+pub const VZMETRICS: ToolDef = ToolDef {
+    name: "vzmetrics",
+    synopsis: &["[-o FILE] [CTID ...]"],
+    about: "Prints every container's (or the given ones') beancounters (held, maxheld, barrier, limit, failcnt), CPU time, throttling, units and limit, memory and swap, disk space and inodes with their quota, and the counters of its network devices in Prometheus's text exposition format, for node-exporter's textfile collector.",
+    options: &[
+        ToolOpt {
+            short: Some('o'),
+            long: Some("output"),
+            value: Some("FILE"),
+            help: "replace FILE atomically instead of printing (a textfile collector's *.prom)",
+        },
+        ToolOpt { short: Some('h'), long: Some("help"), value: None, help: "show this help" },
+    ],
+    exit_status: "0 on success; 1 on an error; 2 for a bad command line.",
+};
+
 /// Every small tool with a man page.
-pub const TOOLS: &[&ToolDef] = &[&VZLIST, &VZUBC, &VZCPUCHECK, &VZCFGVALIDATE, &VZQUOTA];
+pub const TOOLS: &[&ToolDef] = &[
+    &VZLIST,
+    &VZUBC,
+    &VZCPUCHECK,
+    &VZCFGVALIDATE,
+    &VZQUOTA,
+    &VZPID,
+    &VZMEMCHECK,
+    &VZOVERSELL,
+    &VZMETRICS,
+];
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,14 @@ pub enum Value {
     List(Vec<String>),
     /// yes/no; `None` prints `-`.
     Bool(Option<bool>),
+    /// Text in the table (`None` prints `-`), another JSON value (a number where OpenVZ
+    /// prints one: uptime in seconds, laverage as `[a, b, c]`).
+    Shown {
+        /// What the table shows.
+        text: Option<String>,
+        /// The JSON value.
+        json: serde_json::Value,
+    },
     /// A beancounter or a disk quota: the table shows one number (`held`, `usage`; `None`
     /// prints `-`), JSON the whole object.
     Object {
@@ -184,6 +192,35 @@ fn number(row: &Row, key: &str) -> Value {
     Value::Num(row.get(key).and_then(|v| v.parse().ok()))
 }
 
+/// A decimal key (VM_OVERCOMMIT): as written in the table, a JSON number.
+fn decimal(row: &Row, key: &str) -> Value {
+    let text = row.get(key).filter(|v| !v.is_empty()).map(str::to_owned);
+    let json = text
+        .as_deref()
+        .and_then(|t| t.parse::<f64>().ok())
+        .map_or(serde_json::Value::Null, serde_json::Value::from);
+    Value::Shown { text, json }
+}
+
+/// `a/b/c` in the table, `[a, b, c]` in JSON (running VEs only).
+fn laverage(row: &Row) -> Value {
+    match row.laverage {
+        Some(l) => Value::Shown {
+            text: Some(format!("{:.2}/{:.2}/{:.2}", l[0], l[1], l[2])),
+            json: serde_json::json!(l),
+        },
+        None => Value::Shown { text: None, json: serde_json::Value::Null },
+    }
+}
+
+/// vzlist's uptime form in the table, seconds in JSON.
+fn uptime(row: &Row) -> Value {
+    Value::Shown {
+        text: row.uptime.map(format_uptime),
+        json: row.uptime.map_or(serde_json::Value::Null, serde_json::Value::from),
+    }
+}
+
 /// Every field, in `vzlist -L` order: the config and state fields, then each beancounter
 /// with its `.m .b .l .f` variants (index into [`Resource::ALL`], name, header).
 pub const FIELDS: &[Field] = with_ubc!(
@@ -292,12 +329,13 @@ pub const FIELDS: &[Field] = with_ubc!(
             column: Column { width: 9, left: true, trim: false },
             get: |r| Value::Str(Some(r.status_word().to_owned())),
         },
+        Field { name: "uptime", aliases: &[], header: "UPTIME", column: right(15), get: uptime },
         Field {
-            name: "uptime",
+            name: "laverage",
             aliases: &[],
-            header: "UPTIME",
-            column: right(15),
-            get: |r| Value::Str(r.uptime.map(format_uptime)),
+            header: "LAVERAGE",
+            column: right(14),
+            get: laverage,
         },
         Field {
             name: "cpulimit",
@@ -319,6 +357,27 @@ pub const FIELDS: &[Field] = with_ubc!(
             header: "CPUS",
             column: right(5),
             get: |r| number(r, "CPUS"),
+        },
+        Field {
+            name: "ioprio",
+            aliases: &[],
+            header: "IOP",
+            column: right(3),
+            get: |r| number(r, "IOPRIO"),
+        },
+        Field {
+            name: "iolimit",
+            aliases: &[],
+            header: "IOLIMIT",
+            column: right(10),
+            get: |r| number(r, "IOLIMIT"),
+        },
+        Field {
+            name: "iopslimit",
+            aliases: &[],
+            header: "IOPS",
+            column: right(4),
+            get: |r| number(r, "IOPSLIMIT"),
         },
         Field {
             name: "onboot",
@@ -349,11 +408,25 @@ pub const FIELDS: &[Field] = with_ubc!(
             get: |r| key(r, "FEATURES"),
         },
         Field {
+            name: "vswap",
+            aliases: &[],
+            header: "VSWAP",
+            column: right(5),
+            get: |r| Value::Bool(Some(r.ubc_config.is_vswap())),
+        },
+        Field {
             name: "disabled",
             aliases: &[],
             header: "DISABL",
             column: right(6),
             get: |r| Value::Bool(Some(r.get("DISABLED") == Some("yes"))),
+        },
+        Field {
+            name: "vm_overcommit",
+            aliases: &[],
+            header: "VM_OVC",
+            column: right(6),
+            get: |r| decimal(r, "VM_OVERCOMMIT"),
         },
         Field {
             name: "netfilter",
@@ -447,6 +520,47 @@ mod tests {
             stopped.json(),
             serde_json::json!({"held": 0, "maxheld": 0, "barrier": 20, "limit": 20, "failcnt": 0})
         );
+    }
+
+    #[test]
+    fn every_field_of_the_reference_is_listed() {
+        for name in [
+            "ctid",
+            "private",
+            "root",
+            "mount_opts",
+            "origin_sample",
+            "hostname",
+            "name",
+            "smart_name",
+            "description",
+            "ostemplate",
+            "ip",
+            "nameserver",
+            "searchdomain",
+            "status",
+            "diskspace",
+            "diskinodes",
+            "laverage",
+            "uptime",
+            "cpulimit",
+            "cpuunits",
+            "cpus",
+            "ioprio",
+            "iolimit",
+            "iopslimit",
+            "onboot",
+            "bootorder",
+            "layout",
+            "features",
+            "vswap",
+            "disabled",
+            "vm_overcommit",
+            "netfilter",
+            "capability",
+        ] {
+            assert!(find(name).is_some(), "{name}");
+        }
     }
 
     #[test]

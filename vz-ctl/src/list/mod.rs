@@ -1,8 +1,10 @@
 //! `vzlist`: which VEs exist and their parameters, as a table or JSON (reference §4).
 
 pub mod fields;
+pub mod metrics;
 pub mod render;
 pub mod row;
+pub mod usage;
 
 use std::path::Path;
 
@@ -108,6 +110,19 @@ pub fn fields(names: &[&str]) -> std::result::Result<Vec<&'static Field>, String
     names.iter().map(|n| fields::find(n).ok_or_else(|| format!("Unknown field: {n}"))).collect()
 }
 
+/// The number a value sorts by, if it is one (a laverage sorts by its first element).
+fn numeric(value: &fields::Value) -> Option<f64> {
+    #[allow(clippy::cast_precision_loss, reason = "sorting only")]
+    match value {
+        fields::Value::Num(n) => n.map(|n| n as f64),
+        fields::Value::Object { shown, .. } => shown.map(|n| n as f64),
+        fields::Value::Shown { json, .. } => {
+            json.as_f64().or_else(|| json.as_array()?.first()?.as_f64())
+        }
+        _ => None,
+    }
+}
+
 /// Sorts rows by a field; `-name` reverses.
 ///
 /// # Errors
@@ -120,9 +135,15 @@ pub fn sort(rows: &mut [Row], spec: &str) -> std::result::Result<(), String> {
     let field = fields::find(name).ok_or_else(|| format!("Invalid sort field name: {name}"))?;
     rows.sort_by(|a, b| {
         let (va, vb) = ((field.get)(a), (field.get)(b));
-        let order = match (va, vb) {
-            (fields::Value::Num(x), fields::Value::Num(y)) => x.cmp(&y),
-            (x, y) => format!("{x:?}").cmp(&format!("{y:?}")),
+        let order = match (numeric(&va), numeric(&vb)) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            // A VE without the value (stopped, unset) sorts as the lowest.
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (None, None) => match (va, vb) {
+                (fields::Value::Num(None), fields::Value::Num(None)) => std::cmp::Ordering::Equal,
+                (x, y) => format!("{x:?}").cmp(&format!("{y:?}")),
+            },
         };
         if reverse { order.reverse() } else { order }
     });

@@ -29,6 +29,7 @@ pub fn line(fields: &[&Field], row: &Row, no_trim: bool) -> String {
                 Value::Object { shown, .. } => {
                     shown.map_or_else(|| "-".to_owned(), |v| v.to_string())
                 }
+                Value::Shown { text, .. } => text.unwrap_or_else(|| "-".to_owned()),
             };
             if f.column.trim && !is_last && !no_trim && text.chars().count() > f.column.width {
                 text = text.chars().take(f.column.width).collect();
@@ -56,7 +57,7 @@ pub fn json(fields: &[&Field], rows: &[Row]) -> String {
                             b.map_or(serde_json::Value::Null, serde_json::Value::Bool)
                         }
                         Value::List(items) => serde_json::Value::from(items),
-                        Value::Object { json, .. } => json,
+                        Value::Object { json, .. } | Value::Shown { json, .. } => json,
                     };
                     (f.name.to_owned(), value)
                 })

@@ -18,6 +18,8 @@ pub struct Row {
     pub nproc: Option<i64>,
     /// Seconds since its init started (running VEs only).
     pub uptime: Option<u64>,
+    /// Its load (running VEs only), see [`load`].
+    pub laverage: Option<[f64; 3]>,
     /// Measured beancounters (running VEs only).
     pub ubc: Option<Vec<vz_ubc::Usage>>,
     /// The beancounters of its config (barrier/limit of a stopped VE).
@@ -37,7 +39,7 @@ impl Row {
             tracing::warn!(ctid = ve.ctid.get(), "beancounters of the config: {e}");
             vz_ubc::UbcSet::new()
         });
-        let (nproc, uptime, ubc) = if status.running {
+        let (nproc, uptime, ubc, laverage) = if status.running {
             let cgroup = ve.cgroup()?;
             let pids = cgroup.pids();
             let uptime = ve.init_pid().ok().and_then(init_uptime);
@@ -49,9 +51,10 @@ impl Row {
                     tracing::warn!(ctid = ve.ctid.get(), "beancounters: {e}");
                     None
                 });
-            (i64::try_from(pids.len()).ok(), uptime, ubc)
+            let load = load(&pids);
+            (i64::try_from(pids.len()).ok(), uptime, ubc, Some([load; 3]))
         } else {
-            (None, None, None)
+            (None, None, None, None)
         };
         Ok(Row {
             ctid: ve.ctid.get(),
@@ -60,6 +63,7 @@ impl Row {
             global: ve.global,
             nproc,
             uptime,
+            laverage,
             ubc,
             ubc_config,
             quota: std::cell::OnceCell::new(),
@@ -126,4 +130,25 @@ fn init_uptime(pid: i32) -> Option<u64> {
     )]
     let now = uptime as u64;
     Some(now.saturating_sub(started))
+}
+
+/// The VE's load: its threads that are runnable or in uninterruptible sleep (states `R` and
+/// `D` in `/proc/<pid>/task/<tid>/stat`), the quantity the kernel's load average averages.
+///
+/// OpenVZ's kernel kept 1, 5 and 15 minute averages per VE; a stock kernel keeps them only
+/// for the whole host, and vz has no daemon to sample a VE's run queue over time, so vzlist
+/// shows this count now for all three.
+pub fn load(pids: &[i32]) -> f64 {
+    let mut n = 0u32;
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            if matches!(state, Some("R" | "D")) {
+                n += 1;
+            }
+        }
+    }
+    f64::from(n)
 }
