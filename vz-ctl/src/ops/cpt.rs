@@ -246,7 +246,12 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
         external_mounts: vec![dev_mount(dev.path.clone())],
         // The /dev nodes are binds of the host's: external mounts CRIU binds again.
         external: vec![EXTERNAL_BINDS.to_owned()],
-        cgroup_roots: Vec::new(),
+        // The VE's own cgroup, also when the dump was made under another VE_CGROUP_PARENT
+        // (vzmigrate between servers, or a changed vz.conf).
+        cgroup_roots: vec![vz_cpt::CgroupRoot {
+            controller: None,
+            path: format!("/{}/{ctid}", ve.global.cgroup_parent().trim_matches('/')),
+        }],
         cgroup_mode: vz_cpt::CgroupMode::Soft,
         pidfile: None,
         child_of_caller: false,

@@ -1,0 +1,386 @@
+//! `vzmigrate [--online] [-r yes|no] [--keep-dst] [--check-only] [-t] [--ssh=opts] DEST CTID`
+//! (reference §8.2): checks, then the VE's config and action scripts to the destination, then
+//! offline (stop, copy the private area, start there) or online (suspend, dump, copy the
+//! private area with its file system frozen and the images, restore there, kill here). Every
+//! failure before the VE runs on the destination resumes (or starts again) the source and
+//! removes what was made on the destination, unless `--keep-dst`.
+//!
+//! The private area of the image layout (one sparse file) goes as a sparse `tar` stream,
+//! which reads only the file's data (SEEK_DATA); a simfs tree goes with rsync, once while the
+//! VE runs and again while it is frozen or stopped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use super::local::{ACTION_SCRIPTS, lock};
+use super::{FsFreeze, MigrateError, Remote, Result, Timings, sh_quote as q, vzctl};
+use crate::config::{ConfigFile, GlobalConfig, expand_veid};
+use crate::ctid::Ctid;
+use crate::output::{say, warn};
+use crate::ve::Ve;
+
+/// What `vzmigrate` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct MigrateOptions {
+    /// The destination server (`host` or `user@host`).
+    pub dest: String,
+    /// The VE.
+    pub ctid: u32,
+    /// `--online`: migrate a running VE without stopping it.
+    pub online: bool,
+    /// `-r no`: keep the source's VE (its config renamed `CTID.conf.migrated`).
+    pub keep_source: bool,
+    /// `--keep-dst`: leave what was copied on the destination after a failure.
+    pub keep_dst: bool,
+    /// `--check-only`: run the checks and stop.
+    pub check_only: bool,
+    /// `--ssh=...`: more ssh options.
+    pub ssh: String,
+}
+
+/// Where the VE goes on the destination, from its vz.conf.
+#[derive(Debug)]
+struct Dest {
+    remote: Remote,
+    ctid: u32,
+    conf_dir: PathBuf,
+    private: PathBuf,
+    root: PathBuf,
+    dump: PathBuf,
+}
+
+impl Dest {
+    fn conf(&self) -> PathBuf {
+        self.conf_dir.join(format!("{}.conf", self.ctid))
+    }
+
+    /// `vzctl ARGS` on the destination.
+    fn vzctl(&self, args: &str) -> std::result::Result<String, (Option<i32>, String)> {
+        let out = self.remote.run(&format!("vzctl {args}"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Whether the VE runs on the destination (`None`: cannot tell).
+    fn is_running(&self) -> Option<bool> {
+        let text = self.vzctl(&format!("status {}", self.ctid)).ok()?;
+        Some(text.split_whitespace().any(|w| w == "running"))
+    }
+
+    /// Removes everything of the VE on the destination (it must have had nothing before).
+    fn remove_all(&self) -> std::result::Result<(), String> {
+        let id = self.ctid;
+        let mut script = format!(
+            "vzctl --quiet stop {id} --fast >/dev/null 2>&1; vzctl --quiet umount {id} >/dev/null 2>&1; \
+             rm -rf {} {}; rmdir {} 2>/dev/null; rm -f {}",
+            q(&self.private.to_string_lossy()),
+            q(&self.dump.to_string_lossy()),
+            q(&self.root.to_string_lossy()),
+            q(&self.conf().to_string_lossy()),
+        );
+        for action in ACTION_SCRIPTS {
+            script.push(' ');
+            script.push_str(&q(&self.conf_dir.join(format!("{id}.{action}")).to_string_lossy()));
+        }
+        script.push_str("; true");
+        self.remote.run(&script).map(|_| ()).map_err(|(_, e)| e)
+    }
+}
+
+/// Removes the destination's half-made VE on drop, unless disarmed or `--keep-dst`.
+struct DestGuard<'a> {
+    dest: &'a Dest,
+    armed: bool,
+    keep: bool,
+}
+
+impl Drop for DestGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.keep {
+            say(format!("Keeping the destination's copy of CT {} (--keep-dst)", self.dest.ctid));
+            return;
+        }
+        say(format!("Removing the destination's copy of CT {}", self.dest.ctid));
+        if let Err(e) = self.dest.remove_all() {
+            warn(format!("could not clean the destination up: {e}"));
+        }
+    }
+}
+
+/// Migrates the VE; returns the phases' timings.
+///
+/// # Errors
+/// [`MigrateError`] with legacy vzmigrate's exit code; the VE then runs (or is stopped, if it
+/// was) on the source, and the destination holds nothing of it (unless `--keep-dst`).
+pub fn migrate(global: &GlobalConfig, opts: &MigrateOptions) -> Result<Timings> {
+    let _lock = lock(global, opts.ctid)?;
+    let ve = Ve::load(global.clone(), Ctid::resolve(&opts.ctid.to_string(), &global.names_dir())?)?;
+    if ve.config.is_none() {
+        return Err(MigrateError::NotExist(opts.ctid));
+    }
+    let status = ve.status()?;
+    if opts.online && !status.running {
+        return Err(MigrateError::Stopped(opts.ctid));
+    }
+    let dest = check_dest(&ve, opts)?;
+    if opts.check_only {
+        say("Check passed");
+        return Ok(Timings::default());
+    }
+    let mut guard = DestGuard { dest: &dest, armed: true, keep: opts.keep_dst };
+    send_config(&ve, &dest)?;
+    let timings =
+        if opts.online { online(&ve, &dest)? } else { offline(&ve, &dest, status.running)? };
+    guard.armed = false;
+    drop(guard);
+    finish_source(&ve, opts.keep_source)?;
+    say(format!("Migration of CT {} to {} completed", opts.ctid, opts.dest));
+    Ok(timings)
+}
+
+/// The checks of legacy vzmigrate: ssh (4), vz there (14), its vz.conf (19), the VE not
+/// there (9), its addresses free there (12).
+fn check_dest(ve: &Ve, opts: &MigrateOptions) -> Result<Dest> {
+    let remote = Remote::new(&opts.dest, &opts.ssh);
+    say(format!("Checking the destination {}", remote.target()));
+    remote.run("true").map_err(|(_, e)| MigrateError::Connect(e))?;
+    remote.run("command -v vzctl >/dev/null").map_err(|(_, e)| MigrateError::NoVz(e))?;
+    let conf = remote
+        .run(r#"cat "${VZ_CONFIG:-/etc/vz/vz.conf}""#)
+        .map_err(|(_, e)| MigrateError::RemoteConf(e))?;
+    let (file, _) = ConfigFile::parse(&String::from_utf8_lossy(&conf.stdout));
+    let global = GlobalConfig::new(PathBuf::from("destination vz.conf"), file);
+    let ctid = opts.ctid;
+    let path = |key: &str| {
+        global
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| PathBuf::from(expand_veid(v, ctid)))
+            .ok_or_else(|| MigrateError::RemoteConf(format!("{key} is not set")))
+    };
+    let dest = Dest {
+        ctid,
+        conf_dir: global.conf_dir(),
+        private: path("VE_PRIVATE")?,
+        root: path("VE_ROOT")?,
+        dump: global.dump_dir().join(format!("Dump.{ctid}")),
+        remote,
+    };
+    let exists = format!(
+        "[ -e {} ] || [ -e {} ]",
+        q(&dest.conf().to_string_lossy()),
+        q(&dest.private.to_string_lossy())
+    );
+    match dest.remote.run(&exists) {
+        Ok(_) => return Err(MigrateError::Exists(ctid)),
+        Err((Some(1), _)) => {}
+        Err((_, e)) => return Err(MigrateError::Connect(e)),
+    }
+    let used = dest.remote.run("vzlist -a -H -o ip").map_err(|(_, e)| MigrateError::NoVz(e))?;
+    let used = String::from_utf8_lossy(&used.stdout).into_owned();
+    for ip in ve.config()?.ip_addresses() {
+        let ip = ip.split('/').next().unwrap_or_default().to_owned();
+        if used.split_whitespace().any(|w| w == ip) {
+            return Err(MigrateError::IpInUse(ip));
+        }
+    }
+    Ok(dest)
+}
+
+/// CTID.conf (its paths the destination's) and the action scripts.
+fn send_config(ve: &Ve, dest: &Dest) -> Result<()> {
+    let mut file = ve.config()?.file().clone();
+    file.set("VE_PRIVATE", &dest.private.display().to_string());
+    file.set("VE_ROOT", &dest.root.display().to_string());
+    let put = |to: &Path, data: &[u8]| {
+        let to = to.to_string_lossy();
+        let script = format!(
+            "mkdir -p {dir} {root} && cat > {t}.tmp && mv {t}.tmp {t}",
+            dir = q(&dest.conf_dir.to_string_lossy()),
+            root = q(&dest.root.to_string_lossy()),
+            t = q(&to),
+        );
+        dest.remote
+            .run_with_input(&script, data)
+            .map(|_| ())
+            .map_err(|(_, e)| MigrateError::Copy(e))
+    };
+    put(&dest.conf(), file.to_text().as_bytes())?;
+    let conf_dir = ve.global.conf_dir();
+    for action in ACTION_SCRIPTS {
+        let from = conf_dir.join(format!("{}.{action}", ve.ctid));
+        if let Ok(data) = std::fs::read(&from) {
+            let to = dest.conf_dir.join(format!("{}.{action}", ve.ctid));
+            put(&to, &data)?;
+            dest.remote
+                .run(&format!("chmod 755 {}", q(&to.to_string_lossy())))
+                .map_err(|(_, e)| MigrateError::Copy(e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies the private area: a sparse tar stream of the image layout, rsync of a simfs tree.
+fn copy_private(ve: &Ve, dest: &Dest) -> std::result::Result<(), String> {
+    let private = ve.private().map_err(|e| e.to_string())?;
+    let dst = q(&dest.private.to_string_lossy());
+    if private.join("root.hdd").is_dir() {
+        let mut tar = Command::new("tar");
+        tar.args(["-cSf", "-", "--numeric-owner", "-C"]).arg(&private).arg(".");
+        let script = format!("mkdir -p {dst} && tar -xpf - --numeric-owner -C {dst}");
+        return dest.remote.pipe(tar, &script);
+    }
+    dest.remote.run(&format!("mkdir -p {dst}")).map_err(|(_, e)| e)?;
+    let from = format!("{}/", private.display());
+    let to = format!("{}:{}/", dest.remote.target(), dest.private.display());
+    let shell = dest.remote.rsync_shell();
+    let args = ["-aHAX", "--numeric-ids", "--sparse", "--delete", "-e", &shell, &from, &to];
+    let out = Command::new("rsync").args(args).output().map_err(|e| format!("run rsync: {e}"))?;
+    // 24: files vanished while the VE ran (the second pass catches them).
+    match out.status.code() {
+        Some(0 | 24) => Ok(()),
+        _ => Err(super::failure_text("rsync", &args, &out)),
+    }
+}
+
+/// Offline: stop here, copy, start there (if it ran); on failure the source starts again.
+fn offline(ve: &Ve, dest: &Dest, running: bool) -> Result<Timings> {
+    let mut t = Timings::default();
+    let id = ve.ctid.to_string();
+    let is_simfs = !ve.private()?.join("root.hdd").is_dir();
+    if running && is_simfs {
+        t.phase("First rsync", || copy_private(ve, dest)).map_err(MigrateError::Copy)?;
+    }
+    let stopped = Instant::now();
+    if running {
+        say(format!("Stopping CT {id}"));
+        t.phase("Stop", || vzctl(&["stop", &id])).map_err(MigrateError::SourceStop)?;
+    } else if ve.is_mounted()? {
+        vzctl(&["umount", &id]).map_err(MigrateError::SourceStop)?;
+    }
+    let restart = |e: MigrateError| {
+        if running && let Err(e) = vzctl(&["start", &id]) {
+            warn(format!("could not start CT {id} again on the source: {e}"));
+        }
+        e
+    };
+    say("Copying the private area");
+    t.phase("Copy private area", || copy_private(ve, dest))
+        .map_err(|e| restart(MigrateError::Copy(e)))?;
+    if running {
+        say(format!("Starting CT {id} on the destination"));
+        t.phase("Start", || dest.vzctl(&format!("start {id}")))
+            .map_err(|(_, e)| restart(MigrateError::DestStart(e)))?;
+        t.set_frozen(stopped.elapsed());
+    }
+    Ok(t)
+}
+
+/// Online: suspend, dump, copy, restore there; on failure the source resumes.
+fn online(ve: &Ve, dest: &Dest) -> Result<Timings> {
+    let mut t = Timings::default();
+    let id = ve.ctid.to_string();
+    let root = ve.root()?;
+    let is_simfs = !ve.private()?.join("root.hdd").is_dir();
+    if is_simfs {
+        t.phase("First rsync", || copy_private(ve, dest)).map_err(MigrateError::Copy)?;
+    }
+    let images = ve.global.dump_dir().join(format!("Dump.{id}.migrate"));
+    let _ = std::fs::remove_dir_all(&images);
+    let frozen = Instant::now();
+    say(format!("Suspending CT {id}"));
+    let resume = |e: MigrateError| {
+        if let Err(e) = vzctl(&["chkpnt", &id, "--resume"]) {
+            warn(format!("could not resume CT {id} on the source: {e}"));
+        }
+        let _ = std::fs::remove_dir_all(&images);
+        let _ = std::fs::remove_dir_all(images.with_extension("migrate.fail"));
+        e
+    };
+    let images_arg = images.to_string_lossy().into_owned();
+    t.phase("Suspend + Dump", || {
+        vzctl(&["chkpnt", &id, "--suspend"])?;
+        vzctl(&["chkpnt", &id, "--dump", "--dumpfile", &images_arg])
+    })
+    .map_err(|e| resume(MigrateError::SourceStop(e)))?;
+    say("Copying the private area and the dump");
+    t.phase("Copy private area", || {
+        // Simfs is a bind mount of a host directory: its tasks are frozen, which is enough.
+        let _frozen = if is_simfs { None } else { Some(FsFreeze::freeze(&root)?) };
+        copy_private(ve, dest)
+    })
+    .map_err(|e| resume(MigrateError::Copy(e)))?;
+    t.phase("Copy dump file", || {
+        let mut tar = Command::new("tar");
+        tar.args(["-cf", "-", "-C"]).arg(&images).arg(".");
+        let d = q(&dest.dump.to_string_lossy());
+        dest.remote.pipe(tar, &format!("mkdir -p {d} && tar -xpf - -C {d}"))
+    })
+    .map_err(|e| resume(MigrateError::Copy(e)))?;
+    say(format!("Restoring CT {id} on the destination"));
+    let restored = t.phase("Undump + Resume", || dest.vzctl(&format!("restore {id}")));
+    if let Err((_, e)) = restored {
+        // ssh may have died after the restore worked: the destination's state decides.
+        if dest.is_running() != Some(true) {
+            return Err(resume(MigrateError::DestStart(e)));
+        }
+        warn(format!("the restore's connection failed ({e}), but CT {id} runs on the destination"));
+    }
+    t.set_frozen(frozen.elapsed());
+    announce(ve, dest);
+    say(format!("Killing CT {id} on the source"));
+    if let Err(e) = vzctl(&["chkpnt", &id, "--kill"]) {
+        return Err(MigrateError::SourceStop(format!("CT {id} runs on the destination, but: {e}")));
+    }
+    let _ = std::fs::remove_dir_all(&images);
+    Ok(t)
+}
+
+/// Makes the VE's IPv4 addresses reachable at the destination at once: proxy ARP entries on
+/// its up links (other than lo and VEs' own ends) and one unsolicited ARP each (`arping -U`,
+/// with non-local binds allowed for the moment it takes), so neighbours forget the source.
+fn announce(ve: &Ve, dest: &Dest) {
+    let ips: Vec<String> = ve
+        .config()
+        .map(|c| c.ip_addresses())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|ip| ip.split('/').next().map(str::to_owned))
+        .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
+        .collect();
+    if ips.is_empty() {
+        return;
+    }
+    let script = format!(
+        "nb=/proc/sys/net/ipv4/ip_nonlocal_bind; old=$(cat $nb); echo 1 > $nb; \
+         for dev in $(ip -o link show up | awk -F': ' '{{print $2}}' | cut -d@ -f1); do \
+           case $dev in lo|venet*|veth*) continue;; esac; \
+           for ip in {ips}; do ip neigh add proxy $ip dev $dev 2>/dev/null; \
+             arping -q -c 1 -U -I $dev -s $ip $ip; done; \
+         done; echo $old > $nb",
+        ips = ips.join(" ")
+    );
+    if let Err((_, e)) = dest.remote.run(&script) {
+        warn(format!("announcing the addresses on the destination: {e}"));
+    }
+}
+
+/// After a migration: the source's VE destroyed, or (`-r no`) kept with its config renamed
+/// `CTID.conf.migrated`.
+fn finish_source(ve: &Ve, keep: bool) -> Result<()> {
+    let id = ve.ctid.to_string();
+    if !keep {
+        say(format!("Removing CT {id} on the source"));
+        return vzctl(&["destroy", &id]).map(|_| ()).map_err(MigrateError::Other);
+    }
+    if ve.is_mounted()? {
+        vzctl(&["umount", &id]).map_err(MigrateError::Other)?;
+    }
+    let conf = ve.config_path();
+    let migrated = conf.with_extension("conf.migrated");
+    std::fs::rename(&conf, &migrated)
+        .map_err(|e| MigrateError::Other(format!("rename {}: {e}", conf.display())))
+}
