@@ -264,6 +264,7 @@ fn failed_migrations_leave_the_ve_running_on_the_source_only() {
 
     // The destination refuses: the VE's address is in use there.
     let other = unique_ctid().to_string();
+    rig.dst.build_busybox_cache();
     ok(rig.dst.run("vzctl", &["create", &other, "--ostemplate", "busybox", "--ipadd", VE_IP]));
     let out = rig.vzmigrate(&["--online"], &ctid);
     assert_eq!(out.status.code(), Some(12), "{}", output_text(&out));
