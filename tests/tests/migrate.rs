@@ -198,8 +198,18 @@ fn online_migration_keeps_the_tcp_client_and_the_work() {
     assert_only_on(&rig.dst, &rig.src, &ctid);
     assert_eq!(ok(rig.dst.run("vzctl", &["exec", &ctid, "echo in"])).trim(), "in");
 
-    ok(rig.dst.run("vzctl", &["stop", &ctid]));
-    assert_eq!(status(&rig.dst, &ctid), format!("CTID {ctid} exist unmounted down"));
+    // And back: a second migration in a row, of a VE restored once already.
+    let before = last(&rig.dst, &ctid);
+    let out = rig.vzmigrate_from(false, &["--online", "-t"], &ctid);
+    let text = output_text(&out);
+    assert!(out.status.success(), "vzmigrate --online back: {text}");
+    eprintln!("TIMING online back (minimal VE) {:?} ms", suspended_ms(&text));
+    client.try_ping().expect("the TCP client stayed connected across the way back");
+    wait_count(&rig.src, &ctid, before + 5);
+    assert_no_gap(&rig.src, &ctid);
+    assert_only_on(&rig.src, &rig.dst, &ctid);
+    ok(rig.src.run("vzctl", &["stop", &ctid]));
+    assert_eq!(status(&rig.src, &ctid), format!("CTID {ctid} exist unmounted down"));
 }
 
 #[test]
@@ -336,4 +346,106 @@ fn vzmlocal_moves_and_clones() {
     assert_eq!(ok(tree.run("vzctl", &["exec", &clone, "echo in"])).trim(), "in");
     ok(tree.run("vzctl", &["stop", &clone]));
     ok(tree.run("vzctl", &["destroy", &clone]));
+}
+
+/// The lab's memory load (`shared/reference/criu-vz-lab/memhog.c`): touches MIB MiB of
+/// anonymous memory with non-zero bytes, then writes a counter to /data/count every 100 ms.
+const MEMHOG_C: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+int main(int argc, char **argv) {
+    size_t len = (argc > 1 ? strtoul(argv[1], NULL, 10) : 64) << 20;
+    unsigned char *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    struct timespec ts = { 0, 100 * 1000 * 1000 };
+    unsigned long n = 0;
+    if (buf == MAP_FAILED) return 1;
+    for (size_t i = 0; i < len; i += 4096) memset(buf + i, (int)((i / 4096) % 251) + 1, 4096);
+    for (;;) {
+        FILE *f = fopen("/data/count.tmp", "w");
+        if (f) { fprintf(f, "%lu\n", ++n); fclose(f); rename("/data/count.tmp", "/data/count"); }
+        nanosleep(&ts, NULL);
+    }
+}
+"#;
+
+fn memhog_count(tree: &VzTree, ctid: &str) -> u64 {
+    let path = tree.path().join(format!("root/{ctid}/data/count"));
+    std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+}
+
+fn wait_memhog(tree: &VzTree, ctid: &str, n: u64) {
+    let start = Instant::now();
+    while memhog_count(tree, ctid) < n {
+        assert!(start.elapsed() < Duration::from_secs(60), "memhog stuck below {n}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A VE whose boot starts memhog with 256 MiB touched.
+fn memhog_ve(tree: &VzTree, ctid: &str) {
+    let bin = tree.path().join("memhog");
+    let src = tree.path().join("memhog.c");
+    std::fs::write(&src, MEMHOG_C).expect("write memhog.c");
+    ok(Command::new("gcc").args(["-O2", "-static", "-o"]).arg(&bin).arg(&src).output().unwrap());
+    ok(tree.run("vzctl", &["create", ctid, "--ostemplate", "busybox"]));
+    ok(tree.run("vzctl", &["set", ctid, "--ram", "1G", "--swap", "0", "--save"]));
+    ok(tree.run("vzctl", &["mount", ctid]));
+    let root = tree.path().join(format!("root/{ctid}"));
+    std::fs::create_dir_all(root.join("data")).expect("mkdir /data");
+    std::fs::copy(&bin, root.join("bin/memhog")).expect("copy memhog");
+    let script = "#!/bin/sh\nsetsid /bin/memhog 256 </dev/null >/dev/null 2>&1 &\n";
+    std::fs::write(root.join("etc/init.d/S50mem"), script).expect("write S50mem");
+    ok(Command::new("chmod").arg("755").arg(root.join("etc/init.d/S50mem")).output().unwrap());
+    ok(tree.run("vzctl", &["start", ctid, "--wait"]));
+    wait_memhog(tree, ctid, 3);
+}
+
+/// Frozen times (reported, not asserted: the machine is shared) of online and offline
+/// migration for a minimal VE and for 256 MiB touched, beside a local `vzctl chkpnt` +
+/// `restore` of the same VE (CRIU through vz, nothing transferred). Each migration must
+/// keep the VE's work going.
+#[test]
+fn frozen_time_per_mode() {
+    let [a, b, c, d, e, f] = needs();
+    require!(a, b, c, d, e, f, Need::Program("/usr/bin/ssh"), Need::Program("/usr/bin/gcc"));
+    let rig = Rig::new(PRIVILEGED_VES);
+    let small = unique_ctid().to_string();
+    working_ve(&rig.src, &small);
+    let big = unique_ctid().to_string();
+    memhog_ve(&rig.src, &big);
+    for (ctid, what) in [(&small, "minimal VE"), (&big, "256 MiB touched")] {
+        let t = Instant::now();
+        ok(rig.src.run("vzctl", &["chkpnt", ctid]));
+        let dump = t.elapsed().as_millis();
+        let t = Instant::now();
+        ok(rig.src.run("vzctl", &["restore", ctid]));
+        eprintln!(
+            "TIMING {what}: local vzctl chkpnt {dump} ms + restore {} ms",
+            t.elapsed().as_millis()
+        );
+        let mut frozen = Vec::new();
+        for run in 0..4 {
+            let forward = run % 2 == 0;
+            let (from, to) = if forward { (&rig.src, &rig.dst) } else { (&rig.dst, &rig.src) };
+            let before = memhog_count(from, ctid).max(last(from, ctid));
+            let out = rig.vzmigrate_from(forward, &["--online", "-t"], ctid);
+            let text = output_text(&out);
+            assert!(out.status.success(), "{what}, run {run}: {text}");
+            frozen.push(suspended_ms(&text).unwrap_or(f64::NAN));
+            eprintln!("TIMING {what}: online run {run}:\n{text}");
+            if ctid == &big {
+                wait_memhog(to, ctid, before + 3);
+            } else {
+                wait_count(to, ctid, before + 3);
+            }
+        }
+        frozen.sort_by(f64::total_cmp);
+        eprintln!("TIMING {what}: online frozen ms {frozen:?}");
+        let out = rig.vzmigrate(&["-t"], ctid);
+        assert!(out.status.success(), "{what} offline: {}", output_text(&out));
+        eprintln!("TIMING {what}: offline stopped {:?} ms", suspended_ms(&output_text(&out)));
+    }
 }

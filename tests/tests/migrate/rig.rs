@@ -1,10 +1,10 @@
 //! Two "servers" and a client on one machine: each server a [`VzTree`] (its own vz.conf,
-//! cgroup parent and network namespace), the destination running an sshd made by the test
-//! (host key, client key, authorized_keys and a forced-command wrapper that gives the remote
-//! commands the destination's `VZ_CONFIG` and the built binaries' PATH) listening only inside
-//! its namespace, and a client namespace whose bridge links the three with veths on
-//! 198.51.100.0/24 (a documentation range, routed nowhere else). Dropping the rig kills the
-//! sshd by pid and removes the client namespace (and with it every veth).
+//! cgroup parent and network namespace) running an sshd made by the test (host key, client
+//! key, authorized_keys and a forced-command wrapper that gives the remote commands that
+//! tree's `VZ_CONFIG` and the built binaries' PATH) listening only inside its namespace, and
+//! a client namespace whose bridge links the three with veths on 198.51.100.0/24 (a
+//! documentation range, routed nowhere else). Dropping the rig kills the sshds by pid and
+//! removes the client namespace (and with it every veth).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -24,7 +24,7 @@ pub(crate) struct Rig {
     pub(crate) src: VzTree,
     pub(crate) dst: VzTree,
     client_ns: String,
-    sshd: Option<Child>,
+    sshd: Vec<Child>,
     keys: tempfile::TempDir,
 }
 
@@ -40,9 +40,20 @@ impl Rig {
         let dst = VzTree::new(extra_conf);
         let client_ns = unique_name("cl");
         let keys = tempfile::Builder::new().prefix("vz-mig-ssh-").tempdir().expect("temp dir");
-        let mut rig = Rig { src, dst, client_ns, sshd: None, keys };
+        let mut rig = Rig { src, dst, client_ns, sshd: Vec::new(), keys };
         rig.link();
-        rig.start_sshd();
+        for key in ["host_key", "client_key"] {
+            ok(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(rig.key_path(key))
+                .output()
+                .expect("run ssh-keygen"));
+        }
+        let host_pub = std::fs::read_to_string(rig.key_path("host_key.pub")).expect("key");
+        let known = format!("{SRC_IP} {host_pub}{DST_IP} {host_pub}");
+        std::fs::write(rig.key_path("known_hosts"), known).expect("write known_hosts");
+        rig.start_sshd(true);
+        rig.start_sshd(false);
         rig
     }
 
@@ -91,20 +102,16 @@ impl Rig {
         self.keys.path().join(name)
     }
 
-    fn start_sshd(&mut self) {
+    /// The sshd of the destination (`dst`) or of the source, for migrations back.
+    fn start_sshd(&mut self, dst: bool) {
         std::fs::create_dir_all("/run/sshd").expect("sshd's privilege separation directory");
-        for key in ["host_key", "client_key"] {
-            ok(Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(self.key_path(key))
-                .output()
-                .expect("run ssh-keygen"));
-        }
-        let wrapper = self.key_path("wrapper");
+        let (tree, addr, tag) =
+            if dst { (&self.dst, DST_IP, "dst") } else { (&self.src, SRC_IP, "src") };
+        let wrapper = self.key_path(&format!("wrapper-{tag}"));
         let die_at = self.key_path("die-at");
         let script = format!(
             "#!/bin/sh\n\
-             # The destination's tree for every command of the migration.\n\
+             # This tree for every command of the migration.\n\
              export VZ_CONFIG={conf} PATH={bin}:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin\n\
              # Fault injection: the first command containing the text of die-at loses its\n\
              # connection (the session's sshd is killed), as a dying network would do.\n\
@@ -117,50 +124,51 @@ impl Rig {
                done;;\n\
              esac; fi\n\
              exec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
-            conf = self.dst.vz_conf().display(),
+            conf = tree.vz_conf().display(),
             bin = bin_dir().display(),
             die_at = die_at.display(),
         );
         std::fs::write(&wrapper, script).expect("write the wrapper");
         ok(Command::new("chmod").arg("755").arg(&wrapper).output().expect("chmod"));
         let client_pub = std::fs::read_to_string(self.key_path("client_key.pub")).expect("key");
+        let authorized = self.key_path(&format!("authorized_keys-{tag}"));
         std::fs::write(
-            self.key_path("authorized_keys"),
+            &authorized,
             format!("command=\"{}\",no-pty,no-port-forwarding {client_pub}", wrapper.display()),
         )
         .expect("write authorized_keys");
-        let host_pub = std::fs::read_to_string(self.key_path("host_key.pub")).expect("key");
-        std::fs::write(self.key_path("known_hosts"), format!("{DST_IP} {host_pub}")).expect("kh");
         let config = format!(
-            "ListenAddress {DST_IP}\nPort 22\nHostKey {hk}\nPidFile none\nAuthorizedKeysFile {ak}\n\
+            "ListenAddress {addr}\nPort 22\nHostKey {hk}\nPidFile none\nAuthorizedKeysFile {ak}\n\
              PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nUseDNS no\n\
              PrintMotd no\nAcceptEnv none\n",
             hk = self.key_path("host_key").display(),
-            ak = self.key_path("authorized_keys").display(),
+            ak = authorized.display(),
         );
-        std::fs::write(self.key_path("sshd_config"), config).expect("write sshd_config");
-        let log = std::fs::File::create(self.key_path("sshd.log")).expect("sshd log");
-        let child = self
-            .dst
+        let config_path = self.key_path(&format!("sshd_config-{tag}"));
+        std::fs::write(&config_path, config).expect("write sshd_config");
+        let log_path = self.key_path(&format!("sshd-{tag}.log"));
+        let log = std::fs::File::create(&log_path).expect("sshd log");
+        let child = tree
             .in_netns("/usr/sbin/sshd")
             .args(["-D", "-e", "-f"])
-            .arg(self.key_path("sshd_config"))
+            .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start sshd");
-        self.sshd = Some(child);
+        self.sshd.push(child);
+        let peer = if dst { &self.src } else { &self.dst };
+        let words = self.ssh_words();
         let start = Instant::now();
         loop {
-            let out =
-                self.src.in_netns("ssh").args(self.ssh_words()).args([DST_IP, "true"]).output();
+            let out = peer.in_netns("ssh").args(&words).args([addr, "true"]).output();
             if out.is_ok_and(|o| o.status.success()) {
                 return;
             }
-            let log = std::fs::read_to_string(self.key_path("sshd.log")).unwrap_or_default();
-            assert!(start.elapsed() < Duration::from_secs(10), "the destination's sshd: {log}");
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            assert!(start.elapsed() < Duration::from_secs(10), "the {tag} sshd: {log}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -187,9 +195,20 @@ impl Rig {
 
     /// `vzmigrate ARGS --ssh=... DST_IP CTID` on the source.
     pub(crate) fn vzmigrate(&self, args: &[&str], ctid: &str) -> std::process::Output {
+        self.vzmigrate_from(true, args, ctid)
+    }
+
+    /// `vzmigrate` from the source to the destination (`forward`) or back.
+    pub(crate) fn vzmigrate_from(
+        &self,
+        forward: bool,
+        args: &[&str],
+        ctid: &str,
+    ) -> std::process::Output {
         let ssh = format!("--ssh={}", self.ssh_opts());
-        let mut cmd = self.src.cmd("vzmigrate");
-        cmd.args(args).arg(ssh).args([DST_IP, ctid]);
+        let (from, to) = if forward { (&self.src, DST_IP) } else { (&self.dst, SRC_IP) };
+        let mut cmd = from.cmd("vzmigrate");
+        cmd.args(args).arg(ssh).args([to, ctid]);
         cmd.output().expect("run vzmigrate")
     }
 
@@ -203,7 +222,7 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        if let Some(mut sshd) = self.sshd.take() {
+        for sshd in &mut self.sshd {
             let _ = sshd.kill();
             let _ = sshd.wait();
         }

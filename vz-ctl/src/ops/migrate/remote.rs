@@ -144,8 +144,9 @@ pub fn migrate(global: &GlobalConfig, opts: &MigrateOptions) -> Result<Timings> 
 /// The checks of legacy vzmigrate: ssh (4), vz there (14), its vz.conf (19), the VE not
 /// there (9), its addresses free there (12).
 fn check_dest(ve: &Ve, opts: &MigrateOptions) -> Result<Dest> {
-    let remote = Remote::new(&opts.dest, &opts.ssh);
+    let mut remote = Remote::new(&opts.dest, &opts.ssh);
     say(format!("Checking the destination {}", remote.target()));
+    remote.connect().map_err(MigrateError::Connect)?;
     remote.run("true").map_err(|(_, e)| MigrateError::Connect(e))?;
     remote.run("command -v vzctl >/dev/null").map_err(|(_, e)| MigrateError::NoVz(e))?;
     let conf = remote
@@ -307,17 +308,21 @@ fn online(ve: &Ve, dest: &Dest) -> Result<Timings> {
     })
     .map_err(|e| resume(MigrateError::SourceStop(e)))?;
     say("Copying the private area and the dump");
-    t.phase("Copy private area", || {
-        // Simfs is a bind mount of a host directory: its tasks are frozen, which is enough.
-        let _frozen = if is_simfs { None } else { Some(FsFreeze::freeze(&root)?) };
-        copy_private(ve, dest)
-    })
-    .map_err(|e| resume(MigrateError::Copy(e)))?;
-    t.phase("Copy dump file", || {
-        let mut tar = Command::new("tar");
-        tar.args(["-cf", "-", "-C"]).arg(&images).arg(".");
-        let d = q(&dest.dump.to_string_lossy());
-        dest.remote.pipe(tar, &format!("mkdir -p {d} && tar -xpf - -C {d}"))
+    // The private area and the images go side by side (two channels of the connection).
+    t.phase("Copy private area and dump", || {
+        std::thread::scope(|scope| {
+            let private = scope.spawn(|| {
+                // Simfs is a bind mount of a host directory: its tasks are frozen, enough.
+                let _frozen = if is_simfs { None } else { Some(FsFreeze::freeze(&root)?) };
+                copy_private(ve, dest)
+            });
+            let mut tar = Command::new("tar");
+            tar.args(["-cf", "-", "-C"]).arg(&images).arg(".");
+            let d = q(&dest.dump.to_string_lossy());
+            let dump = dest.remote.pipe(tar, &format!("mkdir -p {d} && tar -xpf - -C {d}"));
+            let private = private.join().unwrap_or_else(|_| Err("the copy panicked".into()));
+            private.and(dump)
+        })
     })
     .map_err(|e| resume(MigrateError::Copy(e)))?;
     say(format!("Restoring CT {id} on the destination"));

@@ -1,6 +1,9 @@
 //! The destination over OpenSSH: `ssh -o BatchMode=yes [--ssh options] root@DEST -- CMD`
 //! (key authentication only; a password prompt would hang a migration), commands quoted for
-//! the remote shell, and streams piped from a local program into a remote one.
+//! the remote shell, and streams piped from a local program into a remote one. One master
+//! connection ([`Remote::connect`]) carries every command of a migration (a new connection's
+//! handshake would cost each step of the frozen window tens of milliseconds); it ends with
+//! the [`Remote`], or 60 s after its last use if vzmigrate is killed.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -8,12 +11,14 @@ use std::process::{Command, Output, Stdio};
 use super::failure_text;
 
 /// The destination server.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Remote {
     /// `user@host` (`root@` unless the user gave one).
     target: String,
     /// The words of `--ssh=...`.
     options: Vec<String>,
+    /// The directory of the master connection's socket, once connected.
+    control: Option<tempfile::TempDir>,
 }
 
 impl Remote {
@@ -21,13 +26,62 @@ impl Remote {
     /// (split at white space, as legacy vzmigrate did).
     pub fn new(dest: &str, ssh_opts: &str) -> Remote {
         let target = if dest.contains('@') { dest.to_owned() } else { format!("root@{dest}") };
-        Remote { target, options: ssh_opts.split_whitespace().map(str::to_owned).collect() }
+        let options = ssh_opts.split_whitespace().map(str::to_owned).collect();
+        Remote { target, options, control: None }
+    }
+
+    /// Opens the master connection the later commands share.
+    ///
+    /// # Errors
+    /// ssh's message when the destination cannot be reached or refuses the key.
+    pub fn connect(&mut self) -> Result<(), String> {
+        let dir = tempfile::Builder::new()
+            .prefix("vzmigrate-ssh-")
+            .tempdir()
+            .map_err(|e| format!("make a directory for ssh's control socket: {e}"))?;
+        let socket = dir.path().join("master");
+        let out = Command::new("ssh")
+            .args(self.base_options())
+            .args(["-o", "ControlMaster=yes", "-o", "ControlPersist=60"])
+            .arg("-o")
+            .arg(format!("ControlPath={}", socket.display()))
+            .args(["-N", "-f"])
+            .arg(&self.target)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|child| child.wait_with_output())
+            .map_err(|e| format!("run ssh: {e}"))?;
+        if !out.status.success() {
+            return Err(failure_text("ssh", &[&self.target], &out));
+        }
+        self.control = Some(dir);
+        Ok(())
+    }
+
+    /// `-o BatchMode=yes` and the user's options.
+    fn base_options(&self) -> Vec<String> {
+        let mut words = vec!["-o".to_owned(), "BatchMode=yes".to_owned()];
+        words.extend(self.options.iter().cloned());
+        words
+    }
+
+    /// The options of one command: the master's socket if there is one (a command finds it
+    /// gone if the connection died, and connects on its own).
+    fn command_options(&self) -> Vec<String> {
+        let mut words = self.base_options();
+        if let Some(dir) = &self.control {
+            words.extend(["-o".to_owned(), "ControlMaster=no".to_owned(), "-o".to_owned()]);
+            words.push(format!("ControlPath={}", dir.path().join("master").display()));
+        }
+        words
     }
 
     /// `ssh ... target -- script`.
     pub fn command(&self, script: &str) -> Command {
         let mut cmd = Command::new("ssh");
-        cmd.args(["-o", "BatchMode=yes"]).args(&self.options).arg(&self.target).arg("--");
+        cmd.args(self.command_options()).arg(&self.target).arg("--");
         cmd.arg(script);
         cmd
     }
@@ -78,8 +132,8 @@ impl Remote {
 
     /// The `-e` command of rsync: ssh with the same options.
     pub fn rsync_shell(&self) -> String {
-        let mut words = vec!["ssh".to_owned(), "-o".to_owned(), "BatchMode=yes".to_owned()];
-        words.extend(self.options.iter().cloned());
+        let mut words = vec!["ssh".to_owned()];
+        words.extend(self.command_options());
         words.join(" ")
     }
 
@@ -94,6 +148,22 @@ impl Remote {
             Some(0) => Ok(out),
             Some(255) | None => Err((None, failure_text("ssh", &[script], &out))),
             code => Err((code, failure_text("ssh", &[script], &out))),
+        }
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.control {
+            let _ = Command::new("ssh")
+                .arg("-o")
+                .arg(format!("ControlPath={}", dir.path().join("master").display()))
+                .args(["-O", "exit"])
+                .arg(&self.target)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
