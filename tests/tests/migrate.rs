@@ -389,7 +389,12 @@ fn memhog_ve(tree: &VzTree, ctid: &str) {
     let bin = tree.path().join("memhog");
     let src = tree.path().join("memhog.c");
     std::fs::write(&src, MEMHOG_C).expect("write memhog.c");
-    ok(Command::new("gcc").args(["-O2", "-static", "-o"]).arg(&bin).arg(&src).output().unwrap());
+    ok(Command::new("gcc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("run gcc"));
     ok(tree.run("vzctl", &["create", ctid, "--ostemplate", "busybox"]));
     ok(tree.run("vzctl", &["set", ctid, "--ram", "1G", "--swap", "0", "--save"]));
     ok(tree.run("vzctl", &["mount", ctid]));
@@ -398,7 +403,11 @@ fn memhog_ve(tree: &VzTree, ctid: &str) {
     std::fs::copy(&bin, root.join("bin/memhog")).expect("copy memhog");
     let script = "#!/bin/sh\nsetsid /bin/memhog 256 </dev/null >/dev/null 2>&1 &\n";
     std::fs::write(root.join("etc/init.d/S50mem"), script).expect("write S50mem");
-    ok(Command::new("chmod").arg("755").arg(root.join("etc/init.d/S50mem")).output().unwrap());
+    ok(Command::new("chmod")
+        .arg("755")
+        .arg(root.join("etc/init.d/S50mem"))
+        .output()
+        .expect("chmod"));
     ok(tree.run("vzctl", &["start", ctid, "--wait"]));
     wait_memhog(tree, ctid, 3);
 }
