@@ -56,6 +56,8 @@ _vz_tool() {
         vzcpucheck) opts="-v -h --help" ;;
         vzcfgvalidate) opts="-r -i -v -h --help" ;;
         vzquota) opts="-b -t -h --help" ;;
+        vzmigrate) opts="-r -t -v -h --online --live --remove-area --keep-dst --check-only --dry-run --times --ssh --verbose --help" ;;
+        vzmlocal) opts="-C -h --copy --help" ;;
     esac
     if [[ ${COMP_WORDS[0]##*/} == vzlist ]]; then
         case $prev in
@@ -68,4 +70,4 @@ _vz_tool() {
         COMPREPLY=($(compgen -W "$(_vz_ctids)" -- "$cur"))
     fi
 }
-complete -F _vz_tool vzlist vzubc vzcpucheck vzcfgvalidate vzquota
+complete -F _vz_tool vzlist vzubc vzcpucheck vzcfgvalidate vzquota vzmigrate vzmlocal

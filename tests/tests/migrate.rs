@@ -150,13 +150,14 @@ fn working_ve(tree: &VzTree, ctid: &str) {
     wait_count(tree, ctid, 5);
 }
 
-fn needs() -> [Need; 6] {
+fn needs() -> [Need; 7] {
     [
         Need::Root,
         Need::Loop,
         Need::Program("/bin/busybox"),
         Need::Program("/usr/local/sbin/criu"),
         Need::Program("/usr/sbin/sshd"),
+        Need::Program("/usr/bin/arping"),
         if vz_tests::is_cgroup_v2() {
             Need::CgroupController("pids")
         } else {
@@ -174,8 +175,8 @@ fn suspended_ms(text: &str) -> Option<f64> {
 
 #[test]
 fn online_migration_keeps_the_tcp_client_and_the_work() {
-    let [a, b, c, d, e, f] = needs();
-    require!(a, b, c, d, e, f, Need::Program("/usr/bin/ssh"));
+    let [a, b, c, d, e, f, g] = needs();
+    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
     let rig = Rig::new(PRIVILEGED_VES);
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
@@ -197,6 +198,10 @@ fn online_migration_keeps_the_tcp_client_and_the_work() {
     assert_no_gap(&rig.dst, &ctid);
     assert_only_on(&rig.dst, &rig.src, &ctid);
     assert_eq!(ok(rig.dst.run("vzctl", &["exec", &ctid, "echo in"])).trim(), "in");
+    // The destination announced the address: the client's ARP entry names its MAC.
+    let dst_mac = Rig::lan_mac(&rig.dst);
+    let entry = rig.client_neighbour(VE_IP);
+    assert!(entry.contains(&dst_mac), "the client's entry {entry:?}, not {dst_mac}");
 
     // And back: a second migration in a row, of a VE restored once already.
     let before = last(&rig.dst, &ctid);
@@ -214,8 +219,8 @@ fn online_migration_keeps_the_tcp_client_and_the_work() {
 
 #[test]
 fn offline_migration_moves_the_ve_and_r_no_keeps_the_source() {
-    let [a, b, c, d, e, f] = needs();
-    require!(a, b, c, d, e, f, Need::Program("/usr/bin/ssh"));
+    let [a, b, c, d, e, f, g] = needs();
+    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
     let rig = Rig::new(PRIVILEGED_VES);
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
@@ -250,8 +255,8 @@ fn offline_migration_moves_the_ve_and_r_no_keeps_the_source() {
 
 #[test]
 fn failed_migrations_leave_the_ve_running_on_the_source_only() {
-    let [a, b, c, d, e, f] = needs();
-    require!(a, b, c, d, e, f, Need::Program("/usr/bin/ssh"));
+    let [a, b, c, d, e, f, g] = needs();
+    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
     let rig = Rig::new(PRIVILEGED_VES);
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
@@ -313,8 +318,8 @@ fn failed_migrations_leave_the_ve_running_on_the_source_only() {
 
 #[test]
 fn vzmlocal_moves_and_clones() {
-    let [a, b, c, d, _, f] = needs();
-    require!(a, b, c, d, f);
+    let [a, b, c, d, _, _, g] = needs();
+    require!(a, b, c, d, g);
     let tree = VzTree::new(PRIVILEGED_VES);
     let ctid = unique_ctid().to_string();
     working_ve(&tree, &ctid);
@@ -418,8 +423,8 @@ fn memhog_ve(tree: &VzTree, ctid: &str) {
 /// keep the VE's work going.
 #[test]
 fn frozen_time_per_mode() {
-    let [a, b, c, d, e, f] = needs();
-    require!(a, b, c, d, e, f, Need::Program("/usr/bin/ssh"), Need::Program("/usr/bin/gcc"));
+    let [a, b, c, d, e, f, g] = needs();
+    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"), Need::Program("/usr/bin/gcc"));
     let rig = Rig::new(PRIVILEGED_VES);
     let small = unique_ctid().to_string();
     working_ve(&rig.src, &small);

@@ -212,6 +212,20 @@ impl Rig {
         cmd.output().expect("run vzmigrate")
     }
 
+    /// The MAC of a server's LAN interface.
+    pub(crate) fn lan_mac(tree: &VzTree) -> String {
+        let out =
+            ok(tree.in_netns("ip").args(["-o", "link", "show", "lan0"]).output().expect("ip"));
+        let mac = out.split_whitespace().skip_while(|w| *w != "link/ether").nth(1);
+        mac.expect("lan0's MAC").to_ascii_lowercase()
+    }
+
+    /// The client's neighbour entry for `ip` (`198.51.100.77 dev br0 lladdr … REACHABLE`).
+    pub(crate) fn client_neighbour(&self, ip: &str) -> String {
+        let out = self.in_client("ip").args(["neigh", "show", ip]).output().expect("run ip");
+        ok(out).to_ascii_lowercase()
+    }
+
     /// A command in the client's namespace.
     pub(crate) fn in_client(&self, program: &str) -> Command {
         let mut cmd = Command::new("nsenter");

@@ -29,6 +29,8 @@ fn page_path(name: &str) -> &'static str {
         "vzubc" => "man/vzubc.8",
         "vzcpucheck" => "man/vzcpucheck.8",
         "vzcfgvalidate" => "man/vzcfgvalidate.8",
+        "vzmigrate" => "man/vzmigrate.8",
+        "vzmlocal" => "man/vzmlocal.8",
         _ => "man/vzquota.8",
     }
 }
