@@ -42,8 +42,8 @@ _vzctl() {
         exec2) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         enter) COMPREPLY=($(compgen -W "--exec --help" -- "$cur")) ;;
         runscript) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
-        chkpnt|suspend) COMPREPLY=($(compgen -W "--dumpfile --suspend --dump --resume --kill --help" -- "$cur")) ;;
-        restore|resume) COMPREPLY=($(compgen -W "--dumpfile --resume --help" -- "$cur")) ;;
+        chkpnt|suspend) COMPREPLY=($(compgen -W "--dumpfile --suspend --dump --resume --kill --page-server --lazy-pages --help" -- "$cur")) ;;
+        restore|resume) COMPREPLY=($(compgen -W "--dumpfile --resume --lazy-pages --help" -- "$cur")) ;;
     esac
 }
 complete -F _vzctl vzctl
@@ -56,7 +56,7 @@ _vz_tool() {
         vzcpucheck) opts="-v -h --help" ;;
         vzcfgvalidate) opts="-r -i -v -h --help" ;;
         vzquota) opts="-b -t -h --help" ;;
-        vzmigrate) opts="-r -t -v -h --online --live --remove-area --keep-dst --check-only --dry-run --times --ssh --verbose --help" ;;
+        vzmigrate) opts="-r -t -v -h --online --live --remove-area --keep-dst --check-only --dry-run --times --ssh --mode --verbose --help" ;;
         vzmlocal) opts="-C -h --copy --help" ;;
     esac
     if [[ ${COMP_WORDS[0]##*/} == vzlist ]]; then

@@ -440,24 +440,26 @@ fn frozen_time_per_mode() {
             "TIMING {what}: local vzctl chkpnt {dump} ms + restore {} ms",
             t.elapsed().as_millis()
         );
-        let mut frozen = Vec::new();
-        for run in 0..4 {
-            let forward = run % 2 == 0;
-            let (from, to) = if forward { (&rig.src, &rig.dst) } else { (&rig.dst, &rig.src) };
-            let before = memhog_count(from, ctid).max(last(from, ctid));
-            let out = rig.vzmigrate_from(forward, &["--online", "-t"], ctid);
-            let text = output_text(&out);
-            assert!(out.status.success(), "{what}, run {run}: {text}");
-            frozen.push(suspended_ms(&text).unwrap_or(f64::NAN));
-            eprintln!("TIMING {what}: online run {run}:\n{text}");
-            if ctid == &big {
-                wait_memhog(to, ctid, before + 3);
-            } else {
-                wait_count(to, ctid, before + 3);
+        for mode in ["plain", "page-server", "lazy"] {
+            let mut frozen = Vec::new();
+            for run in 0..2 {
+                let forward = run % 2 == 0;
+                let (from, to) = if forward { (&rig.src, &rig.dst) } else { (&rig.dst, &rig.src) };
+                let before = memhog_count(from, ctid).max(last(from, ctid));
+                let mode_arg = format!("--mode={mode}");
+                let out = rig.vzmigrate_from(forward, &["--online", &mode_arg, "-t"], ctid);
+                let text = output_text(&out);
+                assert!(out.status.success(), "{what}, {mode}, run {run}: {text}");
+                frozen.push(suspended_ms(&text).unwrap_or(f64::NAN));
+                eprintln!("TIMING {what}: {mode} run {run}:\n{text}");
+                if ctid == &big {
+                    wait_memhog(to, ctid, before + 3);
+                } else {
+                    wait_count(to, ctid, before + 3);
+                }
             }
+            eprintln!("TIMING {what}: {mode} frozen ms {frozen:?}");
         }
-        frozen.sort_by(f64::total_cmp);
-        eprintln!("TIMING {what}: online frozen ms {frozen:?}");
         let out = rig.vzmigrate(&["-t"], ctid);
         assert!(out.status.success(), "{what} offline: {}", output_text(&out));
         eprintln!("TIMING {what}: offline stopped {:?} ms", suspended_ms(&output_text(&out)));

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use vz_ctl::cli::tool::{self, ToolArg, VZMIGRATE};
 use vz_ctl::config::GlobalConfig;
 use vz_ctl::ops::migrate::MigrateError;
-use vz_ctl::ops::migrate::remote::{MigrateOptions, migrate};
+use vz_ctl::ops::migrate::remote::{MigrateOptions, Mode, migrate};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,6 +71,14 @@ fn parse(args: &[String]) -> Result<Option<(MigrateOptions, bool, u8)>, MigrateE
                 "check-only" | "dry-run" => opts.check_only = true,
                 "times" => times = true,
                 "ssh" => opts.ssh = value.unwrap_or_default(),
+                "mode" => {
+                    let word = value.unwrap_or_default();
+                    opts.mode = Mode::parse(&word).ok_or_else(|| {
+                        MigrateError::Usage(format!(
+                            "Bad --mode {word}: auto, plain, page-server or lazy"
+                        ))
+                    })?;
+                }
                 "verbose" => verbose = verbose.saturating_add(1),
                 _ => return Ok(None),
             },

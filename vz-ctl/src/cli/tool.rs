@@ -348,7 +348,7 @@ pub const VZQUOTA_SETLIMIT2: ToolDef = ToolDef {
 pub const VZMIGRATE: ToolDef = ToolDef {
     name: "vzmigrate",
     synopsis: &[
-        "[--online] [-r yes|no] [--keep-dst] [--check-only] [-t] [--ssh=opts] <dest> <CTID>",
+        "[--online [--mode=auto|plain|page-server|lazy]] [-r yes|no] [--keep-dst] [--check-only] [-t] [--ssh=opts] <dest> <CTID>",
     ],
     about: "Moves a container to another server running vz, over ssh as root with key \
             authentication: offline (stop, copy, start there) or --online (suspend, dump, copy, \
@@ -396,6 +396,12 @@ pub const VZMIGRATE: ToolDef = ToolDef {
             long: Some("ssh"),
             value: Some("options"),
             help: "more ssh options",
+        },
+        ToolOpt {
+            short: None,
+            long: Some("mode"),
+            value: Some("auto|plain|page-server|lazy"),
+            help: "online: how the memory moves (auto: post-copy where CRIU can, else the page server)",
         },
         ToolOpt { short: Some('v'), long: Some("verbose"), value: None, help: "more messages" },
         ToolOpt { short: Some('h'), long: Some("help"), value: None, help: "show this help" },

@@ -37,6 +37,36 @@ pub struct MigrateOptions {
     pub check_only: bool,
     /// `--ssh=...`: more ssh options.
     pub ssh: String,
+    /// `--mode=...`: how an online migration moves the memory.
+    pub mode: Mode,
+}
+
+/// How an online migration moves the VE's memory (`--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Post-copy where both CRIUs can (userfaultfd), else the page server.
+    #[default]
+    Auto,
+    /// Dump to files, copy them over ssh, restore.
+    Plain,
+    /// Pre-copy: the dump streams the pages to a `criu page-server` on the destination.
+    PageServer,
+    /// Post-copy: the VE runs on the destination at once and takes its pages from the
+    /// source's frozen tasks on demand (`criu lazy-pages`).
+    Lazy,
+}
+
+impl Mode {
+    /// `auto`, `plain`, `page-server` or `lazy`.
+    pub fn parse(word: &str) -> Option<Mode> {
+        match word {
+            "auto" => Some(Mode::Auto),
+            "plain" => Some(Mode::Plain),
+            "page-server" => Some(Mode::PageServer),
+            "lazy" => Some(Mode::Lazy),
+            _ => None,
+        }
+    }
 }
 
 /// Where the VE goes on the destination, from its vz.conf.
@@ -48,11 +78,34 @@ struct Dest {
     private: PathBuf,
     root: PathBuf,
     dump: PathBuf,
+    /// The destination's CRIU (`CRIU` of its vz.conf).
+    criu: String,
+    /// The destination's address as this host reaches it (for its page server).
+    host: String,
+    /// This host's address as the destination sees it (`SSH_CONNECTION`).
+    source_addr: String,
 }
 
 impl Dest {
     fn conf(&self) -> PathBuf {
         self.conf_dir.join(format!("{}.conf", self.ctid))
+    }
+
+    /// The pid file of a CRIU daemon (page server, lazy-pages) of this migration there.
+    fn daemon_pidfile(&self) -> String {
+        q(&format!("{}.criu-pid", self.dump.display()))
+    }
+
+    /// Starts a CRIU daemon there (`page-server ...` or `lazy-pages ...`) on the images
+    /// directory; it listens when this returns.
+    fn start_criu_daemon(&self, args: &str) -> std::result::Result<(), String> {
+        let d = q(&self.dump.to_string_lossy());
+        let script = format!(
+            "mkdir -p {d} && {criu} {args} -D {d} -d --pidfile {pid} -v2",
+            criu = q(&self.criu),
+            pid = self.daemon_pidfile()
+        );
+        self.remote.run(&script).map(|_| ()).map_err(|(_, e)| e)
     }
 
     /// `vzctl ARGS` on the destination.
@@ -71,12 +124,14 @@ impl Dest {
     fn remove_all(&self) -> std::result::Result<(), String> {
         let id = self.ctid;
         let mut script = format!(
-            "vzctl --quiet stop {id} --fast >/dev/null 2>&1; vzctl --quiet umount {id} >/dev/null 2>&1; \
+            "p={pid}; [ -f $p ] && kill $(cat $p) 2>/dev/null; rm -f $p; \
+             vzctl --quiet stop {id} --fast >/dev/null 2>&1; vzctl --quiet umount {id} >/dev/null 2>&1; \
              rm -rf {} {}; rmdir {} 2>/dev/null; rm -f {}",
             q(&self.private.to_string_lossy()),
             q(&self.dump.to_string_lossy()),
             q(&self.root.to_string_lossy()),
             q(&self.conf().to_string_lossy()),
+            pid = self.daemon_pidfile(),
         );
         for action in ACTION_SCRIPTS {
             script.push(' ');
@@ -110,6 +165,9 @@ impl Drop for DestGuard<'_> {
     }
 }
 
+/// vz-cpt's CRIU when vz.conf names none.
+const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
+
 /// Migrates the VE; returns the phases' timings.
 ///
 /// # Errors
@@ -132,8 +190,13 @@ pub fn migrate(global: &GlobalConfig, opts: &MigrateOptions) -> Result<Timings> 
     }
     let mut guard = DestGuard { dest: &dest, armed: true, keep: opts.keep_dst };
     send_config(&ve, &dest)?;
-    let timings =
-        if opts.online { online(&ve, &dest)? } else { offline(&ve, &dest, status.running)? };
+    let timings = if opts.online {
+        let mode = choose_mode(&ve, &dest, opts.mode);
+        say(format!("Online migration, memory: {mode:?}"));
+        online(&ve, &dest, mode)?
+    } else {
+        offline(&ve, &dest, status.running)?
+    };
     guard.armed = false;
     drop(guard);
     finish_source(&ve, opts.keep_source)?;
@@ -162,12 +225,19 @@ fn check_dest(ve: &Ve, opts: &MigrateOptions) -> Result<Dest> {
             .map(|v| PathBuf::from(expand_veid(v, ctid)))
             .ok_or_else(|| MigrateError::RemoteConf(format!("{key} is not set")))
     };
+    let connection =
+        remote.run("echo $SSH_CONNECTION").map_err(|(_, e)| MigrateError::Connect(e))?;
+    let connection = String::from_utf8_lossy(&connection.stdout).into_owned();
+    let host = remote.target().rsplit_once('@').map_or(remote.target(), |(_, h)| h).to_owned();
     let dest = Dest {
         ctid,
         conf_dir: global.conf_dir(),
         private: path("VE_PRIVATE")?,
         root: path("VE_ROOT")?,
         dump: global.dump_dir().join(format!("Dump.{ctid}")),
+        criu: global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(DEFAULT_CRIU).to_owned(),
+        host,
+        source_addr: connection.split_whitespace().next().unwrap_or_default().to_owned(),
         remote,
     };
     let exists = format!(
@@ -280,8 +350,66 @@ fn offline(ve: &Ve, dest: &Dest, running: bool) -> Result<Timings> {
     Ok(t)
 }
 
+/// `Auto` made concrete: post-copy if both CRIUs have userfaultfd (non-cooperative), else
+/// the page server.
+fn choose_mode(ve: &Ve, dest: &Dest, mode: Mode) -> Mode {
+    if mode != Mode::Auto {
+        return mode;
+    }
+    let local = ve.global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(DEFAULT_CRIU);
+    let here = super::run(local, &["check", "--feature", "uffd-noncoop"]).is_ok();
+    let check = format!("{} check --feature uffd-noncoop", q(&dest.criu));
+    if here && dest.remote.run(&check).is_ok() { Mode::Lazy } else { Mode::PageServer }
+}
+
+/// A free TCP port of this host for a listener made later (CRIU's).
+fn free_port() -> std::result::Result<u16, String> {
+    let listener = std::net::TcpListener::bind(("0.0.0.0", 0)).map_err(|e| e.to_string())?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// Whether something of this network namespace listens on TCP `port`.
+fn listening(port: u16) -> bool {
+    let wanted = format!(":{port:04X} ");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f).unwrap_or_default().lines().any(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.get(3) == Some(&"0A")
+                && fields.get(1).is_some_and(|a| format!("{a} ").ends_with(&wanted))
+        })
+    })
+}
+
+/// `fs.pipe-max-size` raised to 4 MiB for a lazy dump (its page pipes; root without
+/// CAP_SYS_RESOURCE cannot pass the limit), set back on drop.
+struct PipeMax(Option<String>);
+
+impl PipeMax {
+    const PATH: &str = "/proc/sys/fs/pipe-max-size";
+
+    fn raise() -> PipeMax {
+        let old = std::fs::read_to_string(Self::PATH).unwrap_or_default().trim().to_owned();
+        if old.parse::<u64>().is_ok_and(|v| v < 4 << 20)
+            && std::fs::write(Self::PATH, "4194304").is_ok()
+        {
+            return PipeMax(Some(old));
+        }
+        PipeMax(None)
+    }
+}
+
+impl Drop for PipeMax {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0
+            && let Err(e) = std::fs::write(Self::PATH, old)
+        {
+            warn(format!("set {} back to {old}: {e}", Self::PATH));
+        }
+    }
+}
+
 /// Online: suspend, dump, copy, restore there; on failure the source resumes.
-fn online(ve: &Ve, dest: &Dest) -> Result<Timings> {
+fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
     let mut t = Timings::default();
     let id = ve.ctid.to_string();
     let root = ve.root()?;
@@ -291,6 +419,29 @@ fn online(ve: &Ve, dest: &Dest) -> Result<Timings> {
     }
     let images = ve.global.dump_dir().join(format!("Dump.{id}.migrate"));
     let _ = std::fs::remove_dir_all(&images);
+    let images_arg = images.to_string_lossy().into_owned();
+    let mut dump_args = vec!["chkpnt".to_owned(), id.clone(), "--dump".into(), "--dumpfile".into()];
+    dump_args.push(images_arg.clone());
+    let mut lazy_port = None;
+    match mode {
+        Mode::PageServer => {
+            let port = 20_000 + u16::try_from(std::process::id() % 20_000).unwrap_or(0);
+            dest.start_criu_daemon(&format!(
+                "page-server --address {} --port {port} -o page-server.log",
+                q(&dest.host)
+            ))
+            .map_err(|e| MigrateError::DestStart(format!("the page server: {e}")))?;
+            dump_args.extend(["--page-server".into(), format!("{}:{port}", dest.host)]);
+        }
+        Mode::Lazy => {
+            let port = free_port().map_err(MigrateError::Other)?;
+            dump_args.extend(["--lazy-pages".into(), "--page-server".into()]);
+            dump_args.push(format!("{}:{port}", dest.source_addr));
+            lazy_port = Some(port);
+        }
+        Mode::Plain | Mode::Auto => {}
+    }
+    let _pipe_max = lazy_port.map(|_| PipeMax::raise());
     let frozen = Instant::now();
     say(format!("Suspending CT {id}"));
     let resume = |e: MigrateError| {
@@ -301,15 +452,48 @@ fn online(ve: &Ve, dest: &Dest) -> Result<Timings> {
         let _ = std::fs::remove_dir_all(images.with_extension("migrate.fail"));
         e
     };
-    let images_arg = images.to_string_lossy().into_owned();
+    let dump_refs: Vec<&str> = dump_args.iter().map(String::as_str).collect();
+    // A lazy dump runs on (serving the pages) until the destination has them all.
+    let mut lazy_dump = None;
     t.phase("Suspend + Dump", || {
         vzctl(&["chkpnt", &id, "--suspend"])?;
-        vzctl(&["chkpnt", &id, "--dump", "--dumpfile", &images_arg])
+        let Some(port) = lazy_port else {
+            return vzctl(&dump_refs).map(|_| ());
+        };
+        let mut child = std::process::Command::new(super::local_vzctl())
+            .arg("--skiplock")
+            .args(&dump_refs)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("run vzctl: {e}"))?;
+        let start = Instant::now();
+        while !listening(port) {
+            if let Ok(Some(_)) = child.try_wait() {
+                let out = child.wait_with_output().map_err(|e| e.to_string())?;
+                return Err(super::failure_text("vzctl", &dump_refs, &out));
+            }
+            if start.elapsed() > std::time::Duration::from_secs(120) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("the lazy dump's page server did not listen within 120 s".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        lazy_dump = Some(child);
+        Ok(())
     })
     .map_err(|e| resume(MigrateError::SourceStop(e)))?;
+    let stop_lazy_dump = |dump: &mut Option<std::process::Child>| {
+        if let Some(mut child) = dump.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    };
     say("Copying the private area and the dump");
     // The private area and the images go side by side (two channels of the connection).
-    t.phase("Copy private area and dump", || {
+    let copied = t.phase("Copy private area and dump", || {
         std::thread::scope(|scope| {
             let private = scope.spawn(|| {
                 // Simfs is a bind mount of a host directory: its tasks are frozen, enough.
@@ -323,24 +507,54 @@ fn online(ve: &Ve, dest: &Dest) -> Result<Timings> {
             let private = private.join().unwrap_or_else(|_| Err("the copy panicked".into()));
             private.and(dump)
         })
-    })
-    .map_err(|e| resume(MigrateError::Copy(e)))?;
+    });
+    if let Err(e) = copied {
+        stop_lazy_dump(&mut lazy_dump);
+        return Err(resume(MigrateError::Copy(e)));
+    }
+    if let Some(port) = lazy_port {
+        let args = format!(
+            "lazy-pages --page-server --address {} --port {port} -o lazy-pages.log",
+            q(&dest.source_addr)
+        );
+        if let Err(e) = dest.start_criu_daemon(&args) {
+            stop_lazy_dump(&mut lazy_dump);
+            return Err(resume(MigrateError::DestStart(format!("the lazy-pages daemon: {e}"))));
+        }
+    }
     say(format!("Restoring CT {id} on the destination"));
-    let restored = t.phase("Undump + Resume", || dest.vzctl(&format!("restore {id}")));
+    let lazy = if lazy_port.is_some() { " --lazy-pages" } else { "" };
+    let restored = t.phase("Undump + Resume", || dest.vzctl(&format!("restore {id}{lazy}")));
     if let Err((_, e)) = restored {
         // ssh may have died after the restore worked: the destination's state decides.
         if dest.is_running() != Some(true) {
+            stop_lazy_dump(&mut lazy_dump);
             return Err(resume(MigrateError::DestStart(e)));
         }
         warn(format!("the restore's connection failed ({e}), but CT {id} runs on the destination"));
     }
     t.set_frozen(frozen.elapsed());
+    if let Some(child) = lazy_dump.take() {
+        // The source serves the pages until the destination has them all.
+        let out = t.phase("Post-copy of the memory", || child.wait_with_output());
+        let served = out.as_ref().is_ok_and(|o| o.status.success());
+        if !served {
+            let why = match &out {
+                Ok(o) => super::failure_text("vzctl", &dump_refs, o),
+                Err(e) => e.to_string(),
+            };
+            // Without all its pages the destination's VE cannot run on: the source's does.
+            let _ = dest.vzctl(&format!("stop {id} --fast"));
+            return Err(resume(MigrateError::DestStart(format!("post-copy failed: {why}"))));
+        }
+    }
     announce(ve, dest);
     say(format!("Killing CT {id} on the source"));
     if let Err(e) = vzctl(&["chkpnt", &id, "--kill"]) {
         return Err(MigrateError::SourceStop(format!("CT {id} runs on the destination, but: {e}")));
     }
     let _ = std::fs::remove_dir_all(&images);
+    let _ = dest.remote.run(&format!("rm -f {}", dest.daemon_pidfile()));
     Ok(t)
 }
 
