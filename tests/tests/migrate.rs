@@ -291,12 +291,15 @@ fn failed_migrations_leave_the_ve_running_on_the_source_only() {
     std::fs::remove_file(rig.dst.path().join(format!("conf/{ctid}.conf"))).unwrap();
     source_runs(&mut client, "refused");
 
-    // ssh dies while the images are copied, then at the restore.
-    for (step, code) in [("tar -xpf - -C", 6), ("vzctl restore", 7)] {
-        rig.die_at(step);
-        let out = rig.vzmigrate(&["--online"], &ctid);
-        assert_eq!(out.status.code(), Some(code), "ssh died at {step}: {}", output_text(&out));
-        source_runs(&mut client, step);
+    // ssh dies while the images are copied, then at the restore, in every mode.
+    for mode in ["--mode=plain", "--mode=page-server", "--mode=lazy"] {
+        for (step, code) in [("tar -xpf - -C", 6), ("vzctl restore", 7)] {
+            rig.die_at(step);
+            let out = rig.vzmigrate(&["--online", mode], &ctid);
+            let what = format!("{mode}, ssh died at {step}");
+            assert_eq!(out.status.code(), Some(code), "{what}: {}", output_text(&out));
+            source_runs(&mut client, &what);
+        }
     }
 
     // The destination's restore fails (its CRIU cannot run).

@@ -380,6 +380,45 @@ fn listening(port: u16) -> bool {
     })
 }
 
+/// Ends a lazy dump that serves no one: one connection to its page server, closed at once,
+/// ends its serving, and the dump returns (the VE stays suspended, as `--dump` leaves it). If
+/// it does not end within 30 s, vzctl and its CRIU are killed (CRIU's tasks then let go of
+/// the VE's, which the freezer holds).
+fn abort_lazy_dump(mut child: std::process::Child, address: &str, port: u16) {
+    let _ = std::net::TcpStream::connect((address, port));
+    let start = Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(30) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    warn("the lazy dump did not end: killing it");
+    let pid = child.id();
+    for descendant in descendants(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(descendant).unwrap_or(i32::MAX)),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Every descendant of `pid` (from /proc/PID/task/*/children), deepest first.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    for task in tasks {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            found.extend(descendants(child));
+            found.push(child);
+        }
+    }
+    found
+}
+
 /// `fs.pipe-max-size` raised to 4 MiB for a lazy dump (its page pipes; root without
 /// CAP_SYS_RESOURCE cannot pass the limit), set back on drop.
 struct PipeMax(Option<String>);
@@ -486,9 +525,8 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
     })
     .map_err(|e| resume(MigrateError::SourceStop(e)))?;
     let stop_lazy_dump = |dump: &mut Option<std::process::Child>| {
-        if let Some(mut child) = dump.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let (Some(child), Some(port)) = (dump.take(), lazy_port) {
+            abort_lazy_dump(child, &dest.source_addr, port);
         }
     };
     say("Copying the private area and the dump");
