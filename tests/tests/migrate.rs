@@ -138,8 +138,15 @@ impl Drop for Client {
 
 /// A busybox VE on `tree` whose boot starts the counter and the TCP server, started.
 fn working_ve(tree: &VzTree, ctid: &str) {
+    working_ve_with(tree, ctid, &[]);
+}
+
+/// [`working_ve`] with more `vzctl create` options.
+fn working_ve_with(tree: &VzTree, ctid: &str, create: &[&str]) {
     tree.build_busybox_cache();
-    ok(tree.run("vzctl", &["create", ctid, "--ostemplate", "busybox", "--ipadd", VE_IP]));
+    let mut args = vec!["create", ctid, "--ostemplate", "busybox", "--ipadd", VE_IP];
+    args.extend_from_slice(create);
+    ok(tree.run("vzctl", &args));
     ok(tree.run("vzctl", &["mount", ctid]));
     let root = tree.path().join(format!("root/{ctid}"));
     std::fs::write(root.join("etc/init.d/S50work"), WORK).expect("write S50work");
@@ -215,6 +222,32 @@ fn online_migration_keeps_the_tcp_client_and_the_work() {
     assert_only_on(&rig.src, &rig.dst, &ctid);
     ok(rig.src.run("vzctl", &["stop", &ctid]));
     assert_eq!(status(&rig.src, &ctid), format!("CTID {ctid} exist unmounted down"));
+}
+
+#[test]
+fn a_simfs_private_area_goes_with_rsync() {
+    let [a, b, c, d, e, f, g] = needs();
+    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"), Need::Program("/usr/bin/rsync"));
+    let rig = Rig::new(PRIVILEGED_VES);
+    let ctid = unique_ctid().to_string();
+    working_ve_with(&rig.src, &ctid, &["--layout", "simfs"]);
+    let mut client = Client::connect(&rig);
+    let before = last(&rig.src, &ctid);
+    let out = rig.vzmigrate(&["--online", "-t"], &ctid);
+    let text = output_text(&out);
+    assert!(out.status.success(), "vzmigrate --online (simfs): {text}");
+    assert!(text.contains("First rsync"), "{text}");
+    client.try_ping().expect("the TCP client stayed connected");
+    wait_count(&rig.dst, &ctid, before + 5);
+    assert_no_gap(&rig.dst, &ctid);
+    assert_only_on(&rig.dst, &rig.src, &ctid);
+    assert!(rig.dst.path().join(format!("private/{ctid}/etc/init.d/S50work")).is_file());
+    // Back offline: stopped there, copied, started here, its files whole.
+    let out = rig.vzmigrate_from(false, &[], &ctid);
+    assert!(out.status.success(), "vzmigrate back (simfs): {}", output_text(&out));
+    assert_only_on(&rig.src, &rig.dst, &ctid);
+    let at = last(&rig.src, &ctid);
+    wait_count(&rig.src, &ctid, at + 3);
 }
 
 #[test]
