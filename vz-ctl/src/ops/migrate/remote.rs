@@ -405,6 +405,33 @@ fn abort_lazy_dump(mut child: std::process::Child, address: &str, port: u16) {
     let _ = child.wait();
 }
 
+/// Waits for the lazy dump to have served every page. The destination's `criu lazy-pages`
+/// ends when it has them all; if it is gone (or cannot be asked) and the dump still serves
+/// 10 s later, nobody takes the pages any more: the dump is ended and this fails.
+fn wait_post_copy(
+    mut child: std::process::Child,
+    dest: &Dest,
+    port: u16,
+) -> std::result::Result<std::process::Output, String> {
+    let alive = format!("p={}; [ -f $p ] && kill -0 $(cat $p)", dest.daemon_pidfile());
+    let mut gone_since: Option<Instant> = None;
+    loop {
+        for _ in 0..40 {
+            if let Ok(Some(_)) = child.try_wait() {
+                return child.wait_with_output().map_err(|e| e.to_string());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if gone_since.is_none() && dest.remote.run(&alive).is_err() {
+            gone_since = Some(Instant::now());
+        }
+        if gone_since.is_some_and(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
+            abort_lazy_dump(child, &dest.source_addr, port);
+            return Err("the destination's lazy-pages daemon ended before it had every page".into());
+        }
+    }
+}
+
 /// Every descendant of `pid` (from /proc/PID/task/*/children), deepest first.
 fn descendants(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
@@ -574,12 +601,13 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
     t.set_frozen(frozen.elapsed());
     if let Some(child) = lazy_dump.take() {
         // The source serves the pages until the destination has them all.
-        let out = t.phase("Post-copy of the memory", || child.wait_with_output());
+        let port = lazy_port.unwrap_or_default();
+        let out = t.phase("Post-copy of the memory", || wait_post_copy(child, dest, port));
         let served = out.as_ref().is_ok_and(|o| o.status.success());
         if !served {
             let why = match &out {
                 Ok(o) => super::failure_text("vzctl", &dump_refs, o),
-                Err(e) => e.to_string(),
+                Err(e) => e.clone(),
             };
             // Without all its pages the destination's VE cannot run on: the source's does.
             let _ = dest.vzctl(&format!("stop {id} --fast"));
