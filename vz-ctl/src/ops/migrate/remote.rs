@@ -317,6 +317,45 @@ fn copy_private(ve: &Ve, dest: &Dest) -> std::result::Result<(), String> {
     }
 }
 
+/// The image of an image-layout VE (`None` for simfs).
+fn image_of(ve: &Ve) -> Option<PathBuf> {
+    let image = ve.private().ok()?.join("root.hdd/root.img");
+    image.is_file().then_some(image)
+}
+
+/// `vzmigrate __receive-image` of the image's place on the destination.
+fn receive_script(dest: &Dest) -> String {
+    let image = dest.private.join("root.hdd/root.img");
+    format!("vzmigrate {} {}", super::image::RECEIVE_COMMAND, q(&image.to_string_lossy()))
+}
+
+/// The first copy of a running VE's image (its data extents), before it is frozen.
+fn precopy_image(dest: &Dest, image: &Path) -> std::result::Result<super::image::Sent, String> {
+    dest.remote
+        .stream(&receive_script(dest), |out| super::image::send(image, None, out).map(|r| r.0))
+}
+
+/// The frozen pass of an image-layout private area: the chunks of the image that changed
+/// since [`precopy_image`], and the area's other files (tar).
+fn copy_image_area(
+    ve: &Ve,
+    dest: &Dest,
+    image: &Path,
+    sent: &super::image::Sent,
+) -> std::result::Result<(), String> {
+    let private = ve.private().map_err(|e| e.to_string())?;
+    let dst = q(&dest.private.to_string_lossy());
+    let mut tar = Command::new("tar");
+    tar.args(["-cf", "-", "--numeric-owner", "--exclude=./root.hdd/root.img", "-C"]);
+    tar.arg(&private).arg(".");
+    dest.remote.pipe(tar, &format!("mkdir -p {dst} && tar -xpf - --numeric-owner -C {dst}"))?;
+    let bytes = dest.remote.stream(&receive_script(dest), |out| {
+        super::image::send(image, Some(sent), out).map(|r| r.1)
+    })?;
+    say(format!("Image: {} KiB changed since the first copy", bytes >> 10));
+    Ok(())
+}
+
 /// Offline: stop here, copy, start there (if it ran); on failure the source starts again.
 fn offline(ve: &Ve, dest: &Dest, running: bool) -> Result<Timings> {
     let mut t = Timings::default();
@@ -483,6 +522,14 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
     if is_simfs {
         t.phase("First rsync", || copy_private(ve, dest)).map_err(MigrateError::Copy)?;
     }
+    let image = image_of(ve);
+    let sent = match &image {
+        Some(image) => Some(
+            t.phase("First copy of the image", || precopy_image(dest, image))
+                .map_err(MigrateError::Copy)?,
+        ),
+        None => None,
+    };
     let images = ve.global.dump_dir().join(format!("Dump.{id}.migrate"));
     let _ = std::fs::remove_dir_all(&images);
     let images_arg = images.to_string_lossy().into_owned();
@@ -563,7 +610,10 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
             let private = scope.spawn(|| {
                 // Simfs is a bind mount of a host directory: its tasks are frozen, enough.
                 let _frozen = if is_simfs { None } else { Some(FsFreeze::freeze(&root)?) };
-                copy_private(ve, dest)
+                match (&image, &sent) {
+                    (Some(image), Some(sent)) => copy_image_area(ve, dest, image, sent),
+                    _ => copy_private(ve, dest),
+                }
             });
             let mut tar = Command::new("tar");
             tar.args(["-cf", "-", "-C"]).arg(&images).arg(".");

@@ -130,6 +130,35 @@ impl Remote {
         consumed.map(|_| ())
     }
 
+    /// Runs `script` on the destination with what `feed` writes on its stdin (buffered).
+    ///
+    /// # Errors
+    /// The feed's I/O error or the script's failure, as text.
+    pub fn stream<T>(
+        &self,
+        script: &str,
+        feed: impl FnOnce(&mut dyn Write) -> std::io::Result<T>,
+    ) -> Result<T, String> {
+        let mut child = self
+            .command(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("run ssh: {e}"))?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let mut writer = std::io::BufWriter::with_capacity(1 << 20, stdin);
+        let fed = feed(&mut writer).and_then(|v| writer.flush().map(|()| v));
+        drop(writer);
+        let checked = Self::check(script, child.wait_with_output()).map_err(|(_, e)| e);
+        match (fed, checked) {
+            (Ok(v), Ok(_)) => Ok(v),
+            (Err(e), Err(r)) => Err(format!("{e}: {r}")),
+            (Err(e), Ok(_)) => Err(e.to_string()),
+            (Ok(_), Err(r)) => Err(r),
+        }
+    }
+
     /// The `-e` command of rsync: ssh with the same options.
     pub fn rsync_shell(&self) -> String {
         let mut words = vec!["ssh".to_owned()];
