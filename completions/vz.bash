@@ -43,8 +43,8 @@ _vzctl() {
         exec2) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         enter) COMPREPLY=($(compgen -W "--exec --help" -- "$cur")) ;;
         runscript) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
-        chkpnt|suspend) COMPREPLY=($(compgen -W "--dumpfile --suspend --dump --resume --kill --help" -- "$cur")) ;;
-        restore|resume) COMPREPLY=($(compgen -W "--dumpfile --resume --help" -- "$cur")) ;;
+        chkpnt|suspend) COMPREPLY=($(compgen -W "--dumpfile --suspend --dump --resume --kill --page-server --lazy-pages --help" -- "$cur")) ;;
+        restore|resume) COMPREPLY=($(compgen -W "--dumpfile --resume --lazy-pages --help" -- "$cur")) ;;
     esac
 }
 complete -F _vzctl vzctl
@@ -61,6 +61,8 @@ _vz_tool() {
         vzmemcheck) opts="-v -A -h" ;;
         vzoversell) opts="-h --help" ;;
         vzmetrics) opts="-o -h --output --help" ;;
+        vzmigrate) opts="-r -t -v -h --online --live --remove-area --keep-dst --check-only --dry-run --times --ssh --mode --verbose --help" ;;
+        vzmlocal) opts="-C -h --copy --help" ;;
     esac
     if [[ ${COMP_WORDS[0]##*/} == vzlist ]]; then
         case $prev in
@@ -73,4 +75,4 @@ _vz_tool() {
         COMPREPLY=($(compgen -W "$(_vz_ctids)" -- "$cur"))
     fi
 }
-complete -F _vz_tool vzlist vzubc vzcpucheck vzcfgvalidate vzquota vzpid vzmemcheck vzoversell vzmetrics
+complete -F _vz_tool vzlist vzubc vzcpucheck vzcfgvalidate vzquota vzpid vzmemcheck vzoversell vzmetrics vzmigrate vzmlocal

@@ -34,6 +34,8 @@ pub use dump::{DUMP_LOG, DumpReport, DumpSpec, dump};
 pub use error::{CptError, Refusal, Result};
 pub use freezer::{Freezer, FreezerState};
 pub use kill::kill;
-pub use options::{CgroupMode, CgroupRoot, CriuOptions, ExternalMount, ExternalVeth, NetworkLock};
+pub use options::{
+    CgroupMode, CgroupRoot, CriuOptions, ExternalMount, ExternalVeth, NetworkLock, PageServer,
+};
 pub use restore::{HookEvent, RESTORE_LOG, RestoreSpec, RestoreStage, Restored, restore};
 pub use rpc::{Criu, CriuVersion, DEFAULT_CRIU};

@@ -33,6 +33,22 @@ pub struct CriuOptions {
     pub tcp_established: bool,
     /// Save and restore file locks (`--file-locks`).
     pub file_locks: bool,
+    /// Dump: send the memory pages to this page server (`--page-server --address --port`)
+    /// instead of the images directory; with `lazy_pages`, where the dump itself serves them.
+    pub page_server: Option<PageServer>,
+    /// Post-copy (`--lazy-pages`). Dump: the pages stay with the frozen tasks and the dump
+    /// serves them from `page_server` until a `criu lazy-pages` daemon has taken them all;
+    /// restore: the tasks run at once and take their pages from that daemon on demand.
+    pub lazy_pages: bool,
+}
+
+/// A CRIU page server's TCP address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageServer {
+    /// The address (an IP address or a host name).
+    pub address: String,
+    /// The port.
+    pub port: u16,
 }
 
 impl Default for CriuOptions {
@@ -43,6 +59,8 @@ impl Default for CriuOptions {
             log_level: 4,
             tcp_established: true,
             file_locks: true,
+            page_server: None,
+            lazy_pages: false,
         }
     }
 }
@@ -59,6 +77,15 @@ impl CriuOptions {
         opts.set_tcp_established(self.tcp_established);
         opts.set_file_locks(self.file_locks);
         opts.set_manage_cgroups(true);
+        if let Some(ps) = &self.page_server {
+            let mut info = rpc::Criu_page_server_info::new();
+            info.set_address(ps.address.clone());
+            info.set_port(i32::from(ps.port));
+            opts.ps = protobuf::MessageField::some(info);
+        }
+        if self.lazy_pages {
+            opts.set_lazy_pages(true);
+        }
     }
 }
 

@@ -33,6 +33,8 @@ fn page_path(name: &str) -> &'static str {
         "vzoversell" => "man/vzoversell.8",
         "vzmetrics" => "man/vzmetrics.8",
         "vzcfgvalidate" => "man/vzcfgvalidate.8",
+        "vzmigrate" => "man/vzmigrate.8",
+        "vzmlocal" => "man/vzmlocal.8",
         _ => "man/vzquota.8",
     }
 }

@@ -52,7 +52,12 @@ pub fn run(inv: Invocation) -> Result<u8> {
         Cmd::Destroy => destroy::destroy(&ve)?,
         Cmd::Start => start_recorded(&ve, opts.start())?,
         Cmd::Chkpnt => cpt::chkpnt(&ve, &opts.chkpnt()?)?,
-        Cmd::Restore => cpt::restore_cmd(&ve, opts.flag("resume"), opts.owned("dumpfile"))?,
+        Cmd::Restore => cpt::restore_cmd(
+            &ve,
+            opts.flag("resume"),
+            opts.owned("dumpfile"),
+            opts.flag("lazy-pages"),
+        )?,
         Cmd::Stop => stop::stop(&ve, opts.stop())?,
         Cmd::Restart => {
             say("Restarting container");
@@ -198,7 +203,14 @@ impl Options {
                 "Only one of --suspend, --dump, --resume, --kill can be given".into(),
             ));
         }
-        Ok(cpt::ChkpntOptions { stage, dumpfile: self.owned("dumpfile").map(PathBuf::from) })
+        let page_server =
+            self.owned("page-server").map(|v| cpt::parse_page_server(&v)).transpose()?;
+        Ok(cpt::ChkpntOptions {
+            stage,
+            dumpfile: self.owned("dumpfile").map(PathBuf::from),
+            page_server,
+            lazy_pages: self.flag("lazy-pages"),
+        })
     }
 
     fn stop(&self) -> stop::StopOptions {

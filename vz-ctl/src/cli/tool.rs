@@ -444,6 +444,97 @@ pub const VZQUOTA_SETLIMIT2: ToolDef = ToolDef {
     exit_status: "",
 };
 
+/// `vzmigrate` (reference §8.2).
+pub const VZMIGRATE: ToolDef = ToolDef {
+    name: "vzmigrate",
+    synopsis: &[
+        "[--online [--mode=auto|plain|page-server|lazy]] [-r yes|no] [--keep-dst] [--check-only] [-t] [--ssh=opts] <dest> <CTID>",
+    ],
+    about: "Moves a container to another server running vz, over ssh as root with key \
+            authentication: offline (stop, copy, start there) or --online (suspend, dump, copy, \
+            restore there; TCP connections kept). A failure leaves the container on the source.",
+    options: &[
+        ToolOpt {
+            short: None,
+            long: Some("online"),
+            value: None,
+            help: "migrate a running container without stopping it",
+        },
+        ToolOpt { short: None, long: Some("live"), value: None, help: "the same as --online" },
+        ToolOpt {
+            short: Some('r'),
+            long: Some("remove-area"),
+            value: Some("yes|no"),
+            help: "remove the container on the source afterwards (default yes)",
+        },
+        ToolOpt {
+            short: None,
+            long: Some("keep-dst"),
+            value: None,
+            help: "keep the destination's copy after a failure",
+        },
+        ToolOpt {
+            short: None,
+            long: Some("check-only"),
+            value: None,
+            help: "only check that the migration can be done",
+        },
+        ToolOpt {
+            short: None,
+            long: Some("dry-run"),
+            value: None,
+            help: "the same as --check-only",
+        },
+        ToolOpt {
+            short: Some('t'),
+            long: Some("times"),
+            value: None,
+            help: "print the time of each phase",
+        },
+        ToolOpt {
+            short: None,
+            long: Some("ssh"),
+            value: Some("options"),
+            help: "more ssh options",
+        },
+        ToolOpt {
+            short: None,
+            long: Some("mode"),
+            value: Some("auto|plain|page-server|lazy"),
+            help: "online: how the memory moves (auto: post-copy where CRIU can, else the page server)",
+        },
+        ToolOpt { short: Some('v'), long: Some("verbose"), value: None, help: "more messages" },
+        ToolOpt { short: Some('h'), long: Some("help"), value: None, help: "show this help" },
+    ],
+    exit_status: "0 on success; 1 usage or other error; 2 online migration of a stopped \
+                  container; 4 cannot connect; 6 copy failed; 7 start or restore on the \
+                  destination failed; 8 stop or checkpoint on the source failed; 9 the container \
+                  exists on the destination; 10 no such container; 12 an address is in use on the \
+                  destination; 14 vz is not installed on the destination; 19 cannot read the \
+                  destination's vz.conf; 20 the container is locked.",
+};
+
+/// `vzmlocal` (Virtuozzo's local move and clone).
+pub const VZMLOCAL: ToolDef = ToolDef {
+    name: "vzmlocal",
+    synopsis: &["[-C] <CTID>:<NEWID>[:<private>[:<root>]] [...]"],
+    about: "Moves a container to a new CTID, private area or root on this server (a running one \
+            is stopped and started again), or with -C clones it (its own id range, MACs and no \
+            name; the clone is left stopped).",
+    options: &[
+        ToolOpt {
+            short: Some('C'),
+            long: Some("copy"),
+            value: None,
+            help: "clone instead of moving",
+        },
+        ToolOpt { short: Some('h'), long: Some("help"), value: None, help: "show this help" },
+    ],
+    exit_status: "As vzmigrate: 0 on success; 1 usage or other error; 6 copy failed; 7 the \
+                  container does not start again; 8 it does not stop; 9 the new CTID exists; \
+                  10 no such container; 20 locked.",
+};
+
 /// `vzmetrics`: the VEs' metrics in Prometheus's text format.
 pub const VZMETRICS: ToolDef = ToolDef {
     name: "vzmetrics",
@@ -472,6 +563,8 @@ pub const TOOLS: &[&ToolDef] = &[
     &VZMEMCHECK,
     &VZOVERSELL,
     &VZMETRICS,
+    &VZMIGRATE,
+    &VZMLOCAL,
 ];
 
 #[cfg(test)]

@@ -40,6 +40,10 @@ pub struct ChkpntOptions {
     pub stage: Option<Stage>,
     /// `--dumpfile`: the images directory instead of `DUMPDIR/Dump.<CTID>`.
     pub dumpfile: Option<PathBuf>,
+    /// `--page-server ADDR:PORT`: where the pages go (or, lazy, are served from).
+    pub page_server: Option<vz_cpt::PageServer>,
+    /// `--lazy-pages`: post-copy (vzmigrate).
+    pub lazy_pages: bool,
 }
 
 /// Options of `vzctl restore`.
@@ -47,6 +51,27 @@ pub struct ChkpntOptions {
 pub struct RestoreOptions {
     /// `--dumpfile`: the images directory instead of `DUMPDIR/Dump.<CTID>`.
     pub dumpfile: Option<PathBuf>,
+    /// `--lazy-pages`: the pages come from a `criu lazy-pages` daemon (vzmigrate).
+    pub lazy_pages: bool,
+}
+
+/// `ADDR:PORT` of `--page-server` (an IPv6 address in brackets).
+///
+/// # Errors
+/// [`CtlError::BadParameter`] for anything else.
+pub fn parse_page_server(value: &str) -> Result<vz_cpt::PageServer> {
+    let bad = || CtlError::BadParameter {
+        option: "page-server".into(),
+        value: value.into(),
+        reason: "not ADDR:PORT".into(),
+    };
+    let (address, port) = value.rsplit_once(':').ok_or_else(bad)?;
+    let address = address.trim_start_matches('[').trim_end_matches(']');
+    let port = port.parse().map_err(|_| bad())?;
+    if address.is_empty() {
+        return Err(bad());
+    }
+    Ok(vz_cpt::PageServer { address: address.to_owned(), port })
 }
 
 fn chkpnt_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> CtlError {
@@ -120,7 +145,9 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
         Some(Stage::Dump) => {
             say("Dumping container ...");
             let frozen = freezer.state().map_err(chkpnt_error)? == FreezerState::Frozen;
-            let spec = dump_spec(ve, &cgroup, pid, &dir, frozen.then_some(freezer), true)?;
+            let mut spec = dump_spec(ve, &cgroup, pid, &dir, frozen.then_some(freezer), true)?;
+            spec.options.page_server.clone_from(&opts.page_server);
+            spec.options.lazy_pages = opts.lazy_pages;
             dump_with_dev(ve, &spec)?;
             if frozen {
                 // CRIU lifted its network lock: a suspended VE's kernel would go on taking
@@ -273,11 +300,16 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
         external_mounts: vec![dev_mount(dev.path.clone())],
         // The /dev nodes are binds of the host's: external mounts CRIU binds again.
         external: vec![EXTERNAL_BINDS.to_owned()],
-        cgroup_roots: Vec::new(),
+        // The VE's own cgroup, also when the dump was made under another VE_CGROUP_PARENT
+        // (vzmigrate between servers, or a changed vz.conf).
+        cgroup_roots: vec![vz_cpt::CgroupRoot {
+            controller: None,
+            path: format!("/{}/{ctid}", ve.global.cgroup_parent().trim_matches('/')),
+        }],
         cgroup_mode: vz_cpt::CgroupMode::Soft,
         pidfile: None,
         child_of_caller: false,
-        options: CriuOptions::default(),
+        options: CriuOptions { lazy_pages: opts.lazy_pages, ..CriuOptions::default() },
     };
     let addresses = super::net::addresses(ve)?;
     let venet = super::net::host_ifname(ve)?;
@@ -418,9 +450,15 @@ fn give_images(dir: &Path, map: &vz_ns::IdMap) -> Result<()> {
 ///
 /// # Errors
 /// As [`restore`]; 31 for `--resume` of a VE that is not running.
-pub fn restore_cmd(ve: &Ve, resume: bool, dumpfile: Option<String>) -> Result<()> {
+pub fn restore_cmd(
+    ve: &Ve,
+    resume: bool,
+    dumpfile: Option<String>,
+    lazy_pages: bool,
+) -> Result<()> {
     if !resume {
-        return restore(ve, &RestoreOptions { dumpfile: dumpfile.map(PathBuf::from) });
+        let opts = RestoreOptions { dumpfile: dumpfile.map(PathBuf::from), lazy_pages };
+        return restore(ve, &opts);
     }
     let cgroup = ve.cgroup()?;
     if !cgroup.has_tasks() {

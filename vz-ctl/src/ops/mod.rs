@@ -6,6 +6,7 @@ pub mod cpt;
 pub mod create;
 pub mod destroy;
 pub mod exec;
+pub mod migrate;
 pub mod mount;
 pub mod net;
 pub mod recover;

@@ -1,0 +1,245 @@
+//! Two "servers" and a client on one machine: each server a [`VzTree`] (its own vz.conf,
+//! cgroup parent and network namespace) running an sshd made by the test (host key, client
+//! key, authorized_keys and a forced-command wrapper that gives the remote commands that
+//! tree's `VZ_CONFIG` and the built binaries' PATH) listening only inside its namespace, and
+//! a client namespace whose bridge links the three with veths on 198.51.100.0/24 (a
+//! documentation range, routed nowhere else). Dropping the rig kills the sshds by pid and
+//! removes the client namespace (and with it every veth).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vz_tests::{VzTree, bin_dir, ok, unique_name};
+
+/// The client's address on the bridge.
+pub(crate) const CLIENT_IP: &str = "198.51.100.1";
+/// The source server's address.
+pub(crate) const SRC_IP: &str = "198.51.100.2";
+/// The destination server's address (its sshd listens there).
+pub(crate) const DST_IP: &str = "198.51.100.3";
+
+/// The two trees, the client namespace and the destination's sshd.
+pub(crate) struct Rig {
+    pub(crate) src: VzTree,
+    pub(crate) dst: VzTree,
+    client_ns: String,
+    sshd: Vec<Child>,
+    keys: tempfile::TempDir,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Rig {
+    /// Makes the rig; `extra_conf` goes into both trees' vz.conf.
+    pub(crate) fn new(extra_conf: &str) -> Rig {
+        let src = VzTree::new(extra_conf);
+        let dst = VzTree::new(extra_conf);
+        let client_ns = unique_name("cl");
+        let keys = tempfile::Builder::new().prefix("vz-mig-ssh-").tempdir().expect("temp dir");
+        let mut rig = Rig { src, dst, client_ns, sshd: Vec::new(), keys };
+        rig.link();
+        for key in ["host_key", "client_key"] {
+            ok(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(rig.key_path(key))
+                .output()
+                .expect("run ssh-keygen"));
+        }
+        let host_pub = std::fs::read_to_string(rig.key_path("host_key.pub")).expect("key");
+        let known = format!("{SRC_IP} {host_pub}{DST_IP} {host_pub}");
+        std::fs::write(rig.key_path("known_hosts"), known).expect("write known_hosts");
+        rig.start_sshd(true);
+        rig.start_sshd(false);
+        rig
+    }
+
+    fn link(&self) {
+        let c = &self.client_ns;
+        ip(&["netns", "add", c]);
+        ip(&["-n", c, "link", "set", "lo", "up"]);
+        ip(&["-n", c, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", c, "link", "set", "br0", "up"]);
+        ip(&["-n", c, "addr", "add", &format!("{CLIENT_IP}/24"), "dev", "br0"]);
+        for (tree, addr, n) in [(&self.src, SRC_IP, 0), (&self.dst, DST_IP, 1)] {
+            let (inner, outer) = ("lan0", format!("port{n}"));
+            ip(&[
+                "link",
+                "add",
+                inner,
+                "netns",
+                tree.netns(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &outer,
+                "netns",
+                c,
+            ]);
+            ip(&["-n", c, "link", "set", &outer, "master", "br0", "up"]);
+            ip(&["-n", tree.netns(), "link", "set", inner, "up"]);
+            ip(&["-n", tree.netns(), "addr", "add", &format!("{addr}/24"), "dev", inner]);
+            // The tree routes the test ranges to `unreachable`; this one is its LAN now.
+            ip(&[
+                "-n",
+                tree.netns(),
+                "route",
+                "replace",
+                "198.51.100.0/24",
+                "dev",
+                inner,
+                "src",
+                addr,
+            ]);
+        }
+    }
+
+    fn key_path(&self, name: &str) -> PathBuf {
+        self.keys.path().join(name)
+    }
+
+    /// The sshd of the destination (`dst`) or of the source, for migrations back.
+    fn start_sshd(&mut self, dst: bool) {
+        std::fs::create_dir_all("/run/sshd").expect("sshd's privilege separation directory");
+        let (tree, addr, tag) =
+            if dst { (&self.dst, DST_IP, "dst") } else { (&self.src, SRC_IP, "src") };
+        let wrapper = self.key_path(&format!("wrapper-{tag}"));
+        let die_at = self.key_path("die-at");
+        let script = format!(
+            "#!/bin/sh\n\
+             # This tree for every command of the migration.\n\
+             export VZ_CONFIG={conf} PATH={bin}:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin\n\
+             # Fault injection: the first command containing the text of die-at loses its\n\
+             # connection (the session's sshd is killed), as a dying network would do.\n\
+             pattern=$(cat {die_at} 2>/dev/null)\n\
+             if [ -n \"$pattern\" ]; then case \"$SSH_ORIGINAL_COMMAND\" in *\"$pattern\"*)\n\
+               rm -f {die_at}; p=$$\n\
+               while [ \"$p\" -gt 1 ]; do\n\
+                 if [ \"$(cat /proc/$p/comm)\" = sshd ]; then kill -9 $p; exit 255; fi\n\
+                 p=$(cut -d' ' -f4 /proc/$p/stat)\n\
+               done;;\n\
+             esac; fi\n\
+             exec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
+            conf = tree.vz_conf().display(),
+            bin = bin_dir().display(),
+            die_at = die_at.display(),
+        );
+        std::fs::write(&wrapper, script).expect("write the wrapper");
+        ok(Command::new("chmod").arg("755").arg(&wrapper).output().expect("chmod"));
+        let client_pub = std::fs::read_to_string(self.key_path("client_key.pub")).expect("key");
+        let authorized = self.key_path(&format!("authorized_keys-{tag}"));
+        std::fs::write(
+            &authorized,
+            format!("command=\"{}\",no-pty,no-port-forwarding {client_pub}", wrapper.display()),
+        )
+        .expect("write authorized_keys");
+        let config = format!(
+            "ListenAddress {addr}\nPort 22\nHostKey {hk}\nPidFile none\nAuthorizedKeysFile {ak}\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nUseDNS no\n\
+             PrintMotd no\nAcceptEnv none\n",
+            hk = self.key_path("host_key").display(),
+            ak = authorized.display(),
+        );
+        let config_path = self.key_path(&format!("sshd_config-{tag}"));
+        std::fs::write(&config_path, config).expect("write sshd_config");
+        let log_path = self.key_path(&format!("sshd-{tag}.log"));
+        let log = std::fs::File::create(&log_path).expect("sshd log");
+        let child = tree
+            .in_netns("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sshd");
+        self.sshd.push(child);
+        let peer = if dst { &self.src } else { &self.dst };
+        let words = self.ssh_words();
+        let start = Instant::now();
+        loop {
+            let out = peer.in_netns("ssh").args(&words).args([addr, "true"]).output();
+            if out.is_ok_and(|o| o.status.success()) {
+                return;
+            }
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            assert!(start.elapsed() < Duration::from_secs(10), "the {tag} sshd: {log}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn ssh_words(&self) -> Vec<String> {
+        self.ssh_opts().split_whitespace().map(str::to_owned).collect()
+    }
+
+    /// The `--ssh=` options that reach the destination's sshd.
+    pub(crate) fn ssh_opts(&self) -> String {
+        format!(
+            "-F /dev/null -i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes \
+             -o ConnectTimeout=5 -o LogLevel=ERROR",
+            self.key_path("client_key").display(),
+            self.key_path("known_hosts").display()
+        )
+    }
+
+    /// Makes the destination drop the connection of the next remote command containing
+    /// `pattern`.
+    pub(crate) fn die_at(&self, pattern: &str) {
+        std::fs::write(self.key_path("die-at"), pattern).expect("write die-at");
+    }
+
+    /// `vzmigrate ARGS --ssh=... DST_IP CTID` on the source.
+    pub(crate) fn vzmigrate(&self, args: &[&str], ctid: &str) -> std::process::Output {
+        self.vzmigrate_from(true, args, ctid)
+    }
+
+    /// `vzmigrate` from the source to the destination (`forward`) or back.
+    pub(crate) fn vzmigrate_from(
+        &self,
+        forward: bool,
+        args: &[&str],
+        ctid: &str,
+    ) -> std::process::Output {
+        let ssh = format!("--ssh={}", self.ssh_opts());
+        let (from, to) = if forward { (&self.src, DST_IP) } else { (&self.dst, SRC_IP) };
+        let mut cmd = from.cmd("vzmigrate");
+        cmd.args(args).arg(ssh).args([to, ctid]);
+        cmd.output().expect("run vzmigrate")
+    }
+
+    /// The MAC of a server's LAN interface.
+    pub(crate) fn lan_mac(tree: &VzTree) -> String {
+        let out =
+            ok(tree.in_netns("ip").args(["-o", "link", "show", "lan0"]).output().expect("ip"));
+        let mac = out.split_whitespace().skip_while(|w| *w != "link/ether").nth(1);
+        mac.expect("lan0's MAC").to_ascii_lowercase()
+    }
+
+    /// The client's neighbour entry for `ip` (`198.51.100.77 dev br0 lladdr … REACHABLE`).
+    pub(crate) fn client_neighbour(&self, ip: &str) -> String {
+        let out = self.in_client("ip").args(["neigh", "show", ip]).output().expect("run ip");
+        ok(out).to_ascii_lowercase()
+    }
+
+    /// A command in the client's namespace.
+    pub(crate) fn in_client(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.client_ns)).arg("--").arg(program);
+        cmd
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        for sshd in &mut self.sshd {
+            let _ = sshd.kill();
+            let _ = sshd.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.client_ns]).output();
+    }
+}

@@ -1,0 +1,721 @@
+//! `vzmigrate [--online] [-r yes|no] [--keep-dst] [--check-only] [-t] [--ssh=opts] DEST CTID`
+//! (reference §8.2): checks, then the VE's config and action scripts to the destination, then
+//! offline (stop, copy the private area, start there) or online (suspend, dump, copy the
+//! private area with its file system frozen and the images, restore there, kill here). Every
+//! failure before the VE runs on the destination resumes (or starts again) the source and
+//! removes what was made on the destination, unless `--keep-dst`.
+//!
+//! The private area of the image layout (one sparse file) goes as a sparse `tar` stream,
+//! which reads only the file's data (SEEK_DATA); a simfs tree goes with rsync, once while the
+//! VE runs and again while it is frozen or stopped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use super::local::{ACTION_SCRIPTS, lock};
+use super::{FsFreeze, MigrateError, Remote, Result, Timings, sh_quote as q, vzctl};
+use crate::config::{ConfigFile, GlobalConfig, expand_veid};
+use crate::ctid::Ctid;
+use crate::output::{say, warn};
+use crate::ve::Ve;
+
+/// What `vzmigrate` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct MigrateOptions {
+    /// The destination server (`host` or `user@host`).
+    pub dest: String,
+    /// The VE.
+    pub ctid: u32,
+    /// `--online`: migrate a running VE without stopping it.
+    pub online: bool,
+    /// `-r no`: keep the source's VE (its config renamed `CTID.conf.migrated`).
+    pub keep_source: bool,
+    /// `--keep-dst`: leave what was copied on the destination after a failure.
+    pub keep_dst: bool,
+    /// `--check-only`: run the checks and stop.
+    pub check_only: bool,
+    /// `--ssh=...`: more ssh options.
+    pub ssh: String,
+    /// `--mode=...`: how an online migration moves the memory.
+    pub mode: Mode,
+}
+
+/// How an online migration moves the VE's memory (`--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Post-copy where both CRIUs can (userfaultfd), else the page server.
+    #[default]
+    Auto,
+    /// Dump to files, copy them over ssh, restore.
+    Plain,
+    /// Pre-copy: the dump streams the pages to a `criu page-server` on the destination.
+    PageServer,
+    /// Post-copy: the VE runs on the destination at once and takes its pages from the
+    /// source's frozen tasks on demand (`criu lazy-pages`).
+    Lazy,
+}
+
+impl Mode {
+    /// `auto`, `plain`, `page-server` or `lazy`.
+    pub fn parse(word: &str) -> Option<Mode> {
+        match word {
+            "auto" => Some(Mode::Auto),
+            "plain" => Some(Mode::Plain),
+            "page-server" => Some(Mode::PageServer),
+            "lazy" => Some(Mode::Lazy),
+            _ => None,
+        }
+    }
+}
+
+/// Where the VE goes on the destination, from its vz.conf.
+#[derive(Debug)]
+struct Dest {
+    remote: Remote,
+    ctid: u32,
+    conf_dir: PathBuf,
+    private: PathBuf,
+    root: PathBuf,
+    dump: PathBuf,
+    /// The destination's CRIU (`CRIU` of its vz.conf).
+    criu: String,
+    /// The destination's address as this host reaches it (for its page server).
+    host: String,
+    /// This host's address as the destination sees it (`SSH_CONNECTION`).
+    source_addr: String,
+}
+
+impl Dest {
+    fn conf(&self) -> PathBuf {
+        self.conf_dir.join(format!("{}.conf", self.ctid))
+    }
+
+    /// The pid file of a CRIU daemon (page server, lazy-pages) of this migration there.
+    fn daemon_pidfile(&self) -> String {
+        q(&format!("{}.criu-pid", self.dump.display()))
+    }
+
+    /// Starts a CRIU daemon there (`page-server ...` or `lazy-pages ...`) on the images
+    /// directory; it listens when this returns.
+    fn start_criu_daemon(&self, args: &str) -> std::result::Result<(), String> {
+        let d = q(&self.dump.to_string_lossy());
+        let script = format!(
+            "mkdir -p {d} && {criu} {args} -D {d} -d --pidfile {pid} -v2",
+            criu = q(&self.criu),
+            pid = self.daemon_pidfile()
+        );
+        self.remote.run(&script).map(|_| ()).map_err(|(_, e)| e)
+    }
+
+    /// `vzctl ARGS` on the destination.
+    fn vzctl(&self, args: &str) -> std::result::Result<String, (Option<i32>, String)> {
+        let out = self.remote.run(&format!("vzctl {args}"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Whether the VE runs on the destination (`None`: cannot tell).
+    fn is_running(&self) -> Option<bool> {
+        let text = self.vzctl(&format!("status {}", self.ctid)).ok()?;
+        Some(text.split_whitespace().any(|w| w == "running"))
+    }
+
+    /// Removes everything of the VE on the destination (it must have had nothing before).
+    fn remove_all(&self) -> std::result::Result<(), String> {
+        let id = self.ctid;
+        let mut script = format!(
+            "p={pid}; [ -f $p ] && kill $(cat $p) 2>/dev/null; rm -f $p; \
+             vzctl --quiet stop {id} --fast >/dev/null 2>&1; vzctl --quiet umount {id} >/dev/null 2>&1; \
+             rm -rf {} {}; rmdir {} 2>/dev/null; rm -f {}",
+            q(&self.private.to_string_lossy()),
+            q(&self.dump.to_string_lossy()),
+            q(&self.root.to_string_lossy()),
+            q(&self.conf().to_string_lossy()),
+            pid = self.daemon_pidfile(),
+        );
+        for action in ACTION_SCRIPTS {
+            script.push(' ');
+            script.push_str(&q(&self.conf_dir.join(format!("{id}.{action}")).to_string_lossy()));
+        }
+        script.push_str("; true");
+        self.remote.run(&script).map(|_| ()).map_err(|(_, e)| e)
+    }
+}
+
+/// Removes the destination's half-made VE on drop, unless disarmed or `--keep-dst`.
+struct DestGuard<'a> {
+    dest: &'a Dest,
+    armed: bool,
+    keep: bool,
+}
+
+impl Drop for DestGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.keep {
+            say(format!("Keeping the destination's copy of CT {} (--keep-dst)", self.dest.ctid));
+            return;
+        }
+        say(format!("Removing the destination's copy of CT {}", self.dest.ctid));
+        if let Err(e) = self.dest.remove_all() {
+            warn(format!("could not clean the destination up: {e}"));
+        }
+    }
+}
+
+/// vz-cpt's CRIU when vz.conf names none.
+const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
+
+/// Migrates the VE; returns the phases' timings.
+///
+/// # Errors
+/// [`MigrateError`] with legacy vzmigrate's exit code; the VE then runs (or is stopped, if it
+/// was) on the source, and the destination holds nothing of it (unless `--keep-dst`).
+pub fn migrate(global: &GlobalConfig, opts: &MigrateOptions) -> Result<Timings> {
+    let _lock = lock(global, opts.ctid)?;
+    let ve = Ve::load(global.clone(), Ctid::resolve(&opts.ctid.to_string(), &global.names_dir())?)?;
+    if ve.config.is_none() {
+        return Err(MigrateError::NotExist(opts.ctid));
+    }
+    let status = ve.status()?;
+    if opts.online && !status.running {
+        return Err(MigrateError::Stopped(opts.ctid));
+    }
+    let dest = check_dest(&ve, opts)?;
+    if opts.check_only {
+        say("Check passed");
+        return Ok(Timings::default());
+    }
+    let mut guard = DestGuard { dest: &dest, armed: true, keep: opts.keep_dst };
+    send_config(&ve, &dest)?;
+    let timings = if opts.online {
+        let mode = choose_mode(&ve, &dest, opts.mode);
+        say(format!("Online migration, memory: {mode:?}"));
+        online(&ve, &dest, mode)?
+    } else {
+        offline(&ve, &dest, status.running)?
+    };
+    guard.armed = false;
+    drop(guard);
+    finish_source(&ve, opts.keep_source)?;
+    say(format!("Migration of CT {} to {} completed", opts.ctid, opts.dest));
+    Ok(timings)
+}
+
+/// The checks of legacy vzmigrate: ssh (4), vz there (14), its vz.conf (19), the VE not
+/// there (9), its addresses free there (12).
+fn check_dest(ve: &Ve, opts: &MigrateOptions) -> Result<Dest> {
+    let mut remote = Remote::new(&opts.dest, &opts.ssh);
+    say(format!("Checking the destination {}", remote.target()));
+    remote.connect().map_err(MigrateError::Connect)?;
+    remote.run("true").map_err(|(_, e)| MigrateError::Connect(e))?;
+    remote.run("command -v vzctl >/dev/null").map_err(|(_, e)| MigrateError::NoVz(e))?;
+    let conf = remote
+        .run(r#"cat "${VZ_CONFIG:-/etc/vz/vz.conf}""#)
+        .map_err(|(_, e)| MigrateError::RemoteConf(e))?;
+    let (file, _) = ConfigFile::parse(&String::from_utf8_lossy(&conf.stdout));
+    let global = GlobalConfig::new(PathBuf::from("destination vz.conf"), file);
+    let ctid = opts.ctid;
+    let path = |key: &str| {
+        global
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| PathBuf::from(expand_veid(v, ctid)))
+            .ok_or_else(|| MigrateError::RemoteConf(format!("{key} is not set")))
+    };
+    let connection =
+        remote.run("echo $SSH_CONNECTION").map_err(|(_, e)| MigrateError::Connect(e))?;
+    let connection = String::from_utf8_lossy(&connection.stdout).into_owned();
+    let host = remote.target().rsplit_once('@').map_or(remote.target(), |(_, h)| h).to_owned();
+    let dest = Dest {
+        ctid,
+        conf_dir: global.conf_dir(),
+        private: path("VE_PRIVATE")?,
+        root: path("VE_ROOT")?,
+        dump: global.dump_dir().join(format!("Dump.{ctid}")),
+        criu: global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(DEFAULT_CRIU).to_owned(),
+        host,
+        source_addr: connection.split_whitespace().next().unwrap_or_default().to_owned(),
+        remote,
+    };
+    let exists = format!(
+        "[ -e {} ] || [ -e {} ]",
+        q(&dest.conf().to_string_lossy()),
+        q(&dest.private.to_string_lossy())
+    );
+    match dest.remote.run(&exists) {
+        Ok(_) => return Err(MigrateError::Exists(ctid)),
+        Err((Some(1), _)) => {}
+        Err((_, e)) => return Err(MigrateError::Connect(e)),
+    }
+    let used = dest.remote.run("vzlist -a -H -o ip").map_err(|(_, e)| MigrateError::NoVz(e))?;
+    let used = String::from_utf8_lossy(&used.stdout).into_owned();
+    for ip in ve.config()?.ip_addresses() {
+        let ip = ip.split('/').next().unwrap_or_default().to_owned();
+        if used.split_whitespace().any(|w| w == ip) {
+            return Err(MigrateError::IpInUse(ip));
+        }
+    }
+    Ok(dest)
+}
+
+/// CTID.conf (its paths the destination's) and the action scripts.
+fn send_config(ve: &Ve, dest: &Dest) -> Result<()> {
+    let mut file = ve.config()?.file().clone();
+    file.set("VE_PRIVATE", &dest.private.display().to_string());
+    file.set("VE_ROOT", &dest.root.display().to_string());
+    let put = |to: &Path, data: &[u8]| {
+        let to = to.to_string_lossy();
+        let script = format!(
+            "mkdir -p {dir} {root} && cat > {t}.tmp && mv {t}.tmp {t}",
+            dir = q(&dest.conf_dir.to_string_lossy()),
+            root = q(&dest.root.to_string_lossy()),
+            t = q(&to),
+        );
+        dest.remote
+            .run_with_input(&script, data)
+            .map(|_| ())
+            .map_err(|(_, e)| MigrateError::Copy(e))
+    };
+    put(&dest.conf(), file.to_text().as_bytes())?;
+    let conf_dir = ve.global.conf_dir();
+    for action in ACTION_SCRIPTS {
+        let from = conf_dir.join(format!("{}.{action}", ve.ctid));
+        if let Ok(data) = std::fs::read(&from) {
+            let to = dest.conf_dir.join(format!("{}.{action}", ve.ctid));
+            put(&to, &data)?;
+            dest.remote
+                .run(&format!("chmod 755 {}", q(&to.to_string_lossy())))
+                .map_err(|(_, e)| MigrateError::Copy(e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies the private area: a sparse tar stream of the image layout, rsync of a simfs tree.
+fn copy_private(ve: &Ve, dest: &Dest) -> std::result::Result<(), String> {
+    let private = ve.private().map_err(|e| e.to_string())?;
+    let dst = q(&dest.private.to_string_lossy());
+    if private.join("root.hdd").is_dir() {
+        let mut tar = Command::new("tar");
+        tar.args(["-cSf", "-", "--numeric-owner", "-C"]).arg(&private).arg(".");
+        let script = format!("mkdir -p {dst} && tar -xpf - --numeric-owner -C {dst}");
+        return dest.remote.pipe(tar, &script);
+    }
+    dest.remote.run(&format!("mkdir -p {dst}")).map_err(|(_, e)| e)?;
+    let from = format!("{}/", private.display());
+    let to = format!("{}:{}/", dest.remote.target(), dest.private.display());
+    let shell = dest.remote.rsync_shell();
+    let args = ["-aHAX", "--numeric-ids", "--sparse", "--delete", "-e", &shell, &from, &to];
+    let out = Command::new("rsync").args(args).output().map_err(|e| format!("run rsync: {e}"))?;
+    // 24: files vanished while the VE ran (the second pass catches them).
+    match out.status.code() {
+        Some(0 | 24) => Ok(()),
+        _ => Err(super::failure_text("rsync", &args, &out)),
+    }
+}
+
+/// The image of an image-layout VE (`None` for simfs).
+fn image_of(ve: &Ve) -> Option<PathBuf> {
+    let image = ve.private().ok()?.join("root.hdd/root.img");
+    image.is_file().then_some(image)
+}
+
+/// `vzmigrate __receive-image` of the image's place on the destination.
+fn receive_script(dest: &Dest) -> String {
+    let image = dest.private.join("root.hdd/root.img");
+    format!("vzmigrate {} {}", super::image::RECEIVE_COMMAND, q(&image.to_string_lossy()))
+}
+
+/// The first copy of a running VE's image (its data extents), before it is frozen.
+fn precopy_image(dest: &Dest, image: &Path) -> std::result::Result<super::image::Sent, String> {
+    dest.remote
+        .stream(&receive_script(dest), |out| super::image::send(image, None, out).map(|r| r.0))
+}
+
+/// The frozen pass of an image-layout private area: the chunks of the image that changed
+/// since [`precopy_image`], and the area's other files (tar).
+fn copy_image_area(
+    ve: &Ve,
+    dest: &Dest,
+    image: &Path,
+    sent: &super::image::Sent,
+) -> std::result::Result<(), String> {
+    let private = ve.private().map_err(|e| e.to_string())?;
+    let dst = q(&dest.private.to_string_lossy());
+    let mut tar = Command::new("tar");
+    tar.args(["-cf", "-", "--numeric-owner", "--exclude=./root.hdd/root.img", "-C"]);
+    tar.arg(&private).arg(".");
+    dest.remote.pipe(tar, &format!("mkdir -p {dst} && tar -xpf - --numeric-owner -C {dst}"))?;
+    let bytes = dest.remote.stream(&receive_script(dest), |out| {
+        super::image::send(image, Some(sent), out).map(|r| r.1)
+    })?;
+    say(format!("Image: {} KiB changed since the first copy", bytes >> 10));
+    Ok(())
+}
+
+/// Offline: stop here, copy, start there (if it ran); on failure the source starts again.
+fn offline(ve: &Ve, dest: &Dest, running: bool) -> Result<Timings> {
+    let mut t = Timings::default();
+    let id = ve.ctid.to_string();
+    let is_simfs = !ve.private()?.join("root.hdd").is_dir();
+    if running && is_simfs {
+        t.phase("First rsync", || copy_private(ve, dest)).map_err(MigrateError::Copy)?;
+    }
+    let stopped = Instant::now();
+    if running {
+        say(format!("Stopping CT {id}"));
+        t.phase("Stop", || vzctl(&["stop", &id])).map_err(MigrateError::SourceStop)?;
+    } else if ve.is_mounted()? {
+        vzctl(&["umount", &id]).map_err(MigrateError::SourceStop)?;
+    }
+    let restart = |e: MigrateError| {
+        if running && let Err(e) = vzctl(&["start", &id]) {
+            warn(format!("could not start CT {id} again on the source: {e}"));
+        }
+        e
+    };
+    say("Copying the private area");
+    t.phase("Copy private area", || copy_private(ve, dest))
+        .map_err(|e| restart(MigrateError::Copy(e)))?;
+    if running {
+        say(format!("Starting CT {id} on the destination"));
+        t.phase("Start", || dest.vzctl(&format!("start {id}")))
+            .map_err(|(_, e)| restart(MigrateError::DestStart(e)))?;
+        t.set_frozen(stopped.elapsed());
+    }
+    Ok(t)
+}
+
+/// `Auto` made concrete: post-copy if both CRIUs have userfaultfd (non-cooperative), else
+/// the page server.
+fn choose_mode(ve: &Ve, dest: &Dest, mode: Mode) -> Mode {
+    if mode != Mode::Auto {
+        return mode;
+    }
+    let local = ve.global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(DEFAULT_CRIU);
+    let here = super::run(local, &["check", "--feature", "uffd-noncoop"]).is_ok();
+    let check = format!("{} check --feature uffd-noncoop", q(&dest.criu));
+    if here && dest.remote.run(&check).is_ok() { Mode::Lazy } else { Mode::PageServer }
+}
+
+/// A free TCP port of this host for a listener made later (CRIU's).
+fn free_port() -> std::result::Result<u16, String> {
+    let listener = std::net::TcpListener::bind(("0.0.0.0", 0)).map_err(|e| e.to_string())?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// Whether something of this network namespace listens on TCP `port`.
+fn listening(port: u16) -> bool {
+    let wanted = format!(":{port:04X} ");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f).unwrap_or_default().lines().any(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.get(3) == Some(&"0A")
+                && fields.get(1).is_some_and(|a| format!("{a} ").ends_with(&wanted))
+        })
+    })
+}
+
+/// Ends a lazy dump that serves no one: one connection to its page server, closed at once,
+/// ends its serving, and the dump returns (the VE stays suspended, as `--dump` leaves it). If
+/// it does not end within 30 s, vzctl and its CRIU are killed (CRIU's tasks then let go of
+/// the VE's, which the freezer holds).
+fn abort_lazy_dump(mut child: std::process::Child, address: &str, port: u16) {
+    let _ = std::net::TcpStream::connect((address, port));
+    let start = Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(30) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    warn("the lazy dump did not end: killing it");
+    let pid = child.id();
+    for descendant in descendants(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(descendant).unwrap_or(i32::MAX)),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits for the lazy dump to have served every page. The destination's `criu lazy-pages`
+/// ends when it has them all; if it is gone (or cannot be asked) and the dump still serves
+/// 10 s later, nobody takes the pages any more: the dump is ended and this fails.
+fn wait_post_copy(
+    mut child: std::process::Child,
+    dest: &Dest,
+    port: u16,
+) -> std::result::Result<std::process::Output, String> {
+    let alive = format!("p={}; [ -f $p ] && kill -0 $(cat $p)", dest.daemon_pidfile());
+    let mut gone_since: Option<Instant> = None;
+    loop {
+        for _ in 0..40 {
+            if let Ok(Some(_)) = child.try_wait() {
+                return child.wait_with_output().map_err(|e| e.to_string());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if gone_since.is_none() && dest.remote.run(&alive).is_err() {
+            gone_since = Some(Instant::now());
+        }
+        if gone_since.is_some_and(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
+            abort_lazy_dump(child, &dest.source_addr, port);
+            return Err("the destination's lazy-pages daemon ended before it had every page".into());
+        }
+    }
+}
+
+/// Every descendant of `pid` (from /proc/PID/task/*/children), deepest first.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    for task in tasks {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            found.extend(descendants(child));
+            found.push(child);
+        }
+    }
+    found
+}
+
+/// `fs.pipe-max-size` raised to 4 MiB for a lazy dump (its page pipes; root without
+/// CAP_SYS_RESOURCE cannot pass the limit), set back on drop.
+struct PipeMax(Option<String>);
+
+impl PipeMax {
+    const PATH: &str = "/proc/sys/fs/pipe-max-size";
+
+    fn raise() -> PipeMax {
+        let old = std::fs::read_to_string(Self::PATH).unwrap_or_default().trim().to_owned();
+        if old.parse::<u64>().is_ok_and(|v| v < 4 << 20)
+            && std::fs::write(Self::PATH, "4194304").is_ok()
+        {
+            return PipeMax(Some(old));
+        }
+        PipeMax(None)
+    }
+}
+
+impl Drop for PipeMax {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0
+            && let Err(e) = std::fs::write(Self::PATH, old)
+        {
+            warn(format!("set {} back to {old}: {e}", Self::PATH));
+        }
+    }
+}
+
+/// Online: suspend, dump, copy, restore there; on failure the source resumes.
+fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
+    let mut t = Timings::default();
+    let id = ve.ctid.to_string();
+    let root = ve.root()?;
+    let is_simfs = !ve.private()?.join("root.hdd").is_dir();
+    if is_simfs {
+        t.phase("First rsync", || copy_private(ve, dest)).map_err(MigrateError::Copy)?;
+    }
+    let image = image_of(ve);
+    let sent = match &image {
+        Some(image) => Some(
+            t.phase("First copy of the image", || precopy_image(dest, image))
+                .map_err(MigrateError::Copy)?,
+        ),
+        None => None,
+    };
+    let images = ve.global.dump_dir().join(format!("Dump.{id}.migrate"));
+    let _ = std::fs::remove_dir_all(&images);
+    let images_arg = images.to_string_lossy().into_owned();
+    let mut dump_args = vec!["chkpnt".to_owned(), id.clone(), "--dump".into(), "--dumpfile".into()];
+    dump_args.push(images_arg.clone());
+    let mut lazy_port = None;
+    match mode {
+        Mode::PageServer => {
+            let port = 20_000 + u16::try_from(std::process::id() % 20_000).unwrap_or(0);
+            dest.start_criu_daemon(&format!(
+                "page-server --address {} --port {port} -o page-server.log",
+                q(&dest.host)
+            ))
+            .map_err(|e| MigrateError::DestStart(format!("the page server: {e}")))?;
+            dump_args.extend(["--page-server".into(), format!("{}:{port}", dest.host)]);
+        }
+        Mode::Lazy => {
+            let port = free_port().map_err(MigrateError::Other)?;
+            dump_args.extend(["--lazy-pages".into(), "--page-server".into()]);
+            dump_args.push(format!("{}:{port}", dest.source_addr));
+            lazy_port = Some(port);
+        }
+        Mode::Plain | Mode::Auto => {}
+    }
+    let _pipe_max = lazy_port.map(|_| PipeMax::raise());
+    let frozen = Instant::now();
+    say(format!("Suspending CT {id}"));
+    let resume = |e: MigrateError| {
+        if let Err(e) = vzctl(&["chkpnt", &id, "--resume"]) {
+            warn(format!("could not resume CT {id} on the source: {e}"));
+        }
+        let _ = std::fs::remove_dir_all(&images);
+        let _ = std::fs::remove_dir_all(images.with_extension("migrate.fail"));
+        e
+    };
+    let dump_refs: Vec<&str> = dump_args.iter().map(String::as_str).collect();
+    // A lazy dump runs on (serving the pages) until the destination has them all.
+    let mut lazy_dump = None;
+    t.phase("Suspend + Dump", || {
+        vzctl(&["chkpnt", &id, "--suspend"])?;
+        let Some(port) = lazy_port else {
+            return vzctl(&dump_refs).map(|_| ());
+        };
+        let mut child = std::process::Command::new(super::local_vzctl())
+            .arg("--skiplock")
+            .args(&dump_refs)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("run vzctl: {e}"))?;
+        let start = Instant::now();
+        while !listening(port) {
+            if let Ok(Some(_)) = child.try_wait() {
+                let out = child.wait_with_output().map_err(|e| e.to_string())?;
+                return Err(super::failure_text("vzctl", &dump_refs, &out));
+            }
+            if start.elapsed() > std::time::Duration::from_secs(120) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("the lazy dump's page server did not listen within 120 s".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        lazy_dump = Some(child);
+        Ok(())
+    })
+    .map_err(|e| resume(MigrateError::SourceStop(e)))?;
+    let stop_lazy_dump = |dump: &mut Option<std::process::Child>| {
+        if let (Some(child), Some(port)) = (dump.take(), lazy_port) {
+            abort_lazy_dump(child, &dest.source_addr, port);
+        }
+    };
+    say("Copying the private area and the dump");
+    // The private area and the images go side by side (two channels of the connection).
+    let copied = t.phase("Copy private area and dump", || {
+        std::thread::scope(|scope| {
+            let private = scope.spawn(|| {
+                // Simfs is a bind mount of a host directory: its tasks are frozen, enough.
+                let _frozen = if is_simfs { None } else { Some(FsFreeze::freeze(&root)?) };
+                match (&image, &sent) {
+                    (Some(image), Some(sent)) => copy_image_area(ve, dest, image, sent),
+                    _ => copy_private(ve, dest),
+                }
+            });
+            let mut tar = Command::new("tar");
+            tar.args(["-cf", "-", "-C"]).arg(&images).arg(".");
+            let d = q(&dest.dump.to_string_lossy());
+            let dump = dest.remote.pipe(tar, &format!("mkdir -p {d} && tar -xpf - -C {d}"));
+            let private = private.join().unwrap_or_else(|_| Err("the copy panicked".into()));
+            private.and(dump)
+        })
+    });
+    if let Err(e) = copied {
+        stop_lazy_dump(&mut lazy_dump);
+        return Err(resume(MigrateError::Copy(e)));
+    }
+    if let Some(port) = lazy_port {
+        let args = format!(
+            "lazy-pages --page-server --address {} --port {port} -o lazy-pages.log",
+            q(&dest.source_addr)
+        );
+        if let Err(e) = dest.start_criu_daemon(&args) {
+            stop_lazy_dump(&mut lazy_dump);
+            return Err(resume(MigrateError::DestStart(format!("the lazy-pages daemon: {e}"))));
+        }
+    }
+    say(format!("Restoring CT {id} on the destination"));
+    let lazy = if lazy_port.is_some() { " --lazy-pages" } else { "" };
+    let restored = t.phase("Undump + Resume", || dest.vzctl(&format!("restore {id}{lazy}")));
+    if let Err((_, e)) = restored {
+        // ssh may have died after the restore worked: the destination's state decides.
+        if dest.is_running() != Some(true) {
+            stop_lazy_dump(&mut lazy_dump);
+            return Err(resume(MigrateError::DestStart(e)));
+        }
+        warn(format!("the restore's connection failed ({e}), but CT {id} runs on the destination"));
+    }
+    t.set_frozen(frozen.elapsed());
+    if let Some(child) = lazy_dump.take() {
+        // The source serves the pages until the destination has them all.
+        let port = lazy_port.unwrap_or_default();
+        let out = t.phase("Post-copy of the memory", || wait_post_copy(child, dest, port));
+        let served = out.as_ref().is_ok_and(|o| o.status.success());
+        if !served {
+            let why = match &out {
+                Ok(o) => super::failure_text("vzctl", &dump_refs, o),
+                Err(e) => e.clone(),
+            };
+            // Without all its pages the destination's VE cannot run on: the source's does.
+            let _ = dest.vzctl(&format!("stop {id} --fast"));
+            return Err(resume(MigrateError::DestStart(format!("post-copy failed: {why}"))));
+        }
+    }
+    announce(ve, dest);
+    say(format!("Killing CT {id} on the source"));
+    if let Err(e) = vzctl(&["chkpnt", &id, "--kill"]) {
+        return Err(MigrateError::SourceStop(format!("CT {id} runs on the destination, but: {e}")));
+    }
+    let _ = std::fs::remove_dir_all(&images);
+    let _ = dest.remote.run(&format!("rm -f {}", dest.daemon_pidfile()));
+    Ok(t)
+}
+
+/// Makes the VE's IPv4 addresses reachable at the destination at once: proxy ARP entries on
+/// its up links (other than lo and VEs' own ends) and one unsolicited ARP each (`arping -U`,
+/// with non-local binds allowed for the moment it takes), so neighbours forget the source.
+fn announce(ve: &Ve, dest: &Dest) {
+    let ips: Vec<String> = ve
+        .config()
+        .map(|c| c.ip_addresses())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|ip| ip.split('/').next().map(str::to_owned))
+        .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
+        .collect();
+    if ips.is_empty() {
+        return;
+    }
+    let script = format!(
+        "nb=/proc/sys/net/ipv4/ip_nonlocal_bind; old=$(cat $nb); echo 1 > $nb; \
+         for dev in $(ip -o link show up | awk -F': ' '{{print $2}}' | cut -d@ -f1); do \
+           case $dev in lo|venet*|veth*) continue;; esac; \
+           for ip in {ips}; do ip neigh add proxy $ip dev $dev 2>/dev/null; \
+             arping -q -c 1 -U -I $dev -s $ip $ip; done; \
+         done; echo $old > $nb",
+        ips = ips.join(" ")
+    );
+    if let Err((_, e)) = dest.remote.run(&script) {
+        warn(format!("announcing the addresses on the destination: {e}"));
+    }
+}
+
+/// After a migration: the source's VE destroyed, or (`-r no`) kept with its config renamed
+/// `CTID.conf.migrated`.
+fn finish_source(ve: &Ve, keep: bool) -> Result<()> {
+    let id = ve.ctid.to_string();
+    if !keep {
+        say(format!("Removing CT {id} on the source"));
+        return vzctl(&["destroy", &id]).map(|_| ()).map_err(MigrateError::Other);
+    }
+    if ve.is_mounted()? {
+        vzctl(&["umount", &id]).map_err(MigrateError::Other)?;
+    }
+    let conf = ve.config_path();
+    let migrated = conf.with_extension("conf.migrated");
+    std::fs::rename(&conf, &migrated)
+        .map_err(|e| MigrateError::Other(format!("rename {}: {e}", conf.display())))
+}
