@@ -46,6 +46,12 @@ pub enum MigrateError {
     /// One of the VE's addresses is in use on the destination (12).
     #[error("IP address {0} is already in use on the destination")]
     IpInUse(String),
+    /// A running VE's host id range is another VE's on the destination (12, as an address
+    /// in use): its user namespace comes back with the same ids, which two VEs must not share.
+    #[error(
+        "the host ids {0} of the container are another container's on the destination; migrate it offline (it gets a free range there)"
+    )]
+    IdsInUse(String),
     /// vz is not installed or not working on the destination (14).
     #[error("vz is not running on the destination: {0}")]
     NoVz(String),
@@ -72,7 +78,7 @@ impl MigrateError {
             MigrateError::SourceStop(_) => 8,
             MigrateError::Exists(_) => 9,
             MigrateError::NotExist(_) => 10,
-            MigrateError::IpInUse(_) => 12,
+            MigrateError::IpInUse(_) | MigrateError::IdsInUse(_) => 12,
             MigrateError::NoVz(_) => 14,
             MigrateError::RemoteConf(_) => 19,
             MigrateError::Locked(_) => 20,

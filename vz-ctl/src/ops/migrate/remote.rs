@@ -84,6 +84,9 @@ struct Dest {
     host: String,
     /// This host's address as the destination sees it (`SSH_CONNECTION`).
     source_addr: String,
+    /// The VE's host id range is another VE's there: CTID.conf goes without it and the
+    /// destination allocates a free one at the first start (offline migration only).
+    reallocate_ids: bool,
 }
 
 impl Dest {
@@ -239,6 +242,7 @@ fn check_dest(ve: &Ve, opts: &MigrateOptions) -> Result<Dest> {
         host,
         source_addr: connection.split_whitespace().next().unwrap_or_default().to_owned(),
         remote,
+        reallocate_ids: false,
     };
     let exists = format!(
         "[ -e {} ] || [ -e {} ]",
@@ -258,12 +262,46 @@ fn check_dest(ve: &Ve, opts: &MigrateOptions) -> Result<Dest> {
             return Err(MigrateError::IpInUse(ip));
         }
     }
+    let mut dest = dest;
+    if let Some(map) =
+        crate::idmap::recorded(ve.config()?)?.and_then(crate::idmap::Identity::id_map)
+        && ids_taken_there(&dest, &map)?
+    {
+        if opts.online {
+            return Err(MigrateError::IdsInUse(format!("{}:{}", map.uid_base, map.gid_base)));
+        }
+        dest.reallocate_ids = true;
+    }
     Ok(dest)
+}
+
+/// Whether a VE of the destination has host ids of `map`'s range (its CTID.conf files'
+/// LOCAL_UID and LOCAL_GID; files on disk keep ordinary ids, so any range serves the VE).
+fn ids_taken_there(dest: &Dest, map: &vz_ns::IdMap) -> Result<bool> {
+    let grep = format!(
+        "cat {}/*.conf 2>/dev/null | grep -E '^LOCAL_(UID|GID)=' || true",
+        q(&dest.conf_dir.to_string_lossy())
+    );
+    let out = dest.remote.run(&grep).map_err(|(_, e)| MigrateError::Connect(e))?;
+    let overlaps =
+        |a: u32, b: u32| a < b.saturating_add(map.count) && b < a.saturating_add(map.count);
+    Ok(String::from_utf8_lossy(&out.stdout).lines().any(|line| {
+        let Some((key, value)) = line.split_once('=') else { return false };
+        let Ok(base) = value.trim().trim_matches('"').parse::<u32>() else { return false };
+        match key {
+            "LOCAL_UID" => base != 0 && overlaps(base, map.uid_base),
+            _ => base != 0 && overlaps(base, map.gid_base),
+        }
+    }))
 }
 
 /// CTID.conf (its paths the destination's) and the action scripts.
 fn send_config(ve: &Ve, dest: &Dest) -> Result<()> {
     let mut file = ve.config()?.file().clone();
+    if dest.reallocate_ids {
+        file.remove("LOCAL_UID");
+        file.remove("LOCAL_GID");
+    }
     file.set("VE_PRIVATE", &dest.private.display().to_string());
     file.set("VE_ROOT", &dest.root.display().to_string());
     let put = |to: &Path, data: &[u8]| {
@@ -389,8 +427,10 @@ fn offline(ve: &Ve, dest: &Dest, running: bool) -> Result<Timings> {
     Ok(t)
 }
 
-/// `Auto` made concrete: post-copy if both CRIUs have userfaultfd (non-cooperative), else
-/// the page server.
+/// `Auto` made concrete: post-copy if both CRIUs have userfaultfd (non-cooperative) and the
+/// restored tasks may open one, else the page server. A VE of its own user namespace has no
+/// CAP_SYS_PTRACE of the host, so its tasks get a userfaultfd only where the destination
+/// allows it to everyone (`vm.unprivileged_userfaultfd=1`).
 fn choose_mode(ve: &Ve, dest: &Dest, mode: Mode) -> Mode {
     if mode != Mode::Auto {
         return mode;
@@ -398,7 +438,18 @@ fn choose_mode(ve: &Ve, dest: &Dest, mode: Mode) -> Mode {
     let local = ve.global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(DEFAULT_CRIU);
     let here = super::run(local, &["check", "--feature", "uffd-noncoop"]).is_ok();
     let check = format!("{} check --feature uffd-noncoop", q(&dest.criu));
-    if here && dest.remote.run(&check).is_ok() { Mode::Lazy } else { Mode::PageServer }
+    let own_userns = ve
+        .config()
+        .ok()
+        .and_then(|c| crate::idmap::recorded(c).ok().flatten())
+        .and_then(crate::idmap::Identity::id_map)
+        .is_some();
+    let uffd_for_all = || {
+        let sysctl = "cat /proc/sys/vm/unprivileged_userfaultfd";
+        dest.remote.run(sysctl).is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "1")
+    };
+    let lazy = here && dest.remote.run(&check).is_ok() && (!own_userns || uffd_for_all());
+    if lazy { Mode::Lazy } else { Mode::PageServer }
 }
 
 /// A free TCP port of this host for a listener made later (CRIU's).
