@@ -259,39 +259,13 @@ fn meminfo_none_keeps_the_hosts_meminfo_and_bad_values_are_refused() {
     assert_eq!(kb(&meminfo, "MemTotal"), 256 * 1024, "{meminfo}");
 }
 
-/// Whether CRIU can dump here: not from a chroot (the kernel lab runs the suite in one;
-/// CRIU: "The root task has another root than mntns"), reported as a not-applicable skip.
-fn criu_can_dump_here(test: &str) -> bool {
-    use std::io::Write;
-    use std::os::unix::fs::MetadataExt;
-    let chrooted = match (std::fs::metadata("/"), std::fs::metadata("/proc/1/root/")) {
-        (Ok(mine), Ok(init)) => mine.dev() != init.dev() || mine.ino() != init.ino(),
-        _ => false,
-    };
-    if chrooted {
-        let line =
-            format!("SKIP {test}: CRIU cannot dump from a chroot (kernel lab; not applicable)");
-        eprintln!("{line}");
-        if let Ok(log) = std::env::var("VZ_TEST_SKIP_LOG")
-            && let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log)
-        {
-            let _ = writeln!(file, "{line}");
-        }
-    }
-    !chrooted
-}
-
 /// CRIU dumps the view's binds as external mounts and binds them again from the host's
-/// lxcfs directory at restore: the restore starts the helper when none runs. (A privileged
-/// VE: the user-namespace restore fails intermittently for reasons of its own, issue 14.)
+/// lxcfs directory at restore: the restore starts the helper when none runs.
 #[test]
 fn a_restored_ve_keeps_its_view_and_the_restore_starts_the_helper() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/bin/lxcfs"));
     require!(Need::CgroupController("memory"), Need::Program("/usr/local/sbin/criu"));
-    if !criu_can_dump_here("a_restored_ve_keeps_its_view_and_the_restore_starts_the_helper") {
-        return;
-    }
-    let tree = VzTree::new("LOCAL_UID=0\nLOCAL_GID=0\n");
+    let tree = VzTree::new("");
     let helper = Helper::configure(&tree, "");
     let ctid = create(&tree, &[]);
     ok(tree.run("vzctl", &["start", &ctid, "--wait"]));

@@ -17,11 +17,16 @@ use std::time::{Duration, Instant};
 /// The default filter in the guest: integration-test binaries only (each crate's
 /// `kernel_*.rs` and the black-box tests); unit tests run on the host. The debootstrap and
 /// Debian template builds need Debian's archive, and the guest has no network: they run on
-/// the host; so do the 50-VE and random-kill stress tests, CRIU's timings beside bare CRIU
-/// and the privileged twin of the checkpoint test (2.5 min under TCG; the lab runs the
-/// user-namespace one), which differ in nothing on v2 but would take most of the lab's time.
+/// the host; so do the 50-VE and random-kill stress tests, CRIU's timings beside bare CRIU,
+/// the privileged twin of the checkpoint test (2.5 min under TCG; the lab runs the
+/// user-namespace one), the two-server migrations (minutes each under TCG; the lab runs
+/// vzmlocal, which moves a VE's cgroup too), the Debian package build and vzubc under
+/// watch(1) (a terminal test), which differ in nothing on v2 but would take most of the
+/// lab's time.
 const DEFAULT_FILTER: &str = "kind(test) & !binary(kernel_debootstrap) & !binary(template) \
      & !binary(kernel_timing) & !test(a_privileged_ve_keeps_the_work_and_the_tcp_client_too) \
+     & !(binary(migrate) & !test(vzmlocal_moves_and_clones)) & !binary(deb) \
+     & !test(vzubc_watch_runs_itself_under_watch) \
      & !test(fifty_ves_live_their_whole_life_in_parallel) \
      & !test(kills_at_arbitrary_instants_leave_a_ve_that_one_command_repairs_or_removes)";
 
