@@ -35,7 +35,7 @@ pub(crate) trait Runtime {
 pub(crate) enum Op {
     /// [`Runtime::cycle`].
     Cycle,
-    /// [`Runtime::start_idle`] (with [`Op::StopFast`] to end it).
+    /// [`Runtime::start_idle`] (ended by a fast stop).
     Idle,
     /// [`Runtime::exec_true`].
     Exec,
