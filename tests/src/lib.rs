@@ -12,12 +12,14 @@
 #![allow(clippy::print_stderr, reason = "the kit reports skips to the person running tests")]
 
 mod cgroup;
+mod client;
 mod names;
 mod need;
 mod output;
 mod tree;
 
 pub use cgroup::{TestCgroup, cgroup_v1_mount, is_cgroup_v2};
+pub use client::LineClient;
 pub use names::{unique_ctid, unique_name};
 pub use need::{Need, check_needs, required};
 pub use output::{ok, output_text};

@@ -5,11 +5,10 @@
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
 #![allow(clippy::print_stderr, reason = "the test reports vzctl's times")]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vz_tests::{Need, VzTree, ok, require, unique_ctid};
+use vz_tests::{LineClient, Need, VzTree, ok, require, unique_ctid};
 
 const VE_IP: &str = "198.51.100.77";
 
@@ -47,57 +46,6 @@ const PRIVILEGED_VES: &str = "LOCAL_UID=0\nLOCAL_GID=0\n";
 fn assert_no_gap(tree: &VzTree, ctid: &str) {
     for (i, c) in counts(tree, ctid).iter().enumerate() {
         assert_eq!(*c, i as u64 + 1, "the counter's log breaks at line {}", i + 1);
-    }
-}
-
-/// A TCP client (busybox nc) in the tree's network namespace, killed by pid on drop.
-struct Client {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    sent: u64,
-}
-
-impl Client {
-    fn connect(tree: &VzTree) -> Client {
-        let start = Instant::now();
-        loop {
-            let mut child = tree
-                .in_netns("/bin/busybox")
-                .args(["nc", VE_IP, "7000"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn nc");
-            let stdin = child.stdin.take().expect("stdin");
-            let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-            let mut client = Client { child, stdin, stdout, sent: 0 };
-            if client.try_ping().is_ok() {
-                return client;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "no TCP server in the VE");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn try_ping(&mut self) -> Result<(), String> {
-        let k = self.sent + 1;
-        writeln!(self.stdin, "ping {k}").map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-        if line.trim() != format!("{k} ping {k}") {
-            return Err(format!("answer {line:?} to ping {k}"));
-        }
-        self.sent = k;
-        Ok(())
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -273,7 +221,11 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
             .expect("ip"));
     }
     let ctid = working_ve(&tree);
-    let mut client = Client::connect(&tree);
+    let mut client = LineClient::connect(|| {
+        let mut nc = tree.in_netns("/bin/busybox");
+        nc.args(["nc", VE_IP, "7000"]);
+        nc
+    });
     client.try_ping().expect("the client reaches the VE before the checkpoint");
     // A bridged interface beside the venet: its host end is on a bridge of the tree's netns.
     let bridge = format!("vzbr{ctid}");

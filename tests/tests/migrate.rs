@@ -10,13 +10,12 @@
 #[path = "migrate/rig.rs"]
 mod rig;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rig::Rig;
-use vz_tests::{Need, VzTree, ok, output_text, require, unique_ctid};
+use vz_tests::{LineClient, Need, VzTree, ok, output_text, require, unique_ctid};
 
 /// The VEs of these tests: the default kind, each in its own user namespace.
 const VES: &str = "";
@@ -88,55 +87,13 @@ fn assert_only_on(on: &VzTree, off: &VzTree, ctid: &str) {
     assert!(!dir.exists(), "cgroup {} left behind", dir.display());
 }
 
-/// A TCP client (busybox nc) in the rig's client namespace, killed by pid on drop.
-struct Client {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    sent: u64,
-}
-
-impl Client {
-    fn connect(rig: &Rig) -> Client {
-        let start = Instant::now();
-        loop {
-            let mut child = rig
-                .in_client("/bin/busybox")
-                .args(["nc", VE_IP, "7000"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn nc");
-            let stdin = child.stdin.take().expect("stdin");
-            let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-            let mut client = Client { child, stdin, stdout, sent: 0 };
-            if client.try_ping().is_ok() {
-                return client;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "no TCP server in the VE");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn try_ping(&mut self) -> Result<(), String> {
-        let k = self.sent + 1;
-        writeln!(self.stdin, "ping {k}").map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-        if line.trim() != format!("{k} ping {k}") {
-            return Err(format!("answer {line:?} to ping {k}"));
-        }
-        self.sent = k;
-        Ok(())
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A connection from the rig's client namespace to the VE's line server.
+fn connect(rig: &Rig) -> LineClient {
+    LineClient::connect(|| {
+        let mut nc = rig.in_client("/bin/busybox");
+        nc.args(["nc", VE_IP, "7000"]);
+        nc
+    })
 }
 
 /// A busybox VE on `tree` whose boot starts the counter and the TCP server, started.
@@ -190,7 +147,7 @@ fn online_migration_keeps_the_tcp_client_and_the_work() {
     let rig = Rig::new(VES);
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
-    let mut client = Client::connect(&rig);
+    let mut client = connect(&rig);
 
     // --check-only changes nothing.
     ok(rig.vzmigrate(&["--check-only"], &ctid));
@@ -234,7 +191,7 @@ fn a_simfs_private_area_goes_with_rsync() {
     let rig = Rig::new(VES);
     let ctid = unique_ctid().to_string();
     working_ve_with(&rig.src, &ctid, &["--layout", "simfs"]);
-    let mut client = Client::connect(&rig);
+    let mut client = connect(&rig);
     let before = last(&rig.src, &ctid);
     let out = rig.vzmigrate(&["--online", "-t"], &ctid);
     let text = output_text(&out);
@@ -313,8 +270,8 @@ fn failed_migrations_leave_the_ve_running_on_the_source_only() {
     let rig = Rig::new(VES);
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
-    let mut client = Client::connect(&rig);
-    let source_runs = |client: &mut Client, what: &str| {
+    let mut client = connect(&rig);
+    let source_runs = |client: &mut LineClient, what: &str| {
         assert_eq!(status(&rig.src, &ctid), format!("CTID {ctid} exist mounted running"), "{what}");
         let at = last(&rig.src, &ctid);
         wait_count(&rig.src, &ctid, at + 3);
