@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 /// the host; so do the 50-VE and random-kill stress tests, CRIU's timings beside bare CRIU,
 /// the privileged twin of the checkpoint test (2.5 min under TCG; the lab runs the
 /// user-namespace one), the two-server migrations (minutes each under TCG; the lab runs
-/// vzmlocal, which moves a VE's cgroup too), the Debian package build and vzubc under
-/// watch(1) (a terminal test), which differ in nothing on v2 but would take most of the
+/// vzmlocal, which moves a VE's cgroup too), the Debian package build, the boot service
+/// (the init script's order and modes over vzctl) and vzubc under watch(1) (a terminal test), which differ in nothing on v2 but would take most of the
 /// lab's time.
 const DEFAULT_FILTER: &str = "kind(test) & !binary(kernel_debootstrap) & !binary(template) \
      & !binary(kernel_timing) & !test(a_privileged_ve_keeps_the_work_and_the_tcp_client_too) \
-     & !(binary(migrate) & !test(vzmlocal_moves_and_clones)) & !binary(deb) \
+     & !(binary(migrate) & !test(vzmlocal_moves_and_clones)) & !binary(deb) & !binary(service) \
      & !test(vzubc_watch_runs_itself_under_watch) \
      & !test(fifty_ves_live_their_whole_life_in_parallel) \
      & !test(kills_at_arbitrary_instants_leave_a_ve_that_one_command_repairs_or_removes)";

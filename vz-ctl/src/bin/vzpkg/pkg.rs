@@ -288,7 +288,11 @@ pub(crate) fn in_ve(ctid: &str, action: VeAction, packages: &[&str]) -> Result<u
         .spawn()
         .map_err(|e| format!("run {}: {e}", vzctl.display()))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(ve_script(action, packages).as_bytes())?;
+        // vzctl may exit before it reads the script (a stopped VE: 31): its code says why.
+        match stdin.write_all(ve_script(action, packages).as_bytes()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            written => written?,
+        }
     }
     let status = child.wait()?;
     Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
