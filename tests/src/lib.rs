@@ -17,6 +17,7 @@ mod names;
 mod need;
 mod output;
 mod tree;
+mod work;
 
 pub use cgroup::{TestCgroup, cgroup_v1_mount, is_cgroup_v2};
 pub use client::LineClient;
@@ -24,6 +25,7 @@ pub use names::{unique_ctid, unique_name};
 pub use need::{Need, check_needs, required};
 pub use output::{ok, output_text};
 pub use tree::{TEST_RANGES, VzTree, bin_dir, kill_and_remove_cgroups, unmount_under, workspace};
+pub use work::{assert_no_gap, counts, last_count, start_working_ve, wait_count};
 
 /// Fails (or, with `VZ_SKIP_PRIVILEGED=1`, skips) the calling test unless every listed
 /// [`Need`] is met. Use at the top of a test function returning `()` or `anyhow::Result<()>`.

@@ -158,6 +158,38 @@ impl VzTree {
         assert!(out.status.success(), "vzpkg failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// A busybox VE of a fresh CTID, created and started (`--wait`); its CTID.
+    ///
+    /// # Panics
+    /// When a step fails.
+    pub fn running_busybox_ve(&self) -> String {
+        self.build_busybox_cache();
+        let ctid = crate::unique_ctid().to_string();
+        crate::ok(self.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
+        crate::ok(self.run("vzctl", &["start", &ctid, "--wait"]));
+        ctid
+    }
+
+    /// A file of VE `ctid`'s cgroup: `<controller>/<parent>/<ctid>/<v1>` on cgroup v1, the
+    /// file `v2` of its one directory on v2.
+    pub fn cgroup_file(&self, ctid: &str, controller: &str, v1: &str, v2: &str) -> PathBuf {
+        let parent = &self.cgroup_parent;
+        if crate::is_cgroup_v2() {
+            PathBuf::from(format!("/sys/fs/cgroup/{parent}/{ctid}/{v2}"))
+        } else {
+            PathBuf::from(format!("/sys/fs/cgroup/{controller}/{parent}/{ctid}/{v1}"))
+        }
+    }
+
+    /// The text of VE `ctid`'s CTID.conf.
+    ///
+    /// # Panics
+    /// When it cannot be read.
+    pub fn ve_conf(&self, ctid: &str) -> String {
+        std::fs::read_to_string(self.path().join(format!("conf/{ctid}.conf")))
+            .expect("read the CT config")
+    }
+
     fn cleanup(&self) {
         let conf_dir = self.path().join("conf");
         for entry in std::fs::read_dir(&conf_dir).into_iter().flatten().flatten() {

@@ -8,46 +8,15 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vz_tests::{LineClient, Need, VzTree, ok, require, unique_ctid};
+use vz_tests::{
+    LineClient, Need, VzTree, assert_no_gap, last_count, ok, require, start_working_ve,
+    unique_ctid, wait_count,
+};
 
 const VE_IP: &str = "198.51.100.77";
 
-const WORK: &str = "#!/bin/sh\n\
-setsid sh -c 'i=0; exec 3>>/var/count; while :; do i=$((i+1)); echo $i >&3; usleep 50000; done' \
-</dev/null >/dev/null 2>&1 &\n\
-setsid nc -ll -p 7000 -e /srv.sh </dev/null >/dev/null 2>&1 &\n";
-
-const SRV: &str = "#!/bin/sh\nn=0\nwhile read l; do n=$((n+1)); echo \"$n $l\"; done\n";
-
-fn counts(tree: &VzTree, ctid: &str) -> Vec<u64> {
-    let path = tree.path().join(format!("root/{ctid}/var/count"));
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-fn wait_count(tree: &VzTree, ctid: &str, n: u64) -> u64 {
-    let start = Instant::now();
-    loop {
-        let last = counts(tree, ctid).last().copied().unwrap_or(0);
-        if last >= n {
-            return last;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "counter stuck at {last}, wanted {n}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A tree whose VEs share the host's user namespace (LOCAL_UID=0), the other kind.
 const PRIVILEGED_VES: &str = "LOCAL_UID=0\nLOCAL_GID=0\n";
-
-fn assert_no_gap(tree: &VzTree, ctid: &str) {
-    for (i, c) in counts(tree, ctid).iter().enumerate() {
-        assert_eq!(*c, i as u64 + 1, "the counter's log breaks at line {}", i + 1);
-    }
-}
 
 /// `vzctl restore`; a failure shows vzctl's output and the errors of CRIU's log.
 fn restore(tree: &VzTree, ctid: &str) {
@@ -131,17 +100,13 @@ fn limits(tree: &VzTree, ctid: &str) -> Vec<String> {
         ("blkio", "blkio.throttle.write_bps_device", "io.max"),
     ];
     let v2 = vz_tests::is_cgroup_v2();
-    let parent = tree.cgroup_parent();
     files
         .iter()
         .filter(|(_, _, f2)| !v2 || !f2.is_empty())
         .map(|(controller, f1, f2)| {
-            let path = if v2 {
-                format!("/sys/fs/cgroup/{parent}/{ctid}/{f2}")
-            } else {
-                format!("/sys/fs/cgroup/{controller}/{parent}/{ctid}/{f1}")
-            };
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| format!("{path}: {e}"));
+            let path = tree.cgroup_file(ctid, controller, f1, f2);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| format!("{}: {e}", path.display()));
             // The loop device's number changes (see above): its entries are compared without it.
             let lines: Vec<&str> =
                 text.lines()
@@ -165,17 +130,8 @@ fn status(tree: &VzTree, ctid: &str) -> String {
 
 /// A busybox VE whose boot starts the counter and the TCP server, started.
 fn working_ve(tree: &VzTree) -> String {
-    tree.build_busybox_cache();
     let ctid = unique_ctid().to_string();
-    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox", "--ipadd", VE_IP]));
-    ok(tree.run("vzctl", &["mount", &ctid]));
-    let root = tree.path().join(format!("root/{ctid}"));
-    std::fs::write(root.join("etc/init.d/S50work"), WORK).expect("write S50work");
-    std::fs::write(root.join("srv.sh"), SRV).expect("write srv.sh");
-    let scripts = [root.join("etc/init.d/S50work"), root.join("srv.sh")];
-    ok(Command::new("chmod").arg("755").args(scripts).output().expect("run chmod"));
-    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
-    wait_count(tree, &ctid, 5);
+    start_working_ve(tree, &ctid, VE_IP, &[]);
     ctid
 }
 
@@ -254,7 +210,7 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     restore(&tree, &ctid);
     eprintln!("TIMING vzctl chkpnt {chkpnt_ms} ms, vzctl restore {} ms", t.elapsed().as_millis());
     assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist mounted running"));
-    let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
+    let at = last_count(&tree, &ctid);
     wait_count(&tree, &ctid, at + 5);
     assert_no_gap(&tree, &ctid);
     client.try_ping().expect("the TCP client stayed connected");
@@ -272,16 +228,16 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     assert!(!tree.path().join(format!("dump/Dump.{ctid}")).exists(), "start kept the dump");
     client.try_ping().expect("the TCP client stayed connected across start");
     assert_eq!(limits(&tree, &ctid), limits_before, "the limits after start from the dump");
-    let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
+    let at = last_count(&tree, &ctid);
     wait_count(&tree, &ctid, at + 3);
     assert_no_gap(&tree, &ctid);
 
     let snapshot = tree.path().join("dump/snapshot").to_string_lossy().into_owned();
     // Stages: suspend, resume.
     ok(tree.run("vzctl", &["chkpnt", &ctid, "--suspend"]));
-    let frozen = counts(&tree, &ctid).last().copied().unwrap_or(0);
+    let frozen = last_count(&tree, &ctid);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(counts(&tree, &ctid).last().copied().unwrap_or(0), frozen, "suspended VE counted");
+    assert_eq!(last_count(&tree, &ctid), frozen, "suspended VE counted");
     ok(tree.run("vzctl", &["chkpnt", &ctid, "--resume"]));
     wait_count(&tree, &ctid, frozen + 3);
     let out = tree.run("vzctl", &["chkpnt", &ctid, "--suspend", "--kill"]);
@@ -310,7 +266,7 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist unmounted down suspended"));
     restore(&tree, &ctid);
     client.try_ping().expect("the TCP client stayed connected across the stages");
-    let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
+    let at = last_count(&tree, &ctid);
     wait_count(&tree, &ctid, at + 3);
     assert_no_gap(&tree, &ctid);
 
@@ -338,7 +294,7 @@ fn chkpnt_refuses_what_it_would_lose_and_the_ve_runs_on() {
         assert_eq!(out.status.code(), Some(16), "{what}: {text}");
         assert!(text.contains(expect), "{what}: {text}");
         assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist mounted running"), "{what}");
-        let at = counts(&tree, &ctid).last().copied().unwrap_or(0);
+        let at = last_count(&tree, &ctid);
         wait_count(&tree, &ctid, at + 3);
     };
 

@@ -15,7 +15,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rig::Rig;
-use vz_tests::{LineClient, Need, VzTree, ok, output_text, require, unique_ctid};
+use vz_tests::{
+    LineClient, Need, VzTree, assert_no_gap, last_count, ok, output_text, require,
+    start_working_ve, unique_ctid, wait_count,
+};
 
 /// The VEs of these tests: the default kind, each in its own user namespace.
 const VES: &str = "";
@@ -26,40 +29,6 @@ const VES: &str = "";
 const PRIVILEGED_VES: &str = "LOCAL_UID=0\nLOCAL_GID=0\n";
 
 const VE_IP: &str = "198.51.100.77";
-
-const WORK: &str = "#!/bin/sh\n\
-setsid sh -c 'i=$(tail -n 1 /var/count 2>/dev/null || echo 0); exec 3>>/var/count; \
-while :; do i=$((i+1)); echo $i >&3; usleep 50000; done' </dev/null >/dev/null 2>&1 &\n\
-setsid nc -ll -p 7000 -e /srv.sh </dev/null >/dev/null 2>&1 &\n";
-
-const SRV: &str = "#!/bin/sh\nn=0\nwhile read l; do n=$((n+1)); echo \"$n $l\"; done\n";
-
-fn counts(tree: &VzTree, ctid: &str) -> Vec<u64> {
-    let path = tree.path().join(format!("root/{ctid}/var/count"));
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-fn last(tree: &VzTree, ctid: &str) -> u64 {
-    counts(tree, ctid).last().copied().unwrap_or(0)
-}
-
-fn wait_count(tree: &VzTree, ctid: &str, n: u64) {
-    let start = Instant::now();
-    while last(tree, ctid) < n {
-        assert!(start.elapsed() < Duration::from_secs(30), "counter stuck below {n}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn assert_no_gap(tree: &VzTree, ctid: &str) {
-    for (i, c) in counts(tree, ctid).iter().enumerate() {
-        assert_eq!(*c, i as u64 + 1, "the counter's log breaks at line {}", i + 1);
-    }
-}
 
 fn status(tree: &VzTree, ctid: &str) -> String {
     ok(tree.run("vzctl", &["status", ctid])).trim().to_owned()
@@ -103,18 +72,7 @@ fn working_ve(tree: &VzTree, ctid: &str) {
 
 /// [`working_ve`] with more `vzctl create` options.
 fn working_ve_with(tree: &VzTree, ctid: &str, create: &[&str]) {
-    tree.build_busybox_cache();
-    let mut args = vec!["create", ctid, "--ostemplate", "busybox", "--ipadd", VE_IP];
-    args.extend_from_slice(create);
-    ok(tree.run("vzctl", &args));
-    ok(tree.run("vzctl", &["mount", ctid]));
-    let root = tree.path().join(format!("root/{ctid}"));
-    std::fs::write(root.join("etc/init.d/S50work"), WORK).expect("write S50work");
-    std::fs::write(root.join("srv.sh"), SRV).expect("write srv.sh");
-    let scripts = [root.join("etc/init.d/S50work"), root.join("srv.sh")];
-    ok(Command::new("chmod").arg("755").args(scripts).output().expect("run chmod"));
-    ok(tree.run("vzctl", &["start", ctid, "--wait"]));
-    wait_count(tree, ctid, 5);
+    start_working_ve(tree, ctid, VE_IP, create);
 }
 
 fn needs() -> [Need; 7] {
@@ -154,7 +112,7 @@ fn online_migration_keeps_the_tcp_client_and_the_work() {
     assert_eq!(status(&rig.src, &ctid), format!("CTID {ctid} exist mounted running"));
     assert!(!rig.dst.path().join(format!("conf/{ctid}.conf")).exists());
 
-    let before = last(&rig.src, &ctid);
+    let before = last_count(&rig.src, &ctid);
     let out = rig.vzmigrate(&["--online", "-t"], &ctid);
     let text = output_text(&out);
     assert!(out.status.success(), "vzmigrate --online: {text}");
@@ -171,7 +129,7 @@ fn online_migration_keeps_the_tcp_client_and_the_work() {
     assert!(entry.contains(&dst_mac), "the client's entry {entry:?}, not {dst_mac}");
 
     // And back: a second migration in a row, of a VE restored once already.
-    let before = last(&rig.dst, &ctid);
+    let before = last_count(&rig.dst, &ctid);
     let out = rig.vzmigrate_from(false, &["--online", "-t"], &ctid);
     let text = output_text(&out);
     assert!(out.status.success(), "vzmigrate --online back: {text}");
@@ -192,7 +150,7 @@ fn a_simfs_private_area_goes_with_rsync() {
     let ctid = unique_ctid().to_string();
     working_ve_with(&rig.src, &ctid, &["--layout", "simfs"]);
     let mut client = connect(&rig);
-    let before = last(&rig.src, &ctid);
+    let before = last_count(&rig.src, &ctid);
     let out = rig.vzmigrate(&["--online", "-t"], &ctid);
     let text = output_text(&out);
     assert!(out.status.success(), "vzmigrate --online (simfs): {text}");
@@ -206,7 +164,7 @@ fn a_simfs_private_area_goes_with_rsync() {
     let out = rig.vzmigrate_from(false, &[], &ctid);
     assert!(out.status.success(), "vzmigrate back (simfs): {}", output_text(&out));
     assert_only_on(&rig.src, &rig.dst, &ctid);
-    let at = last(&rig.src, &ctid);
+    let at = last_count(&rig.src, &ctid);
     wait_count(&rig.src, &ctid, at + 3);
 }
 
@@ -217,7 +175,7 @@ fn offline_migration_moves_the_ve_and_r_no_keeps_the_source() {
     let rig = Rig::new(VES);
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
-    let before = last(&rig.src, &ctid);
+    let before = last_count(&rig.src, &ctid);
 
     // --online of a stopped VE: 2.
     ok(rig.src.run("vzctl", &["stop", &ctid]));
@@ -273,7 +231,7 @@ fn failed_migrations_leave_the_ve_running_on_the_source_only() {
     let mut client = connect(&rig);
     let source_runs = |client: &mut LineClient, what: &str| {
         assert_eq!(status(&rig.src, &ctid), format!("CTID {ctid} exist mounted running"), "{what}");
-        let at = last(&rig.src, &ctid);
+        let at = last_count(&rig.src, &ctid);
         wait_count(&rig.src, &ctid, at + 3);
         client.try_ping().unwrap_or_else(|e| panic!("{what}: the client lost the VE: {e}"));
         for left in
@@ -342,7 +300,7 @@ fn vzmlocal_moves_and_clones() {
     let ctid = unique_ctid().to_string();
     working_ve(&tree, &ctid);
     let new = unique_ctid().to_string();
-    let before = last(&tree, &ctid);
+    let before = last_count(&tree, &ctid);
     ok(tree.run("vzctl", &["set", &ctid, "--name", &format!("mv{ctid}"), "--save"]));
     ok(tree.run("vzmlocal", &[&format!("{ctid}:{new}")]));
     assert_eq!(status(&tree, &new), format!("CTID {new} exist mounted running"));
@@ -462,7 +420,7 @@ fn frozen_time_per_mode() {
         let mut forward = true;
         for mode in ["plain", "page-server", "lazy"] {
             let (from, to) = if forward { (&rig.src, &rig.dst) } else { (&rig.dst, &rig.src) };
-            let before = memhog_count(from, ctid).max(last(from, ctid));
+            let before = memhog_count(from, ctid).max(last_count(from, ctid));
             let mode_arg = format!("--mode={mode}");
             let out = rig.vzmigrate_from(forward, &["--online", &mode_arg, "-t"], ctid);
             let text = output_text(&out);

@@ -8,34 +8,11 @@ use std::path::PathBuf;
 
 use vz_tests::{Need, VzTree, ok, output_text, require, unique_ctid};
 
-/// A created and started busybox VE.
-fn running(tree: &VzTree) -> String {
-    tree.build_busybox_cache();
-    let ctid = unique_ctid().to_string();
-    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
-    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
-    ctid
-}
-
-/// A file of the VE's cgroup: `<v1 controller>/<parent>/<ctid>/<v1 file>` or the v2 one.
-fn cg_file(tree: &VzTree, ctid: &str, controller: &str, v1: &str, v2: &str) -> PathBuf {
-    if vz_tests::is_cgroup_v2() {
-        PathBuf::from(format!("/sys/fs/cgroup/{}/{ctid}/{v2}", tree.cgroup_parent()))
-    } else {
-        PathBuf::from(format!("/sys/fs/cgroup/{controller}/{}/{ctid}/{v1}", tree.cgroup_parent()))
-    }
-}
-
 fn read(path: &PathBuf) -> String {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
         .trim()
         .to_owned()
-}
-
-fn conf(tree: &VzTree, ctid: &str) -> String {
-    std::fs::read_to_string(tree.path().join(format!("conf/{ctid}.conf")))
-        .expect("read the CT config")
 }
 
 /// `vzlist -H -o <field> <ctid>` as a number.
@@ -48,12 +25,12 @@ fn vzlist_num(tree: &VzTree, ctid: &str, field: &str) -> i64 {
 fn numproc_stops_a_fork_loop_inside_the_ve_only() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
 
     let out = ok(tree.run("vzctl", &["set", &ctid, "--numproc", "20:20", "--save"]));
     assert!(out.contains("CT configuration saved"), "{out}");
-    assert_eq!(read(&cg_file(&tree, &ctid, "pids", "pids.max", "pids.max")), "20");
-    assert!(conf(&tree, &ctid).contains("NUMPROC=\"20\""), "{}", conf(&tree, &ctid));
+    assert_eq!(read(&tree.cgroup_file(&ctid, "pids", "pids.max", "pids.max")), "20");
+    assert!(tree.ve_conf(&ctid).contains("NUMPROC=\"20\""), "{}", tree.ve_conf(&ctid));
     assert_eq!(vzlist_num(&tree, &ctid, "numproc.f"), 0);
 
     let forks = tree.run("vzctl", &["exec", &ctid, "for i in $(seq 40); do sleep 30 & done"]);
@@ -63,7 +40,7 @@ fn numproc_stops_a_fork_loop_inside_the_ve_only() {
         output_text(&forks)
     );
     let current: u64 =
-        read(&cg_file(&tree, &ctid, "pids", "pids.current", "pids.current")).parse().unwrap();
+        read(&tree.cgroup_file(&ctid, "pids", "pids.current", "pids.current")).parse().unwrap();
     assert!(current <= 20, "pids.current {current}");
     assert!(vzlist_num(&tree, &ctid, "numproc.f") > 0, "failcnt counts the refused forks");
     assert_eq!(vzlist_num(&tree, &ctid, "numproc.l"), 20);
@@ -106,12 +83,12 @@ fn numproc_stops_a_fork_loop_inside_the_ve_only() {
 fn ram_contains_a_memory_hog_inside_the_ve() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("memory"));
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
     let out = ok(tree.run("vzctl", &["set", &ctid, "--ram", "64M", "--swap", "0"]));
     assert!(out.contains("WARNING: Settings were not saved to config (use --save flag)"), "{out}");
-    let limit = read(&cg_file(&tree, &ctid, "memory", "memory.limit_in_bytes", "memory.max"));
+    let limit = read(&tree.cgroup_file(&ctid, "memory", "memory.limit_in_bytes", "memory.max"));
     assert_eq!(limit, (64u64 << 20).to_string());
-    assert!(!conf(&tree, &ctid).contains("PHYSPAGES=\"0:16384\""), "not saved");
+    assert!(!tree.ve_conf(&ctid).contains("PHYSPAGES=\"0:16384\""), "not saved");
 
     let hog = tree.run("vzctl", &["exec", &ctid, "dd if=/dev/zero of=/dev/null bs=200M count=1"]);
     assert!(
@@ -133,19 +110,19 @@ fn ram_contains_a_memory_hog_inside_the_ve() {
 fn cpu_settings_reach_the_kernel_at_once() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("cpu"));
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
     ok(tree.run("vzctl", &["set", &ctid, "--cpuunits", "500", "--cpulimit", "50", "--save"]));
     if vz_tests::is_cgroup_v2() {
         // OpenVZ 7's conversion: weight = units / 10.
-        assert_eq!(read(&cg_file(&tree, &ctid, "cpu", "", "cpu.weight")), "50");
-        assert_eq!(read(&cg_file(&tree, &ctid, "cpu", "", "cpu.max")), "50000 100000");
+        assert_eq!(read(&tree.cgroup_file(&ctid, "cpu", "", "cpu.weight")), "50");
+        assert_eq!(read(&tree.cgroup_file(&ctid, "cpu", "", "cpu.max")), "50000 100000");
     } else {
         // vzctl 4.x's upstream backend: shares = units.
-        assert_eq!(read(&cg_file(&tree, &ctid, "cpu", "cpu.shares", "")), "500");
-        assert_eq!(read(&cg_file(&tree, &ctid, "cpu", "cpu.cfs_quota_us", "")), "50000");
-        assert_eq!(read(&cg_file(&tree, &ctid, "cpu", "cpu.cfs_period_us", "")), "100000");
+        assert_eq!(read(&tree.cgroup_file(&ctid, "cpu", "cpu.shares", "")), "500");
+        assert_eq!(read(&tree.cgroup_file(&ctid, "cpu", "cpu.cfs_quota_us", "")), "50000");
+        assert_eq!(read(&tree.cgroup_file(&ctid, "cpu", "cpu.cfs_period_us", "")), "100000");
     }
-    let saved = conf(&tree, &ctid);
+    let saved = tree.ve_conf(&ctid);
     assert!(saved.contains("CPUUNITS=\"500\"") && saved.contains("CPULIMIT=\"50\""), "{saved}");
     let list = ok(tree.run("vzlist", &["-H", "-o", "cpuunits,cpulimit", &ctid]));
     assert_eq!(list.split_whitespace().collect::<Vec<_>>(), ["500", "50"]);
@@ -160,7 +137,7 @@ fn bad_values_exit_21_and_save_nothing() {
     tree.build_busybox_cache();
     let ctid = unique_ctid().to_string();
     ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
-    let before = conf(&tree, &ctid);
+    let before = tree.ve_conf(&ctid);
     for (opt, val) in [("--numproc", "10M"), ("--kmemsize", "1:2:3"), ("--cpulimit", "x")] {
         let out = tree.run("vzctl", &["set", &ctid, opt, val, "--hostname", "h", "--save"]);
         assert_eq!(out.status.code(), Some(21), "{}", output_text(&out));
@@ -169,19 +146,19 @@ fn bad_values_exit_21_and_save_nothing() {
             "{}",
             output_text(&out)
         );
-        assert_eq!(conf(&tree, &ctid), before, "nothing saved");
+        assert_eq!(tree.ve_conf(&ctid), before, "nothing saved");
     }
     // A stopped VE: --save writes the saved forms; without --save it needs a running VE.
     ok(tree.run("vzctl", &["set", &ctid, "--privvmpages", "5M:6M", "--save"]));
     let page = 4096;
     assert!(
-        conf(&tree, &ctid).contains(&format!(
+        tree.ve_conf(&ctid).contains(&format!(
             "PRIVVMPAGES=\"{}:{}\"",
             (5 << 20) / page,
             (6 << 20) / page
         )),
         "{}",
-        conf(&tree, &ctid)
+        tree.ve_conf(&ctid)
     );
     let out = tree.run("vzctl", &["set", &ctid, "--numproc", "30"]);
     assert_eq!(out.status.code(), Some(31), "{}", output_text(&out));
@@ -273,8 +250,8 @@ fn numpty_shmpages_and_per_process_limits_hold_inside_the_ve() {
 fn reset_ub_short_options_and_the_vswap_check() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
     let tree = VzTree::new("");
-    let ctid = running(&tree);
-    let pids_max = cg_file(&tree, &ctid, "pids", "pids.max", "pids.max");
+    let ctid = tree.running_busybox_ve();
+    let pids_max = tree.cgroup_file(&ctid, "pids", "pids.max", "pids.max");
 
     if vz_tests::is_cgroup_v2() {
         // The parent passes memory protection on, so a VE's memory.low/min take effect.
@@ -288,8 +265,8 @@ fn reset_ub_short_options_and_the_vswap_check() {
     // `-p` is `--numproc`, `-n` `--numfile` (OpenVZ's short options).
     ok(tree.run("vzctl", &["set", &ctid, "-p", "25", "-n200", "--save"]));
     assert_eq!(read(&pids_max), "25");
-    assert!(conf(&tree, &ctid).contains("NUMPROC=\"25\""), "{}", conf(&tree, &ctid));
-    assert!(conf(&tree, &ctid).contains("NUMFILE=\"200\""), "{}", conf(&tree, &ctid));
+    assert!(tree.ve_conf(&ctid).contains("NUMPROC=\"25\""), "{}", tree.ve_conf(&ctid));
+    assert!(tree.ve_conf(&ctid).contains("NUMFILE=\"200\""), "{}", tree.ve_conf(&ctid));
 
     // The kernel value drifts (someone wrote the cgroup by hand); --reset_ub restores CTID.conf's.
     std::fs::write(&pids_max, "max").expect("write pids.max");
@@ -304,7 +281,8 @@ fn reset_ub_short_options_and_the_vswap_check() {
     let out = tree.run("vzctl", &["set", &ctid, "--reset_ub"]);
     assert_eq!(out.status.code(), Some(31), "{}", output_text(&out));
     let path = tree.path().join(format!("conf/{ctid}.conf"));
-    let without_swap: String = conf(&tree, &ctid)
+    let without_swap: String = tree
+        .ve_conf(&ctid)
         .lines()
         .filter(|l| !l.starts_with("SWAPPAGES="))
         .map(|l| l.to_owned() + "\n")
@@ -317,7 +295,7 @@ fn reset_ub_short_options_and_the_vswap_check() {
         "{}",
         output_text(&out)
     );
-    assert_eq!(conf(&tree, &ctid), without_swap, "nothing saved");
+    assert_eq!(tree.ve_conf(&ctid), without_swap, "nothing saved");
     let out = tree.run("vzctl", &["start", &ctid]);
     assert_eq!(out.status.code(), Some(28), "{}", output_text(&out));
     ok(tree.run("vzctl", &["set", &ctid, "--swap", "64M", "--save"]));
@@ -328,7 +306,7 @@ fn reset_ub_short_options_and_the_vswap_check() {
 fn numtcpsock_refuses_a_socket_past_the_limit_inside_the_ve() {
     require!(Need::Root, Need::Program("/bin/busybox"));
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
     ok(tree.run("vzctl", &["set", &ctid, "--numtcpsock", "3"]));
     // Three listeners hold the three TCP sockets; the fourth socket() is refused with EPERM.
     let script = "for p in 1 2 3; do nc -l -p 1000$p >/dev/null 2>&1 & done; \

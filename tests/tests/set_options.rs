@@ -10,34 +10,11 @@ use std::time::Instant;
 
 use vz_tests::{Need, VzTree, ok, output_text, require, unique_ctid};
 
-/// A created and started busybox VE.
-fn running(tree: &VzTree) -> String {
-    tree.build_busybox_cache();
-    let ctid = unique_ctid().to_string();
-    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
-    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
-    ctid
-}
-
-/// A file of the VE's cgroup: `<v1 controller>/<parent>/<ctid>/<v1 file>` or the v2 one.
-fn cg_file(tree: &VzTree, ctid: &str, controller: &str, v1: &str, v2: &str) -> PathBuf {
-    if vz_tests::is_cgroup_v2() {
-        PathBuf::from(format!("/sys/fs/cgroup/{}/{ctid}/{v2}", tree.cgroup_parent()))
-    } else {
-        PathBuf::from(format!("/sys/fs/cgroup/{controller}/{}/{ctid}/{v1}", tree.cgroup_parent()))
-    }
-}
-
 fn read(path: &PathBuf) -> String {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
         .trim()
         .to_owned()
-}
-
-fn conf(tree: &VzTree, ctid: &str) -> String {
-    std::fs::read_to_string(tree.path().join(format!("conf/{ctid}.conf")))
-        .expect("read the CT config")
 }
 
 /// `vzctl exec2 CT sh -c script` → (exit code, output).
@@ -65,7 +42,7 @@ fn devnodes_and_devices_go_through_the_allowlist() {
     // /dev/net/tun (10:200): opening it makes nothing, and the node lives in a directory.
     assert!(std::path::Path::new("/dev/net/tun").exists(), "the host needs /dev/net/tun (tun)");
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
     let open_rw = "exec 3<>/dev/net/tun && echo opened-rw";
     let open_r = "exec 3</dev/net/tun && echo opened-r";
     // Without a grant there is no node.
@@ -73,7 +50,7 @@ fn devnodes_and_devices_go_through_the_allowlist() {
 
     let out = ok(tree.run("vzctl", &["set", &ctid, "--devnodes", "net/tun:r", "--save"]));
     assert!(out.contains("CT configuration saved"), "{out}");
-    assert!(conf(&tree, &ctid).contains("DEVNODES=\"net/tun:r\""), "{}", conf(&tree, &ctid));
+    assert!(tree.ve_conf(&ctid).contains("DEVNODES=\"net/tun:r\""), "{}", tree.ve_conf(&ctid));
     let (rc, text) = exec(&tree, &ctid, "ls -ln /dev/net/tun");
     assert_eq!(rc, 0, "{text}");
     assert!(text.starts_with("crw") && text.contains(" 0 ") && text.contains("10,"), "{text}");
@@ -84,7 +61,7 @@ fn devnodes_and_devices_go_through_the_allowlist() {
     let (rc, text) = exec(&tree, &ctid, open_rw);
     assert!(rc != 0 && text.contains("not permitted"), "write access must be refused: {text}");
     if !vz_tests::is_cgroup_v2() {
-        let list = read(&cg_file(&tree, &ctid, "devices", "devices.list", ""));
+        let list = read(&tree.cgroup_file(&ctid, "devices", "devices.list", ""));
         assert!(list.lines().any(|l| l == "c 10:200 r"), "{list}");
     }
 
@@ -93,7 +70,7 @@ fn devnodes_and_devices_go_through_the_allowlist() {
     assert!(rc == 0 && text.contains("opened-rw"), "{text}");
     // --devices takes the access away again, the node stays.
     ok(tree.run("vzctl", &["set", &ctid, "--devices", "c:10:200:none", "--save"]));
-    assert!(conf(&tree, &ctid).contains("DEVICES=\"c:10:200:none\""));
+    assert!(tree.ve_conf(&ctid).contains("DEVICES=\"c:10:200:none\""));
     let (rc, text) = exec(&tree, &ctid, open_r);
     assert!(rc != 0 && text.contains("not permitted"), "{text}");
     ok(tree.run("vzctl", &["set", &ctid, "--devices", "c:10:200:rw", "--save"]));
@@ -126,14 +103,14 @@ fn devnodes_and_devices_go_through_the_allowlist() {
 fn capability_off_leaves_the_bounding_set_of_exec_and_init() {
     require!(Need::Root, Need::Program("/bin/busybox"));
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
     let chown = "touch /tmp/c && chown 1 /tmp/c && echo chowned";
     let (rc, text) = exec(&tree, &ctid, chown);
     assert!(rc == 0 && text.contains("chowned"), "the default allows chown: {text}");
 
     let out = ok(tree.run("vzctl", &["set", &ctid, "--capability", "chown:off", "--save"]));
     assert!(out.contains("WARNING: Some of the parameters could not be applied"), "{out}");
-    assert!(conf(&tree, &ctid).contains("CAPABILITY=\"CHOWN:off\""), "{}", conf(&tree, &ctid));
+    assert!(tree.ve_conf(&ctid).contains("CAPABILITY=\"CHOWN:off\""), "{}", tree.ve_conf(&ctid));
     // A process entered now has no CAP_CHOWN in its bounding set or effective set.
     let (rc, text) = exec(&tree, &ctid, "grep CapBnd /proc/self/status");
     assert_eq!(rc, 0, "{text}");
@@ -152,7 +129,7 @@ fn capability_off_leaves_the_bounding_set_of_exec_and_init() {
     assert_ne!(exec(&tree, &ctid, chown).0, 0);
 
     ok(tree.run("vzctl", &["set", &ctid, "--capability", "chown:on", "--save"]));
-    assert!(conf(&tree, &ctid).contains("CAPABILITY=\"CHOWN:on\""));
+    assert!(tree.ve_conf(&ctid).contains("CAPABILITY=\"CHOWN:on\""));
     assert_eq!(exec(&tree, &ctid, chown).0, 0);
     let out = tree.run("vzctl", &["set", &ctid, "--capability", "sys_foo:on", "--save"]);
     assert_eq!(code(&out), 21, "{}", output_text(&out));
@@ -187,14 +164,14 @@ fn iolimit_and_iopslimit_hold_a_direct_dd_in_the_ve() {
     let io = if vz_tests::is_cgroup_v2() { "io" } else { "blkio" };
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController(io), Need::Loop);
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
     let unlimited = timed_dd(&tree, &ctid, "1M", 8);
 
     let out = ok(tree.run("vzctl", &["set", &ctid, "--iolimit", "2M", "--save"]));
     assert!(out.contains("CT configuration saved"), "{out}");
-    assert!(conf(&tree, &ctid).contains("IOLIMIT=\"2097152\""), "{}", conf(&tree, &ctid));
+    assert!(tree.ve_conf(&ctid).contains("IOLIMIT=\"2097152\""), "{}", tree.ve_conf(&ctid));
     let (file_v1, file_v2) = ("blkio.throttle.write_bps_device", "io.max");
-    let knob = read(&cg_file(&tree, &ctid, "blkio", file_v1, file_v2));
+    let knob = read(&tree.cgroup_file(&ctid, "blkio", file_v1, file_v2));
     assert!(knob.starts_with("7:") && knob.contains("2097152"), "the loop device: {knob}");
     let limited = timed_dd(&tree, &ctid, "1M", 8);
     let rate = 8.0 / limited;
@@ -202,14 +179,15 @@ fn iolimit_and_iopslimit_hold_a_direct_dd_in_the_ve() {
     assert!(limited > 3.0 && rate < 2.6, "held near 2 MiB/s: {limited:.2}s");
 
     ok(tree.run("vzctl", &["set", &ctid, "--iolimit", "0", "--iopslimit", "25", "--save"]));
-    assert!(conf(&tree, &ctid).contains("IOPSLIMIT=\"25\""));
+    assert!(tree.ve_conf(&ctid).contains("IOPSLIMIT=\"25\""));
     let iops_secs = timed_dd(&tree, &ctid, "4k", 100);
     eprintln!("dd 100 x 4k with --iopslimit 25: {iops_secs:.2}s");
     assert!(iops_secs > 2.5, "100 writes at 25/s: {iops_secs:.2}s");
 
     // The saved limits are put on the disk again at start.
     restart(&tree, &ctid);
-    let knob = read(&cg_file(&tree, &ctid, "blkio", "blkio.throttle.write_iops_device", "io.max"));
+    let knob =
+        read(&tree.cgroup_file(&ctid, "blkio", "blkio.throttle.write_iops_device", "io.max"));
     assert!(knob.contains("25"), "{knob}");
     ok(tree.run("vzctl", &["set", &ctid, "--iopslimit", "unlimited", "--save"]));
     assert!(timed_dd(&tree, &ctid, "4k", 100) < 2.5);
@@ -217,10 +195,10 @@ fn iolimit_and_iopslimit_hold_a_direct_dd_in_the_ve() {
     // --ioprio: saved; on a host without a weighing I/O scheduler vz says so.
     let out = tree.run("vzctl", &["set", &ctid, "--ioprio", "7", "--save"]);
     let out = if out.status.success() { output_text(&out) } else { ok(out) };
-    assert!(conf(&tree, &ctid).contains("IOPRIO=\"7\""));
+    assert!(tree.ve_conf(&ctid).contains("IOPRIO=\"7\""));
     let weight = ["blkio.bfq.weight", "blkio.weight"]
         .iter()
-        .map(|f| cg_file(&tree, &ctid, "blkio", f, "io.weight"))
+        .map(|f| tree.cgroup_file(&ctid, "blkio", f, "io.weight"))
         .find(|p| p.exists());
     match weight {
         Some(path) => assert!(read(&path).contains("800"), "{}", read(&path)),
@@ -236,7 +214,7 @@ fn iolimit_and_iopslimit_hold_a_direct_dd_in_the_ve() {
 fn netdev_moves_a_host_device_into_the_ve_and_back() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/sbin/ip"));
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
     // A veth end (this kernel has no dummy driver); its peer stays on the host.
     let dev = format!("vzt{}d", unique_ctid());
     let peer = format!("{dev}p");
@@ -247,13 +225,13 @@ fn netdev_moves_a_host_device_into_the_ve_and_back() {
 
     let out = ok(tree.run("vzctl", &["set", &ctid, "--netdev_add", &dev, "--save"]));
     assert!(out.contains("CT configuration saved"), "{out}");
-    assert!(conf(&tree, &ctid).contains(&format!("NETDEV=\"{dev}\"")), "{}", conf(&tree, &ctid));
+    assert!(tree.ve_conf(&ctid).contains(&format!("NETDEV=\"{dev}\"")), "{}", tree.ve_conf(&ctid));
     assert!(!ip(&["link", "show", &dev]).status.success(), "gone from the host");
     let (rc, text) = exec(&tree, &ctid, &format!("ip link show {dev}"));
     assert!(rc == 0 && text.contains(&dev), "in the VE: {text}");
 
     ok(tree.run("vzctl", &["set", &ctid, "--netdev_del", &dev, "--save"]));
-    assert!(conf(&tree, &ctid).contains("NETDEV=\"\""), "{}", conf(&tree, &ctid));
+    assert!(tree.ve_conf(&ctid).contains("NETDEV=\"\""), "{}", tree.ve_conf(&ctid));
     assert!(ip(&["link", "show", &dev]).status.success(), "back on the host");
     assert_ne!(exec(&tree, &ctid, &format!("ip link show {dev}")).0, 0);
 
@@ -270,7 +248,7 @@ fn netdev_moves_a_host_device_into_the_ve_and_back() {
     }
     let out = tree.run("vzctl", &["set", &ctid, "--netdev_add", "vznosuchdev", "--save"]);
     assert_eq!(code(&out), 104, "{}", output_text(&out));
-    assert!(!conf(&tree, &ctid).contains("vznosuchdev"), "nothing saved after a failure");
+    assert!(!tree.ve_conf(&ctid).contains("vznosuchdev"), "nothing saved after a failure");
     ip(&["link", "del", &dev]);
 }
 
@@ -278,21 +256,21 @@ fn netdev_moves_a_host_device_into_the_ve_and_back() {
 fn nodemask_sets_the_memory_nodes() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("cpuset"));
     let tree = VzTree::new("");
-    let ctid = running(&tree);
-    let mems = cg_file(&tree, &ctid, "cpuset", "cpuset.mems", "cpuset.mems");
+    let ctid = tree.running_busybox_ve();
+    let mems = tree.cgroup_file(&ctid, "cpuset", "cpuset.mems", "cpuset.mems");
     ok(tree.run("vzctl", &["set", &ctid, "--cpumask", "all", "--nodemask", "0", "--save"]));
     assert_eq!(read(&mems), "0");
-    assert!(conf(&tree, &ctid).contains("NODEMASK=\"0\""), "{}", conf(&tree, &ctid));
+    assert!(tree.ve_conf(&ctid).contains("NODEMASK=\"0\""), "{}", tree.ve_conf(&ctid));
     restart(&tree, &ctid);
     assert_eq!(read(&mems), "0");
     ok(tree.run("vzctl", &["set", &ctid, "--cpumask", "all", "--nodemask", "all", "--save"]));
     assert!(!read(&mems).is_empty() || vz_tests::is_cgroup_v2());
     // auto: the CPUs of the nodes.
-    let cpus = cg_file(&tree, &ctid, "cpuset", "cpuset.cpus", "cpuset.cpus");
+    let cpus = tree.cgroup_file(&ctid, "cpuset", "cpuset.cpus", "cpuset.cpus");
     ok(tree.run("vzctl", &["set", &ctid, "--cpumask", "auto", "--nodemask", "0", "--save"]));
     let node0 = std::fs::read_to_string("/sys/devices/system/node/node0/cpulist").unwrap();
     assert_eq!(read(&cpus), node0.trim());
-    assert!(conf(&tree, &ctid).contains("CPUMASK=\"auto\""), "{}", conf(&tree, &ctid));
+    assert!(tree.ve_conf(&ctid).contains("CPUMASK=\"auto\""), "{}", tree.ve_conf(&ctid));
     restart(&tree, &ctid);
     assert_eq!(read(&cpus), node0.trim(), "after restart");
     let out = tree.run("vzctl", &["set", &ctid, "--cpumask", "auto"]);
@@ -328,7 +306,7 @@ fn saved_only_settings_features_and_applyconfig() {
         ],
     ));
     assert!(out.contains("CT configuration saved"), "{out}");
-    let text = conf(&tree, &ctid);
+    let text = tree.ve_conf(&ctid);
     for want in [
         "STOP_TIMEOUT=\"7\"",
         "BOOTORDER=\"3\"",
@@ -371,10 +349,10 @@ fn saved_only_settings_features_and_applyconfig() {
     )
     .unwrap();
     ok(tree.run("vzctl", &["set", &ctid, "--applyconfig", "tiny", "--save"]));
-    let text = conf(&tree, &ctid);
+    let text = tree.ve_conf(&ctid);
     assert!(text.contains("NUMPROC=\"50\"") && text.contains("ONBOOT=\"yes\""), "{text}");
     assert!(text.contains("HOSTNAME=\"keep\"") && !text.contains("LOCAL_UID=\"0\""), "{text}");
-    let pids = cg_file(&tree, &ctid, "pids", "pids.max", "pids.max");
+    let pids = tree.cgroup_file(&ctid, "pids", "pids.max", "pids.max");
     assert_eq!(read(&pids), "50");
 
     // --applyconfig_map name: the name link of NAME comes back.
@@ -423,14 +401,14 @@ fn nft_in_ve(tree: &VzTree, ctid: &str) -> String {
 fn netfilter_disabled_leaves_the_ve_no_firewall_calls() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/sbin/nft"));
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
     let nft = nft_in_ve(&tree, &ctid);
     let (rc, text) = exec(&tree, &ctid, &nft);
     assert!(rc == 0 && text.contains("nft-ok"), "the VE's own nftables: {text}");
 
     let out = tree.run("vzctl", &["set", &ctid, "--netfilter", "disabled", "--save"]);
     assert!(output_text(&out).contains("WARNING: Some of the parameters"), "{}", output_text(&out));
-    assert!(conf(&tree, &ctid).contains("NETFILTER=\"disabled\""));
+    assert!(tree.ve_conf(&ctid).contains("NETFILTER=\"disabled\""));
     // A process entered now, and after a restart every process, is refused netfilter.
     let (rc, text) = exec(&tree, &ctid, &nft);
     assert!(rc != 0 && text.contains("Operation not permitted"), "{text}");

@@ -7,15 +7,6 @@ use std::process::Stdio;
 
 use vz_tests::{Need, VzTree, ok, output_text, require, unique_ctid};
 
-/// A created and started busybox VE (the vswap-256m sample: 256M of RAM, 512M of swap).
-fn running(tree: &VzTree) -> String {
-    tree.build_busybox_cache();
-    let ctid = unique_ctid().to_string();
-    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
-    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
-    ctid
-}
-
 /// The numproc row of a vzubc table, split at `|`.
 fn numproc_row(table: &str) -> Option<Vec<String>> {
     let line = table.lines().find(|l| l.trim_start().starts_with("numproc|"))?;
@@ -33,7 +24,7 @@ fn failcnt(tree: &VzTree, ctid: &str) -> u64 {
 fn vzubc_shows_openvz_table_quiet_relative_and_color() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
     ok(tree.run("vzctl", &["set", &ctid, "--numproc", "20:20"]));
 
     let table = ok(tree.run("vzubc", &[&ctid]));
@@ -117,7 +108,7 @@ fn vzubc_watch_runs_itself_under_watch() {
         Need::Program("/usr/bin/script")
     );
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
     // watch(1) needs a terminal: script(1) gives it one. The test reads what it drew, then
     // ends script (its child) by pid with SIGTERM: script ends watch and waits for it.
     let vzubc = vz_tests::bin_dir().join("vzubc");
@@ -157,7 +148,7 @@ fn vzubc_watch_runs_itself_under_watch() {
 fn vzpid_names_the_ve_of_a_process() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
     let init = tree.init_pid(&ctid);
     let me = std::process::id().to_string();
     let out = ok(tree.run("vzpid", &[&init, &me]));
@@ -181,7 +172,7 @@ fn vzpid_names_the_ve_of_a_process() {
 fn vzmemcheck_and_vzoversell_sum_the_running_ves() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("memory"));
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
 
     let check = ok(tree.run("vzmemcheck", &["-v"]));
     let lines: Vec<&str> = check.lines().collect();
@@ -231,7 +222,7 @@ fn vzmemcheck_and_vzoversell_sum_the_running_ves() {
 fn vzlist_laverage_and_numeric_json() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
     let tree = VzTree::new("");
-    let ctid = running(&tree);
+    let ctid = tree.running_busybox_ve();
     ok(tree.run(
         "vzctl",
         &["exec", &ctid, "setsid sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 &"],

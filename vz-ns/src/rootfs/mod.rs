@@ -24,6 +24,14 @@ use nix::sys::statvfs::{FsFlags, statvfs};
 use crate::devices::QuotaDevice;
 use crate::userns::IdMap;
 
+/// The remount that makes a bind mount read-only (and nosuid, nodev, noexec).
+pub(crate) const READ_ONLY_REMOUNT: MsFlags = MsFlags::MS_REMOUNT
+    .union(MsFlags::MS_BIND)
+    .union(MsFlags::MS_RDONLY)
+    .union(MsFlags::MS_NOSUID)
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
 /// Result type of the child's setup steps: the error is the text sent to the parent.
 pub(crate) type StepResult<T = ()> = std::result::Result<T, String>;
 

@@ -91,11 +91,5 @@ pub(super) fn restrict_proc_sys(root: &Path) -> StepResult {
             mount_flags(Some(&path), &path, None, MsFlags::MS_BIND, None)?;
         }
     }
-    let ro = MsFlags::MS_REMOUNT
-        | MsFlags::MS_BIND
-        | MsFlags::MS_RDONLY
-        | MsFlags::MS_NOSUID
-        | MsFlags::MS_NODEV
-        | MsFlags::MS_NOEXEC;
-    mount_flags(None::<&Path>, &sys, None, ro, None)
+    mount_flags(None::<&Path>, &sys, None, super::READ_ONLY_REMOUNT, None)
 }

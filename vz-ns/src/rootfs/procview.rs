@@ -57,13 +57,7 @@ pub(super) fn bind(root: &Path, view: &ProcView) -> StepResult {
             Err(e) => return Err(format!("lxcfs file {}: {e}", source.display())),
         }
         mount_flags(Some(&source), &target, None, MsFlags::MS_BIND, None)?;
-        let ro = MsFlags::MS_REMOUNT
-            | MsFlags::MS_BIND
-            | MsFlags::MS_RDONLY
-            | MsFlags::MS_NOSUID
-            | MsFlags::MS_NODEV
-            | MsFlags::MS_NOEXEC;
-        mount_flags(None::<&Path>, &target, None, ro, None)?;
+        mount_flags(None::<&Path>, &target, None, super::READ_ONLY_REMOUNT, None)?;
     }
     Ok(())
 }
