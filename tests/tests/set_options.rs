@@ -190,7 +190,10 @@ fn iolimit_and_iopslimit_hold_a_direct_dd_in_the_ve() {
         read(&tree.cgroup_file(&ctid, "blkio", "blkio.throttle.write_iops_device", "io.max"));
     assert!(knob.contains("25"), "{knob}");
     ok(tree.run("vzctl", &["set", &ctid, "--iopslimit", "unlimited", "--save"]));
-    assert!(timed_dd(&tree, &ctid, "4k", 100) < 2.5);
+    // Lifted in the kernel (a timing would depend on the machine's load).
+    let knob =
+        read(&tree.cgroup_file(&ctid, "blkio", "blkio.throttle.write_iops_device", "io.max"));
+    assert!(!knob.trim_end().ends_with("25"), "the IOPS limit stayed: {knob}");
 
     // --ioprio: saved; on a host without a weighing I/O scheduler vz says so.
     let out = tree.run("vzctl", &["set", &ctid, "--ioprio", "7", "--save"]);
