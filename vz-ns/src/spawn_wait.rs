@@ -63,7 +63,9 @@ pub enum Settled {
 /// Waits until the process `pid` exits or settles asleep, at most `limit`: the first thing
 /// a working init does is wait (for its boot script, for events), while a broken one exits.
 /// Two sleeping samples a millisecond apart are required, so a process briefly blocked
-/// while starting up is not taken for settled.
+/// while starting up is not taken for settled; a process already exiting (`PF_EXITING`)
+/// may sleep on its way out (a pid namespace's init waits for the namespace to empty), and
+/// that is not a settled init.
 ///
 /// # Errors
 /// Those of [`ExitWatch`].
@@ -75,10 +77,10 @@ pub fn wait_settled(pid: i32, limit: Duration) -> Result<Settled> {
         if watch.wait(Duration::from_millis(1))? {
             return Ok(Settled::Exited);
         }
-        match process_state(pid) {
-            Some('S') => asleep += 1,
-            Some('Z' | 'X') | None => return Ok(Settled::Exited),
-            Some(_) => asleep = 0,
+        match phase(pid) {
+            Phase::Asleep => asleep += 1,
+            Phase::Gone => return Ok(Settled::Exited),
+            Phase::Busy => asleep = 0,
         }
         if asleep >= 2 {
             return Ok(Settled::Sleeping);
@@ -89,15 +91,33 @@ pub fn wait_settled(pid: i32, limit: Duration) -> Result<Settled> {
     }
 }
 
-/// The state letter of /proc/PID/stat (`R`, `S`, `D`, `Z`…); `None` when it is gone.
-fn process_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    state_of(&stat)
+/// What one look at a process shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Sleeping interruptibly (`S`) and not on its way out.
+    Asleep,
+    /// Running, in uninterruptible sleep, or exiting.
+    Busy,
+    /// A zombie, or no longer there.
+    Gone,
 }
 
-/// The state letter of a /proc/PID/stat text (the command name may hold `) `).
-fn state_of(stat: &str) -> Option<char> {
-    stat.rsplit_once(") ")?.1.chars().next()
+/// The phase of the process `pid`, from its /proc stat.
+fn phase(pid: i32) -> Phase {
+    match procfs::process::Process::new(pid).and_then(|p| p.stat()) {
+        Ok(stat) => phase_of(&stat),
+        Err(_) => Phase::Gone,
+    }
+}
+
+fn phase_of(stat: &procfs::process::Stat) -> Phase {
+    use procfs::process::{ProcState, StatFlags};
+    let exiting = stat.flags().is_ok_and(|f| f.contains(StatFlags::PF_EXITING));
+    match stat.state() {
+        Ok(ProcState::Zombie | ProcState::Dead) | Err(_) => Phase::Gone,
+        Ok(ProcState::Sleeping) if !exiting => Phase::Asleep,
+        Ok(_) => Phase::Busy,
+    }
 }
 
 #[cfg(test)]
@@ -105,11 +125,24 @@ mod tests {
     use super::*;
     use std::process::Command;
 
+    fn stat(line: &str) -> procfs::process::Stat {
+        use procfs::FromRead;
+        procfs::process::Stat::from_read(line.as_bytes()).unwrap()
+    }
+
+    /// A stat line of pid 42 named `a) b` in `state` with `flags`.
+    fn line(state: char, flags: u32) -> String {
+        let rest = "0 ".repeat(44);
+        format!("42 (a) b) {state} 1 42 42 0 -1 {flags} {rest}")
+    }
+
     #[test]
-    fn the_state_follows_the_last_parenthesis() {
-        assert_eq!(state_of("42 (a) b) S 1 42"), Some('S'));
-        assert_eq!(state_of("7 (init) Z 0"), Some('Z'));
-        assert_eq!(state_of("nonsense"), None);
+    fn a_sleeper_on_its_way_out_is_not_settled() {
+        assert_eq!(phase_of(&stat(&line('S', 0x40_0000))), Phase::Asleep);
+        assert_eq!(phase_of(&stat(&line('S', 0x40_0004))), Phase::Busy);
+        assert_eq!(phase_of(&stat(&line('D', 0))), Phase::Busy);
+        assert_eq!(phase_of(&stat(&line('R', 0))), Phase::Busy);
+        assert_eq!(phase_of(&stat(&line('Z', 0x40_0004))), Phase::Gone);
     }
 
     #[test]
