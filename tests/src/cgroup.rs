@@ -58,6 +58,20 @@ pub struct TestCgroup {
     dir: PathBuf,
 }
 
+/// Makes the cgroup `dir` as vz does: a new v1 cpuset cgroup gets its parent's sets
+/// (`vz_cgroup::tree::make_path`), since empty ones refuse tasks.
+fn make_dir(dir: &Path) -> anyhow::Result<()> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        bail!("{} is not a cgroup below another", dir.display());
+    };
+    if dir.exists() {
+        bail!("{} exists already", dir.display());
+    }
+    let cpuset = !is_cgroup_v2() && parent.join("cpuset.cpus").exists();
+    vz_cgroup::tree::make_path(parent, Path::new(name), cpuset)?;
+    Ok(())
+}
+
 impl TestCgroup {
     /// A fresh cgroup `vz-test-…-<tag>` on the hierarchy of `controller`: on v1 in the
     /// hierarchy mounted with it, on v2 below the root with `controller` enabled there.
@@ -104,7 +118,7 @@ impl TestCgroup {
     }
 
     fn make(dir: PathBuf) -> anyhow::Result<TestCgroup> {
-        std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        make_dir(&dir)?;
         Ok(TestCgroup { dir })
     }
 
@@ -114,7 +128,7 @@ impl TestCgroup {
     /// When the directory cannot be made.
     pub fn child(&self, name: &str) -> anyhow::Result<PathBuf> {
         let dir = self.dir.join(name);
-        std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        make_dir(&dir)?;
         Ok(dir)
     }
 

@@ -27,29 +27,15 @@ pub(crate) fn stat(pid: i32) -> Option<Stat> {
 /// The pids listed in `cgroup.procs` files (and the files of their sub-cgroups), sorted.
 ///
 /// # Errors
-/// [`CptError::Io`] when a file cannot be read.
+/// [`CptError::Cgroup`] when a file cannot be read.
 pub(crate) fn tasks(cgroup_procs: &[PathBuf]) -> Result<Vec<i32>> {
     let mut pids = Vec::new();
     for procs in cgroup_procs {
-        let dir = procs.parent().unwrap_or(Path::new("/"));
-        collect(dir, &mut pids)?;
+        pids.extend(vz_cgroup::tree::tasks(procs.parent().unwrap_or(Path::new("/")))?);
     }
     pids.sort_unstable();
     pids.dedup();
     Ok(pids)
-}
-
-fn collect(dir: &Path, pids: &mut Vec<i32>) -> Result<()> {
-    let procs = dir.join("cgroup.procs");
-    let text = std::fs::read_to_string(&procs).map_err(|e| CptError::io("read", &procs, e))?;
-    pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    let entries = std::fs::read_dir(dir).map_err(|e| CptError::io("list", dir, e))?;
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            collect(&entry.path(), pids)?;
-        }
-    }
-    Ok(())
 }
 
 /// What [`precheck`] looks at.

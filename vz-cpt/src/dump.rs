@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::check::{Subject, precheck};
 use crate::error::{CptError, Refusal, Result};
-use crate::freezer::Freezer;
 use crate::options::{CriuOptions, ExternalMount};
 use crate::rpc::{Criu, Opts, ReqType};
+use vz_cgroup::Freezer;
 
 /// CRIU's log of a dump, in the images directory.
 pub const DUMP_LOG: &str = "dump.log";

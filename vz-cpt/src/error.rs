@@ -74,16 +74,10 @@ pub enum CptError {
         /// CRIU's log file of the restore.
         log: PathBuf,
     },
-    /// The cgroup freezer did not reach the asked state in time.
-    #[error("freezer {}: still {state} after {waited_ms} ms", path.display())]
-    FreezeTimeout {
-        /// The freezer cgroup.
-        path: PathBuf,
-        /// The state it was in last.
-        state: String,
-        /// How long was waited.
-        waited_ms: u128,
-    },
+    /// A cgroup file of the VE (the freezer, a task list) could not be read or written, or
+    /// the freezer did not reach the asked state in time.
+    #[error(transparent)]
+    Cgroup(#[from] vz_cgroup::CgroupError),
     /// Processes of the VE were still there after they were killed.
     #[error("{count} processes still in {} after kill", cgroup.display())]
     KillTimeout {

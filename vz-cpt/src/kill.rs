@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 
 use crate::check::{stat, tasks};
 use crate::error::{CptError, Result};
-use crate::freezer::Freezer;
+use vz_cgroup::Freezer;
 
 /// How long [`kill`] waits for the killed tasks to exit.
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -23,7 +23,7 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 /// (vz-ctl removes the host ends before it kills).
 ///
 /// # Errors
-/// [`CptError::Io`] when a `cgroup.procs` file cannot be read; [`CptError::KillTimeout`]
+/// [`CptError::Cgroup`] when a `cgroup.procs` file cannot be read; [`CptError::KillTimeout`]
 /// when tasks are still alive after 10 s.
 ///
 /// # Privileges

@@ -24,7 +24,6 @@
 mod check;
 mod dump;
 mod error;
-mod freezer;
 mod kill;
 mod options;
 mod restore;
@@ -32,10 +31,10 @@ mod rpc;
 
 pub use dump::{DUMP_LOG, DumpReport, DumpSpec, dump};
 pub use error::{CptError, Refusal, Result};
-pub use freezer::{Freezer, FreezerState};
 pub use kill::kill;
 pub use options::{
     CgroupMode, CgroupRoot, CriuOptions, ExternalMount, ExternalVeth, NetworkLock, PageServer,
 };
 pub use restore::{HookEvent, RESTORE_LOG, RestoreSpec, RestoreStage, Restored, restore};
 pub use rpc::{Criu, CriuVersion, DEFAULT_CRIU};
+pub use vz_cgroup::{Freezer, FreezerState};

@@ -9,6 +9,9 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use vz_cgroup::knob::{read, write};
+use vz_cgroup::{CgroupError, Freezer, tree};
+
 use crate::error::{CtlError, Result};
 
 /// The v1 controllers a VE's cgroup is made in, when the host has them, and the named
@@ -70,13 +73,7 @@ impl Hierarchy {
     /// hierarchies this process is in at /sys/fs/cgroup and reads again.
     fn read_mountinfo() -> Result<Hierarchy> {
         let path = Path::new("/proc/self/mountinfo");
-        let read = || {
-            std::fs::read_to_string(path).map_err(|source| CtlError::Cgroup {
-                op: "read",
-                path: path.to_owned(),
-                source,
-            })
-        };
+        let read = || read(path).map_err(CtlError::from);
         if let Some(hierarchy) = parse_mountinfo(&read()?) {
             return Ok(hierarchy);
         }
@@ -88,7 +85,7 @@ impl Hierarchy {
             Ok(()) => "the kernel lists no cgroup hierarchy for this process".to_owned(),
             Err(e) => e,
         };
-        Err(CtlError::Cgroup {
+        Err(CtlError::Cgroup(CgroupError::Io {
             op: "find a cgroup hierarchy in",
             path: path.to_owned(),
             source: std::io::Error::new(
@@ -98,7 +95,7 @@ impl Hierarchy {
                      and mounting them at /sys/fs/cgroup failed: {why}"
                 ),
             ),
-        })
+        }))
     }
 }
 
@@ -246,11 +243,7 @@ impl VeCgroup {
             Hierarchy::V2(root) => self.create_v2(root),
             Hierarchy::V1(mounts) => {
                 for (name, mount) in mounts {
-                    let dir = mount.join(&self.relative);
-                    mkdir_all(&dir)?;
-                    if name == "cpuset" {
-                        inherit_cpuset(mount, &self.relative)?;
-                    }
+                    tree::make_path(mount, &self.relative, name == "cpuset")?;
                 }
                 Ok(())
             }
@@ -271,24 +264,18 @@ impl VeCgroup {
             }
             write(&dir.join("cgroup.subtree_control"), &enable.join(" "))?;
             dir.push(part);
-            mkdir(&dir)?;
+            tree::make_dir(&dir)?;
         }
         Ok(())
     }
 
-    /// The pids of the tasks in the VE's cgroup (empty when it does not exist).
+    /// The pids of the tasks in the VE's cgroup and below it (empty when it does not exist).
     pub fn pids(&self) -> Vec<i32> {
         let dir = self.dir_of("pids").or_else(|| self.dir_of("freezer"));
         let Some(dir) = dir.or_else(|| self.dirs().first().map(|(_, d)| d.clone())) else {
             return Vec::new();
         };
-        // An init inside may have moved its tasks into cgroups of its own below the VE's.
-        let mut dirs = vec![dir.clone()];
-        subdirs_deepest_first(&dir, &mut dirs);
-        dirs.iter()
-            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
-            .flat_map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
-            .collect()
+        tree::tasks(&dir).unwrap_or_default()
     }
 
     /// Whether the VE has tasks (design.md: a VE runs iff its cgroup has tasks).
@@ -296,25 +283,13 @@ impl VeCgroup {
         !self.pids().is_empty()
     }
 
-    /// Freezes (`true`) or thaws (`false`) every task of the VE.
-    ///
-    /// # Errors
-    /// [`CtlError::Cgroup`] if the freezer cannot be written.
-    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+    /// The VE's freezer (v2: its directory; v1: its directory in the freezer hierarchy).
+    pub fn freezer(&self) -> Option<Freezer> {
         if self.is_v2() {
-            let Some(dir) = self.dir_of("") else { return Ok(()) };
-            return write(&dir.join("cgroup.freeze"), if frozen { "1" } else { "0" });
+            self.dir_of("").map(Freezer::V2)
+        } else {
+            self.dir_of("freezer").map(Freezer::V1)
         }
-        let Some(dir) = self.dir_of("freezer") else { return Ok(()) };
-        write(&dir.join("freezer.state"), if frozen { "FROZEN" } else { "THAWED" })?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while frozen && read(&dir.join("freezer.state"))?.trim() == "FREEZING" {
-            if Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Ok(())
     }
 
     /// Kills every task of the VE: freeze, SIGKILL each task, thaw, and wait until the
@@ -328,7 +303,13 @@ impl VeCgroup {
             if Instant::now() > deadline {
                 return Ok(false);
             }
-            self.set_frozen(true)?;
+            let freezer = self.freezer();
+            // A task that will not freeze is killed all the same.
+            if let Some(f) = &freezer
+                && let Err(e) = f.freeze()
+            {
+                tracing::debug!(error = %e, "killing the VE's tasks unfrozen");
+            }
             let mut killed = Vec::new();
             for pid in self.pids() {
                 // The pidfd first: it names this process even if the pid is reused.
@@ -338,7 +319,9 @@ impl VeCgroup {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            self.set_frozen(false)?;
+            if let Some(f) = &freezer {
+                f.thaw()?;
+            }
             // Until they are gone (pidfds), at most 10 ms a round: no fixed sleep.
             let round = Instant::now() + Duration::from_millis(10);
             for watch in &killed {
@@ -360,15 +343,13 @@ impl VeCgroup {
     pub fn delegate(&self, uid: u32, gid: u32) -> Result<()> {
         let chown = |path: &Path| {
             std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|source| {
-                CtlError::Cgroup { op: "delegate", path: path.to_owned(), source }
+                CtlError::Cgroup(CgroupError::Io { op: "delegate", path: path.to_owned(), source })
             })
         };
         let chown_with_files = |dir: &Path| {
             chown(dir)?;
-            let entries = std::fs::read_dir(dir).map_err(|source| CtlError::Cgroup {
-                op: "list",
-                path: dir.to_owned(),
-                source,
+            let entries = std::fs::read_dir(dir).map_err(|source| {
+                CtlError::Cgroup(CgroupError::Io { op: "list", path: dir.to_owned(), source })
             })?;
             entries.flatten().try_for_each(|entry| chown(&entry.path()))
         };
@@ -384,7 +365,7 @@ impl VeCgroup {
                 Some(_) => continue,
             }
             let mut below = Vec::new();
-            subdirs_deepest_first(&dir, &mut below);
+            tree::subdirs_deepest_first(&dir, &mut below);
             below.iter().try_for_each(|sub| chown_with_files(sub))?;
         }
         Ok(())
@@ -396,29 +377,8 @@ impl VeCgroup {
     /// # Errors
     /// [`CtlError::Cgroup`] for a directory that stays busy or cannot be removed.
     pub fn remove(&self) -> Result<()> {
-        let deadline = Instant::now() + REMOVE_TIMEOUT;
-        let mut dirs = Vec::new();
-        for (_, dir) in self.dirs() {
-            subdirs_deepest_first(&dir, &mut dirs);
-            dirs.push(dir);
-        }
-        for dir in dirs {
-            loop {
-                match std::fs::remove_dir(&dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == ErrorKind::NotFound => break,
-                    Err(e)
-                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
-                    {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(source) => {
-                        return Err(CtlError::Cgroup { op: "remove", path: dir, source });
-                    }
-                }
-            }
-        }
-        Ok(())
+        let dirs: Vec<PathBuf> = self.dirs().into_iter().map(|(_, dir)| dir).collect();
+        Ok(tree::remove(&dirs, REMOVE_TIMEOUT)?)
     }
 }
 
@@ -519,35 +479,6 @@ impl VeCgroup {
     }
 }
 
-/// Every directory below `dir`, children before their parents.
-fn subdirs_deepest_first(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            let path = entry.path();
-            subdirs_deepest_first(&path, out);
-            out.push(path);
-        }
-    }
-}
-
-/// Copies `cpuset.cpus`/`cpuset.mems` down from the hierarchy root to each new level, since a
-/// v1 cpuset cgroup with empty sets refuses tasks.
-fn inherit_cpuset(mount: &Path, relative: &Path) -> Result<()> {
-    let mut parent = mount.to_path_buf();
-    for part in relative.iter() {
-        let child = parent.join(part);
-        for knob in ["cpuset.cpus", "cpuset.mems"] {
-            if read(&child.join(knob))?.trim().is_empty() {
-                let value = read(&parent.join(knob))?;
-                write(&child.join(knob), value.trim())?;
-            }
-        }
-        parent = child;
-    }
-    Ok(())
-}
-
 /// Lets a VE's memory guarantees (memory.low for oomguarpages, memory.min for vmguarpages)
 /// take effect: on v2 a cgroup is protected only as far as its parent is, so every parent
 /// below the root passes its whole usage on (`max`); VEs without a guarantee still get none.
@@ -559,40 +490,6 @@ fn pass_on_memory_protection(parent: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn mkdir(dir: &Path) -> Result<()> {
-    match std::fs::create_dir(dir) {
-        Err(e) if e.kind() != ErrorKind::AlreadyExists => {
-            Err(CtlError::Cgroup { op: "create", path: dir.to_owned(), source: e })
-        }
-        _ => Ok(()),
-    }
-}
-
-fn mkdir_all(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| CtlError::Cgroup {
-        op: "create",
-        path: dir.to_owned(),
-        source,
-    })
-}
-
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| CtlError::Cgroup {
-        op: "read",
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn write(path: &Path, value: &str) -> Result<()> {
-    tracing::debug!(path = %path.display(), value, "cgroup write");
-    std::fs::write(path, value).map_err(|source| CtlError::Cgroup {
-        op: "write",
-        path: path.to_owned(),
-        source,
-    })
 }
 
 #[cfg(test)]

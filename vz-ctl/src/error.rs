@@ -150,17 +150,9 @@ pub enum CtlError {
         #[source]
         source: std::io::Error,
     },
-    /// A cgroup operation failed.
-    #[error("cgroup {op} {}", path.display())]
-    Cgroup {
-        /// What was being done.
-        op: &'static str,
-        /// On what.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A cgroup file or directory could not be read, written, made or removed.
+    #[error(transparent)]
+    Cgroup(#[from] vz_cgroup::CgroupError),
     /// A beancounter parameter could not be read or put into effect (OpenVZ exit 1).
     #[error("Unable to set UBC parameters")]
     Ubc(#[source] vz_ubc::UbcError),
@@ -269,7 +261,7 @@ impl CtlError {
             CtlError::Mount(_) => 50,
             CtlError::Umount(_) => 51,
             CtlError::CreatePrivate(_) => 48,
-            CtlError::Start(_) | CtlError::Io { .. } | CtlError::Cgroup { .. } => 3,
+            CtlError::Start(_) | CtlError::Io { .. } | CtlError::Cgroup(_) => 3,
             CtlError::Stop(_) => 33,
             CtlError::Chkpnt(_) => 16,
             CtlError::Restore(_) => 17,

@@ -5,6 +5,8 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
+use vz_cgroup::knob;
+
 use crate::error::{NsError, Result};
 
 /// Which devices a rule covers.
@@ -187,21 +189,13 @@ pub fn default_device_rules() -> Vec<DeviceRule> {
 /// each rule with some access to `devices.allow`.
 ///
 /// # Errors
-/// [`NsError::Io`] naming the file and the rule the kernel refused (e.g. a rule the parent
-/// cgroup does not allow).
+/// [`NsError::Cgroup`] naming the file and the rule the kernel refused (e.g. a rule the
+/// parent cgroup does not allow).
 pub fn apply_device_rules_v1(devices_cgroup_dir: &Path, rules: &[DeviceRule]) -> Result<()> {
-    let deny = devices_cgroup_dir.join("devices.deny");
-    std::fs::write(&deny, "a").map_err(|e| NsError::io("write \"a\" to", deny, e))?;
+    knob::write(&devices_cgroup_dir.join("devices.deny"), "a")?;
     let allow = devices_cgroup_dir.join("devices.allow");
     for rule in rules.iter().filter(|r| !r.access().is_empty()) {
-        let line = rule.to_cgroup_v1();
-        std::fs::write(&allow, &line).map_err(|e| {
-            NsError::io(
-                "write device rule to",
-                &allow,
-                std::io::Error::new(e.kind(), format!("{line}: {e}")),
-            )
-        })?;
+        knob::write(&allow, &rule.to_cgroup_v1())?;
     }
     tracing::debug!(dir = %devices_cgroup_dir.display(), rules = rules.len(), "device allowlist applied");
     Ok(())
@@ -212,7 +206,7 @@ pub fn apply_device_rules_v1(devices_cgroup_dir: &Path, rules: &[DeviceRule]) ->
 /// (`devices.allow`; nothing for `none`). Other entries stay as they are.
 ///
 /// # Errors
-/// [`NsError::Io`] naming the file and the rule the kernel refused.
+/// [`NsError::Cgroup`] naming the file and the rule the kernel refused.
 pub fn update_device_rules_v1(devices_cgroup_dir: &Path, rules: &[DeviceRule]) -> Result<()> {
     for rule in rules {
         let everything = DeviceRule { read: true, write: true, mknod: true, ..*rule };
@@ -221,14 +215,7 @@ pub fn update_device_rules_v1(devices_cgroup_dir: &Path, rules: &[DeviceRule]) -
             ("devices.allow", (!rule.access().is_empty()).then(|| rule.to_cgroup_v1())),
         ] {
             let Some(line) = line else { continue };
-            let path = devices_cgroup_dir.join(file);
-            std::fs::write(&path, &line).map_err(|e| {
-                NsError::io(
-                    "write device rule to",
-                    &path,
-                    std::io::Error::new(e.kind(), format!("{line}: {e}")),
-                )
-            })?;
+            knob::write(&devices_cgroup_dir.join(file), &line)?;
         }
     }
     tracing::debug!(dir = %devices_cgroup_dir.display(), rules = rules.len(), "device allowlist updated");

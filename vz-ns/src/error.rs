@@ -20,6 +20,9 @@ pub enum NsError {
         #[source]
         source: std::io::Error,
     },
+    /// A cgroup file (the v1 devices allowlist) could not be written.
+    #[error(transparent)]
+    Cgroup(#[from] vz_cgroup::CgroupError),
     /// A system call that has no path failed (fork, pipe, poll …).
     #[error("{op}: {source}")]
     Sys {

@@ -25,17 +25,9 @@ pub enum SchedError {
         #[source]
         source: std::io::Error,
     },
-    /// Writing a value to a kernel file failed.
-    #[error("write {value:?} to {path}")]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// What was written.
-        value: String,
-        /// The kernel's answer.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A cgroup knob could not be read or written (the kernel refused a value).
+    #[error(transparent)]
+    Cgroup(#[from] vz_cgroup::CgroupError),
     /// A kernel file held something this crate does not understand.
     #[error("unexpected content {content:?} in {path}")]
     Parse {
@@ -80,11 +72,7 @@ mod tests {
     fn messages_name_the_key_the_value_and_the_path() {
         let e = SchedError::invalid("CPUUNITS", "7", "must be between 8 and 500000");
         assert_eq!(e.to_string(), "invalid CPUUNITS value \"7\": must be between 8 and 500000");
-        let e = SchedError::Write {
-            path: PathBuf::from("/x/cpu.shares"),
-            value: "9".into(),
-            source: std::io::Error::from_raw_os_error(22),
-        };
-        assert_eq!(e.to_string(), "write \"9\" to /x/cpu.shares");
+        let e = SchedError::Parse { path: PathBuf::from("/x/cpu.max"), content: "9 x".into() };
+        assert_eq!(e.to_string(), "unexpected content \"9 x\" in /x/cpu.max");
     }
 }

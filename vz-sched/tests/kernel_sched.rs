@@ -138,7 +138,7 @@ fn the_kernel_refusing_a_value_names_the_knob_body() -> Result<()> {
     )
     .expect_err("the kernel refuses an absent CPU");
     match &err {
-        SchedError::Write { path, value, .. } => {
+        SchedError::Cgroup(vz_cgroup::CgroupError::Write { path, value, .. }) => {
             assert!(path.ends_with("cpuset.cpus"), "{err}");
             assert_eq!(value, &absent);
         }

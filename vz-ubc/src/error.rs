@@ -34,8 +34,8 @@ pub enum UbcError {
         #[source]
         source: std::io::Error,
     },
-    /// Writing a value into a cgroup file failed (e.g. `EBUSY` when lowering a memory limit
-    /// below what the group holds and reclaim cannot free enough).
+    /// Writing a value into a kernel file outside the cgroup failed (a sysctl of the VE's IPC
+    /// namespace).
     #[error("cannot write {value:?} to {}", path.display())]
     Write {
         /// The cgroup file.
@@ -46,14 +46,10 @@ pub enum UbcError {
         #[source]
         source: std::io::Error,
     },
-    /// A kernel file whose content is not in the expected format.
-    #[error("unexpected content in {path}: {content:?}")]
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// The offending text (first line or field).
-        content: String,
-    },
+    /// A cgroup file of the VE could not be read or written (e.g. `EBUSY` when lowering a
+    /// memory limit below what the group holds and reclaim cannot free enough).
+    #[error(transparent)]
+    Cgroup(#[from] vz_cgroup::CgroupError),
 }
 
 impl UbcError {

@@ -87,14 +87,6 @@ fn criu(ve: &Ve) -> vz_cpt::Criu {
     ve.global.get("CRIU").map(vz_cpt::Criu::at).unwrap_or_default()
 }
 
-fn freezer(cgroup: &VeCgroup) -> Option<Freezer> {
-    if cgroup.is_v2() {
-        cgroup.dir_of("").map(Freezer::V2)
-    } else {
-        cgroup.dir_of("freezer").map(Freezer::V1)
-    }
-}
-
 fn dump_dir(ve: &Ve, dumpfile: Option<&Path>) -> PathBuf {
     dumpfile.map_or_else(|| ve.dump_file(), Path::to_owned)
 }
@@ -129,7 +121,7 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
     }
     let pid = ve.init_pid()?;
     let freezer =
-        freezer(&cgroup).ok_or_else(|| chkpnt_error("the container's cgroup has no freezer"))?;
+        cgroup.freezer().ok_or_else(|| chkpnt_error("the container's cgroup has no freezer"))?;
     let dir = dump_dir(ve, opts.dumpfile.as_deref());
     match opts.stage {
         Some(Stage::Suspend) => {
@@ -464,7 +456,7 @@ pub fn restore_cmd(
     if !cgroup.has_tasks() {
         return Err(CtlError::NotRunning);
     }
-    let freezer = freezer(&cgroup).ok_or_else(|| restore_error("no freezer"))?;
+    let freezer = cgroup.freezer().ok_or_else(|| restore_error("no freezer"))?;
     resume_ve(ve, ve.init_pid()?, &freezer).map_err(restore_error)?;
     say("Container is resumed");
     Ok(())

@@ -4,8 +4,9 @@
 mod v1;
 mod v2;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
+
+use vz_cgroup::knob;
 
 use crate::error::{Result, SchedError};
 use crate::mask::{CpuList, CpuMask};
@@ -97,7 +98,7 @@ impl CpuUsage {
 ///   `all`/`auto`).
 ///
 /// # Errors
-/// [`SchedError::Write`]/[`SchedError::Read`] naming the knob; [`SchedError::NoController`]
+/// [`SchedError::Cgroup`] naming the knob; [`SchedError::NoController`]
 /// when a setting needs a controller the cgroup lacks; [`SchedError::InvalidValue`] for a
 /// MHz `CPULIMIT` on a node whose clock is unknown.
 ///
@@ -129,7 +130,7 @@ pub fn apply(dirs: &CgroupDirs, settings: &CpuSettings) -> Result<()> {
 /// Reads the VE's CPU usage and the current weight, quota and CPU list.
 ///
 /// # Errors
-/// [`SchedError::Read`] or [`SchedError::Parse`] naming the file.
+/// [`SchedError::Cgroup`] or [`SchedError::Parse`] naming the file.
 pub fn read(dirs: &CgroupDirs) -> Result<CpuUsage> {
     match dirs {
         CgroupDirs::V1 { cpu, cpuacct, cpuset } => {
@@ -149,7 +150,7 @@ pub fn read(dirs: &CgroupDirs) -> Result<CpuUsage> {
 ///
 /// # Errors
 /// [`SchedError::NoWeightKnob`] when `dirs` is a root cgroup (or v2 without the cpu
-/// controller); [`SchedError::Write`] naming the knob.
+/// controller); [`SchedError::Cgroup`] naming the knob.
 pub fn set_host_units(dirs: &CgroupDirs, units: CpuUnits) -> Result<()> {
     let (knob, value, is_root) = match dirs {
         // A v1 root shows a `cpu.shares` that refuses writes; only roots have `cgroup.sane_behavior`.
@@ -161,44 +162,22 @@ pub fn set_host_units(dirs: &CgroupDirs, units: CpuUnits) -> Result<()> {
     if is_root || !knob.exists() {
         return Err(SchedError::NoWeightKnob { path: knob });
     }
-    write_knob(&knob, &value.to_string())
+    Ok(knob::write(&knob, &value.to_string())?)
 }
 
-pub(crate) fn write_knob(path: &Path, value: &str) -> Result<()> {
-    tracing::debug!(path = %path.display(), value, "write cgroup knob");
-    let err = |source| SchedError::Write { path: path.to_owned(), value: value.to_owned(), source };
-    let mut file =
-        std::fs::OpenOptions::new().write(true).truncate(true).open(path).map_err(err)?;
-    file.write_all(value.as_bytes()).map_err(err)
-}
-
-pub(crate) fn read_knob(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|source| SchedError::Read { path: path.to_owned(), source })
-}
-
+/// A file holding one number (`max` is not one here).
 pub(crate) fn read_u64(path: &Path) -> Result<u64> {
-    let text = read_knob(path)?;
-    text.trim().parse().map_err(|_| SchedError::Parse { path: path.to_owned(), content: text })
+    knob::read_u64(path)?
+        .ok_or_else(|| SchedError::Parse { path: path.to_owned(), content: "max".to_owned() })
 }
 
-/// Reads a flat-keyed file (`cpu.stat`) and returns the value of `key`, 0 when absent.
-pub(crate) fn stat_value(path: &Path, text: &str, key: &str) -> Result<u64> {
-    for line in text.lines() {
-        if let Some((k, v)) = line.split_once(' ')
-            && k == key
-        {
-            return v.trim().parse().map_err(|_| SchedError::Parse {
-                path: path.to_owned(),
-                content: line.to_owned(),
-            });
-        }
-    }
-    Ok(0)
+/// The value of `key` in the flat-keyed text of `cpu.stat`, 0 when absent.
+pub(crate) fn stat_value(text: &str, key: &str) -> u64 {
+    knob::keyed(text).get(key).copied().unwrap_or(0)
 }
 
 pub(crate) fn read_list(path: &Path) -> Result<CpuList> {
-    let text = read_knob(path)?;
+    let text = knob::read(path)?;
     CpuList::parse("cpuset", &text)
         .map_err(|_| SchedError::Parse { path: path.to_owned(), content: text })
 }

@@ -30,7 +30,8 @@ fn v1_tree(root: &Path) -> CgroupDirs {
     );
     knobs(&root.join("cpuacct/ve"), &[("cpuacct.usage", "987654321\n")]);
     knobs(&root.join("cpuset"), &[("cpuset.cpus", "0-3\n"), ("cpuset.mems", "0\n")]);
-    knobs(&root.join("cpuset/ve"), &[("cpuset.cpus", "\n"), ("cpuset.mems", "\n")]);
+    // As vz_cgroup::tree::make_path left it: the parent's sets.
+    knobs(&root.join("cpuset/ve"), &[("cpuset.cpus", "0-3\n"), ("cpuset.mems", "0\n")]);
     CgroupDirs::V1 {
         cpu,
         cpuacct: Some(root.join("cpuacct/ve")),
@@ -39,7 +40,7 @@ fn v1_tree(root: &Path) -> CgroupDirs {
 }
 
 #[test]
-fn v1_writes_shares_quota_and_fills_an_empty_cpuset() {
+fn v1_writes_shares_quota_and_the_mask_only_when_asked() {
     let tmp = tempfile::tempdir().unwrap();
     let dirs = v1_tree(tmp.path());
     let settings = CpuSettings {
@@ -51,8 +52,8 @@ fn v1_writes_shares_quota_and_fills_an_empty_cpuset() {
     apply(&dirs, &settings).unwrap();
     assert_eq!(content(tmp.path().join("cpu/ve/cpu.shares")), "3000");
     assert_eq!(content(tmp.path().join("cpu/ve/cpu.cfs_quota_us")), "100000");
-    assert_eq!(content(tmp.path().join("cpuset/ve/cpuset.cpus")), "0-3");
-    assert_eq!(content(tmp.path().join("cpuset/ve/cpuset.mems")), "0");
+    assert_eq!(content(tmp.path().join("cpuset/ve/cpuset.cpus")), "0-3\n", "no mask: untouched");
+    assert_eq!(content(tmp.path().join("cpuset/ve/cpuset.mems")), "0\n");
 
     apply(&dirs, &CpuSettings { mask: Some("1,3".parse().unwrap()), ..Default::default() })
         .unwrap();
@@ -62,6 +63,10 @@ fn v1_writes_shares_quota_and_fills_an_empty_cpuset() {
 
     apply(&dirs, &CpuSettings { limit: Some(CpuLimit::UNLIMITED), ..Default::default() }).unwrap();
     assert_eq!(content(tmp.path().join("cpu/ve/cpu.cfs_quota_us")), "-1");
+
+    apply(&dirs, &CpuSettings { mask: Some("all".parse().unwrap()), ..Default::default() })
+        .unwrap();
+    assert_eq!(content(tmp.path().join("cpuset/ve/cpuset.cpus")), "0-3", "all: the parent's");
 }
 
 #[test]

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use super::{CpuSettings, CpuUsage, read_knob, read_list, read_u64, stat_value, write_knob};
+use vz_cgroup::knob::{read as read_knob, write as write_knob};
+
+use super::{CpuSettings, CpuUsage, read_list, read_u64, stat_value};
 use crate::error::{Result, SchedError};
 use crate::mask::CpuMask;
 use crate::units::{CFS_PERIOD_US, CpuUnits, quota_us};
@@ -42,23 +44,17 @@ pub(super) fn apply(
     }
 }
 
-/// A v1 cpuset with empty `cpus` or `mems` refuses tasks: fill them from the parent.
+/// The VE's CPUs: the mask, or the parent's CPUs for "all" (vz-ctl filled `cpus` and
+/// `mems` when it made the cgroup, see `vz_cgroup::tree::make_path`).
 fn apply_cpuset(dir: &Path, mask: Option<&CpuMask>) -> Result<()> {
-    let parent = dir.parent().unwrap_or(dir);
-    let mems = dir.join("cpuset.mems");
-    if read_knob(&mems)?.trim().is_empty() {
-        write_knob(&mems, read_knob(&parent.join("cpuset.mems"))?.trim())?;
-    }
-    let cpus = dir.join("cpuset.cpus");
     let value = match mask.map(CpuMask::list) {
         Some(Some(list)) => list.to_string(),
-        Some(None) => read_knob(&parent.join("cpuset.cpus"))?.trim().to_owned(),
-        None if read_knob(&cpus)?.trim().is_empty() => {
-            read_knob(&parent.join("cpuset.cpus"))?.trim().to_owned()
+        Some(None) => {
+            read_knob(&dir.parent().unwrap_or(dir).join("cpuset.cpus"))?.trim().to_owned()
         }
         None => return Ok(()),
     };
-    write_knob(&cpus, &value)
+    Ok(write_knob(&dir.join("cpuset.cpus"), &value)?)
 }
 
 pub(super) fn read(cpu: &Path, cpuacct: Option<&Path>, cpuset: Option<&Path>) -> Result<CpuUsage> {
@@ -79,8 +75,8 @@ pub(super) fn read(cpu: &Path, cpuacct: Option<&Path>, cpuset: Option<&Path>) ->
         quota_us: u64::try_from(quota).ok(),
         period_us: read_u64(&cpu.join("cpu.cfs_period_us"))?,
         cpus: cpuset.map(|dir| read_list(&dir.join("cpuset.cpus"))).transpose()?,
-        nr_periods: stat_value(&stat_knob, &stat, "nr_periods")?,
-        nr_throttled: stat_value(&stat_knob, &stat, "nr_throttled")?,
-        throttled_ns: stat_value(&stat_knob, &stat, "throttled_time")?,
+        nr_periods: stat_value(&stat, "nr_periods"),
+        nr_throttled: stat_value(&stat, "nr_throttled"),
+        throttled_ns: stat_value(&stat, "throttled_time"),
     })
 }

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use super::{CpuSettings, CpuUsage, read_knob, read_list, stat_value, write_knob};
+use vz_cgroup::knob::{read as read_knob, write as write_knob};
+
+use super::{CpuSettings, CpuUsage, read_list, stat_value};
 use crate::error::{Result, SchedError};
 use crate::units::{CFS_PERIOD_US, CpuUnits, quota_us};
 
@@ -57,15 +59,15 @@ pub(super) fn read(dir: &Path) -> Result<CpuUsage> {
     };
     let cpus_knob = dir.join("cpuset.cpus");
     Ok(CpuUsage {
-        usage_ns: stat_value(&stat_knob, &stat, "usage_usec")?.saturating_mul(1000),
+        usage_ns: stat_value(&stat, "usage_usec").saturating_mul(1000),
         raw_weight,
         units: raw_weight.map(CpuUnits::from_weight),
         quota_us,
         period_us,
         cpus: if cpus_knob.exists() { Some(read_list(&cpus_knob)?) } else { None },
-        nr_periods: stat_value(&stat_knob, &stat, "nr_periods")?,
-        nr_throttled: stat_value(&stat_knob, &stat, "nr_throttled")?,
-        throttled_ns: stat_value(&stat_knob, &stat, "throttled_usec")?.saturating_mul(1000),
+        nr_periods: stat_value(&stat, "nr_periods"),
+        nr_throttled: stat_value(&stat, "nr_throttled"),
+        throttled_ns: stat_value(&stat, "throttled_usec").saturating_mul(1000),
     })
 }
 

@@ -75,17 +75,8 @@ impl TestTree {
                 write(&cpu.dir().join("cpu.shares"), "262144")?;
                 let cpuacct =
                     cpuacct.as_ref().map(|_| TestCgroup::new("cpuacct", tag)).transpose()?;
-                let cpuset = match cpuset_root {
-                    Some(root) => {
-                        let parent = TestCgroup::new("cpuset", tag)?;
-                        for knob in ["cpuset.cpus", "cpuset.mems"] {
-                            let value = std::fs::read_to_string(root.join(knob))?;
-                            write(&parent.dir().join(knob), value.trim())?;
-                        }
-                        Some(parent)
-                    }
-                    None => None,
-                };
+                let cpuset =
+                    cpuset_root.as_ref().map(|_| TestCgroup::new("cpuset", tag)).transpose()?;
                 TestTree { hierarchy, cpu, cpuacct, cpuset, burners: Vec::new() }
             }
             Hierarchy::V2 { cpuset } => {

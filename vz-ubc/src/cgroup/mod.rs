@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Result, UbcError};
+use crate::error::Result;
 use crate::param::UNLIMITED;
 use crate::resource::Resource;
 use crate::set::UbcSet;
@@ -151,8 +151,8 @@ impl Beancounter {
     /// or unsupported on this kernel. Parameters not in `set` are not touched.
     ///
     /// # Errors
-    /// [`UbcError::Write`] when the kernel refuses a value (e.g. `EBUSY` when a memory limit is
-    /// below what the VE holds), [`UbcError::Io`] when a file cannot be read.
+    /// [`UbcError::Cgroup`] when the kernel refuses a value (e.g. `EBUSY` when a memory limit
+    /// is below what the VE holds) or a file cannot be read.
     ///
     /// # Privileges
     /// Write access to the cgroup directories (root).
@@ -176,7 +176,7 @@ impl Beancounter {
     /// Measures every kernel parameter (all but `avnumproc`) from the cgroups and `/proc`.
     ///
     /// # Errors
-    /// [`UbcError::Io`] when a cgroup file that must exist cannot be read.
+    /// [`UbcError::Cgroup`] when a cgroup file that must exist cannot be read.
     pub fn usage(&self) -> Result<Vec<Usage>> {
         let (mut rows, mut kernel_limits) = match &self.dirs {
             CgroupDirs::V1 { memory, pids, .. } => v1::usage(memory, pids.as_deref())?,
@@ -305,22 +305,9 @@ pub(crate) fn bytes_or_unlimited(bytes: u64) -> u64 {
     if bytes >= UNLIMITED - crate::page_size() { UNLIMITED } else { bytes }
 }
 
-pub(crate) fn read_text(path: &Path) -> Result<String> {
-    fs::read_to_string(path).map_err(|source| UbcError::Io {
-        op: "read",
-        path: path.into(),
-        source,
-    })
-}
-
 /// A number file; `max` reads as LONG_MAX.
 pub(crate) fn read_u64(path: &Path) -> Result<u64> {
-    let text = read_text(path)?;
-    let word = text.trim();
-    if word == "max" {
-        return Ok(UNLIMITED);
-    }
-    word.parse().map_err(|_| UbcError::Format { path: path.into(), content: word.to_owned() })
+    Ok(vz_cgroup::knob::read_u64(path)?.unwrap_or(UNLIMITED))
 }
 
 /// A number file that may be absent on this kernel.
@@ -328,25 +315,9 @@ pub(crate) fn read_opt(path: &Path) -> Option<u64> {
     if path.exists() { read_u64(path).ok() } else { None }
 }
 
-pub(crate) fn write(path: &Path, value: &str) -> Result<()> {
-    tracing::trace!(path = %path.display(), value, "write");
-    fs::write(path, value).map_err(|source| UbcError::Write {
-        path: path.into(),
-        value: value.to_owned(),
-        source,
-    })
-}
-
-/// `key value` lines (memory.stat, memory.events, pids.events).
+/// `key value` lines (memory.stat, memory.events, pids.events); none when the file is absent.
 pub(crate) fn read_keyed(path: &Path) -> HashMap<String, u64> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            Some((k.to_owned(), v.trim().parse().ok()?))
-        })
-        .collect()
+    vz_cgroup::knob::keyed(&fs::read_to_string(path).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
+use vz_cgroup::knob::write;
+
 use super::{
     Enforcement, bytes_or_unlimited, bytes_pages, outside_cgroup, page_bytes, read_keyed, read_opt,
-    read_u64, write,
+    read_u64,
 };
 use crate::AppliedReport;
 use crate::error::Result;

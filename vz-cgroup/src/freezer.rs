@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::error::{CptError, Result};
+use crate::error::{CgroupError, Result};
+use crate::knob;
 
 /// How long [`Freezer::freeze`] waits for every task to stop.
 const FREEZE_WAIT: Duration = Duration::from_secs(10);
@@ -42,12 +43,12 @@ impl Freezer {
     /// The state now.
     ///
     /// # Errors
-    /// [`CptError::Io`] when the control file cannot be read (no such cgroup).
+    /// [`CgroupError::Io`] when the control file cannot be read (no such cgroup).
     pub fn state(&self) -> Result<FreezerState> {
         match self {
             Freezer::V1(dir) => {
                 let path = dir.join("freezer.state");
-                let text = read(&path)?;
+                let text = knob::read(&path)?;
                 Ok(match text.trim() {
                     "FROZEN" => FreezerState::Frozen,
                     "FREEZING" => FreezerState::Freezing,
@@ -55,8 +56,8 @@ impl Freezer {
                 })
             }
             Freezer::V2(dir) => {
-                let asked = read(&dir.join("cgroup.freeze"))?.trim() == "1";
-                let events = read(&dir.join("cgroup.events"))?;
+                let asked = knob::read(&dir.join("cgroup.freeze"))?.trim() == "1";
+                let events = knob::read(&dir.join("cgroup.events"))?;
                 let frozen = events.lines().any(|l| l.trim() == "frozen 1");
                 Ok(match (asked, frozen) {
                     (true, true) => FreezerState::Frozen,
@@ -71,7 +72,8 @@ impl Freezer {
     /// stopped. A frozen cgroup stays frozen.
     ///
     /// # Errors
-    /// [`CptError::Io`] on the control files; [`CptError::FreezeTimeout`] when a task did not
+    /// [`CgroupError::Io`] or [`CgroupError::Write`] on the control files;
+    /// [`CgroupError::FreezeTimeout`] when a task did not
     /// stop in 10 s (the cgroup is thawed again then).
     ///
     /// # Privileges
@@ -87,7 +89,7 @@ impl Freezer {
             }
             if start.elapsed() > FREEZE_WAIT {
                 let _ = self.thaw();
-                return Err(CptError::FreezeTimeout {
+                return Err(CgroupError::FreezeTimeout {
                     path: self.dir().to_owned(),
                     state: format!("{state:?}"),
                     waited_ms: start.elapsed().as_millis(),
@@ -100,7 +102,7 @@ impl Freezer {
     /// Lets every task of the cgroup run again.
     ///
     /// # Errors
-    /// [`CptError::Io`] on the control file.
+    /// [`CgroupError::Write`] on the control file.
     ///
     /// # Privileges
     /// Write access to the cgroup (root).
@@ -115,10 +117,6 @@ impl Freezer {
             }
             Freezer::V2(dir) => (dir.join("cgroup.freeze"), if frozen { "1" } else { "0" }),
         };
-        std::fs::write(&path, value).map_err(|e| CptError::io("write", path, e))
+        knob::write(&path, value)
     }
-}
-
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| CptError::io("read", path, e))
 }
