@@ -144,10 +144,7 @@ impl TestCgroup {
 
     /// The pids in the cgroup and its sub-cgroups now, sorted.
     pub fn pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = subtree(&self.dir).iter().flat_map(|d| pids_in(d)).collect();
-        pids.sort_unstable();
-        pids.dedup();
-        pids
+        pids_below(&self.dir)
     }
 
     /// Moves the process `pid` into the cgroup.
@@ -198,21 +195,8 @@ pub(crate) fn remove_tree(top: &Path) {
     if !kill_all_in(top, KILL_WAIT) {
         eprintln!("cleanup: processes left in {}", top.display());
     }
-    let mut dirs = subtree(top);
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    let deadline = Instant::now() + RMDIR_WAIT;
-    for dir in dirs {
-        loop {
-            match std::fs::remove_dir(&dir) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) if Instant::now() >= deadline => {
-                    eprintln!("cleanup: leaked cgroup {}: rmdir: {e}", dir.display());
-                    break;
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
+    if let Err(e) = vz_cgroup::tree::remove(&[top.to_owned()], RMDIR_WAIT) {
+        eprintln!("cleanup: leaked cgroup: {e}: {:?}", std::error::Error::source(&e));
     }
 }
 
@@ -220,9 +204,8 @@ fn kill_all_in(top: &Path, timeout: Duration) -> bool {
     let me = std::process::id();
     let start = Instant::now();
     loop {
-        let pids: Vec<String> = subtree(top)
-            .iter()
-            .flat_map(|d| pids_in(d))
+        let pids: Vec<String> = pids_below(top)
+            .into_iter()
             .filter(|pid| *pid != me)
             .map(|pid| pid.to_string())
             .collect();
@@ -243,27 +226,10 @@ fn kill_all_in(top: &Path, timeout: Duration) -> bool {
     }
 }
 
-/// `dir` and every directory below it.
-fn subtree(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![dir.to_path_buf()];
-    let mut i = 0;
-    while let Some(d) = out.get(i).cloned() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                out.push(entry.path());
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
-fn pids_in(dir: &Path) -> Vec<u32> {
-    std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
+/// The pids in `dir`'s cgroup and its sub-cgroups, sorted (none when it is gone).
+fn pids_below(dir: &Path) -> Vec<u32> {
+    let pids = vz_cgroup::tree::tasks(dir).unwrap_or_default();
+    pids.into_iter().filter_map(|p| u32::try_from(p).ok()).collect()
 }
 
 /// Enables `controllers` in `dir`'s `cgroup.subtree_control` (those not enabled yet).

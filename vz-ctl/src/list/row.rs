@@ -115,21 +115,10 @@ impl Row {
 
 /// Seconds since `pid` started, from `/proc/<pid>/stat` field 22 and `/proc/uptime`.
 fn init_uptime(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = stat.rsplit_once(')')?.1;
-    let start_ticks: u64 = after_comm.split_whitespace().nth(19)?.parse().ok()?;
-    let uptime: f64 =
-        std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
-    let ticks = u64::try_from(ticks).ok()?;
-    let started = start_ticks / ticks.max(1);
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "uptime is positive and far below 2^53"
-    )]
-    let now = uptime as u64;
-    Some(now.saturating_sub(started))
+    use procfs::Current as _;
+    let started = procfs::process::Process::new(pid).ok()?.stat().ok()?.starttime;
+    let now = procfs::Uptime::current().ok()?.uptime_duration().as_secs();
+    Some(now.saturating_sub(started / procfs::ticks_per_second().max(1)))
 }
 
 /// The VE's load: its threads that are runnable or in uninterruptible sleep (states `R` and

@@ -134,16 +134,14 @@ fn init_died(status: Option<i32>) -> CtlError {
     CtlError::Start(format!("the container's init {how} during boot").into())
 }
 
-/// Whether the process `pid` has ended: `Some(status)` for a zombie (its wait status,
-/// field 52 of /proc/PID/stat) or `Some(None)` when it is gone; `None` while it runs.
+/// Whether the process `pid` has ended: `Some(status)` for a zombie (its wait status) or
+/// `Some(None)` when it is gone; `None` while it runs.
 fn gone(pid: i32) -> Option<Option<i32>> {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    use procfs::process::ProcState;
+    let Ok(stat) = procfs::process::Process::new(pid).and_then(|p| p.stat()) else {
         return Some(None);
     };
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
-    // After the comm field: state is field 3, exit_code field 52.
-    (fields.first() == Some(&"Z") || fields.first() == Some(&"X"))
-        .then(|| fields.get(49).and_then(|f| f.trim().parse().ok()))
+    matches!(stat.state(), Ok(ProcState::Zombie | ProcState::Dead)).then_some(stat.exit_code)
 }
 
 /// Applies the device allowlist to `cgroup` and makes the spec of the VE's init, with a node
