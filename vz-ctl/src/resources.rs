@@ -355,9 +355,10 @@ pub fn apply_cpu(ctid: u32, cgroup: &VeCgroup, settings: &CpuSettings) -> Result
 /// [`CtlError::Ubc`] with the files, values and the reason when a write fails.
 pub fn set_ipc_sysctls(pid: i32, sysctls: &[(&'static str, String)]) -> Result<()> {
     vz_ns::set_ipc_sysctls(pid, sysctls).map_err(|e| {
-        CtlError::Ubc(vz_ubc::UbcError::Write {
-            path: "/proc/sys/kernel (the VE's IPC namespace)".into(),
-            value: sysctls.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+        let values = sysctls.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
+        CtlError::Ubc(vz_ubc::UbcError::Io {
+            op: "write the VE's IPC sysctls",
+            path: format!("/proc/sys/kernel ({})", values.join(" ")).into(),
             source: std::io::Error::other(e.to_string()),
         })
     })

@@ -34,18 +34,6 @@ pub enum UbcError {
         #[source]
         source: std::io::Error,
     },
-    /// Writing a value into a kernel file outside the cgroup failed (a sysctl of the VE's IPC
-    /// namespace).
-    #[error("cannot write {value:?} to {}", path.display())]
-    Write {
-        /// The cgroup file.
-        path: PathBuf,
-        /// The value written.
-        value: String,
-        /// The kernel's answer.
-        #[source]
-        source: std::io::Error,
-    },
     /// A cgroup file of the VE could not be read or written (e.g. `EBUSY` when lowering a
     /// memory limit below what the group holds and reclaim cannot free enough).
     #[error(transparent)]
@@ -73,12 +61,12 @@ mod tests {
     fn messages_name_key_value_and_path() {
         let e = UbcError::invalid("NUMPROC", "10M", "suffixes are not allowed");
         assert_eq!(e.to_string(), "invalid value for NUMPROC: \"10M\": suffixes are not allowed");
-        let e = UbcError::Write {
-            path: "/sys/fs/cgroup/pids/x/pids.max".into(),
-            value: "5".into(),
+        let e = UbcError::Io {
+            op: "read",
+            path: "/proc/meminfo".into(),
             source: std::io::Error::from_raw_os_error(libc::EBUSY),
         };
-        assert!(e.to_string().contains("pids.max"), "{e}");
+        assert!(e.to_string().contains("/proc/meminfo"), "{e}");
         assert!(!e.to_string().contains("busy"), "the errno is the source's: {e}");
         assert!(std::error::Error::source(&e).is_some());
     }

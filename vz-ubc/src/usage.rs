@@ -191,25 +191,10 @@ fn count_locks(pids: &[u32]) -> u64 {
 /// The processes of a cgroup directory and every cgroup below it (`cgroup.procs`).
 ///
 /// # Errors
-/// [`UbcError::Io`](crate::UbcError::Io) when the top directory's `cgroup.procs` cannot be read.
+/// [`UbcError::Cgroup`](crate::UbcError::Cgroup) when a `cgroup.procs` cannot be read.
 pub(crate) fn cgroup_pids(dir: &Path) -> crate::Result<Vec<u32>> {
-    let procs = dir.join("cgroup.procs");
-    let text = fs::read_to_string(&procs).map_err(|source| crate::UbcError::Io {
-        op: "read",
-        path: procs,
-        source,
-    })?;
-    let mut pids: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                pids.extend(cgroup_pids(&entry.path()).unwrap_or_default());
-            }
-        }
-    }
-    pids.sort_unstable();
-    pids.dedup();
-    Ok(pids)
+    let pids = vz_cgroup::tree::tasks(dir)?;
+    Ok(pids.into_iter().filter_map(|p| u32::try_from(p).ok()).collect())
 }
 
 /// The rows measured from `/proc` (and the ones nothing measures), before the cgroup rows.
