@@ -325,6 +325,53 @@ fn check_planted_symlink(ve: &RunningVe) {
     assert!(!mountinfo.contains(&target_path), "something was mounted on the link's target");
 }
 
+/// The VE's root plants links where vzctl writes the VE's hostname and DNS files (from the
+/// host, through VE_ROOT): a link to a host file in place of /etc/hosts, /etc/hostname and
+/// /etc/resolv.conf, then /etc itself a link that leads out of VE_ROOT on the host. `vzctl
+/// set` must resolve every name inside the VE's root: the host's files stay as they were, the
+/// links are replaced by the VE's own files, and a way out is refused.
+fn check_planted_setup_links(ve: &RunningVe) {
+    let (tree, ctid) = (&ve.tree, &ve.ctid);
+    let victim = tree.path().join("victim");
+    std::fs::create_dir_all(&victim).expect("mkdir victim");
+    let names = ["hosts", "hostname", "resolv.conf"];
+    for name in names {
+        std::fs::write(victim.join(name), "the host's\n").expect("write a victim file");
+    }
+    let plant: Vec<String> = names
+        .iter()
+        .map(|n| format!("rm -f /etc/{n} && ln -s {} /etc/{n}", victim.join(n).display()))
+        .collect();
+    ok(tree.run("vzctl", &["exec", ctid, &plant.join(" && ")]));
+    let set = ["set", ctid, "--hostname", "out.example", "--nameserver", "192.0.2.99"];
+    ok(tree.run("vzctl", &set));
+    for name in names {
+        let text = std::fs::read_to_string(victim.join(name)).expect("read a victim file");
+        assert_eq!(text, "the host's\n", "the host's {name} was written through the VE's link");
+    }
+    let inside = ok(tree.run(
+        "vzctl",
+        &["exec", ctid, "ls -l /etc/hosts /etc/hostname /etc/resolv.conf; cat /etc/hosts"],
+    ));
+    assert!(!inside.contains(" -> "), "the links are replaced by files: {inside}");
+    assert!(inside.contains("out.example out # vz-hostname"), "{inside}");
+    let resolv = ok(tree.run("vzctl", &["exec", ctid, "cat /etc/resolv.conf"]));
+    assert_eq!(resolv, "nameserver 192.0.2.99\n");
+
+    // /etc a link whose target, taken on the host from VE_ROOT, is the victim directory.
+    let link = "mv /etc /etc.real && ln -s ../../victim /etc";
+    ok(tree.run("vzctl", &["exec", ctid, link]));
+    let out = tree.run("vzctl", &["set", ctid, "--nameserver", "192.0.2.98"]);
+    assert_ne!(out.status.code(), Some(0), "{}", output_text(&out));
+    for name in names {
+        let text = std::fs::read_to_string(victim.join(name)).expect("read a victim file");
+        assert_eq!(text, "the host's\n", "the host's {name} was written through /etc");
+    }
+    let entries = std::fs::read_dir(&victim).expect("list the victim directory").count();
+    assert_eq!(entries, names.len(), "nothing new in the host's directory");
+    ok(tree.run("vzctl", &["exec", ctid, "rm /etc && mv /etc.real /etc"]));
+}
+
 fn check_processes_and_fds(ve: &RunningVe) {
     ve.refused("a host path through /proc/*/root", "ls /proc/*/root/work /proc/*/root/home/*");
     let fds = ok(ve.tree.run("vzctl", &["exec", &ve.ctid, "ls /proc/1/fd"]));
@@ -444,5 +491,6 @@ fn the_host_side_of_a_ves_files_is_shielded() {
     require!(NEEDS[0], NEEDS[1], NEEDS[2], NEEDS[3]);
     let ve = RunningVe::default();
     check_host_side_mounts(&ve);
+    check_planted_setup_links(&ve);
     check_planted_symlink(&ve);
 }

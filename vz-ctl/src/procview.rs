@@ -131,7 +131,7 @@ pub fn for_start(ve: &Ve) -> Result<Option<vz_ns::ProcView>> {
         Err(why) => {
             warn(format!(
                 "Warning: no lxcfs at {}: {why}; CT {} sees the host's /proc/meminfo, \
-                 /proc/cpuinfo, /proc/stat and uptime",
+                 /proc/cpuinfo, /proc/stat and /proc/loadavg",
                 dir.display(),
                 ve.ctid
             ));

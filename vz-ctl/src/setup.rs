@@ -1,41 +1,19 @@
-//! Settings vz-ctl applies inside a running VE — hostname, DNS, passwords — as small shell
-//! snippets run by the VE's own `/bin/sh` (the role of OpenVZ's distribution scripts,
-//! reference §7.3). Values travel in environment variables, never spliced into the script.
+//! Settings vz-ctl applies to a VE — hostname, DNS, passwords — in the role of OpenVZ's
+//! distribution scripts (reference §7.3).
+//!
+//! Hostname and DNS are files the host writes itself ([`VeFiles`]: /etc/hostname,
+//! /etc/hosts, /etc/resolv.conf, and the boot fifo), without running anything in the VE;
+//! the kernel hostname of a running VE is set by vz-ns ([`vz_ns::set_hostname`]).
+//! Passwords need the VE's own tools (chpasswd, mkpasswd): they stay small shell snippets
+//! run by the VE's `/bin/sh` ([`Snippets`]), their values in environment variables, never
+//! spliced into the script.
 
 use crate::error::Result;
 use crate::scripts::run_snippet;
 use crate::ve::Ve;
 
-/// Sets the kernel hostname (the VE's UTS namespace) and `/etc/hostname`, `/etc/hosts`.
-const SET_HOSTNAME: &str = r##"
-# sethostname(2): /proc/sys/kernel/hostname is the host root's file, even in the VE's own
-# UTS namespace.
-hostname "$HOSTNM" 2>/dev/null || echo "$HOSTNM" > /proc/sys/kernel/hostname || exit 1
-echo "$HOSTNM" > /etc/hostname
-f=/etc/hosts
-[ -f $f ] || echo "127.0.0.1 localhost.localdomain localhost" > $f
-grep -q '^127\.0\.0\.1[[:space:]].*localhost' $f || echo "127.0.0.1 localhost.localdomain localhost" >> $f
-grep -v "# vz-hostname\$" $f > $f.vz
-short=${HOSTNM%%.*}
-if [ "$short" = "$HOSTNM" ]; then names=$HOSTNM; else names="$HOSTNM $short"; fi
-echo "${IP_ADDR:-127.0.1.1} $names # vz-hostname" >> $f.vz
-cat $f.vz > $f && rm -f $f.vz
-"##;
-
-/// Rewrites the `nameserver` and `search` lines of `/etc/resolv.conf`.
-const SET_DNS: &str = r##"
-f=/etc/resolv.conf
-[ -f $f ] || : > $f
-if [ -n "$SEARCHDOMAIN" ]; then
-  grep -v '^search[[:space:]]' $f > $f.vz; echo "search $SEARCHDOMAIN" >> $f.vz; cat $f.vz > $f
-fi
-if [ -n "$NAMESERVER" ]; then
-  grep -v '^nameserver[[:space:]]' $f > $f.vz
-  for ns in $NAMESERVER; do echo "nameserver $ns" >> $f.vz; done
-  cat $f.vz > $f
-fi
-rm -f $f.vz
-"##;
+mod files;
+pub use files::{VeFiles, hosts_text, resolv_text};
 
 /// Sets passwords (`user:password` pairs, one per line), adding missing users. Uses the
 /// VE's chpasswd/useradd when it has them, else busybox's mkpasswd and plain file edits.
@@ -63,7 +41,7 @@ done
 "##;
 
 /// In-VE setup steps gathered to run in one shell: one entry into the VE for all of them
-/// instead of one each (each entry is a fork, six setns and an exec).
+/// instead of one each (each entry is a fork, seven setns and an exec).
 #[derive(Debug, Default)]
 pub struct Snippets {
     script: String,
@@ -89,21 +67,6 @@ impl Snippets {
     /// Whether no step was added.
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
-    }
-
-    /// Sets the VE's hostname (kernel, /etc/hostname, /etc/hosts).
-    pub fn hostname(&mut self, hostname: &str, first_ip: Option<&str>) {
-        let mut vars = vec![("HOSTNM", hostname.to_owned())];
-        if let Some(ip) = first_ip {
-            vars.push(("IP_ADDR", ip.to_owned()));
-        }
-        self.step("setting the hostname", SET_HOSTNAME, vars);
-    }
-
-    /// Sets the VE's resolvers; empty lists leave that part of resolv.conf alone.
-    pub fn dns(&mut self, nameservers: &[String], search: &[String]) {
-        let vars = vec![("NAMESERVER", nameservers.join(" ")), ("SEARCHDOMAIN", search.join(" "))];
-        self.step("setting DNS", SET_DNS, vars);
     }
 
     /// Sets passwords of users inside the VE (`user:password` pairs).

@@ -26,15 +26,17 @@ use crate::sys;
 use crate::userns::{become_ve_root, has_own_userns};
 
 /// The namespaces joined after the user namespace, in order; mount last so /proc/<pid>
-/// stays the host's until then. The time namespace is CRIU's after a restore (joined only
-/// when it differs from ours).
+/// stays the host's until then. The time namespace is the VE's own (its clocks count from
+/// its start; after a restore, the one CRIU made to continue them), so an entered program
+/// sees the VE's uptime and a daemon it leaves is dumped with the VE; it is skipped only
+/// when it is the caller's own (a VE started on a kernel without time namespaces).
 const JOIN_ORDER: [(&str, CloneFlags); 7] = [
     ("cgroup", CloneFlags::CLONE_NEWCGROUP),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
     ("pid", CloneFlags::CLONE_NEWPID),
-    ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
+    ("time", crate::init::timens::CLONE_NEWTIME),
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 

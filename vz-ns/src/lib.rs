@@ -6,6 +6,8 @@
 //!   ([`IdMap`]; a privileged VE without the user namespace only where its config asks),
 //!   with its own /proc, read-only /sys, a minimal /dev and devpts, masked /proc and /sys
 //!   files and read-only /proc/sys, locked against the VE's root.
+//!   Each VE has its own time namespace: its monotonic and boot clocks (uptime) start at zero.
+//! - [`set_hostname`]: the hostname of a running VE, set from the host.
 //! - [`enter`]: run a program in a running VE, joining its user namespace first (`vzctl
 //!   exec` with [`TtyMode::Pipes`], `enter` with [`TtyMode::Pty`]).
 //! - [`SeccompPolicy`]: the default system call policy of every VE process.
@@ -43,6 +45,7 @@ mod spawn_wait;
 mod sys;
 mod sysctl;
 mod userns;
+mod uts;
 
 pub use bpf::apply_device_rules_v2;
 pub use caps::CapSet;
@@ -62,3 +65,4 @@ pub use seccomp::SeccompPolicy;
 pub use spawn_wait::{ExitWatch, Settled, wait_settled};
 pub use sysctl::set_ipc_sysctls;
 pub use userns::{IdMap, VE_ID_COUNT, attach_idmapped_view, mount_dev_skeleton};
+pub use uts::set_hostname;

@@ -336,6 +336,14 @@ pub(crate) fn fsmount_proc() -> nix::Result<OwnedFd> {
     owned(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })
 }
 
+/// `clock_gettime(clock)` in the caller's time namespace: (seconds, nanoseconds).
+pub(crate) fn clock_now(clock: libc::clockid_t) -> nix::Result<(i64, i64)> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into the struct we own.
+    let rc = unsafe { libc::clock_gettime(clock, &raw mut ts) };
+    Errno::result(rc).map(|_| (ts.tv_sec, ts.tv_nsec))
+}
+
 /// `pidfd_open(pid, 0)`: an fd that polls readable when the process `pid` exits.
 pub(crate) fn pidfd_open(pid: nix::unistd::Pid) -> nix::Result<OwnedFd> {
     // SAFETY: plain integer arguments.

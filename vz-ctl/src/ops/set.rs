@@ -232,17 +232,21 @@ fn apply_live(ve: &Ve, opts: &SetOptions, resources: &ResourceChanges) -> Result
     let pid = ve.init_pid()?;
     apply_resources(ve, pid, resources)?;
     opts.disk.apply(ve, true)?;
-    let mut snippets = setup::Snippets::new();
-    if let Some(hostname) = &opts.hostname {
-        let ips = ve.config()?.ip_addresses();
-        snippets.hostname(hostname, ips.first().map(String::as_str));
+    if opts.hostname.is_some() || !opts.nameserver.is_empty() || !opts.searchdomain.is_empty() {
+        let files = setup::VeFiles::open(&ve.root()?, &ve.ctid.to_string())?;
+        if let Some(hostname) = &opts.hostname {
+            vz_ns::set_hostname(pid, hostname).map_err(|e| {
+                CtlError::Exec(format!("setting the hostname in CT {}: {e}", ve.ctid))
+            })?;
+            let ips = ve.config()?.ip_addresses();
+            files.set_hostname(hostname, ips.first().map(String::as_str))?;
+        }
+        if !opts.nameserver.is_empty() || !opts.searchdomain.is_empty() {
+            let ns = setup::resolve_inherit(&opts.nameserver, "nameserver");
+            let search = setup::resolve_inherit(&opts.searchdomain, "search");
+            files.set_dns(&ns, &search)?;
+        }
     }
-    if !opts.nameserver.is_empty() || !opts.searchdomain.is_empty() {
-        let ns = setup::resolve_inherit(&opts.nameserver, "nameserver");
-        let search = setup::resolve_inherit(&opts.searchdomain, "search");
-        snippets.dns(&ns, &search);
-    }
-    snippets.run(ve, pid)?;
     if !opts.userpasswd.is_empty() {
         set_passwords(ve, pid, &opts.userpasswd)?;
     }

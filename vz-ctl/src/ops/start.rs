@@ -276,42 +276,23 @@ fn check_bootable(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// In-VE setup between spawning init and letting it run — hostname, DNS and the boot fifo
-/// in one shell — then the `<CTID>.start` script.
+/// Setup between spawning init and letting it run — /etc/hostname and /etc/hosts, DNS and
+/// the boot fifo, written by the host through the VE's root (init already set the kernel
+/// hostname; nothing runs inside) — then the `<CTID>.start` script.
 fn configure(ve: &Ve, pid: i32, wait: bool) -> Result<()> {
     let config = ve.config()?;
-    let mut snippets = setup::Snippets::new();
+    let files = setup::VeFiles::open(&ve.root()?, &ve.ctid.to_string())?;
     if let Some(hostname) = config.hostname() {
         let ips = config.ip_addresses();
-        snippets.hostname(hostname, ips.first().map(String::as_str));
+        files.set_hostname(hostname, ips.first().map(String::as_str))?;
     }
     let nameservers = setup::resolve_inherit(&config.nameservers(), "nameserver");
     let search = setup::resolve_inherit(&config.searchdomains(), "search");
     if !nameservers.is_empty() || !search.is_empty() {
-        snippets.dns(&nameservers, &search);
+        files.set_dns(&nameservers, &search)?;
     }
-    if snippets.is_empty() && !wait {
-        // Nothing else to do inside: no shell is started just to remove a stale fifo.
-        remove_boot_fifo(pid)?;
-    } else {
-        let fifo = if wait { format!("mkfifo -m 600 /{VZFIFO}") } else { String::new() };
-        snippets.step("preparing the boot", &format!("rm -f /{VZFIFO}; {fifo}"), Vec::new());
-        snippets.run(ve, pid)?;
-    }
+    files.boot_fifo(VZFIFO, wait)?;
     scripts::run_ve_script(ve, pid, "start")
-}
-
-/// Removes a boot fifo `/.vzfifo` left in the root of the VE whose init is `pid` by an
-/// earlier boot, from the host: the name is resolved in the VE's root through
-/// /proc/PID/root, and unlink never follows a link in its last component.
-fn remove_boot_fifo(pid: i32) -> Result<()> {
-    let path = format!("/proc/{pid}/root/{VZFIFO}");
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(CtlError::Start(format!("remove {path}: {e}").into()))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// Opens the boot fifo `/.vzfifo` of the VE whose init is `pid`, for [`wait_for_boot`].

@@ -48,6 +48,7 @@ pub(super) fn intermediate(
             return super::unprivileged::spawn(plan, &status, &go, map, tree);
         }
         unshare(VE_NAMESPACES).map_err(|e| format!("unshare namespaces: {e}"))?;
+        super::timens::clocks_from_zero()?;
         match sys::fork().map_err(|e| format!("fork init: {e}"))? {
             ForkResult::Child => privileged_init(plan, &status, &go),
             ForkResult::Parent { child } => Ok(child.as_raw()),

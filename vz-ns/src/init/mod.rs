@@ -5,15 +5,17 @@
 //! Shape (for checkpointing with CRIU): a first child joins the VE's cgroups, closes every fd
 //! above 2, makes the VE's namespaces (for an unprivileged VE the user namespace first, see
 //! [`crate::userns`]) and forks the VE's init (pid 1 of the new pid namespace), then exits.
-//! Init calls setsid(), builds its mounts as host root, pivots into the root, becomes the
-//! root of the VE's user namespace in a mount namespace of its own (the mounts are locked
-//! then), sets the hostname, installs the seccomp filter (with the quotactl listener, which
+//! The VE also gets a time namespace of its own whose monotonic and boot clocks start at
+//! zero ([`timens`]), made just before init is forked. Init calls setsid(), builds its
+//! mounts as host root, pivots into the root, becomes the root of the VE's user namespace
+//! in a mount namespace of its own (the mounts are locked then), sets the hostname, installs the seccomp filter (with the quotactl listener, which
 //! travels to the parent over the status channel, when asked), says "ready" and waits for
 //! "go"; then it reduces its capabilities, points stdio at the VE's /dev/null and execs with
 //! a clean environment.
 
 pub(crate) mod child;
 pub(crate) mod sync;
+pub(crate) mod timens;
 mod unprivileged;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -186,13 +188,8 @@ fn deliver_listener(server: Option<&Path>, fd: OwnedFd) -> Result<()> {
 }
 
 fn prepare(spec: &InitSpec) -> Result<ChildPlan> {
-    if let Some(name) = &spec.hostname
-        && (name.is_empty() || name.len() > 64 || name.contains(['\0', '/', ' ']))
-    {
-        return Err(NsError::BadSpec {
-            field: "hostname",
-            reason: format!("{name:?} is not a host name"),
-        });
+    if let Some(name) = &spec.hostname {
+        crate::uts::check_hostname(name)?;
     }
     if let Some(device) = spec.quota_device.as_ref().filter(|d| !d.has_plain_name()) {
         return Err(NsError::BadSpec {

@@ -6,8 +6,9 @@
 //! undo):
 //! 1. the host-root intermediate (this module's [`spawn`]) forks
 //! 2. the maker, which unshares the user namespace, waits for the intermediate to write the
-//!    id maps, becomes the VE's root, unshares the net, ipc, uts, cgroup, pid and mount
-//!    namespaces (all owned by the new user namespace) and forks
+//!    id maps, makes the VE's time namespace ([`super::timens`]), becomes the VE's root,
+//!    unshares the net, ipc, uts, cgroup, pid and mount namespaces (all owned by the new
+//!    user namespace) and forks
 //! 3. the VE's pid 1, which makes a detached proc mount of its pid namespace and hands it
 //!    to the intermediate.
 //!
@@ -133,6 +134,9 @@ fn maker(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd, sock: &OwnedFd) -> ! 
         if !matches!(rx.recv(), Ok(Some(Msg::Ready))) {
             return Err("the id maps were not written".to_owned());
         }
+        // The VE's clocks, owned by its user namespace; still as host uid 0, whose own
+        // /proc/self files it may write (setresuid below makes it non-dumpable).
+        super::timens::clocks_from_zero()?;
         // The maps exist: become the VE's root, so what follows is owned by it.
         nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups in the VE: {e}"))?;
         let root = nix::unistd::Gid::from_raw(0);
