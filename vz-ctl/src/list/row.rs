@@ -113,12 +113,27 @@ impl Row {
     }
 }
 
-/// Seconds since `pid` started, from `/proc/<pid>/stat` field 22 and `/proc/uptime`.
+/// The VE's uptime in seconds: its own CLOCK_BOOTTIME (the host's plus the boottime offset
+/// of the VE's time namespace, which CRIU carries over a checkpoint or a migration), or on a
+/// kernel without time namespaces the age of its init.
 fn init_uptime(pid: i32) -> Option<u64> {
     use procfs::Current as _;
+    // The host's CLOCK_BOOTTIME, as vzlist's own /proc/uptime shows it.
+    let now = procfs::Uptime::current().ok()?.uptime_duration();
+    let offsets = std::fs::read_to_string(format!("/proc/{pid}/timens_offsets")).ok();
+    if let Some(offset) = offsets.as_deref().and_then(boottime_offset).filter(|o| *o != 0) {
+        return u64::try_from((i128::try_from(now.as_nanos()).ok()? + offset) / 1_000_000_000).ok();
+    }
     let started = procfs::process::Process::new(pid).ok()?.stat().ok()?.starttime;
-    let now = procfs::Uptime::current().ok()?.uptime_duration().as_secs();
-    Some(now.saturating_sub(started / procfs::ticks_per_second().max(1)))
+    Some(now.as_secs().saturating_sub(started / procfs::ticks_per_second().max(1)))
+}
+
+/// The `boottime` offset of a `timens_offsets` text, in nanoseconds.
+fn boottime_offset(text: &str) -> Option<i128> {
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some("boottime"))?;
+    let mut fields = line.split_whitespace().skip(1).map(str::parse::<i128>);
+    let (secs, nanos) = (fields.next()?.ok()?, fields.next()?.ok()?);
+    Some(secs * 1_000_000_000 + nanos)
 }
 
 /// The VE's load: its threads that are runnable or in uninterruptible sleep (states `R` and
@@ -140,4 +155,16 @@ pub fn load(pids: &[i32]) -> f64 {
         }
     }
     f64::from(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boottime_offset_is_read_in_nanoseconds() {
+        let text = "monotonic -5 0\nboottime        -26255 100000000\n";
+        assert_eq!(boottime_offset(text), Some(-26_254_900_000_000));
+        assert_eq!(boottime_offset("monotonic 0 0\n"), None);
+    }
 }
