@@ -73,12 +73,20 @@ impl Freezer {
     ///
     /// # Errors
     /// [`CgroupError::Io`] or [`CgroupError::Write`] on the control files;
-    /// [`CgroupError::FreezeTimeout`] when a task did not
-    /// stop in 10 s (the cgroup is thawed again then).
+    /// [`CgroupError::FreezeTimeout`] when a task did not stop in 10 s (the cgroup is thawed
+    /// again then).
     ///
     /// # Privileges
     /// Write access to the cgroup (root).
     pub fn freeze(&self) -> Result<()> {
+        self.freeze_within(FREEZE_WAIT)
+    }
+
+    /// [`Freezer::freeze`], waiting at most `limit` for the tasks to stop.
+    ///
+    /// # Errors
+    /// Those of [`Freezer::freeze`], with `limit` for its 10 s.
+    pub fn freeze_within(&self, limit: Duration) -> Result<()> {
         let start = Instant::now();
         self.write_state(true)?;
         loop {
@@ -87,7 +95,7 @@ impl Freezer {
                 tracing::debug!(cgroup = %self.dir().display(), ms = start.elapsed().as_millis(), "frozen");
                 return Ok(());
             }
-            if start.elapsed() > FREEZE_WAIT {
+            if start.elapsed() > limit {
                 let _ = self.thaw();
                 return Err(CgroupError::FreezeTimeout {
                     path: self.dir().to_owned(),

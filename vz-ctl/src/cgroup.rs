@@ -44,6 +44,9 @@ pub const UNIFIED: &str = "unified";
 /// How long removal waits for exited tasks to be reaped (a zombie keeps a v1 cgroup busy).
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long [`VeCgroup::kill_all`] waits for the VE's tasks to freeze before it kills them.
+const KILL_FREEZE_WAIT: Duration = Duration::from_millis(500);
+
 /// The cgroup hierarchy of this host.
 #[derive(Debug, Clone)]
 pub enum Hierarchy {
@@ -304,9 +307,10 @@ impl VeCgroup {
                 return Ok(false);
             }
             let freezer = self.freezer();
-            // A task that will not freeze is killed all the same.
+            // Frozen, the tasks cannot fork between the listing and the kill; a task that will
+            // not freeze soon (one in uninterruptible sleep) is killed all the same.
             if let Some(f) = &freezer
-                && let Err(e) = f.freeze()
+                && let Err(e) = f.freeze_within(KILL_FREEZE_WAIT)
             {
                 tracing::debug!(error = %e, "killing the VE's tasks unfrozen");
             }
