@@ -1,4 +1,5 @@
-//! A terminal for a program entered into a VE (`vzctl enter`): a pty of the VE's own devpts,
+//! A terminal for a program entered into a VE (`vzctl enter`), and the VE's console (opened
+//! by its init, see [`crate::init`]): a pty of the VE's own devpts,
 //! opened by the entering process once it is the VE's root in the VE's mount namespace, so
 //! nothing the VE points /dev/ptmx at is ever opened with host privileges; and the caller's
 //! terminal in raw mode while the host side relays ([`crate::relay`]).

@@ -334,6 +334,7 @@ fn spawn(root: &Path, procs: PathBuf, arg: &str) -> anyhow::Result<vz_ns::Pendin
         seccomp: vz_ns::SeccompPolicy::default(),
         run_tmpfs: false,
         proc_view: None,
+        console: false,
     };
     Ok(vz_ns::spawn_init(&spec)?)
 }

@@ -376,7 +376,8 @@ impl DevSkeleton {
         std::fs::create_dir_all(&path).op("create", &path)?;
         let skeleton = DevSkeleton { path };
         let node = quota_device.map(|d| super::start::quota_device(d)).transpose()?.flatten();
-        vz_ns::mount_dev_skeleton(&skeleton.path, id_map, node.as_ref())
+        // Every VE vz starts has a console of its own (/dev/console links to its pts/0).
+        vz_ns::mount_dev_skeleton(&skeleton.path, id_map, node.as_ref(), true)
             .map_err(|e| restore_error(format!("the VE's /dev: {e}")))?;
         Ok(skeleton)
     }
