@@ -117,6 +117,15 @@ fn server_pid(socket: &std::path::Path) -> i32 {
     cred.pid()
 }
 
+/// Waits until the process `pid` (a console server) has ended.
+fn wait_gone(pid: i32) {
+    let started = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the server {pid} did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn exec_ok(tree: &VzTree, ctid: &str, command: &str) -> String {
     ok(tree.run("vzctl", &["exec", ctid, command]))
 }
@@ -249,11 +258,7 @@ fn a_ve_runs_on_when_its_console_server_is_gone() {
     eprintln!("console server {pid}: {rss}, {pss}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
         .expect("kill the console server");
-    let started = Instant::now();
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(started.elapsed() < Duration::from_secs(10), "the server did not die");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_gone(pid);
     // Writes to the console fail at once instead of blocking, and kill nothing.
     let started = Instant::now();
     let out = exec_ok(
@@ -268,4 +273,51 @@ fn a_ve_runs_on_when_its_console_server_is_gone() {
     assert_eq!(exec_ok(&tree, &ctid, "cat /proc/1/comm").trim(), "init");
     assert_eq!(tree.run("vzctl", &["console", &ctid]).status.code(), Some(3), "no server");
     ok(tree.run("vzctl", &["stop", &ctid]));
+}
+
+/// A console server's pid: the peer of the VE's console socket.
+fn console_server(tree: &VzTree, ctid: &str) -> i32 {
+    server_pid(&tree.path().join(format!("run/{ctid}.console")))
+}
+
+#[test]
+fn the_console_comes_back_with_a_restore() {
+    require!(
+        Need::Root,
+        Need::Program("/bin/busybox"),
+        Need::Program("/usr/local/sbin/criu"),
+        if vz_tests::is_cgroup_v2() {
+            Need::CgroupController("pids")
+        } else {
+            Need::CgroupController("freezer")
+        }
+    );
+    let tree = VzTree::new("");
+    let ctid = created(&tree, true);
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    for round in 0..2 {
+        let before = console_server(&tree, &ctid);
+        exec_ok(&tree, &ctid, &format!("echo before-{round} > /dev/console"));
+        let started = Instant::now();
+        ok(tree.run("vzctl", &["chkpnt", &ctid]));
+        let dumped = started.elapsed();
+        wait_gone(before);
+        let started = Instant::now();
+        ok(tree.run("vzctl", &["restore", &ctid]));
+        eprintln!("round {round}: chkpnt {dumped:?}, restore {:?}", started.elapsed());
+        assert_ne!(console_server(&tree, &ctid), before, "a new server for the restored VE");
+        // /dev/console is the console again, and the init's stdio (the respawned shell's
+        // too) is the same pty.
+        assert_eq!(exec_ok(&tree, &ctid, "readlink /dev/console").trim(), "pts/0");
+        let stdio = exec_ok(&tree, &ctid, "stat -L -c %t:%T /proc/1/fd/0 /dev/console");
+        assert_eq!(stdio.split_whitespace().collect::<Vec<_>>(), ["88:0", "88:0"], "{stdio}");
+        let mut console = Attached::new(&tree, &ctid);
+        exec_ok(&tree, &ctid, &format!("echo after-$(({round} + 100)) > /dev/console"));
+        console.expect(&format!("after-{}", round + 100), Duration::from_secs(10));
+        console.type_in(format!("echo typed-$(({round} + 200))\r").as_bytes());
+        console.expect(&format!("typed-{}", round + 200), Duration::from_secs(10));
+        assert_eq!(console.detach(), Some(0));
+    }
+    ok(tree.run("vzctl", &["stop", &ctid]));
+    assert!(!tree.path().join(format!("run/{ctid}.console")).exists(), "the server ended");
 }

@@ -37,5 +37,7 @@ pub use kill::kill;
 pub use options::{
     CgroupMode, CgroupRoot, CriuOptions, ExternalMount, ExternalVeth, NetworkLock, PageServer,
 };
-pub use restore::{HookEvent, RESTORE_LOG, RestoreSpec, RestoreStage, Restored, restore};
+pub use restore::{
+    HookEvent, InheritFd, RESTORE_LOG, RestoreSpec, RestoreStage, Restored, restore,
+};
 pub use rpc::{Criu, CriuVersion, DEFAULT_CRIU};

@@ -206,6 +206,7 @@ impl TestVe {
             cgroup_mode: vz_cpt::CgroupMode::Soft,
             pidfile: Some(self.dumps.path().join("restored.pid")),
             child_of_caller: false,
+            inherit_fds: vec![],
             options: CriuOptions::default(),
         }
     }

@@ -91,7 +91,10 @@ pub fn run(inv: Invocation) -> Result<u8> {
         Cmd::Console => match rest.as_slice() {
             [] | [_] => crate::console::attach(&ve, rest.first().map(String::as_str))?,
             _ => {
-                return Err(CtlError::Usage(format!("Invalid extra arguments: {}", rest.join(" "))));
+                return Err(CtlError::Usage(format!(
+                    "Invalid extra arguments: {}",
+                    rest.join(" ")
+                )));
             }
         },
         Cmd::Runscript => {

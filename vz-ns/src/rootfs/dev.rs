@@ -68,12 +68,19 @@ pub(super) fn populate(
         )?;
     }
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    let tty_gid = id_map.map_or(TTY_GID, |m| m.host_gid(TTY_GID));
-    let pts_options = devpts_options(pty_max, tty_gid);
-    mount_flags(Some("devpts"), &dev.join("pts"), Some("devpts"), flags, Some(&pts_options))?;
+    mount_devpts(&dev.join("pts"), pty_max, id_map)?;
     let shm_flags = flags | MsFlags::MS_NODEV;
     let shm_options = format!("mode=1777{}", owner_options(id_map));
     mount_flags(Some("tmpfs"), &dev.join("shm"), Some("tmpfs"), shm_flags, Some(&shm_options))
+}
+
+/// Mounts a new devpts instance for a VE at `dir`: its ptys in the VE's tty group, at most
+/// `pty_max` of them.
+pub(crate) fn mount_devpts(dir: &Path, pty_max: Option<u64>, id_map: Option<&IdMap>) -> StepResult {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    let tty_gid = id_map.map_or(TTY_GID, |m| m.host_gid(TTY_GID));
+    let pts_options = devpts_options(pty_max, tty_gid);
+    mount_flags(Some("devpts"), dir, Some("devpts"), flags, Some(&pts_options))
 }
 
 /// Mounts the tmpfs of a VE's /dev at `dev` and makes what lives on it: an empty file for
@@ -118,7 +125,7 @@ pub(crate) fn mount_skeleton(
 }
 
 /// The tty group (devpts' `gid=`) inside a VE.
-const TTY_GID: u32 = 5;
+pub(crate) const TTY_GID: u32 = 5;
 
 /// `,uid=…,gid=…` making a tmpfs the VE root's; empty for a privileged VE.
 fn owner_options(id_map: Option<&IdMap>) -> String {

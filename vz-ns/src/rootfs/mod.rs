@@ -12,7 +12,7 @@ mod procview;
 
 pub use dev_state::{restore_dev_tree, save_dev_tree};
 
-pub(crate) use dev::{NODES as DEV_NODES, mount_skeleton};
+pub(crate) use dev::{NODES as DEV_NODES, TTY_GID, mount_devpts, mount_skeleton};
 pub use procview::ProcView;
 
 use std::os::fd::{AsFd, OwnedFd};
