@@ -193,6 +193,16 @@ fn dump_with_dev(ve: &Ve, spec: &DumpSpec) -> Result<vz_cpt::DumpReport> {
     staged.push(".dev.tar");
     let staged = PathBuf::from(staged);
     vz_ns::save_dev_tree(spec.init_pid, id_map.as_ref(), &staged).map_err(chkpnt_error)?;
+    // Written before the dump: a lazy dump (vzmigrate) copies the images while it runs.
+    let dir = &spec.images_dir;
+    let key = spec.external.iter().find(|e| e.starts_with("tty["));
+    // (Not into another dump's directory: vz_cpt::dump refuses that one.)
+    if let Some(key) = key.filter(|_| !dir.join("inventory.img").exists()) {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).op("create", dir)?;
+        let path = dir.join(CONSOLE_KEY);
+        std::fs::write(&path, format!("{key}\n")).op("write", &path)?;
+    }
     let dumped = vz_cpt::dump(&criu(ve), spec).map_err(chkpnt_error);
     let placed = match &dumped {
         Ok(_) => std::fs::rename(&staged, spec.images_dir.join(DEV_ARCHIVE)).op("rename", &staged),
@@ -200,10 +210,6 @@ fn dump_with_dev(ve: &Ve, spec: &DumpSpec) -> Result<vz_cpt::DumpReport> {
     };
     let report = dumped?;
     placed?;
-    if let Some(key) = spec.external.iter().find(|e| e.starts_with("tty[")) {
-        let path = spec.images_dir.join(CONSOLE_KEY);
-        std::fs::write(&path, format!("{key}\n")).op("write", &path)?;
-    }
     Ok(report)
 }
 
