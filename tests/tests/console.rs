@@ -126,6 +126,17 @@ fn wait_gone(pid: i32) {
     }
 }
 
+/// Waits until the console server of the stopped VE `ctid` has ended (it looks at the init
+/// four times a second) and removed its socket.
+fn wait_server_gone(tree: &VzTree, ctid: &str) {
+    let socket = tree.path().join(format!("run/{ctid}.console"));
+    let started = Instant::now();
+    while socket.exists() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the console server did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn exec_ok(tree: &VzTree, ctid: &str, command: &str) -> String {
     ok(tree.run("vzctl", &["exec", ctid, command]))
 }
@@ -187,18 +198,31 @@ fn the_console_shows_output_live_and_takes_input() {
     assert_eq!(console.detach(), Some(0));
     // A flood with nobody attached does not block the VE: the server reads it all.
     let started = Instant::now();
-    exec_ok(
+    let flooded = exec_ok(
         &tree,
         &ctid,
-        "i=0; while [ $i -lt 20000 ]; do echo flood line $i; i=$((i+1)); done > /dev/console",
+        "exec 3>/dev/console || echo open-failed; i=0; while [ $i -lt 20000 ]; do \
+         echo flood line $i >&3 || { echo write-failed-at-$i; break; }; i=$((i+1)); done 2>&1",
     );
+    assert!(flooded.trim().is_empty(), "writes to the console failed: {flooded}");
     let flood = started.elapsed();
-    let log = std::fs::read(tree.path().join(format!("run/{ctid}.console.log"))).expect("log");
+    // The server logs the pty's last bytes a moment after the writer is done.
+    let path = tree.path().join(format!("run/{ctid}.console.log"));
+    let read_log = || std::fs::read(&path).expect("the console log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&read_log()).contains("flood line 19999") {
+        if Instant::now() > deadline {
+            let log = read_log();
+            let tail = String::from_utf8_lossy(&log[log.len().saturating_sub(600)..]).into_owned();
+            panic!("the flood's end is not in the log ({} bytes): {tail:?}", log.len());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = read_log();
     assert!(log.len() <= 128 * 1024, "the log is bounded: {}", log.len());
-    assert!(String::from_utf8_lossy(&log).contains("flood line 19999"));
     eprintln!("console: exec + line to vzctl console {latencies:?}; 20000-line flood {flood:?}");
     ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
-    assert!(!tree.path().join(format!("run/{ctid}.console")).exists(), "the server ended");
+    wait_server_gone(&tree, &ctid);
 }
 
 #[test]
@@ -253,9 +277,14 @@ fn a_ve_runs_on_when_its_console_server_is_gone() {
     assert!(cmdline.contains("__console"), "{cmdline:?}");
     let status_kb = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let rss = status_kb.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("?").to_owned();
-    let pss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    let pss = pss.lines().find(|l| l.starts_with("Pss:")).unwrap_or("?").to_owned();
-    eprintln!("console server {pid}: {rss}, {pss}");
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| rollup.lines().find(|l| l.starts_with(name)).unwrap_or("?").to_owned();
+    eprintln!(
+        "console server {pid}: {rss}, {}, {}, {}",
+        field("Pss:"),
+        field("Private_Clean:"),
+        field("Private_Dirty:")
+    );
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
         .expect("kill the console server");
     wait_gone(pid);
@@ -319,5 +348,5 @@ fn the_console_comes_back_with_a_restore() {
         assert_eq!(console.detach(), Some(0));
     }
     ok(tree.run("vzctl", &["stop", &ctid]));
-    assert!(!tree.path().join(format!("run/{ctid}.console")).exists(), "the server ended");
+    wait_server_gone(&tree, &ctid);
 }

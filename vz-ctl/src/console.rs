@@ -274,18 +274,22 @@ struct Server {
 impl Server {
     fn run(&mut self, log: &mut Log) -> Result<()> {
         let mut buf = vec![0_u8; 16 * 1024];
-        // While no slave is open (POLLHUP), the master is not polled for a while.
+        // While no slave is open (POLLHUP, which poll reports whatever it is asked), the
+        // master is left out of the poll for one LIVENESS_POLL.
         let mut hung_up = false;
+        let mut checked = Instant::now();
         loop {
-            if !self.init.alive() {
+            // Looked at once per LIVENESS_POLL (not per read of a busy console), and at once
+            // when the last slave closed (the init may be gone).
+            if (hung_up || checked.elapsed() >= LIVENESS_POLL) && {
+                checked = Instant::now();
+                !self.init.alive()
+            } {
                 self.drain(log, &mut buf);
+                tracing::info!(init = self.init.pid, "console server: the init is gone");
                 return Ok(());
             }
-            let master_events = if hung_up { PollFlags::empty() } else { PollFlags::POLLIN };
-            let mut fds = vec![
-                PollFd::new(self.master.as_fd(), master_events),
-                PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
-            ];
+            let mut fds = vec![PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
             for client in &self.clients {
                 let mut events = PollFlags::POLLIN;
                 if !client.backlog.is_empty() {
@@ -293,25 +297,35 @@ impl Server {
                 }
                 fds.push(PollFd::new(client.stream.as_fd(), events));
             }
+            if !hung_up {
+                fds.push(PollFd::new(self.master.as_fd(), PollFlags::POLLIN));
+            }
             let timeout = PollTimeout::try_from(LIVENESS_POLL).unwrap_or(PollTimeout::MAX);
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(CtlError::Start(format!("console server: poll: {e}").into())),
             }
-            let revents: Vec<PollFlags> =
+            let mut revents: Vec<PollFlags> =
                 fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
             drop(fds);
+            let master = if hung_up {
+                PollFlags::empty()
+            } else {
+                revents.pop().unwrap_or(PollFlags::empty())
+            };
+            // The clients first, while their indices are those of the poll; then the console
+            // (which drops clients that cannot keep up), then new clients.
+            self.serve_clients(&revents[1..], &mut buf);
             hung_up = false;
-            if revents[0].contains(PollFlags::POLLIN) {
+            if master.contains(PollFlags::POLLIN) {
                 self.read_console(log, &mut buf);
-            } else if revents[0].intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+            } else if master.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
                 hung_up = true;
             }
-            if revents[1].contains(PollFlags::POLLIN) {
+            if revents[0].contains(PollFlags::POLLIN) {
                 self.accept();
             }
-            self.serve_clients(&revents[2..], &mut buf);
         }
     }
 
