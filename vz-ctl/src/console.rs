@@ -176,9 +176,12 @@ impl InitWatch {
     }
 
     fn alive(&self) -> bool {
-        procfs::process::Process::new(self.pid)
-            .and_then(|p| p.stat())
-            .is_ok_and(|s| s.starttime == self.start && !matches!(s.state, 'Z' | 'X'))
+        match procfs::process::Process::new(self.pid).and_then(|p| p.stat()) {
+            Ok(s) => s.starttime == self.start && !matches!(s.state, 'Z' | 'X'),
+            // Another failure to read it is not taken for its end.
+            Err(procfs::ProcError::NotFound(_)) => false,
+            Err(_) => Path::new(&format!("/proc/{}", self.pid)).exists(),
+        }
     }
 }
 
