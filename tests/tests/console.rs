@@ -193,7 +193,7 @@ fn the_console_shows_output_live_and_takes_input() {
     }
     // The shell on the console runs what is typed: the answer is computed in the VE.
     console.type_in(b"echo typed-$((6 * 7)) > /tmp/typed; echo answer-$((6 * 7))\r");
-    console.expect("answer-42", Duration::from_secs(10));
+    let round_trip = console.expect("answer-42", Duration::from_secs(10));
     assert_eq!(exec_ok(&tree, &ctid, "cat /tmp/typed").trim(), "typed-42");
     assert_eq!(console.detach(), Some(0));
     // A flood with nobody attached does not block the VE: the server reads it all.
@@ -220,7 +220,10 @@ fn the_console_shows_output_live_and_takes_input() {
     }
     let log = read_log();
     assert!(log.len() <= 128 * 1024, "the log is bounded: {}", log.len());
-    eprintln!("console: exec + line to vzctl console {latencies:?}; 20000-line flood {flood:?}");
+    eprintln!(
+        "console: (exec done, line at vzctl console) {latencies:?}; typed line to the shell's \
+         answer {round_trip:?}; 20000-line flood {flood:?}"
+    );
     ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
     wait_server_gone(&tree, &ctid);
 }
