@@ -67,6 +67,19 @@ impl Attached {
         attached
     }
 
+    /// Waits until `text` shows up; whether it did.
+    fn try_expect(&mut self, text: &str, limit: Duration) -> bool {
+        let started = Instant::now();
+        while !self.seen.contains(text) {
+            let left = limit.saturating_sub(started.elapsed());
+            match self.output.recv_timeout(left) {
+                Ok(bytes) => self.seen.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
     /// Waits until `text` shows up; the time it took.
     fn expect(&mut self, text: &str, limit: Duration) -> Duration {
         let started = Instant::now();
@@ -345,7 +358,28 @@ fn the_console_comes_back_with_a_restore() {
         assert_eq!(stdio.split_whitespace().collect::<Vec<_>>(), ["88:0", "88:0"], "{stdio}");
         let mut console = Attached::new(&tree, &ctid);
         exec_ok(&tree, &ctid, &format!("echo after-$(({round} + 100)) > /dev/console"));
-        console.expect(&format!("after-{}", round + 100), Duration::from_secs(10));
+        if !console.try_expect(&format!("after-{}", round + 100), Duration::from_secs(10)) {
+            let server = console_server(&tree, &ctid);
+            let host = |cmd: String| {
+                let out = std::process::Command::new("sh").arg("-c").arg(&cmd).output();
+                out.map(|o| output_text(&o)).unwrap_or_default()
+            };
+            let diag = host(format!(
+                "ls -l /proc/{server}/fd; cat /proc/{server}/fdinfo/0; cat /proc/{server}/stat; \
+                 cat {}",
+                tree.path().join(format!("run/{ctid}.console.log")).display()
+            ));
+            let ve = output_text(&tree.run(
+                "vzctl",
+                &[
+                    "exec",
+                    &ctid,
+                    "ls -l /proc/1/fd /dev/pts; cat /proc/1/fdinfo/0; \
+                  grep pts /proc/self/mountinfo; ps",
+                ],
+            ));
+            panic!("round {round}: nothing on the console\nserver {server}:\n{diag}\nVE:\n{ve}");
+        }
         console.type_in(format!("echo typed-$(({round} + 200))\r").as_bytes());
         console.expect(&format!("typed-{}", round + 200), Duration::from_secs(10));
         assert_eq!(console.detach(), Some(0));

@@ -194,8 +194,12 @@ struct Log {
 }
 
 impl Log {
+    /// A new, empty log at `path`: a new file renamed over an old one, which the server of
+    /// the VE's previous run may still be finishing.
     fn create(path: PathBuf) -> Result<Log> {
-        let file = open_new(&path)?;
+        let temp = path.with_extension("log.new");
+        let file = open_new(&temp)?;
+        std::fs::rename(&temp, &path).op("rename", &temp)?;
         Ok(Log { path, file, tail: Vec::new(), written: 0 })
     }
 
@@ -317,17 +321,19 @@ impl Server {
             } else {
                 revents.pop().unwrap_or(PollFlags::empty())
             };
-            // The clients first, while their indices are those of the poll; then the console
-            // (which drops clients that cannot keep up), then new clients.
+            // New clients first (appended: the others keep the indices of the poll), so one
+            // that connected before this output was read gets it; then the clients' input
+            // while their indices are still those of the poll; then the console (which drops
+            // clients that cannot keep up).
+            if revents[0].contains(PollFlags::POLLIN) {
+                self.accept();
+            }
             self.serve_clients(&revents[1..], &mut buf);
             hung_up = false;
             if master.contains(PollFlags::POLLIN) {
                 self.read_console(log, &mut buf);
             } else if master.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
                 hung_up = true;
-            }
-            if revents[0].contains(PollFlags::POLLIN) {
-                self.accept();
             }
         }
     }
@@ -365,7 +371,8 @@ impl Server {
     }
 
     /// Input of the clients to the console (dropped when the console does not take it: the
-    /// VE is not reading); drops clients that left.
+    /// VE is not reading); drops clients that left. `revents[i]` is client `i`'s; clients
+    /// accepted after the poll come after them (and are not looked at).
     fn serve_clients(&mut self, revents: &[PollFlags], buf: &mut [u8]) {
         let mut index = revents.len();
         while index > 0 {
