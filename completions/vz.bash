@@ -15,7 +15,7 @@ _vzctl() {
         if [ -z "$cmd" ]; then cmd=${COMP_WORDS[i]}; else pos=$((pos + 1)); fi
     done
     if [ -z "$cmd" ]; then
-        COMPREPLY=($(compgen -W "--quiet --verbose --skiplock --version --help create destroy delete start stop restart status mount umount set exec exec2 enter runscript chkpnt suspend restore resume" -- "$cur"))
+        COMPREPLY=($(compgen -W "--quiet --verbose --skiplock --version --help create destroy delete start stop restart status mount umount set exec exec2 enter console runscript chkpnt suspend restore resume" -- "$cur"))
         return
     fi
     if [ "$pos" = 0 ] && [[ $cur != -* ]]; then
@@ -42,6 +42,7 @@ _vzctl() {
         exec) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         exec2) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         enter) COMPREPLY=($(compgen -W "--exec --help" -- "$cur")) ;;
+        console) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         runscript) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         chkpnt|suspend) COMPREPLY=($(compgen -W "--dumpfile --suspend --dump --resume --kill --page-server --lazy-pages --help" -- "$cur")) ;;
         restore|resume) COMPREPLY=($(compgen -W "--dumpfile --resume --lazy-pages --help" -- "$cur")) ;;

@@ -468,6 +468,24 @@ fn boots_systemd_and_installs_a_package(template: &str, checkpoint: bool) {
     );
     let init = ok(tree.run("vzctl", &["exec", &ctid, "cat /proc/1/comm"]));
     assert_eq!(init.trim(), "systemd");
+    // The VE's console (tests/tests/console.rs) is a pty: a getty runs on it (the template
+    // masks console-getty, made when the VE had no console), and its prompt is in the log.
+    let getty = tree.run(
+        "vzctl",
+        &[
+            "exec",
+            &ctid,
+            "systemctl unmask -q console-getty.service && \
+          systemctl start console-getty.service && systemctl is-active console-getty.service",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&getty.stdout).trim(), "active", "{}", text(&getty));
+    let log = tree.path().join(format!("run/{ctid}.console.log"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&fs::read(&log).unwrap_or_default()).contains("login:") {
+        assert!(Instant::now() < deadline, "no login prompt on the console");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // Checkpointed and restored with its services: the same journald, the system running.
     if checkpoint {
@@ -491,6 +509,8 @@ fn boots_systemd_and_installs_a_package(template: &str, checkpoint: bool) {
         assert_eq!(journald(), before, "journald's pid after restore");
         let state = ok(tree.run("vzctl", &["exec", &ctid, "systemctl is-system-running"]));
         assert_eq!(state.trim(), state_text, "after restore");
+        let getty = ok(tree.run("vzctl", &["exec", &ctid, "systemctl is-active console-getty"]));
+        assert_eq!(getty.trim(), "active", "the getty on the console after restore");
         // What systemd made on /dev came back on the fresh /dev (journald's link, mqueue).
         let dev = ok(tree
             .run("vzctl", &["exec", &ctid, "readlink /dev/log; findmnt -no FSTYPE /dev/mqueue"]));

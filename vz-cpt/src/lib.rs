@@ -35,6 +35,8 @@ pub use kill::kill;
 pub use options::{
     CgroupMode, CgroupRoot, CriuOptions, ExternalMount, ExternalVeth, NetworkLock, PageServer,
 };
-pub use restore::{HookEvent, RESTORE_LOG, RestoreSpec, RestoreStage, Restored, restore};
+pub use restore::{
+    HookEvent, InheritFd, RESTORE_LOG, RestoreSpec, RestoreStage, Restored, restore,
+};
 pub use rpc::{Criu, CriuVersion, DEFAULT_CRIU};
 pub use vz_cgroup::{Freezer, FreezerState};

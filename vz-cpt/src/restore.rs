@@ -2,8 +2,9 @@
 //! vz sets up the host ends of the VE's network).
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dump::criu_message;
@@ -41,8 +42,21 @@ pub struct RestoreSpec {
     /// can reap it; otherwise it is a child of CRIU and is reparented when CRIU exits
     /// (`--restore-detached`).
     pub child_of_caller: bool,
+    /// Files the VE's processes had open whose other end is outside the VE (CRIU's
+    /// `--inherit-fd`), e.g. the slave of its console pty, dumped as an external tty.
+    pub inherit_fds: Vec<InheritFd>,
     /// CRIU's options.
     pub options: CriuOptions,
+}
+
+/// A file the restore gives CRIU for a resource the dump marked external (`--inherit-fd
+/// fd[N]:KEY`).
+#[derive(Debug, Clone)]
+pub struct InheritFd {
+    /// The external resource's key in the images, e.g. `tty[8800:1d]` (CRIU's syntax).
+    pub key: String,
+    /// The file the restored processes get in its place.
+    pub fd: Arc<OwnedFd>,
 }
 
 /// A stage of a restore at which CRIU calls the hook (the names of its action scripts).
@@ -154,6 +168,18 @@ pub fn restore(
     opts.external.extend(spec.veths.iter().map(ExternalVeth::entry));
     opts.external.extend(spec.external_mounts.iter().map(ExternalMount::restore_entry));
     opts.external.extend(spec.external.iter().cloned());
+    // CRIU (swrk, our child) uses the numbers in its own fd table: copies without
+    // close-on-exec, alive until it has answered.
+    let mut inherited = Vec::with_capacity(spec.inherit_fds.len());
+    for file in &spec.inherit_fds {
+        let copy = nix::unistd::dup(file.fd.as_ref())
+            .map_err(|e| CptError::sys("dup a file for CRIU's inherit-fd", e))?;
+        let mut entry = rpc::Inherit_fd::new();
+        entry.set_key(file.key.clone());
+        entry.set_fd(copy.as_raw_fd());
+        opts.inherit_fd.push(entry);
+        inherited.push(copy);
+    }
     for root in &spec.cgroup_roots {
         let mut r = rpc::Cgroup_root::new();
         if let Some(ctrl) = &root.controller {
@@ -171,6 +197,7 @@ pub fn restore(
     };
     let start = Instant::now();
     let resp = criu.call(ReqType::RESTORE, Some(opts), &mut on_notify);
+    drop(inherited);
     let elapsed = start.elapsed();
     let log = dir.join(RESTORE_LOG);
     let resp = match resp {

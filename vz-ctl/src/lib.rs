@@ -14,6 +14,7 @@ pub mod cgroup;
 mod cgroup_mount;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod ctid;
 pub mod disk;
 pub mod error;

@@ -58,6 +58,7 @@ pub use enter::{EnterSpec, TtyMode, enter};
 pub use error::{NsError, Result};
 pub use init::{InitHandle, InitSpec, PendingInit, spawn_init};
 pub use intercept::{ListenerInbox, ProcessMemory, SyscallListener, SyscallReply, SyscallRequest};
+pub use pty::open_console_for_restore;
 pub use rlimit::{Rlimit, RlimitResource};
 pub use rootfs::ProcView;
 pub use rootfs::{restore_dev_tree, save_dev_tree};

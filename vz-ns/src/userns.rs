@@ -117,6 +117,8 @@ pub fn attach_idmapped_view(
 /// files, links and directories but no mount on them: for a restore, CRIU binds it as the
 /// VE's /dev and mounts the node binds, devpts and /dev/shm again on top (it cannot make
 /// the dumped tmpfs's device nodes in the VE's user namespace). The caller unmounts it.
+/// `console`: the VE had a console of its own (/dev/console is a link to its `pts/0`, see
+/// [`InitSpec::console`](crate::InitSpec::console)), not the host's guarded node.
 ///
 /// # Errors
 /// [`NsError::Setup`] naming the step that failed.
@@ -127,8 +129,11 @@ pub fn mount_dev_skeleton(
     dev: &std::path::Path,
     id_map: Option<&IdMap>,
     quota_device: Option<&crate::QuotaDevice>,
+    console: bool,
 ) -> Result<()> {
-    crate::rootfs::mount_skeleton(dev, &crate::rootfs::DEV_NODES, quota_device, id_map)
+    let nodes: Vec<&str> =
+        crate::rootfs::DEV_NODES.into_iter().filter(|n| !console || *n != "console").collect();
+    crate::rootfs::mount_skeleton(dev, &nodes, quota_device, id_map, console)
         .map_err(|message| NsError::Setup { message })
 }
 

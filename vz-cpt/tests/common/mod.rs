@@ -206,6 +206,7 @@ impl TestVe {
             cgroup_mode: vz_cpt::CgroupMode::Soft,
             pidfile: Some(self.dumps.path().join("restored.pid")),
             child_of_caller: false,
+            inherit_fds: vec![],
             options: CriuOptions::default(),
         }
     }
@@ -334,6 +335,7 @@ fn spawn(root: &Path, procs: PathBuf, arg: &str) -> anyhow::Result<vz_ns::Pendin
         seccomp: vz_ns::SeccompPolicy::default(),
         run_tmpfs: false,
         proc_view: None,
+        console: false,
     };
     Ok(vz_ns::spawn_init(&spec)?)
 }

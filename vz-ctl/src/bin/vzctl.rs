@@ -23,6 +23,11 @@ fn main() -> ExitCode {
     {
         return quotactl_server(ctid, std::path::Path::new(device));
     }
+    if let [command, ctid, init] = args.as_slice()
+        && command == vz_ctl::console::SERVER_COMMAND
+    {
+        return console_server(ctid, init);
+    }
     let inv = match cli::parse(&args) {
         Ok(inv) => inv,
         Err(e) => {
@@ -70,6 +75,36 @@ fn main() -> ExitCode {
             let message = vz_ctl::error::chain(&e);
             eprintln!("{message}");
             tracing::info!("{message}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `vzctl __console CTID INITPID`, started by `vzctl start` and `restore` (vz_ctl::console),
+/// the console's pty master on stdin; logs to the log file only.
+fn console_server(ctid: &str, init: &str) -> ExitCode {
+    let run = || -> vz_ctl::Result<()> {
+        let ctid: vz_ctl::Ctid =
+            ctid.parse().map_err(|_| vz_ctl::CtlError::BadCtid(ctid.to_owned()))?;
+        let init: i32 = init.parse().map_err(|_| vz_ctl::CtlError::BadCtid(init.to_owned()))?;
+        let global = GlobalConfig::load().map_err(vz_ctl::CtlError::GlobalConfig)?;
+        let logfile = global.logging().then(|| (global.logfile(), global.log_level()));
+        vz_ctl::logging::init(
+            "vzctl",
+            0,
+            true,
+            logfile.as_ref().map(|(path, level)| (path.as_path(), *level)),
+            Some(ctid.get()),
+        );
+        vz_ctl::console::serve(&vz_ctl::Ve::load(global, ctid)?, init)
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let message = vz_ctl::error::chain(&e);
+            // Read by `vzctl start` until "ready"; later nobody reads it.
+            let _ = writeln!(std::io::stdout(), "{message}");
+            tracing::warn!("console server: {message}");
             ExitCode::from(e.exit_code())
         }
     }

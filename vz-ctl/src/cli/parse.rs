@@ -121,7 +121,7 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
             };
         options.push((def.name, value));
     }
-    let wants_rest = matches!(cmd, Cmd::Exec | Cmd::Exec2 | Cmd::Runscript);
+    let wants_rest = matches!(cmd, Cmd::Exec | Cmd::Exec2 | Cmd::Runscript | Cmd::Console);
     if !wants_rest && !rest.is_empty() {
         return Err(CtlError::Usage(format!("Invalid extra arguments: {}", rest.join(" "))));
     }

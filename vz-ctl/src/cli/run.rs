@@ -88,6 +88,15 @@ pub fn run(inv: Invocation) -> Result<u8> {
             let command = opts.value("exec").map(|c| vec![c.to_owned()]);
             exec::enter(&ve, command.as_deref())?;
         }
+        Cmd::Console => match rest.as_slice() {
+            [] | [_] => crate::console::attach(&ve, rest.first().map(String::as_str))?,
+            _ => {
+                return Err(CtlError::Usage(format!(
+                    "Invalid extra arguments: {}",
+                    rest.join(" ")
+                )));
+            }
+        },
         Cmd::Runscript => {
             let [script] = rest.as_slice() else {
                 return Err(CtlError::Usage("Usage: vzctl runscript <CTID> <script>".into()));

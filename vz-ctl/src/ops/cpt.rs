@@ -185,6 +185,16 @@ fn dump_with_dev(ve: &Ve, spec: &DumpSpec) -> Result<vz_cpt::DumpReport> {
     staged.push(".dev.tar");
     let staged = PathBuf::from(staged);
     vz_ns::save_dev_tree(spec.init_pid, id_map.as_ref(), &staged).map_err(chkpnt_error)?;
+    // Written before the dump: a lazy dump (vzmigrate) copies the images while it runs.
+    let dir = &spec.images_dir;
+    let key = spec.external.iter().find(|e| e.starts_with("tty["));
+    // (Not into another dump's directory: vz_cpt::dump refuses that one.)
+    if let Some(key) = key.filter(|_| !dir.join("inventory.img").exists()) {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).op("create", dir)?;
+        let path = dir.join(CONSOLE_KEY);
+        std::fs::write(&path, format!("{key}\n")).op("write", &path)?;
+    }
     let dumped = vz_cpt::dump(&criu(ve), spec).map_err(chkpnt_error);
     let placed = match &dumped {
         Ok(_) => std::fs::rename(&staged, spec.images_dir.join(DEV_ARCHIVE)).op("rename", &staged),
@@ -193,6 +203,28 @@ fn dump_with_dev(ve: &Ve, spec: &DumpSpec) -> Result<vz_cpt::DumpReport> {
     let report = dumped?;
     placed?;
     Ok(report)
+}
+
+/// The file beside CRIU's images that names the VE's console pty, dumped as an external
+/// tty (its master is the console server's, outside the VE): its key for `--inherit-fd`.
+const CONSOLE_KEY: &str = "vz-console.tty";
+
+/// CRIU's key of the console of the VE whose init is `pid` (`tty[RDEV:DEV]` of its
+/// `pts/0`), if it has one of its own (/dev/console links there, see vz_ctl::console).
+fn console_tty(pid: i32) -> Option<String> {
+    let link = std::fs::read_link(format!("/proc/{pid}/root/dev/console")).ok()?;
+    if link != Path::new("pts/0") {
+        return None;
+    }
+    let stat = nix::sys::stat::stat(format!("/proc/{pid}/root/dev/pts/0").as_str()).ok()?;
+    Some(format!("tty[{:x}:{:x}]", stat.st_rdev, stat.st_dev))
+}
+
+/// The VE's /dev/pts as an external mount when it has a console of its own: a restore
+/// mounts a new devpts instance whose first pty is the console again (`host`; empty at
+/// dump), and CRIU binds it there.
+fn pts_mount(host: PathBuf) -> vz_cpt::ExternalMount {
+    vz_cpt::ExternalMount { inside: "/dev/pts".into(), key: "vzpts".into(), host }
 }
 
 fn dump_spec(
@@ -204,15 +236,21 @@ fn dump_spec(
     leave_running: bool,
 ) -> Result<DumpSpec> {
     let veths = external_veths(ve)?;
+    // The /dev nodes are binds of the host's: external mounts CRIU binds again.
+    let mut external_mounts = vec![dev_mount(PathBuf::new())];
+    let mut external = vec![EXTERNAL_BINDS.to_owned()];
+    if let Some(key) = console_tty(pid) {
+        external_mounts.push(pts_mount(PathBuf::new()));
+        external.push(key);
+    }
     Ok(DumpSpec {
         init_pid: pid,
         images_dir: dir.to_owned(),
         cgroup_procs: cgroup.procs_files(),
         freezer,
         host_interfaces: veths.into_iter().map(|v| v.outside).collect(),
-        external_mounts: vec![dev_mount(PathBuf::new())],
-        // The /dev nodes are binds of the host's: external mounts CRIU binds again.
-        external: vec![EXTERNAL_BINDS.to_owned()],
+        external_mounts,
+        external,
         syscall_listener_outside: crate::quotactl::server_of_running(ve).is_some(),
         leave_running,
         options: CriuOptions::default(),
@@ -285,11 +323,21 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
         vz_ns::restore_dev_tree(&dev_archive, id_map.as_ref(), &dev.path)
             .map_err(|e| restore_error(format!("the VE's /dev: {e}")))?;
     }
+    let mut external_mounts = vec![dev_mount(dev.path.clone())];
+    let mut inherit_fds = Vec::new();
+    let mut console = match std::fs::read_to_string(dir.join(CONSOLE_KEY)) {
+        Ok(key) => Some(ConsolePts::open(ve, id_map.as_ref(), vz_ubc::pty_max(&ubc), key.trim())?),
+        Err(_) => None,
+    };
+    if let Some(console) = &console {
+        external_mounts.push(pts_mount(console.path.clone()));
+        inherit_fds.push(console.slave.clone());
+    }
     let spec = RestoreSpec {
         images_dir: dir.clone(),
         root: view.as_ref().map_or_else(|| root.clone(), |v| v.path.clone()),
         veths,
-        external_mounts: vec![dev_mount(dev.path.clone())],
+        external_mounts,
         // The /dev nodes are binds of the host's: external mounts CRIU binds again.
         external: vec![EXTERNAL_BINDS.to_owned()],
         // The VE's own cgroup, also when the dump was made under another VE_CGROUP_PARENT
@@ -301,6 +349,7 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
         cgroup_mode: vz_cpt::CgroupMode::Soft,
         pidfile: None,
         child_of_caller: false,
+        inherit_fds,
         options: CriuOptions { lazy_pages: opts.lazy_pages, ..CriuOptions::default() },
     };
     let addresses = super::net::addresses(ve)?;
@@ -324,9 +373,17 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
     let restored = vz_cpt::restore(&criu(ve), &spec, &mut hook).map_err(restore_error);
     drop(view);
     drop(dev);
+    let master = console.as_mut().and_then(|c| c.master.take());
+    drop(console);
     let restored = restored?;
     super::set_live::dev_nodes(ve, restored.init_pid)?;
     undo.commit();
+    if let Some(master) = master
+        && let Err(e) = crate::console::ConsoleServer::start(ve, master, restored.init_pid)
+    {
+        // The VE runs; its console's writes fail (EIO) until it is restarted.
+        crate::output::warn(format!("Warning: CT {}: {}", ve.ctid, crate::error::chain(&e)));
+    }
     if opts.dumpfile.is_none()
         && let Err(e) = std::fs::remove_dir_all(&dir)
     {
@@ -368,9 +425,47 @@ impl DevSkeleton {
         std::fs::create_dir_all(&path).op("create", &path)?;
         let skeleton = DevSkeleton { path };
         let node = quota_device.map(|d| super::start::quota_device(d)).transpose()?.flatten();
-        vz_ns::mount_dev_skeleton(&skeleton.path, id_map, node.as_ref())
+        // Every VE vz starts has a console of its own (/dev/console links to its pts/0).
+        vz_ns::mount_dev_skeleton(&skeleton.path, id_map, node.as_ref(), true)
             .map_err(|e| restore_error(format!("the VE's /dev: {e}")))?;
         Ok(skeleton)
+    }
+}
+
+/// A restored VE's console: a new devpts instance at `<VZ_RUN_DIR>/<CTID>.cpt-pts` that
+/// CRIU binds as the VE's /dev/pts, and its pts/0 (the console) for CRIU's `--inherit-fd`
+/// and the console server.
+struct ConsolePts {
+    path: PathBuf,
+    master: Option<std::os::fd::OwnedFd>,
+    slave: vz_cpt::InheritFd,
+}
+
+impl ConsolePts {
+    fn open(
+        ve: &Ve,
+        id_map: Option<&vz_ns::IdMap>,
+        pty_max: Option<u64>,
+        key: &str,
+    ) -> Result<Self> {
+        let path = ve.global.run_dir().join(format!("{}.cpt-pts", ve.ctid));
+        std::fs::create_dir_all(&path).op("create", &path)?;
+        let opened = vz_ns::open_console_for_restore(&path, pty_max, id_map);
+        let (master, slave) = match opened {
+            Ok(pair) => pair,
+            Err(e) => {
+                detach_and_remove(&path);
+                return Err(restore_error(format!("the VE's console: {e}")));
+            }
+        };
+        let slave = vz_cpt::InheritFd { key: key.to_owned(), fd: std::sync::Arc::new(slave) };
+        Ok(ConsolePts { path, master: Some(master), slave })
+    }
+}
+
+impl Drop for ConsolePts {
+    fn drop(&mut self) {
+        detach_and_remove(&self.path);
     }
 }
 

@@ -79,8 +79,13 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
         spec.quotactl_server = Some(server.socket.clone());
         undo.push("quotactl server", move || server.kill());
     }
-    let pending = vz_ns::spawn_init(&spec).map_err(|e| CtlError::Start(e.into()))?;
+    let mut pending = vz_ns::spawn_init(&spec).map_err(|e| CtlError::Start(e.into()))?;
     let pid = pending.pid();
+    // The console server ends by itself when the init is gone (the undo list kills it).
+    let console = match pending.take_console() {
+        Some(master) => Some(crate::console::ConsoleServer::start(ve, master, pid)?),
+        None => None,
+    };
     // shmpages: kernel.shm* in the VE's new IPC namespace, before anything in it runs.
     resources::set_ipc_sysctls(pid, &vz_ubc::shm_sysctls(&ubc))?;
     super::net::setup(ve, pid)?;
@@ -104,13 +109,13 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     // fixed sleep).
     let settled = vz_ns::wait_settled(pid, START_GRACE).map_err(|e| CtlError::Start(e.into()))?;
     if settled == vz_ns::Settled::Exited {
-        return Err(init_died(gone(pid).flatten()));
+        return Err(init_died(gone(pid).flatten(), console));
     }
     crate::intent::settle();
     crate::intent::crash_point("start:settled");
     say("Container start in progress...");
     if let Some(fifo) = fifo {
-        wait_for_boot(pid, &fifo)?;
+        wait_for_boot(pid, &fifo, console)?;
         say("Container is started");
     }
     undo.commit();
@@ -124,14 +129,27 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
 /// take well over 50 ms to start its interpreter and exit (the kernel lab showed 3 in 25).
 const START_GRACE: Duration = Duration::from_secs(2);
 
-/// The start error for an init that exited with `status` (`None`: unknown, it was reaped).
-fn init_died(status: Option<i32>) -> CtlError {
+/// How many of its last console lines a start whose init died shows.
+const CONSOLE_LINES: usize = 20;
+
+/// The start error for an init that exited with `status` (`None`: unknown, it was reaped),
+/// with the last lines its console printed, once its server has read them.
+fn init_died(status: Option<i32>, console: Option<crate::console::ConsoleServer>) -> CtlError {
     let how = match status {
         Some(code) if code & 0x7f == 0 => format!("exited with status {}", (code >> 8) & 0xff),
         Some(code) => format!("was killed by signal {}", code & 0x7f),
         None => "exited".to_owned(),
     };
-    CtlError::Start(format!("the container's init {how} during boot").into())
+    let mut text = format!("the container's init {how} during boot");
+    let lines = console.map(|c| c.last_lines(CONSOLE_LINES, Duration::from_secs(3)));
+    if let Some(lines) = lines.filter(|l| !l.is_empty()) {
+        text.push_str("; the last lines of its console:");
+        for line in lines {
+            text.push_str("\n  ");
+            text.push_str(&line);
+        }
+    }
+    CtlError::Start(text.into())
 }
 
 /// Whether the process `pid` has ended: `Some(status)` for a zombie (its wait status) or
@@ -242,6 +260,7 @@ fn init_spec(
         seccomp: scripts::seccomp(ve)?,
         run_tmpfs: boots_systemd(root),
         proc_view: None,
+        console: true,
     })
 }
 
@@ -314,8 +333,12 @@ fn open_boot_fifo(pid: i32) -> Result<std::os::fd::OwnedFd> {
 }
 
 /// Waits until the VE's boot opens `/.vzfifo` (its rc script touches it when done); fails as
-/// soon as the init is gone.
-fn wait_for_boot(pid: i32, fd: &std::os::fd::OwnedFd) -> Result<()> {
+/// soon as the init is gone, with the last lines of its `console`.
+fn wait_for_boot(
+    pid: i32,
+    fd: &std::os::fd::OwnedFd,
+    console: Option<crate::console::ConsoleServer>,
+) -> Result<()> {
     let path = format!("/proc/{pid}/root/{VZFIFO}");
     let fail = |what: String| CtlError::Wait(what);
     let deadline = std::time::Instant::now() + WAIT_TIMEOUT;
@@ -328,7 +351,7 @@ fn wait_for_boot(pid: i32, fd: &std::os::fd::OwnedFd) -> Result<()> {
             return Ok(());
         }
         if let Some(status) = gone(pid) {
-            return Err(init_died(status));
+            return Err(init_died(status, console));
         }
         if std::time::Instant::now() >= deadline {
             let _ = nix::unistd::unlink(path.as_str());

@@ -79,6 +79,7 @@ fn privileged_init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
             quota_device: plan.quota_device.as_ref(),
             run_tmpfs: plan.run_tmpfs,
             proc_view: plan.proc_view.as_ref(),
+            console: plan.console,
         };
         rootfs::enter_root(view)?;
         plan.rlimits.apply()
@@ -90,33 +91,47 @@ fn privileged_init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
     finish_init(plan, status, go)
 }
 
-/// The VE's init in its final namespaces and root: hostname, the seccomp filter (its
-/// quotactl listener to the parent), "ready", wait for "go", capabilities, stdio, exec.
+/// The VE's init in its final namespaces and root: hostname, its console (the master to the
+/// parent), the seccomp filter (its quotactl listener to the parent), "ready", wait for
+/// "go", capabilities, stdio, exec.
 pub(super) fn finish_init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> ! {
-    let setup = (|| -> StepResult<Option<OwnedFd>> {
+    let setup = (|| -> StepResult<(Option<OwnedFd>, Option<OwnedFd>)> {
         if let Some(name) = &plan.hostname {
             nix::unistd::sethostname(name).map_err(|e| format!("sethostname {name}: {e}"))?;
         }
+        // The first pty of the VE's fresh devpts: pts/0, where /dev/console links to.
+        let console = if plan.console {
+            let (master, slave) = crate::pty::open_in_ve().map_err(|e| format!("console: {e}"))?;
+            send(status, &Msg::Terminal(master));
+            Some(slave)
+        } else {
+            None
+        };
         // Installed while init still has CAP_SYS_ADMIN (in the VE's user namespace for an
         // unprivileged VE); every process of the VE inherits it. Init keeps no copy of the
         // listener.
-        crate::seccomp::install(&plan.seccomp, plan.intercept_quotactl)
+        let listener = crate::seccomp::install(&plan.seccomp, plan.intercept_quotactl)?;
+        Ok((console, listener))
     })();
-    match setup {
-        Ok(Some(listener)) => send(status, &Msg::Listener(listener)),
-        Ok(None) => {}
+    let console = match setup {
+        Ok((console, listener)) => {
+            if let Some(listener) = listener {
+                send(status, &Msg::Listener(listener));
+            }
+            console
+        }
         Err(message) => {
             send(status, &Msg::SetupError(message));
             sys::exit_now(1);
         }
-    }
+    };
     send(status, &Msg::Ready);
     let mut byte = [0_u8; 1];
     if !matches!(nix::unistd::read(go, &mut byte), Ok(1)) || byte[0] != b'G' {
         // The parent went away or gave up: no VE.
         sys::exit_now(1);
     }
-    if let Err(message) = before_exec(plan) {
+    if let Err(message) = before_exec(plan, console) {
         send(status, &Msg::SetupError(message));
         sys::exit_now(1);
     }
@@ -125,9 +140,12 @@ pub(super) fn finish_init(plan: &ChildPlan, status: &OwnedFd, go: &OwnedFd) -> !
     sys::exit_now(127)
 }
 
-fn before_exec(plan: &ChildPlan) -> StepResult {
+fn before_exec(plan: &ChildPlan, console: Option<OwnedFd>) -> StepResult {
     plan.caps.restrict_current(plan.last_cap)?;
-    stdio_to_dev_null()?;
+    match console {
+        Some(slave) => stdio_to(&slave, "the console")?,
+        None => stdio_to_dev_null()?,
+    }
     sys::reset_signals();
     Ok(())
 }
@@ -139,9 +157,13 @@ fn stdio_to_dev_null() -> StepResult {
         .write(true)
         .open("/dev/null")
         .map_err(|e| format!("open /dev/null in the VE: {e}"))?;
+    stdio_to(&null, "/dev/null")
+}
+
+/// Points fds 0, 1, 2 at `file` (the original, close-on-exec, goes at exec).
+fn stdio_to(file: &impl AsFd, what: &str) -> StepResult {
     for fd in 0..=2 {
-        sys::dup_onto_stdio(null.as_fd(), fd)
-            .map_err(|e| format!("dup /dev/null onto {fd}: {e}"))?;
+        sys::dup_onto_stdio(file.as_fd(), fd).map_err(|e| format!("dup {what} onto {fd}: {e}"))?;
     }
     Ok(())
 }

@@ -10,8 +10,13 @@
 //! mounts as host root, pivots into the root, becomes the root of the VE's user namespace
 //! in a mount namespace of its own (the mounts are locked then), sets the hostname, installs the seccomp filter (with the quotactl listener, which
 //! travels to the parent over the status channel, when asked), says "ready" and waits for
-//! "go"; then it reduces its capabilities, points stdio at the VE's /dev/null and execs with
-//! a clean environment.
+//! "go"; then it reduces its capabilities, points stdio at the VE's console (or its
+//! /dev/null) and execs with a clean environment.
+//!
+//! The console ([`InitSpec::console`]): before "ready" the init opens the first pty of the
+//! VE's own devpts instance (`pts/0`, which /dev/console links to) from inside the VE, so no
+//! host tty ever reaches VE code; the slave becomes its stdio, the master travels to the
+//! parent ([`PendingInit::take_console`]), whose console server holds it.
 
 pub(crate) mod child;
 pub(crate) mod sync;
@@ -79,6 +84,11 @@ pub struct InitSpec {
     /// The VE's own view of its resources: files of a running lxcfs bound over its /proc and
     /// /sys files before its mounts are locked; `None` leaves the kernel's (host-wide) files.
     pub proc_view: Option<crate::ProcView>,
+    /// Give the VE a console of its own: a pty of its devpts (one more than `pty_max`) whose
+    /// slave is /dev/console and the init's stdio; its master is
+    /// [`PendingInit::take_console`]. `false`: stdio is the VE's /dev/null and /dev/console
+    /// the host's node, which nothing in the VE may open.
+    pub console: bool,
 }
 
 /// An init that is set up and waits for [`PendingInit::release`]. Dropping it unreleased
@@ -89,6 +99,7 @@ pub struct PendingInit {
     go: Option<OwnedFd>,
     status: Receiver,
     released: bool,
+    console: Option<OwnedFd>,
 }
 
 /// A running VE init.
@@ -115,6 +126,7 @@ pub(crate) struct ChildPlan {
     pub(crate) seccomp: SeccompPolicy,
     pub(crate) run_tmpfs: bool,
     pub(crate) proc_view: Option<crate::ProcView>,
+    pub(crate) console: bool,
 }
 
 /// Makes the VE's init in new namespaces and waits until it is set up (mounts, pivot_root,
@@ -153,10 +165,11 @@ pub fn spawn_init(spec: &InitSpec) -> Result<PendingInit> {
             drop(tree);
             let mut status = Receiver::new(status_r);
             let server = spec.quotactl_server.as_deref();
-            let first = init_pid(&mut status, server);
+            let mut console = None;
+            let first = init_pid(&mut status, server, &mut console);
             let _ = waitpid(child, None);
             let (pid, ready) = first?;
-            let pending = PendingInit { pid, go: Some(go_w), status, released: false };
+            let pending = PendingInit { pid, go: Some(go_w), status, released: false, console };
             if ready { Ok(pending) } else { pending.wait_ready(server) }
         }
     }
@@ -164,17 +177,22 @@ pub fn spawn_init(spec: &InitSpec) -> Result<PendingInit> {
 
 /// Reads until the intermediate child's report of the init's pid; whether the init's
 /// "ready" came first. Both children write to the channel, and the init may finish its
-/// setup before the intermediate, descheduled after fork, sends the pid.
-fn init_pid(status: &mut Receiver, server: Option<&Path>) -> Result<(i32, bool)> {
+/// setup before the intermediate, descheduled after fork, sends the pid. The console's
+/// master, when the init sends it, goes to `console`.
+fn init_pid(
+    status: &mut Receiver,
+    server: Option<&Path>,
+    console: &mut Option<OwnedFd>,
+) -> Result<(i32, bool)> {
     let mut ready = false;
     loop {
         match status.recv()? {
             Some(Msg::Pid(pid)) => return Ok((pid, ready)),
             Some(Msg::Ready) => ready = true,
             Some(Msg::Listener(fd)) => deliver_listener(server, fd)?,
+            Some(Msg::Terminal(master)) => *console = Some(master),
             Some(Msg::SetupError(message)) => return Err(NsError::Setup { message }),
-            Some(Msg::ExecError(_) | Msg::Terminal(_) | Msg::Mount(_) | Msg::MountNamespace(_))
-            | None => {
+            Some(Msg::ExecError(_) | Msg::Mount(_) | Msg::MountNamespace(_)) | None => {
                 return Err(NsError::ChildVanished { what: "the init's pid" });
             }
         }
@@ -210,7 +228,8 @@ fn prepare(spec: &InitSpec) -> Result<ChildPlan> {
         caps: spec.caps,
         last_cap: last_cap()?,
         exec: ExecPlan::new(&spec.argv, &spec.env)?,
-        pty_max: spec.pty_max,
+        // The console is not one of the VE's own ptys.
+        pty_max: spec.pty_max.map(|max| max.saturating_add(u64::from(spec.console))),
         rlimits: RlimitPlan::new(&spec.rlimits)?,
         quota_device: spec.quota_device.clone(),
         intercept_quotactl: spec.quotactl_server.is_some(),
@@ -218,6 +237,7 @@ fn prepare(spec: &InitSpec) -> Result<ChildPlan> {
         seccomp: spec.seccomp.clone(),
         run_tmpfs: spec.run_tmpfs,
         proc_view: spec.proc_view.clone(),
+        console: spec.console,
     })
 }
 
@@ -231,11 +251,18 @@ impl PendingInit {
         self.pid
     }
 
+    /// The master of the VE's console pty ([`InitSpec::console`]), once: the caller's to
+    /// hold (a console server) while the VE runs. `None` without a console.
+    pub fn take_console(&mut self) -> Option<OwnedFd> {
+        self.console.take()
+    }
+
     fn wait_ready(mut self, server: Option<&Path>) -> Result<Self> {
         loop {
             match self.status.recv()? {
                 Some(Msg::Ready) => return Ok(self),
                 Some(Msg::Listener(fd)) => deliver_listener(server, fd)?,
+                Some(Msg::Terminal(master)) => self.console = Some(master),
                 Some(Msg::SetupError(message)) => return Err(NsError::Setup { message }),
                 _ => return Err(NsError::ChildVanished { what: "the init's setup" }),
             }
@@ -290,17 +317,19 @@ mod tests {
 
     #[test]
     fn the_init_may_be_ready_before_its_pid_is_reported() {
+        let mut none = None;
         let mut rx = channel(&[Msg::Ready, Msg::Pid(77)]);
-        assert_eq!(init_pid(&mut rx, None).expect("pid"), (77, true));
+        assert_eq!(init_pid(&mut rx, None, &mut none).expect("pid"), (77, true));
         let mut rx = channel(&[Msg::Pid(78), Msg::Ready]);
-        assert_eq!(init_pid(&mut rx, None).expect("pid"), (78, false));
+        assert_eq!(init_pid(&mut rx, None, &mut none).expect("pid"), (78, false));
     }
 
     #[test]
     fn a_setup_error_or_eof_before_the_pid_is_an_error() {
+        let mut none = None;
         let mut rx = channel(&[Msg::SetupError("unshare namespaces: EPERM".into())]);
-        assert!(matches!(init_pid(&mut rx, None), Err(NsError::Setup { .. })));
+        assert!(matches!(init_pid(&mut rx, None, &mut none), Err(NsError::Setup { .. })));
         let mut rx = channel(&[]);
-        assert!(matches!(init_pid(&mut rx, None), Err(NsError::ChildVanished { .. })));
+        assert!(matches!(init_pid(&mut rx, None, &mut none), Err(NsError::ChildVanished { .. })));
     }
 }

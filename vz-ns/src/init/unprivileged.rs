@@ -109,6 +109,7 @@ pub(super) fn spawn(
         quota_device: plan.quota_device.as_ref(),
         run_tmpfs: plan.run_tmpfs,
         proc_view: plan.proc_view.as_ref(),
+        console: plan.console,
     })?;
     become_ve_root(&userns)?;
     unshare(CloneFlags::CLONE_NEWNS)

@@ -1,7 +1,10 @@
-//! The VE's /dev: a small tmpfs of its own with the nodes null, zero, full, random, urandom,
-//! tty and console bound from the host's /dev (and a node of the root file system's device
-//! for the quota tools, which nothing in the VE may open), a new devpts instance at /dev/pts with /dev/ptmx pointing into it, a
-//! /dev/shm tmpfs, and the usual symlinks to /proc/self/fd.
+//! The VE's /dev: a small tmpfs of its own with the nodes null, zero, full, random, urandom
+//! and tty bound from the host's /dev (and a node of the root file system's device for the
+//! quota tools, which nothing in the VE may open), a new devpts instance at /dev/pts with
+//! /dev/ptmx pointing into it, a /dev/shm tmpfs, and the usual symlinks to /proc/self/fd.
+//! /dev/console is the VE's own console, a link to `pts/0`: the first pty of the VE's devpts,
+//! which its init opens before anything else runs (see [`crate::init`]). A VE without a
+//! console gets the host's node instead, which the device allowlist lets nobody open.
 
 use std::path::Path;
 
@@ -15,12 +18,15 @@ use crate::userns::IdMap;
 /// Character devices of the minimal /dev, bound from the host's /dev.
 pub(crate) const NODES: [&str; 7] = [
     "null", "zero", "full", "random", "urandom", "tty",
-    // The console node exists because inits open it, but the device allowlist grants 5:1
-    // only `m` (see `default_device_rules`): opening it fails, the VE has no host console.
-    // Without a v1 devices controller nothing would refuse the open: then it is left out
-    // (see `guarded_by_device_cgroup`).
+    // For a VE without a console of its own: the node exists because inits open it, but the
+    // device allowlist grants 5:1 only `m` (see `default_device_rules`): opening it fails,
+    // the VE has no host console. Without a v1 devices controller nothing would refuse the
+    // open: then it is left out (see `guarded_by_device_cgroup`).
     "console",
 ];
+
+/// Where a VE's own console is: the first pty of its devpts instance, opened by its init.
+pub(crate) const CONSOLE_LINK: (&str, &str) = ("console", "pts/0");
 
 const SYMLINKS: [(&str, &str); 5] = [
     ("ptmx", "pts/ptmx"),
@@ -35,7 +41,8 @@ const SYMLINKS: [(&str, &str); 5] = [
 const DEVPTS_MAX: u64 = 1 << 20;
 
 /// Mounts and fills `root/dev`; `pty_max` becomes devpts' `max=`; `quota_device` is made as
-/// a block node only root may look at (the allowlist lets nobody open it).
+/// a block node only root may look at (the allowlist lets nobody open it); with `console`
+/// /dev/console is the link to the VE's own console pty, else the host's guarded node.
 ///
 /// For an unprivileged VE (`id_map`) the tmpfs belongs to the VE's root and the ptys to its
 /// tty group; the nodes are binds of the host's, so only the device allowlist decides.
@@ -44,12 +51,13 @@ pub(super) fn populate(
     pty_max: Option<u64>,
     quota_device: Option<&QuotaDevice>,
     id_map: Option<&IdMap>,
+    console: bool,
 ) -> StepResult {
     let dev = ensure_dir(root, "dev", 0o755)?;
-    let console_guarded = guarded_by_device_cgroup() && Path::new("/dev/console").exists();
+    let host_console = !console && guarded_by_device_cgroup() && Path::new("/dev/console").exists();
     let nodes: Vec<&str> =
-        NODES.into_iter().filter(|name| *name != "console" || console_guarded).collect();
-    mount_skeleton(&dev, &nodes, quota_device, id_map)?;
+        NODES.into_iter().filter(|name| *name != "console" || host_console).collect();
+    mount_skeleton(&dev, &nodes, quota_device, id_map, console)?;
     for name in nodes {
         mount_flags(
             Some(&Path::new("/dev").join(name)),
@@ -60,24 +68,33 @@ pub(super) fn populate(
         )?;
     }
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    let tty_gid = id_map.map_or(TTY_GID, |m| m.host_gid(TTY_GID));
-    let pts_options = devpts_options(pty_max, tty_gid);
-    mount_flags(Some("devpts"), &dev.join("pts"), Some("devpts"), flags, Some(&pts_options))?;
+    mount_devpts(&dev.join("pts"), pty_max, id_map)?;
     let shm_flags = flags | MsFlags::MS_NODEV;
     let shm_options = format!("mode=1777{}", owner_options(id_map));
     mount_flags(Some("tmpfs"), &dev.join("shm"), Some("tmpfs"), shm_flags, Some(&shm_options))
 }
 
+/// Mounts a new devpts instance for a VE at `dir`: its ptys in the VE's tty group, at most
+/// `pty_max` of them.
+pub(crate) fn mount_devpts(dir: &Path, pty_max: Option<u64>, id_map: Option<&IdMap>) -> StepResult {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    let tty_gid = id_map.map_or(TTY_GID, |m| m.host_gid(TTY_GID));
+    let pts_options = devpts_options(pty_max, tty_gid);
+    mount_flags(Some("devpts"), dir, Some("devpts"), flags, Some(&pts_options))
+}
+
 /// Mounts the tmpfs of a VE's /dev at `dev` and makes what lives on it: an empty file for
 /// each of `nodes` (bound from the host's /dev by the caller), the root device's node for
-/// the quota tools (a block node nobody in the VE may open), the symlinks, and the
-/// directories devpts and /dev/shm are mounted on. A restore gives CRIU such a skeleton
+/// the quota tools (a block node nobody in the VE may open), the symlinks (with `console`
+/// the link of /dev/console to the VE's own console pty), and the directories devpts and
+/// /dev/shm are mounted on. A restore gives CRIU such a skeleton
 /// (see [`crate::mount_dev_skeleton`]) instead of the dumped tmpfs.
 pub(crate) fn mount_skeleton(
     dev: &Path,
     nodes: &[&str],
     quota_device: Option<&QuotaDevice>,
     id_map: Option<&IdMap>,
+    console: bool,
 ) -> StepResult {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     let options = format!("mode=755,size=256k,nr_inodes=512{}", owner_options(id_map));
@@ -96,7 +113,8 @@ pub(crate) fn mount_skeleton(
             .open(&path)
             .map_err(|e| format!("create {}: {e}", path.display()))?;
     }
-    for (name, target) in SYMLINKS {
+    let console_link = console.then_some(CONSOLE_LINK);
+    for (name, target) in SYMLINKS.into_iter().chain(console_link) {
         let path = dev.join(name);
         std::os::unix::fs::symlink(target, &path)
             .map_err(|e| format!("symlink {}: {e}", path.display()))?;
@@ -107,7 +125,7 @@ pub(crate) fn mount_skeleton(
 }
 
 /// The tty group (devpts' `gid=`) inside a VE.
-const TTY_GID: u32 = 5;
+pub(crate) const TTY_GID: u32 = 5;
 
 /// `,uid=…,gid=…` making a tmpfs the VE root's; empty for a privileged VE.
 fn owner_options(id_map: Option<&IdMap>) -> String {

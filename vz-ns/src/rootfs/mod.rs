@@ -12,7 +12,7 @@ mod procview;
 
 pub use dev_state::{restore_dev_tree, save_dev_tree};
 
-pub(crate) use dev::{NODES as DEV_NODES, mount_skeleton};
+pub(crate) use dev::{NODES as DEV_NODES, TTY_GID, mount_devpts, mount_skeleton};
 pub use procview::ProcView;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -53,6 +53,8 @@ pub(crate) struct RootView<'a> {
     pub(crate) run_tmpfs: bool,
     /// lxcfs files bound over the VE's /proc and /sys files ([`ProcView`]).
     pub(crate) proc_view: Option<&'a ProcView>,
+    /// /dev/console is the VE's own console pty (a link to `pts/0`).
+    pub(crate) console: bool,
 }
 
 /// Builds the VE's mounts under `view.root` and pivots into it. Afterwards `/` is the VE's
@@ -85,7 +87,7 @@ pub(crate) fn enter_root(view: RootView<'_>) -> StepResult {
         None => mount_flags(Some("proc"), &proc_dir, Some("proc"), nsx, None)?,
     }
     mount_flags(Some("sysfs"), &sys_dir, Some("sysfs"), nsx | MsFlags::MS_RDONLY, None)?;
-    dev::populate(root, view.pty_max, view.quota_device, view.id_map)?;
+    dev::populate(root, view.pty_max, view.quota_device, view.id_map, view.console)?;
     if let Some((run, tmp)) = run_dirs {
         mount_run_tmpfs(&run, &tmp, view.id_map)?;
     }

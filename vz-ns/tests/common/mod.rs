@@ -137,6 +137,7 @@ pub fn init_spec(root: &Path, cgroup_procs: Vec<PathBuf>, argv: &[&str]) -> Init
         seccomp: SeccompPolicy::default(),
         run_tmpfs: false,
         proc_view: None,
+        console: false,
     }
 }
 
