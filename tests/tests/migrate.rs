@@ -10,6 +10,7 @@
 #[path = "migrate/rig.rs"]
 mod rig;
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -290,6 +291,69 @@ fn failed_migrations_leave_the_ve_running_on_the_source_only() {
     assert_eq!(status(&rig.src, &ctid), format!("CTID {ctid} exist mounted running"));
     assert!(!rig.dst.path().join(format!("private/{ctid}")).exists());
     assert_eq!(status(&rig.dst, &ctid), format!("CTID {ctid} deleted unmounted down"));
+}
+
+/// Where the VE must run after the repair of a vzmigrate killed at a crash point: on the
+/// side it was leaving (`false`) or on the one it was going to (`true`).
+const CRASH_POINTS: [(&str, bool, bool); 8] = [
+    // (crash point, online, the destination took over)
+    ("migrate:copying", true, false),
+    ("migrate:frozen", true, false),
+    ("migrate:restoring", true, false),
+    ("migrate:restored", true, true),
+    ("migrate:source-killed", true, true),
+    ("migrate:stopped", false, false),
+    ("migrate:restoring", false, false),
+    ("migrate:restored", false, true),
+];
+
+#[test]
+fn a_killed_vzmigrate_is_repaired_by_the_next_vzctl_command() {
+    let [a, b, c, d, e, f, g] = needs();
+    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
+    let rig = Rig::new(VES);
+    let ctid = unique_ctid().to_string();
+    working_ve(&rig.src, &ctid);
+    let mut client = connect(&rig);
+    let tmp = tempfile::tempdir().unwrap();
+    // The side the VE is on: the source of the next migration.
+    let mut forward = true;
+    for (step, online, taken_over) in CRASH_POINTS {
+        let what = format!("{} killed at {step}", if online { "online" } else { "offline" });
+        let (from, to) = if forward { (&rig.src, &rig.dst) } else { (&rig.dst, &rig.src) };
+        let args: &[&str] = if online { &["--online"] } else { &[] };
+        let out = rig.vzmigrate_killed_at(forward, args, &ctid, step, tmp.path());
+        rig.end_ssh_masters(tmp.path());
+        assert_eq!(out.status.signal(), Some(9), "{what}: {}", output_text(&out));
+        let record = from.path().join(format!("lock/{ctid}.migrate"));
+        assert!(record.is_file(), "{what}: no record {}", record.display());
+
+        // One locking command on the source repairs.
+        let started = Instant::now();
+        let out = from.run("vzctl", &["start", &ctid]);
+        let took = started.elapsed();
+        let text = output_text(&out);
+        assert!(text.contains("Recovering from an interrupted migration"), "{what}: {text}");
+        eprintln!("REPAIR {what}: {} ms (vzctl start, exit {:?})", took.as_millis(), out.status.code());
+        assert!(!record.exists(), "{what}: the record stays: {text}");
+        let (on, off) = if taken_over { (to, from) } else { (from, to) };
+        assert_only_on(on, off, &ctid);
+        let at = last_count(on, &ctid);
+        wait_count(on, &ctid, at + 3);
+        if online {
+            client.try_ping().unwrap_or_else(|e| panic!("{what}: the client lost the VE: {e}"));
+        } else {
+            // A stop ended the connection (offline); a new one reaches the VE.
+            client = connect(&rig);
+            client.try_ping().unwrap_or_else(|e| panic!("{what}: no new connection: {e}"));
+        }
+        for left in [format!("lock/{ctid}.migrate"), format!("lock/{ctid}.intent")] {
+            assert!(!on.path().join(&left).exists(), "{what}: {left} on the running side");
+        }
+        if taken_over {
+            forward = !forward;
+        }
+    }
 }
 
 #[test]

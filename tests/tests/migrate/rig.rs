@@ -212,6 +212,40 @@ impl Rig {
         cmd.output().expect("run vzmigrate")
     }
 
+    /// `vzmigrate` (from the source if `forward`, else back) that SIGKILLs itself at the
+    /// crash point `step` (`VZ_TEST_CRASH_AT`); its ssh master's socket goes under `tmp`.
+    pub(crate) fn vzmigrate_killed_at(
+        &self,
+        forward: bool,
+        args: &[&str],
+        ctid: &str,
+        step: &str,
+        tmp: &std::path::Path,
+    ) -> std::process::Output {
+        let ssh = format!("--ssh={}", self.ssh_opts());
+        let (from, to) = if forward { (&self.src, DST_IP) } else { (&self.dst, SRC_IP) };
+        let mut cmd = from.cmd("vzmigrate");
+        cmd.env("VZ_TEST_CRASH_AT", step).env("TMPDIR", tmp);
+        cmd.args(args).arg(ssh).args([to, ctid]);
+        cmd.output().expect("run vzmigrate")
+    }
+
+    /// Ends the ssh master connections a killed vzmigrate left under `tmp` (they would
+    /// otherwise linger for ControlPersist's 60 s).
+    pub(crate) fn end_ssh_masters(&self, tmp: &std::path::Path) {
+        for entry in std::fs::read_dir(tmp).expect("read the temporary directory").flatten() {
+            let socket = entry.path().join("master");
+            if socket.exists() {
+                let _ = Command::new("ssh")
+                    .arg("-o")
+                    .arg(format!("ControlPath={}", socket.display()))
+                    .args(["-O", "exit", "unused"])
+                    .output();
+            }
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+
     /// The MAC of a server's LAN interface.
     pub(crate) fn lan_mac(tree: &VzTree) -> String {
         let out =

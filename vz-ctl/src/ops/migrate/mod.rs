@@ -5,7 +5,9 @@
 //! so that a VE always runs on exactly one side.
 
 pub mod image;
+mod lazy;
 pub mod local;
+pub mod recovery;
 pub mod remote;
 mod ssh;
 

@@ -13,10 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use super::lazy::{PipeMax, abort_lazy_dump, free_port, listening, wait_post_copy};
 use super::local::{ACTION_SCRIPTS, lock};
+use super::recovery::{MigrationRecord, Phase};
 use super::{FsFreeze, MigrateError, Remote, Result, Timings, sh_quote as q, vzctl};
 use crate::config::{ConfigFile, GlobalConfig, expand_veid};
 use crate::ctid::Ctid;
+use crate::intent::crash_point;
 use crate::output::{say, warn};
 use crate::ve::Ve;
 
@@ -71,22 +74,22 @@ impl Mode {
 
 /// Where the VE goes on the destination, from its vz.conf.
 #[derive(Debug)]
-struct Dest {
-    remote: Remote,
-    ctid: u32,
-    conf_dir: PathBuf,
-    private: PathBuf,
-    root: PathBuf,
-    dump: PathBuf,
+pub(super) struct Dest {
+    pub(super) remote: Remote,
+    pub(super) ctid: u32,
+    pub(super) conf_dir: PathBuf,
+    pub(super) private: PathBuf,
+    pub(super) root: PathBuf,
+    pub(super) dump: PathBuf,
     /// The destination's CRIU (`CRIU` of its vz.conf).
-    criu: String,
+    pub(super) criu: String,
     /// The destination's address as this host reaches it (for its page server).
-    host: String,
+    pub(super) host: String,
     /// This host's address as the destination sees it (`SSH_CONNECTION`).
-    source_addr: String,
+    pub(super) source_addr: String,
     /// The VE's host id range is another VE's there: CTID.conf goes without it and the
     /// destination allocates a free one at the first start (offline migration only).
-    reallocate_ids: bool,
+    pub(super) reallocate_ids: bool,
 }
 
 impl Dest {
@@ -95,7 +98,7 @@ impl Dest {
     }
 
     /// The pid file of a CRIU daemon (page server, lazy-pages) of this migration there.
-    fn daemon_pidfile(&self) -> String {
+    pub(super) fn daemon_pidfile(&self) -> String {
         q(&format!("{}.criu-pid", self.dump.display()))
     }
 
@@ -112,19 +115,19 @@ impl Dest {
     }
 
     /// `vzctl ARGS` on the destination.
-    fn vzctl(&self, args: &str) -> std::result::Result<String, (Option<i32>, String)> {
+    pub(super) fn vzctl(&self, args: &str) -> std::result::Result<String, (Option<i32>, String)> {
         let out = self.remote.run(&format!("vzctl {args}"))?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Whether the VE runs on the destination (`None`: cannot tell).
-    fn is_running(&self) -> Option<bool> {
+    pub(super) fn is_running(&self) -> Option<bool> {
         let text = self.vzctl(&format!("status {}", self.ctid)).ok()?;
         Some(text.split_whitespace().any(|w| w == "running"))
     }
 
     /// Removes everything of the VE on the destination (it must have had nothing before).
-    fn remove_all(&self) -> std::result::Result<(), String> {
+    pub(super) fn remove_all(&self) -> std::result::Result<(), String> {
         let id = self.ctid;
         let mut script = format!(
             "p={pid}; [ -f $p ] && kill $(cat $p) 2>/dev/null; rm -f $p; \
@@ -191,14 +194,17 @@ pub fn migrate(global: &GlobalConfig, opts: &MigrateOptions) -> Result<Timings> 
         say("Check passed");
         return Ok(Timings::default());
     }
+    // Dropped last: a failure undone here needs no repair (see `recovery`).
+    let mut record = MigrationRecord::begin(&ve, &dest, opts, status.running)?;
     let mut guard = DestGuard { dest: &dest, armed: true, keep: opts.keep_dst };
     send_config(&ve, &dest)?;
+    crash_point("migrate:copying");
     let timings = if opts.online {
         let mode = choose_mode(&ve, &dest, opts.mode);
         say(format!("Online migration, memory: {mode:?}"));
-        online(&ve, &dest, mode)?
+        online(&ve, &dest, mode, &mut record)?
     } else {
-        offline(&ve, &dest, status.running)?
+        offline(&ve, &dest, status.running, &mut record)?
     };
     guard.armed = false;
     drop(guard);
@@ -395,7 +401,12 @@ fn copy_image_area(
 }
 
 /// Offline: stop here, copy, start there (if it ran); on failure the source starts again.
-fn offline(ve: &Ve, dest: &Dest, running: bool) -> Result<Timings> {
+fn offline(
+    ve: &Ve,
+    dest: &Dest,
+    running: bool,
+    record: &mut MigrationRecord,
+) -> Result<Timings> {
     let mut t = Timings::default();
     let id = ve.ctid.to_string();
     let is_simfs = !ve.private()?.join("root.hdd").is_dir();
@@ -403,12 +414,14 @@ fn offline(ve: &Ve, dest: &Dest, running: bool) -> Result<Timings> {
         t.phase("First rsync", || copy_private(ve, dest)).map_err(MigrateError::Copy)?;
     }
     let stopped = Instant::now();
+    record.phase(Phase::Stopped)?;
     if running {
         say(format!("Stopping CT {id}"));
         t.phase("Stop", || vzctl(&["stop", &id])).map_err(MigrateError::SourceStop)?;
     } else if ve.is_mounted()? {
         vzctl(&["umount", &id]).map_err(MigrateError::SourceStop)?;
     }
+    crash_point("migrate:stopped");
     let restart = |e: MigrateError| {
         if running && let Err(e) = vzctl(&["start", &id]) {
             warn(format!("could not start CT {id} again on the source: {e}"));
@@ -419,10 +432,17 @@ fn offline(ve: &Ve, dest: &Dest, running: bool) -> Result<Timings> {
     t.phase("Copy private area", || copy_private(ve, dest))
         .map_err(|e| restart(MigrateError::Copy(e)))?;
     if running {
+        record.phase(Phase::Restoring).map_err(restart)?;
+        crash_point("migrate:restoring");
         say(format!("Starting CT {id} on the destination"));
         t.phase("Start", || dest.vzctl(&format!("start {id}")))
             .map_err(|(_, e)| restart(MigrateError::DestStart(e)))?;
+        crash_point("migrate:restored");
         t.set_frozen(stopped.elapsed());
+    }
+    // Not fatal: a record left at `restoring` makes a repair ask the destination.
+    if let Err(e) = record.phase(Phase::Cleanup) {
+        warn(format!("recording the migration's last phase: {e}"));
     }
     Ok(t)
 }
@@ -452,120 +472,8 @@ fn choose_mode(ve: &Ve, dest: &Dest, mode: Mode) -> Mode {
     if lazy { Mode::Lazy } else { Mode::PageServer }
 }
 
-/// A free TCP port of this host for a listener made later (CRIU's).
-fn free_port() -> std::result::Result<u16, String> {
-    let listener = std::net::TcpListener::bind(("0.0.0.0", 0)).map_err(|e| e.to_string())?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
-
-/// Whether something of this network namespace listens on TCP `port`.
-fn listening(port: u16) -> bool {
-    let wanted = format!(":{port:04X} ");
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
-        std::fs::read_to_string(f).unwrap_or_default().lines().any(|l| {
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            fields.get(3) == Some(&"0A")
-                && fields.get(1).is_some_and(|a| format!("{a} ").ends_with(&wanted))
-        })
-    })
-}
-
-/// Ends a lazy dump that serves no one: one connection to its page server, closed at once,
-/// ends its serving, and the dump returns (the VE stays suspended, as `--dump` leaves it). If
-/// it does not end within 30 s, vzctl and its CRIU are killed (CRIU's tasks then let go of
-/// the VE's, which the freezer holds).
-fn abort_lazy_dump(mut child: std::process::Child, address: &str, port: u16) {
-    let _ = std::net::TcpStream::connect((address, port));
-    let start = Instant::now();
-    while start.elapsed() < std::time::Duration::from_secs(30) {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    warn("the lazy dump did not end: killing it");
-    let pid = child.id();
-    for descendant in descendants(pid) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(descendant).unwrap_or(i32::MAX)),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Waits for the lazy dump to have served every page. The destination's `criu lazy-pages`
-/// ends when it has them all; if it is gone (or cannot be asked) and the dump still serves
-/// 10 s later, nobody takes the pages any more: the dump is ended and this fails.
-fn wait_post_copy(
-    mut child: std::process::Child,
-    dest: &Dest,
-    port: u16,
-) -> std::result::Result<std::process::Output, String> {
-    let alive = format!("p={}; [ -f $p ] && kill -0 $(cat $p)", dest.daemon_pidfile());
-    let mut gone_since: Option<Instant> = None;
-    loop {
-        for _ in 0..40 {
-            if let Ok(Some(_)) = child.try_wait() {
-                return child.wait_with_output().map_err(|e| e.to_string());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        if gone_since.is_none() && dest.remote.run(&alive).is_err() {
-            gone_since = Some(Instant::now());
-        }
-        if gone_since.is_some_and(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
-            abort_lazy_dump(child, &dest.source_addr, port);
-            return Err("the destination's lazy-pages daemon ended before it had every page".into());
-        }
-    }
-}
-
-/// Every descendant of `pid` (from /proc/PID/task/*/children), deepest first.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
-    for task in tasks {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
-            found.extend(descendants(child));
-            found.push(child);
-        }
-    }
-    found
-}
-
-/// `fs.pipe-max-size` raised to 4 MiB for a lazy dump (its page pipes; root without
-/// CAP_SYS_RESOURCE cannot pass the limit), set back on drop.
-struct PipeMax(Option<String>);
-
-impl PipeMax {
-    const PATH: &str = "/proc/sys/fs/pipe-max-size";
-
-    fn raise() -> PipeMax {
-        let old = std::fs::read_to_string(Self::PATH).unwrap_or_default().trim().to_owned();
-        if old.parse::<u64>().is_ok_and(|v| v < 4 << 20)
-            && std::fs::write(Self::PATH, "4194304").is_ok()
-        {
-            return PipeMax(Some(old));
-        }
-        PipeMax(None)
-    }
-}
-
-impl Drop for PipeMax {
-    fn drop(&mut self) {
-        if let Some(old) = &self.0
-            && let Err(e) = std::fs::write(Self::PATH, old)
-        {
-            warn(format!("set {} back to {old}: {e}", Self::PATH));
-        }
-    }
-}
-
 /// Online: suspend, dump, copy, restore there; on failure the source resumes.
-fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
+fn online(ve: &Ve, dest: &Dest, mode: Mode, record: &mut MigrationRecord) -> Result<Timings> {
     let mut t = Timings::default();
     let id = ve.ctid.to_string();
     let root = ve.root()?;
@@ -606,6 +514,7 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
         Mode::Plain | Mode::Auto => {}
     }
     let _pipe_max = lazy_port.map(|_| PipeMax::raise());
+    record.phase(Phase::Frozen)?;
     let frozen = Instant::now();
     say(format!("Suspending CT {id}"));
     let resume = |e: MigrateError| {
@@ -649,6 +558,10 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
         Ok(())
     })
     .map_err(|e| resume(MigrateError::SourceStop(e)))?;
+    if let Some(child) = &lazy_dump {
+        record.note("dump_pid", &child.id().to_string())?;
+    }
+    crash_point("migrate:frozen");
     let stop_lazy_dump = |dump: &mut Option<std::process::Child>| {
         if let (Some(child), Some(port)) = (dump.take(), lazy_port) {
             abort_lazy_dump(child, &dest.source_addr, port);
@@ -688,6 +601,11 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
             return Err(resume(MigrateError::DestStart(format!("the lazy-pages daemon: {e}"))));
         }
     }
+    if let Err(e) = record.phase(Phase::Restoring) {
+        stop_lazy_dump(&mut lazy_dump);
+        return Err(resume(e));
+    }
+    crash_point("migrate:restoring");
     say(format!("Restoring CT {id} on the destination"));
     let lazy = if lazy_port.is_some() { " --lazy-pages" } else { "" };
     let restored = t.phase("Undump + Resume", || dest.vzctl(&format!("restore {id}{lazy}")));
@@ -699,6 +617,7 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
         }
         warn(format!("the restore's connection failed ({e}), but CT {id} runs on the destination"));
     }
+    crash_point("migrate:restored");
     t.set_frozen(frozen.elapsed());
     if let Some(child) = lazy_dump.take() {
         // The source serves the pages until the destination has them all.
@@ -715,11 +634,16 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
             return Err(resume(MigrateError::DestStart(format!("post-copy failed: {why}"))));
         }
     }
+    // From here on the destination has it: a killed vzmigrate's repair finishes the source.
+    if let Err(e) = record.phase(Phase::Cleanup) {
+        warn(format!("recording the migration's last phase: {e}"));
+    }
     announce(ve, dest);
     say(format!("Killing CT {id} on the source"));
     if let Err(e) = vzctl(&["chkpnt", &id, "--kill"]) {
         return Err(MigrateError::SourceStop(format!("CT {id} runs on the destination, but: {e}")));
     }
+    crash_point("migrate:source-killed");
     let _ = std::fs::remove_dir_all(&images);
     let _ = dest.remote.run(&format!("rm -f {}", dest.daemon_pidfile()));
     Ok(t)
@@ -728,7 +652,7 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
 /// Makes the VE's IPv4 addresses reachable at the destination at once: proxy ARP entries on
 /// its up links (other than lo and VEs' own ends) and one unsolicited ARP each (`arping -U`,
 /// with non-local binds allowed for the moment it takes), so neighbours forget the source.
-fn announce(ve: &Ve, dest: &Dest) {
+pub(super) fn announce(ve: &Ve, dest: &Dest) {
     let ips: Vec<String> = ve
         .config()
         .map(|c| c.ip_addresses())
@@ -756,7 +680,7 @@ fn announce(ve: &Ve, dest: &Dest) {
 
 /// After a migration: the source's VE destroyed, or (`-r no`) kept with its config renamed
 /// `CTID.conf.migrated`.
-fn finish_source(ve: &Ve, keep: bool) -> Result<()> {
+pub(super) fn finish_source(ve: &Ve, keep: bool) -> Result<()> {
     let id = ve.ctid.to_string();
     if !keep {
         say(format!("Removing CT {id} on the source"));

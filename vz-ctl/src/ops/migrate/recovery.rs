@@ -1,0 +1,314 @@
+//! A killed `vzmigrate` repaired by the next locking `vzctl` command on the source: the VE
+//! is left running on exactly one side.
+//!
+//! vzmigrate keeps its own intent record, `<LOCKDIR>/<CTID>.migrate`, beside the VE's lock
+//! (which it holds for the whole migration). It is apart from `<CTID>.intent` because each
+//! step of a migration is a `vzctl --skiplock` command with a record of its own (stop,
+//! umount, destroy). [`crate::intent::recover`] repairs that inner record first, then this
+//! one. The record names the destination (host, ssh options, its paths), the mode (online or
+//! offline, `-r`, `--keep-dst`), what the VE was before, and the phase reached:
+//!
+//! | phase | the VE | repair |
+//! | --- | --- | --- |
+//! | `copying` | runs (or is stopped) here, untouched; the destination has its config and part of its area | the destination's copy removed |
+//! | `frozen` (online) | suspended (and maybe dumped, its host links down, its file system frozen) here | file system thawed, VE resumed, images removed, the destination's copy removed |
+//! | `stopped` (offline) | stopped here (or being stopped) | started again if it ran, the destination's copy removed |
+//! | `restoring` | a restore (start) was asked of the destination: outcome unknown | the destination is asked (below) |
+//! | `cleanup` | runs on the destination (vzmigrate saw it) | the source's VE killed, destroyed (`-r no`: config renamed `CTID.conf.migrated`) |
+//!
+//! # Who took over
+//! Only one phase is in doubt: `restoring`, from the moment the destination was asked to
+//! restore (start) the VE until vzmigrate saw it running there. Nothing on the source can
+//! answer it: the source's VE is frozen (stopped) either way. So the repair asks the
+//! destination, over ssh with the same options, as vzmigrate itself does when the restore's
+//! connection fails: `vzctl status` there. Running there: the destination took over, the
+//! source finishes its cleanup. Not running there: the source resumes and the destination's
+//! copy is removed. No answer (the destination unreachable): the repair fails and the record
+//! stays, so the VE stays frozen (stopped) here and the next command asks again; resuming
+//! without an answer could make the VE run on both sides with the same addresses.
+//!
+//! In every other phase the answer is local, by ordering: the phase is written (durably)
+//! before the step that changes the winner, so `frozen`/`stopped`/`copying` mean the
+//! destination was never asked to run the VE, and `cleanup` is written only after vzmigrate
+//! saw it run there. The destination keeps no record of its own: a migration there is only
+//! files and, after the doubtful step, a running VE; the source's repair removes the files
+//! over ssh. A killed vzmigrate's `vzctl` steps are not killed with it (a lazy dump serving
+//! pages goes on): the record names the lazy dump's pid, which the repair waits for (the
+//! destination took over) or kills (the source resumes).
+//!
+//! Crash points (`VZ_TEST_CRASH_AT`, see [`crate::intent`]): `migrate:copying` (config sent,
+//! area being copied), `migrate:frozen` (suspended and dumped), `migrate:stopped` (offline,
+//! stopped), `migrate:restoring` (phase written, restore not yet asked), `migrate:restored`
+//! (the destination runs it, phase not yet `cleanup`), `migrate:source-killed` (the source's
+//! VE killed, not yet destroyed).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::remote::{Dest, MigrateOptions, announce, finish_source};
+use super::{MigrateError, Remote, vzctl};
+use crate::config::GlobalConfig;
+use crate::ctid::Ctid;
+use crate::error::IoContext;
+use crate::intent::{Record, flag, pending_at, step_error, tmp_of, write_record};
+use crate::output::{say, warn};
+use crate::ve::Ve;
+
+/// The phases of a migration, in order (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Config sent, private area being copied; the VE untouched here.
+    Copying,
+    /// Online: suspended and dumped here.
+    Frozen,
+    /// Offline: stopped here.
+    Stopped,
+    /// The destination asked to restore (start) it: the outcome is asked of it.
+    Restoring,
+    /// The destination runs it: the source is cleaned up.
+    Cleanup,
+}
+
+impl Phase {
+    fn word(self) -> &'static str {
+        match self {
+            Phase::Copying => "copying",
+            Phase::Frozen => "frozen",
+            Phase::Stopped => "stopped",
+            Phase::Restoring => "restoring",
+            Phase::Cleanup => "cleanup",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Phase> {
+        [Phase::Copying, Phase::Frozen, Phase::Stopped, Phase::Restoring, Phase::Cleanup]
+            .into_iter()
+            .find(|p| p.word() == word)
+    }
+}
+
+/// vzmigrate's open record; dropping it removes the file (the migration ended, done or
+/// undone by vzmigrate itself).
+#[derive(Debug)]
+pub(super) struct MigrationRecord {
+    path: PathBuf,
+    fields: Vec<(String, String)>,
+}
+
+fn path_of(global: &GlobalConfig, ctid: Ctid) -> PathBuf {
+    global.lock_dir().join(format!("{ctid}.migrate"))
+}
+
+impl MigrationRecord {
+    /// Writes the record of a migration of `ve` to `dest` in phase `copying`.
+    ///
+    /// # Errors
+    /// [`MigrateError::Other`] when it cannot be written (nothing has changed yet).
+    pub(super) fn begin(
+        ve: &Ve,
+        dest: &Dest,
+        opts: &MigrateOptions,
+        was_running: bool,
+    ) -> super::Result<MigrationRecord> {
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        let fields = [
+            ("op", "migrate".to_owned()),
+            ("phase", Phase::Copying.word().to_owned()),
+            ("dest", opts.dest.clone()),
+            ("ssh", opts.ssh.clone()),
+            ("online", flag(opts.online)),
+            ("keep_source", flag(opts.keep_source)),
+            ("keep_dst", flag(opts.keep_dst)),
+            ("was_running", flag(was_running)),
+            ("dest_ctid", dest.ctid.to_string()),
+            ("dest_conf_dir", s(&dest.conf_dir)),
+            ("dest_private", s(&dest.private)),
+            ("dest_root", s(&dest.root)),
+            ("dest_dump", s(&dest.dump)),
+            ("dest_criu", dest.criu.clone()),
+            ("dest_host", dest.host.clone()),
+            ("source_addr", dest.source_addr.clone()),
+        ];
+        let record = MigrationRecord {
+            path: path_of(&ve.global, ve.ctid),
+            fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        };
+        record.write()?;
+        Ok(record)
+    }
+
+    /// Records that the migration enters `phase` (durably, before its first step).
+    pub(super) fn phase(&mut self, phase: Phase) -> super::Result<()> {
+        self.note("phase", phase.word())
+    }
+
+    /// Adds or replaces a field.
+    pub(super) fn note(&mut self, key: &str, value: &str) -> super::Result<()> {
+        match self.fields.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => value.clone_into(v),
+            None => self.fields.push((key.to_owned(), value.to_owned())),
+        }
+        self.write()
+    }
+
+    fn write(&self) -> super::Result<()> {
+        write_record(&self.path, &self.fields)
+            .map_err(|e| MigrateError::Other(crate::error::chain(&e)))
+    }
+}
+
+impl Drop for MigrationRecord {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("remove migration record {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Repairs what a killed vzmigrate of `ctid` left, if its record is there (the caller holds
+/// the VE's lock). Returns `Some("migrate")` when it repaired.
+///
+/// # Errors
+/// [`CtlError::Recover`] naming the failed step; the record then stays (the next command
+/// tries again), e.g. while the destination cannot be asked whether it took over.
+pub(crate) fn recover(global: &GlobalConfig, ctid: Ctid) -> crate::error::Result<Option<String>> {
+    let path = path_of(global, ctid);
+    if let Some(tmp) = tmp_of(&path)
+        && tmp.exists()
+    {
+        std::fs::remove_file(&tmp).op("remove half-written migration record", &tmp)?;
+    }
+    let Some(record) = pending_at(&path, ctid)? else { return Ok(None) };
+    say(format!("Recovering from an interrupted migration of CT {ctid}"));
+    tracing::info!("CT {ctid}: recovering an interrupted migration: {record:?}");
+    let start = Instant::now();
+    repair(global, ctid, &record)?;
+    std::fs::remove_file(&path).op("remove migration record", &path)?;
+    tracing::info!("CT {ctid}: migration repaired in {} ms", start.elapsed().as_millis());
+    Ok(Some("migrate".to_owned()))
+}
+
+/// The destination as the record names it.
+fn dest_of(record: &Record) -> Option<Dest> {
+    Some(Dest {
+        remote: Remote::new(record.get("dest")?, record.get("ssh").unwrap_or_default()),
+        ctid: record.get("dest_ctid")?.parse().ok()?,
+        conf_dir: record.path("dest_conf_dir")?,
+        private: record.path("dest_private")?,
+        root: record.path("dest_root")?,
+        dump: record.path("dest_dump")?,
+        criu: record.get("dest_criu").unwrap_or_default().to_owned(),
+        host: record.get("dest_host").unwrap_or_default().to_owned(),
+        source_addr: record.get("source_addr").unwrap_or_default().to_owned(),
+        reallocate_ids: false,
+    })
+}
+
+fn repair(global: &GlobalConfig, ctid: Ctid, record: &Record) -> crate::error::Result<()> {
+    let ve = Ve::load(global.clone(), ctid)?;
+    let phase = record.get("phase").and_then(Phase::parse).unwrap_or(Phase::Copying);
+    let mut dest = dest_of(record);
+    if let Some(dest) = &mut dest
+        && let Err(e) = dest.remote.connect()
+    {
+        warn(format!("cannot reach the destination {}: {e}", dest.remote.target()));
+        dest.remote = Remote::new(record.get("dest").unwrap_or_default(), "");
+    }
+    let online = record.flag("online", false);
+    let taken_over = match phase {
+        Phase::Copying | Phase::Frozen | Phase::Stopped => false,
+        Phase::Cleanup => true,
+        Phase::Restoring => {
+            let dest = dest.as_ref().ok_or_else(|| step_error("read the record", "no destination"))?;
+            dest.is_running().ok_or_else(|| {
+                step_error(
+                    "ask the destination whether it runs the container",
+                    format!("{} cannot be reached; the container stays as it is", dest.remote.target()),
+                )
+            })?
+        }
+    };
+    if let Some(pid) = record.get("dump_pid").and_then(|p| p.parse::<u32>().ok()) {
+        end_lazy_dump(pid, taken_over);
+    }
+    if online && let Ok(root) = ve.root() {
+        // A copy killed while the file system was frozen (no error if it is not).
+        let _ = super::run("fsfreeze", &["-u", &root.to_string_lossy()]);
+    }
+    let id = ctid.to_string();
+    let images = ve.global.dump_dir().join(format!("Dump.{id}.migrate"));
+    let has_tasks = ve.cgroup()?.has_tasks();
+    if taken_over {
+        say(format!("CT {id} runs on the destination: finishing the source's cleanup"));
+        if let Some(dest) = &dest
+            && phase == Phase::Restoring
+        {
+            announce(&ve, dest);
+        }
+        if has_tasks {
+            vzctl(&["chkpnt", &id, "--kill"]).map_err(|e| step_error("kill the source's CT", e))?;
+        }
+        remove_dir(&images);
+        let ve = Ve::load(global.clone(), ctid)?;
+        if ve.config.is_some() {
+            finish_source(&ve, record.flag("keep_source", false))
+                .map_err(|e| step_error("clean the source up", e))?;
+        }
+        return Ok(());
+    }
+    say(format!("CT {id} stays on the source"));
+    if let Some(dest) = &dest {
+        if record.flag("keep_dst", false) {
+            say(format!("Keeping the destination's copy of CT {} (--keep-dst)", dest.ctid));
+        } else if let Err(e) = dest.remove_all() {
+            warn(format!("could not remove the destination's copy: {e}"));
+        }
+    }
+    if has_tasks {
+        vzctl(&["chkpnt", &id, "--resume"]).map_err(|e| step_error("resume the CT", e))?;
+    } else if record.flag("was_running", false) {
+        vzctl(&["start", &id]).map_err(|e| step_error("start the CT again", e))?;
+    }
+    remove_dir(&images);
+    let _ = std::fs::remove_dir_all(images.with_extension("migrate.fail"));
+    Ok(())
+}
+
+/// A lazy dump still serving pages: waited for (up to 120 s) if the destination took over,
+/// else killed with its CRIU.
+fn end_lazy_dump(pid: u32, taken_over: bool) {
+    let alive = || Path::new(&format!("/proc/{pid}")).exists();
+    if !alive() {
+        return;
+    }
+    if taken_over {
+        let start = Instant::now();
+        while alive() && start.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !alive() {
+            return;
+        }
+        warn(format!("the lazy dump (pid {pid}) did not end: killing it"));
+    }
+    for p in super::lazy::descendants(pid).into_iter().chain([pid]) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(p).unwrap_or(i32::MAX)),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let start = Instant::now();
+    while alive() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn remove_dir(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        warn(format!("remove {}: {e}", dir.display()));
+    }
+}
