@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use crate::output::warn;
 use super::remote::Dest;
+use crate::output::warn;
 
 /// A free TCP port of this host for a listener made later (CRIU's).
 pub(super) fn free_port() -> std::result::Result<u16, String> {
@@ -118,4 +118,3 @@ impl Drop for PipeMax {
         }
     }
 }
-

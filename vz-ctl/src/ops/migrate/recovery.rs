@@ -221,11 +221,15 @@ fn repair(global: &GlobalConfig, ctid: Ctid, record: &Record) -> crate::error::R
         Phase::Copying | Phase::Frozen | Phase::Stopped => false,
         Phase::Cleanup => true,
         Phase::Restoring => {
-            let dest = dest.as_ref().ok_or_else(|| step_error("read the record", "no destination"))?;
+            let dest =
+                dest.as_ref().ok_or_else(|| step_error("read the record", "no destination"))?;
             dest.is_running().ok_or_else(|| {
                 step_error(
                     "ask the destination whether it runs the container",
-                    format!("{} cannot be reached; the container stays as it is", dest.remote.target()),
+                    format!(
+                        "{} cannot be reached; the container stays as it is",
+                        dest.remote.target()
+                    ),
                 )
             })?
         }

@@ -401,12 +401,7 @@ fn copy_image_area(
 }
 
 /// Offline: stop here, copy, start there (if it ran); on failure the source starts again.
-fn offline(
-    ve: &Ve,
-    dest: &Dest,
-    running: bool,
-    record: &mut MigrationRecord,
-) -> Result<Timings> {
+fn offline(ve: &Ve, dest: &Dest, running: bool, record: &mut MigrationRecord) -> Result<Timings> {
     let mut t = Timings::default();
     let id = ve.ctid.to_string();
     let is_simfs = !ve.private()?.join("root.hdd").is_dir();
