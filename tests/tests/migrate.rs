@@ -318,7 +318,7 @@ fn a_killed_vzmigrate_is_repaired_by_the_next_vzctl_command() {
     let tmp = tempfile::tempdir().unwrap();
     // The side the VE is on: the source of the next migration.
     let mut forward = true;
-    for (step, online, taken_over) in CRASH_POINTS {
+    for (i, (step, online, taken_over)) in CRASH_POINTS.into_iter().enumerate() {
         let what = format!("{} killed at {step}", if online { "online" } else { "offline" });
         let (from, to) = if forward { (&rig.src, &rig.dst) } else { (&rig.dst, &rig.src) };
         let args: &[&str] = if online { &["--online"] } else { &[] };
@@ -327,29 +327,43 @@ fn a_killed_vzmigrate_is_repaired_by_the_next_vzctl_command() {
         assert_eq!(out.status.signal(), Some(9), "{what}: {}", output_text(&out));
         let record = from.path().join(format!("lock/{ctid}.migrate"));
         assert!(record.is_file(), "{what}: no record {}", record.display());
+        let dest_record = to.path().join(format!("lock/{ctid}.migrate"));
+        assert!(dest_record.is_file(), "{what}: no record {}", dest_record.display());
 
         if step == "migrate:restored" && online {
             // Who took over is the destination's to say: while it cannot be asked, the
             // repair fails, the record stays and the VE stays frozen here.
-            rig.die_at("vzctl status");
+            rig.die_at("__state");
             let out = from.run("vzctl", &["start", &ctid]);
             assert_eq!(out.status.code(), Some(3), "{what}, no answer: {}", output_text(&out));
             assert!(record.is_file(), "{what}: the record went without an answer");
             assert_eq!(status(to, &ctid), format!("CTID {ctid} exist mounted running"));
         }
 
-        // One locking command on the source repairs.
-        let started = Instant::now();
-        let out = from.run("vzctl", &["start", &ctid]);
-        let took = started.elapsed();
-        let text = output_text(&out);
-        assert!(text.contains("Recovering from an interrupted migration"), "{what}: {text}");
-        eprintln!(
-            "REPAIR {what}: {} ms (vzctl start, exit {:?})",
-            took.as_millis(),
-            out.status.code()
-        );
-        assert!(!record.exists(), "{what}: the record stays: {text}");
+        // One locking command on each side repairs that side, in either order (the
+        // source's repair also removes the destination's copy and record, if it can).
+        let repair = |tree: &VzTree, side: &str, must: bool| {
+            let started = Instant::now();
+            let out = tree.run("vzctl", &["start", &ctid]);
+            let took = started.elapsed();
+            let text = output_text(&out);
+            let recovered = text.contains("Recovering from an interrupted migration");
+            assert!(recovered || !must, "{what}, on the {side}: {text}");
+            eprintln!(
+                "REPAIR {what} on the {side}: {} ms (vzctl start, exit {:?})",
+                took.as_millis(),
+                out.status.code()
+            );
+            let left = tree.path().join(format!("lock/{ctid}.migrate"));
+            assert!(!left.exists(), "{what}: the {side}'s record stays: {text}");
+        };
+        if i % 2 == 1 {
+            repair(to, "destination", true);
+            repair(from, "source", true);
+        } else {
+            repair(from, "source", true);
+            repair(to, "destination", false);
+        }
         let (on, off) = if taken_over { (to, from) } else { (from, to) };
         assert_only_on(on, off, &ctid);
         let at = last_count(on, &ctid);
@@ -361,9 +375,7 @@ fn a_killed_vzmigrate_is_repaired_by_the_next_vzctl_command() {
             client = connect(&rig);
             client.try_ping().unwrap_or_else(|e| panic!("{what}: no new connection: {e}"));
         }
-        for left in [format!("lock/{ctid}.migrate"), format!("lock/{ctid}.intent")] {
-            assert!(!on.path().join(&left).exists(), "{what}: {left} on the running side");
-        }
+        assert!(!on.path().join(format!("lock/{ctid}.intent")).exists(), "{what}: .intent left");
         if taken_over {
             forward = !forward;
         }

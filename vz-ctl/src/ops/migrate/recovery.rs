@@ -45,6 +45,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::incoming::Incoming;
 use super::remote::{Dest, MigrateOptions, announce, finish_source};
 use super::{MigrateError, Remote, vzctl};
 use crate::config::GlobalConfig;
@@ -93,9 +94,12 @@ impl Phase {
 pub(super) struct MigrationRecord {
     path: PathBuf,
     fields: Vec<(String, String)>,
+    /// The destination's holder of its lock and record, once started.
+    incoming: Option<Incoming>,
 }
 
-fn path_of(global: &GlobalConfig, ctid: Ctid) -> PathBuf {
+/// `<LOCKDIR>/<CTID>.migrate`, the record of a migration (on either side).
+pub(super) fn path_of(global: &GlobalConfig, ctid: Ctid) -> PathBuf {
     global.lock_dir().join(format!("{ctid}.migrate"))
 }
 
@@ -125,6 +129,7 @@ impl MigrationRecord {
             ("dest_private", s(&dest.private)),
             ("dest_root", s(&dest.root)),
             ("dest_dump", s(&dest.dump)),
+            ("dest_lock_dir", s(&dest.lock_dir)),
             ("dest_criu", dest.criu.clone()),
             ("dest_host", dest.host.clone()),
             ("source_addr", dest.source_addr.clone()),
@@ -132,9 +137,46 @@ impl MigrationRecord {
         let record = MigrationRecord {
             path: path_of(&ve.global, ve.ctid),
             fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            incoming: None,
         };
         record.write()?;
         Ok(record)
+    }
+
+    /// Starts the destination's holder (its lock and record, see [`super::incoming`]).
+    pub(super) fn hold_destination(&mut self, dest: &Dest) -> super::Result<()> {
+        let incoming = Incoming::start(dest).map_err(MigrateError::Connect)?;
+        self.incoming = Some(incoming);
+        Ok(())
+    }
+
+    /// The destination, which runs the VE (or holds it, offline), owns it from now on:
+    /// recorded there, then here (`cleanup`). If the destination's record cannot be
+    /// written but the VE runs there, that is enough (its repair keeps a running VE).
+    ///
+    /// # Errors
+    /// [`MigrateError::DestStart`] when the destination neither recorded it nor runs it.
+    pub(super) fn commit(&mut self, dest: &Dest) -> super::Result<()> {
+        if let Some(incoming) = &mut self.incoming
+            && let Err(e) = incoming.commit()
+        {
+            if dest.is_running() != Some(true) {
+                return Err(MigrateError::DestStart(format!("the destination's record: {e}")));
+            }
+            warn(format!("the destination's record ({e}), but the container runs there"));
+        }
+        // Not fatal: a record left at `restoring` makes a repair ask the destination.
+        if let Err(e) = self.phase(Phase::Cleanup) {
+            warn(format!("recording the migration's last phase: {e}"));
+        }
+        Ok(())
+    }
+
+    /// The migration is over: the destination's record goes (this one on drop).
+    pub(super) fn done(&mut self) {
+        if let Some(incoming) = self.incoming.take() {
+            incoming.finish(true);
+        }
     }
 
     /// Records that the migration enters `phase` (durably, before its first step).
@@ -159,6 +201,10 @@ impl MigrationRecord {
 
 impl Drop for MigrationRecord {
     fn drop(&mut self) {
+        // Undone by vzmigrate (its guard removed the destination's copy first).
+        if let Some(incoming) = self.incoming.take() {
+            incoming.finish(false);
+        }
         if let Err(e) = std::fs::remove_file(&self.path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -184,7 +230,11 @@ pub(crate) fn recover(global: &GlobalConfig, ctid: Ctid) -> crate::error::Result
     say(format!("Recovering from an interrupted migration of CT {ctid}"));
     tracing::info!("CT {ctid}: recovering an interrupted migration: {record:?}");
     let start = Instant::now();
-    repair(global, ctid, &record)?;
+    if record.op() == super::incoming::OP {
+        super::incoming::repair(&Ve::load(global.clone(), ctid)?, &record)?;
+    } else {
+        repair(global, ctid, &record)?;
+    }
     std::fs::remove_file(&path).op("remove migration record", &path)?;
     tracing::info!("CT {ctid}: migration repaired in {} ms", start.elapsed().as_millis());
     Ok(Some("migrate".to_owned()))
@@ -199,6 +249,7 @@ fn dest_of(record: &Record) -> Option<Dest> {
         private: record.path("dest_private")?,
         root: record.path("dest_root")?,
         dump: record.path("dest_dump")?,
+        lock_dir: record.path("dest_lock_dir")?,
         criu: record.get("dest_criu").unwrap_or_default().to_owned(),
         host: record.get("dest_host").unwrap_or_default().to_owned(),
         source_addr: record.get("source_addr").unwrap_or_default().to_owned(),
@@ -223,7 +274,7 @@ fn repair(global: &GlobalConfig, ctid: Ctid, record: &Record) -> crate::error::R
         Phase::Restoring => {
             let dest =
                 dest.as_ref().ok_or_else(|| step_error("read the record", "no destination"))?;
-            dest.is_running().ok_or_else(|| {
+            dest.took_over().ok_or_else(|| {
                 step_error(
                     "ask the destination whether it runs the container",
                     format!(

@@ -81,6 +81,8 @@ pub(super) struct Dest {
     pub(super) private: PathBuf,
     pub(super) root: PathBuf,
     pub(super) dump: PathBuf,
+    /// Its LOCKDIR (the holder's record, see [`super::incoming`]).
+    pub(super) lock_dir: PathBuf,
     /// The destination's CRIU (`CRIU` of its vz.conf).
     pub(super) criu: String,
     /// The destination's address as this host reaches it (for its page server).
@@ -114,9 +116,9 @@ impl Dest {
         self.remote.run(&script).map(|_| ()).map_err(|(_, e)| e)
     }
 
-    /// `vzctl ARGS` on the destination.
+    /// `vzctl --skiplock ARGS` on the destination (the holder there has the lock).
     pub(super) fn vzctl(&self, args: &str) -> std::result::Result<String, (Option<i32>, String)> {
-        let out = self.remote.run(&format!("vzctl {args}"))?;
+        let out = self.remote.run(&format!("vzctl --skiplock {args}"))?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
@@ -126,17 +128,31 @@ impl Dest {
         Some(text.split_whitespace().any(|w| w == "running"))
     }
 
+    /// Whether the destination took the VE over (`vzmigrate __state`: it runs there, or its
+    /// record there is committed); `None`: cannot tell.
+    pub(super) fn took_over(&self) -> Option<bool> {
+        let script = format!("vzmigrate {} {}", super::incoming::STATE_COMMAND, self.ctid);
+        let out = self.remote.run(&script).ok()?;
+        match String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim() {
+            "running" | "committed" => Some(true),
+            "none" => Some(false),
+            _ => None,
+        }
+    }
+
     /// Removes everything of the VE on the destination (it must have had nothing before).
     pub(super) fn remove_all(&self) -> std::result::Result<(), String> {
         let id = self.ctid;
         let mut script = format!(
             "p={pid}; [ -f $p ] && kill $(cat $p) 2>/dev/null; rm -f $p; \
-             vzctl --quiet stop {id} --fast >/dev/null 2>&1; vzctl --quiet umount {id} >/dev/null 2>&1; \
-             rm -rf {} {}; rmdir {} 2>/dev/null; rm -f {}",
+             vzctl --skiplock --quiet stop {id} --fast >/dev/null 2>&1; \
+             vzctl --skiplock --quiet umount {id} >/dev/null 2>&1; \
+             rm -rf {} {}; rmdir {} 2>/dev/null; rm -f {} {}",
             q(&self.private.to_string_lossy()),
             q(&self.dump.to_string_lossy()),
             q(&self.root.to_string_lossy()),
             q(&self.conf().to_string_lossy()),
+            q(&self.lock_dir.join(format!("{id}.migrate")).to_string_lossy()),
             pid = self.daemon_pidfile(),
         );
         for action in ACTION_SCRIPTS {
@@ -196,6 +212,7 @@ pub fn migrate(global: &GlobalConfig, opts: &MigrateOptions) -> Result<Timings> 
     }
     // Dropped last: a failure undone here needs no repair (see `recovery`).
     let mut record = MigrationRecord::begin(&ve, &dest, opts, status.running)?;
+    record.hold_destination(&dest)?;
     let mut guard = DestGuard { dest: &dest, armed: true, keep: opts.keep_dst };
     send_config(&ve, &dest)?;
     crash_point("migrate:copying");
@@ -209,6 +226,7 @@ pub fn migrate(global: &GlobalConfig, opts: &MigrateOptions) -> Result<Timings> 
     guard.armed = false;
     drop(guard);
     finish_source(&ve, opts.keep_source)?;
+    record.done();
     say(format!("Migration of CT {} to {} completed", opts.ctid, opts.dest));
     Ok(timings)
 }
@@ -244,6 +262,7 @@ fn check_dest(ve: &Ve, opts: &MigrateOptions) -> Result<Dest> {
         private: path("VE_PRIVATE")?,
         root: path("VE_ROOT")?,
         dump: global.dump_dir().join(format!("Dump.{ctid}")),
+        lock_dir: global.lock_dir(),
         criu: global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(DEFAULT_CRIU).to_owned(),
         host,
         source_addr: connection.split_whitespace().next().unwrap_or_default().to_owned(),
@@ -426,19 +445,16 @@ fn offline(ve: &Ve, dest: &Dest, running: bool, record: &mut MigrationRecord) ->
     say("Copying the private area");
     t.phase("Copy private area", || copy_private(ve, dest))
         .map_err(|e| restart(MigrateError::Copy(e)))?;
+    record.phase(Phase::Restoring).map_err(restart)?;
+    crash_point("migrate:restoring");
     if running {
-        record.phase(Phase::Restoring).map_err(restart)?;
-        crash_point("migrate:restoring");
         say(format!("Starting CT {id} on the destination"));
         t.phase("Start", || dest.vzctl(&format!("start {id}")))
             .map_err(|(_, e)| restart(MigrateError::DestStart(e)))?;
         crash_point("migrate:restored");
         t.set_frozen(stopped.elapsed());
     }
-    // Not fatal: a record left at `restoring` makes a repair ask the destination.
-    if let Err(e) = record.phase(Phase::Cleanup) {
-        warn(format!("recording the migration's last phase: {e}"));
-    }
+    record.commit(dest).map_err(restart)?;
     Ok(t)
 }
 
@@ -630,9 +646,7 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode, record: &mut MigrationRecord) -> Res
         }
     }
     // From here on the destination has it: a killed vzmigrate's repair finishes the source.
-    if let Err(e) = record.phase(Phase::Cleanup) {
-        warn(format!("recording the migration's last phase: {e}"));
-    }
+    record.commit(dest).map_err(resume)?;
     announce(ve, dest);
     say(format!("Killing CT {id} on the source"));
     if let Err(e) = vzctl(&["chkpnt", &id, "--kill"]) {
