@@ -262,7 +262,7 @@ fn failed_migrations_leave_the_ve_running_on_the_source_only() {
 
     // ssh dies while the images are copied, then at the restore, in every mode.
     for mode in ["--mode=plain", "--mode=page-server", "--mode=lazy"] {
-        let mut steps = vec![("tar -xpf - -C", 6), ("vzctl restore", 7)];
+        let mut steps = vec![("tar -xpf - -C", 6), ("vzctl --skiplock restore", 7)];
         if mode == "--mode=lazy" {
             // The destination's lazy-pages daemon never starts.
             steps.push(("lazy-pages --page-server", 7));
@@ -285,7 +285,7 @@ fn failed_migrations_leave_the_ve_running_on_the_source_only() {
 
     // Offline, the destination cannot start it: the source starts again.
     std::fs::write(rig.dst.vz_conf(), &conf).unwrap();
-    rig.die_at("vzctl start");
+    rig.die_at("vzctl --skiplock start");
     let out = rig.vzmigrate(&[], &ctid);
     assert_eq!(out.status.code(), Some(7), "start failed: {}", output_text(&out));
     assert_eq!(status(&rig.src, &ctid), format!("CTID {ctid} exist mounted running"));
