@@ -293,6 +293,33 @@ fn failed_migrations_leave_the_ve_running_on_the_source_only() {
     assert_eq!(status(&rig.dst, &ctid), format!("CTID {ctid} deleted unmounted down"));
 }
 
+#[test]
+fn auto_mode_falls_back_to_plain_when_the_page_server_cannot_start() {
+    let [a, b, c, d, e, f, g] = needs();
+    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
+    let rig = Rig::new(VES);
+    let ctid = unique_ctid().to_string();
+    working_ve(&rig.src, &ctid);
+    let mut client = connect(&rig);
+    // The destination is a name only ssh resolves: its page server cannot listen there.
+    let out = rig.vzmigrate_to_alias("dst-alias", &["--online", "--mode=page-server"], &ctid);
+    assert_eq!(out.status.code(), Some(7), "page server given: {}", output_text(&out));
+    client.try_ping().expect("the source's VE runs on after the refused page server");
+    assert_only_on(&rig.src, &rig.dst, &ctid);
+    // Chosen automatically (the page server, for a VE of its own user namespace on a host
+    // without unprivileged userfaultfd), it falls back to a plain dump, copy and restore.
+    let before = last_count(&rig.src, &ctid);
+    let out = rig.vzmigrate_to_alias("dst-alias", &["--online"], &ctid);
+    let text = output_text(&out);
+    assert!(out.status.success(), "auto: {text}");
+    assert!(text.contains("memory: PageServer"), "auto chose the page server: {text}");
+    assert!(text.contains("falling back to a plain dump, copy and restore"), "{text}");
+    client.try_ping().expect("the TCP client stayed connected across the fallback");
+    wait_count(&rig.dst, &ctid, before + 3);
+    assert_no_gap(&rig.dst, &ctid);
+    assert_only_on(&rig.dst, &rig.src, &ctid);
+}
+
 /// Where the VE must run after the repair of a vzmigrate killed at a crash point: on the
 /// side it was leaving (`false`) or on the one it was going to (`true`).
 const CRASH_POINTS: [(&str, bool, bool); 8] = [

@@ -212,6 +212,20 @@ impl Rig {
         cmd.output().expect("run vzmigrate")
     }
 
+    /// `vzmigrate ARGS --ssh=... -o Hostname=DST_IP DEST CTID` on the source: the destination
+    /// named `dest`, a name only ssh knows (as a `Host` alias of ssh_config would be).
+    pub(crate) fn vzmigrate_to_alias(
+        &self,
+        dest: &str,
+        args: &[&str],
+        ctid: &str,
+    ) -> std::process::Output {
+        let ssh = format!("--ssh={} -o Hostname={DST_IP}", self.ssh_opts());
+        let mut cmd = self.src.cmd("vzmigrate");
+        cmd.args(args).arg(ssh).args([dest, ctid]);
+        cmd.output().expect("run vzmigrate")
+    }
+
     /// `vzmigrate` (from the source if `forward`, else back) that SIGKILLs itself at the
     /// crash point `step` (`VZ_TEST_CRASH_AT`); its ssh master's socket goes under `tmp`.
     pub(crate) fn vzmigrate_killed_at(

@@ -219,7 +219,7 @@ pub fn migrate(global: &GlobalConfig, opts: &MigrateOptions) -> Result<Timings> 
     let timings = if opts.online {
         let mode = choose_mode(&ve, &dest, opts.mode);
         say(format!("Online migration, memory: {mode:?}"));
-        online(&ve, &dest, mode, &mut record)?
+        online(&ve, &dest, mode, opts.mode == Mode::Auto, &mut record)?
     } else {
         offline(&ve, &dest, status.running, &mut record)?
     };
@@ -484,7 +484,15 @@ fn choose_mode(ve: &Ve, dest: &Dest, mode: Mode) -> Mode {
 }
 
 /// Online: suspend, dump, copy, restore there; on failure the source resumes.
-fn online(ve: &Ve, dest: &Dest, mode: Mode, record: &mut MigrationRecord) -> Result<Timings> {
+/// `fallback` (the mode was chosen, not given): a page server that cannot start on the
+/// destination makes it a plain dump, copy and restore instead of a failure.
+fn online(
+    ve: &Ve,
+    dest: &Dest,
+    mode: Mode,
+    fallback: bool,
+    record: &mut MigrationRecord,
+) -> Result<Timings> {
     let mut t = Timings::default();
     let id = ve.ctid.to_string();
     let root = ve.root()?;
@@ -509,12 +517,23 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode, record: &mut MigrationRecord) -> Res
     match mode {
         Mode::PageServer => {
             let port = 20_000 + u16::try_from(std::process::id() % 20_000).unwrap_or(0);
-            dest.start_criu_daemon(&format!(
+            match dest.start_criu_daemon(&format!(
                 "page-server --address {} --port {port} -o page-server.log",
                 q(&dest.host)
-            ))
-            .map_err(|e| MigrateError::DestStart(format!("the page server: {e}")))?;
-            dump_args.extend(["--page-server".into(), format!("{}:{port}", dest.host)]);
+            )) {
+                Ok(()) => {
+                    dump_args.extend(["--page-server".into(), format!("{}:{port}", dest.host)]);
+                }
+                Err(e) if fallback => {
+                    let why = e.lines().last().unwrap_or_default().to_owned();
+                    say(format!(
+                        "The page server cannot start on the destination ({why}): \
+                         falling back to a plain dump, copy and restore"
+                    ));
+                    tracing::info!("page server on the destination: {e}");
+                }
+                Err(e) => return Err(MigrateError::DestStart(format!("the page server: {e}"))),
+            }
         }
         Mode::Lazy => {
             let port = free_port().map_err(MigrateError::Other)?;
