@@ -320,6 +320,59 @@ fn auto_mode_falls_back_to_plain_when_the_page_server_cannot_start() {
     assert_only_on(&rig.dst, &rig.src, &ctid);
 }
 
+/// The VE's IPv6 address (on the rig's LAN prefix).
+const VE_IP6: &str = "2001:db8:100::77";
+
+/// The proxy neighbour entries of a server's namespace (`ip -6 neigh show proxy`).
+fn proxy_ndp(tree: &VzTree) -> String {
+    ok(tree.in_netns("ip").args(["-6", "neigh", "show", "proxy"]).output().expect("run ip"))
+}
+
+#[test]
+fn ipv6_addresses_are_advertised_by_the_destination_and_unproxied_on_the_source() {
+    let [a, b, c, d, e, f, g] = needs();
+    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
+    let rig = Rig::new(VES);
+    let ctid = unique_ctid().to_string();
+    working_ve(&rig.src, &ctid);
+    ok(rig.src.run("vzctl", &["set", &ctid, "--ipadd", VE_IP6, "--save"]));
+    assert!(proxy_ndp(&rig.src).contains(VE_IP6), "no proxy NDP entry: {}", proxy_ndp(&rig.src));
+    let mut client = connect(&rig);
+
+    let capture = rig.capture_advertisements();
+    let out = rig.vzmigrate(&["--online"], &ctid);
+    let frames = capture.stop();
+    assert!(out.status.success(), "vzmigrate --online: {}", output_text(&out));
+    client.try_ping().expect("the TCP client stayed connected");
+    assert_only_on(&rig.dst, &rig.src, &ctid);
+
+    // One unsolicited advertisement from the destination: to all nodes, hop limit 255,
+    // Override set, the VE's address as target and the destination's MAC as its owner.
+    let dst_mac: Vec<u8> =
+        Rig::lan_mac(&rig.dst).split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect();
+    let target: std::net::Ipv6Addr = VE_IP6.parse().unwrap();
+    let all_nodes: std::net::Ipv6Addr = "ff02::1".parse().unwrap();
+    let ours = |f: &&Vec<u8>| f[62..78] == target.octets();
+    let seen: Vec<&Vec<u8>> = frames.iter().filter(ours).collect();
+    assert!(
+        !seen.is_empty(),
+        "no advertisement of {VE_IP6} among {} captured: {}",
+        frames.len(),
+        output_text(&out)
+    );
+    for frame in &seen {
+        assert_eq!(frame[6..12], dst_mac[..], "sent by the destination's link: {frame:02x?}");
+        assert_eq!(frame[21], 255, "hop limit: {frame:02x?}");
+        assert_eq!(frame[38..54], all_nodes.octets(), "to all nodes: {frame:02x?}");
+        assert_eq!(frame[58] & 0xe0, 0x20, "Override only (not solicited, not a router)");
+        assert_eq!(frame[78..80], [2, 1], "a target link-layer address option: {frame:02x?}");
+        assert_eq!(frame[80..86], dst_mac[..], "the destination's MAC as the target's");
+    }
+    // The source's proxy NDP entry went with the VE; the destination has its own.
+    assert!(!proxy_ndp(&rig.src).contains(VE_IP6), "source: {}", proxy_ndp(&rig.src));
+    assert!(proxy_ndp(&rig.dst).contains(VE_IP6), "destination: {}", proxy_ndp(&rig.dst));
+}
+
 /// Where the VE must run after the repair of a vzmigrate killed at a crash point: on the
 /// side it was leaving (`false`) or on the one it was going to (`true`).
 const CRASH_POINTS: [(&str, bool, bool); 8] = [

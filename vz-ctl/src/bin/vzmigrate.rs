@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use vz_ctl::cli::tool::{self, ToolArg, VZMIGRATE};
 use vz_ctl::config::GlobalConfig;
 use vz_ctl::ops::migrate::remote::{MigrateOptions, Mode, migrate};
-use vz_ctl::ops::migrate::{MigrateError, image, incoming};
+use vz_ctl::ops::migrate::{MigrateError, announce, image, incoming};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
                 incoming::serve_incoming(ctid, std::io::stdin().lock(), std::io::stdout())
             }
             incoming::STATE_COMMAND => incoming::state(ctid).map(|state| println!("{state}")),
+            announce::ANNOUNCE_COMMAND => announce::announce(ctid).map(|n| println!("{n}")),
             _ => Err(MigrateError::Usage(format!("unknown command {command}"))),
         };
         return match outcome {

@@ -4,6 +4,7 @@
 //! recovery of the tree it runs in; this module orders the steps and undoes them on failure,
 //! so that a VE always runs on exactly one side.
 
+pub mod announce;
 pub mod image;
 pub mod incoming;
 mod lazy;

@@ -677,32 +677,34 @@ fn online(
     Ok(t)
 }
 
-/// Makes the VE's IPv4 addresses reachable at the destination at once: proxy ARP entries on
-/// its up links (other than lo and VEs' own ends) and one unsolicited ARP each (`arping -U`,
-/// with non-local binds allowed for the moment it takes), so neighbours forget the source.
+/// Makes the VE's addresses reachable at the destination at once, so neighbours forget the
+/// source: IPv4 by proxy ARP entries on its up links (other than lo and VEs' own ends) and
+/// one unsolicited ARP each (`arping -U`, with non-local binds allowed for the moment it
+/// takes); IPv6 by an unsolicited neighbour advertisement each from vz itself
+/// ([`super::announce`]) on the devices where venet made its proxy NDP entries.
 pub(super) fn announce(ve: &Ve, dest: &Dest) {
-    let ips: Vec<String> = ve
-        .config()
-        .map(|c| c.ip_addresses())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|ip| ip.split('/').next().map(str::to_owned))
-        .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
-        .collect();
-    if ips.is_empty() {
-        return;
+    let addresses = ve.config().map(|c| c.ip_addresses()).unwrap_or_default();
+    let bare = || addresses.iter().filter_map(|ip| ip.split('/').next());
+    let ips: Vec<&str> = bare().filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok()).collect();
+    if !ips.is_empty() {
+        let script = format!(
+            "nb=/proc/sys/net/ipv4/ip_nonlocal_bind; old=$(cat $nb); echo 1 > $nb; \
+             for dev in $(ip -o link show up | awk -F': ' '{{print $2}}' | cut -d@ -f1); do \
+               case $dev in lo|venet*|veth*) continue;; esac; \
+               for ip in {ips}; do ip neigh add proxy $ip dev $dev 2>/dev/null; \
+                 arping -q -c 1 -U -I $dev -s $ip $ip; done; \
+             done; echo $old > $nb",
+            ips = ips.join(" ")
+        );
+        if let Err((_, e)) = dest.remote.run(&script) {
+            warn(format!("announcing the addresses on the destination: {e}"));
+        }
     }
-    let script = format!(
-        "nb=/proc/sys/net/ipv4/ip_nonlocal_bind; old=$(cat $nb); echo 1 > $nb; \
-         for dev in $(ip -o link show up | awk -F': ' '{{print $2}}' | cut -d@ -f1); do \
-           case $dev in lo|venet*|veth*) continue;; esac; \
-           for ip in {ips}; do ip neigh add proxy $ip dev $dev 2>/dev/null; \
-             arping -q -c 1 -U -I $dev -s $ip $ip; done; \
-         done; echo $old > $nb",
-        ips = ips.join(" ")
-    );
-    if let Err((_, e)) = dest.remote.run(&script) {
-        warn(format!("announcing the addresses on the destination: {e}"));
+    if bare().any(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()) {
+        let script = format!("vzmigrate {} {}", super::announce::ANNOUNCE_COMMAND, dest.ctid);
+        if let Err((_, e)) = dest.remote.run(&script) {
+            warn(format!("advertising the IPv6 addresses on the destination: {e}"));
+        }
     }
 }
 
