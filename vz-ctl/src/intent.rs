@@ -17,7 +17,7 @@
 //! | umount | finished: unmounted (unless the VE runs) |
 //! | set | half-written config removed, name links made to match NAME, a pending init that set started in a stopped VE (for `--userpasswd`) killed with its cgroup and mount |
 //! | destroy | finished: everything the VE has is removed |
-//! | migrate (own record, `<CTID>.migrate`) | the VE left running on exactly one side: see [`crate::ops::migrate::recovery`] |
+//! | migrate (own record, `<CTID>.migrate`, on both sides) | the VE left running on exactly one side: see [`crate::ops::migrate::recovery`] |
 //!
 //! # Fault injection
 //! A test can make vzctl kill itself with SIGKILL at a named step: `VZ_TEST_CRASH_AT=<step>`.

@@ -1,5 +1,6 @@
-//! A killed `vzmigrate` repaired by the next locking `vzctl` command on the source: the VE
-//! is left running on exactly one side.
+//! A killed `vzmigrate` repaired by the next locking `vzctl` command on either side: the
+//! VE is left running on exactly one side. This is the source's half; the destination's
+//! (its lock holder and record) is [`super::incoming`].
 //!
 //! vzmigrate keeps its own intent record, `<LOCKDIR>/<CTID>.migrate`, beside the VE's lock
 //! (which it holds for the whole migration). It is apart from `<CTID>.intent` because each
@@ -18,21 +19,25 @@
 //!
 //! # Who took over
 //! Only one phase is in doubt: `restoring`, from the moment the destination was asked to
-//! restore (start) the VE until vzmigrate saw it running there. Nothing on the source can
-//! answer it: the source's VE is frozen (stopped) either way. So the repair asks the
-//! destination, over ssh with the same options, as vzmigrate itself does when the restore's
-//! connection fails: `vzctl status` there. Running there: the destination took over, the
-//! source finishes its cleanup. Not running there: the source resumes and the destination's
-//! copy is removed. No answer (the destination unreachable): the repair fails and the record
-//! stays, so the VE stays frozen (stopped) here and the next command asks again; resuming
-//! without an answer could make the VE run on both sides with the same addresses.
+//! restore (start) the VE until vzmigrate recorded there that it owns it. Nothing on the
+//! source can answer it: the source's VE is frozen (stopped) either way. So the repair asks
+//! the destination, over ssh with the same options: `vzmigrate __state CTID` there, which
+//! takes the VE's lock (waiting for vzmigrate's holder to have read its last line) and says
+//! whether the VE runs there or its record there is `committed`. Yes: the destination took
+//! over, the source finishes its cleanup. No: the source resumes and the destination's copy
+//! is removed. No answer (the destination unreachable): the repair fails (exit 3) and the
+//! record stays, so the VE stays frozen (stopped) here and the next command asks again;
+//! resuming without an answer could make the VE run on both sides with the same addresses.
+//! The destination's own repair follows the same rule (it keeps a VE that runs there or is
+//! `committed`, and removes any other copy), so the two sides agree whichever repairs first.
 //!
 //! In every other phase the answer is local, by ordering: the phase is written (durably)
 //! before the step that changes the winner, so `frozen`/`stopped`/`copying` mean the
-//! destination was never asked to run the VE, and `cleanup` is written only after vzmigrate
-//! saw it run there. The destination keeps no record of its own: a migration there is only
-//! files and, after the doubtful step, a running VE; the source's repair removes the files
-//! over ssh. A killed vzmigrate's `vzctl` steps are not killed with it (a lazy dump serving
+//! destination was never asked to run the VE, and `cleanup` is written only after the
+//! destination recorded `committed` (or, if that record could not be written, vzmigrate saw
+//! the VE run there). The source's repair also removes the destination's copy and record
+//! over ssh when the source keeps the VE (a repair there then finds nothing to do). A
+//! killed vzmigrate's `vzctl` steps are not killed with it (a lazy dump serving
 //! pages goes on): the record names the lazy dump's pid, which the repair waits for (the
 //! destination took over) or kills (the source resumes).
 //!

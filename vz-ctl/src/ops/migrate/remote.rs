@@ -3,7 +3,9 @@
 //! offline (stop, copy the private area, start there) or online (suspend, dump, copy the
 //! private area with its file system frozen and the images, restore there, kill here). Every
 //! failure before the VE runs on the destination resumes (or starts again) the source and
-//! removes what was made on the destination, unless `--keep-dst`.
+//! removes what was made on the destination, unless `--keep-dst`. A vzmigrate killed on the
+//! way is repaired by the next locking vzctl on either side ([`super::recovery`],
+//! [`super::incoming`]).
 //!
 //! The private area of the image layout (one sparse file) goes as a sparse `tar` stream,
 //! which reads only the file's data (SEEK_DATA); a simfs tree goes with rsync, once while the
