@@ -463,6 +463,39 @@ fn a_killed_vzmigrate_is_repaired_by_the_next_vzctl_command() {
 }
 
 #[test]
+fn a_killed_post_copy_migration_is_repaired_on_both_sides() {
+    let [a, b, c, d, e, f, g] = needs();
+    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
+    // Post-copy needs a userfaultfd in the restored tasks: privileged VEs (see PRIVILEGED_VES).
+    let rig = Rig::new(PRIVILEGED_VES);
+    let ctid = unique_ctid().to_string();
+    working_ve(&rig.src, &ctid);
+    let mut client = connect(&rig);
+    let tmp = tempfile::tempdir().unwrap();
+    // Killed while the lazy dump is ready to serve (the source resumes), then after the
+    // destination's restore, while the lazy dump serves its pages (the destination keeps it:
+    // the source's repair waits for the dump to have served them all before killing).
+    for (step, taken_over) in [("migrate:frozen", false), ("migrate:restored", true)] {
+        let what = format!("lazy, killed at {step}");
+        let out =
+            rig.vzmigrate_killed_at(true, &["--online", "--mode=lazy"], &ctid, step, tmp.path());
+        rig.end_ssh_masters(tmp.path());
+        assert_eq!(out.status.signal(), Some(9), "{what}: {}", output_text(&out));
+        for tree in [&rig.src, &rig.dst] {
+            let out = tree.run("vzctl", &["start", &ctid]);
+            let text = output_text(&out);
+            assert!(!tree.path().join(format!("lock/{ctid}.migrate")).exists(), "{what}: {text}");
+        }
+        let (on, off) = if taken_over { (&rig.dst, &rig.src) } else { (&rig.src, &rig.dst) };
+        assert_only_on(on, off, &ctid);
+        let at = last_count(on, &ctid);
+        wait_count(on, &ctid, at + 3);
+        assert_no_gap(on, &ctid);
+        client.try_ping().unwrap_or_else(|e| panic!("{what}: the client lost the VE: {e}"));
+    }
+}
+
+#[test]
 fn vzmlocal_moves_and_clones() {
     let [a, b, c, d, _, _, g] = needs();
     require!(a, b, c, d, g);
