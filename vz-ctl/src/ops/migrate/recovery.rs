@@ -291,7 +291,9 @@ fn repair(global: &GlobalConfig, ctid: Ctid, record: &Record) -> crate::error::R
         }
     };
     if let Some(pid) = record.get("dump_pid").and_then(|p| p.parse::<u32>().ok()) {
-        end_lazy_dump(pid, taken_over);
+        let server =
+            record.get("source_addr").zip(record.get("lazy_port").and_then(|p| p.parse().ok()));
+        end_lazy_dump(pid, taken_over, server);
     }
     if online && let Ok(root) = ve.root() {
         // A copy killed while the file system was frozen (no error if it is not).
@@ -337,22 +339,30 @@ fn repair(global: &GlobalConfig, ctid: Ctid, record: &Record) -> crate::error::R
 }
 
 /// A lazy dump still serving pages: waited for (up to 120 s) if the destination took over,
-/// else killed with its CRIU.
-fn end_lazy_dump(pid: u32, taken_over: bool) {
+/// else ended (a connection to its page server, closed at once, ends its serving; as
+/// vzmigrate does); killed with its CRIU if it does not end.
+fn end_lazy_dump(pid: u32, taken_over: bool, server: Option<(&str, u16)>) {
     let alive = || Path::new(&format!("/proc/{pid}")).exists();
+    let wait = |limit: Duration| {
+        let start = Instant::now();
+        while alive() && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        !alive()
+    };
     if !alive() {
         return;
     }
-    if taken_over {
-        let start = Instant::now();
-        while alive() && start.elapsed() < Duration::from_secs(120) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if !alive() {
+    if taken_over && wait(Duration::from_secs(120)) {
+        return;
+    }
+    if !taken_over && let Some((address, port)) = server {
+        let _ = std::net::TcpStream::connect((address, port));
+        if wait(Duration::from_secs(10)) {
             return;
         }
-        warn(format!("the lazy dump (pid {pid}) did not end: killing it"));
     }
+    warn(format!("the lazy dump (pid {pid}) did not end: killing it"));
     for p in super::lazy::descendants(pid).into_iter().chain([pid]) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(i32::try_from(p).unwrap_or(i32::MAX)),

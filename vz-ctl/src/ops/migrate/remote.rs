@@ -590,7 +590,8 @@ fn online(
         Ok(())
     })
     .map_err(|e| resume(MigrateError::SourceStop(e)))?;
-    if let Some(child) = &lazy_dump {
+    if let (Some(child), Some(port)) = (&lazy_dump, lazy_port) {
+        record.note("lazy_port", &port.to_string())?;
         record.note("dump_pid", &child.id().to_string())?;
     }
     crash_point("migrate:frozen");
