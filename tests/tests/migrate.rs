@@ -375,9 +375,11 @@ fn ipv6_addresses_are_advertised_by_the_destination_and_unproxied_on_the_source(
 
 /// Where the VE must run after the repair of a vzmigrate killed at a crash point: on the
 /// side it was leaving (`false`) or on the one it was going to (`true`).
-const CRASH_POINTS: [(&str, bool, bool); 8] = [
+const CRASH_POINTS: [(&str, bool, bool); 9] = [
     // (crash point, online, the destination took over)
     ("migrate:copying", true, false),
+    // vzmigrate killed while its dump runs on: the repair waits for it, then resumes.
+    ("migrate:during:chkpnt --dump", true, false),
     ("migrate:frozen", true, false),
     ("migrate:restoring", true, false),
     ("migrate:restored", true, true),

@@ -93,6 +93,54 @@ impl Phase {
     }
 }
 
+/// The step file of this process's migration (`<CTID>.migrate-step`): the pid of the
+/// `vzctl` step running, which a killed vzmigrate leaves running.
+static STEP_FILE: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+fn step_file() -> std::sync::MutexGuard<'static, Option<PathBuf>> {
+    STEP_FILE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn step_path(record: &Path) -> PathBuf {
+    record.with_extension("migrate-step")
+}
+
+/// Records that the `vzctl` step `pid` runs (inside a migration; nothing otherwise).
+pub(super) fn step_started(pid: u32) {
+    if let Some(path) = step_file().as_ref()
+        && let Err(e) = write_record(path, &[("step_pid".to_owned(), pid.to_string())])
+    {
+        tracing::warn!("record the step {pid}: {e}");
+    }
+}
+
+/// The step ended.
+pub(super) fn step_ended() {
+    if let Some(path) = step_file().as_ref() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Waits (up to 10 min) for the step a killed vzmigrate left running, then removes its file.
+fn wait_for_step(path: &Path) {
+    let Ok(text) = std::fs::read_to_string(path) else { return };
+    let written = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let pid = text.lines().find_map(|l| l.strip_prefix("step_pid=")?.parse::<u32>().ok());
+    let ours = |pid: u32| {
+        crate::lock::started_at(pid)
+            .zip(written)
+            .is_some_and(|(started, written)| started <= written + Duration::from_secs(2))
+    };
+    if let Some(pid) = pid.filter(|p| ours(*p)) {
+        say(format!("Waiting for the migration's step (pid {pid}) to end"));
+        let start = Instant::now();
+        while ours(pid) && start.elapsed() < Duration::from_secs(600) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let _ = std::fs::remove_file(path);
+}
+
 /// vzmigrate's open record; dropping it removes the file (the migration ended, done or
 /// undone by vzmigrate itself).
 #[derive(Debug)]
@@ -145,6 +193,7 @@ impl MigrationRecord {
             incoming: None,
         };
         record.write()?;
+        *step_file() = Some(step_path(&record.path));
         Ok(record)
     }
 
@@ -210,6 +259,8 @@ impl Drop for MigrationRecord {
         if let Some(incoming) = self.incoming.take() {
             incoming.finish(false);
         }
+        step_ended();
+        *step_file() = None;
         if let Err(e) = std::fs::remove_file(&self.path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -238,6 +289,7 @@ pub(crate) fn recover(global: &GlobalConfig, ctid: Ctid) -> crate::error::Result
     if record.op() == super::incoming::OP {
         super::incoming::repair(&Ve::load(global.clone(), ctid)?, &record)?;
     } else {
+        wait_for_step(&step_path(&path));
         repair(global, ctid, &record)?;
     }
     std::fs::remove_file(&path).op("remove migration record", &path)?;
