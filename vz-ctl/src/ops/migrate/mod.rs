@@ -128,7 +128,8 @@ pub(crate) fn vzctl(args: &[&str]) -> std::result::Result<Output, String> {
         .map_err(|e| format!("run vzctl: {e}"))?;
     recovery::step_started(child.id());
     let option = args.get(2).filter(|a| a.starts_with("--"));
-    let label = args.first().map(|c| option.map_or_else(|| (*c).to_owned(), |o| format!("{c} {o}")));
+    let label =
+        args.first().map(|c| option.map_or_else(|| (*c).to_owned(), |o| format!("{c} {o}")));
     crate::intent::crash_point(&format!("migrate:during:{}", label.unwrap_or_default()));
     let out = child.wait_with_output();
     recovery::step_ended();
