@@ -17,6 +17,7 @@
 //! | umount | finished: unmounted (unless the VE runs) |
 //! | set | half-written config removed, name links made to match NAME, a pending init that set started in a stopped VE (for `--userpasswd`) killed with its cgroup and mount |
 //! | destroy | finished: everything the VE has is removed |
+//! | migrate (own record, `<CTID>.migrate`, on both sides) | the VE left running on exactly one side: see [`crate::ops::migrate::recovery`] |
 //!
 //! # Fault injection
 //! A test can make vzctl kill itself with SIGKILL at a named step: `VZ_TEST_CRASH_AT=<step>`.
@@ -31,7 +32,9 @@
 //!   `start:settled`;
 //! - stop: `stop:killed`, `stop:cgroup-removed`;
 //! - set: `set:name-linked`, `set:saved`;
-//! - destroy: `destroy:private-removed`, `destroy:config-renamed`.
+//! - destroy: `destroy:private-removed`, `destroy:config-renamed`;
+//! - vzmigrate: `migrate:copying`, `migrate:frozen`, `migrate:stopped`, `migrate:restoring`,
+//!   `migrate:restored`, `migrate:source-killed` (see [`crate::ops::migrate::recovery`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -192,16 +195,20 @@ pub fn flag(value: bool) -> String {
 /// # Errors
 /// [`CtlError::Io`] when it exists but cannot be read.
 pub fn pending(global: &GlobalConfig, ctid: Ctid) -> Result<Option<Record>> {
-    let path = path_of(global, ctid);
-    let text = match std::fs::read_to_string(&path) {
+    pending_at(&path_of(global, ctid), ctid)
+}
+
+/// The record at `path` if its writer is gone (a record of a live writer is `None`).
+pub(crate) fn pending_at(path: &Path, ctid: Ctid) -> Result<Option<Record>> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).op("read intent record", &path),
+        Err(e) => return Err(e).op("read intent record", path),
     };
     let record = Record::parse(&text);
     // The writer is alive if its pid runs a process that started before the record was
     // written (a later one only reuses the pid).
-    let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let written = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let alive = record
         .get("pid")
         .filter(|p| *p != pid())
@@ -219,6 +226,20 @@ pub fn pending(global: &GlobalConfig, ctid: Ctid) -> Result<Option<Record>> {
         return Ok(None);
     }
     Ok(Some(record))
+}
+
+/// Writes a record of `fields` at `path` (atomically, durably), with this process's pid:
+/// for records kept apart from `<CTID>.intent` (vzmigrate's, whose steps run vzctl
+/// commands with records of their own).
+///
+/// # Errors
+/// [`CtlError::Io`] when it cannot be written.
+pub(crate) fn write_record(path: &Path, fields: &[(String, String)]) -> Result<()> {
+    let mut text = format!("pid={}\n", pid());
+    for (k, v) in fields.iter().filter(|(k, _)| k != "pid") {
+        text.push_str(&format!("{k}={}\n", escape(v)));
+    }
+    write_atomic(path, text.as_bytes())
 }
 
 /// Finishes or undoes what an interrupted operation on `ctid` left (see the module doc), then
@@ -241,12 +262,16 @@ pub fn recover(global: &GlobalConfig, ctid: Ctid) -> Result<Option<String>> {
         // A record write that never reached its rename: the operation had not begun.
         std::fs::remove_file(&tmp).op("remove half-written intent record", &tmp)?;
     }
-    let Some(record) = pending(global, ctid)? else { return Ok(None) };
+    let Some(record) = pending(global, ctid)? else {
+        return crate::ops::migrate::recovery::recover(global, ctid);
+    };
     crate::output::say(format!("Recovering from an interrupted {} of CT {ctid}", record.op()));
     tracing::info!("CT {ctid}: recovering an interrupted {}: {record:?}", record.op());
     crate::ops::recover::repair(global, ctid, &record)?;
     let path = path_of(global, ctid);
     std::fs::remove_file(&path).op("remove intent record", &path)?;
+    // A migration whose step (a vzctl command of its own) was interrupted with it.
+    crate::ops::migrate::recovery::recover(global, ctid)?;
     Ok(Some(record.op().to_owned()))
 }
 
@@ -272,7 +297,7 @@ fn pid() -> String {
 }
 
 /// `<file>.tmp`, the temporary name config writes use.
-fn tmp_of(file: &Path) -> Option<PathBuf> {
+pub(crate) fn tmp_of(file: &Path) -> Option<PathBuf> {
     let mut name = file.file_name()?.to_owned();
     name.push(".tmp");
     Some(file.with_file_name(name))

@@ -18,6 +18,9 @@ pub(crate) const CLIENT_IP: &str = "198.51.100.1";
 pub(crate) const SRC_IP: &str = "198.51.100.2";
 /// The destination server's address (its sshd listens there).
 pub(crate) const DST_IP: &str = "198.51.100.3";
+/// The client's, source's and destination's IPv6 addresses on the bridge (a documentation
+/// range): the servers' make their LAN links IPv6 neighbour devices (proxy NDP for VEs).
+const LAN6: [&str; 3] = ["2001:db8:100::1/64", "2001:db8:100::2/64", "2001:db8:100::3/64"];
 
 /// The two trees, the client namespace and the destination's sshd.
 pub(crate) struct Rig {
@@ -64,6 +67,7 @@ impl Rig {
         ip(&["-n", c, "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", c, "link", "set", "br0", "up"]);
         ip(&["-n", c, "addr", "add", &format!("{CLIENT_IP}/24"), "dev", "br0"]);
+        ip(&["-n", c, "addr", "add", LAN6[0], "dev", "br0", "nodad"]);
         for (tree, addr, n) in [(&self.src, SRC_IP, 0), (&self.dst, DST_IP, 1)] {
             let (inner, outer) = ("lan0", format!("port{n}"));
             ip(&[
@@ -83,6 +87,7 @@ impl Rig {
             ip(&["-n", c, "link", "set", &outer, "master", "br0", "up"]);
             ip(&["-n", tree.netns(), "link", "set", inner, "up"]);
             ip(&["-n", tree.netns(), "addr", "add", &format!("{addr}/24"), "dev", inner]);
+            ip(&["-n", tree.netns(), "addr", "add", LAN6[n + 1], "dev", inner, "nodad"]);
             // The tree routes the test ranges to `unreachable`; this one is its LAN now.
             ip(&[
                 "-n",
@@ -212,6 +217,54 @@ impl Rig {
         cmd.output().expect("run vzmigrate")
     }
 
+    /// `vzmigrate ARGS --ssh=... -o Hostname=DST_IP DEST CTID` on the source: the destination
+    /// named `dest`, a name only ssh knows (as a `Host` alias of ssh_config would be).
+    pub(crate) fn vzmigrate_to_alias(
+        &self,
+        dest: &str,
+        args: &[&str],
+        ctid: &str,
+    ) -> std::process::Output {
+        let ssh = format!("--ssh={} -o Hostname={DST_IP}", self.ssh_opts());
+        let mut cmd = self.src.cmd("vzmigrate");
+        cmd.args(args).arg(ssh).args([dest, ctid]);
+        cmd.output().expect("run vzmigrate")
+    }
+
+    /// `vzmigrate` (from the source if `forward`, else back) that SIGKILLs itself at the
+    /// crash point `step` (`VZ_TEST_CRASH_AT`); its ssh master's socket goes under `tmp`.
+    pub(crate) fn vzmigrate_killed_at(
+        &self,
+        forward: bool,
+        args: &[&str],
+        ctid: &str,
+        step: &str,
+        tmp: &std::path::Path,
+    ) -> std::process::Output {
+        let ssh = format!("--ssh={}", self.ssh_opts());
+        let (from, to) = if forward { (&self.src, DST_IP) } else { (&self.dst, SRC_IP) };
+        let mut cmd = from.cmd("vzmigrate");
+        cmd.env("VZ_TEST_CRASH_AT", step).env("TMPDIR", tmp);
+        cmd.args(args).arg(ssh).args([to, ctid]);
+        cmd.output().expect("run vzmigrate")
+    }
+
+    /// Ends the ssh master connections a killed vzmigrate left under `tmp` (they would
+    /// otherwise linger for ControlPersist's 60 s).
+    pub(crate) fn end_ssh_masters(&self, tmp: &std::path::Path) {
+        for entry in std::fs::read_dir(tmp).expect("read the temporary directory").flatten() {
+            let socket = entry.path().join("master");
+            if socket.exists() {
+                let _ = Command::new("ssh")
+                    .arg("-o")
+                    .arg(format!("ControlPath={}", socket.display()))
+                    .args(["-O", "exit", "unused"])
+                    .output();
+            }
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+
     /// The MAC of a server's LAN interface.
     pub(crate) fn lan_mac(tree: &VzTree) -> String {
         let out =
@@ -224,6 +277,18 @@ impl Rig {
     pub(crate) fn client_neighbour(&self, ip: &str) -> String {
         let out = self.in_client("ip").args(["neigh", "show", ip]).output().expect("run ip");
         ok(out).to_ascii_lowercase()
+    }
+
+    /// Starts capturing, in the client's namespace, the ICMPv6 neighbour advertisements
+    /// (ethernet frames) that reach it, until [`Capture::stop`].
+    pub(crate) fn capture_advertisements(&self) -> Capture {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let netns = PathBuf::from(format!("/run/netns/{}", self.client_ns));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || capture(&netns, &flag, &ready_tx));
+        ready_rx.recv_timeout(Duration::from_secs(10)).expect("the capture's packet socket");
+        Capture { stop, thread }
     }
 
     /// A command in the client's namespace.
@@ -242,4 +307,53 @@ impl Drop for Rig {
         }
         let _ = Command::new("ip").args(["netns", "del", &self.client_ns]).output();
     }
+}
+
+/// A capture of neighbour advertisements running in a thread of its own.
+pub(crate) struct Capture {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Vec<u8>>>,
+}
+
+impl Capture {
+    /// Ends the capture; the frames seen.
+    pub(crate) fn stop(self) -> Vec<Vec<u8>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the capture thread")
+    }
+}
+
+/// The capture thread: enters the client's namespace (this thread only), opens a packet
+/// socket there and keeps every ICMPv6 neighbour advertisement until `stop`.
+fn capture(
+    netns: &std::path::Path,
+    stop: &std::sync::atomic::AtomicBool,
+    ready: &std::sync::mpsc::Sender<()>,
+) -> Vec<Vec<u8>> {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, setsockopt, socket,
+        sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(netns).expect("open the client's netns");
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter the client's netns");
+    let fd =
+        socket(AddressFamily::Packet, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::EthAll)
+            .expect("a packet socket");
+    let timeout = nix::sys::time::TimeVal::new(0, 100_000);
+    setsockopt(&fd, sockopt::ReceiveTimeout, &timeout).expect("SO_RCVTIMEO");
+    ready.send(()).expect("report the socket");
+    let mut frames = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            // IPv6, ICMPv6, type 136.
+            Ok(n) if n >= 86 && buf[12..14] == [0x86, 0xdd] && buf[20] == 58 && buf[54] == 136 => {
+                frames.push(buf[..n].to_vec());
+            }
+            Ok(_) | Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+            Err(e) => panic!("capture: {e}"),
+        }
+    }
+    frames
 }

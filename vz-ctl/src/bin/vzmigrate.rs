@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use vz_ctl::cli::tool::{self, ToolArg, VZMIGRATE};
 use vz_ctl::config::GlobalConfig;
 use vz_ctl::ops::migrate::remote::{MigrateOptions, Mode, migrate};
-use vz_ctl::ops::migrate::{MigrateError, image};
+use vz_ctl::ops::migrate::{MigrateError, announce, image, incoming};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,6 +21,26 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("Error: receive {path}: {e}");
                 ExitCode::from(6)
+            }
+        };
+    }
+    if let [command, ctid] = args.as_slice()
+        && let Some(ctid) = ctid.parse().ok().filter(|_| command.starts_with("__"))
+    {
+        // The destination's end of a migration's records (run by vzmigrate over ssh).
+        let outcome = match command.as_str() {
+            incoming::INCOMING_COMMAND => {
+                incoming::serve_incoming(ctid, std::io::stdin().lock(), std::io::stdout())
+            }
+            incoming::STATE_COMMAND => incoming::state(ctid).map(|state| println!("{state}")),
+            announce::ANNOUNCE_COMMAND => announce::announce(ctid).map(|n| println!("{n}")),
+            _ => Err(MigrateError::Usage(format!("unknown command {command}"))),
+        };
+        return match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::from(e.exit_code())
             }
         };
     }

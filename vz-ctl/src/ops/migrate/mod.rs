@@ -4,8 +4,12 @@
 //! recovery of the tree it runs in; this module orders the steps and undoes them on failure,
 //! so that a VE always runs on exactly one side.
 
+pub mod announce;
 pub mod image;
+pub mod incoming;
+mod lazy;
 pub mod local;
+pub mod recovery;
 pub mod remote;
 mod ssh;
 
@@ -109,12 +113,27 @@ pub fn local_vzctl() -> PathBuf {
 
 /// Runs the local `vzctl --skiplock ARGS` (the caller holds the VE's lock) and returns its
 /// output, or its stderr as the error text.
+///
+/// Inside a migration the running step's pid is recorded (a killed vzmigrate's repair waits
+/// for it: see [`recovery`]); crash point `migrate:during:<command> [<first option>]`, e.g.
+/// `migrate:during:chkpnt --dump`.
 pub(crate) fn vzctl(args: &[&str]) -> std::result::Result<Output, String> {
-    let out = Command::new(local_vzctl())
+    let child = Command::new(local_vzctl())
         .arg("--skiplock")
         .args(args)
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| format!("run vzctl: {e}"))?;
+    recovery::step_started(child.id());
+    let option = args.get(2).filter(|a| a.starts_with("--"));
+    let label =
+        args.first().map(|c| option.map_or_else(|| (*c).to_owned(), |o| format!("{c} {o}")));
+    crate::intent::crash_point(&format!("migrate:during:{}", label.unwrap_or_default()));
+    let out = child.wait_with_output();
+    recovery::step_ended();
+    let out = out.map_err(|e| format!("run vzctl: {e}"))?;
     if out.status.success() { Ok(out) } else { Err(failure_text("vzctl", args, &out)) }
 }
 

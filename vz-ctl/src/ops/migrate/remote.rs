@@ -3,7 +3,9 @@
 //! offline (stop, copy the private area, start there) or online (suspend, dump, copy the
 //! private area with its file system frozen and the images, restore there, kill here). Every
 //! failure before the VE runs on the destination resumes (or starts again) the source and
-//! removes what was made on the destination, unless `--keep-dst`.
+//! removes what was made on the destination, unless `--keep-dst`. A vzmigrate killed on the
+//! way is repaired by the next locking vzctl on either side ([`super::recovery`],
+//! [`super::incoming`]).
 //!
 //! The private area of the image layout (one sparse file) goes as a sparse `tar` stream,
 //! which reads only the file's data (SEEK_DATA); a simfs tree goes with rsync, once while the
@@ -13,10 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use super::lazy::{PipeMax, abort_lazy_dump, free_port, listening, wait_post_copy};
 use super::local::{ACTION_SCRIPTS, lock};
+use super::recovery::{MigrationRecord, Phase};
 use super::{FsFreeze, MigrateError, Remote, Result, Timings, sh_quote as q, vzctl};
 use crate::config::{ConfigFile, GlobalConfig, expand_veid};
 use crate::ctid::Ctid;
+use crate::intent::crash_point;
 use crate::output::{say, warn};
 use crate::ve::Ve;
 
@@ -71,22 +76,24 @@ impl Mode {
 
 /// Where the VE goes on the destination, from its vz.conf.
 #[derive(Debug)]
-struct Dest {
-    remote: Remote,
-    ctid: u32,
-    conf_dir: PathBuf,
-    private: PathBuf,
-    root: PathBuf,
-    dump: PathBuf,
+pub(super) struct Dest {
+    pub(super) remote: Remote,
+    pub(super) ctid: u32,
+    pub(super) conf_dir: PathBuf,
+    pub(super) private: PathBuf,
+    pub(super) root: PathBuf,
+    pub(super) dump: PathBuf,
+    /// Its LOCKDIR (the holder's record, see [`super::incoming`]).
+    pub(super) lock_dir: PathBuf,
     /// The destination's CRIU (`CRIU` of its vz.conf).
-    criu: String,
+    pub(super) criu: String,
     /// The destination's address as this host reaches it (for its page server).
-    host: String,
+    pub(super) host: String,
     /// This host's address as the destination sees it (`SSH_CONNECTION`).
-    source_addr: String,
+    pub(super) source_addr: String,
     /// The VE's host id range is another VE's there: CTID.conf goes without it and the
     /// destination allocates a free one at the first start (offline migration only).
-    reallocate_ids: bool,
+    pub(super) reallocate_ids: bool,
 }
 
 impl Dest {
@@ -95,7 +102,7 @@ impl Dest {
     }
 
     /// The pid file of a CRIU daemon (page server, lazy-pages) of this migration there.
-    fn daemon_pidfile(&self) -> String {
+    pub(super) fn daemon_pidfile(&self) -> String {
         q(&format!("{}.criu-pid", self.dump.display()))
     }
 
@@ -111,29 +118,43 @@ impl Dest {
         self.remote.run(&script).map(|_| ()).map_err(|(_, e)| e)
     }
 
-    /// `vzctl ARGS` on the destination.
-    fn vzctl(&self, args: &str) -> std::result::Result<String, (Option<i32>, String)> {
-        let out = self.remote.run(&format!("vzctl {args}"))?;
+    /// `vzctl --skiplock ARGS` on the destination (the holder there has the lock).
+    pub(super) fn vzctl(&self, args: &str) -> std::result::Result<String, (Option<i32>, String)> {
+        let out = self.remote.run(&format!("vzctl --skiplock {args}"))?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Whether the VE runs on the destination (`None`: cannot tell).
-    fn is_running(&self) -> Option<bool> {
+    pub(super) fn is_running(&self) -> Option<bool> {
         let text = self.vzctl(&format!("status {}", self.ctid)).ok()?;
         Some(text.split_whitespace().any(|w| w == "running"))
     }
 
+    /// Whether the destination took the VE over (`vzmigrate __state`: it runs there, or its
+    /// record there is committed); `None`: cannot tell.
+    pub(super) fn took_over(&self) -> Option<bool> {
+        let script = format!("vzmigrate {} {}", super::incoming::STATE_COMMAND, self.ctid);
+        let out = self.remote.run(&script).ok()?;
+        match String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim() {
+            "running" | "committed" => Some(true),
+            "none" => Some(false),
+            _ => None,
+        }
+    }
+
     /// Removes everything of the VE on the destination (it must have had nothing before).
-    fn remove_all(&self) -> std::result::Result<(), String> {
+    pub(super) fn remove_all(&self) -> std::result::Result<(), String> {
         let id = self.ctid;
         let mut script = format!(
             "p={pid}; [ -f $p ] && kill $(cat $p) 2>/dev/null; rm -f $p; \
-             vzctl --quiet stop {id} --fast >/dev/null 2>&1; vzctl --quiet umount {id} >/dev/null 2>&1; \
-             rm -rf {} {}; rmdir {} 2>/dev/null; rm -f {}",
+             vzctl --skiplock --quiet stop {id} --fast >/dev/null 2>&1; \
+             vzctl --skiplock --quiet umount {id} >/dev/null 2>&1; \
+             rm -rf {} {}; rmdir {} 2>/dev/null; rm -f {} {}",
             q(&self.private.to_string_lossy()),
             q(&self.dump.to_string_lossy()),
             q(&self.root.to_string_lossy()),
             q(&self.conf().to_string_lossy()),
+            q(&self.lock_dir.join(format!("{id}.migrate")).to_string_lossy()),
             pid = self.daemon_pidfile(),
         );
         for action in ACTION_SCRIPTS {
@@ -191,18 +212,23 @@ pub fn migrate(global: &GlobalConfig, opts: &MigrateOptions) -> Result<Timings> 
         say("Check passed");
         return Ok(Timings::default());
     }
+    // Dropped last: a failure undone here needs no repair (see `recovery`).
+    let mut record = MigrationRecord::begin(&ve, &dest, opts, status.running)?;
+    record.hold_destination(&dest)?;
     let mut guard = DestGuard { dest: &dest, armed: true, keep: opts.keep_dst };
     send_config(&ve, &dest)?;
+    crash_point("migrate:copying");
     let timings = if opts.online {
         let mode = choose_mode(&ve, &dest, opts.mode);
         say(format!("Online migration, memory: {mode:?}"));
-        online(&ve, &dest, mode)?
+        online(&ve, &dest, mode, opts.mode == Mode::Auto, &mut record)?
     } else {
-        offline(&ve, &dest, status.running)?
+        offline(&ve, &dest, status.running, &mut record)?
     };
     guard.armed = false;
     drop(guard);
     finish_source(&ve, opts.keep_source)?;
+    record.done();
     say(format!("Migration of CT {} to {} completed", opts.ctid, opts.dest));
     Ok(timings)
 }
@@ -238,6 +264,7 @@ fn check_dest(ve: &Ve, opts: &MigrateOptions) -> Result<Dest> {
         private: path("VE_PRIVATE")?,
         root: path("VE_ROOT")?,
         dump: global.dump_dir().join(format!("Dump.{ctid}")),
+        lock_dir: global.lock_dir(),
         criu: global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(DEFAULT_CRIU).to_owned(),
         host,
         source_addr: connection.split_whitespace().next().unwrap_or_default().to_owned(),
@@ -395,7 +422,7 @@ fn copy_image_area(
 }
 
 /// Offline: stop here, copy, start there (if it ran); on failure the source starts again.
-fn offline(ve: &Ve, dest: &Dest, running: bool) -> Result<Timings> {
+fn offline(ve: &Ve, dest: &Dest, running: bool, record: &mut MigrationRecord) -> Result<Timings> {
     let mut t = Timings::default();
     let id = ve.ctid.to_string();
     let is_simfs = !ve.private()?.join("root.hdd").is_dir();
@@ -403,12 +430,14 @@ fn offline(ve: &Ve, dest: &Dest, running: bool) -> Result<Timings> {
         t.phase("First rsync", || copy_private(ve, dest)).map_err(MigrateError::Copy)?;
     }
     let stopped = Instant::now();
+    record.phase(Phase::Stopped)?;
     if running {
         say(format!("Stopping CT {id}"));
         t.phase("Stop", || vzctl(&["stop", &id])).map_err(MigrateError::SourceStop)?;
     } else if ve.is_mounted()? {
         vzctl(&["umount", &id]).map_err(MigrateError::SourceStop)?;
     }
+    crash_point("migrate:stopped");
     let restart = |e: MigrateError| {
         if running && let Err(e) = vzctl(&["start", &id]) {
             warn(format!("could not start CT {id} again on the source: {e}"));
@@ -418,12 +447,16 @@ fn offline(ve: &Ve, dest: &Dest, running: bool) -> Result<Timings> {
     say("Copying the private area");
     t.phase("Copy private area", || copy_private(ve, dest))
         .map_err(|e| restart(MigrateError::Copy(e)))?;
+    record.phase(Phase::Restoring).map_err(restart)?;
+    crash_point("migrate:restoring");
     if running {
         say(format!("Starting CT {id} on the destination"));
         t.phase("Start", || dest.vzctl(&format!("start {id}")))
             .map_err(|(_, e)| restart(MigrateError::DestStart(e)))?;
+        crash_point("migrate:restored");
         t.set_frozen(stopped.elapsed());
     }
+    record.commit(dest).map_err(restart)?;
     Ok(t)
 }
 
@@ -452,120 +485,16 @@ fn choose_mode(ve: &Ve, dest: &Dest, mode: Mode) -> Mode {
     if lazy { Mode::Lazy } else { Mode::PageServer }
 }
 
-/// A free TCP port of this host for a listener made later (CRIU's).
-fn free_port() -> std::result::Result<u16, String> {
-    let listener = std::net::TcpListener::bind(("0.0.0.0", 0)).map_err(|e| e.to_string())?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
-
-/// Whether something of this network namespace listens on TCP `port`.
-fn listening(port: u16) -> bool {
-    let wanted = format!(":{port:04X} ");
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
-        std::fs::read_to_string(f).unwrap_or_default().lines().any(|l| {
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            fields.get(3) == Some(&"0A")
-                && fields.get(1).is_some_and(|a| format!("{a} ").ends_with(&wanted))
-        })
-    })
-}
-
-/// Ends a lazy dump that serves no one: one connection to its page server, closed at once,
-/// ends its serving, and the dump returns (the VE stays suspended, as `--dump` leaves it). If
-/// it does not end within 30 s, vzctl and its CRIU are killed (CRIU's tasks then let go of
-/// the VE's, which the freezer holds).
-fn abort_lazy_dump(mut child: std::process::Child, address: &str, port: u16) {
-    let _ = std::net::TcpStream::connect((address, port));
-    let start = Instant::now();
-    while start.elapsed() < std::time::Duration::from_secs(30) {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    warn("the lazy dump did not end: killing it");
-    let pid = child.id();
-    for descendant in descendants(pid) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(descendant).unwrap_or(i32::MAX)),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Waits for the lazy dump to have served every page. The destination's `criu lazy-pages`
-/// ends when it has them all; if it is gone (or cannot be asked) and the dump still serves
-/// 10 s later, nobody takes the pages any more: the dump is ended and this fails.
-fn wait_post_copy(
-    mut child: std::process::Child,
-    dest: &Dest,
-    port: u16,
-) -> std::result::Result<std::process::Output, String> {
-    let alive = format!("p={}; [ -f $p ] && kill -0 $(cat $p)", dest.daemon_pidfile());
-    let mut gone_since: Option<Instant> = None;
-    loop {
-        for _ in 0..40 {
-            if let Ok(Some(_)) = child.try_wait() {
-                return child.wait_with_output().map_err(|e| e.to_string());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        if gone_since.is_none() && dest.remote.run(&alive).is_err() {
-            gone_since = Some(Instant::now());
-        }
-        if gone_since.is_some_and(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
-            abort_lazy_dump(child, &dest.source_addr, port);
-            return Err("the destination's lazy-pages daemon ended before it had every page".into());
-        }
-    }
-}
-
-/// Every descendant of `pid` (from /proc/PID/task/*/children), deepest first.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
-    for task in tasks {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
-            found.extend(descendants(child));
-            found.push(child);
-        }
-    }
-    found
-}
-
-/// `fs.pipe-max-size` raised to 4 MiB for a lazy dump (its page pipes; root without
-/// CAP_SYS_RESOURCE cannot pass the limit), set back on drop.
-struct PipeMax(Option<String>);
-
-impl PipeMax {
-    const PATH: &str = "/proc/sys/fs/pipe-max-size";
-
-    fn raise() -> PipeMax {
-        let old = std::fs::read_to_string(Self::PATH).unwrap_or_default().trim().to_owned();
-        if old.parse::<u64>().is_ok_and(|v| v < 4 << 20)
-            && std::fs::write(Self::PATH, "4194304").is_ok()
-        {
-            return PipeMax(Some(old));
-        }
-        PipeMax(None)
-    }
-}
-
-impl Drop for PipeMax {
-    fn drop(&mut self) {
-        if let Some(old) = &self.0
-            && let Err(e) = std::fs::write(Self::PATH, old)
-        {
-            warn(format!("set {} back to {old}: {e}", Self::PATH));
-        }
-    }
-}
-
 /// Online: suspend, dump, copy, restore there; on failure the source resumes.
-fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
+/// `fallback` (the mode was chosen, not given): a page server that cannot start on the
+/// destination makes it a plain dump, copy and restore instead of a failure.
+fn online(
+    ve: &Ve,
+    dest: &Dest,
+    mode: Mode,
+    fallback: bool,
+    record: &mut MigrationRecord,
+) -> Result<Timings> {
     let mut t = Timings::default();
     let id = ve.ctid.to_string();
     let root = ve.root()?;
@@ -590,12 +519,23 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
     match mode {
         Mode::PageServer => {
             let port = 20_000 + u16::try_from(std::process::id() % 20_000).unwrap_or(0);
-            dest.start_criu_daemon(&format!(
+            match dest.start_criu_daemon(&format!(
                 "page-server --address {} --port {port} -o page-server.log",
                 q(&dest.host)
-            ))
-            .map_err(|e| MigrateError::DestStart(format!("the page server: {e}")))?;
-            dump_args.extend(["--page-server".into(), format!("{}:{port}", dest.host)]);
+            )) {
+                Ok(()) => {
+                    dump_args.extend(["--page-server".into(), format!("{}:{port}", dest.host)]);
+                }
+                Err(e) if fallback => {
+                    let why = e.lines().last().unwrap_or_default().to_owned();
+                    say(format!(
+                        "The page server cannot start on the destination ({why}): \
+                         falling back to a plain dump, copy and restore"
+                    ));
+                    tracing::info!("page server on the destination: {e}");
+                }
+                Err(e) => return Err(MigrateError::DestStart(format!("the page server: {e}"))),
+            }
         }
         Mode::Lazy => {
             let port = free_port().map_err(MigrateError::Other)?;
@@ -606,6 +546,7 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
         Mode::Plain | Mode::Auto => {}
     }
     let _pipe_max = lazy_port.map(|_| PipeMax::raise());
+    record.phase(Phase::Frozen)?;
     let frozen = Instant::now();
     say(format!("Suspending CT {id}"));
     let resume = |e: MigrateError| {
@@ -649,6 +590,11 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
         Ok(())
     })
     .map_err(|e| resume(MigrateError::SourceStop(e)))?;
+    if let (Some(child), Some(port)) = (&lazy_dump, lazy_port) {
+        record.note("lazy_port", &port.to_string())?;
+        record.note("dump_pid", &child.id().to_string())?;
+    }
+    crash_point("migrate:frozen");
     let stop_lazy_dump = |dump: &mut Option<std::process::Child>| {
         if let (Some(child), Some(port)) = (dump.take(), lazy_port) {
             abort_lazy_dump(child, &dest.source_addr, port);
@@ -688,6 +634,11 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
             return Err(resume(MigrateError::DestStart(format!("the lazy-pages daemon: {e}"))));
         }
     }
+    if let Err(e) = record.phase(Phase::Restoring) {
+        stop_lazy_dump(&mut lazy_dump);
+        return Err(resume(e));
+    }
+    crash_point("migrate:restoring");
     say(format!("Restoring CT {id} on the destination"));
     let lazy = if lazy_port.is_some() { " --lazy-pages" } else { "" };
     let restored = t.phase("Undump + Resume", || dest.vzctl(&format!("restore {id}{lazy}")));
@@ -699,6 +650,7 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
         }
         warn(format!("the restore's connection failed ({e}), but CT {id} runs on the destination"));
     }
+    crash_point("migrate:restored");
     t.set_frozen(frozen.elapsed());
     if let Some(child) = lazy_dump.take() {
         // The source serves the pages until the destination has them all.
@@ -715,48 +667,53 @@ fn online(ve: &Ve, dest: &Dest, mode: Mode) -> Result<Timings> {
             return Err(resume(MigrateError::DestStart(format!("post-copy failed: {why}"))));
         }
     }
+    // From here on the destination has it: a killed vzmigrate's repair finishes the source.
+    record.commit(dest).map_err(resume)?;
     announce(ve, dest);
     say(format!("Killing CT {id} on the source"));
     if let Err(e) = vzctl(&["chkpnt", &id, "--kill"]) {
         return Err(MigrateError::SourceStop(format!("CT {id} runs on the destination, but: {e}")));
     }
+    crash_point("migrate:source-killed");
     let _ = std::fs::remove_dir_all(&images);
     let _ = dest.remote.run(&format!("rm -f {}", dest.daemon_pidfile()));
     Ok(t)
 }
 
-/// Makes the VE's IPv4 addresses reachable at the destination at once: proxy ARP entries on
-/// its up links (other than lo and VEs' own ends) and one unsolicited ARP each (`arping -U`,
-/// with non-local binds allowed for the moment it takes), so neighbours forget the source.
-fn announce(ve: &Ve, dest: &Dest) {
-    let ips: Vec<String> = ve
-        .config()
-        .map(|c| c.ip_addresses())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|ip| ip.split('/').next().map(str::to_owned))
-        .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
-        .collect();
-    if ips.is_empty() {
-        return;
+/// Makes the VE's addresses reachable at the destination at once, so neighbours forget the
+/// source: IPv4 by proxy ARP entries on its up links (other than lo and VEs' own ends) and
+/// one unsolicited ARP each (`arping -U`, with non-local binds allowed for the moment it
+/// takes); IPv6 by an unsolicited neighbour advertisement each from vz itself
+/// ([`super::announce`]) on the devices where venet made its proxy NDP entries.
+pub(super) fn announce(ve: &Ve, dest: &Dest) {
+    let addresses = ve.config().map(|c| c.ip_addresses()).unwrap_or_default();
+    let bare = || addresses.iter().filter_map(|ip| ip.split('/').next());
+    let ips: Vec<&str> = bare().filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok()).collect();
+    if !ips.is_empty() {
+        let script = format!(
+            "nb=/proc/sys/net/ipv4/ip_nonlocal_bind; old=$(cat $nb); echo 1 > $nb; \
+             for dev in $(ip -o link show up | awk -F': ' '{{print $2}}' | cut -d@ -f1); do \
+               case $dev in lo|venet*|veth*) continue;; esac; \
+               for ip in {ips}; do ip neigh add proxy $ip dev $dev 2>/dev/null; \
+                 arping -q -c 1 -U -I $dev -s $ip $ip; done; \
+             done; echo $old > $nb",
+            ips = ips.join(" ")
+        );
+        if let Err((_, e)) = dest.remote.run(&script) {
+            warn(format!("announcing the addresses on the destination: {e}"));
+        }
     }
-    let script = format!(
-        "nb=/proc/sys/net/ipv4/ip_nonlocal_bind; old=$(cat $nb); echo 1 > $nb; \
-         for dev in $(ip -o link show up | awk -F': ' '{{print $2}}' | cut -d@ -f1); do \
-           case $dev in lo|venet*|veth*) continue;; esac; \
-           for ip in {ips}; do ip neigh add proxy $ip dev $dev 2>/dev/null; \
-             arping -q -c 1 -U -I $dev -s $ip $ip; done; \
-         done; echo $old > $nb",
-        ips = ips.join(" ")
-    );
-    if let Err((_, e)) = dest.remote.run(&script) {
-        warn(format!("announcing the addresses on the destination: {e}"));
+    if bare().any(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()) {
+        let script = format!("vzmigrate {} {}", super::announce::ANNOUNCE_COMMAND, dest.ctid);
+        if let Err((_, e)) = dest.remote.run(&script) {
+            warn(format!("advertising the IPv6 addresses on the destination: {e}"));
+        }
     }
 }
 
 /// After a migration: the source's VE destroyed, or (`-r no`) kept with its config renamed
 /// `CTID.conf.migrated`.
-fn finish_source(ve: &Ve, keep: bool) -> Result<()> {
+pub(super) fn finish_source(ve: &Ve, keep: bool) -> Result<()> {
     let id = ve.ctid.to_string();
     if !keep {
         say(format!("Removing CT {id} on the source"));
