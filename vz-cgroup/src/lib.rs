@@ -8,7 +8,7 @@
 //!
 //! - [`knob`]: reading and writing control files with errors that name the file and value;
 //! - [`tree`]: the tasks of a cgroup and every cgroup below it, making a path level by
-//!   level with the v1 cpuset filled ([`tree::fill_cpuset`]: a new v1 cpuset cgroup with
+//!   level with the v1 cpuset filled ([`tree::make_path`]: a new v1 cpuset cgroup with
 //!   empty sets refuses tasks), removal deepest first;
 //! - [`Freezer`]: suspend and resume (v1 `freezer.state`, v2 `cgroup.freeze`).
 //!

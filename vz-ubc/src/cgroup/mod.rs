@@ -151,7 +151,7 @@ impl Beancounter {
     /// or unsupported on this kernel. Parameters not in `set` are not touched.
     ///
     /// # Errors
-    /// [`UbcError::Cgroup`] when the kernel refuses a value (e.g. `EBUSY` when a memory limit
+    /// [`UbcError::Cgroup`](crate::UbcError::Cgroup) when the kernel refuses a value (e.g. `EBUSY` when a memory limit
     /// is below what the VE holds) or a file cannot be read.
     ///
     /// # Privileges
@@ -176,7 +176,7 @@ impl Beancounter {
     /// Measures every kernel parameter (all but `avnumproc`) from the cgroups and `/proc`.
     ///
     /// # Errors
-    /// [`UbcError::Cgroup`] when a cgroup file that must exist cannot be read.
+    /// [`UbcError::Cgroup`](crate::UbcError::Cgroup) when a cgroup file that must exist cannot be read.
     pub fn usage(&self) -> Result<Vec<Usage>> {
         let (mut rows, mut kernel_limits) = match &self.dirs {
             CgroupDirs::V1 { memory, pids, .. } => v1::usage(memory, pids.as_deref())?,
