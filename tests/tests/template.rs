@@ -415,13 +415,22 @@ fn a_debian_ve_from_the_cache_boots_on_cgroup_v1_and_v2() {
     let started = Instant::now();
     ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", DEBIAN_MINIMAL]));
     let create = started.elapsed().as_secs_f64();
+    eprintln!("{DEBIAN_MINIMAL}: vzctl create {create:.2} s");
 
     let started = Instant::now();
-    // Under the lab's emulation a boot takes tens of seconds.
-    let start = start_wait(&tree, &ctid, Duration::from_secs(600));
+    // Under the lab's emulation a boot takes tens of seconds; the limit leaves time for the
+    // diagnosis within nextest's 10 minutes.
+    let start = start_wait(&tree, &ctid, Duration::from_secs(300));
     let boot = started.elapsed().as_secs_f64();
-    let start = start.expect("vzctl start --wait did not return within 600 s");
-    assert!(start.status.success(), "vzctl start --wait: {}", text(&start));
+    let Some(start) = start else {
+        panic!("vzctl start --wait did not return within 300 s:\n{}", diagnosis(&tree, &ctid));
+    };
+    assert!(
+        start.status.success(),
+        "vzctl start --wait: {}\n{}",
+        text(&start),
+        diagnosis(&tree, &ctid)
+    );
     let state = tree.run("vzctl", &["exec", &ctid, "systemctl is-system-running --wait"]);
     let failed = ok(tree.run("vzctl", &["exec", &ctid, "systemctl --failed --no-legend"]));
     let v2 = vz_tests::is_cgroup_v2();
@@ -432,7 +441,13 @@ fn a_debian_ve_from_the_cache_boots_on_cgroup_v1_and_v2() {
         String::from_utf8_lossy(&state.stdout).trim(),
         failed.trim()
     );
-    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "running", "{}", text(&state));
+    assert_eq!(
+        String::from_utf8_lossy(&state.stdout).trim(),
+        "running",
+        "{}\n{}",
+        text(&state),
+        diagnosis(&tree, &ctid)
+    );
     assert_eq!(failed.trim(), "", "failed units");
     assert_eq!(ok(tree.run("vzctl", &["exec", &ctid, "cat /proc/1/comm"])).trim(), "systemd");
     // systemd runs its units in cgroups of its own, below the VE's cgroup namespace root.
@@ -470,6 +485,36 @@ fn a_debian_ve_from_the_cache_boots_on_cgroup_v1_and_v2() {
         format!("CTID {ctid} deleted unmounted down")
     );
     assert!(!tree.path().join(format!("conf/{ctid}.conf")).exists(), "destroy kept CTID.conf");
+}
+
+/// What a Debian VE that did not boot shows: its cgroups, systemd's state, jobs and journal
+/// (each command limited to 60 s), and the end of the tree's vzctl log.
+fn diagnosis(tree: &VzTree, ctid: &str) -> String {
+    let mut out = String::new();
+    let cgroup_dir = tree.cgroup_file(ctid, "pids", "", "");
+    let listing =
+        Command::new("find").arg(&cgroup_dir).args(["-maxdepth", "3", "-type", "d"]).output();
+    out += &format!("cgroups: {}\n", listing.map(|o| text(&o)).unwrap_or_default());
+    for command in [
+        "ps -eo pid,stat,args",
+        "systemctl is-system-running",
+        "systemctl list-jobs --no-pager",
+        "systemctl --failed --no-pager",
+        "journalctl -b --no-pager -q | tail -n 60",
+    ] {
+        let run = tree
+            .in_netns("timeout")
+            .env("VZ_CONFIG", tree.vz_conf())
+            .arg("60")
+            .arg(vz_tests::bin_dir().join("vzctl"))
+            .args(["exec", ctid, command])
+            .output();
+        out += &format!("--- {command}:\n{}\n", run.map(|o| text(&o)).unwrap_or_default());
+    }
+    let log = fs::read_to_string(tree.path().join("vzctl.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    out += &format!("--- vzctl.log:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    out
 }
 
 /// Runs `vzctl start CTID --wait`, killing it (by its pid) after `limit`; returns its

@@ -105,15 +105,16 @@ pub(crate) fn run_lab(lab: &VmTest) -> Result<Report> {
     // Build on the host: the binaries for the black-box tests and every test binary, and
     // write nextest's reuse-build metadata for the guest.
     sh::run(sh::cargo(&lab.root).args(["build", "--workspace", "--bins"]))?;
-    let binaries = sh::output(sh::cargo(&lab.root).args([
-        "nextest",
-        "list",
-        "--workspace",
-        "--list-type",
-        "binaries-only",
-        "--message-format",
-        "json",
-    ]))?;
+    let (scope, _) = build_scope(&lab.nextest_args);
+    let mut list = sh::cargo(&lab.root);
+    list.args(["nextest", "list"]);
+    if scope.is_empty() {
+        list.arg("--workspace");
+    } else {
+        list.args(&scope);
+    }
+    let binaries =
+        sh::output(list.args(["--list-type", "binaries-only", "--message-format", "json"]))?;
     write(&share.join("binaries-metadata.json"), &binaries)?;
     let metadata = sh::output(sh::cargo(&lab.root).args([
         "metadata",
@@ -208,10 +209,11 @@ fn job_env(lab: &VmTest) -> Result<String> {
     let xtask = std::env::current_exe().context("cannot find xtask's own executable")?;
     // Several -E are a union in nextest: a filter expression of the caller replaces ours;
     // test-name filters narrow ours.
-    let own_expr = lab.nextest_args.iter().any(|a| a == "-E" || a.starts_with("--filter-expr"));
+    let (_, guest_args) = build_scope(&lab.nextest_args);
+    let own_expr = guest_args.iter().any(|a| a == "-E" || a.starts_with("--filter-expr"));
     let mut args =
         if own_expr { Vec::new() } else { vec!["-E".to_owned(), DEFAULT_FILTER.to_owned()] };
-    args.extend(lab.nextest_args.iter().cloned());
+    args.extend(guest_args);
     let mut env = String::new();
     let mut var = |key: &str, value: &str| writeln!(env, "export {key}={}", bash_quote(value));
     var("VZ_WORKSPACE", &lab.root.to_string_lossy())?;
@@ -227,6 +229,26 @@ fn job_env(lab: &VmTest) -> Result<String> {
     let quoted: Vec<String> = args.iter().map(|a| bash_quote(a)).collect();
     writeln!(env, "VZ_NEXTEST_ARGS=({})", quoted.join(" "))?;
     Ok(env)
+}
+
+/// Splits the caller's nextest arguments into the build scope (`-p`/`--package`, `--test`,
+/// `--lib`, `--bins`: only these test binaries are built on the host and handed to the
+/// guest, instead of the whole workspace's) and the rest, for the guest's nextest.
+fn build_scope(args: &[String]) -> (Vec<String>, Vec<String>) {
+    let (mut scope, mut rest) = (Vec::new(), Vec::new());
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "-p" | "--package" | "--test" => {
+                scope.push(arg.clone());
+                scope.extend(it.next().cloned());
+            }
+            "--lib" | "--bins" => scope.push(arg.clone()),
+            a if a.starts_with("--package=") || a.starts_with("--test=") => scope.push(arg.clone()),
+            _ => rest.push(arg.clone()),
+        }
+    }
+    (scope, rest)
 }
 
 fn bash_quote(s: &str) -> String {
@@ -280,7 +302,7 @@ mod tests {
         );
         let env = job_env(&lab).unwrap();
         assert!(env.contains("export VZ_BIN_DIR='/w/target/debug'\n"), "{env}");
-        assert!(env.contains("export VZ_TEST_REQUIRE='cgroup-v2,quota'\n"), "{env}");
+        assert!(env.contains(&format!("export VZ_TEST_REQUIRE='{GUEST_REQUIRE}'\n")), "{env}");
         assert!(
             env.contains(&format!(r"VZ_NEXTEST_ARGS=('-E' '{DEFAULT_FILTER}' 'it'\''s' 'x')")),
             "{env}"
@@ -297,6 +319,20 @@ mod tests {
             None,
         );
         assert!(job_env(&own).unwrap().contains("VZ_NEXTEST_ARGS=('-E' 'test(/a b/)')\n"));
+        let scoped = VmTest::new(
+            PathBuf::from("/w"),
+            PathBuf::from("/w/t"),
+            ["-p", "vz-tests", "--test=template", "boots", "--lib"].map(str::to_owned).to_vec(),
+            None,
+        );
+        let (scope, rest) = build_scope(&scoped.nextest_args);
+        assert_eq!(scope, ["-p", "vz-tests", "--test=template", "--lib"]);
+        assert_eq!(rest, ["boots"]);
+        assert!(
+            job_env(&scoped)
+                .unwrap()
+                .contains(&format!("VZ_NEXTEST_ARGS=('-E' '{DEFAULT_FILTER}' 'boots')\n"))
+        );
     }
 
     #[test]
