@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 /// the host. The Debian boot from the host-built cache
 /// (`template::a_debian_ve_from_the_cache_boots_on_cgroup_v1_and_v2`) runs in the lab only
 /// when asked (docs/kernel-lab.md): its `vzctl create` did not finish within nextest's 10
-/// minutes under TCG. So do the 50-VE and random-kill stress tests, CRIU's timings beside bare CRIU,
-/// the privileged twin of the checkpoint test (2.5 min under TCG; the lab runs the
+/// minutes under TCG. So do the 50-VE and random-kill stress tests, CRIU's timings beside
+/// bare CRIU, the privileged twin of the checkpoint test (2.5 min under TCG; the lab runs the
 /// user-namespace one), the two-server migrations (minutes each under TCG; the lab runs
 /// vzmlocal, which moves a VE's cgroup too), the Debian package build, the boot service
 /// (the init script's order and modes over vzctl) and vzubc under watch(1) (a terminal
