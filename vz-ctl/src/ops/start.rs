@@ -278,6 +278,11 @@ fn init_env() -> Vec<(String, String)> {
         ("HOME".to_owned(), "/".to_owned()),
         ("TERM".to_owned(), "linux".to_owned()),
         ("container".to_owned(), "vz".to_owned()),
+        // systemd ≥ 254 as pid 1 watches memory pressure through a PSI trigger on
+        // /proc/pressure/memory; CRIU restores the open file but not the trigger, so the fd
+        // polls ready forever and the busy loop starves systemd's job queue after a restore
+        // (jobs stay "waiting"). "/dev/null" turns that watch off (sd_event_add_memory_pressure).
+        ("MEMORY_PRESSURE_WATCH".to_owned(), "/dev/null".to_owned()),
     ]
 }
 
