@@ -34,6 +34,17 @@ pub fn tasks(dir: &Path) -> Result<Vec<i32>> {
     Ok(pids)
 }
 
+/// The cgroup at or below `dir` whose `cgroup.procs` lists `pid` (e.g. systemd's
+/// `init.scope` below a VE's cgroup), if any.
+pub fn holding(dir: &Path, pid: i32) -> Option<PathBuf> {
+    let mut dirs = vec![dir.to_owned()];
+    subdirs_deepest_first(dir, &mut dirs);
+    dirs.into_iter().find(|d| {
+        std::fs::read_to_string(d.join("cgroup.procs"))
+            .is_ok_and(|t| t.lines().any(|l| l.trim().parse() == Ok(pid)))
+    })
+}
+
 /// Appends every directory below `dir` to `out`, children before their parents (the order
 /// they can be removed in); nothing when `dir` cannot be listed.
 pub fn subdirs_deepest_first(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -131,6 +142,9 @@ mod tests {
         std::fs::write(ve.join("init.scope/sub/cgroup.procs"), "30\n").unwrap();
         assert_eq!(tasks(&ve).unwrap(), vec![1, 7, 30]);
         assert_eq!(tasks(&root.path().join("102")).unwrap(), Vec::<i32>::new());
+        assert_eq!(holding(&ve, 1), Some(ve.join("init.scope")));
+        assert_eq!(holding(&ve, 30), Some(ve.join("init.scope/sub")));
+        assert_eq!(holding(&ve, 31), None);
         let mut below = Vec::new();
         subdirs_deepest_first(&ve, &mut below);
         assert_eq!(below, vec![ve.join("init.scope/sub"), ve.join("init.scope")]);

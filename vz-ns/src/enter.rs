@@ -15,7 +15,6 @@ use nix::unistd::{ForkResult, Pid};
 use crate::caps::{CapSet, last_cap};
 use crate::error::{NsError, Result};
 use crate::exec::ExecPlan;
-use crate::init::child::join_cgroups;
 use crate::init::sync::{Msg, Receiver, channel, send};
 use crate::intercept::send_listener;
 use crate::relay::{Input, Output, Relay};
@@ -229,6 +228,25 @@ struct Joiner<'a> {
 }
 
 impl Joiner<'_> {
+    /// Joins the VE's cgroups. On cgroup v2 a cgroup that hands controllers to cgroups of
+    /// its own (an init inside, systemd, made them) takes no process (`EBUSY`: no internal
+    /// processes): the entered process joins the cgroup of the VE's init there instead.
+    fn join_cgroups(&self) -> StepResult {
+        let pid = std::process::id().to_string();
+        for file in &self.spec.cgroup_procs {
+            let joined = match std::fs::write(file, &pid) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => file
+                    .parent()
+                    .and_then(|dir| vz_cgroup::tree::holding(dir, self.spec.init_pid))
+                    .map(|leaf| std::fs::write(leaf.join("cgroup.procs"), &pid))
+                    .unwrap_or(Err(e)),
+                other => other,
+            };
+            joined.map_err(|e| format!("join cgroup {}: {e}", file.display()))?;
+        }
+        Ok(())
+    }
+
     fn run(&self, status: OwnedFd, stdio: ChildStdio) -> ! {
         let result = (|| -> StepResult<Pid> {
             // A half-entered process must not be reachable by the VE's processes, through
@@ -240,7 +258,7 @@ impl Joiner<'_> {
                 keep.extend(fds.iter().map(AsRawFd::as_raw_fd));
             }
             sys::close_fds_except(&keep).map_err(|e| format!("close inherited fds: {e}"))?;
-            join_cgroups(&self.spec.cgroup_procs)?;
+            self.join_cgroups()?;
             // Limits while still able to raise a hard limit to what the VE has.
             self.rlimits.apply()?;
             self.join_namespaces()?;
