@@ -57,6 +57,13 @@ fn assert_only_on(on: &VzTree, off: &VzTree, ctid: &str) {
     assert!(!dir.exists(), "cgroup {} left behind", dir.display());
 }
 
+/// [`assert_only_on`], and the VE's counter goes on there.
+fn works_only_on(on: &VzTree, off: &VzTree, ctid: &str) {
+    assert_only_on(on, off, ctid);
+    let at = last_count(on, ctid);
+    wait_count(on, ctid, at + 3);
+}
+
 /// A connection from the rig's client namespace to the VE's line server.
 fn connect(rig: &Rig) -> LineClient {
     LineClient::connect(|| {
@@ -452,9 +459,7 @@ fn a_killed_vzmigrate_is_repaired_by_the_next_vzctl_command() {
             repair(to, "destination", false);
         }
         let (on, off) = if taken_over { (to, from) } else { (from, to) };
-        assert_only_on(on, off, &ctid);
-        let at = last_count(on, &ctid);
-        wait_count(on, &ctid, at + 3);
+        works_only_on(on, off, &ctid);
         if online {
             client.try_ping().unwrap_or_else(|e| panic!("{what}: the client lost the VE: {e}"));
         } else {
@@ -494,9 +499,7 @@ fn a_killed_post_copy_migration_is_repaired_on_both_sides() {
             assert!(!tree.path().join(format!("lock/{ctid}.migrate")).exists(), "{what}: {text}");
         }
         let (on, off) = if taken_over { (&rig.dst, &rig.src) } else { (&rig.src, &rig.dst) };
-        assert_only_on(on, off, &ctid);
-        let at = last_count(on, &ctid);
-        wait_count(on, &ctid, at + 3);
+        works_only_on(on, off, &ctid);
         assert_no_gap(on, &ctid);
         client.try_ping().unwrap_or_else(|e| panic!("{what}: the client lost the VE: {e}"));
     }

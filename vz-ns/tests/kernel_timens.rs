@@ -10,23 +10,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use common::TestVe;
 use vz_ns::IdMap;
-use vz_tests::Need;
 
 /// The host ids of this file's user-namespace VE (a range no other test uses).
 const BASE: u32 = 3_100_000;
 
 macro_rules! needs {
     () => {
-        if !vz_tests::check_needs(
-            module_path!(),
-            &[
-                Need::Root,
-                Need::CgroupController("pids"),
-                Need::Loop,
-                Need::Program("/bin/busybox"),
-                Need::Program("/sbin/mkfs.ext4"),
-            ],
-        ) {
+        if !vz_tests::check_needs(module_path!(), &common::IDMAPPED_VE_NEEDS) {
             return Ok(());
         }
     };

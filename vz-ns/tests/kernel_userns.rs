@@ -9,23 +9,13 @@ use std::os::unix::fs::MetadataExt;
 
 use common::TestVe;
 use vz_ns::IdMap;
-use vz_tests::Need;
 
 /// The host ids of the tests' VE root (a range no real VE of a test tree uses).
 const BASE: u32 = 3_000_000;
 
 macro_rules! needs {
     () => {
-        if !vz_tests::check_needs(
-            module_path!(),
-            &[
-                Need::Root,
-                Need::CgroupController("pids"),
-                Need::Loop,
-                Need::Program("/bin/busybox"),
-                Need::Program("/sbin/mkfs.ext4"),
-            ],
-        ) {
+        if !vz_tests::check_needs(module_path!(), &common::IDMAPPED_VE_NEEDS) {
             return Ok(());
         }
     };

@@ -81,12 +81,29 @@ fn main() -> ExitCode {
 }
 
 /// `vzctl __console CTID INITPID`, started by `vzctl start` and `restore` (vz_ctl::console),
-/// the console's pty master on stdin; logs to the log file only.
+/// the console's pty master on stdin.
 fn console_server(ctid: &str, init: &str) -> ExitCode {
+    helper("console server", ctid, |ve| {
+        let pid = init.parse().map_err(|_| vz_ctl::CtlError::BadCtid(init.to_owned()))?;
+        vz_ctl::console::serve(ve, pid)
+    })
+}
+
+/// `vzctl __quotactl-server CTID DEVICE`, started by `vzctl start` (vz_ctl::quotactl).
+fn quotactl_server(ctid: &str, device: &std::path::Path) -> ExitCode {
+    helper("quotactl server", ctid, |ve| vz_ctl::quotactl::serve(ve, device))
+}
+
+/// Runs one of the VE's helper processes: logs to the log file only; an error goes to stdout
+/// too, which `vzctl start` reads until the helper says "ready".
+fn helper(
+    name: &str,
+    ctid: &str,
+    serve: impl FnOnce(&vz_ctl::Ve) -> vz_ctl::Result<()>,
+) -> ExitCode {
     let run = || -> vz_ctl::Result<()> {
         let ctid: vz_ctl::Ctid =
             ctid.parse().map_err(|_| vz_ctl::CtlError::BadCtid(ctid.to_owned()))?;
-        let init: i32 = init.parse().map_err(|_| vz_ctl::CtlError::BadCtid(init.to_owned()))?;
         let global = GlobalConfig::load().map_err(vz_ctl::CtlError::GlobalConfig)?;
         let logfile = global.logging().then(|| (global.logfile(), global.log_level()));
         vz_ctl::logging::init(
@@ -96,44 +113,14 @@ fn console_server(ctid: &str, init: &str) -> ExitCode {
             logfile.as_ref().map(|(path, level)| (path.as_path(), *level)),
             Some(ctid.get()),
         );
-        vz_ctl::console::serve(&vz_ctl::Ve::load(global, ctid)?, init)
+        serve(&vz_ctl::Ve::load(global, ctid)?)
     };
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let message = vz_ctl::error::chain(&e);
-            // Read by `vzctl start` until "ready"; later nobody reads it.
             let _ = writeln!(std::io::stdout(), "{message}");
-            tracing::warn!("console server: {message}");
-            ExitCode::from(e.exit_code())
-        }
-    }
-}
-
-/// `vzctl __quotactl-server CTID DEVICE`, started by `vzctl start` (vz_ctl::quotactl); logs
-/// to the log file only.
-fn quotactl_server(ctid: &str, device: &std::path::Path) -> ExitCode {
-    let run = || -> vz_ctl::Result<()> {
-        let ctid: vz_ctl::Ctid =
-            ctid.parse().map_err(|_| vz_ctl::CtlError::Exec(format!("bad CTID {ctid:?}")))?;
-        let global = GlobalConfig::load().map_err(vz_ctl::CtlError::GlobalConfig)?;
-        let logfile = global.logging().then(|| (global.logfile(), global.log_level()));
-        vz_ctl::logging::init(
-            "vzctl",
-            0,
-            true,
-            logfile.as_ref().map(|(path, level)| (path.as_path(), *level)),
-            Some(ctid.get()),
-        );
-        vz_ctl::quotactl::serve(&vz_ctl::Ve::load(global, ctid)?, device)
-    };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let message = vz_ctl::error::chain(&e);
-            // Read by `vzctl start` until "ready"; later nobody reads it.
-            let _ = writeln!(std::io::stdout(), "{message}");
-            tracing::warn!("quotactl server: {message}");
+            tracing::warn!("{name}: {message}");
             ExitCode::from(e.exit_code())
         }
     }

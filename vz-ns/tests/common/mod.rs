@@ -14,7 +14,16 @@ use nix::unistd::Pid;
 use std::os::unix::fs::PermissionsExt;
 
 use vz_ns::{CapSet, EnterSpec, IdMap, InitSpec, SeccompPolicy, TtyMode, default_device_rules};
-use vz_tests::TestCgroup;
+use vz_tests::{Need, TestCgroup};
+
+/// What a test of a VE in its own user namespace on an idmapped ext4 root needs.
+pub const IDMAPPED_VE_NEEDS: [Need; 5] = [
+    Need::Root,
+    Need::CgroupController("pids"),
+    Need::Loop,
+    Need::Program("/bin/busybox"),
+    Need::Program("/sbin/mkfs.ext4"),
+];
 
 /// The environment given to init and entered programs in the tests.
 pub fn test_env() -> Vec<(String, String)> {
