@@ -234,3 +234,41 @@ fn restart_and_mount_cycle() {
     assert!(ok(tree.run("vzctl", &["status", &ctid])).contains("running"));
     ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
 }
+
+/// The host's cgroup2 mount: (its mount options, its super options without `favordynmods`,
+/// whether it has `favordynmods`).
+fn cgroup2_mount() -> (String, Vec<String>, bool) {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        let conventional = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].contains(&left[4]);
+        if right[0] == "cgroup2" && left[3] == "/" && conventional {
+            let supers: Vec<String> = right[2].split(',').map(str::to_owned).collect();
+            let favoring = supers.iter().any(|o| o == "favordynmods");
+            let others = supers.into_iter().filter(|o| o != "favordynmods").collect();
+            return (left[5].to_owned(), others, favoring);
+        }
+    }
+    panic!("no cgroup2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified:\n{text}");
+}
+
+/// `vzctl start` turns on cgroup2's `favordynmods` (no RCU grace period per cgroup move after
+/// an idle spell) and keeps the mount's other options: a cgroup2 remount resets the super
+/// options it is not given (`nsdelegate` …), and a remount's flags replace the mount's own.
+/// (Another test may have turned it on first; the options must be kept either way. The
+/// kernel lab mounts cgroup2 with nsdelegate, nosuid, nodev and noexec for this.)
+#[test]
+fn a_start_favors_dynamic_cgroup_changes_and_keeps_the_mounts_options() {
+    require!(Need::Root, Need::Program("/bin/busybox"));
+    let (mount_before, supers_before, _) = cgroup2_mount();
+    let tree = VzTree::new("");
+    let ctid = created(&tree);
+    ok(tree.run("vzctl", &["start", &ctid]));
+    let (mount_after, supers_after, favoring) = cgroup2_mount();
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+    assert!(favoring, "cgroup2 without favordynmods after a start: {supers_after:?}");
+    assert_eq!(supers_after, supers_before, "the cgroup2 super options changed");
+    assert_eq!(mount_after, mount_before, "the cgroup2 mount's flags changed");
+}

@@ -104,14 +104,18 @@ impl Hierarchy {
 
 /// One cgroup mount of mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct CgroupMount {
+pub(crate) struct CgroupMount {
     /// The hierarchy's directory the mount shows (`/` for the whole hierarchy).
     root: String,
     /// Where it is mounted.
-    point: PathBuf,
+    pub(crate) point: PathBuf,
     /// `cgroup2`, or the v1 controllers (and `name=`) of its super options.
     v2: bool,
     controllers: Vec<String>,
+    /// The mount's own options (`rw,nosuid,...`).
+    pub(crate) mount_options: String,
+    /// The file system's (super block's) options (`rw,nsdelegate,...`).
+    pub(crate) super_options: String,
 }
 
 /// The cgroup mounts of a mountinfo text, mount points unescaped.
@@ -120,7 +124,11 @@ fn cgroup_mounts(text: &str) -> Vec<CgroupMount> {
     for line in text.lines() {
         let Some((left, right)) = line.split_once(" - ") else { continue };
         let left: Vec<&str> = left.split(' ').collect();
-        let (Some(root), Some(point)) = (left.get(3), left.get(4)) else { continue };
+        let (Some(root), Some(point), Some(mount_options)) =
+            (left.get(3), left.get(4), left.get(5))
+        else {
+            continue;
+        };
         let mut right = right.split(' ');
         let fstype = right.next().unwrap_or_default();
         let super_opts = right.nth(1).unwrap_or_default();
@@ -138,6 +146,8 @@ fn cgroup_mounts(text: &str) -> Vec<CgroupMount> {
             } else {
                 super_opts.split(',').map(str::to_owned).collect()
             },
+            mount_options: (*mount_options).to_owned(),
+            super_options: super_opts.to_owned(),
         });
     }
     mounts
@@ -164,6 +174,12 @@ fn pick<'a>(candidates: impl Iterator<Item = &'a CgroupMount>) -> Option<&'a Cgr
         .or_else(|| whole.first())
         .or_else(|| all.iter().find(conventional))
         .copied()
+}
+
+/// The mount of the cgroup2 hierarchy a mountinfo text shows, if any (see [`pick`]).
+pub(crate) fn cgroup2_mount(text: &str) -> Option<CgroupMount> {
+    let mounts = cgroup_mounts(text);
+    pick(mounts.iter().filter(|m| m.v2)).cloned()
 }
 
 /// The hierarchy a mountinfo text shows, if any (see [`pick`] for several mounts).

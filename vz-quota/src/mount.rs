@@ -111,18 +111,18 @@ pub(crate) fn umount_tree(root: &Path) -> Result<()> {
         .collect();
     // Deepest path first; among equal depths, the latest mount first.
     below.sort_by_key(|(order, m)| std::cmp::Reverse((m.mount_point.components().count(), *order)));
-    let mut images = Vec::new();
+    let mut attached = Vec::new();
     for (_, m) in &below {
-        if let Some(image) = loopdev::backing_file(Path::new(&m.source)) {
-            images.push(image);
+        let device = Path::new(&m.source);
+        if let Some(image) = loopdev::backing_file(device) {
+            attached.push((device.to_owned(), image));
         }
         umount_retrying(&m.mount_point)?;
         tracing::debug!(mount_point = %m.mount_point.display(), "unmounted");
     }
-    for image in images {
-        let left = loopdev::wait_detached(&image, Duration::from_secs(5))?;
-        if !left.is_empty() {
-            tracing::warn!(image = %image.display(), devices = ?left,
+    for (device, image) in attached {
+        if !loopdev::wait_device_detached(&device, &image, Duration::from_secs(5)) {
+            tracing::warn!(image = %image.display(), device = %device.display(),
                 "loop device still attached after unmount (held by another mount namespace?)");
         }
     }

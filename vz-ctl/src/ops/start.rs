@@ -60,6 +60,9 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
     }
     let root = ve.root()?;
     check_bootable(&root)?;
+    if let Err(e) = crate::cgroup_mount::favor_dynamic_changes(&ve.global) {
+        crate::output::warn(format_args!("cgroup moves stay slow after idle spells: {e}"));
+    }
     cgroup.create()?;
     let cg = cgroup.clone();
     undo.push("cgroup", move || {

@@ -31,7 +31,7 @@ mount -t overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work overlay /
 R=/newroot
 mount -t proc proc $R/proc || die "proc"
 mount -t sysfs sysfs $R/sys || die "sysfs"
-mount -t cgroup2 -o nsdelegate cgroup2 $R/sys/fs/cgroup || die "cannot mount cgroup2"
+mount -t cgroup2 -o nsdelegate,nosuid,nodev,noexec cgroup2 $R/sys/fs/cgroup || die "cannot mount cgroup2"
 for c in $(cat $R/sys/fs/cgroup/cgroup.controllers); do
     echo "+$c" >$R/sys/fs/cgroup/cgroup.subtree_control || say "cannot enable the $c controller"
 done
