@@ -278,12 +278,51 @@ fn console_exit_codes_follow_openvz() {
     let tree = VzTree::new("");
     let ctid = created(&tree, false);
     let code = |args: &[&str]| tree.run("vzctl", args).status.code();
-    assert_eq!(code(&["console", &ctid]), Some(31), "a stopped VE");
     assert_eq!(code(&["console", "not-a-ve"]), Some(21), "a bad CTID");
     assert_eq!(code(&["console", &unique_ctid().to_string()]), Some(14), "no config");
     assert_eq!(code(&["console", &ctid, "1", "2"]), Some(20), "two tty numbers");
     assert_eq!(code(&["console", &ctid, "2"]), Some(21), "a tty the VE does not have");
     assert_eq!(code(&["console", &ctid, "x"]), Some(21), "not a tty number");
+}
+
+/// Writes `marker` to the VE's console until an attached client shows it (a client that
+/// waited for the start connects within a fraction of a second after it).
+fn shows_up(tree: &VzTree, ctid: &str, console: &mut Attached, marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        exec_ok(tree, ctid, &format!("echo {marker} > /dev/console"));
+        if console.try_expect(marker, Duration::from_millis(500)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{marker:?} never reached vzctl console: {:?}",
+            console.seen
+        );
+    }
+}
+
+/// OpenVZ's console is persistent: attached to a stopped VE it waits for the start, and it
+/// stays attached across a stop and the next start; `Esc .` still detaches with 0.
+#[test]
+fn the_console_of_a_stopped_ve_waits_for_its_start_and_stays_across_restarts() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = created(&tree, false);
+    let mut console = Attached::new(&tree, &ctid);
+    console.expect("waiting for its start", Duration::from_secs(10));
+    assert!(console.child.try_wait().expect("wait").is_none(), "vzctl console ended");
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    shows_up(&tree, &ctid, &mut console, "first-start");
+    console.seen.clear();
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+    wait_server_gone(&tree, &ctid);
+    console.expect("waiting for its start", Duration::from_secs(10));
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    shows_up(&tree, &ctid, &mut console, "second-start");
+    assert_eq!(console.detach(), Some(0));
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+    wait_server_gone(&tree, &ctid);
 }
 
 #[test]

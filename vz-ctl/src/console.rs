@@ -405,12 +405,13 @@ impl Server {
 }
 
 /// `vzctl console CTID [TTYNUM]`: attaches the caller's terminal to the VE's console (tty 1,
-/// the only one a VE has) until `Esc .` at the start of a line, the end of the input, or
-/// the end of the VE.
+/// the only one a VE has) until `Esc .` at the start of a line or the end of the input.
+/// As OpenVZ's, the console is persistent: attached to a stopped VE it waits for the VE's
+/// start, and it stays attached across a stop and the next start.
 ///
 /// # Errors
-/// 21 for a tty other than 1, 14 without a config, 31 when the VE is not running,
-/// [`CtlError::Io`] (3) when its console server cannot be reached.
+/// 21 for a tty other than 1, 14 without a config, [`CtlError::Io`] (3) when a running VE's
+/// console server cannot be reached.
 pub fn attach(ve: &Ve, tty: Option<&str>) -> Result<()> {
     if let Some(tty) = tty.filter(|t| t.parse::<u32>().ok() != Some(1)) {
         return Err(CtlError::BadParameter {
@@ -420,50 +421,139 @@ pub fn attach(ve: &Ve, tty: Option<&str>) -> Result<()> {
         });
     }
     ve.config()?;
-    ve.init_pid()?;
     let socket = socket_path(ve);
-    let mut stream = UnixStream::connect(&socket).op("connect to the console server", &socket)?;
-    crate::output::warn(format!("Attached to CT {} tty1 (type ESC . to detach)", ve.ctid));
     let stdin = std::io::stdin();
+    let mut session =
+        Session { ve, socket: &socket, escape: Escape::default(), buf: vec![0; 16 * 1024] };
+    // A running VE without a reachable server is an error before anything is attached.
+    let mut stream = match ve.init_pid() {
+        Ok(_) => Some(connect(&socket)?),
+        Err(_) => None,
+    };
+    crate::output::warn(format!("Attached to CT {} tty1 (type ESC . to detach)", ve.ctid));
     let _raw = RawMode::enable(stdin.as_fd());
-    let mut stdout = std::io::stdout().lock();
-    let mut buf = vec![0_u8; 16 * 1024];
-    let mut escape = Escape::default();
     loop {
-        let mut fds = [
-            PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
-            PollFd::new(stream.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(CtlError::Io { op: "poll", path: socket, source: e.into() }),
-        }
-        let [input, output] = fds.map(|f| f.revents().unwrap_or(PollFlags::empty()));
-        if output.intersects(PollFlags::POLLIN | PollFlags::POLLHUP) {
-            let n = stream.read(&mut buf).op("read the console", &socket)?;
-            if n == 0 {
-                crate::output::warn("\r\nThe container's console was closed");
+        let current = match stream.take() {
+            Some(current) => current,
+            None => {
+                crate::output::warn("\r\nThe container is not running: waiting for its start");
+                match session.wait_for_start(stdin.as_fd())? {
+                    Some(current) => current,
+                    None => return Ok(()),
+                }
+            }
+        };
+        match session.relay(stdin.as_fd(), current)? {
+            Ended::Detached | Ended::InputClosed => return Ok(()),
+            Ended::ConsoleClosed if ve.init_pid().is_ok() => {
+                crate::output::warn("\r\nThe container's console server ended");
                 return Ok(());
             }
-            stdout
-                .write_all(&buf[..n])
-                .and_then(|()| stdout.flush())
-                .op("write", Path::new("stdout"))?;
+            Ended::ConsoleClosed => {}
         }
-        if input.intersects(PollFlags::POLLIN | PollFlags::POLLHUP) {
-            let n = nix::unistd::read(&stdin, &mut buf).unwrap_or(0);
-            if n == 0 {
-                return Ok(());
+    }
+}
+
+/// How often a console attached to a stopped VE looks for its server.
+const START_POLL: Duration = Duration::from_millis(200);
+
+/// Why a relay between the terminal and a console server ended.
+enum Ended {
+    /// `Esc .`.
+    Detached,
+    /// The end of the caller's input.
+    InputClosed,
+    /// The server closed the connection (the VE stopped, or the server died).
+    ConsoleClosed,
+}
+
+/// One `vzctl console` session: its VE, the server's socket, the escape state.
+struct Session<'a> {
+    ve: &'a Ve,
+    socket: &'a Path,
+    escape: Escape,
+    buf: Vec<u8>,
+}
+
+impl Session<'_> {
+    /// Waits until the VE runs and its server answers; `None` when the user detached or the
+    /// input ended first (typed input is dropped: there is no console to take it).
+    fn wait_for_start(&mut self, stdin: BorrowedFd<'_>) -> Result<Option<UnixStream>> {
+        loop {
+            if self.ve.init_pid().is_ok()
+                && let Ok(stream) = UnixStream::connect(self.socket)
+            {
+                return Ok(Some(stream));
             }
-            let (send, detach) = escape.filter(&buf[..n]);
-            stream.write_all(&send).op("write to the console", &socket)?;
-            if detach {
+            let mut fds = [PollFd::new(stdin, PollFlags::POLLIN)];
+            let millis = u16::try_from(START_POLL.as_millis()).unwrap_or(u16::MAX);
+            match poll(&mut fds, PollTimeout::from(millis)) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(e) => return Err(self.poll_error(e)),
+            }
+            let n = nix::unistd::read(stdin, &mut self.buf).unwrap_or(0);
+            if n == 0 {
+                return Ok(None);
+            }
+            if self.escape.filter(&self.buf[..n]).1 {
                 crate::output::warn("\r\nDetached from the container's console");
-                return Ok(());
+                return Ok(None);
             }
         }
     }
+
+    /// Copies the console's output to stdout and the input to the console until one ends.
+    fn relay(&mut self, stdin: BorrowedFd<'_>, mut stream: UnixStream) -> Result<Ended> {
+        let socket = self.socket;
+        let mut stdout = std::io::stdout().lock();
+        loop {
+            let mut fds = [
+                PollFd::new(stdin, PollFlags::POLLIN),
+                PollFd::new(stream.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(self.poll_error(e)),
+            }
+            let [input, output] = fds.map(|f| f.revents().unwrap_or(PollFlags::empty()));
+            if output.intersects(PollFlags::POLLIN | PollFlags::POLLHUP) {
+                let n = stream.read(&mut self.buf).op("read the console", socket)?;
+                if n == 0 {
+                    return Ok(Ended::ConsoleClosed);
+                }
+                stdout
+                    .write_all(&self.buf[..n])
+                    .and_then(|()| stdout.flush())
+                    .op("write", Path::new("stdout"))?;
+            }
+            if input.intersects(PollFlags::POLLIN | PollFlags::POLLHUP) {
+                let n = nix::unistd::read(stdin, &mut self.buf).unwrap_or(0);
+                if n == 0 {
+                    return Ok(Ended::InputClosed);
+                }
+                let (send, detach) = self.escape.filter(&self.buf[..n]);
+                // A console that went away meanwhile shows as the end of its output.
+                if stream.write_all(&send).is_err() {
+                    return Ok(Ended::ConsoleClosed);
+                }
+                if detach {
+                    crate::output::warn("\r\nDetached from the container's console");
+                    return Ok(Ended::Detached);
+                }
+            }
+        }
+    }
+
+    fn poll_error(&self, e: Errno) -> CtlError {
+        CtlError::Io { op: "poll", path: self.socket.to_owned(), source: e.into() }
+    }
+}
+
+/// Connects to a running VE's console server.
+fn connect(socket: &Path) -> Result<UnixStream> {
+    UnixStream::connect(socket).op("connect to the console server", socket)
 }
 
 /// The `Esc .` detach sequence, recognized at the start of a line (as OpenVZ's vzctl).

@@ -73,7 +73,7 @@ pub const COMMANDS: &[CmdDef] = &[
     CmdDef { cmd: Exec, words: &["exec"], args: "COMMAND [ARG...]", locks: false, help: "Runs a command line in the container through /bin/sh -c; exit 8 when it fails." },
     CmdDef { cmd: Exec2, words: &["exec2"], args: "COMMAND [ARG...]", locks: false, help: "Like exec, but exits with the command's own exit status." },
     CmdDef { cmd: Enter, words: &["enter"], args: "", locks: false, help: "Opens a root shell in the container on a pty of its own devpts." },
-    CmdDef { cmd: Console, words: &["console"], args: "[TTYNUM]", locks: false, help: "Attaches to the container's console (tty 1, its /dev/console): its output live, your input to it; Esc . at the start of a line detaches." },
+    CmdDef { cmd: Console, words: &["console"], args: "[TTYNUM]", locks: false, help: "Attaches to the container's console (tty 1, its /dev/console): its output live, your input to it; Esc . at the start of a line detaches. A stopped container's console waits for its start; it stays attached across restarts." },
     CmdDef { cmd: Runscript, words: &["runscript"], args: "SCRIPT", locks: true, help: "Runs a script of the host inside the container (mounted if it is stopped)." },
     CmdDef { cmd: Chkpnt, words: &["chkpnt", "suspend"], args: "", locks: true, help: "Checkpoints a running container into a dump (CRIU) and stops it; stages --suspend, --dump, --resume, --kill." },
     CmdDef { cmd: Restore, words: &["restore", "resume"], args: "", locks: true, help: "Restores a container from its dump, its processes and connections as they were." },
