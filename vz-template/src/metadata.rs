@@ -34,7 +34,7 @@ pub const CONF_FILE: &str = "vzpkg.conf";
 
 /// Bumped whenever the builder changes what it makes from the same metadata: part of
 /// [`TemplateMeta::hash`], so a change of the build code invalidates caches too.
-const BUILD_FORMAT: &str = "vz-template build 5: console-getty masked";
+const BUILD_FORMAT: &str = "vz-template build 6: console-getty on the VE's console";
 
 /// One package set of one OS template's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -43,10 +43,9 @@ fn boot_done_unit() -> String {
 }
 
 /// Units masked in a systemd VE: debugfs and tracefs cannot be mounted in a user namespace
-/// (they fail and leave the system `degraded`), and a VE has no ttys for gettys, nor a
-/// console (its /dev/console node cannot be opened: the host's console is not the VE's).
+/// (they fail and leave the system `degraded`), and a VE has no ttys for gettys. Its console
+/// is a pty of its own (`vzctl console`): console-getty runs there.
 pub(crate) const MASKED_UNITS: &[&str] = &[
-    "console-getty.service",
     "sys-kernel-debug.mount",
     "sys-kernel-tracing.mount",
     "getty-static.service",
