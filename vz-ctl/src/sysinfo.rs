@@ -9,7 +9,8 @@
 //! the one host process a running VE has), whose [`Service`] takes them on the socket
 //! `<VZ_RUN_DIR>/<CTID>.sysinfo` and answers each call by writing the caller's `struct
 //! sysinfo` ([`answer`]). With a quotactl server (second-level quota), that server holds the
-//! one listener the kernel allows a process and answers sysinfo with the same [`answer`].
+//! one listener the kernel allows a process and answers sysinfo with the same [`answer`]
+//! ([`Answerer`]).
 //!
 //! The service also keeps the VE's load average: every [`LOAD_FREQ`] it counts the VE's
 //! runnable and uninterruptible threads and folds them into the kernel's three exponential
@@ -214,6 +215,36 @@ impl Service {
     /// How long until the next sample is due.
     pub fn next_sample_in(&self) -> Duration {
         LOAD_FREQ.saturating_sub(self.sampled.elapsed())
+    }
+}
+
+/// Answers sysinfo for a server other than the console's (the quotactl server, which holds
+/// the listener of a VE with second-level quota): the load average is asked of the console
+/// server (zeros when it does not answer).
+#[derive(Debug)]
+pub struct Answerer {
+    cgroup: VeCgroup,
+    console: PathBuf,
+}
+
+impl Answerer {
+    /// The answerer of `ve`, `None` when its cgroup cannot be had (sysinfo is then the
+    /// kernel's).
+    pub fn for_ve(ve: &Ve) -> Option<Answerer> {
+        let cgroup = ve.cgroup().inspect_err(|e| tracing::warn!(error = %e, "sysinfo")).ok()?;
+        Some(Answerer { cgroup, console: socket_path(ve) })
+    }
+
+    /// The answer to `request` (see [`answer`]).
+    pub fn answer(&self, listener: &SyscallListener, request: &SyscallRequest) -> SyscallReply {
+        if request.nr != libc::SYS_sysinfo {
+            return SyscallReply::Continue;
+        }
+        let loads = vz_ns::ask(&self.console, LOAD_QUESTION, QUERY_TIMEOUT)
+            .ok()
+            .and_then(|a| LoadAvg::from_text(std::str::from_utf8(&a).ok()?))
+            .unwrap_or_default();
+        answer(listener, request, &self.cgroup, loads.sysinfo_loads())
     }
 }
 
