@@ -134,6 +134,16 @@ pub struct Service {
     load: LoadAvg,
     sampled: Instant,
     cgroup: VeCgroup,
+    /// The host's RAM and swap totals, read again at each load sample (not per call: the
+    /// read of /proc/meminfo is most of a call's cost).
+    host: HostMemory,
+}
+
+/// The host's totals in bytes: (MemTotal, SwapTotal).
+type HostMemory = (u64, u64);
+
+fn host_memory() -> HostMemory {
+    crate::list::usage::host_memory().unwrap_or((0, 0))
 }
 
 impl std::fmt::Debug for Service {
@@ -156,7 +166,8 @@ impl Service {
         let cgroup = ve.cgroup()?;
         let mut load = LoadAvg::default();
         load.sample(active_tasks(&cgroup));
-        Ok(Service { inbox, listeners: Vec::new(), load, sampled: Instant::now(), cgroup })
+        let host = host_memory();
+        Ok(Service { inbox, listeners: Vec::new(), load, sampled: Instant::now(), cgroup, host })
     }
 
     /// Its socket.
@@ -182,7 +193,8 @@ impl Service {
                 continue;
             }
             if flags.contains(PollFlags::POLLIN) {
-                serve_one(&self.listeners[index], &self.cgroup, self.load.sysinfo_loads());
+                let (loads, host) = (self.load.sysinfo_loads(), self.host);
+                serve_one(&self.listeners[index], &self.cgroup, loads, host);
             } else if flags.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
                 self.listeners.swap_remove(index);
             }
@@ -209,6 +221,7 @@ impl Service {
                 self.sampled = Instant::now();
             }
             self.load.sample(active_tasks(&self.cgroup));
+            self.host = host_memory();
         }
     }
 
@@ -244,12 +257,12 @@ impl Answerer {
             .ok()
             .and_then(|a| LoadAvg::from_text(std::str::from_utf8(&a).ok()?))
             .unwrap_or_default();
-        answer(listener, request, &self.cgroup, loads.sysinfo_loads())
+        answer(listener, request, &self.cgroup, loads.sysinfo_loads(), host_memory())
     }
 }
 
 /// Receives and answers one call of `listener`.
-fn serve_one(listener: &SyscallListener, cgroup: &VeCgroup, loads: [u64; 3]) {
+fn serve_one(listener: &SyscallListener, cgroup: &VeCgroup, loads: [u64; 3], host: HostMemory) {
     let request = match listener.receive() {
         Ok(Some(request)) => request,
         Ok(None) => return,
@@ -258,13 +271,14 @@ fn serve_one(listener: &SyscallListener, cgroup: &VeCgroup, loads: [u64; 3]) {
             return;
         }
     };
-    let reply = answer(listener, &request, cgroup, loads);
+    let reply = answer(listener, &request, cgroup, loads, host);
     if let Err(e) = listener.reply(request.id, reply) {
         tracing::warn!(error = %e, "sysinfo: reply");
     }
 }
 
-/// The answer to an intercepted `sysinfo(info)` of a VE process whose cgroup is `cgroup`:
+/// The answer to an intercepted `sysinfo(info)` of a VE process whose cgroup is `cgroup`
+/// (`loads` in sysinfo's fixed point, `host` the host's RAM and swap totals):
 /// the VE's `struct sysinfo` written to `info` in the caller's memory and 0; EFAULT when
 /// `info` is not the caller's writable memory (nothing is written then). Any other call, or
 /// a caller whose memory cannot be opened, is left to the kernel.
@@ -276,6 +290,7 @@ pub fn answer(
     request: &SyscallRequest,
     cgroup: &VeCgroup,
     loads: [u64; 3],
+    host: HostMemory,
 ) -> SyscallReply {
     if request.nr != libc::SYS_sysinfo {
         return SyscallReply::Continue;
@@ -290,7 +305,7 @@ pub fn answer(
         return SyscallReply::Error(libc::EFAULT);
     }
     let offset = offsets.ok().as_deref().and_then(crate::list::row::boottime_offset).unwrap_or(0);
-    let info = VeSysinfo::read(cgroup, offset, loads);
+    let info = VeSysinfo::read(cgroup, offset, loads, host);
     match memory.write(addr, &info.to_bytes()) {
         Ok(()) => SyscallReply::Value(0),
         Err(e) => {
@@ -326,11 +341,11 @@ struct Memory {
 }
 
 impl VeSysinfo {
-    fn read(cgroup: &VeCgroup, boottime_offset_ns: i128, loads: [u64; 3]) -> VeSysinfo {
-        let (host_ram, host_swap) = crate::list::usage::host_memory().unwrap_or((0, 0));
+    fn read(cgroup: &VeCgroup, offset_ns: i128, loads: [u64; 3], host: HostMemory) -> VeSysinfo {
+        let (host_ram, host_swap) = host;
         let memory = read_memory(cgroup);
         let mut info = VeSysinfo::from_memory(memory, host_ram, host_swap);
-        info.uptime = ve_uptime(boottime_offset_ns);
+        info.uptime = ve_uptime(offset_ns);
         info.loads = loads;
         info.procs = u16::try_from(threads(cgroup)).unwrap_or(u16::MAX);
         info
@@ -399,7 +414,8 @@ fn read_memory(cgroup: &VeCgroup) -> Memory {
     let limited = |v: Option<u64>| v.filter(|v| *v < (1 << 62));
     let stat = |dir: &Path, key: &str| -> u64 {
         let text = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
-        vz_cgroup::knob::keyed(&text).get(key).copied().unwrap_or(0)
+        let value = text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' '));
+        value.and_then(|v| v.trim().parse().ok()).unwrap_or(0)
     };
     if cgroup.is_v2() {
         let Some(dir) = cgroup.dir_of("") else { return Memory::default() };
