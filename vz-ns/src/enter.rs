@@ -16,7 +16,7 @@ use crate::caps::{CapSet, last_cap};
 use crate::error::{NsError, Result};
 use crate::exec::ExecPlan;
 use crate::init::sync::{Msg, Receiver, channel, send};
-use crate::intercept::{connect_inbox, send_listener, send_listener_on};
+use crate::intercept::{connect_inbox, send_listener};
 use crate::relay::{Input, Output, Relay};
 use crate::rlimit::{Rlimit, RlimitPlan};
 use crate::rootfs::StepResult;
@@ -106,7 +106,7 @@ pub fn enter(spec: &EnterSpec) -> Result<i32> {
     std::fs::metadata(ns_dir.join("mnt"))
         .map_err(|e| NsError::io("find the VE's init", &ns_dir, e))?;
     let own_userns = has_own_userns(spec.init_pid)?;
-    let (seccomp, sysinfo_conn) = sysinfo_server(spec);
+    let seccomp = policy_for_entered(spec);
     let (child_stdio, mut relay) = match spec.tty {
         TtyMode::Inherit => (ChildStdio::Inherit, None),
         TtyMode::Pty => (ChildStdio::Pty, None),
@@ -151,7 +151,7 @@ pub fn enter(spec: &EnterSpec) -> Result<i32> {
                     Msg::ExecError(message) => {
                         failure = failure.or(Some(NsError::Exec { message }))
                     }
-                    Msg::Listener(fd) => hand_over(spec, sysinfo_conn.as_ref(), &fd),
+                    Msg::Listener(fd) => hand_over(spec, &seccomp, &fd),
                     Msg::Terminal(master) if spec.tty == TtyMode::Pty => {
                         relay = Some(pty_relay(master)?);
                     }
@@ -185,32 +185,33 @@ fn pty_relay(master: OwnedFd) -> Result<Relay> {
     })
 }
 
-/// The policy the entered program gets, and a connection to its sysinfo server: made
-/// before the program exists, so that a VE whose server is gone (or never ran) leaves
-/// sysinfo to the kernel (the host's numbers) instead of failing it with ENOSYS. With a
-/// quotactl server, that server takes the listener and answers sysinfo too.
-fn sysinfo_server(spec: &EnterSpec) -> (SeccompPolicy, Option<OwnedFd>) {
-    let Some(server) = spec.seccomp.sysinfo_server() else { return (spec.seccomp.clone(), None) };
+/// The policy the entered program gets: the spec's, less the sysinfo interception when no
+/// server answers at its socket (checked before the program exists, with a connection that
+/// sends nothing), so that a VE whose server is gone (or never ran) leaves sysinfo to the
+/// kernel (the host's numbers) instead of failing it with ENOSYS. With a quotactl server,
+/// that server takes the listener and answers sysinfo too.
+fn policy_for_entered(spec: &EnterSpec) -> SeccompPolicy {
+    let Some(server) = spec.seccomp.sysinfo_server() else { return spec.seccomp.clone() };
     if spec.quotactl_server.is_some() {
-        return (spec.seccomp.clone(), None);
+        return spec.seccomp.clone();
     }
     match connect_inbox(server) {
-        Ok(conn) => (spec.seccomp.clone(), Some(conn)),
+        Ok(_probe) => spec.seccomp.clone(),
         Err(e) => {
             tracing::debug!(error = %e, "no sysinfo server: the program sees the host's sysinfo");
-            (spec.seccomp.without_sysinfo(), None)
+            spec.seccomp.without_sysinfo()
         }
     }
 }
 
-/// Hands the entered program's seccomp listener to the VE's quotactl server, or else on
-/// `sysinfo_conn` to its sysinfo server. The program already runs: if the server is gone,
-/// its intercepted calls fail with ENOSYS.
-fn hand_over(spec: &EnterSpec, sysinfo_conn: Option<&OwnedFd>, listener: &OwnedFd) {
-    let sent = match (&spec.quotactl_server, sysinfo_conn, spec.seccomp.sysinfo_server()) {
-        (Some(server), _, _) => send_listener(server, listener.as_fd()),
-        (None, Some(conn), Some(server)) => send_listener_on(conn, server, listener.as_fd()),
-        _ => return,
+/// Hands the entered program's seccomp listener to the VE's quotactl server, or else to the
+/// sysinfo server of its `policy`. The program already runs: if the server is gone, its
+/// intercepted calls fail with ENOSYS.
+fn hand_over(spec: &EnterSpec, policy: &SeccompPolicy, listener: &OwnedFd) {
+    let sent = match (&spec.quotactl_server, policy.sysinfo_server()) {
+        (Some(server), _) => send_listener(server, listener.as_fd()),
+        (None, Some(server)) => send_listener(server, listener.as_fd()),
+        (None, None) => return,
     };
     if let Err(e) = sent {
         tracing::warn!(error = %e, "intercepted calls of the entered program will fail (ENOSYS)");

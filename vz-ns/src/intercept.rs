@@ -141,29 +141,6 @@ impl AsFd for SyscallListener {
 /// [`NsError::Io`] when the server cannot be reached.
 pub(crate) fn send_listener(socket: &Path, listener: BorrowedFd<'_>) -> Result<()> {
     let conn = connect_inbox(socket)?;
-    send_listener_on(&conn, socket, listener)
-}
-
-/// A connection to the [`ListenerInbox`] at `socket`, for [`send_listener_on`].
-///
-/// # Errors
-/// [`NsError::Io`] when no server listens there.
-pub(crate) fn connect_inbox(socket: &Path) -> Result<OwnedFd> {
-    let fail = |e: nix::errno::Errno| NsError::io("connect to", socket, e.into());
-    let conn = socket_fd().map_err(fail)?;
-    connect(conn.as_raw_fd(), &UnixAddr::new(socket).map_err(fail)?).map_err(fail)?;
-    Ok(conn)
-}
-
-/// Sends `listener` on a connection of [`connect_inbox`] to `socket`.
-///
-/// # Errors
-/// [`NsError::Io`] when the server is gone.
-pub(crate) fn send_listener_on(
-    conn: &OwnedFd,
-    socket: &Path,
-    listener: BorrowedFd<'_>,
-) -> Result<()> {
     let fail = |e: nix::errno::Errno| NsError::io("hand the listener to", socket, e.into());
     let fds = [listener.as_raw_fd()];
     sendmsg::<()>(
@@ -175,6 +152,17 @@ pub(crate) fn send_listener_on(
     )
     .map_err(fail)?;
     Ok(())
+}
+
+/// A connection to the [`ListenerInbox`] at `socket`.
+///
+/// # Errors
+/// [`NsError::Io`] when no server listens there.
+pub(crate) fn connect_inbox(socket: &Path) -> Result<OwnedFd> {
+    let fail = |e: nix::errno::Errno| NsError::io("connect to", socket, e.into());
+    let conn = socket_fd().map_err(fail)?;
+    connect(conn.as_raw_fd(), &UnixAddr::new(socket).map_err(fail)?).map_err(fail)?;
+    Ok(conn)
 }
 
 /// A unix socket where a server receives the listeners of a VE's processes; only root's
