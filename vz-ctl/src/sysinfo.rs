@@ -4,11 +4,11 @@
 //! the same way, `security.syscalls.intercept.sysinfo`).
 //!
 //! Unless the VE's `MEMINFO` is `none` ([`intercepts`]), the seccomp filter of its init and
-//! of every `vzctl exec`/`enter` hands sysinfo to a listener ([`vz_ns::SeccompPolicy::
-//! intercept_sysinfo`]); the listeners go to the VE's console server (`vzctl __console`,
-//! the one host process a running VE has), whose [`Service`] takes them on the socket
-//! `<VZ_RUN_DIR>/<CTID>.sysinfo` and answers each call by writing the caller's `struct
-//! sysinfo` ([`answer`]). With a quotactl server (second-level quota), that server holds the
+//! of every `vzctl exec`/`enter` hands sysinfo to a listener
+//! ([`vz_ns::SeccompPolicy::intercept_sysinfo`]); the listeners go to the VE's console
+//! server (`vzctl __console`, the one host process a running VE has), whose [`Service`] takes
+//! them on the socket `<VZ_RUN_DIR>/<CTID>.sysinfo` and answers each call by writing the
+//! caller's `struct sysinfo` ([`answer`]). With a quotactl server (second-level quota), that server holds the
 //! one listener the kernel allows a process and answers sysinfo with the same [`answer`]
 //! ([`Answerer`]).
 //!

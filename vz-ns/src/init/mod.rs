@@ -272,7 +272,7 @@ impl PendingInit {
 
     /// The listener of the init's seccomp filter when it notifies sysinfo
     /// ([`crate::SeccompPolicy::intercept_sysinfo`]) and no quotactl server took it, once:
-    /// the caller hands it to the server that answers ([`SyscallListener::hand_to`]) once
+    /// the caller hands it to the server that answers ([`crate::SyscallListener::hand_to`]) once
     /// that runs. Dropped unhanded, the VE's sysinfo fails with ENOSYS.
     pub fn take_listener(&mut self) -> Option<crate::SyscallListener> {
         self.listener.take().map(crate::SyscallListener::new)
