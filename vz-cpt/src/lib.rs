@@ -28,6 +28,7 @@ mod kill;
 mod options;
 mod restore;
 mod rpc;
+mod seccomp_image;
 
 pub use dump::{DUMP_LOG, DumpReport, DumpSpec, dump};
 pub use error::{CptError, Refusal, Result};

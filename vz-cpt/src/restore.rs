@@ -119,7 +119,9 @@ pub struct Restored {
 /// Restores the VE of `spec.images_dir` with CRIU. Run it in the network namespace where
 /// the VE's host ends belong. `hook` is called at each [`RestoreStage`]; an error from it
 /// aborts the restore. The images are left as they are (except that routes dumped
-/// `linkdown`, which `ip route restore` rejects, are cleared of that flag first).
+/// `linkdown`, which `ip route restore` rejects, are cleared of that flag first, and vz's
+/// sysinfo rule in the dumped seccomp filters allows the call, as CRIU restores no
+/// listener, see `seccomp_image.rs`).
 ///
 /// # Errors
 /// [`CptError::BadSpec`] when the images or the root are missing;
@@ -155,6 +157,12 @@ pub fn restore(
     let fixed = strip_linkdown(dir)?;
     if fixed > 0 {
         tracing::info!(routes = fixed, "cleared linkdown from dumped routes");
+    }
+    if crate::seccomp_image::allow_sysinfo(dir)? > 0 {
+        tracing::warn!(
+            "Warning: the restored processes of the container see the host's sysinfo (free, \
+             uptime) until it restarts; programs started in it from now on see its own"
+        );
     }
     let images = File::open(dir).map_err(|e| CptError::io("open", dir, e))?;
     let mut opts = Opts::new();

@@ -9,6 +9,9 @@
 //! * serves `vzctl console CTID` clients on the socket `<VZ_RUN_DIR>/<CTID>.console` (root's,
 //!   0600): what the console prints goes to every client, what a client sends goes to the
 //!   console;
+//! * answers the `sysinfo(2)` calls of the VE's processes and keeps the VE's load average
+//!   ([`crate::sysinfo::Service`], on `<VZ_RUN_DIR>/<CTID>.sysinfo`), sampled every 5 s on
+//!   the wake-ups it has anyway;
 //! * ends when the VE's init is gone (its process ended), after reading what was left.
 //!
 //! A start whose init dies prints the log's last lines ([`ConsoleServer::last_lines`]).
@@ -146,15 +149,26 @@ pub fn serve(ve: &Ve, init_pid: i32) -> Result<()> {
     let listener = UnixListener::bind(&socket).op("bind", &socket)?;
     listener.set_nonblocking(true).op("set non-blocking", &socket)?;
     let bound = inode(&socket);
+    // Without it the console still works; the VE's sysinfo is then the kernel's.
+    let sysinfo = crate::sysinfo::Service::bind(ve)
+        .inspect_err(|e| tracing::warn!(error = %e, "console server: no sysinfo service"))
+        .ok();
+    let sysinfo_bound = sysinfo.as_ref().and_then(|s| inode(s.path()));
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "ready").and_then(|()| out.flush());
     }
     let master = std::io::stdin().as_fd().try_clone_to_owned().op("take", Path::new("stdin"))?;
-    let result = Server { master, listener, clients: Vec::new(), init }.run(&mut log);
+    let mut server = Server { master, listener, clients: Vec::new(), init, sysinfo };
+    let result = server.run(&mut log);
     // A newer server of a restarted VE may have taken the path: remove only our socket.
     if inode(&socket) == bound {
         let _ = std::fs::remove_file(&socket);
+    }
+    if let Some(sysinfo) = &server.sysinfo
+        && inode(sysinfo.path()) == sysinfo_bound
+    {
+        let _ = std::fs::remove_file(sysinfo.path());
     }
     result
 }
@@ -276,6 +290,7 @@ struct Server {
     listener: UnixListener,
     clients: Vec<Client>,
     init: InitWatch,
+    sysinfo: Option<crate::sysinfo::Service>,
 }
 
 impl Server {
@@ -296,7 +311,14 @@ impl Server {
                 tracing::info!(init = self.init.pid, "console server: the init is gone");
                 return Ok(());
             }
+            if let Some(sysinfo) = &mut self.sysinfo {
+                sysinfo.tick();
+            }
             let mut fds = vec![PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+            // The sysinfo service's fds come next, then the clients, then the console.
+            let sysinfo_fds = self.sysinfo.as_ref().map(|s| s.poll_fds()).unwrap_or_default();
+            let first_client = 1 + sysinfo_fds.len();
+            fds.extend(sysinfo_fds);
             for client in &self.clients {
                 let mut events = PollFlags::POLLIN;
                 if !client.backlog.is_empty() {
@@ -328,7 +350,10 @@ impl Server {
             if revents[0].contains(PollFlags::POLLIN) {
                 self.accept();
             }
-            self.serve_clients(&revents[1..], &mut buf);
+            if let Some(sysinfo) = &mut self.sysinfo {
+                sysinfo.handle(&revents[1..first_client]);
+            }
+            self.serve_clients(&revents[first_client..], &mut buf);
             hung_up = false;
             if master.contains(PollFlags::POLLIN) {
                 self.read_console(log, &mut buf);

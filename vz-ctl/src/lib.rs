@@ -31,6 +31,7 @@ pub mod quotactl;
 pub mod resources;
 pub mod scripts;
 pub mod setup;
+pub mod sysinfo;
 pub mod undo;
 pub mod ve;
 

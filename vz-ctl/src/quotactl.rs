@@ -123,7 +123,9 @@ pub fn serve(ve: &Ve, device: &Path) -> Result<()> {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "ready").and_then(|()| out.flush());
     }
-    let result = serve_listeners(&inbox, &proxy);
+    // The VE's filter holds one listener, ours: we answer its sysinfo too.
+    let sysinfo = crate::sysinfo::Answerer::for_ve(ve);
+    let result = serve_listeners(&inbox, &proxy, sysinfo.as_ref());
     // A newer server of a restarted VE may have taken the path: remove only our socket.
     if std::fs::metadata(inbox.path()).map(|m| m.ino()).ok() == bound {
         let _ = std::fs::remove_file(inbox.path());
@@ -131,7 +133,11 @@ pub fn serve(ve: &Ve, device: &Path) -> Result<()> {
     result
 }
 
-fn serve_listeners(inbox: &ListenerInbox, proxy: &QuotactlProxy) -> Result<()> {
+fn serve_listeners(
+    inbox: &ListenerInbox,
+    proxy: &QuotactlProxy,
+    sysinfo: Option<&crate::sysinfo::Answerer>,
+) -> Result<()> {
     let poll_error = |e: nix::errno::Errno| CtlError::Start(format!("poll: {e}").into());
     let mut listeners: Vec<SyscallListener> = Vec::new();
     let mut had_any = false;
@@ -157,7 +163,7 @@ fn serve_listeners(inbox: &ListenerInbox, proxy: &QuotactlProxy) -> Result<()> {
         // Serve or drop the listeners that spoke, last first so indices stay valid.
         for (index, flags) in ready.iter().enumerate().rev() {
             if flags.contains(PollFlags::POLLIN) {
-                serve_one(&listeners[index], proxy);
+                serve_one(&listeners[index], proxy, sysinfo);
             } else if flags.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
                 listeners.swap_remove(index);
             }
@@ -178,8 +184,12 @@ fn serve_listeners(inbox: &ListenerInbox, proxy: &QuotactlProxy) -> Result<()> {
     }
 }
 
-/// Answers one intercepted quotactl.
-fn serve_one(listener: &SyscallListener, proxy: &QuotactlProxy) {
+/// Answers one intercepted quotactl (or sysinfo, see [`crate::sysinfo`]).
+fn serve_one(
+    listener: &SyscallListener,
+    proxy: &QuotactlProxy,
+    sysinfo: Option<&crate::sysinfo::Answerer>,
+) {
     let request = match listener.receive() {
         Ok(Some(request)) => request,
         Ok(None) => return,
@@ -188,6 +198,13 @@ fn serve_one(listener: &SyscallListener, proxy: &QuotactlProxy) {
             return;
         }
     };
+    if request.nr == libc::SYS_sysinfo {
+        let reply = sysinfo.map_or(SyscallReply::Continue, |s| s.answer(listener, &request));
+        if let Err(e) = listener.reply(request.id, reply) {
+            tracing::warn!(error = %e, "quotactl server: reply to sysinfo");
+        }
+        return;
+    }
     let answer = match VeProcess::open(request.pid, proxy.rdev()) {
         Some(caller) if request.nr == libc::SYS_quotactl && listener.is_waiting(request.id) => {
             proxy.answer(request.args, &caller)

@@ -83,8 +83,9 @@ fn recorded_identity(ve: &Ve) -> Result<crate::idmap::Identity> {
     Ok(crate::idmap::recorded(ve.config()?)?.unwrap_or(crate::idmap::Identity::Privileged))
 }
 
-/// The seccomp policy of the VE's processes: the default with `SYSCALLS` applied, and no
-/// netfilter at all for `NETFILTER=disabled`.
+/// The seccomp policy of the VE's processes: the default with `SYSCALLS` applied, no
+/// netfilter at all for `NETFILTER=disabled`, and sysinfo answered by the VE's console
+/// server unless `MEMINFO=none` ([`crate::sysinfo`]).
 ///
 /// # Errors
 /// [`CtlError::BadParameter`] for an entry that is not `name:on|off` of a denied call.
@@ -99,6 +100,9 @@ pub fn seccomp(ve: &Ve) -> Result<vz_ns::SeccompPolicy> {
     }
     if ve.get("NETFILTER").is_some_and(|v| v.trim() == "disabled") {
         policy.deny_netfilter();
+    }
+    if crate::sysinfo::intercepts(ve) {
+        policy.intercept_sysinfo(crate::sysinfo::socket_path(ve));
     }
     Ok(policy)
 }

@@ -16,7 +16,7 @@ use crate::caps::{CapSet, last_cap};
 use crate::error::{NsError, Result};
 use crate::exec::ExecPlan;
 use crate::init::sync::{Msg, Receiver, channel, send};
-use crate::intercept::send_listener;
+use crate::intercept::{connect_inbox, send_listener};
 use crate::relay::{Input, Output, Relay};
 use crate::rlimit::{Rlimit, RlimitPlan};
 use crate::rootfs::StepResult;
@@ -106,6 +106,7 @@ pub fn enter(spec: &EnterSpec) -> Result<i32> {
     std::fs::metadata(ns_dir.join("mnt"))
         .map_err(|e| NsError::io("find the VE's init", &ns_dir, e))?;
     let own_userns = has_own_userns(spec.init_pid)?;
+    let seccomp = policy_for_entered(spec);
     let (child_stdio, mut relay) = match spec.tty {
         TtyMode::Inherit => (ChildStdio::Inherit, None),
         TtyMode::Pty => (ChildStdio::Pty, None),
@@ -128,6 +129,7 @@ pub fn enter(spec: &EnterSpec) -> Result<i32> {
             drop(relay);
             let ctx = Joiner {
                 spec,
+                seccomp: &seccomp,
                 ns_dir: &ns_dir,
                 plan: &plan,
                 rlimits: &rlimits,
@@ -149,7 +151,7 @@ pub fn enter(spec: &EnterSpec) -> Result<i32> {
                     Msg::ExecError(message) => {
                         failure = failure.or(Some(NsError::Exec { message }))
                     }
-                    Msg::Listener(fd) => hand_over(spec, &fd),
+                    Msg::Listener(fd) => hand_over(spec, &seccomp, &fd),
                     Msg::Terminal(master) if spec.tty == TtyMode::Pty => {
                         relay = Some(pty_relay(master)?);
                     }
@@ -183,13 +185,36 @@ fn pty_relay(master: OwnedFd) -> Result<Relay> {
     })
 }
 
-/// Hands the entered program's seccomp listener to the VE's quotactl server. The program
-/// already runs: if the server is gone, its quotactl calls fail with ENOSYS.
-fn hand_over(spec: &EnterSpec, listener: &OwnedFd) {
-    if let Some(server) = &spec.quotactl_server
-        && let Err(e) = send_listener(server, listener.as_fd())
-    {
-        tracing::warn!(error = %e, "quotactl calls of the entered program will fail (ENOSYS)");
+/// The policy the entered program gets: the spec's, less the sysinfo interception when no
+/// server answers at its socket (checked before the program exists, with a connection that
+/// sends nothing), so that a VE whose server is gone (or never ran) leaves sysinfo to the
+/// kernel (the host's numbers) instead of failing it with ENOSYS. With a quotactl server,
+/// that server takes the listener and answers sysinfo too.
+fn policy_for_entered(spec: &EnterSpec) -> SeccompPolicy {
+    let Some(server) = spec.seccomp.sysinfo_server() else { return spec.seccomp.clone() };
+    if spec.quotactl_server.is_some() {
+        return spec.seccomp.clone();
+    }
+    match connect_inbox(server) {
+        Ok(_probe) => spec.seccomp.clone(),
+        Err(e) => {
+            tracing::debug!(error = %e, "no sysinfo server: the program sees the host's sysinfo");
+            spec.seccomp.without_sysinfo()
+        }
+    }
+}
+
+/// Hands the entered program's seccomp listener to the VE's quotactl server, or else to the
+/// sysinfo server of its `policy`. The program already runs: if the server is gone, its
+/// intercepted calls fail with ENOSYS.
+fn hand_over(spec: &EnterSpec, policy: &SeccompPolicy, listener: &OwnedFd) {
+    let sent = match (&spec.quotactl_server, policy.sysinfo_server()) {
+        (Some(server), _) => send_listener(server, listener.as_fd()),
+        (None, Some(server)) => send_listener(server, listener.as_fd()),
+        (None, None) => return,
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "intercepted calls of the entered program will fail (ENOSYS)");
     }
 }
 
@@ -220,6 +245,8 @@ pub(crate) fn exit_code(status: WaitStatus) -> Option<i32> {
 /// The first child's work, all after fork.
 struct Joiner<'a> {
     spec: &'a EnterSpec,
+    /// The policy to install (the spec's, less sysinfo when its server is unreachable).
+    seccomp: &'a SeccompPolicy,
     ns_dir: &'a PathBuf,
     plan: &'a ExecPlan,
     rlimits: &'a RlimitPlan,
@@ -345,7 +372,7 @@ impl Joiner<'_> {
                 None => {}
             }
             let quotactl = self.spec.quotactl_server.is_some();
-            if let Some(listener) = crate::seccomp::install(&self.spec.seccomp, quotactl)? {
+            if let Some(listener) = crate::seccomp::install(self.seccomp, quotactl)? {
                 send(status, &Msg::Listener(listener));
             }
             self.spec.caps.restrict_current(self.last_cap)?;

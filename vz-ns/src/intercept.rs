@@ -9,15 +9,25 @@
 //! memory, decides, and answers: a result, an error, or "continue" (the kernel runs the call
 //! with the caller's own privileges, as if there were no filter).
 //!
+//! With [`crate::SeccompPolicy::intercept_sysinfo`] the same filter (the kernel allows one
+//! listener per process) also stops at `sysinfo(2)`, which has no namespace: a server
+//! answers it with the VE's memory, load and uptime by writing the caller's `struct
+//! sysinfo` ([`ProcessMemory`]).
+//!
 //! When every process under a filter has exited, its listener reports a hang-up; when a
 //! listener is closed, waiting and later calls fail with ENOSYS. Nothing hangs on a server
 //! that is gone.
+//!
+//! An inbox also takes short questions ([`InboxMessage::Question`], answered on the same
+//! connection; [`ask`] is the client), so the server's state (e.g. a VE's load average) can
+//! be read without a second socket.
 
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::sys::socket::{
     AddressFamily, Backlog, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, accept4, bind,
@@ -109,6 +119,16 @@ impl SyscallListener {
     }
 }
 
+impl SyscallListener {
+    /// Hands this listener to the server whose [`ListenerInbox`] is at `socket`.
+    ///
+    /// # Errors
+    /// [`NsError::Io`] when the server cannot be reached.
+    pub fn hand_to(&self, socket: &Path) -> Result<()> {
+        send_listener(socket, self.fd.as_fd())
+    }
+}
+
 impl AsFd for SyscallListener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -120,9 +140,8 @@ impl AsFd for SyscallListener {
 /// # Errors
 /// [`NsError::Io`] when the server cannot be reached.
 pub(crate) fn send_listener(socket: &Path, listener: BorrowedFd<'_>) -> Result<()> {
+    let conn = connect_inbox(socket)?;
     let fail = |e: nix::errno::Errno| NsError::io("hand the listener to", socket, e.into());
-    let conn = socket_fd().map_err(fail)?;
-    connect(conn.as_raw_fd(), &UnixAddr::new(socket).map_err(fail)?).map_err(fail)?;
     let fds = [listener.as_raw_fd()];
     sendmsg::<()>(
         conn.as_raw_fd(),
@@ -133,6 +152,17 @@ pub(crate) fn send_listener(socket: &Path, listener: BorrowedFd<'_>) -> Result<(
     )
     .map_err(fail)?;
     Ok(())
+}
+
+/// A connection to the [`ListenerInbox`] at `socket`.
+///
+/// # Errors
+/// [`NsError::Io`] when no server listens there.
+pub(crate) fn connect_inbox(socket: &Path) -> Result<OwnedFd> {
+    let fail = |e: nix::errno::Errno| NsError::io("connect to", socket, e.into());
+    let conn = socket_fd().map_err(fail)?;
+    connect(conn.as_raw_fd(), &UnixAddr::new(socket).map_err(fail)?).map_err(fail)?;
+    Ok(conn)
 }
 
 /// A unix socket where a server receives the listeners of a VE's processes; only root's
@@ -190,6 +220,102 @@ impl ListenerInbox {
                 .map_err(fail)?;
         Ok(received_fd(&msg).map_err(fail)?.map(SyscallListener::new))
     }
+
+    /// Takes one connection and what it brought: a listener, or a question to answer (see
+    /// [`ask`]); `None` for a connection that is not root's or sent nothing in time.
+    ///
+    /// # Errors
+    /// [`NsError::Io`] when accepting fails.
+    pub fn accept_message(&self) -> Result<Option<InboxMessage>> {
+        let fail = |e: nix::errno::Errno| NsError::io("accept on", &self.path, e.into());
+        let raw = accept4(self.socket.as_raw_fd(), SockFlag::SOCK_CLOEXEC).map_err(fail)?;
+        let conn = sys::adopt_received_fd(raw);
+        let peer = getsockopt(&conn, PeerCredentials).map_err(fail)?;
+        if peer.uid() != 0 {
+            return Ok(None);
+        }
+        // A client connects and sends at once; one that does not cannot hold the server.
+        let timeout = nix::sys::time::TimeVal::new(1, 0);
+        nix::sys::socket::setsockopt(&conn, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)
+            .map_err(fail)?;
+        let mut text = [0_u8; QUESTION_MAX];
+        let mut iov = [IoSliceMut::new(&mut text)];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let received =
+            recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC);
+        let msg = match received {
+            Ok(msg) => msg,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Ok(None),
+            Err(e) => return Err(fail(e)),
+        };
+        let len = msg.bytes;
+        if let Some(fd) = received_fd(&msg).map_err(fail)? {
+            return Ok(Some(InboxMessage::Listener(SyscallListener::new(fd))));
+        }
+        if len == 0 {
+            return Ok(None);
+        }
+        Ok(Some(InboxMessage::Question(InboxQuestion { conn, text: text[..len].to_vec() })))
+    }
+}
+
+/// The longest question [`ListenerInbox::accept_message`] reads, and answer [`ask`] reads.
+const QUESTION_MAX: usize = 256;
+
+/// What a connection to a [`ListenerInbox`] brought.
+#[derive(Debug)]
+pub enum InboxMessage {
+    /// A filter's listener, to serve.
+    Listener(SyscallListener),
+    /// A question of [`ask`].
+    Question(InboxQuestion),
+}
+
+/// A question sent to a [`ListenerInbox`], waiting for its answer.
+#[derive(Debug)]
+pub struct InboxQuestion {
+    conn: OwnedFd,
+    text: Vec<u8>,
+}
+
+impl InboxQuestion {
+    /// What was asked.
+    pub fn text(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// Sends `answer` (at most 256 bytes are read by [`ask`]) and closes the connection. A
+    /// client that left is not an error.
+    pub fn answer(self, answer: &[u8]) {
+        if let Err(e) = nix::sys::socket::send(
+            self.conn.as_raw_fd(),
+            answer,
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+        ) {
+            tracing::debug!(error = %e, "an inbox question's asker left");
+        }
+    }
+}
+
+/// Asks the server whose [`ListenerInbox`] is at `socket` the `question` (a short text, not
+/// empty) and returns its answer; waits at most `timeout` for it.
+///
+/// # Errors
+/// [`NsError::Io`] when no server listens there or it does not answer in time.
+pub fn ask(socket: &Path, question: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+    let fail = |e: nix::errno::Errno| NsError::io("ask", socket, e.into());
+    let conn = connect_inbox(socket)?;
+    let wait = nix::sys::time::TimeVal::new(
+        i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        i64::from(timeout.subsec_micros()).max(1),
+    );
+    nix::sys::socket::setsockopt(&conn, nix::sys::socket::sockopt::ReceiveTimeout, &wait)
+        .map_err(fail)?;
+    nix::sys::socket::send(conn.as_raw_fd(), question, MsgFlags::MSG_NOSIGNAL).map_err(fail)?;
+    let mut answer = [0_u8; QUESTION_MAX];
+    let n =
+        nix::sys::socket::recv(conn.as_raw_fd(), &mut answer, MsgFlags::empty()).map_err(fail)?;
+    Ok(answer[..n].to_vec())
 }
 
 impl AsFd for ListenerInbox {
@@ -202,10 +328,13 @@ fn socket_fd() -> nix::Result<OwnedFd> {
     socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)
 }
 
-/// Another process's memory, through `/proc/<pid>/mem` (needs ptrace access: root).
+/// Another process's memory, through `/proc/<pid>/mem` (needs ptrace access: root), and
+/// its map (`/proc/<pid>/maps`, opened at the same time: both are that process's even if
+/// its pid is reused later).
 #[derive(Debug)]
 pub struct ProcessMemory {
     file: File,
+    maps: File,
 }
 
 impl ProcessMemory {
@@ -220,7 +349,22 @@ impl ProcessMemory {
             .write(true)
             .open(&path)
             .map_err(|e| NsError::io("open", &path, e))?;
-        Ok(ProcessMemory { file })
+        let maps_path = path.with_file_name("maps");
+        let maps = File::open(&maps_path).map_err(|e| NsError::io("open", &maps_path, e))?;
+        Ok(ProcessMemory { file, maps })
+    }
+
+    /// Whether `len` bytes at `addr` lie in mappings the process may write itself (`w` in
+    /// its maps): what the kernel's `copy_to_user` would accept. [`ProcessMemory::write`]
+    /// is forced (it would also write the process's read-only pages), so a server writing
+    /// an answer for a caller checks this first.
+    pub fn is_writable(&self, addr: u64, len: u64) -> bool {
+        let mut maps = String::new();
+        let mut reader = &self.maps;
+        if std::io::Read::read_to_string(&mut reader, &mut maps).is_err() {
+            return false;
+        }
+        addr.checked_add(len).is_some_and(|end| covered_writable(&maps, addr, end))
     }
 
     /// Exactly `len` bytes at `addr`.
@@ -268,9 +412,83 @@ impl ProcessMemory {
     }
 }
 
+/// Whether `[start, end)` is covered by contiguous writable mappings of a `maps` text.
+fn covered_writable(maps: &str, start: u64, end: u64) -> bool {
+    let mut at = start;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
+        let Some((lo, hi)) = range.split_once('-') else { continue };
+        let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16)) else {
+            continue;
+        };
+        if hi <= at {
+            continue;
+        }
+        if lo > at || perms.as_bytes().get(1) != Some(&b'w') {
+            return false;
+        }
+        at = hi;
+        if at >= end {
+            return true;
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_writable_contiguous_mappings_take_an_answer() {
+        let maps = "1000-2000 r-xp 0 0:0 0 /bin/x\n2000-3000 rw-p 0 0:0 0\n\
+                    3000-4000 rw-p 0 0:0 0\n5000-6000 rw-p 0 0:0 0\n";
+        assert!(covered_writable(maps, 0x2000, 0x2070));
+        assert!(covered_writable(maps, 0x2ff0, 0x3060), "across two mappings");
+        assert!(!covered_writable(maps, 0x1ff0, 0x2060), "starts read-only");
+        assert!(!covered_writable(maps, 0x3ff0, 0x4060), "runs into a hole");
+        assert!(!covered_writable(maps, 0x8000, 0x8070), "unmapped");
+        assert!(!covered_writable(maps, 0, 0x70), "NULL");
+        if nix::unistd::geteuid().is_root() {
+            let mut local = vec![0_u8; 112];
+            let addr = local.as_mut_ptr() as u64;
+            let me =
+                ProcessMemory::open(std::process::id().try_into().expect("pid")).expect("open");
+            assert!(me.is_writable(addr, 112));
+            let code = covered_writable as fn(&str, u64, u64) -> bool as usize as u64;
+            assert!(!me.is_writable(code, 16), "text is not writable");
+            assert!(!me.is_writable(0, 112));
+            local[0] = 1;
+        }
+    }
+
+    #[test]
+    fn an_inbox_answers_questions_and_takes_listeners() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("101.sysinfo");
+        let inbox = ListenerInbox::bind(&path).expect("bind");
+        let asker = {
+            let path = path.clone();
+            std::thread::spawn(move || ask(&path, b"loadavg", Duration::from_secs(5)))
+        };
+        match inbox.accept_message().expect("accept") {
+            Some(InboxMessage::Question(q)) => {
+                assert_eq!(q.text(), b"loadavg");
+                q.answer(b"0.25 0.10 0.05");
+            }
+            other => panic!("expected a question, got {other:?}"),
+        }
+        assert_eq!(asker.join().expect("join").expect("answer"), b"0.25 0.10 0.05");
+        let (_mine, sent) = std::os::unix::net::UnixStream::pair().expect("pair");
+        send_listener(&path, sent.as_fd()).expect("send");
+        assert!(matches!(inbox.accept_message().expect("accept"), Some(InboxMessage::Listener(_))));
+        drop(inbox);
+        assert!(ask(&path, b"loadavg", Duration::from_millis(200)).is_err(), "no server");
+    }
 
     #[test]
     fn a_listener_reaches_the_inbox_with_its_fd() {

@@ -57,7 +57,10 @@ pub use devnodes::{DevNode, make_dev_nodes, remove_dev_nodes};
 pub use enter::{EnterSpec, TtyMode, enter};
 pub use error::{NsError, Result};
 pub use init::{InitHandle, InitSpec, PendingInit, spawn_init};
-pub use intercept::{ListenerInbox, ProcessMemory, SyscallListener, SyscallReply, SyscallRequest};
+pub use intercept::{
+    InboxMessage, InboxQuestion, ListenerInbox, ProcessMemory, SyscallListener, SyscallReply,
+    SyscallRequest, ask,
+};
 pub use pty::open_console_for_restore;
 pub use rlimit::{Rlimit, RlimitResource};
 pub use rootfs::ProcView;

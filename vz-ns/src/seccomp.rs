@@ -4,13 +4,16 @@
 //! file-handle calls behind the "shocker" escape, BPF, perf and userfaultfd fail; the
 //! `TIOCSTI` and `TIOCLINUX` ioctls (typing into a terminal) and forced unmounts fail;
 //! system calls of another ABI (i386 `int 0x80`, x32) fail with ENOSYS, so a filter on
-//! x86-64 numbers cannot be sidestepped. The quotactl interception of [`crate::intercept`]
-//! is a rule of the same filter: one filter, one listener.
+//! x86-64 numbers cannot be sidestepped. The quotactl and sysinfo interceptions of
+//! [`crate::intercept`] are rules of the same filter: one filter, one listener (the kernel
+//! gives a task's filter chain at most one listener: a second `NEW_LISTENER` filter fails
+//! with EBUSY, so the two interceptions cannot be two filters with two listeners).
 //!
 //! The filter is classic BPF over `struct seccomp_data` (nr at offset 0, arch at 4, the
 //! arguments from 16), built here without unsafe code and installed by [`crate::sys`].
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use crate::error::{NsError, Result};
 
@@ -57,6 +60,7 @@ const MNT_FORCE: u32 = 1;
 pub struct SeccompPolicy {
     allowed: Vec<&'static str>,
     no_netfilter: bool,
+    sysinfo_server: Option<PathBuf>,
 }
 
 impl fmt::Debug for SeccompPolicy {
@@ -64,6 +68,7 @@ impl fmt::Debug for SeccompPolicy {
         f.debug_struct("SeccompPolicy")
             .field("denied", &self.denied_names())
             .field("no_netfilter", &self.no_netfilter)
+            .field("sysinfo_server", &self.sysinfo_server)
             .finish()
     }
 }
@@ -105,6 +110,28 @@ impl SeccompPolicy {
         self.no_netfilter = true;
     }
 
+    /// Sends the VE's `sysinfo(2)` calls to a listener, so that `free`, `uptime` and
+    /// `sysconf(_SC_PHYS_PAGES)` show the VE's memory, load and uptime (sysinfo has no
+    /// namespace). The listener of a process [`crate::enter`] starts goes to the
+    /// [`crate::ListenerInbox`] at `server` (to the quotactl server instead when one is
+    /// asked for: it then answers both); the init's is kept for
+    /// [`crate::PendingInit::take_listener`], as its server starts after the init. A process
+    /// whose listener has no server (the server is gone, or never took it) gets ENOSYS from
+    /// sysinfo, the kernel's rule for a closed listener.
+    pub fn intercept_sysinfo(&mut self, server: PathBuf) {
+        self.sysinfo_server = Some(server);
+    }
+
+    /// The server of [`SeccompPolicy::intercept_sysinfo`], if sysinfo is intercepted.
+    pub fn sysinfo_server(&self) -> Option<&Path> {
+        self.sysinfo_server.as_deref()
+    }
+
+    /// The same policy without the sysinfo interception (the kernel answers sysinfo).
+    pub(crate) fn without_sysinfo(&self) -> SeccompPolicy {
+        SeccompPolicy { sysinfo_server: None, ..self.clone() }
+    }
+
     /// The names of the system calls this policy refuses.
     pub fn denied_names(&self) -> Vec<&'static str> {
         self.denied().map(|d| d.name).collect()
@@ -114,7 +141,12 @@ impl SeccompPolicy {
         DEFAULT_DENIED.iter().filter(|d| !self.allowed.contains(&d.name))
     }
 
-    /// The filter program; with `notify_quotactl`, quotactl(2) goes to the listener.
+    /// The filter program; with `notify_quotactl`, quotactl(2) goes to the listener, and
+    /// sysinfo(2) does with [`SeccompPolicy::intercept_sysinfo`].
+    ///
+    /// The sysinfo rule is the pair `jeq #SYS_sysinfo, 0, 1; ret #SECCOMP_RET_USER_NOTIF`
+    /// after the architecture prologue: vz-cpt's restore finds exactly that pair in a
+    /// dumped filter (CRIU restores no listener) and makes its `ret` an ALLOW.
     pub(crate) fn program(&self, notify_quotactl: bool) -> Vec<libc::sock_filter> {
         let mut p = Program::default();
         p.load(OFFSET_ARCH);
@@ -124,6 +156,10 @@ impl SeccompPolicy {
         // x32 numbers carry bit 30 on the x86-64 architecture value.
         p.skip_unless_at_least(X32_SYSCALL_BIT, 1);
         p.ret(errno_action(libc::ENOSYS));
+        if self.sysinfo_server.is_some() {
+            p.skip_unless_equal(nr(libc::SYS_sysinfo), 1);
+            p.ret(libc::SECCOMP_RET_USER_NOTIF);
+        }
         for denied in self.denied() {
             p.skip_unless_equal(nr(denied.nr), 1);
             p.ret(errno_action(denied.errno));
@@ -239,12 +275,14 @@ impl Program {
 }
 
 /// Installs `policy`'s filter on the calling thread (a child about to exec in the VE);
-/// returns the quotactl listener when `notify_quotactl`.
+/// returns the listener when a call is notified (`notify_quotactl`, or sysinfo by the
+/// policy).
 pub(crate) fn install(
     policy: &SeccompPolicy,
     notify_quotactl: bool,
 ) -> std::result::Result<Option<std::os::fd::OwnedFd>, String> {
-    crate::sys::seccomp_install(&policy.program(notify_quotactl), notify_quotactl)
+    let listener = notify_quotactl || policy.sysinfo_server.is_some();
+    crate::sys::seccomp_install(&policy.program(notify_quotactl), listener)
         .map_err(|e| format!("install the seccomp filter: {e}"))
 }
 
@@ -332,6 +370,38 @@ mod tests {
         let p = SeccompPolicy::default().program(true);
         assert_eq!(run(&p, ARCH, libc::SYS_quotactl, 0), libc::SECCOMP_RET_USER_NOTIF);
         assert_eq!(run(&p, ARCH, libc::SYS_keyctl, 0), errno_action(libc::ENOSYS));
+    }
+
+    #[test]
+    fn sysinfo_goes_to_the_listener_when_asked_as_the_pair_restore_patches() {
+        let mut policy = SeccompPolicy::default();
+        let plain = policy.program(false);
+        assert_eq!(run(&plain, ARCH, libc::SYS_sysinfo, 0), libc::SECCOMP_RET_ALLOW);
+        policy.intercept_sysinfo(PathBuf::from("/run/vz/101.sysinfo"));
+        let p = policy.program(false);
+        assert_eq!(run(&p, ARCH, libc::SYS_sysinfo, 0), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&p, ARCH, libc::SYS_quotactl, 0), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&p, ARCH, libc::SYS_keyctl, 0), errno_action(libc::ENOSYS));
+        assert_eq!(run(&p, ARCH, libc::SYS_getpid, 0), libc::SECCOMP_RET_ALLOW);
+        let both = policy.program(true);
+        assert_eq!(run(&both, ARCH, libc::SYS_sysinfo, 0), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&both, ARCH, libc::SYS_quotactl, 0), libc::SECCOMP_RET_USER_NOTIF);
+        // The exact pair vz-cpt's seccomp_image looks for, once.
+        let jeq = u16::try_from(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K).expect("u16");
+        let ret = u16::try_from(libc::BPF_RET | libc::BPF_K).expect("u16");
+        let pairs = p
+            .windows(2)
+            .filter(|w| {
+                (w[0].code, w[0].jt, w[0].jf, w[0].k) == (jeq, 0, 1, 99)
+                    && (w[1].code, w[1].k) == (ret, libc::SECCOMP_RET_USER_NOTIF)
+            })
+            .count();
+        assert_eq!(pairs, 1);
+        assert_eq!(
+            (p[0].code, p[0].k),
+            (u16::try_from(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS).expect("u16"), 4)
+        );
+        assert_eq!(policy.without_sysinfo().program(false), plain);
     }
 
     #[test]

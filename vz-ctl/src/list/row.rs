@@ -18,7 +18,7 @@ pub struct Row {
     pub nproc: Option<i64>,
     /// Seconds since its init started (running VEs only).
     pub uptime: Option<u64>,
-    /// Its load (running VEs only), see [`load`].
+    /// Its 1, 5 and 15 minute load averages (running VEs only), see [`load`].
     pub laverage: Option<[f64; 3]>,
     /// Measured beancounters (running VEs only).
     pub ubc: Option<Vec<vz_ubc::Usage>>,
@@ -51,8 +51,9 @@ impl Row {
                     tracing::warn!(ctid = ve.ctid.get(), "beancounters: {e}");
                     None
                 });
-            let load = load(&pids);
-            (i64::try_from(pids.len()).ok(), uptime, ubc, Some([load; 3]))
+            // The console server's averages; the count now when it does not answer.
+            let laverage = crate::sysinfo::query_load(&ve).unwrap_or_else(|| [load(&pids); 3]);
+            (i64::try_from(pids.len()).ok(), uptime, ubc, Some(laverage))
         } else {
             (None, None, None, None)
         };
@@ -129,7 +130,7 @@ fn init_uptime(pid: i32) -> Option<u64> {
 }
 
 /// The `boottime` offset of a `timens_offsets` text, in nanoseconds.
-fn boottime_offset(text: &str) -> Option<i128> {
+pub(crate) fn boottime_offset(text: &str) -> Option<i128> {
     let line = text.lines().find(|l| l.split_whitespace().next() == Some("boottime"))?;
     let mut fields = line.split_whitespace().skip(1).map(str::parse::<i128>);
     let (secs, nanos) = (fields.next()?.ok()?, fields.next()?.ok()?);
@@ -140,9 +141,15 @@ fn boottime_offset(text: &str) -> Option<i128> {
 /// `D` in `/proc/<pid>/task/<tid>/stat`), the quantity the kernel's load average averages.
 ///
 /// OpenVZ's kernel kept 1, 5 and 15 minute averages per VE; a stock kernel keeps them only
-/// for the whole host, and vz has no daemon to sample a VE's run queue over time, so vzlist
-/// shows this count now for all three.
+/// for the whole host. The VE's console server samples this count every 5 s and keeps the
+/// averages ([`crate::sysinfo::LoadAvg`]); vzlist shows them, or this count now for all
+/// three when the server does not answer.
 pub fn load(pids: &[i32]) -> f64 {
+    f64::from(active_threads(pids))
+}
+
+/// The number [`load`] gives, as a count.
+pub fn active_threads(pids: &[i32]) -> u32 {
     let mut n = 0u32;
     for pid in pids {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
@@ -154,7 +161,7 @@ pub fn load(pids: &[i32]) -> f64 {
             }
         }
     }
-    f64::from(n)
+    n
 }
 
 #[cfg(test)]

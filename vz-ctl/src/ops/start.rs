@@ -89,6 +89,11 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
         Some(master) => Some(crate::console::ConsoleServer::start(ve, master, pid)?),
         None => None,
     };
+    // The init's sysinfo listener (no quotactl server took it) goes to the console server.
+    if let Some(listener) = pending.take_listener() {
+        let socket = crate::sysinfo::socket_path(ve);
+        listener.hand_to(&socket).map_err(|e| CtlError::Start(e.into()))?;
+    }
     // shmpages: kernel.shm* in the VE's new IPC namespace, before anything in it runs.
     resources::set_ipc_sysctls(pid, &vz_ubc::shm_sysctls(&ubc))?;
     super::net::setup(ve, pid)?;

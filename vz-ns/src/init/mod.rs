@@ -8,8 +8,8 @@
 //! The VE also gets a time namespace of its own whose monotonic and boot clocks start at
 //! zero ([`timens`]), made just before init is forked. Init calls setsid(), builds its
 //! mounts as host root, pivots into the root, becomes the root of the VE's user namespace
-//! in a mount namespace of its own (the mounts are locked then), sets the hostname, installs the seccomp filter (with the quotactl listener, which
-//! travels to the parent over the status channel, when asked), says "ready" and waits for
+//! in a mount namespace of its own (the mounts are locked then), sets the hostname, installs the seccomp filter (with its listener, which
+//! travels to the parent over the status channel, when quotactl or sysinfo is intercepted), says "ready" and waits for
 //! "go"; then it reduces its capabilities, points stdio at the VE's console (or its
 //! /dev/null) and execs with a clean environment.
 //!
@@ -100,6 +100,7 @@ pub struct PendingInit {
     status: Receiver,
     released: bool,
     console: Option<OwnedFd>,
+    listener: Option<OwnedFd>,
 }
 
 /// A running VE init.
@@ -166,11 +167,18 @@ pub fn spawn_init(spec: &InitSpec) -> Result<PendingInit> {
             let mut status = Receiver::new(status_r);
             let server = spec.quotactl_server.as_deref();
             let mut console = None;
-            let first = init_pid(&mut status, server, &mut console);
+            let mut listener = None;
+            let first = init_pid(&mut status, server, &mut console, &mut listener);
             let _ = waitpid(child, None);
             let (pid, ready) = first?;
-            let pending = PendingInit { pid, go: Some(go_w), status, released: false, console };
-            if ready { Ok(pending) } else { pending.wait_ready(server) }
+            let mut pending =
+                PendingInit { pid, go: Some(go_w), status, released: false, console, listener };
+            if ready {
+                Ok(pending)
+            } else {
+                pending.wait_ready(server)?;
+                Ok(pending)
+            }
         }
     }
 }
@@ -178,18 +186,20 @@ pub fn spawn_init(spec: &InitSpec) -> Result<PendingInit> {
 /// Reads until the intermediate child's report of the init's pid; whether the init's
 /// "ready" came first. Both children write to the channel, and the init may finish its
 /// setup before the intermediate, descheduled after fork, sends the pid. The console's
-/// master, when the init sends it, goes to `console`.
+/// master, when the init sends it, goes to `console`, its seccomp listener to the quotactl
+/// `server` or else to `listener`.
 fn init_pid(
     status: &mut Receiver,
     server: Option<&Path>,
     console: &mut Option<OwnedFd>,
+    listener: &mut Option<OwnedFd>,
 ) -> Result<(i32, bool)> {
     let mut ready = false;
     loop {
         match status.recv()? {
             Some(Msg::Pid(pid)) => return Ok((pid, ready)),
             Some(Msg::Ready) => ready = true,
-            Some(Msg::Listener(fd)) => deliver_listener(server, fd)?,
+            Some(Msg::Listener(fd)) => *listener = deliver_listener(server, fd)?,
             Some(Msg::Terminal(master)) => *console = Some(master),
             Some(Msg::SetupError(message)) => return Err(NsError::Setup { message }),
             Some(Msg::ExecError(_) | Msg::Mount(_) | Msg::MountNamespace(_)) | None => {
@@ -199,10 +209,13 @@ fn init_pid(
     }
 }
 
-/// Hands the init's seccomp listener to the quotactl server.
-fn deliver_listener(server: Option<&Path>, fd: OwnedFd) -> Result<()> {
-    let server = server.ok_or(NsError::ChildVanished { what: "an unasked-for listener" })?;
-    crate::intercept::send_listener(server, fd.as_fd())
+/// Hands the init's seccomp listener to the quotactl server (which then answers sysinfo
+/// too); without one it is the caller's ([`PendingInit::take_listener`]).
+fn deliver_listener(server: Option<&Path>, fd: OwnedFd) -> Result<Option<OwnedFd>> {
+    match server {
+        Some(server) => crate::intercept::send_listener(server, fd.as_fd()).map(|()| None),
+        None => Ok(Some(fd)),
+    }
 }
 
 fn prepare(spec: &InitSpec) -> Result<ChildPlan> {
@@ -257,11 +270,19 @@ impl PendingInit {
         self.console.take()
     }
 
-    fn wait_ready(mut self, server: Option<&Path>) -> Result<Self> {
+    /// The listener of the init's seccomp filter when it notifies sysinfo
+    /// ([`crate::SeccompPolicy::intercept_sysinfo`]) and no quotactl server took it, once:
+    /// the caller hands it to the server that answers ([`crate::SyscallListener::hand_to`]) once
+    /// that runs. Dropped unhanded, the VE's sysinfo fails with ENOSYS.
+    pub fn take_listener(&mut self) -> Option<crate::SyscallListener> {
+        self.listener.take().map(crate::SyscallListener::new)
+    }
+
+    fn wait_ready(&mut self, server: Option<&Path>) -> Result<()> {
         loop {
             match self.status.recv()? {
-                Some(Msg::Ready) => return Ok(self),
-                Some(Msg::Listener(fd)) => deliver_listener(server, fd)?,
+                Some(Msg::Ready) => return Ok(()),
+                Some(Msg::Listener(fd)) => self.listener = deliver_listener(server, fd)?,
                 Some(Msg::Terminal(master)) => self.console = Some(master),
                 Some(Msg::SetupError(message)) => return Err(NsError::Setup { message }),
                 _ => return Err(NsError::ChildVanished { what: "the init's setup" }),
@@ -317,19 +338,22 @@ mod tests {
 
     #[test]
     fn the_init_may_be_ready_before_its_pid_is_reported() {
-        let mut none = None;
+        let (mut none, mut no_listener) = (None, None);
         let mut rx = channel(&[Msg::Ready, Msg::Pid(77)]);
-        assert_eq!(init_pid(&mut rx, None, &mut none).expect("pid"), (77, true));
+        assert_eq!(init_pid(&mut rx, None, &mut none, &mut no_listener).expect("pid"), (77, true));
         let mut rx = channel(&[Msg::Pid(78), Msg::Ready]);
-        assert_eq!(init_pid(&mut rx, None, &mut none).expect("pid"), (78, false));
+        assert_eq!(init_pid(&mut rx, None, &mut none, &mut no_listener).expect("pid"), (78, false));
     }
 
     #[test]
     fn a_setup_error_or_eof_before_the_pid_is_an_error() {
-        let mut none = None;
+        let (mut none, mut l) = (None, None);
         let mut rx = channel(&[Msg::SetupError("unshare namespaces: EPERM".into())]);
-        assert!(matches!(init_pid(&mut rx, None, &mut none), Err(NsError::Setup { .. })));
+        assert!(matches!(init_pid(&mut rx, None, &mut none, &mut l), Err(NsError::Setup { .. })));
         let mut rx = channel(&[]);
-        assert!(matches!(init_pid(&mut rx, None, &mut none), Err(NsError::ChildVanished { .. })));
+        assert!(matches!(
+            init_pid(&mut rx, None, &mut none, &mut l),
+            Err(NsError::ChildVanished { .. })
+        ));
     }
 }
