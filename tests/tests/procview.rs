@@ -120,7 +120,7 @@ fn assert_own_view(tree: &VzTree, ctid: &str, started: Instant) {
     assert_eq!(kb(meminfo, "SwapTotal"), host_swap.min(128 * 1024), "{meminfo}");
     assert!(kb(meminfo, "MemFree") <= 256 * 1024, "{meminfo}");
     // busybox top reads /proc/meminfo ("Mem: 1028K used, 261116K free, …"); busybox free
-    // asks sysinfo(2), whose memory totals have no namespace (docs/procview.md).
+    // asks sysinfo(2), which the VE's console server answers (tests/tests/sysinfo.rs).
     let kib = |word: &str| -> u64 { word.trim_end_matches('K').parse().unwrap_or(0) };
     let words: Vec<&str> = top.split([' ', ',']).filter(|w| w.ends_with('K')).collect();
     assert!(words.len() >= 2, "{top}");

@@ -255,7 +255,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("netfilter", &[Set], "disabled: no netfilter calls in the VE (seccomp; exec at once, init at the next start); others: the VE's own full netfilter").takes("disabled|stateless|stateful|full").key("NETFILTER"),
     opt("netdev_add", &[Set], "move a host network device into the VE").takes("IFNAME").key("NETDEV"),
     opt("netdev_del", &[Set], "move a network device of the VE back to the host").takes("IFNAME").key("NETDEV"),
-    opt("meminfo", &[Set], "the container's /proc/meminfo: none (the host's) or its own limits (pages:N, privvmpages:N are pre-VSwap forms); from the next start").takes("none|pages:N|privvmpages:N").key("MEMINFO"),
+    opt("meminfo", &[Set], "the container's /proc/meminfo and sysinfo(2) (free, uptime's load): none (the host's) or its own limits (pages:N, privvmpages:N are pre-VSwap forms); from the next start").takes("none|pages:N|privvmpages:N").key("MEMINFO"),
     opt("exec", &[Enter], "command to run in the shell").takes("COMMAND"),
 ];
 
