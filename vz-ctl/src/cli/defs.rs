@@ -237,6 +237,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("swap", &[Set], "VSwap swap limit in bytes (suffixes allowed)").takes("BYTES").key("SWAPPAGES"),
     opt("vm_overcommit", &[Set], "VSwap: privvmpages = (ram + swap) x this ratio (0: unlimited)").takes("RATIO").key("VM_OVERCOMMIT"),
     opt("cpuunits", &[Set], "CPU weight 8-500000").takes("N").key("CPUUNITS"),
+    opt("cpuweight", &[Set], "raw fairsched CPU weight, 500000/CPUUNITS (lower gets more); CPUUNITS wins when both are set").takes("N").key("CPUUWEIGHT"),
     opt("cpulimit", &[Set], "CPU limit N (% of one CPU), N% (of the node) or Nm (MHz)").takes("N[%|m]").key("CPULIMIT"),
     opt("cpus", &[Set], "number of CPUs the VE may use (0 = all)").takes("N").key("CPUS"),
     opt("cpumask", &[Set], "CPUs the VE may run on: list, all, or auto (the CPUs of --nodemask)").takes("CPUS|all|auto").key("CPUMASK"),
