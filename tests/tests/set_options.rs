@@ -426,3 +426,38 @@ fn netfilter_disabled_leaves_the_ve_no_firewall_calls() {
     let (rc, text) = exec(&tree, &ctid, &nft);
     assert!(rc == 0 && text.contains("nft-ok"), "{text}");
 }
+
+/// The mountinfo line of the mount at `point`.
+fn mountinfo_of(point: &std::path::Path) -> String {
+    let point = point.canonicalize().expect("canonical VE_ROOT");
+    let text = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    text.lines()
+        .filter(|l| l.split(' ').nth(4) == Some(point.to_str().unwrap_or_default()))
+        .last()
+        .unwrap_or_else(|| panic!("nothing mounted at {}", point.display()))
+        .to_owned()
+}
+
+/// `--mount_opts` (OpenVZ's MOUNT_OPTS, restart-required): the image is mounted with them at
+/// the next start; options that would reach the host or that vz owns are refused with 21.
+#[test]
+fn mount_opts_reach_the_images_mount_and_unsafe_ones_are_refused() {
+    require!(Need::Root, Need::Program("/bin/busybox"));
+    let tree = VzTree::new("");
+    let ctid = tree.running_busybox_ve();
+    let set = ok(tree.run("vzctl", &["set", &ctid, "--mount_opts", "noatime,commit=30", "--save"]));
+    assert!(set.contains("--setmode"), "the restart-required warning: {set}");
+    let root = tree.path().join(format!("root/{ctid}"));
+    assert!(!mountinfo_of(&root).contains("commit=30"), "applied before the restart");
+    restart(&tree, &ctid);
+    let line = mountinfo_of(&root);
+    let (mount, sup) = line.split_once(" - ").expect("mountinfo separator");
+    assert!(mount.split(' ').nth(5).unwrap_or_default().contains("noatime"), "{line}");
+    assert!(sup.contains("commit=30"), "{line}");
+    for bad in ["errors=panic", "journal_path=/etc/passwd", "usrquota", "debug"] {
+        let out = tree.run("vzctl", &["set", &ctid, "--mount_opts", bad, "--save"]);
+        assert_eq!(code(&out), 21, "{bad}: {}", output_text(&out));
+    }
+    assert!(tree.ve_conf(&ctid).contains("MOUNT_OPTS=\"noatime,commit=30\""));
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+}

@@ -241,6 +241,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("cpulimit", &[Set], "CPU limit N (% of one CPU), N% (of the node) or Nm (MHz)").takes("N[%|m]").key("CPULIMIT"),
     opt("cpus", &[Set], "number of CPUs the VE may use (0 = all)").takes("N").key("CPUS"),
     opt("cpumask", &[Set], "CPUs the VE may run on: list, all, or auto (the CPUs of --nodemask)").takes("CPUS|all|auto").key("CPUMASK"),
+    opt("mount_opts", &[Set], "extra mount options of the container's image (image layout): noatime, data=writeback, commit=N, nobarrier, discard…; options reaching the host (journal_path=, errors=panic) or vz's quota options are refused; from the next mount").takes("OPT[,OPT]").key("MOUNT_OPTS"),
     opt("nodemask", &[Set], "NUMA nodes the VE's memory comes from: list or all (needs --cpumask)").takes("NODES|all").key("NODEMASK"),
     opt("capability", &[Set], "capability in the VE's bounding set, on or off (at the next start; exec and enter at once)").takes("NAME:on|off[,...]").key("CAPABILITY"),
     opt("devices", &[Set], "device access through the device allowlist; perms of rwq or none").takes("b|c:MAJOR:MINOR|all:PERMS").key("DEVICES"),

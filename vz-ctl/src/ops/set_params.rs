@@ -51,6 +51,8 @@ pub struct ParamChanges {
     pub netdev_del: Vec<String>,
     /// `--nodemask LIST|all`.
     pub nodemask: Option<String>,
+    /// `--mount_opts`, checked and normalised.
+    pub mount_opts: Option<String>,
 }
 
 fn bad(option: &str, value: &str, reason: impl Into<String>) -> CtlError {
@@ -123,6 +125,11 @@ impl ParamChanges {
                     list.push(value.to_owned());
                 }
                 "nodemask" => c.nodemask = Some(nodemask(value)?),
+                "mount_opts" => {
+                    let options = vz_quota::ImageMountOptions::parse(value)
+                        .map_err(|e| bad(name, value, e.to_string()))?;
+                    c.mount_opts = Some(options.to_config());
+                }
                 "cpumask" => {
                     cpumask = true;
                     auto = value.trim() == "auto";
@@ -156,6 +163,7 @@ impl ParamChanges {
             && self.netdev_add.is_empty()
             && self.netdev_del.is_empty()
             && self.nodemask.is_none()
+            && self.mount_opts.is_none()
     }
 
     /// Whether something here is put into effect on a running VE at once (devices, I/O,
@@ -172,9 +180,12 @@ impl ParamChanges {
     }
 
     /// Whether something here needs a restart to take effect (OpenVZ's restart-required
-    /// parameters: capabilities, features, netfilter).
+    /// parameters: capabilities, features, netfilter, the image's mount options).
     pub fn needs_restart(&self) -> bool {
-        !self.capability.is_empty() || !self.features.is_empty() || self.netfilter.is_some()
+        !self.capability.is_empty()
+            || !self.features.is_empty()
+            || self.netfilter.is_some()
+            || self.mount_opts.is_some()
     }
 
     /// The CTID.conf values these options give, merged with the VE's current ones (`get`).
@@ -207,6 +218,7 @@ impl ParamChanges {
             ("BOOTORDER", number(self.bootorder)),
             ("NETFILTER", self.netfilter.clone()),
             ("NODEMASK", self.nodemask.clone()),
+            ("MOUNT_OPTS", self.mount_opts.clone()),
         ] {
             if let Some(value) = value {
                 out.push((key, value));
