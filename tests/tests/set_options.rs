@@ -432,8 +432,7 @@ fn mountinfo_of(point: &std::path::Path) -> String {
     let point = point.canonicalize().expect("canonical VE_ROOT");
     let text = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
     text.lines()
-        .filter(|l| l.split(' ').nth(4) == Some(point.to_str().unwrap_or_default()))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(point.to_str().unwrap_or_default()))
         .unwrap_or_else(|| panic!("nothing mounted at {}", point.display()))
         .to_owned()
 }
