@@ -460,3 +460,22 @@ fn mount_opts_reach_the_images_mount_and_unsafe_ones_are_refused() {
     assert!(tree.ve_conf(&ctid).contains("MOUNT_OPTS=\"noatime,commit=30\""));
     ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
 }
+
+/// OpenVZ's obsolete `--iptables` is kept (IPTABLES) and saved as the NETFILTER level its
+/// modules need; an unknown module is refused with 21 and nothing is saved.
+#[test]
+fn iptables_modules_are_saved_with_their_netfilter_level() {
+    require!(Need::Root, Need::Program("/bin/busybox"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
+    let args = ["set", &ctid, "--iptables", "iptable_filter,ipt_state", "--save"];
+    ok(tree.run("vzctl", &args));
+    let conf = tree.ve_conf(&ctid);
+    assert!(conf.contains("IPTABLES=\"iptable_filter ipt_state\""), "{conf}");
+    assert!(conf.contains("NETFILTER=\"stateful\""), "{conf}");
+    let out = tree.run("vzctl", &["set", &ctid, "--iptables", "iptable_nat,xt_bogus", "--save"]);
+    assert_eq!(code(&out), 21, "{}", output_text(&out));
+    assert_eq!(tree.ve_conf(&ctid), conf, "nothing saved");
+}

@@ -254,6 +254,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("applyconfig_map", &[Set], "with --applyconfig: name restores the name link of NAME").takes("name"),
     opt("stop-timeout", &[Set], "seconds stop waits for a clean shutdown (needs --save; 0 = 120)").takes("SECONDS").key("STOP_TIMEOUT"),
     opt("bootorder", &[Set], "boot order: higher starts earlier").takes("N").key("BOOTORDER"),
+    opt("iptables", &[Set], "obsolete: netfilter modules (iptable_filter, ipt_state, iptable_nat…); saved, and as the NETFILTER level they need (conntrack: stateful, NAT: full)").takes("MODULE[,MODULE…]").key("IPTABLES"),
     opt("netfilter", &[Set], "disabled: no netfilter calls in the VE (seccomp; exec at once, init at the next start); others: the VE's own full netfilter").takes("disabled|stateless|stateful|full").key("NETFILTER"),
     opt("netdev_add", &[Set], "move a host network device into the VE").takes("IFNAME").key("NETDEV"),
     opt("netdev_del", &[Set], "move a network device of the VE back to the host").takes("IFNAME").key("NETDEV"),
