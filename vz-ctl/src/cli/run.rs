@@ -260,6 +260,12 @@ impl Options {
                 disk.parse_option(option, value)?;
             }
         }
+        let offline_resize = self.flag("offline-resize");
+        if offline_resize && disk.space.is_none() {
+            return Err(CtlError::Usage(
+                "--offline-resize can only be used with --diskspace".into(),
+            ));
+        }
         Ok(set::SetOptions {
             resources,
             disk,
@@ -268,6 +274,8 @@ impl Options {
             netif_add: self.all("netif_add"),
             netif_del: self.all("netif_del"),
             save: self.flag("save"),
+            offline_resize,
+            disk_quota: self.yes_no("diskquota")?,
             reset_ub,
             setmode,
             hostname: self.owned("hostname"),

@@ -17,6 +17,10 @@ use crate::ve::Ve;
 pub struct SetOptions {
     /// `--save`.
     pub save: bool,
+    /// `--offline-resize`: `--diskspace` on a stopped, unmounted VE only.
+    pub offline_resize: bool,
+    /// `--diskquota yes|no` (`DISK_QUOTA`, restart-required).
+    pub disk_quota: Option<bool>,
     /// `--reset_ub`: put every beancounter of the config into effect again (used alone).
     pub reset_ub: bool,
     /// `--setmode restart|ignore`.
@@ -76,6 +80,9 @@ impl SetOptions {
         if let Some(b) = self.disabled {
             changes.push(("DISABLED", yes_no(b)));
         }
+        if let Some(b) = self.disk_quota {
+            changes.push(("DISK_QUOTA", yes_no(b)));
+        }
         if let Some(n) = &self.name {
             changes.push(("NAME", n.clone()));
         }
@@ -129,13 +136,21 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
     }
     let net = net::NetPlan::new(ve, &opts.ipadd, &opts.ipdel, &opts.netif_add, &opts.netif_del)?;
     let running = ve.cgroup()?.has_tasks();
+    if opts.offline_resize {
+        if running {
+            return Err(CtlError::AlreadyRunning);
+        }
+        if ve.is_mounted()? {
+            return Err(CtlError::Mounted);
+        }
+    }
     let _intent = Intent::begin(
         &ve.global,
         ve.ctid,
         "set",
         &[("was_running", intent::flag(running)), ("was_mounted", intent::flag(ve.is_mounted()?))],
     )?;
-    let restart = running && opts.params.needs_restart();
+    let restart = running && (opts.params.needs_restart() || opts.disk_quota.is_some());
     if restart && opts.setmode.as_deref() == Some("ignore") {
         return Err(CtlError::Param {
             code: 32,
