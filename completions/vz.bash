@@ -24,6 +24,7 @@ _vzctl() {
     fi
     case $prev in
         --layout) COMPREPLY=($(compgen -W "simfs ploop" -- "$cur")); return ;;
+        --mac_filter) COMPREPLY=($(compgen -W "on off" -- "$cur")); return ;;
         --diskquota) COMPREPLY=($(compgen -W "yes no" -- "$cur")); return ;;
         --setmode) COMPREPLY=($(compgen -W "restart ignore" -- "$cur")); return ;;
         --onboot) COMPREPLY=($(compgen -W "yes no" -- "$cur")); return ;;
@@ -39,7 +40,7 @@ _vzctl() {
         status) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         mount) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         umount) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
-        set) COMPREPLY=($(compgen -W "--ipadd --ipdel --netif_add --netif_del --diskspace --diskinodes --quotatime --quotaugidlimit --hostname --name --description --reset_ub --save --skip_arpdetect --offline-resize --diskquota --setmode --nameserver --searchdomain --onboot --disabled --userpasswd --kmemsize --lockedpages --privvmpages --shmpages --numproc --physpages --vmguarpages --oomguarpages --numtcpsock --numflock --numpty --numsiginfo --tcpsndbuf --tcprcvbuf --othersockbuf --dgramrcvbuf --numothersock --dcachesize --numfile --numiptent --avnumproc --swappages --ram --swap --vm_overcommit --cpuunits --cpuweight --cpulimit --cpus --cpumask --mount_opts --nodemask --capability --devices --devnodes --features --iolimit --iopslimit --ioprio --applyconfig --applyconfig_map --stop-timeout --bootorder --iptables --netfilter --netdev_add --netdev_del --meminfo --help" -- "$cur")) ;;
+        set) COMPREPLY=($(compgen -W "--ipadd --ipdel --netif_add --netif_del --ifname --mac --host_ifname --host_mac --bridge --mac_filter --diskspace --diskinodes --quotatime --quotaugidlimit --hostname --name --description --reset_ub --save --skip_arpdetect --offline-resize --diskquota --setmode --nameserver --searchdomain --onboot --disabled --userpasswd --kmemsize --lockedpages --privvmpages --shmpages --numproc --physpages --vmguarpages --oomguarpages --numtcpsock --numflock --numpty --numsiginfo --tcpsndbuf --tcprcvbuf --othersockbuf --dgramrcvbuf --numothersock --dcachesize --numfile --numiptent --avnumproc --swappages --ram --swap --vm_overcommit --cpuunits --cpuweight --cpulimit --cpus --cpumask --mount_opts --nodemask --capability --devices --devnodes --features --iolimit --iopslimit --ioprio --applyconfig --applyconfig_map --stop-timeout --bootorder --iptables --netfilter --netdev_add --netdev_del --meminfo --help" -- "$cur")) ;;
         exec) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         exec2) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         enter) COMPREPLY=($(compgen -W "--exec --help" -- "$cur")) ;;

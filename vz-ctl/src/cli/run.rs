@@ -260,6 +260,21 @@ impl Options {
                 disk.parse_option(option, value)?;
             }
         }
+        let changes: Vec<(String, String)> =
+            ["mac", "host_ifname", "host_mac", "bridge", "mac_filter"]
+                .into_iter()
+                .filter_map(|key| self.owned(key).map(|value| (key.to_owned(), value)))
+                .collect();
+        let netif_change = match self.owned("ifname") {
+            Some(ifname) => Some((ifname, changes)),
+            None if changes.is_empty() => None,
+            None => {
+                return Err(CtlError::Usage(
+                    "--mac, --host_ifname, --host_mac, --bridge and --mac_filter need --ifname"
+                        .into(),
+                ));
+            }
+        };
         let offline_resize = self.flag("offline-resize");
         if offline_resize && disk.space.is_none() {
             return Err(CtlError::Usage(
@@ -273,6 +288,7 @@ impl Options {
             ipdel: self.all("ipdel"),
             netif_add: self.all("netif_add"),
             netif_del: self.all("netif_del"),
+            netif_change,
             save: self.flag("save"),
             offline_resize,
             disk_quota: self.yes_no("diskquota")?,

@@ -53,6 +53,9 @@ pub struct SetOptions {
     pub netif_add: Vec<String>,
     /// `--netif_del`, each occurrence (`all` removes every interface).
     pub netif_del: Vec<String>,
+    /// `--ifname IF` with the changes of `--mac`, `--host_ifname`, `--host_mac`, `--bridge`,
+    /// `--mac_filter` (key as in NETIF, value).
+    pub netif_change: Option<(String, Vec<(String, String)>)>,
     /// `--meminfo`: the VE's /proc/meminfo from its next start (`crate::procview`).
     pub meminfo: Option<crate::procview::Meminfo>,
     /// Capabilities, devices, features, I/O, boot order, stop timeout, netfilter, network
@@ -134,7 +137,11 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
     for (key, value) in opts.config_changes().iter().chain(&param_saved) {
         check_value(&key.to_lowercase(), value)?;
     }
-    let net = net::NetPlan::new(ve, &opts.ipadd, &opts.ipdel, &opts.netif_add, &opts.netif_del)?;
+    let mut net =
+        net::NetPlan::new(ve, &opts.ipadd, &opts.ipdel, &opts.netif_add, &opts.netif_del)?;
+    if let Some((ifname, changes)) = &opts.netif_change {
+        net.change_netif(ve, ifname, changes)?;
+    }
     let running = ve.cgroup()?.has_tasks();
     if opts.offline_resize {
         if running {
