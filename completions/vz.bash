@@ -32,7 +32,7 @@ _vzctl() {
         --netfilter) COMPREPLY=($(compgen -W "disabled stateless stateful full" -- "$cur")); return ;;
     esac
     case $cmd in
-        create) COMPREPLY=($(compgen -W "--ostemplate --config --layout --private --root --ipadd --diskspace --diskinodes --hostname --name --description --help" -- "$cur")) ;;
+        create) COMPREPLY=($(compgen -W "--ostemplate --config --layout --private --root --local_uid --local_gid --ipadd --diskspace --diskinodes --hostname --name --description --help" -- "$cur")) ;;
         destroy|delete) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         start) COMPREPLY=($(compgen -W "--wait --force --skip-fsck --skip-remount --help" -- "$cur")) ;;
         stop) COMPREPLY=($(compgen -W "--fast --skip-umount --help" -- "$cur")) ;;

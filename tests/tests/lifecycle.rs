@@ -272,3 +272,36 @@ fn a_start_favors_dynamic_cgroup_changes_and_keeps_the_mounts_options() {
     assert_eq!(supers_after, supers_before, "the cgroup2 super options changed");
     assert_eq!(mount_after, mount_before, "the cgroup2 mount's flags changed");
 }
+
+/// `vzctl create --local_uid/--local_gid` (OpenVZ's LOCAL_UID/LOCAL_GID): the VE's root is
+/// that host id range; a range overlapping another VE's is refused with 21 and nothing of
+/// the new VE is left.
+#[test]
+fn create_takes_the_host_id_range_it_is_given_and_refuses_an_overlap() {
+    require!(Need::Root, Need::Program("/bin/busybox"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    // A range far above the pool the other tests' VEs draw from.
+    let base = 3_000_000_000_u32 - 65_536 * (ctid.parse::<u32>().unwrap_or(0) % 1000);
+    let (uid, gid) = (base.to_string(), (base + 65_536 * 2).to_string());
+    let args =
+        ["create", &ctid, "--ostemplate", "busybox", "--local_uid", &uid, "--local_gid", &gid];
+    ok(tree.run("vzctl", &args));
+    let conf = tree.ve_conf(&ctid);
+    assert!(conf.contains(&format!("LOCAL_UID=\"{uid}\"")), "{conf}");
+    assert!(conf.contains(&format!("LOCAL_GID=\"{gid}\"")), "{conf}");
+    ok(tree.run("vzctl", &["start", &ctid]));
+    let map = ok(tree.run("vzctl", &["exec", &ctid, "cat /proc/1/uid_map /proc/1/gid_map"]));
+    let rows: Vec<Vec<&str>> = map.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows, [vec!["0", uid.as_str(), "65536"], vec!["0", gid.as_str(), "65536"]]);
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+
+    let other = unique_ctid().to_string();
+    let inside = (base + 100).to_string();
+    let out =
+        tree.run("vzctl", &["create", &other, "--ostemplate", "busybox", "--local_uid", &inside]);
+    assert_eq!(out.status.code(), Some(21), "{}", output_text(&out));
+    assert!(!tree.path().join(format!("conf/{other}.conf")).exists(), "its config is left");
+    assert!(!tree.path().join(format!("private/{other}")).exists(), "its private area is left");
+}

@@ -186,6 +186,8 @@ pub const OPTIONS: &[OptDef] = &[
     opt("layout", &[Create], "simfs (a directory) or ploop (an ext4 image on a loop device)").takes("simfs|ploop").key("VE_LAYOUT").alias(&["ve_layout", "velayout"]),
     opt("private", &[Create], "VE_PRIVATE path").takes("PATH").key("VE_PRIVATE"),
     opt("root", &[Create], "VE_ROOT path").takes("PATH").key("VE_ROOT"),
+    opt("local_uid", &[Create], "first host uid of the container's user namespace (65536 ids; 0 with --local_gid 0: root is the host's root); default: the next free range of vz.conf's LOCAL_UID pool").takes("UID").key("LOCAL_UID"),
+    opt("local_gid", &[Create], "first host gid, as --local_uid (default: the --local_uid number)").takes("GID").key("LOCAL_GID"),
     opt("ipadd", &[Create, Set], "IP address (stored in IP_ADDRESS)").takes("IP[/MASK]").key("IP_ADDRESS").alias(&["ip"]),
     opt("ipdel", &[Set], "IP address to remove, or all").takes("IP|all").key("IP_ADDRESS"),
     opt("netif_add", &[Set], "veth interface ifname[,mac,host_ifname,host_mac,bridge]").takes("IFNAME[,MAC,HOST_IFNAME,HOST_MAC,BRIDGE]").key("NETIF"),

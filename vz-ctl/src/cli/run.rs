@@ -179,7 +179,26 @@ impl Options {
     }
 
     fn create(&self) -> Result<create::CreateOptions> {
+        let id = |option: &str| -> Result<Option<u32>> {
+            self.value(option)
+                .map(|v| {
+                    v.trim().parse::<u32>().map_err(|_| CtlError::BadParameter {
+                        option: option.into(),
+                        value: v.to_owned(),
+                        reason: "expected a host id".into(),
+                    })
+                })
+                .transpose()
+        };
+        // One of them given: the other is the same number, as a VE's uids and gids start
+        // together in vz.conf's pool.
+        let local_ids = match (id("local_uid")?, id("local_gid")?) {
+            (Some(uid), Some(gid)) => Some((uid, gid)),
+            (Some(one), None) | (None, Some(one)) => Some((one, one)),
+            (None, None) => None,
+        };
         Ok(create::CreateOptions {
+            local_ids,
             ostemplate: self.owned("ostemplate"),
             config: self.owned("config"),
             layout: self.owned("layout"),
