@@ -305,3 +305,34 @@ fn create_takes_the_host_id_range_it_is_given_and_refuses_an_overlap() {
     assert!(!tree.path().join(format!("conf/{other}.conf")).exists(), "its config is left");
     assert!(!tree.path().join(format!("private/{other}")).exists(), "its private area is left");
 }
+
+/// `vzctl set --private/--root` points a stopped, unmounted VE at an area moved by hand
+/// (OpenVZ: the admin moves it; refused with 32 while the VE runs, 41 while mounted, 21 for
+/// a relative path).
+#[test]
+fn set_private_and_root_follow_an_area_moved_by_hand() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = created(&tree);
+    let moved = tree.path().join(format!("private/moved-{ctid}"));
+    std::fs::rename(tree.path().join(format!("private/{ctid}")), &moved).expect("move the area");
+    let new_root = tree.path().join(format!("root/moved-{ctid}"));
+    let (private, root) = (moved.display().to_string(), new_root.display().to_string());
+    ok(tree.run("vzctl", &["set", &ctid, "--private", &private, "--root", &root, "--save"]));
+    assert_eq!(
+        ok(tree.run("vzctl", &["status", &ctid])).trim(),
+        format!("CTID {ctid} exist unmounted down")
+    );
+    ok(tree.run("vzctl", &["start", &ctid]));
+    assert!(new_root.join("bin/busybox").exists(), "the VE runs from the new VE_ROOT");
+    let out = tree.run("vzctl", &["set", &ctid, "--root", "/tmp/elsewhere", "--save"]);
+    assert_eq!(out.status.code(), Some(32), "{}", output_text(&out));
+    ok(tree.run("vzctl", &["stop", &ctid, "--skip-umount"]));
+    let out = tree.run("vzctl", &["set", &ctid, "--root", "/tmp/elsewhere", "--save"]);
+    assert_eq!(out.status.code(), Some(41), "{}", output_text(&out));
+    ok(tree.run("vzctl", &["umount", &ctid]));
+    let out = tree.run("vzctl", &["set", &ctid, "--private", "relative/path", "--save"]);
+    assert_eq!(out.status.code(), Some(21), "{}", output_text(&out));
+    ok(tree.run("vzctl", &["destroy", &ctid]));
+    assert!(!moved.exists(), "destroy removed the moved area");
+}

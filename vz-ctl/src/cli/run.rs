@@ -294,6 +294,19 @@ impl Options {
                 ));
             }
         };
+        let mut paths = Vec::new();
+        for (option, key) in [("root", "VE_ROOT"), ("private", "VE_PRIVATE")] {
+            if let Some(path) = self.owned(option) {
+                if !path.starts_with('/') {
+                    return Err(CtlError::BadParameter {
+                        option: option.into(),
+                        value: path,
+                        reason: "expected an absolute path".into(),
+                    });
+                }
+                paths.push((key, path));
+            }
+        }
         let offline_resize = self.flag("offline-resize");
         if offline_resize && disk.space.is_none() {
             return Err(CtlError::Usage(
@@ -310,6 +323,7 @@ impl Options {
             netif_change,
             save: self.flag("save"),
             offline_resize,
+            paths,
             disk_quota: self.yes_no("diskquota")?,
             reset_ub,
             setmode,

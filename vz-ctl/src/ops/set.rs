@@ -17,6 +17,8 @@ use crate::ve::Ve;
 pub struct SetOptions {
     /// `--save`.
     pub save: bool,
+    /// `--root`, `--private`: new VE_ROOT, VE_PRIVATE (a stopped, unmounted VE's).
+    pub paths: Vec<(&'static str, String)>,
     /// `--offline-resize`: `--diskspace` on a stopped, unmounted VE only.
     pub offline_resize: bool,
     /// `--diskquota yes|no` (`DISK_QUOTA`, restart-required).
@@ -86,6 +88,7 @@ impl SetOptions {
         if let Some(b) = self.disk_quota {
             changes.push(("DISK_QUOTA", yes_no(b)));
         }
+        changes.extend(self.paths.iter().cloned());
         if let Some(n) = &self.name {
             changes.push(("NAME", n.clone()));
         }
@@ -143,7 +146,7 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
         net.change_netif(ve, ifname, changes)?;
     }
     let running = ve.cgroup()?.has_tasks();
-    if opts.offline_resize {
+    if opts.offline_resize || !opts.paths.is_empty() {
         if running {
             return Err(CtlError::AlreadyRunning);
         }
