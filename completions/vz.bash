@@ -46,8 +46,8 @@ _vzctl() {
         enter) COMPREPLY=($(compgen -W "--exec --help" -- "$cur")) ;;
         console) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         runscript) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
-        chkpnt|suspend) COMPREPLY=($(compgen -W "--dumpfile --suspend --dump --resume --kill --page-server --lazy-pages --help" -- "$cur")) ;;
-        restore|resume) COMPREPLY=($(compgen -W "--dumpfile --resume --lazy-pages --help" -- "$cur")) ;;
+        chkpnt|suspend) COMPREPLY=($(compgen -W "--dumpfile --suspend --dump --resume --kill --page-server --lazy-pages --skip_arpdetect --help" -- "$cur")) ;;
+        restore|resume) COMPREPLY=($(compgen -W "--dumpfile --resume --lazy-pages --skip-fsck --skip-remount --skip_arpdetect --help" -- "$cur")) ;;
     esac
 }
 complete -F _vzctl vzctl
