@@ -171,6 +171,10 @@ fn bad_values_exit_21_and_save_nothing() {
         );
         assert_eq!(tree.ve_conf(&ctid), before, "nothing saved");
     }
+    let force = tree.run("vzctl", &["set", &ctid, "--force", "--numproc", "100"]);
+    assert_eq!(force.status.code(), Some(20), "--force without --save: {}", output_text(&force));
+    ok(tree.run("vzctl", &["set", &ctid, "--force", "--numproc", "100", "--save"]));
+    assert!(tree.ve_conf(&ctid).contains("NUMPROC=\"100\""), "{}", tree.ve_conf(&ctid));
     // A stopped VE: --save writes the saved forms; without --save it needs a running VE.
     ok(tree.run("vzctl", &["set", &ctid, "--privvmpages", "5M:6M", "--save"]));
     let page = 4096;

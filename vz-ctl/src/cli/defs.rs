@@ -206,7 +206,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("name", &[Create, Set], "CT name usable instead of the CTID").takes("NAME").key("NAME"),
     opt("description", &[Create, Set], "free text").takes("TEXT").key("DESCRIPTION"),
     opt("wait", &[Start, Restart], "return when the VE finished booting"),
-    opt("force", &[Start, Restart], "start even if disabled"),
+    opt("force", &[Start, Restart, Set], "start: even if disabled; set (with --save only): save whatever the kernel offers (vz's memory limits need no OpenVZ kernel)"),
     opt("skip-fsck", &[Start, Restart, Restore], "accepted for compatibility (vz runs no fsck when it mounts)"),
     opt("skip-remount", &[Start, Restart, Restore], "accepted for compatibility (vz does not remount a mounted container)"),
     opt("fast", &[Stop, Restart], "kill at once, no clean shutdown"),

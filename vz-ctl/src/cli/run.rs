@@ -250,6 +250,9 @@ impl Options {
         if reset_ub && self.given.len() > 1 {
             return Err(CtlError::Usage("--reset_ub can not be used with other options".into()));
         }
+        if self.flag("force") && !self.flag("save") {
+            return Err(CtlError::Usage("--force can only be used with --save".into()));
+        }
         let setmode = self.owned("setmode");
         if let Some(mode) = setmode.as_deref().filter(|m| !matches!(*m, "restart" | "ignore")) {
             return Err(CtlError::BadParameter {
