@@ -262,3 +262,33 @@ fn vzlist_laverage_and_numeric_json() {
             .unwrap();
     assert!(stopped[0]["uptime"].is_null() && stopped[0]["laverage"].is_null(), "{stopped}");
 }
+
+/// `vzsplit -n N -f NAME` writes a VSwap sample dividing the node's RAM among N containers
+/// that `vzctl create --config NAME` takes; an existing file, `-v no` and `-n 0` are refused.
+#[test]
+fn vzsplit_writes_a_sample_that_create_takes() {
+    require!(Need::Root, Need::Program("/bin/busybox"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let name = format!("split{}", unique_ctid());
+    let out = tree.run("vzsplit", &["-n", "10", "-f", &name]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let sample = tree.path().join(format!("conf/ve-{name}.conf-sample"));
+    let text = std::fs::read_to_string(&sample).expect("the sample");
+    let meminfo = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+    let ram_kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("MemTotal");
+    let page =
+        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096);
+    let pages = (ram_kb * 1024 - 52_428_800) / 10 / u64::try_from(page).unwrap_or(4096);
+    assert!(text.contains(&format!("PHYSPAGES=\"0:{pages}\"")), "{text}");
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox", "--config", &name]));
+    assert!(tree.ve_conf(&ctid).contains(&format!("PHYSPAGES=\"0:{pages}\"")));
+    assert_eq!(tree.run("vzsplit", &["-n", "10", "-f", &name]).status.code(), Some(1), "exists");
+    assert_eq!(tree.run("vzsplit", &["-n", "0"]).status.code(), Some(1));
+    assert_eq!(tree.run("vzsplit", &["-n", "2", "-v", "no"]).status.code(), Some(1));
+}

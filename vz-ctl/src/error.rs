@@ -391,6 +391,8 @@ pub enum Tool {
     Vzoversell,
     /// `vzmetrics`: 1 failure, 2 usage.
     Vzmetrics,
+    /// `vzsplit` (reference §10): 1 for every failure.
+    Vzsplit,
 }
 
 /// Why one of the small tools failed. The tool prints it once with its causes ([`chain`])
@@ -450,7 +452,8 @@ impl ToolError {
                 | Tool::Vzcfgvalidate
                 | Tool::Vzpid
                 | Tool::Vzmemcheck
-                | Tool::Vzoversell,
+                | Tool::Vzoversell
+                | Tool::Vzsplit,
             ) => 1,
             (
                 ToolError::Usage(_),

@@ -35,6 +35,7 @@ fn page_path(name: &str) -> &'static str {
         "vzcfgvalidate" => "man/vzcfgvalidate.8",
         "vzmigrate" => "man/vzmigrate.8",
         "vzmlocal" => "man/vzmlocal.8",
+        "vzsplit" => "man/vzsplit.8",
         _ => "man/vzquota.8",
     }
 }

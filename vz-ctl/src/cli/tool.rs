@@ -349,6 +349,41 @@ pub const VZOVERSELL: ToolDef = ToolDef {
     exit_status: "0 on success; 1 on an error or a bad command line.",
 };
 
+/// `vzsplit` (reference §10).
+pub const VZSPLIT: ToolDef = ToolDef {
+    name: "vzsplit",
+    synopsis: &["[-n NUMBER] [-f NAME] [-s SWAP_KB] [-v yes]"],
+    about: "Writes a VSwap sample config that divides this node among NUMBER containers: each gets an equal share of the RAM (less 50 MB for the host) as PHYSPAGES and of the swap as SWAPPAGES, half of the VE_PRIVATE file system (less 10 GB for the host) shared out as DISKSPACE and DISKINODES, every other beancounter unlimited and CPUUNITS 1000. To standard output, or with -f to VE_CONF_DIR/ve-NAME.conf-sample (for vzctl create --config NAME). Without -n it asks for the number.",
+    options: &[
+        ToolOpt {
+            short: Some('n'),
+            long: None,
+            value: Some("NUMBER"),
+            help: "the number of containers",
+        },
+        ToolOpt {
+            short: Some('f'),
+            long: None,
+            value: Some("NAME"),
+            help: "write VE_CONF_DIR/ve-NAME.conf-sample (refused if it exists)",
+        },
+        ToolOpt {
+            short: Some('s'),
+            long: None,
+            value: Some("SWAP_KB"),
+            help: "the swap to share out, in kilobytes, instead of the node's",
+        },
+        ToolOpt {
+            short: Some('v'),
+            long: None,
+            value: Some("yes"),
+            help: "VSwap configs (vz's containers are VSwap containers: yes is the only value)",
+        },
+        ToolOpt { short: Some('h'), long: None, value: None, help: "show this help" },
+    ],
+    exit_status: "0 on success; 1 when the node cannot hold that many containers, the file exists, or on a bad command line.",
+};
+
 /// `vzcpucheck` (reference §6).
 pub const VZCPUCHECK: ToolDef = ToolDef {
     name: "vzcpucheck",
@@ -562,6 +597,7 @@ pub const TOOLS: &[&ToolDef] = &[
     &VZPID,
     &VZMEMCHECK,
     &VZOVERSELL,
+    &VZSPLIT,
     &VZMETRICS,
     &VZMIGRATE,
     &VZMLOCAL,
