@@ -64,6 +64,7 @@ _vz_tool() {
         vzmemcheck) opts="-v -A -h" ;;
         vzoversell) opts="-h --help" ;;
         vzsplit) opts="-n -f -s -v -h" ;;
+        vzcalc) opts="-v -h" ;;
         vzmetrics) opts="-o -h --output --help" ;;
         vzmigrate) opts="-r -t -v -h --online --live --remove-area --keep-dst --check-only --dry-run --times --ssh --mode --verbose --help" ;;
         vzmlocal) opts="-C -h --copy --help" ;;
@@ -79,4 +80,4 @@ _vz_tool() {
         COMPREPLY=($(compgen -W "$(_vz_ctids)" -- "$cur"))
     fi
 }
-complete -F _vz_tool vzlist vzubc vzcpucheck vzcfgvalidate vzquota vzpid vzmemcheck vzoversell vzsplit vzmetrics vzmigrate vzmlocal
+complete -F _vz_tool vzlist vzubc vzcpucheck vzcfgvalidate vzquota vzpid vzmemcheck vzoversell vzsplit vzcalc vzmetrics vzmigrate vzmlocal

@@ -292,3 +292,33 @@ fn vzsplit_writes_a_sample_that_create_takes() {
     assert_eq!(tree.run("vzsplit", &["-n", "0"]).status.code(), Some(1));
     assert_eq!(tree.run("vzsplit", &["-n", "2", "-v", "no"]).status.code(), Some(1));
 }
+
+/// `vzcalc [-v] CTID`: OpenVZ's table; Current is n/a for a stopped VE and a number once it
+/// runs; a numproc barrier is measured against threads-max; an unknown CT is 1.
+#[test]
+fn vzcalc_shows_current_promised_and_max() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
+    ok(tree.run("vzctl", &["set", &ctid, "--numproc", "500", "--save"]));
+    let row = |text: &str, name: &str| -> Vec<String> {
+        let line =
+            text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {text}"));
+        line[name.len()..].split_whitespace().map(str::to_owned).collect()
+    };
+    let stopped = ok(tree.run("vzcalc", &["-v", &ctid]));
+    assert!(stopped.starts_with("Resource     Current(%)  Promised(%)  Max(%)"), "{stopped}");
+    assert_eq!(row(&stopped, "Memory")[0], "n/a", "{stopped}");
+    let threads: f64 =
+        std::fs::read_to_string("/proc/sys/kernel/threads-max").unwrap().trim().parse().unwrap();
+    let max: f64 = row(&stopped, "Num. Proc")[2].parse().expect("a percentage");
+    assert!((max - 500.0 / threads * 100.0).abs() < 0.01, "{stopped}");
+    ok(tree.run("vzctl", &["start", &ctid]));
+    let running = ok(tree.run("vzcalc", &[&ctid]));
+    let current: f64 = row(&running, "Memory")[0].parse().expect("a number once it runs");
+    assert!(current > 0.0, "{running}");
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+    assert_eq!(tree.run("vzcalc", &[&unique_ctid().to_string()]).status.code(), Some(1));
+}

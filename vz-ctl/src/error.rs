@@ -393,6 +393,8 @@ pub enum Tool {
     Vzmetrics,
     /// `vzsplit` (reference §10): 1 for every failure.
     Vzsplit,
+    /// `vzcalc` (reference §10): 1 for every failure.
+    Vzcalc,
 }
 
 /// Why one of the small tools failed. The tool prints it once with its causes ([`chain`])
@@ -453,7 +455,8 @@ impl ToolError {
                 | Tool::Vzpid
                 | Tool::Vzmemcheck
                 | Tool::Vzoversell
-                | Tool::Vzsplit,
+                | Tool::Vzsplit
+                | Tool::Vzcalc,
             ) => 1,
             (
                 ToolError::Usage(_),

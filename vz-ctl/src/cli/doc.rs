@@ -36,6 +36,7 @@ fn page_path(name: &str) -> &'static str {
         "vzmigrate" => "man/vzmigrate.8",
         "vzmlocal" => "man/vzmlocal.8",
         "vzsplit" => "man/vzsplit.8",
+        "vzcalc" => "man/vzcalc.8",
         _ => "man/vzquota.8",
     }
 }

@@ -384,6 +384,23 @@ pub const VZSPLIT: ToolDef = ToolDef {
     exit_status: "0 on success; 1 when the node cannot hold that many containers, the file exists, or on a bad command line.",
 };
 
+/// `vzcalc` (reference §10).
+pub const VZCALC: ToolDef = ToolDef {
+    name: "vzcalc",
+    synopsis: &["[-v] CTID"],
+    about: "Shows how much of the node one container uses now (Current, n/a when it is stopped), is promised (Promised) and may take at most (Max), in percent, with OpenVZ's vzcalc formulas: low memory (40% of RAM) against kmemsize and the socket buffers, RAM against physpages, memory and swap against oomguarpages, allocated memory against privvmpages and vmguarpages, processes against the kernel's threads-max. Over 100 is overcommitment. Unlimited bounds show as unlimited.",
+    options: &[
+        ToolOpt {
+            short: Some('v'),
+            long: None,
+            value: None,
+            help: "each resource, then the Memory summary",
+        },
+        ToolOpt { short: Some('h'), long: None, value: None, help: "show this help" },
+    ],
+    exit_status: "0 on success; 1 for an unknown container or a bad command line.",
+};
+
 /// `vzcpucheck` (reference §6).
 pub const VZCPUCHECK: ToolDef = ToolDef {
     name: "vzcpucheck",
@@ -598,6 +615,7 @@ pub const TOOLS: &[&ToolDef] = &[
     &VZMEMCHECK,
     &VZOVERSELL,
     &VZSPLIT,
+    &VZCALC,
     &VZMETRICS,
     &VZMIGRATE,
     &VZMLOCAL,
