@@ -56,7 +56,11 @@ fn convert_makes_an_image_of_a_simfs_tree_keeping_ids_modes_links_and_xattrs() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(left, [ctid.clone()], "no old tree, temporary or simfs quota record left");
+    assert_eq!(
+        left,
+        std::slice::from_ref(&ctid),
+        "no old tree, temporary or simfs quota record left"
+    );
     let again = tree.run("vzctl", &["convert", &ctid]);
     assert_eq!(code(&again), Some(21), "{}", output_text(&again));
 

@@ -4,6 +4,7 @@
 //! running VE's snapshot with its memory comes back running, its counter going on from the
 //! snapshot without a gap; the list, the read-only mount, delete; the errors and exit codes.
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+#![allow(clippy::print_stderr, reason = "the test reports its times")]
 
 use std::process::Output;
 
