@@ -248,3 +248,65 @@ fn compact_gives_freed_blocks_back_to_the_host() {
     let status = ok(tree.run("vzctl", &["status", &ctid]));
     assert!(status.contains("unmounted"), "{status}");
 }
+
+/// Runs `vzctl args` with a SIGKILL at `step` and asserts that it died there.
+fn crash(tree: &VzTree, step: &str, args: &[&str]) {
+    use std::os::unix::process::ExitStatusExt;
+    let out =
+        tree.cmd("vzctl").env("VZ_TEST_CRASH_AT", step).args(args).output().expect("run vzctl");
+    assert_eq!(out.status.signal(), Some(9), "{args:?} at {step}: {}", output_text(&out));
+}
+
+fn snapshot_dir_entries(tree: &VzTree, ctid: &str) -> Vec<String> {
+    let dir = tree.path().join(format!("private/{ctid}/snapshots"));
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_killed_snapshot_or_switch_is_repaired_by_the_next_command() {
+    require!(
+        Need::Root,
+        Need::Loop,
+        Need::Program("/bin/busybox"),
+        Need::CgroupController("pids"),
+        if vz_tests::is_cgroup_v2() {
+            Need::CgroupController("pids")
+        } else {
+            Need::CgroupController("freezer")
+        }
+    );
+    let tree = VzTree::new("");
+    let ctid = started_ve(&tree);
+    in_ve(&tree, &ctid, "echo one > /data; sync");
+    // Killed with the file system frozen: the next command thaws it and drops the half-made
+    // snapshot.
+    crash(&tree, "snapshot:fs-frozen", &["snapshot", &ctid, "--skip-suspend"]);
+    let out = ok(tree.run("vzctl", &["snapshot-list", &ctid, "-H"]));
+    assert!(out.contains("Recovering from an interrupted snapshot"), "{out}");
+    assert_eq!(snapshot_dir_entries(&tree, &ctid), Vec::<String>::new());
+    in_ve(&tree, &ctid, "echo two > /data; sync");
+    // Killed with the VE suspended (before its dump): the next command resumes it.
+    crash(&tree, "snapshot:suspended", &["snapshot", &ctid]);
+    ok(tree.run("vzctl", &["snapshot-list", &ctid]));
+    assert_eq!(in_ve(&tree, &ctid, "cat /data"), "two\n", "the VE runs again");
+
+    let uuid = created_uuid(&ok(tree.run("vzctl", &["snapshot", &ctid, "--skip-suspend"])));
+    in_ve(&tree, &ctid, "echo three > /data; sync");
+    ok(tree.run("vzctl", &["set", &ctid, "--hostname", "later.example", "--save"]));
+    // Killed before the image copy was complete: the VE is stopped, its image its own.
+    crash(&tree, "snapshot-switch:copied", &["snapshot-switch", &ctid, "--id", &uuid]);
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    assert_eq!(in_ve(&tree, &ctid, "cat /data"), "three\n");
+    assert!(!tree.path().join(format!("private/{ctid}/root.hdd/root.img.switch")).exists());
+    // Killed after the image rename: the next command finishes the switch.
+    crash(&tree, "snapshot-switch:image-replaced", &["snapshot-switch", &ctid, "--id", &uuid]);
+    let out = ok(tree.run("vzctl", &["snapshot-list", &ctid, "-H", "-o", "uuid,current"]));
+    assert!(out.contains(&format!("{{{uuid}}} *")), "{out}");
+    assert!(!tree.ve_conf(&ctid).contains("later.example"), "the snapshot's config is back");
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    assert_eq!(in_ve(&tree, &ctid, "cat /data"), "two\n");
+}
