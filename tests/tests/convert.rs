@@ -150,3 +150,42 @@ fn exec3_runs_argv_without_a_shell_with_exec2_exit_codes() {
     let none = tree.run("vzctl", &["exec3", &ctid]);
     assert_eq!(code(&none), Some(20), "{}", output_text(&none));
 }
+
+#[test]
+fn a_killed_convert_or_compact_is_finished_or_undone_by_the_next_command() {
+    use std::os::unix::process::ExitStatusExt;
+    require!(Need::Root, Need::Loop, Need::Program("/bin/busybox"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let crash = |step: &str, args: &[&str]| {
+        let out = tree.cmd("vzctl").env("VZ_TEST_CRASH_AT", step).args(args).output();
+        let out = out.expect("run vzctl");
+        assert_eq!(out.status.signal(), Some(9), "{args:?} at {step}: {}", output_text(&out));
+    };
+    for (step, converted) in [("convert:copied", false), ("convert:old-aside", true)] {
+        let ctid = unique_ctid().to_string();
+        ok(tree.run("vzctl", &["create", &ctid, "--layout", "simfs", "--diskspace", "200M:200M"]));
+        let private = tree.path().join(format!("private/{ctid}"));
+        std::fs::write(private.join("mark"), "m").unwrap();
+        crash(step, &["convert", &ctid]);
+        let out = ok(tree.run("vzctl", &["mount", &ctid]));
+        assert!(out.contains("Recovering from an interrupted convert"), "{step}: {out}");
+        assert_eq!(private.join("root.hdd/root.img").is_file(), converted, "{step}");
+        let root = tree.path().join(format!("root/{ctid}"));
+        assert_eq!(std::fs::read_to_string(root.join("mark")).unwrap(), "m", "{step}");
+        ok(tree.run("vzctl", &["umount", &ctid]));
+        let names: Vec<String> = std::fs::read_dir(tree.path().join("private"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&ctid))
+            .collect();
+        assert_eq!(names, std::slice::from_ref(&ctid), "{step}: no temporaries left");
+    }
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--layout", "ploop", "--diskspace", "200M:200M"]));
+    crash("compact:trimmed", &["compact", &ctid]);
+    ok(tree.run("vzctl", &["snapshot-list", &ctid]));
+    let status = ok(tree.run("vzctl", &["status", &ctid]));
+    assert!(status.contains("unmounted"), "compact's own mount is undone: {status}");
+}
