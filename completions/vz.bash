@@ -24,13 +24,15 @@ _vzctl() {
     fi
     case $prev in
         --layout) COMPREPLY=($(compgen -W "simfs ploop" -- "$cur")); return ;;
+        --mac_filter) COMPREPLY=($(compgen -W "on off" -- "$cur")); return ;;
+        --diskquota) COMPREPLY=($(compgen -W "yes no" -- "$cur")); return ;;
         --setmode) COMPREPLY=($(compgen -W "restart ignore" -- "$cur")); return ;;
         --onboot) COMPREPLY=($(compgen -W "yes no" -- "$cur")); return ;;
         --disabled) COMPREPLY=($(compgen -W "yes no" -- "$cur")); return ;;
         --netfilter) COMPREPLY=($(compgen -W "disabled stateless stateful full" -- "$cur")); return ;;
     esac
     case $cmd in
-        create) COMPREPLY=($(compgen -W "--ostemplate --config --layout --private --root --ipadd --diskspace --diskinodes --hostname --name --description --help" -- "$cur")) ;;
+        create) COMPREPLY=($(compgen -W "--ostemplate --config --layout --private --root --local_uid --local_gid --ipadd --diskspace --diskinodes --hostname --name --description --help" -- "$cur")) ;;
         destroy|delete) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         start) COMPREPLY=($(compgen -W "--wait --force --skip-fsck --skip-remount --help" -- "$cur")) ;;
         stop) COMPREPLY=($(compgen -W "--fast --skip-umount --help" -- "$cur")) ;;
@@ -38,14 +40,14 @@ _vzctl() {
         status) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         mount) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         umount) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
-        set) COMPREPLY=($(compgen -W "--ipadd --ipdel --netif_add --netif_del --diskspace --diskinodes --quotatime --quotaugidlimit --hostname --name --description --reset_ub --save --setmode --nameserver --searchdomain --onboot --disabled --userpasswd --kmemsize --lockedpages --privvmpages --shmpages --numproc --physpages --vmguarpages --oomguarpages --numtcpsock --numflock --numpty --numsiginfo --tcpsndbuf --tcprcvbuf --othersockbuf --dgramrcvbuf --numothersock --dcachesize --numfile --numiptent --avnumproc --swappages --ram --swap --vm_overcommit --cpuunits --cpulimit --cpus --cpumask --nodemask --capability --devices --devnodes --features --iolimit --iopslimit --ioprio --applyconfig --applyconfig_map --stop-timeout --bootorder --netfilter --netdev_add --netdev_del --meminfo --help" -- "$cur")) ;;
+        set) COMPREPLY=($(compgen -W "--private --root --ipadd --ipdel --netif_add --netif_del --ifname --mac --host_ifname --host_mac --bridge --mac_filter --diskspace --diskinodes --quotatime --quotaugidlimit --hostname --name --description --force --reset_ub --save --skip_arpdetect --offline-resize --diskquota --setmode --nameserver --searchdomain --onboot --disabled --userpasswd --kmemsize --lockedpages --privvmpages --shmpages --numproc --physpages --vmguarpages --oomguarpages --numtcpsock --numflock --numpty --numsiginfo --tcpsndbuf --tcprcvbuf --othersockbuf --dgramrcvbuf --numothersock --dcachesize --numfile --numiptent --avnumproc --swappages --ram --swap --vm_overcommit --cpuunits --cpuweight --cpulimit --cpus --cpumask --mount_opts --nodemask --capability --devices --devnodes --features --iolimit --iopslimit --ioprio --applyconfig --applyconfig_map --stop-timeout --bootorder --iptables --netfilter --netdev_add --netdev_del --meminfo --help" -- "$cur")) ;;
         exec) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         exec2) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         enter) COMPREPLY=($(compgen -W "--exec --help" -- "$cur")) ;;
         console) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         runscript) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
-        chkpnt|suspend) COMPREPLY=($(compgen -W "--dumpfile --suspend --dump --resume --kill --page-server --lazy-pages --help" -- "$cur")) ;;
-        restore|resume) COMPREPLY=($(compgen -W "--dumpfile --resume --lazy-pages --help" -- "$cur")) ;;
+        chkpnt|suspend) COMPREPLY=($(compgen -W "--dumpfile --suspend --dump --resume --kill --page-server --lazy-pages --skip_arpdetect --help" -- "$cur")) ;;
+        restore|resume) COMPREPLY=($(compgen -W "--dumpfile --resume --lazy-pages --skip-fsck --skip-remount --skip_arpdetect --help" -- "$cur")) ;;
         exec3) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         snapshot) COMPREPLY=($(compgen -W "--id --name --description --skip-suspend --skip-config --help" -- "$cur")) ;;
         snapshot-switch) COMPREPLY=($(compgen -W "--id --skip-config --skip-resume --must-resume --help" -- "$cur")) ;;

@@ -272,3 +272,67 @@ fn a_start_favors_dynamic_cgroup_changes_and_keeps_the_mounts_options() {
     assert_eq!(supers_after, supers_before, "the cgroup2 super options changed");
     assert_eq!(mount_after, mount_before, "the cgroup2 mount's flags changed");
 }
+
+/// `vzctl create --local_uid/--local_gid` (OpenVZ's LOCAL_UID/LOCAL_GID): the VE's root is
+/// that host id range; a range overlapping another VE's is refused with 21 and nothing of
+/// the new VE is left.
+#[test]
+fn create_takes_the_host_id_range_it_is_given_and_refuses_an_overlap() {
+    require!(Need::Root, Need::Program("/bin/busybox"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    // A range far above the pool the other tests' VEs draw from.
+    let base = 3_000_000_000_u32 - 65_536 * (ctid.parse::<u32>().unwrap_or(0) % 1000);
+    let (uid, gid) = (base.to_string(), (base + 65_536 * 2).to_string());
+    let args =
+        ["create", &ctid, "--ostemplate", "busybox", "--local_uid", &uid, "--local_gid", &gid];
+    ok(tree.run("vzctl", &args));
+    let conf = tree.ve_conf(&ctid);
+    assert!(conf.contains(&format!("LOCAL_UID=\"{uid}\"")), "{conf}");
+    assert!(conf.contains(&format!("LOCAL_GID=\"{gid}\"")), "{conf}");
+    ok(tree.run("vzctl", &["start", &ctid]));
+    let map = ok(tree.run("vzctl", &["exec", &ctid, "cat /proc/1/uid_map /proc/1/gid_map"]));
+    let rows: Vec<Vec<&str>> = map.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows, [vec!["0", uid.as_str(), "65536"], vec!["0", gid.as_str(), "65536"]]);
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+
+    let other = unique_ctid().to_string();
+    let inside = (base + 100).to_string();
+    let out =
+        tree.run("vzctl", &["create", &other, "--ostemplate", "busybox", "--local_uid", &inside]);
+    assert_eq!(out.status.code(), Some(21), "{}", output_text(&out));
+    assert!(!tree.path().join(format!("conf/{other}.conf")).exists(), "its config is left");
+    assert!(!tree.path().join(format!("private/{other}")).exists(), "its private area is left");
+}
+
+/// `vzctl set --private/--root` points a stopped, unmounted VE at an area moved by hand
+/// (OpenVZ: the admin moves it; refused with 32 while the VE runs, 41 while mounted, 21 for
+/// a relative path).
+#[test]
+fn set_private_and_root_follow_an_area_moved_by_hand() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = created(&tree);
+    let moved = tree.path().join(format!("private/moved-{ctid}"));
+    std::fs::rename(tree.path().join(format!("private/{ctid}")), &moved).expect("move the area");
+    let new_root = tree.path().join(format!("root/moved-{ctid}"));
+    let (private, root) = (moved.display().to_string(), new_root.display().to_string());
+    ok(tree.run("vzctl", &["set", &ctid, "--private", &private, "--root", &root, "--save"]));
+    assert_eq!(
+        ok(tree.run("vzctl", &["status", &ctid])).trim(),
+        format!("CTID {ctid} exist unmounted down")
+    );
+    ok(tree.run("vzctl", &["start", &ctid]));
+    assert!(new_root.join("bin/busybox").exists(), "the VE runs from the new VE_ROOT");
+    let out = tree.run("vzctl", &["set", &ctid, "--root", "/tmp/elsewhere", "--save"]);
+    assert_eq!(out.status.code(), Some(32), "{}", output_text(&out));
+    ok(tree.run("vzctl", &["stop", &ctid, "--skip-umount"]));
+    let out = tree.run("vzctl", &["set", &ctid, "--root", "/tmp/elsewhere", "--save"]);
+    assert_eq!(out.status.code(), Some(41), "{}", output_text(&out));
+    ok(tree.run("vzctl", &["umount", &ctid]));
+    let out = tree.run("vzctl", &["set", &ctid, "--private", "relative/path", "--save"]);
+    assert_eq!(out.status.code(), Some(21), "{}", output_text(&out));
+    ok(tree.run("vzctl", &["destroy", &ctid]));
+    assert!(!moved.exists(), "destroy removed the moved area");
+}

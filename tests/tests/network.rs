@@ -99,3 +99,79 @@ fn venet_carries_traffic_and_follows_runtime_changes() {
     let neigh = ok(tree.in_netns("ip").args(["neigh", "show", "proxy"]).output().unwrap());
     assert!(neigh.trim().is_empty(), "{neigh}");
 }
+
+/// `--ifname eth0` with `--mac`, `--host_ifname`, `--bridge` and `--mac_filter` changes the
+/// running VE's pair in place: the VE end's MAC, the host end renamed onto the other bridge,
+/// the MAC guard (an nftables netdev table per host end) moved to the new name and MAC; saved
+/// in NETIF. An interface the VE lacks is 130; the changes without --ifname are 20.
+#[test]
+fn a_veth_is_changed_in_place_by_ifname() {
+    require!(
+        Need::Root,
+        Need::Program("/bin/busybox"),
+        Need::Program("/usr/sbin/nft"),
+        Need::CgroupController("pids")
+    );
+    let tree = VzTree::new("");
+    let ctid = tree.running_busybox_ve();
+    let (a, b) = (format!("vza{ctid}"), format!("vzb{ctid}"));
+    for bridge in [&a, &b] {
+        ok(tree
+            .in_netns("ip")
+            .args(["link", "add", bridge, "type", "bridge"])
+            .output()
+            .expect("ip"));
+    }
+    let netif = format!("eth0,,,,{a}");
+    ok(tree.run("vzctl", &["set", &ctid, "--netif_add", &netif, "--save"]));
+    let old_host = format!("veth{ctid}.0");
+    let new_host = format!("vzh{ctid}");
+    let mac = "00:18:51:12:34:56";
+    let set = [
+        "set",
+        &ctid,
+        "--ifname",
+        "eth0",
+        "--mac",
+        mac,
+        "--host_ifname",
+        &new_host,
+        "--bridge",
+        &b,
+        "--mac_filter",
+        "on",
+        "--save",
+    ];
+    ok(tree.run("vzctl", &set));
+    let link =
+        |name: &str| tree.in_netns("ip").args(["-o", "link", "show", name]).output().expect("ip");
+    assert!(!link(&old_host).status.success(), "the old host end is still there");
+    let shown = ok(link(&new_host));
+    assert!(shown.contains(&format!("master {b}")) && shown.contains(",UP>"), "{shown}");
+    let inside = ok(tree.run("vzctl", &["exec", &ctid, "cat /sys/class/net/eth0/address"]));
+    assert_eq!(inside.trim(), mac);
+    let table = |name: &str| {
+        let safe: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        tree.in_netns("nft")
+            .args(["list", "table", "netdev", &format!("vz_{safe}")])
+            .output()
+            .expect("nft")
+    };
+    let guard = ok(table(&new_host));
+    assert!(guard.contains(mac), "{guard}");
+    let conf = tree.ve_conf(&ctid);
+    let wanted = [format!("host_ifname={new_host}"), format!("bridge={b}"), "mac_filter=on".into()];
+    assert!(wanted.iter().all(|w| conf.contains(w.as_str())), "{conf}");
+    let out = tree.run("vzctl", &["set", &ctid, "--ifname", "eth9", "--mac_filter", "off"]);
+    assert_eq!(out.status.code(), Some(130), "{}", output_text(&out));
+    let out = tree.run("vzctl", &["set", &ctid, "--mac_filter", "off"]);
+    assert_eq!(out.status.code(), Some(20), "{}", output_text(&out));
+    // Off again: the guard goes.
+    ok(tree.run("vzctl", &["set", &ctid, "--ifname", "eth0", "--mac_filter", "off", "--save"]));
+    assert!(!table(&new_host).status.success(), "the guard is still there");
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+    for bridge in [&a, &b] {
+        ok(tree.in_netns("ip").args(["link", "del", bridge]).output().expect("ip"));
+    }
+}

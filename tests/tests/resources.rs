@@ -130,6 +130,29 @@ fn cpu_settings_reach_the_kernel_at_once() {
     assert_eq!(bad.status.code(), Some(21), "{}", output_text(&bad));
 }
 
+/// `--cpuweight` is OpenVZ's raw fairsched weight (`MAXCPUUNITS / CPUUNITS`, lower gets more):
+/// 250 stands for 2000 units at once; `--cpuunits` in the same command wins; 0 is refused.
+#[test]
+fn cpuweight_is_openvzs_raw_weight_and_cpuunits_wins() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("cpu"));
+    let tree = VzTree::new("");
+    let ctid = tree.running_busybox_ve();
+    let units = || {
+        if vz_tests::is_cgroup_v2() {
+            read(&tree.cgroup_file(&ctid, "cpu", "", "cpu.weight")).parse::<u64>().unwrap() * 10
+        } else {
+            read(&tree.cgroup_file(&ctid, "cpu", "cpu.shares", "")).parse::<u64>().unwrap()
+        }
+    };
+    ok(tree.run("vzctl", &["set", &ctid, "--cpuweight", "250", "--save"]));
+    assert_eq!(units(), 2000);
+    assert!(tree.ve_conf(&ctid).contains("CPUUWEIGHT=\"250\""), "{}", tree.ve_conf(&ctid));
+    ok(tree.run("vzctl", &["set", &ctid, "--cpuunits", "700", "--cpuweight", "50"]));
+    assert_eq!(units(), 700);
+    let bad = tree.run("vzctl", &["set", &ctid, "--cpuweight", "0"]);
+    assert_eq!(bad.status.code(), Some(21), "{}", output_text(&bad));
+}
+
 #[test]
 fn bad_values_exit_21_and_save_nothing() {
     require!(Need::Root, Need::Program("/bin/busybox"));
@@ -148,6 +171,10 @@ fn bad_values_exit_21_and_save_nothing() {
         );
         assert_eq!(tree.ve_conf(&ctid), before, "nothing saved");
     }
+    let force = tree.run("vzctl", &["set", &ctid, "--force", "--numproc", "100"]);
+    assert_eq!(force.status.code(), Some(20), "--force without --save: {}", output_text(&force));
+    ok(tree.run("vzctl", &["set", &ctid, "--force", "--numproc", "100", "--save"]));
+    assert!(tree.ve_conf(&ctid).contains("NUMPROC=\"100\""), "{}", tree.ve_conf(&ctid));
     // A stopped VE: --save writes the saved forms; without --save it needs a running VE.
     ok(tree.run("vzctl", &["set", &ctid, "--privvmpages", "5M:6M", "--save"]));
     let page = 4096;

@@ -426,3 +426,86 @@ fn netfilter_disabled_leaves_the_ve_no_firewall_calls() {
     let (rc, text) = exec(&tree, &ctid, &nft);
     assert!(rc == 0 && text.contains("nft-ok"), "{text}");
 }
+
+/// The mountinfo line of the mount at `point`.
+fn mountinfo_of(point: &std::path::Path) -> String {
+    let point = point.canonicalize().expect("canonical VE_ROOT");
+    let text = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    text.lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(point.to_str().unwrap_or_default()))
+        .unwrap_or_else(|| panic!("nothing mounted at {}", point.display()))
+        .to_owned()
+}
+
+/// `--mount_opts` (OpenVZ's MOUNT_OPTS, restart-required): the image is mounted with them at
+/// the next start; options that would reach the host or that vz owns are refused with 21.
+#[test]
+fn mount_opts_reach_the_images_mount_and_unsafe_ones_are_refused() {
+    require!(Need::Root, Need::Program("/bin/busybox"));
+    let tree = VzTree::new("");
+    let ctid = tree.running_busybox_ve();
+    let set = ok(tree.run("vzctl", &["set", &ctid, "--mount_opts", "noatime,commit=30", "--save"]));
+    assert!(set.contains("--setmode"), "the restart-required warning: {set}");
+    let root = tree.path().join(format!("root/{ctid}"));
+    assert!(!mountinfo_of(&root).contains("commit=30"), "applied before the restart");
+    restart(&tree, &ctid);
+    let line = mountinfo_of(&root);
+    let (mount, sup) = line.split_once(" - ").expect("mountinfo separator");
+    assert!(mount.split(' ').nth(5).unwrap_or_default().contains("noatime"), "{line}");
+    assert!(sup.contains("commit=30"), "{line}");
+    for bad in ["errors=panic", "journal_path=/etc/passwd", "usrquota", "debug"] {
+        let out = tree.run("vzctl", &["set", &ctid, "--mount_opts", bad, "--save"]);
+        assert_eq!(code(&out), 21, "{bad}: {}", output_text(&out));
+    }
+    assert!(tree.ve_conf(&ctid).contains("MOUNT_OPTS=\"noatime,commit=30\""));
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+}
+
+/// OpenVZ's obsolete `--iptables` is kept (IPTABLES) and saved as the NETFILTER level its
+/// modules need; an unknown module is refused with 21 and nothing is saved.
+#[test]
+fn iptables_modules_are_saved_with_their_netfilter_level() {
+    require!(Need::Root, Need::Program("/bin/busybox"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
+    let args = ["set", &ctid, "--iptables", "iptable_filter,ipt_state", "--save"];
+    ok(tree.run("vzctl", &args));
+    let conf = tree.ve_conf(&ctid);
+    assert!(conf.contains("IPTABLES=\"iptable_filter ipt_state\""), "{conf}");
+    assert!(conf.contains("NETFILTER=\"stateful\""), "{conf}");
+    let out = tree.run("vzctl", &["set", &ctid, "--iptables", "iptable_nat,xt_bogus", "--save"]);
+    assert_eq!(code(&out), 21, "{}", output_text(&out));
+    assert_eq!(tree.ve_conf(&ctid), conf, "nothing saved");
+}
+
+/// `--offline-resize` resizes the image of a stopped, unmounted VE now (20 without
+/// `--diskspace`, 41 mounted, 32 running); `--diskquota` is saved as DISK_QUOTA.
+#[test]
+fn offline_resize_and_diskquota() {
+    require!(Need::Root, Need::Program("/bin/busybox"));
+    let tree = VzTree::new("");
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
+    let image = tree.path().join(format!("private/{ctid}/root.hdd/root.img"));
+    let size = || std::fs::metadata(&image).expect("the image").len();
+    let before = size();
+    let set = |args: &[&str]| {
+        let mut all = vec!["set", ctid.as_str()];
+        all.extend_from_slice(args);
+        tree.run("vzctl", &all)
+    };
+    ok(set(&["--diskspace", "3G", "--offline-resize", "--save"]));
+    assert_eq!(size(), 3 << 30, "resized now (was {before})");
+    assert_eq!(code(&set(&["--offline-resize", "--save"])), 20, "without --diskspace");
+    ok(tree.run("vzctl", &["mount", &ctid]));
+    assert_eq!(code(&set(&["--diskspace", "4G", "--offline", "--save"])), 41, "mounted");
+    ok(tree.run("vzctl", &["start", &ctid]));
+    assert_eq!(code(&set(&["--diskspace", "4G", "--offline-resize", "--save"])), 32, "running");
+    assert_eq!(size(), 3 << 30, "left as it was");
+    ok(set(&["--diskquota", "no", "--save"]));
+    assert!(tree.ve_conf(&ctid).contains("DISK_QUOTA=\"no\""), "{}", tree.ve_conf(&ctid));
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+}

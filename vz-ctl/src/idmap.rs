@@ -103,6 +103,50 @@ pub fn ensure(ve: &Ve) -> Result<Identity> {
     Ok(identity)
 }
 
+/// Gives the VE the host ids `vzctl create --local_uid/--local_gid` named, when no other VE
+/// has any of them (0 and 0: a privileged VE), and records them in its CTID.conf. The caller
+/// holds the VE's lock.
+///
+/// # Errors
+/// [`CtlError::BadParameter`] (21) for ids that pass the largest id, only one of them 0, or
+/// a range that overlaps another VE's; I/O errors as [`ensure`].
+pub fn assign(ve: &Ve, uid: u32, gid: u32) -> Result<Identity> {
+    let bad = |reason: String| CtlError::BadParameter {
+        option: "local_uid".to_owned(),
+        value: format!("{uid}/{gid}"),
+        reason,
+    };
+    let lock = allocation_lock(&ve.global.lock_dir())?;
+    let identity = match (uid, gid) {
+        (0, 0) => Identity::Privileged,
+        (0, _) | (_, 0) => return Err(bad("both or neither of the ids must be 0".into())),
+        _ => {
+            let map = vz_ns::IdMap::new(uid, gid).map_err(|e| bad(e.to_string()))?;
+            let count = vz_ns::VE_ID_COUNT;
+            let overlaps =
+                |a: u32, b: u32| a < b.saturating_add(count) && b < a.saturating_add(count);
+            let taken = taken_ranges(&ve.global, ve.ctid.get())?;
+            if let Some(other) =
+                taken.iter().find(|t| overlaps(uid, t.uid_base) || overlaps(gid, t.gid_base))
+            {
+                return Err(bad(format!(
+                    "another container has host ids {}/{} (+{count})",
+                    other.uid_base, other.gid_base
+                )));
+            }
+            Identity::Unprivileged(map)
+        }
+    };
+    let mut fresh = VeConfig::load(&ve.global, ve.ctid.get())
+        .map_err(CtlError::Config)?
+        .ok_or(CtlError::NoConfig)?;
+    fresh.file_mut().set("LOCAL_UID", &uid.to_string());
+    fresh.file_mut().set("LOCAL_GID", &gid.to_string());
+    fresh.save().map_err(CtlError::Config)?;
+    drop(lock);
+    Ok(identity)
+}
+
 /// vz.conf's pool start, `None` when it says `LOCAL_UID=0` (new VEs are privileged).
 fn pool_start(global: &GlobalConfig) -> Result<Option<(u32, u32)>> {
     let read = |key: &str| -> Result<u32> {

@@ -87,6 +87,15 @@ impl ResourceChanges {
                 self.cpu.units = Some(units);
                 self.save("CPUUNITS", units.to_string());
             }
+            "cpuweight" => {
+                let weight = value.trim().parse::<u32>().ok().filter(|w| *w > 0);
+                let weight = weight.ok_or_else(|| bad("expected a weight, 1 or more".into()))?;
+                // As OpenVZ's vps_set_cpu: --cpuunits of the same command wins.
+                if !self.saved.iter().any(|(k, _)| *k == "CPUUNITS") {
+                    self.cpu.units = Some(units_of_weight(weight));
+                }
+                self.save(CPU_WEIGHT_KEY, weight.to_string());
+            }
             "cpulimit" => {
                 let limit: CpuLimit =
                     value.parse().map_err(|e: vz_sched::SchedError| bad(e.to_string()))?;
@@ -124,7 +133,14 @@ impl ResourceChanges {
 pub fn is_resource_option(option: &str) -> bool {
     matches!(
         option,
-        "ram" | "swap" | "vm_overcommit" | "cpuunits" | "cpulimit" | "cpus" | "cpumask"
+        "ram"
+            | "swap"
+            | "vm_overcommit"
+            | "cpuunits"
+            | "cpuweight"
+            | "cpulimit"
+            | "cpus"
+            | "cpumask"
     ) || Resource::ALL.into_iter().any(|r| r.option() == option)
 }
 
@@ -215,16 +231,31 @@ pub fn with_vswap_defaults<'a>(
     Ok(set)
 }
 
-/// The CPU settings of a config: `CPUUNITS` (default [`DEFAULT_CPUUNITS`]), `CPULIMIT`,
-/// `CPUS`, `CPUMASK`.
+/// OpenVZ's raw CPU weight key (`--cpuweight`; the reference's spelling).
+pub const CPU_WEIGHT_KEY: &str = "CPUUWEIGHT";
+
+/// OpenVZ's `MAXCPUUNITS`: fairsched's weight is `MAXCPUUNITS / CPUUNITS` (vzctl's cpu.c).
+const MAX_CPUUNITS: u32 = 500_000;
+
+/// The CPUUNITS a raw fairsched weight stands for (a lower weight gets more CPU), within
+/// CPUUNITS' range 8–500000.
+fn units_of_weight(weight: u32) -> CpuUnits {
+    CpuUnits::from_shares(u64::from(MAX_CPUUNITS / weight.max(1)))
+}
+
+/// The CPU settings of a config: `CPUUNITS` (else the units of a raw `CPUUWEIGHT`, else
+/// [`DEFAULT_CPUUNITS`], as OpenVZ's units win over its weight), `CPULIMIT`, `CPUS`,
+/// `CPUMASK`.
 ///
 /// # Errors
 /// [`CtlError::Sched`] naming the bad key and value.
 pub fn cpu_config<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<CpuSettings> {
     let value = |key: &str| get(key).map(str::trim).filter(|v| !v.is_empty());
-    let units = match value("CPUUNITS") {
-        Some(v) => v.parse().map_err(CtlError::Sched)?,
-        None => CpuUnits::new(DEFAULT_CPUUNITS).map_err(CtlError::Sched)?,
+    let weight = value(CPU_WEIGHT_KEY).and_then(|w| w.parse::<u32>().ok()).filter(|w| *w > 0);
+    let units = match (value("CPUUNITS"), weight) {
+        (Some(v), _) => v.parse().map_err(CtlError::Sched)?,
+        (None, Some(weight)) => units_of_weight(weight),
+        (None, None) => CpuUnits::new(DEFAULT_CPUUNITS).map_err(CtlError::Sched)?,
     };
     let mask = value("CPUMASK").map(str::parse).transpose().map_err(CtlError::Sched)?;
     Ok(CpuSettings {
@@ -380,6 +411,20 @@ mod tests {
 
     fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> {
         move |key| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    #[test]
+    fn a_raw_cpu_weight_stands_for_units_and_units_win() {
+        let units = |pairs: &[(&str, &str)]| cpu_config(lookup(pairs)).unwrap().units.unwrap();
+        assert_eq!(units(&[("CPUUWEIGHT", "250")]).get(), 2000);
+        assert_eq!(units(&[("CPUUWEIGHT", "250"), ("CPUUNITS", "300")]).get(), 300);
+        assert_eq!(units(&[("CPUUWEIGHT", "1")]).get(), 500_000);
+        assert_eq!(units(&[("CPUUWEIGHT", "400000")]).get(), 8, "clamped to CPUUNITS' range");
+        let mut c = ResourceChanges::default();
+        assert!(c.parse_option("cpuunits", "300").unwrap());
+        assert!(c.parse_option("cpuweight", "250").unwrap());
+        assert_eq!(c.cpu.units.unwrap().get(), 300, "--cpuunits of the same command wins");
+        assert!(c.parse_option("cpuweight", "0").is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::image;
 use crate::limit::{DiskInodes, DiskSpace, Layout, UNLIMITED};
 use crate::loopdev::{self, LoopDevice};
 use crate::mount;
+use crate::mount_opts::ImageMountOptions;
 use crate::project;
 use crate::record::Record;
 use crate::stat::{Grace, QuotaStat, Usage};
@@ -214,6 +215,18 @@ impl PrivateArea {
     /// # Privileges
     /// CAP_SYS_ADMIN.
     pub fn mount(&self, root: &Path) -> Result<()> {
+        self.mount_with(root, &ImageMountOptions::default())
+    }
+
+    /// [`Self::mount`] with the image mounted with `extra` options too (`MOUNT_OPTS`; the
+    /// directory layout has no mount of its own and ignores them).
+    ///
+    /// # Errors
+    /// As [`Self::mount`].
+    ///
+    /// # Privileges
+    /// CAP_SYS_ADMIN.
+    pub fn mount_with(&self, root: &Path, extra: &ImageMountOptions) -> Result<()> {
         if mount::mount_at(root)?.is_some() {
             return Err(QuotaError::AlreadyMounted { root: root.to_owned() });
         }
@@ -234,9 +247,9 @@ impl PrivateArea {
         if !tune.is_empty() {
             image::tune(&image, &tune)?;
         }
-        let options = mount_options(want_ugid, want_project);
+        let options = with_extra(mount_options(want_ugid, want_project), extra);
         let device = LoopDevice::attach(&image)?;
-        match mount::mount_ext4(device.path(), root, &options) {
+        match mount::mount_ext4(device.path(), root, extra.flags, &options) {
             Ok(()) => {
                 if want_project {
                     let adopt = !info.project_feature;
@@ -255,8 +268,13 @@ impl PrivateArea {
                 loopdev::wait_detached(&image, std::time::Duration::from_secs(5))?;
                 image::clear_quota_features(&image)?;
                 let device = LoopDevice::attach(&image)?;
-                mount::mount_ext4(device.path(), root, "")
-                    .map_err(|e| QuotaError::errno("mount ext4", root, e))
+                mount::mount_ext4(
+                    device.path(),
+                    root,
+                    extra.flags,
+                    &with_extra(String::new(), extra),
+                )
+                .map_err(|e| QuotaError::errno("mount ext4", root, e))
             }
             Err(e) => Err(QuotaError::errno("mount ext4", root, e)),
         }
@@ -453,6 +471,12 @@ impl PrivateArea {
 fn mount_options(ugid: bool, project: bool) -> String {
     let wanted = [(ugid, UGID_OPTIONS), (project, project::MOUNT_OPTION)];
     wanted.iter().filter(|(on, _)| *on).map(|(_, o)| *o).collect::<Vec<_>>().join(",")
+}
+
+/// Quota `options` and the `extra` ext4 options, comma-separated.
+fn with_extra(options: String, extra: &ImageMountOptions) -> String {
+    let all = std::iter::once(options).chain(extra.data.iter().cloned()).filter(|o| !o.is_empty());
+    all.collect::<Vec<_>>().join(",")
 }
 
 /// Whether this process has CAP_SYS_RESOURCE (needed to grow a mounted ext4).

@@ -94,10 +94,16 @@ pub(crate) fn bind(source: &Path, target: &Path) -> Result<()> {
 /// idmapped copy, where set-uid works for its users.)
 const HOST_SIDE: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV);
 
-/// Mounts the ext4 on `device` at `target` (`nosuid,nodev`) with `options` (may be empty).
-pub(crate) fn mount_ext4(device: &Path, target: &Path, options: &str) -> nix::Result<()> {
+/// Mounts the ext4 on `device` at `target` (`nosuid,nodev` and `flags`) with `options` (may
+/// be empty).
+pub(crate) fn mount_ext4(
+    device: &Path,
+    target: &Path,
+    flags: MsFlags,
+    options: &str,
+) -> nix::Result<()> {
     let data = (!options.is_empty()).then_some(options);
-    nix::mount::mount(Some(device), target, Some("ext4"), HOST_SIDE, data)
+    nix::mount::mount(Some(device), target, Some("ext4"), HOST_SIDE | flags, data)
 }
 
 /// Unmounts every mount at or below `root`, deepest first, then waits for the loop devices

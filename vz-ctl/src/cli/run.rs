@@ -194,7 +194,26 @@ impl Options {
     }
 
     fn create(&self) -> Result<create::CreateOptions> {
+        let id = |option: &str| -> Result<Option<u32>> {
+            self.value(option)
+                .map(|v| {
+                    v.trim().parse::<u32>().map_err(|_| CtlError::BadParameter {
+                        option: option.into(),
+                        value: v.to_owned(),
+                        reason: "expected a host id".into(),
+                    })
+                })
+                .transpose()
+        };
+        // One of them given: the other is the same number, as a VE's uids and gids start
+        // together in vz.conf's pool.
+        let local_ids = match (id("local_uid")?, id("local_gid")?) {
+            (Some(uid), Some(gid)) => Some((uid, gid)),
+            (Some(one), None) | (None, Some(one)) => Some((one, one)),
+            (None, None) => None,
+        };
         Ok(create::CreateOptions {
+            local_ids,
             ostemplate: self.owned("ostemplate"),
             config: self.owned("config"),
             layout: self.owned("layout"),
@@ -246,6 +265,9 @@ impl Options {
         if reset_ub && self.given.len() > 1 {
             return Err(CtlError::Usage("--reset_ub can not be used with other options".into()));
         }
+        if self.flag("force") && !self.flag("save") {
+            return Err(CtlError::Usage("--force can only be used with --save".into()));
+        }
         let setmode = self.owned("setmode");
         if let Some(mode) = setmode.as_deref().filter(|m| !matches!(*m, "restart" | "ignore")) {
             return Err(CtlError::BadParameter {
@@ -275,6 +297,40 @@ impl Options {
                 disk.parse_option(option, value)?;
             }
         }
+        let changes: Vec<(String, String)> =
+            ["mac", "host_ifname", "host_mac", "bridge", "mac_filter"]
+                .into_iter()
+                .filter_map(|key| self.owned(key).map(|value| (key.to_owned(), value)))
+                .collect();
+        let netif_change = match self.owned("ifname") {
+            Some(ifname) => Some((ifname, changes)),
+            None if changes.is_empty() => None,
+            None => {
+                return Err(CtlError::Usage(
+                    "--mac, --host_ifname, --host_mac, --bridge and --mac_filter need --ifname"
+                        .into(),
+                ));
+            }
+        };
+        let mut paths = Vec::new();
+        for (option, key) in [("root", "VE_ROOT"), ("private", "VE_PRIVATE")] {
+            if let Some(path) = self.owned(option) {
+                if !path.starts_with('/') {
+                    return Err(CtlError::BadParameter {
+                        option: option.into(),
+                        value: path,
+                        reason: "expected an absolute path".into(),
+                    });
+                }
+                paths.push((key, path));
+            }
+        }
+        let offline_resize = self.flag("offline-resize");
+        if offline_resize && disk.space.is_none() {
+            return Err(CtlError::Usage(
+                "--offline-resize can only be used with --diskspace".into(),
+            ));
+        }
         Ok(set::SetOptions {
             resources,
             disk,
@@ -282,7 +338,11 @@ impl Options {
             ipdel: self.all("ipdel"),
             netif_add: self.all("netif_add"),
             netif_del: self.all("netif_del"),
+            netif_change,
             save: self.flag("save"),
+            offline_resize,
+            paths,
+            disk_quota: self.yes_no("diskquota")?,
             reset_ub,
             setmode,
             hostname: self.owned("hostname"),

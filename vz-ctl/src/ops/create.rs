@@ -37,6 +37,8 @@ pub struct CreateOptions {
     pub diskspace: Option<String>,
     /// `--diskinodes`.
     pub diskinodes: Option<String>,
+    /// `--local_uid`/`--local_gid`: the host ids of the VE's root (else the pool's next).
+    pub local_ids: Option<(u32, u32)>,
 }
 
 /// Creates the VE.
@@ -165,7 +167,10 @@ pub fn create(ve: &mut Ve, opts: &CreateOptions) -> Result<()> {
     crash_point("create:config-written");
     *ve = Ve::load(ve.global.clone(), ve.ctid)?;
     // The VE's own host id range (LOCAL_UID/LOCAL_GID), recorded from the start.
-    crate::idmap::ensure(ve)?;
+    match opts.local_ids {
+        Some((uid, gid)) => crate::idmap::assign(ve, uid, gid)?,
+        None => crate::idmap::ensure(ve)?,
+    };
     *ve = Ve::load(ve.global.clone(), ve.ctid)?;
     scripts::run_host_script(ve, "vps", "create")?;
     undo.commit();

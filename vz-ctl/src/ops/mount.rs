@@ -34,7 +34,7 @@ pub fn mount(ve: &Ve) -> Result<bool> {
     let mounted = (|| {
         let area = vz_quota::PrivateArea::open(&private).map_err(CtlError::Mount)?;
         DiskChanges::from_config(ve)?.sync_unmounted(&area)?;
-        area.mount(&root).map_err(CtlError::Mount)
+        area.mount_with(&root, &mount_options(ve)?).map_err(CtlError::Mount)
     })();
     if let Err(e) = mounted {
         if made_root {
@@ -50,6 +50,22 @@ pub fn mount(ve: &Ve) -> Result<bool> {
     say("Container is mounted");
     Ok(true)
 }
+
+/// The image's extra mount options, `MOUNT_OPTS`.
+///
+/// # Errors
+/// 21 for an option vz refuses (a config edited by hand; `vzctl set` checks them).
+fn mount_options(ve: &Ve) -> Result<vz_quota::ImageMountOptions> {
+    let value = ve.get(MOUNT_OPTS_KEY).unwrap_or_default();
+    vz_quota::ImageMountOptions::parse(value).map_err(|e| CtlError::BadParameter {
+        option: MOUNT_OPTS_KEY.to_owned(),
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// CTID.conf: the image's extra mount options (`--mount_opts`).
+pub(crate) const MOUNT_OPTS_KEY: &str = "MOUNT_OPTS";
 
 /// Unmounts VE_ROOT (and everything below it).
 ///

@@ -201,6 +201,8 @@ pub struct NetPlan {
     addresses: Option<Vec<VeAddr>>,
     veth_added: Vec<VethSpec>,
     veth_removed: Vec<VethSpec>,
+    /// Interfaces changed in place by `--ifname` with `--mac` …: (before, after).
+    veth_changed: Vec<(VethSpec, VethSpec)>,
     netifs: Option<Vec<VethSpec>>,
 }
 
@@ -254,6 +256,33 @@ impl NetPlan {
         Ok(plan)
     }
 
+    /// Adds OpenVZ's `--ifname IF` with `--mac`, `--host_ifname`, `--host_mac`, `--bridge`,
+    /// `--mac_filter` (`changes`: key and value) to the plan.
+    ///
+    /// # Errors
+    /// 130 for an interface the VE does not have or a malformed value.
+    pub fn change_netif(
+        &mut self,
+        ve: &Ve,
+        ifname: &str,
+        changes: &[(String, String)],
+    ) -> Result<()> {
+        let mut list = match self.netifs.take() {
+            Some(list) => list,
+            None => netifs(ve)?,
+        };
+        let Some(old) = list.iter_mut().find(|s| s.ifname == ifname) else {
+            return Err(CtlError::NoInterface { ifname: ifname.to_owned(), ctid: ve.ctid });
+        };
+        let pairs: Vec<(&str, &str)> =
+            changes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let new = old.changed(&pairs, &ve.ctid.to_string()).map_err(net_error)?;
+        self.veth_changed.push((old.clone(), new.clone()));
+        *old = new;
+        self.netifs = Some(list);
+        Ok(())
+    }
+
     /// Whether the set changes nothing of the network.
     pub fn is_empty(&self) -> bool {
         self.addresses.is_none() && self.netifs.is_none()
@@ -275,6 +304,9 @@ impl NetPlan {
         }
         for spec in &self.veth_added {
             Veth::add(pid, spec).map_err(net_error)?;
+        }
+        for (old, new) in &self.veth_changed {
+            Veth::reconfigure(pid, old, new).map_err(net_error)?;
         }
         Ok(())
     }

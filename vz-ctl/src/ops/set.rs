@@ -17,6 +17,12 @@ use crate::ve::Ve;
 pub struct SetOptions {
     /// `--save`.
     pub save: bool,
+    /// `--root`, `--private`: new VE_ROOT, VE_PRIVATE (a stopped, unmounted VE's).
+    pub paths: Vec<(&'static str, String)>,
+    /// `--offline-resize`: `--diskspace` on a stopped, unmounted VE only.
+    pub offline_resize: bool,
+    /// `--diskquota yes|no` (`DISK_QUOTA`, restart-required).
+    pub disk_quota: Option<bool>,
     /// `--reset_ub`: put every beancounter of the config into effect again (used alone).
     pub reset_ub: bool,
     /// `--setmode restart|ignore`.
@@ -49,6 +55,9 @@ pub struct SetOptions {
     pub netif_add: Vec<String>,
     /// `--netif_del`, each occurrence (`all` removes every interface).
     pub netif_del: Vec<String>,
+    /// `--ifname IF` with the changes of `--mac`, `--host_ifname`, `--host_mac`, `--bridge`,
+    /// `--mac_filter` (key as in NETIF, value).
+    pub netif_change: Option<(String, Vec<(String, String)>)>,
     /// `--meminfo`: the VE's /proc/meminfo from its next start (`crate::procview`).
     pub meminfo: Option<crate::procview::Meminfo>,
     /// Capabilities, devices, features, I/O, boot order, stop timeout, netfilter, network
@@ -76,6 +85,10 @@ impl SetOptions {
         if let Some(b) = self.disabled {
             changes.push(("DISABLED", yes_no(b)));
         }
+        if let Some(b) = self.disk_quota {
+            changes.push(("DISK_QUOTA", yes_no(b)));
+        }
+        changes.extend(self.paths.iter().cloned());
         if let Some(n) = &self.name {
             changes.push(("NAME", n.clone()));
         }
@@ -127,15 +140,27 @@ pub fn set(ve: &mut Ve, opts: &SetOptions) -> Result<()> {
     for (key, value) in opts.config_changes().iter().chain(&param_saved) {
         check_value(&key.to_lowercase(), value)?;
     }
-    let net = net::NetPlan::new(ve, &opts.ipadd, &opts.ipdel, &opts.netif_add, &opts.netif_del)?;
+    let mut net =
+        net::NetPlan::new(ve, &opts.ipadd, &opts.ipdel, &opts.netif_add, &opts.netif_del)?;
+    if let Some((ifname, changes)) = &opts.netif_change {
+        net.change_netif(ve, ifname, changes)?;
+    }
     let running = ve.cgroup()?.has_tasks();
+    if opts.offline_resize || !opts.paths.is_empty() {
+        if running {
+            return Err(CtlError::AlreadyRunning);
+        }
+        if ve.is_mounted()? {
+            return Err(CtlError::Mounted);
+        }
+    }
     let _intent = Intent::begin(
         &ve.global,
         ve.ctid,
         "set",
         &[("was_running", intent::flag(running)), ("was_mounted", intent::flag(ve.is_mounted()?))],
     )?;
-    let restart = running && opts.params.needs_restart();
+    let restart = running && (opts.params.needs_restart() || opts.disk_quota.is_some());
     if restart && opts.setmode.as_deref() == Some("ignore") {
         return Err(CtlError::Param {
             code: 32,

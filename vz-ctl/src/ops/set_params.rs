@@ -51,6 +51,58 @@ pub struct ParamChanges {
     pub netdev_del: Vec<String>,
     /// `--nodemask LIST|all`.
     pub nodemask: Option<String>,
+    /// `--mount_opts`, checked and normalised.
+    pub mount_opts: Option<String>,
+    /// `--iptables` (obsolete): the modules as given, saved as `IPTABLES`; the NETFILTER
+    /// level they stand for goes to [`Self::netfilter`].
+    pub iptables: Option<String>,
+}
+
+/// The netfilter modules of OpenVZ's obsolete `--iptables` (vzctl's iptables.c) and the
+/// NETFILTER level each needs: connection tracking makes `stateful`, NAT `full`.
+const IPTABLES_MODULES: [(&str, &str); 26] = [
+    ("ip_tables", "stateless"),
+    ("iptable_filter", "stateless"),
+    ("iptable_mangle", "stateless"),
+    ("ipt_limit", "stateless"),
+    ("ipt_multiport", "stateless"),
+    ("ipt_tos", "stateless"),
+    ("ipt_TOS", "stateless"),
+    ("ipt_REJECT", "stateless"),
+    ("ipt_TCPMSS", "stateless"),
+    ("ipt_tcpmss", "stateless"),
+    ("ipt_ttl", "stateless"),
+    ("ipt_LOG", "stateless"),
+    ("ipt_length", "stateless"),
+    ("ipt_owner", "stateless"),
+    ("xt_mac", "stateless"),
+    ("ip_conntrack", "stateful"),
+    ("ip_conntrack_ftp", "stateful"),
+    ("ip_conntrack_irc", "stateful"),
+    ("ipt_conntrack", "stateful"),
+    ("ipt_state", "stateful"),
+    ("ipt_helper", "stateful"),
+    ("iptable_nat", "full"),
+    ("ip_nat_ftp", "full"),
+    ("ip_nat_irc", "full"),
+    ("ipt_REDIRECT", "full"),
+    ("ipt_MASQUERADE", "full"),
+];
+
+/// `--iptables MODULE[,MODULE…]` (or space-separated, as the IPTABLES key): the modules,
+/// space-separated, and the NETFILTER level they need (OpenVZ's default `stateless` for none).
+fn iptables(value: &str) -> Result<(String, &'static str)> {
+    let levels = ["stateless", "stateful", "full"];
+    let mut level = 0;
+    let mut modules = Vec::new();
+    for name in value.split([',', ' ']).filter(|m| !m.is_empty()) {
+        let Some((_, needs)) = IPTABLES_MODULES.iter().find(|(m, _)| *m == name) else {
+            return Err(bad("iptables", value, format!("unknown netfilter module {name}")));
+        };
+        level = level.max(levels.iter().position(|l| l == needs).unwrap_or(0));
+        modules.push(name);
+    }
+    Ok((modules.join(" "), levels[level]))
 }
 
 fn bad(option: &str, value: &str, reason: impl Into<String>) -> CtlError {
@@ -123,6 +175,19 @@ impl ParamChanges {
                     list.push(value.to_owned());
                 }
                 "nodemask" => c.nodemask = Some(nodemask(value)?),
+                "iptables" => {
+                    // Each occurrence adds modules, as OpenVZ's repeated --iptables.
+                    let given =
+                        c.iptables.take().map_or(value.to_owned(), |m| format!("{m} {value}"));
+                    let (modules, level) = iptables(&given)?;
+                    c.iptables = Some(modules);
+                    c.netfilter = Some(level.to_owned());
+                }
+                "mount_opts" => {
+                    let options = vz_quota::ImageMountOptions::parse(value)
+                        .map_err(|e| bad(name, value, e.to_string()))?;
+                    c.mount_opts = Some(options.to_config());
+                }
                 "cpumask" => {
                     cpumask = true;
                     auto = value.trim() == "auto";
@@ -156,6 +221,8 @@ impl ParamChanges {
             && self.netdev_add.is_empty()
             && self.netdev_del.is_empty()
             && self.nodemask.is_none()
+            && self.mount_opts.is_none()
+            && self.iptables.is_none()
     }
 
     /// Whether something here is put into effect on a running VE at once (devices, I/O,
@@ -172,9 +239,12 @@ impl ParamChanges {
     }
 
     /// Whether something here needs a restart to take effect (OpenVZ's restart-required
-    /// parameters: capabilities, features, netfilter).
+    /// parameters: capabilities, features, netfilter, the image's mount options).
     pub fn needs_restart(&self) -> bool {
-        !self.capability.is_empty() || !self.features.is_empty() || self.netfilter.is_some()
+        !self.capability.is_empty()
+            || !self.features.is_empty()
+            || self.netfilter.is_some()
+            || self.mount_opts.is_some()
     }
 
     /// The CTID.conf values these options give, merged with the VE's current ones (`get`).
@@ -207,6 +277,8 @@ impl ParamChanges {
             ("BOOTORDER", number(self.bootorder)),
             ("NETFILTER", self.netfilter.clone()),
             ("NODEMASK", self.nodemask.clone()),
+            ("MOUNT_OPTS", self.mount_opts.clone()),
+            ("IPTABLES", self.iptables.clone()),
         ] {
             if let Some(value) = value {
                 out.push((key, value));
@@ -416,6 +488,26 @@ mod tests {
 
     fn given(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, Option<String>)> {
         pairs.iter().map(|(k, v)| (*k, Some((*v).to_owned()))).collect()
+    }
+
+    #[test]
+    fn iptables_modules_give_the_netfilter_level_they_need() {
+        assert_eq!(
+            iptables("iptable_filter,ipt_limit").unwrap(),
+            ("iptable_filter ipt_limit".into(), "stateless")
+        );
+        assert_eq!(iptables("iptable_filter ipt_state").unwrap().1, "stateful");
+        assert_eq!(iptables("ipt_state,iptable_nat,ipt_LOG").unwrap().1, "full");
+        assert_eq!(iptables("").unwrap(), (String::new(), "stateless"));
+        assert!(iptables("iptable_filter,xt_bogus").is_err());
+        let given = [
+            ("iptables", Some("iptable_filter".to_owned())),
+            ("iptables", Some("iptable_nat".to_owned())),
+        ];
+        let c = ParamChanges::parse(&given).unwrap();
+        assert_eq!(c.iptables.as_deref(), Some("iptable_filter iptable_nat"));
+        assert_eq!(c.netfilter.as_deref(), Some("full"));
+        assert!(c.needs_restart());
     }
 
     #[test]

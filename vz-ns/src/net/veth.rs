@@ -166,6 +166,33 @@ impl VethSpec {
     }
 }
 
+impl VethSpec {
+    /// This interface with OpenVZ's `--mac`, `--host_ifname`, `--host_mac`, `--bridge` or
+    /// `--mac_filter` values applied (`changes`: (key, value) of [`parse_netif`]'s keys).
+    ///
+    /// # Errors
+    /// [`NsError::BadNetif`] naming the field.
+    pub fn changed(&self, changes: &[(&str, &str)], ctid: &str) -> Result<VethSpec> {
+        let (mac, host_mac) = (self.mac.to_string(), self.host_mac.to_string());
+        let filter = if self.mac_filter { "on" } else { "off" };
+        let mut kv: Vec<(&str, &str)> = vec![
+            ("ifname", &self.ifname),
+            ("mac", &mac),
+            ("host_ifname", &self.host_ifname),
+            ("host_mac", &host_mac),
+            ("mac_filter", filter),
+        ];
+        if let Some(bridge) = &self.bridge {
+            kv.push(("bridge", bridge));
+        }
+        for (key, value) in changes {
+            kv.retain(|(k, _)| k != key);
+            kv.push((key, value));
+        }
+        Self::from_pairs(&kv, ctid, 0, false)
+    }
+}
+
 fn bad_mac(field: &'static str, value: &str) -> NsError {
     NsError::BadNetif {
         field,
@@ -264,6 +291,51 @@ impl Veth {
         host_side(&host, spec, bridge)
     }
 
+    /// Changes a VE's running pair from `old` to `new` (the same VE end): the VE end's MAC;
+    /// the host end's name (renamed while down), MAC and bridge; the MAC guard, taken off
+    /// before and put on again for the new names and MAC.
+    ///
+    /// # Errors
+    /// [`NsError::NoSuchDevice`] for a missing end or bridge, [`NsError::BadNetif`] if the
+    /// new host name is taken, [`NsError::Netlink`] otherwise.
+    ///
+    /// # Privileges
+    /// As [`Veth::add`].
+    pub fn reconfigure(init_pid: i32, old: &VethSpec, new: &VethSpec) -> Result<()> {
+        let host = Netlink::host()?;
+        let bridge = new.bridge.as_deref().map(|b| host.index_of(b)).transpose()?;
+        if old.host_ifname != new.host_ifname && host.link_by_name(&new.host_ifname)?.is_some() {
+            return Err(host_name_taken(&new.host_ifname));
+        }
+        if old.mac != new.mac {
+            let ve = Netlink::in_netns_of(init_pid)?;
+            let idx = ve.index_of(&new.ifname)?;
+            let set = LinkUnspec::new_with_index(idx).address(new.mac.0.to_vec()).build();
+            ve.run(ve.handle().link().set(set).execute())
+                .map_err(|e| nl_err("set MAC", format!("{} in {}", new.ifname, ve.ns), e))?;
+        }
+        if old.mac_filter {
+            super::guard::remove(&old.host_ifname)?;
+        }
+        let idx = host.index_of(&old.host_ifname)?;
+        let mut set = LinkUnspec::new_with_index(idx);
+        if old.host_ifname != new.host_ifname {
+            let down = LinkUnspec::new_with_index(idx).down().build();
+            host.run(host.handle().link().set(down).execute())
+                .map_err(|e| nl_err("set down", old.host_ifname.clone(), e))?;
+            set = set.name(new.host_ifname.clone());
+        }
+        if old.host_mac != new.host_mac {
+            set = set.address(new.host_mac.0.to_vec());
+        }
+        if old.bridge.is_some() && bridge.is_none() {
+            set = set.nocontroller();
+        }
+        host.run(host.handle().link().set(set.build()).execute())
+            .map_err(|e| nl_err("change", old.host_ifname.clone(), e))?;
+        host_side(&host, new, bridge)
+    }
+
     /// Removes the pair (deleting either end deletes both): the host end if it is on the
     /// host, else the VE end in the VE. Gone already is not an error.
     ///
@@ -336,6 +408,16 @@ mod tests {
         assert!(s.mac_filter);
         assert!(format_netif(std::slice::from_ref(s)).ends_with(",mac_filter=on"));
         assert!(parse_netif("ifname=eth0,mac_filter=maybe", "5", 0).is_err());
+    }
+
+    #[test]
+    fn a_change_keeps_what_it_does_not_name() {
+        let s = VethSpec::from_netif_add("eth0,,,,vmbr0", "101", 7).unwrap();
+        let c = s.changed(&[("host_ifname", "vm101"), ("mac_filter", "on")], "101").unwrap();
+        assert_eq!((c.host_ifname.as_str(), c.mac_filter), ("vm101", true));
+        assert_eq!((c.mac, c.host_mac, c.bridge.as_deref()), (s.mac, s.host_mac, Some("vmbr0")));
+        assert!(s.changed(&[("mac", "zz")], "101").is_err());
+        assert_eq!(s.changed(&[], "101").unwrap(), s);
     }
 
     #[test]
