@@ -15,7 +15,7 @@ _vzctl() {
         if [ -z "$cmd" ]; then cmd=${COMP_WORDS[i]}; else pos=$((pos + 1)); fi
     done
     if [ -z "$cmd" ]; then
-        COMPREPLY=($(compgen -W "--quiet --verbose --skiplock --version --help create destroy delete start stop restart status mount umount set exec exec2 enter console runscript chkpnt suspend restore resume" -- "$cur"))
+        COMPREPLY=($(compgen -W "--quiet --verbose --skiplock --version --help create destroy delete start stop restart status mount umount set exec exec2 enter console runscript chkpnt suspend restore resume exec3 snapshot snapshot-switch snapshot-delete snapshot-mount snapshot-umount snapshot-list compact convert quotaon quotaoff quotainit" -- "$cur"))
         return
     fi
     if [ "$pos" = 0 ] && [[ $cur != -* ]]; then
@@ -48,6 +48,18 @@ _vzctl() {
         runscript) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         chkpnt|suspend) COMPREPLY=($(compgen -W "--dumpfile --suspend --dump --resume --kill --page-server --lazy-pages --skip_arpdetect --help" -- "$cur")) ;;
         restore|resume) COMPREPLY=($(compgen -W "--dumpfile --resume --lazy-pages --skip-fsck --skip-remount --skip_arpdetect --help" -- "$cur")) ;;
+        exec3) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
+        snapshot) COMPREPLY=($(compgen -W "--id --name --description --skip-suspend --skip-config --help" -- "$cur")) ;;
+        snapshot-switch) COMPREPLY=($(compgen -W "--id --skip-config --skip-resume --must-resume --help" -- "$cur")) ;;
+        snapshot-delete) COMPREPLY=($(compgen -W "--id --help" -- "$cur")) ;;
+        snapshot-mount) COMPREPLY=($(compgen -W "--id --target --help" -- "$cur")) ;;
+        snapshot-umount) COMPREPLY=($(compgen -W "--id --help" -- "$cur")) ;;
+        snapshot-list) COMPREPLY=($(compgen -W "--id --no-header --output --list --help" -- "$cur")) ;;
+        compact) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
+        convert) COMPREPLY=($(compgen -W "--layout --help" -- "$cur")) ;;
+        quotaon) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
+        quotaoff) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
+        quotainit) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
     esac
 }
 complete -F _vzctl vzctl

@@ -316,8 +316,11 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (50, "unable to mount the container"),
     (51, "unable to unmount the container"),
     (52, "unable to delete the container"),
+    (60, "vzquota on failed (quotaon: DISK_QUOTA is not yes)"),
+    (61, "vzquota init failed (quotainit: DISK_QUOTA is not yes)"),
     (62, "unable to apply disk limits"),
     (63, "DISKSPACE not set"),
+    (66, "vzquota off failed (quotaoff: DISK_QUOTA is not yes)"),
     (71, "incorrect IP address"),
     (74, "unable to change a password"),
     (78, "IP address already in use"),
@@ -333,6 +336,14 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (133, "waiting for the container start failed"),
     (139, "unable to save the container configuration file"),
     (148, "unable to set I/O parameters (--iolimit, --iopslimit, --ioprio)"),
+    (155, "unable to convert the container to the ploop (image) layout"),
+    (156, "unable to create a snapshot"),
+    (158, "unable to delete a snapshot"),
+    (159, "unable to switch to a snapshot"),
+    (160, "unable to mount a snapshot"),
+    (161, "unable to unmount a snapshot"),
+    (166, "unable to compact the image"),
+    (167, "unable to list snapshots"),
 ];
 
 /// Attaches an operation and a path to an `io::Error` (`.op("mkdir", &dir)?`).
@@ -530,6 +541,17 @@ mod tests {
             CtlError::Param { code: 104, message: String::new() },
             CtlError::Param { code: 109, message: String::new() },
             CtlError::Param { code: 148, message: String::new() },
+            CtlError::Param { code: 60, message: String::new() },
+            CtlError::Param { code: 61, message: String::new() },
+            CtlError::Param { code: 66, message: String::new() },
+            CtlError::Param { code: 155, message: String::new() },
+            CtlError::Param { code: 156, message: String::new() },
+            CtlError::Param { code: 158, message: String::new() },
+            CtlError::Param { code: 159, message: String::new() },
+            CtlError::Param { code: 160, message: String::new() },
+            CtlError::Param { code: 161, message: String::new() },
+            CtlError::Param { code: 166, message: String::new() },
+            CtlError::Param { code: 167, message: String::new() },
         ];
         for e in &samples {
             let code = e.exit_code();

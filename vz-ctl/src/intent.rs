@@ -17,6 +17,10 @@
 //! | umount | finished: unmounted (unless the VE runs) |
 //! | set | half-written config removed, name links made to match NAME, a pending init that set started in a stopped VE (for `--userpasswd`) killed with its cgroup and mount |
 //! | destroy | finished: everything the VE has is removed |
+//! | snapshot, snapshot-delete | file system thawed, a VE the snapshot suspended resumed, half-made or half-deleted snapshots removed ([`crate::ops::snapshot::repair`]) |
+//! | snapshot-switch | VE stopped; before the image copy was complete: its own image kept; after: the switch finished (config, current) |
+//! | compact | unmounted again if compact mounted it |
+//! | convert | before the copy was complete: the new area removed; after: the swap finished |
 //! | migrate (own record, `<CTID>.migrate`, on both sides) | the VE left running on exactly one side: see [`crate::ops::migrate::recovery`] |
 //!
 //! # Fault injection
@@ -33,6 +37,9 @@
 //! - stop: `stop:killed`, `stop:cgroup-removed`;
 //! - set: `set:name-linked`, `set:saved`;
 //! - destroy: `destroy:private-removed`, `destroy:config-renamed`;
+//! - snapshot: `snapshot:suspended`, `snapshot:fs-frozen`, `snapshot:made`,
+//!   `snapshot-switch:copied`, `snapshot-switch:image-replaced`, `snapshot-delete:renamed`;
+//!   compact: `compact:trimmed`; convert: `convert:copied`, `convert:old-aside`;
 //! - vzmigrate: `migrate:copying`, `migrate:frozen`, `migrate:stopped`, `migrate:restoring`,
 //!   `migrate:restored`, `migrate:source-killed` (see [`crate::ops::migrate::recovery`]).
 

@@ -94,7 +94,7 @@ fn local_time() -> String {
 
 /// Formats seconds since the epoch as `YYYY-MM-DDTHH:MM:SS+0000` (Howard Hinnant's
 /// civil-from-days algorithm).
-fn format_utc(secs: u64) -> String {
+pub(crate) fn format_utc(secs: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let z = days + 719_468;

@@ -75,6 +75,7 @@ mod project;
 mod proxy;
 mod record;
 mod resize;
+mod snapshot;
 mod stat;
 mod superblock;
 #[allow(
@@ -93,6 +94,10 @@ pub use mount_opts::ImageMountOptions;
 pub use project::{PROJECT_ID, SoftLimits};
 pub use proxy::{QuotactlAnswer, QuotactlCaller, QuotactlProxy};
 pub use record::DEFAULT_QUOTATIME;
+pub use snapshot::{
+    FrozenFs, allocated_bytes, copy_image, copy_tree, freeze, mount_read_only, mounts_of_image,
+    thaw, trim,
+};
 pub use stat::{Grace, QuotaStat, Usage};
 pub use ugid::{SecondLevel, TreeUsage, UgidUsage, kernel_has_quota};
 pub use ugid_limits::{QuotaOwner, UgidLimit};

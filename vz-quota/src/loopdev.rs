@@ -25,9 +25,19 @@ pub(crate) struct LoopDevice {
 impl LoopDevice {
     /// Attaches `image` to a free loop device (direct I/O when the backing filesystem allows).
     pub(crate) fn attach(image: &Path) -> Result<Self> {
+        Self::attach_with(image, false)
+    }
+
+    /// Attaches `image` read-only: the device refuses writes and the file is opened for
+    /// reading only.
+    pub(crate) fn attach_read_only(image: &Path) -> Result<Self> {
+        Self::attach_with(image, true)
+    }
+
+    fn attach_with(image: &Path, read_only: bool) -> Result<Self> {
         let backing = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(!read_only)
             .open(image)
             .map_err(|e| QuotaError::io("open image", image, e))?;
         let control_path = Path::new("/dev/loop-control");
@@ -48,7 +58,8 @@ impl LoopDevice {
                 .write(true)
                 .open(&path)
                 .map_err(|e| QuotaError::io("open loop device", &path, e))?;
-            let flags = sys::LO_FLAGS_AUTOCLEAR;
+            let flags =
+                sys::LO_FLAGS_AUTOCLEAR | if read_only { sys::LO_FLAGS_READ_ONLY } else { 0 };
             let mut result =
                 sys::loop_configure(&file, &backing, flags | sys::LO_FLAGS_DIRECT_IO, name);
             if result.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL)) {

@@ -152,6 +152,50 @@ fn get_fsxattr(file: &File) -> io::Result<FsXattr> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(attr) }
 }
 
+/// `LO_FLAGS_READ_ONLY`: the device refuses writes (a snapshot's image).
+pub(crate) const LO_FLAGS_READ_ONLY: u32 = 1;
+
+/// `FIFREEZE`: `_IOWR('X', 119, int)`.
+const FIFREEZE: libc::Ioctl = 0xC004_5877;
+/// `FITHAW`: `_IOWR('X', 120, int)`.
+const FITHAW: libc::Ioctl = 0xC004_5878;
+/// `FITRIM`: `_IOWR('X', 121, struct fstrim_range)`.
+const FITRIM: libc::Ioctl = 0xC018_5879;
+
+/// Freezes the file system of the open directory `dir` (FIFREEZE): its writes wait, its
+/// dirty data and journal are on disk.
+pub(crate) fn fs_freeze(dir: &File) -> io::Result<()> {
+    // SAFETY: FIFREEZE takes an (ignored) int argument; the fd is open.
+    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), FIFREEZE, 0) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Thaws the file system of the open directory `dir` (FITHAW); EINVAL when not frozen.
+pub(crate) fn fs_thaw(dir: &File) -> io::Result<()> {
+    // SAFETY: FITHAW takes an (ignored) int argument; the fd is open.
+    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), FITHAW, 0) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// `struct fstrim_range`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct FstrimRange {
+    start: u64,
+    len: u64,
+    minlen: u64,
+}
+
+/// Discards every free block of the file system of the open directory `dir` (FITRIM);
+/// returns the bytes the file system trimmed.
+pub(crate) fn fs_trim(dir: &File) -> io::Result<u64> {
+    let mut range = FstrimRange { start: 0, len: u64::MAX, minlen: 0 };
+    // SAFETY: `range` is a fully initialised `struct fstrim_range` that outlives the call;
+    // the kernel reads it and writes the trimmed length back. The fd is open.
+    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), FITRIM, &raw mut range) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(range.len) }
+}
+
 /// The quota types of quotactl: `USRQUOTA`, `GRPQUOTA`, `PRJQUOTA`.
 pub(crate) const USRQUOTA: libc::c_int = 0;
 pub(crate) const GRPQUOTA: libc::c_int = 1;
@@ -299,6 +343,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<LoopInfo64>(), 232);
         assert_eq!(std::mem::size_of::<LoopConfig>(), 304);
         assert_eq!(std::mem::size_of::<FsXattr>(), 28);
+        assert_eq!(std::mem::size_of::<FstrimRange>(), 24);
         assert_eq!(std::mem::size_of::<IfDqinfo>(), 24);
         assert_eq!(std::mem::size_of::<libc::dqblk>(), 72);
     }

@@ -39,6 +39,30 @@ pub enum Cmd {
     Chkpnt,
     /// `restore` / `resume`
     Restore,
+    /// `exec3`
+    Exec3,
+    /// `snapshot`
+    Snapshot,
+    /// `snapshot-switch`
+    SnapshotSwitch,
+    /// `snapshot-delete`
+    SnapshotDelete,
+    /// `snapshot-mount`
+    SnapshotMount,
+    /// `snapshot-umount`
+    SnapshotUmount,
+    /// `snapshot-list`
+    SnapshotList,
+    /// `compact`
+    Compact,
+    /// `convert`
+    Convert,
+    /// `quotaon`
+    Quotaon,
+    /// `quotaoff`
+    Quotaoff,
+    /// `quotainit`
+    Quotainit,
 }
 
 /// A command's row: its words, its arguments after the CTID, and what it does.
@@ -77,6 +101,18 @@ pub const COMMANDS: &[CmdDef] = &[
     CmdDef { cmd: Runscript, words: &["runscript"], args: "SCRIPT", locks: true, help: "Runs a script of the host inside the container (mounted if it is stopped)." },
     CmdDef { cmd: Chkpnt, words: &["chkpnt", "suspend"], args: "", locks: true, help: "Checkpoints a running container into a dump (CRIU) and stops it; stages --suspend, --dump, --resume, --kill." },
     CmdDef { cmd: Restore, words: &["restore", "resume"], args: "", locks: true, help: "Restores a container from its dump, its processes and connections as they were." },
+    CmdDef { cmd: Exec3, words: &["exec3"], args: "COMMAND [ARG...]", locks: false, help: "Runs a program in the container directly (no shell), exiting with its exit status." },
+    CmdDef { cmd: Snapshot, words: &["snapshot"], args: "", locks: true, help: "Takes a snapshot of an image-layout (ploop) container: its image copied with the file system frozen, its CTID.conf, and a running container's memory (a CRIU dump; it runs on)." },
+    CmdDef { cmd: SnapshotSwitch, words: &["snapshot-switch"], args: "", locks: true, help: "Replaces the container's current state by a snapshot: image and CTID.conf back, and a snapshot with memory restored running." },
+    CmdDef { cmd: SnapshotDelete, words: &["snapshot-delete"], args: "", locks: true, help: "Deletes a snapshot; its children descend from its parent." },
+    CmdDef { cmd: SnapshotMount, words: &["snapshot-mount"], args: "", locks: true, help: "Mounts a snapshot's image read-only at a directory." },
+    CmdDef { cmd: SnapshotUmount, words: &["snapshot-umount"], args: "", locks: true, help: "Unmounts a snapshot mounted by snapshot-mount." },
+    CmdDef { cmd: SnapshotList, words: &["snapshot-list"], args: "", locks: true, help: "Lists the container's snapshots (fields parent_uuid, current, uuid, date, name by default)." },
+    CmdDef { cmd: Compact, words: &["compact"], args: "", locks: true, help: "Gives the free blocks of an image-layout container back to the host (FITRIM: holes punched in its image)." },
+    CmdDef { cmd: Convert, words: &["convert"], args: "", locks: true, help: "Converts a stopped simfs container to the image (ploop) layout of DISKSPACE's size." },
+    CmdDef { cmd: Quotaon, words: &["quotaon"], args: "", locks: true, help: "OpenVZ's vzquota on wrapper: reports a simfs container's usage against CTID.conf's limits (simfs limits are accounted, not enforced); 60 when DISK_QUOTA is not yes; obsolete (0) for the image layout." },
+    CmdDef { cmd: Quotaoff, words: &["quotaoff"], args: "", locks: true, help: "OpenVZ's vzquota off wrapper: nothing is enforced on simfs to turn off; 66 when DISK_QUOTA is not yes; obsolete (0) for the image layout." },
+    CmdDef { cmd: Quotainit, words: &["quotainit"], args: "", locks: true, help: "OpenVZ's vzquota init wrapper: records CTID.conf's DISKSPACE, DISKINODES and QUOTATIME for a simfs container and counts its usage; 61 when DISK_QUOTA is not yes; obsolete (0) for the image layout." },
 ];
 
 impl Cmd {
@@ -271,6 +307,18 @@ pub const OPTIONS: &[OptDef] = &[
     opt("netdev_del", &[Set], "move a network device of the VE back to the host").takes("IFNAME").key("NETDEV"),
     opt("meminfo", &[Set], "the container's /proc/meminfo and sysinfo(2) (free, uptime's load): none (the host's) or its own limits (pages:N, privvmpages:N are pre-VSwap forms); from the next start").takes("none|pages:N|privvmpages:N").key("MEMINFO"),
     opt("exec", &[Enter], "command to run in the shell").takes("COMMAND"),
+    opt("id", &[Snapshot, SnapshotSwitch, SnapshotDelete, SnapshotMount, SnapshotUmount, SnapshotList], "snapshot UUID (snapshot: made up when absent; snapshot-list: it and its ancestors)").takes("UUID").alias(&["uuid"]),
+    opt("name", &[Snapshot], "the snapshot's name").takes("NAME"),
+    opt("description", &[Snapshot], "the snapshot's description").takes("TEXT"),
+    opt("skip-suspend", &[Snapshot], "no memory dump of a running container (its file system only)"),
+    opt("skip-config", &[Snapshot, SnapshotSwitch], "snapshot: no copy of CTID.conf; snapshot-switch: keep the current CTID.conf"),
+    opt("skip-resume", &[SnapshotSwitch], "leave the container stopped even if the snapshot holds its memory"),
+    opt("must-resume", &[SnapshotSwitch], "fail unless the container is restored running from the snapshot's memory"),
+    opt("target", &[SnapshotMount], "the directory to mount the snapshot at").takes("DIR"),
+    opt("no-header", &[SnapshotList], "no header line").short('H'),
+    opt("output", &[SnapshotList], "the fields to show: uuid, parent_uuid, current, date, name, desc, device, target").takes("FIELD[,FIELD...]").short('o'),
+    opt("list", &[SnapshotList], "list the field names and exit").short('L'),
+    opt("layout", &[Convert], "the layout to convert to: ploop (the image layout; a mode after : is accepted)").takes("ploop[:MODE]").alias(&["ve_layout", "velayout"]),
 ];
 
 /// The option named `name` (canonical or alias) for `cmd`.
@@ -302,7 +350,7 @@ mod tests {
         assert!(find(Set, "save").is_some());
         assert_eq!(find_short(Set, 'k').unwrap().name, "kmemsize");
         assert!(find_short(Start, 'k').is_none() && find_short(Set, 'z').is_none());
-        for o in OPTIONS.iter().filter(|o| o.short.is_some()) {
+        for o in OPTIONS.iter().filter(|o| o.short.is_some() && o.commands != [SnapshotList]) {
             assert!(o.takes_value(), "{}", o.name);
         }
         assert!(find(Set, "numproc").is_some_and(OptDef::takes_value));

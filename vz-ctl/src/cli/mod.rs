@@ -6,6 +6,7 @@ pub mod defs;
 pub mod doc;
 pub mod parse;
 pub mod run;
+mod run_more;
 pub mod tool;
 
 use defs::{COMMANDS, Cmd, GLOBAL_FLAGS, OptDef};

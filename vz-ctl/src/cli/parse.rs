@@ -76,7 +76,7 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
     }
     let mut options = Vec::new();
     let mut rest = Vec::new();
-    let free_form = matches!(cmd, Cmd::Exec | Cmd::Exec2);
+    let free_form = matches!(cmd, Cmd::Exec | Cmd::Exec2 | Cmd::Exec3);
     while let Some(arg) = args.next() {
         if free_form || !rest.is_empty() || !arg.starts_with('-') || arg == "-" {
             rest.push(arg.clone());
@@ -121,7 +121,8 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
             };
         options.push((def.name, value));
     }
-    let wants_rest = matches!(cmd, Cmd::Exec | Cmd::Exec2 | Cmd::Runscript | Cmd::Console);
+    let wants_rest =
+        matches!(cmd, Cmd::Exec | Cmd::Exec2 | Cmd::Exec3 | Cmd::Runscript | Cmd::Console);
     if !wants_rest && !rest.is_empty() {
         return Err(CtlError::Usage(format!("Invalid extra arguments: {}", rest.join(" "))));
     }

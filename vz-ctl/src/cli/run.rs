@@ -97,6 +97,21 @@ pub fn run(inv: Invocation) -> Result<u8> {
                 )));
             }
         },
+        Cmd::Exec3 => {
+            let code = crate::ops::exec3::exec3(&ve, &need_command(&rest)?)?;
+            return Ok(u8::try_from(code).unwrap_or(255));
+        }
+        Cmd::Snapshot
+        | Cmd::SnapshotSwitch
+        | Cmd::SnapshotDelete
+        | Cmd::SnapshotMount
+        | Cmd::SnapshotUmount
+        | Cmd::SnapshotList
+        | Cmd::Compact
+        | Cmd::Convert
+        | Cmd::Quotaon
+        | Cmd::Quotaoff
+        | Cmd::Quotainit => super::run_more::run(&ve, cmd, &opts.given)?,
         Cmd::Runscript => {
             let [script] = rest.as_slice() else {
                 return Err(CtlError::Usage("Usage: vzctl runscript <CTID> <script>".into()));

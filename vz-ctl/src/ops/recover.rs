@@ -42,6 +42,9 @@ pub fn repair(global: &GlobalConfig, ctid: Ctid, record: &Record) -> Result<()> 
             sync_names(&ve)
         }
         "destroy" => super::destroy::remove_all(&ve, Some(record)),
+        "snapshot" | "snapshot-switch" | "snapshot-delete" => super::snapshot::repair(&ve, record),
+        "compact" => super::compact::repair(&ve, record),
+        "convert" => super::convert::repair(&ve, record),
         other => {
             tracing::warn!("CT {ctid}: unknown interrupted operation {other:?}: record dropped");
             Ok(())
