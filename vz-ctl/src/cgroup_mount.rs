@@ -35,7 +35,9 @@ const FAVORDYNMODS: &str = "favordynmods";
 /// readers (every fork and exit on the host) on their slower shared path instead; the kernel
 /// has one such lock, so the option of the cgroup2 mount acts for v1 hierarchies too. It is
 /// the kernel's `CONFIG_CGROUP_FAVOR_DYNMODS` / `cgroup_favordynmods=` boot setting, taken at
-/// run time; it stays on until the next boot (as the kernel keeps it).
+/// run time. It stays on until the next boot or the next mount of cgroup2 without it (any
+/// such mount in the host's cgroup namespace sets the options of the one cgroup2 file
+/// system: CRIU's at every dump and restore, see [`favor_again`]), so every start checks.
 ///
 /// The remount passes the mount's own flags and every super option it has (a cgroup2
 /// remount resets the options it is not given, `nsdelegate` among them). A host without a
@@ -63,6 +65,15 @@ pub(crate) fn favor_dynamic_changes(global: &GlobalConfig) -> Result<bool, Strin
         format!("remount cgroup2 at {} with {FAVORDYNMODS}: {e}", cgroup2.point.display())
     })?;
     Ok(true)
+}
+
+/// [`favor_dynamic_changes`] after CRIU ran: CRIU mounts cgroup2 for its cgroup yard without
+/// the option, and a cgroup2 mount in the host's cgroup namespace sets the file system's
+/// options to its own, turning `favordynmods` off for the whole host. A failure is logged.
+pub(crate) fn favor_again(global: &GlobalConfig) {
+    if let Err(e) = favor_dynamic_changes(global) {
+        tracing::warn!("cgroup moves stay slow after idle spells: {e}");
+    }
 }
 
 /// The flags and data of a remount that adds `favordynmods` to a cgroup2 mount with these

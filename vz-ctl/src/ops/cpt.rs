@@ -196,6 +196,7 @@ fn dump_with_dev(ve: &Ve, spec: &DumpSpec) -> Result<vz_cpt::DumpReport> {
         std::fs::write(&path, format!("{key}\n")).op("write", &path)?;
     }
     let dumped = vz_cpt::dump(&criu(ve), spec).map_err(chkpnt_error);
+    crate::cgroup_mount::favor_again(&ve.global);
     let placed = match &dumped {
         Ok(_) => std::fs::rename(&staged, spec.images_dir.join(DEV_ARCHIVE)).op("rename", &staged),
         Err(_) => std::fs::remove_file(&staged).op("remove", &staged),
@@ -371,6 +372,7 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
         netifs.iter().try_for_each(|n| Veth::adopt_host_end(n).map_err(|e| e.to_string()))
     };
     let restored = vz_cpt::restore(&criu(ve), &spec, &mut hook).map_err(restore_error);
+    crate::cgroup_mount::favor_again(&ve.global);
     drop(view);
     drop(dev);
     let master = console.as_mut().and_then(|c| c.master.take());
