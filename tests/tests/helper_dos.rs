@@ -1,0 +1,236 @@
+//! A VE cannot make its host-side helper burn the host's CPU: the console server (`vzctl
+//! __console`, which also answers the VE's sysinfo calls) runs in the host's cgroup, so its CPU
+//! is charged to nobody. A VE limited to 10% of a CPU floods it with sysinfo calls in several
+//! threads, and with `yes > /dev/console`; the server's own CPU time (utime + stime of
+//! /proc/<pid>/stat) over the flood stays within its per-VE budget (vz_ctl::budget: 5% of a
+//! CPU plus a 200 ms burst), the VE and its console work afterwards, and a single sysinfo
+//! call still answers at once.
+#![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+#![allow(clippy::print_stderr, reason = "the test reports the helper's CPU time")]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use vz_tests::{Need, VzTree, ok, require, unique_ctid};
+
+/// A static probe: `probe flood N SECS` calls sysinfo in N threads for SECS seconds and
+/// prints the number of calls; `probe once` prints `ret totalram ns` of one call.
+const PROBE_C: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+#include <time.h>
+
+static double secs;
+static long counts[64];
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void *flood(void *arg) {
+    long *count = arg;
+    double end = now() + secs;
+    struct sysinfo si;
+    while (now() < end) {
+        sysinfo(&si);
+        (*count)++;
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 3 && !strcmp(argv[1], "flood")) {
+        int n = atoi(argv[2]);
+        if (n < 1 || n > 64) return 2;
+        secs = atof(argv[3]);
+        pthread_t t[64];
+        for (int i = 0; i < n; i++) pthread_create(&t[i], NULL, flood, &counts[i]);
+        long total = 0;
+        for (int i = 0; i < n; i++) {
+            pthread_join(t[i], NULL);
+            total += counts[i];
+        }
+        printf("%ld\n", total);
+        return 0;
+    }
+    struct sysinfo si;
+    memset(&si, 0, sizeof si);
+    double a = now();
+    int r = sysinfo(&si);
+    double b = now();
+    printf("%d %lu %ld\n", r, (unsigned long)si.totalram * si.mem_unit, (long)((b - a) * 1e9));
+    return 0;
+}
+"#;
+
+/// The budget the helper is held to (vz_ctl::budget::HELPER_SHARE and HELPER_BURST).
+const SHARE: f64 = 0.05;
+const BURST: f64 = 0.2;
+
+/// Slack on top of the budget: clock-tick resolution of /proc/<pid>/stat, the server's
+/// host-driven work (load samples, liveness checks), a slow shared host.
+const SLACK: f64 = 0.4;
+
+/// How long the sysinfo flood lasts.
+const FLOOD: Duration = Duration::from_secs(5);
+
+/// How long the console flood lasts (it costs the server less per second than sysinfo).
+const CONSOLE_FLOOD: Duration = Duration::from_secs(8);
+
+/// A busybox VE limited to 10% of a CPU with 256M of RAM (and the probe in /bin when
+/// `probe`), started.
+fn started_ve(tree: &VzTree, probe: bool) -> String {
+    tree.build_busybox_cache();
+    let ctid = unique_ctid().to_string();
+    ok(tree.run("vzctl", &["create", &ctid, "--ostemplate", "busybox"]));
+    ok(tree.run("vzctl", &["set", &ctid, "--cpulimit", "10", "--ram", "256M", "--save"]));
+    if probe {
+        let bin = tree.path().join("probe");
+        let src = tree.path().join("probe.c");
+        std::fs::write(&src, PROBE_C).expect("write probe.c");
+        ok(Command::new("gcc")
+            .args(["-O2", "-static", "-pthread", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .output()
+            .expect("run gcc"));
+        ok(tree.run("vzctl", &["mount", &ctid]));
+        let root = tree.path().join(format!("root/{ctid}"));
+        std::fs::copy(&bin, root.join("bin/probe")).expect("copy the probe");
+        ok(tree.run("vzctl", &["umount", &ctid]));
+    }
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    ctid
+}
+
+/// The pid of the server listening on `socket` (the peer of a connection to it).
+fn server_pid(socket: &Path) -> i32 {
+    let stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    let cred = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .expect("SO_PEERCRED");
+    cred.pid()
+}
+
+/// The CPU time (user + system, seconds) the process `pid` has used.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    let (_, rest) = stat.rsplit_once(')').expect("a stat line");
+    // After the comm: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    ticks as f64 / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().expect("getconf");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("CLK_TCK")
+}
+
+/// What the helper used over a flood: (its CPU seconds, the wall seconds).
+fn measure(server: i32, flood: impl FnOnce()) -> (f64, f64) {
+    let (cpu, started) = (cpu_seconds(server), Instant::now());
+    flood();
+    (cpu_seconds(server) - cpu, started.elapsed().as_secs_f64())
+}
+
+fn assert_within_budget(what: &str, cpu: f64, wall: f64) {
+    let budget = BURST + SHARE * wall;
+    eprintln!(
+        "{what}: the helper used {cpu:.2} s of CPU in {wall:.2} s ({:.0}% of a CPU); budget \
+         {budget:.2} s",
+        100.0 * cpu / wall
+    );
+    assert!(cpu <= budget + SLACK, "{what}: the helper used {cpu:.2} s in {wall:.2} s");
+}
+
+/// One sysinfo call in the VE: (ret, totalram, ns it took).
+fn one_call(tree: &VzTree, ctid: &str) -> (i64, i64, i64) {
+    let out = ok(tree.run("vzctl", &["exec", ctid, "/bin/probe once"]));
+    let f: Vec<i64> = out.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    assert_eq!(f.len(), 3, "{out}");
+    (f[0], f[1], f[2])
+}
+
+#[test]
+fn a_sysinfo_flood_stays_within_the_helpers_budget() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/bin/gcc"));
+    let tree = VzTree::new("");
+    let ctid = started_ve(&tree, true);
+    let server = server_pid(&tree.path().join(format!("run/{ctid}.console")));
+    let (ret, ram, ns) = one_call(&tree, &ctid);
+    assert_eq!((ret, ram), (0, 256 << 20), "the server answers");
+    eprintln!("one sysinfo call before the flood: {ns} ns");
+
+    let secs = FLOOD.as_secs().to_string();
+    let mut calls = 0_u64;
+    let (cpu, wall) = measure(server, || {
+        let out = ok(tree.run("vzctl", &["exec", &ctid, &format!("/bin/probe flood 8 {secs}")]));
+        calls = out.trim().parse().expect("a count");
+    });
+    eprintln!("8 threads called sysinfo {calls} times in {wall:.2} s");
+    assert!(calls > 0, "the flood's calls were answered");
+    assert_within_budget("sysinfo flood", cpu, wall);
+
+    // Right after the flood single calls answer at once (a scheduling hiccup of a shared
+    // host aside), with the VE's numbers.
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let (ret, ram, ns) = one_call(&tree, &ctid);
+        assert_eq!((ret, ram), (0, 256 << 20));
+        took.push(ns);
+    }
+    eprintln!("single sysinfo calls after the flood: {took:?} ns");
+    took.sort_unstable();
+    assert!(took[2] < 20_000_000, "single calls wait: {took:?} ns");
+    assert!(took[4] < 1_000_000_000, "a single call waited: {took:?} ns");
+    let free = ok(tree.run("vzctl", &["exec", &ctid, "free -m"]));
+    assert!(free.contains("256"), "{free}");
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+}
+
+#[test]
+fn a_console_flood_stays_within_the_helpers_budget() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/bin/gcc"));
+    let tree = VzTree::new("");
+    let ctid = started_ve(&tree, false);
+    let socket = tree.path().join(format!("run/{ctid}.console"));
+    let server = server_pid(&socket);
+    // A normal boot's worth of output (64 KiB in 12 000 writes) passes at once.
+    let started = Instant::now();
+    ok(tree.run("vzctl", &["exec", &ctid, "seq 100000 112000 > /dev/console"]));
+    let boot = started.elapsed();
+    eprintln!("64 KiB in 12 000 console writes took {boot:?} (vzctl exec included)");
+    assert!(boot < Duration::from_secs(3), "a boot's output blocked: {boot:?}");
+
+    let secs = CONSOLE_FLOOD.as_secs().to_string();
+    let script = format!(
+        "timeout {secs} yes > /dev/console & timeout {secs} cat /dev/zero > /dev/console & \
+         wait; echo flooded"
+    );
+    let (cpu, wall) = measure(server, || {
+        let out = ok(tree.run("vzctl", &["exec", &ctid, &script]));
+        assert!(out.contains("flooded"), "{out}");
+    });
+    assert_within_budget("yes and cat /dev/zero > /dev/console", cpu, wall);
+
+    // The console works on: a line written after the flood reaches the log at once.
+    let started = Instant::now();
+    ok(tree.run("vzctl", &["exec", &ctid, "echo after-the-flood-$((6 * 7)) > /dev/console"]));
+    let log = tree.path().join(format!("run/{ctid}.console.log"));
+    while !String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default())
+        .contains("after-the-flood-42")
+    {
+        assert!(started.elapsed() < Duration::from_secs(5), "the line did not reach the log");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("a line after the flood reached the log in {:?}", started.elapsed());
+    assert_eq!(server_pid(&socket), server, "the same server");
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+}
