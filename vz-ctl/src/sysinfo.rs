@@ -17,6 +17,10 @@
 //! averages ([`LoadAvg`], the kernel's fixed point). `vzlist -o laverage` asks for them on
 //! the same socket ([`query_load`]).
 //!
+//! The answers are held to the server's CPU budget ([`crate::budget`]): a VE calling
+//! sysinfo in a loop gets its answers at the pace of 5% of a CPU (after a burst of 200 ms),
+//! its callers waiting in the kernel meanwhile; a single call does not wait.
+//!
 //! If the console server is gone (killed), the VE's processes keep running and their
 //! sysinfo fails with ENOSYS, the kernel's rule for a closed listener; `vzctl exec` then
 //! leaves sysinfo to the kernel (the host's numbers) for the programs it starts. A restored
