@@ -293,3 +293,40 @@ fn with_second_level_quota_the_quotactl_server_keeps_the_budget_too() {
     eprintln!("a single call after the flood: {ns} ns");
     ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
 }
+
+/// A checkpoint taken while the budget holds a flood's callers waiting in the kernel: the
+/// freezer interrupts their calls, CRIU dumps them, and after the restore the calls go on
+/// (restarted; the restored filter leaves sysinfo to the kernel) and the flood ends. The
+/// helper, outside the VE's cgroup, is no foreign task to the dump.
+#[test]
+fn a_ve_checkpointed_while_its_callers_wait_restores_and_they_go_on() {
+    require!(
+        Need::Root,
+        Need::Program("/bin/busybox"),
+        Need::Program("/usr/bin/gcc"),
+        Need::Program("/usr/local/sbin/criu")
+    );
+    let tree = VzTree::new("");
+    let ctid = started_ve(&tree, true);
+    let flood = "setsid sh -c '/bin/probe flood 8 4 > /flood.tmp && mv /flood.tmp /flood.out' \
+                 </dev/null >/dev/null 2>&1 &";
+    ok(tree.run("vzctl", &["exec", &ctid, flood]));
+    // Past the burst (200 ms of answers): the callers now wait for the budget.
+    std::thread::sleep(Duration::from_millis(1500));
+    ok(tree.run("vzctl", &["chkpnt", &ctid]));
+    ok(tree.run("vzctl", &["restore", &ctid]));
+    let started = Instant::now();
+    let calls = loop {
+        let out = ok(tree.run("vzctl", &["exec", &ctid, "cat /flood.out 2>/dev/null; true"]));
+        if let Ok(calls) = out.trim().parse::<u64>() {
+            break calls;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the restored flood did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("the flood made {calls} calls across the checkpoint");
+    assert!(calls > 0);
+    let (ret, ram, _) = one_call(&tree, &ctid);
+    assert_eq!((ret, ram), (0, 256 << 20), "a new exec gets the VE's numbers again");
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+}
