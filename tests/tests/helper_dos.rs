@@ -174,9 +174,9 @@ fn a_sysinfo_flood_stays_within_the_helpers_budget() {
     let tree = VzTree::new("");
     let ctid = started_ve(&tree, true);
     let server = server_pid(&tree.path().join(format!("run/{ctid}.console")));
-    let (ret, ram, ns) = one_call(&tree, &ctid);
+    let (ret, ram, before) = one_call(&tree, &ctid);
     assert_eq!((ret, ram), (0, 256 << 20), "the server answers");
-    eprintln!("one sysinfo call before the flood: {ns} ns");
+    eprintln!("one sysinfo call before the flood: {before} ns");
 
     let secs = FLOOD.as_secs().to_string();
     let mut calls = 0_u64;
@@ -189,7 +189,7 @@ fn a_sysinfo_flood_stays_within_the_helpers_budget() {
     assert_within_budget("sysinfo flood", cpu, wall);
 
     // Right after the flood single calls answer at once (a scheduling hiccup of a shared
-    // host aside), with the VE's numbers.
+    // host aside), with the VE's numbers: a drained budget makes one wait 20 ms at most.
     let mut took = Vec::new();
     for _ in 0..5 {
         let (ret, ram, ns) = one_call(&tree, &ctid);
@@ -198,7 +198,8 @@ fn a_sysinfo_flood_stays_within_the_helpers_budget() {
     }
     eprintln!("single sysinfo calls after the flood: {took:?} ns");
     took.sort_unstable();
-    assert!(took[2] < 20_000_000, "single calls wait: {took:?} ns");
+    let at_once = (20 * before).max(25_000_000);
+    assert!(took[2] < at_once, "single calls wait: {took:?} ns, {before} ns before the flood");
     assert!(took[4] < 1_000_000_000, "a single call waited: {took:?} ns");
     let free = ok(tree.run("vzctl", &["exec", &ctid, "free -m"]));
     assert!(free.contains("256"), "{free}");
@@ -212,12 +213,16 @@ fn a_console_flood_stays_within_the_helpers_budget() {
     let ctid = started_ve(&tree, false);
     let socket = tree.path().join(format!("run/{ctid}.console"));
     let server = server_pid(&socket);
-    // A normal boot's worth of output (64 KiB in 12 000 writes) passes at once.
+    // A normal boot's worth of output (64 KiB in 12 000 writes) passes at once: in about
+    // the time of an exec that prints nothing.
+    let started = Instant::now();
+    ok(tree.run("vzctl", &["exec", &ctid, "true"]));
+    let exec = started.elapsed();
     let started = Instant::now();
     ok(tree.run("vzctl", &["exec", &ctid, "seq 100000 112000 > /dev/console"]));
     let boot = started.elapsed();
-    eprintln!("64 KiB in 12 000 console writes took {boot:?} (vzctl exec included)");
-    assert!(boot < Duration::from_secs(3), "a boot's output blocked: {boot:?}");
+    eprintln!("64 KiB in 12 000 console writes took {boot:?} (an empty vzctl exec {exec:?})");
+    assert!(boot < exec + Duration::from_secs(2), "a boot's output blocked: {boot:?}");
 
     let secs = CONSOLE_FLOOD.as_secs().to_string();
     let script = format!(
