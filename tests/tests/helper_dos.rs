@@ -119,12 +119,22 @@ fn started_ve_with(tree: &VzTree, probe: bool, create: &[&str], set: &[&str]) ->
     ctid
 }
 
-/// The pid of the server listening on `socket` (the peer of a connection to it).
+/// The pid of the server listening on `socket` (the peer of a connection to it): a stream
+/// socket (the console's) or a seqpacket one (the listener inboxes: `.sysinfo`, `.quotactl`).
 fn server_pid(socket: &Path) -> i32 {
-    let stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
-    let cred = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-        .expect("SO_PEERCRED");
-    cred.pid()
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket as open};
+    let addr = UnixAddr::new(socket).expect("a socket path");
+    let peer = |kind: SockType| -> nix::Result<i32> {
+        let fd = open(AddressFamily::Unix, kind, SockFlag::SOCK_CLOEXEC, None)?;
+        connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr)?;
+        let cred = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials)?;
+        Ok(cred.pid())
+    };
+    match peer(SockType::Stream) {
+        Err(nix::errno::Errno::EPROTOTYPE) => peer(SockType::SeqPacket),
+        other => other,
+    }
+    .unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()))
 }
 
 /// The CPU time (user + system, seconds) the process `pid` has used.
@@ -272,8 +282,11 @@ fn with_second_level_quota_the_quotactl_server_keeps_the_budget_too() {
     let console = server_pid(&tree.path().join(format!("run/{ctid}.console")));
     let quotactl = tree.path().join(format!("run/{ctid}.quotactl"));
     assert_eq!(quotactl.exists(), active, "{report}");
-    // The server that answers the VE's sysinfo.
+    // The server that answers the VE's sysinfo; without quota the console server's sysinfo
+    // inbox is the same process.
     let server = if active { server_pid(&quotactl) } else { console };
+    let sysinfo_inbox = server_pid(&tree.path().join(format!("run/{ctid}.sysinfo")));
+    assert_eq!(sysinfo_inbox, console, "the console server holds the sysinfo inbox");
     let (ret, ram, _) = one_call(&tree, &ctid);
     assert_eq!((ret, ram), (0, 256 << 20), "the server answers");
 
