@@ -14,6 +14,12 @@
 //!   the wake-ups it has anyway;
 //! * ends when the VE's init is gone (its process ended), after reading what was left.
 //!
+//! What the VE makes it do (read its console, answer its sysinfo calls) is held to a CPU
+//! budget ([`crate::budget`]: 5% of a CPU, bursts of 200 ms): beyond it the server stops
+//! reading the console and the VE's listeners until the budget is back, so the VE's console
+//! writes block on the full pty as on a slow serial line and its sysinfo callers wait in the
+//! kernel. What the host asks (clients' input, load average questions) is served at once.
+//!
 //! A start whose init dies prints the log's last lines ([`ConsoleServer::last_lines`]).
 //! A VE whose server is gone runs on: its console's slave then fails writes with EIO.
 
@@ -159,7 +165,8 @@ pub fn serve(ve: &Ve, init_pid: i32) -> Result<()> {
         let _ = writeln!(out, "ready").and_then(|()| out.flush());
     }
     let master = std::io::stdin().as_fd().try_clone_to_owned().op("take", Path::new("stdin"))?;
-    let mut server = Server { master, listener, clients: Vec::new(), init, sysinfo };
+    let budget = crate::budget::CpuBudget::helper();
+    let mut server = Server { master, listener, clients: Vec::new(), init, sysinfo, budget };
     let result = server.run(&mut log);
     // A newer server of a restarted VE may have taken the path: remove only our socket.
     if inode(&socket) == bound {
@@ -291,6 +298,9 @@ struct Server {
     clients: Vec<Client>,
     init: InitWatch,
     sysinfo: Option<crate::sysinfo::Service>,
+    /// What the VE may make the server spend: its console output and sysinfo calls are read
+    /// only while the budget allows.
+    budget: crate::budget::CpuBudget,
 }
 
 impl Server {
@@ -314,9 +324,12 @@ impl Server {
             if let Some(sysinfo) = &mut self.sysinfo {
                 sysinfo.tick();
             }
+            // The VE's requests (its output, its sysinfo calls) wait while the budget is spent.
+            let serve_ve = self.budget.check();
             let mut fds = vec![PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
             // The sysinfo service's fds come next, then the clients, then the console.
-            let sysinfo_fds = self.sysinfo.as_ref().map(|s| s.poll_fds()).unwrap_or_default();
+            let sysinfo_fds =
+                self.sysinfo.as_ref().map(|s| s.poll_fds(serve_ve)).unwrap_or_default();
             let first_client = 1 + sysinfo_fds.len();
             fds.extend(sysinfo_fds);
             for client in &self.clients {
@@ -326,10 +339,12 @@ impl Server {
                 }
                 fds.push(PollFd::new(client.stream.as_fd(), events));
             }
-            if !hung_up {
+            let read_master = !hung_up && serve_ve;
+            if read_master {
                 fds.push(PollFd::new(self.master.as_fd(), PollFlags::POLLIN));
             }
-            let timeout = PollTimeout::try_from(LIVENESS_POLL).unwrap_or(PollTimeout::MAX);
+            let wait = self.budget.wait().map_or(LIVENESS_POLL, |w| w.min(LIVENESS_POLL));
+            let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
@@ -338,10 +353,10 @@ impl Server {
             let mut revents: Vec<PollFlags> =
                 fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
             drop(fds);
-            let master = if hung_up {
-                PollFlags::empty()
-            } else {
+            let master = if read_master {
                 revents.pop().unwrap_or(PollFlags::empty())
+            } else {
+                PollFlags::empty()
             };
             // New clients first (appended: the others keep the indices of the poll), so one
             // that connected before this output was read gets it; then the clients' input

@@ -10,6 +10,7 @@
 //! Everything but parsing needs root: mounts, cgroups, namespaces.
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod cgroup;
 mod cgroup_mount;
 pub mod cli;

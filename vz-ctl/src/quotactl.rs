@@ -11,6 +11,9 @@
 //! each quotactl as vz-quota's [`vz_quota::QuotactlProxy`] decides (user and group quota of
 //! the VE's own device, for root, else the kernel's own rules). It ends when the last process
 //! under its filters has exited, i.e. when the VE stops.
+//!
+//! Like the console server it holds itself to a CPU budget ([`crate::budget`]): beyond it the
+//! VE's quotactl and sysinfo calls wait in the kernel until the budget is back.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsFd;
@@ -141,16 +144,22 @@ fn serve_listeners(
     let poll_error = |e: nix::errno::Errno| CtlError::Start(format!("poll: {e}").into());
     let mut listeners: Vec<SyscallListener> = Vec::new();
     let mut had_any = false;
+    let mut budget = crate::budget::CpuBudget::helper();
     loop {
+        // The VE's calls wait in the kernel while the budget is spent; new listeners do not.
+        let serve_ve = budget.check();
         let (inbox_ready, ready) = {
             let mut fds = vec![PollFd::new(inbox.as_fd(), PollFlags::POLLIN)];
-            fds.extend(listeners.iter().map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)));
-            let timeout = if had_any {
-                PollTimeout::NONE
-            } else {
-                PollTimeout::try_from(FIRST_LISTENER_WAIT).unwrap_or(PollTimeout::MAX)
+            if serve_ve {
+                fds.extend(listeners.iter().map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)));
+            }
+            let timeout = match budget.wait() {
+                Some(wait) => PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX),
+                None if had_any => PollTimeout::NONE,
+                None => PollTimeout::try_from(FIRST_LISTENER_WAIT).unwrap_or(PollTimeout::MAX),
             };
             match poll(&mut fds, timeout) {
+                Ok(0) if !serve_ve => continue,
                 Ok(0) => return Ok(()),
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,

@@ -17,6 +17,10 @@
 //! averages ([`LoadAvg`], the kernel's fixed point). `vzlist -o laverage` asks for them on
 //! the same socket ([`query_load`]).
 //!
+//! The answers are held to the server's CPU budget ([`crate::budget`]): a VE calling
+//! sysinfo in a loop gets its answers at the pace of 5% of a CPU (after a burst of 200 ms),
+//! its callers waiting in the kernel meanwhile; a single call does not wait.
+//!
 //! If the console server is gone (killed), the VE's processes keep running and their
 //! sysinfo fails with ENOSYS, the kernel's rule for a closed listener; `vzctl exec` then
 //! leaves sysinfo to the kernel (the host's numbers) for the programs it starts. A restored
@@ -175,10 +179,13 @@ impl Service {
         self.inbox.path()
     }
 
-    /// What to poll: the inbox, then each listener (for [`Service::handle`]).
-    pub fn poll_fds(&self) -> Vec<PollFd<'_>> {
+    /// What to poll: the inbox, then each listener (for [`Service::handle`]) unless the
+    /// VE's calls wait for the server's CPU budget (`serve_calls` false: the inbox alone).
+    pub fn poll_fds(&self, serve_calls: bool) -> Vec<PollFd<'_>> {
         let mut fds = vec![PollFd::new(self.inbox.as_fd(), PollFlags::POLLIN)];
-        fds.extend(self.listeners.iter().map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)));
+        if serve_calls {
+            fds.extend(self.listeners.iter().map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)));
+        }
         fds
     }
 
@@ -233,19 +240,27 @@ impl Service {
 
 /// Answers sysinfo for a server other than the console's (the quotactl server, which holds
 /// the listener of a VE with second-level quota): the load average is asked of the console
-/// server (zeros when it does not answer).
+/// server (zeros when it does not answer) and the host's totals read, at most once per
+/// [`LOAD_REASK`], so a VE calling sysinfo in a loop does not make the console server work
+/// for it too.
 #[derive(Debug)]
 pub struct Answerer {
     cgroup: VeCgroup,
     console: PathBuf,
+    /// The last answer of the console server, the host's totals, and when they were had.
+    asked: std::cell::Cell<Option<(Instant, LoadAvg, HostMemory)>>,
 }
+
+/// How long the [`Answerer`] reuses the console server's load average (it changes every
+/// [`LOAD_FREQ`]).
+const LOAD_REASK: Duration = Duration::from_secs(1);
 
 impl Answerer {
     /// The answerer of `ve`, `None` when its cgroup cannot be had (sysinfo is then the
     /// kernel's).
     pub fn for_ve(ve: &Ve) -> Option<Answerer> {
         let cgroup = ve.cgroup().inspect_err(|e| tracing::warn!(error = %e, "sysinfo")).ok()?;
-        Some(Answerer { cgroup, console: socket_path(ve) })
+        Some(Answerer { cgroup, console: socket_path(ve), asked: std::cell::Cell::new(None) })
     }
 
     /// The answer to `request` (see [`answer`]).
@@ -253,11 +268,19 @@ impl Answerer {
         if request.nr != libc::SYS_sysinfo {
             return SyscallReply::Continue;
         }
-        let loads = vz_ns::ask(&self.console, LOAD_QUESTION, QUERY_TIMEOUT)
-            .ok()
-            .and_then(|a| LoadAvg::from_text(std::str::from_utf8(&a).ok()?))
-            .unwrap_or_default();
-        answer(listener, request, &self.cgroup, loads.sysinfo_loads(), host_memory())
+        let (loads, host) = match self.asked.get() {
+            Some((at, loads, host)) if at.elapsed() < LOAD_REASK => (loads, host),
+            _ => {
+                let loads = vz_ns::ask(&self.console, LOAD_QUESTION, QUERY_TIMEOUT)
+                    .ok()
+                    .and_then(|a| LoadAvg::from_text(std::str::from_utf8(&a).ok()?))
+                    .unwrap_or_default();
+                let host = host_memory();
+                self.asked.set(Some((Instant::now(), loads, host)));
+                (loads, host)
+            }
+        };
+        answer(listener, request, &self.cgroup, loads.sysinfo_loads(), host)
     }
 }
 

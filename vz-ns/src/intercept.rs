@@ -18,6 +18,12 @@
 //! listener is closed, waiting and later calls fail with ENOSYS. Nothing hangs on a server
 //! that is gone.
 //!
+//! A caller waits for its answer asleep in the kernel (interruptibly: a signal or the freezer
+//! withdraws the notification and the call is restarted later), so a server that stops reading
+//! a listener for a while (vz-ctl's CPU budget of a VE's helpers) makes the VE's callers wait
+//! without spending anyone's CPU; [`SyscallListener::receive`] then reports a withdrawn call
+//! as `None`.
+//!
 //! An inbox also takes short questions ([`InboxMessage::Question`], answered on the same
 //! connection; [`ask`] is the client), so the server's state (e.g. a VE's load average) can
 //! be read without a second socket.
