@@ -267,17 +267,19 @@ fn failed_migrations_leave_the_ve_running_on_the_source_only() {
     std::fs::remove_file(rig.dst.path().join(format!("conf/{ctid}.conf"))).unwrap();
     source_runs(&mut client, "refused");
 
-    // ssh dies while the images are copied, then at the restore, in every mode.
+    // The destination's end dies (its connection with it) while the area is copied, then
+    // at the restore, in every mode.
     for mode in ["--mode=plain", "--mode=page-server", "--mode=lazy"] {
-        let mut steps = vec![("tar -xpf - -C", 6), ("vzctl --skiplock restore", 7)];
+        let mut steps = vec![("migrate:incoming:receive", 6), ("migrate:incoming:restore", 7)];
         if mode == "--mode=lazy" {
             // The destination's lazy-pages daemon never starts.
-            steps.push(("lazy-pages --page-server", 7));
+            steps.push(("migrate:incoming:lazy-pages", 7));
         }
         for (step, code) in steps {
-            rig.die_at(step);
+            rig.crash_remote_at(step);
             let out = rig.vzmigrate(&["--online", mode], &ctid);
-            let what = format!("{mode}, ssh died at {step}");
+            rig.no_crash();
+            let what = format!("{mode}, the destination's end died at {step}");
             assert_eq!(out.status.code(), Some(code), "{what}: {}", output_text(&out));
             source_runs(&mut client, &what);
         }

@@ -22,6 +22,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::time::Duration;
 
 use super::local::ACTION_SCRIPTS;
 use super::remote::Dest;
@@ -51,8 +52,9 @@ fn lock(global: &GlobalConfig, ctid: u32) -> Result<(Ctid, Lock)> {
 /// `input`/`output`.
 ///
 /// # Errors
-/// [`MigrateError::Locked`] if the VE is locked; [`MigrateError::Other`] for its I/O.
-pub fn serve_incoming(ctid: u32, input: impl BufRead, mut output: impl Write) -> Result<()> {
+/// [`MigrateError::Locked`] if the VE is locked; [`MigrateError::Other`] for its I/O, an
+/// unknown request, or a stream it could not take (the migration cannot go on).
+pub fn serve_incoming(ctid: u32, mut input: impl BufRead, mut output: impl Write) -> Result<()> {
     let global = GlobalConfig::load().map_err(|e| MigrateError::Other(crate::error::chain(&e)))?;
     let (id, _lock) = lock(&global, ctid)?;
     // What an earlier killed migration left goes first.
@@ -65,24 +67,141 @@ pub fn serve_incoming(ctid: u32, input: impl BufRead, mut output: impl Write) ->
     write(&fields)?;
     let io = |e: std::io::Error| MigrateError::Other(format!("talk to vzmigrate: {e}"));
     writeln!(output, "ready").and_then(|()| output.flush()).map_err(io)?;
-    for line in input.lines() {
-        match line.map_err(io)?.trim() {
-            "commit" => {
+    let mut reply = |answer: std::result::Result<(), String>| {
+        let line = match answer {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("fail {}", e.replace('\n', " | ")),
+        };
+        writeln!(output, "{line}").and_then(|()| output.flush()).map_err(io)
+    };
+    let mut lazy_pages = None;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if input.read_line(&mut line).map_err(io)? == 0 {
+            break;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let answer = match words.as_slice() {
+            ["commit"] => {
                 fields[1].1 = "committed".into();
                 write(&fields)?;
+                Ok(())
             }
-            "done" | "abort" => {
+            ["done" | "abort"] => {
                 remove_file(&path)?;
-                writeln!(output, "ok").and_then(|()| output.flush()).map_err(io)?;
-                return Ok(());
+                return reply(Ok(()));
             }
-            other => return Err(MigrateError::Other(format!("unknown request {other:?}"))),
-        }
-        writeln!(output, "ok").and_then(|()| output.flush()).map_err(io)?;
+            ["receive"] => {
+                crate::intent::crash_point("migrate:incoming:receive");
+                if let Err(e) = super::image::receive(&mut input) {
+                    // The rest of the stream cannot be told from requests: the holder ends.
+                    let _ = reply(Err(format!("receive: {e}")));
+                    return Err(MigrateError::Copy(format!("receive: {e}")));
+                }
+                Ok(())
+            }
+            ["lazy-pages", address, port] => {
+                crate::intent::crash_point("migrate:incoming:lazy-pages");
+                start_lazy_pages(&global, id, address, port).map(|child| lazy_pages = Some(child))
+            }
+            ["restore", options @ ..] => {
+                crate::intent::crash_point("migrate:incoming:restore");
+                let restored = restore(&path, &fields, ctid, options, lazy_pages.take());
+                write(&fields)?;
+                restored
+            }
+            _ => return Err(MigrateError::Other(format!("unknown request {:?}", line.trim()))),
+        };
+        reply(answer)?;
     }
     // vzmigrate is gone: the record stays for the next command's repair.
     tracing::info!("CT {ctid}: the migration's connection ended without its end");
     Ok(())
+}
+
+/// How long a restore may take here before it is taken for hung and killed (its VE then
+/// removed by vzmigrate, or by the repair).
+const RESTORE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Starts `criu lazy-pages` on the VE's images, its pages from the source's lazy dump at
+/// `address`:`port` (it daemonizes once it listens for the restore: not waited for here).
+fn start_lazy_pages(
+    global: &GlobalConfig,
+    id: Ctid,
+    address: &str,
+    port: &str,
+) -> std::result::Result<Child, String> {
+    let dump = global.dump_dir().join(format!("Dump.{id}"));
+    let criu = global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(super::remote::DEFAULT_CRIU);
+    let mut pidfile = dump.clone().into_os_string();
+    pidfile.push(".criu-pid");
+    std::process::Command::new(criu)
+        .args(["lazy-pages", "--page-server", "--address", address, "--port", port])
+        .args(["-o", "lazy-pages.log", "-v2", "-d", "-D"])
+        .arg(&dump)
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("run {criu}: {e}"))
+}
+
+/// `vzctl --skiplock restore CTID OPTIONS` here, under the holder's lock (a vzmigrate that
+/// dies meanwhile leaves a restore that ends before anyone else may touch the VE), after
+/// the lazy-pages daemon is up; bounded by [`RESTORE_LIMIT`]. The restore's pid is in the
+/// record while it runs (`restore_pid`; a repair after a killed holder waits for it).
+fn restore(
+    record: &Path,
+    fields: &[(String, String)],
+    ctid: u32,
+    options: &[&str],
+    lazy_pages: Option<Child>,
+) -> std::result::Result<(), String> {
+    if let Some(daemon) = lazy_pages {
+        let out = daemon.wait_with_output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(super::failure_text("criu", &["lazy-pages"], &out));
+        }
+    }
+    let id = ctid.to_string();
+    let mut args = vec!["restore", id.as_str()];
+    args.extend(options.iter().copied().filter(|o| *o == "--lazy-pages"));
+    let child = std::process::Command::new(super::local_vzctl())
+        .arg("--skiplock")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("run vzctl: {e}"))?;
+    let pid = child.id();
+    let mut with_pid = fields.to_vec();
+    with_pid.push(("restore_pid".into(), pid.to_string()));
+    if let Err(e) = write_record(record, &with_pid) {
+        tracing::warn!("record the restore's pid: {e}");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let out = match rx.recv_timeout(RESTORE_LIMIT) {
+        Ok(out) => out.map_err(|e| format!("run vzctl: {e}"))?,
+        Err(_) => {
+            for p in super::lazy::descendants(pid).into_iter().chain([pid]) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(i32::try_from(p).unwrap_or(i32::MAX)),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+            return Err(format!(
+                "the restore did not end within {} s: killed",
+                RESTORE_LIMIT.as_secs()
+            ));
+        }
+    };
+    if out.status.success() { Ok(()) } else { Err(super::failure_text("vzctl", &args, &out)) }
 }
 
 fn remove_file(path: &Path) -> Result<()> {
@@ -111,8 +230,16 @@ pub fn state(ctid: u32) -> Result<&'static str> {
 }
 
 /// Repairs a holder's record left by a killed migration (see the module doc).
-pub(super) fn repair(ve: &Ve, record: &Record) -> crate::error::Result<()> {
+pub(super) fn repair(
+    ve: &Ve,
+    record: &Record,
+    written: Option<std::time::SystemTime>,
+) -> crate::error::Result<()> {
     let id = ve.ctid;
+    if let Some(pid) = record.get("restore_pid").and_then(|p| p.parse().ok()) {
+        // A holder killed while its restore ran: the restore decides.
+        super::recovery::wait_for_pid(pid, written);
+    }
     if record.get("phase") == Some("committed") || ve.cgroup()?.has_tasks() {
         say(format!("CT {id} was migrated here: kept"));
         return Ok(());
@@ -159,6 +286,8 @@ pub(super) fn repair(ve: &Ve, record: &Record) -> crate::error::Result<()> {
 /// vzmigrate's end of the holder.
 #[derive(Debug)]
 pub(super) struct Incoming {
+    /// The connection to the holder was lost (its stream ended or broke).
+    lost: bool,
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
@@ -179,30 +308,77 @@ impl Incoming {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().map(BufReader::new);
         let Some(stdout) = stdout else { return Err("no stdout".into()) };
-        let mut incoming = Incoming { child, stdin, stdout };
-        incoming.expect("ready")?;
-        Ok(incoming)
-    }
-
-    /// Reads up to the line `word` (lines before it are the holder's messages).
-    fn expect(&mut self, word: &str) -> std::result::Result<(), String> {
+        let mut incoming = Incoming { lost: false, child, stdin, stdout };
         let mut line = String::new();
-        while self.stdout.read_line(&mut line).map_err(|e| e.to_string())? > 0 {
-            if line.trim() == word {
-                return Ok(());
+        while incoming.stdout.read_line(&mut line).map_err(|e| e.to_string())? > 0 {
+            if line.trim() == "ready" {
+                return Ok(incoming);
             }
             tracing::info!("destination: {}", line.trim());
             line.clear();
         }
+        let status = incoming.child.wait().map_err(|e| e.to_string())?;
+        Err(format!("the destination's {INCOMING_COMMAND} ended ({status})"))
+    }
+
+    /// Reads up to the answer `ok` (lines before it are the holder's messages); `fail TEXT`
+    /// is the error `TEXT`.
+    pub(super) fn answer(&mut self) -> std::result::Result<(), String> {
+        let mut line = String::new();
+        while self.stdout.read_line(&mut line).map_err(|e| self.lose(&e))? > 0 {
+            match line.trim() {
+                "ok" => return Ok(()),
+                l if l.starts_with("fail ") => return Err(l["fail ".len()..].to_owned()),
+                l => tracing::info!("destination: {l}"),
+            }
+            line.clear();
+        }
+        self.lost = true;
         let _ = self.child.kill();
         let status = self.child.wait().map_err(|e| e.to_string())?;
         Err(format!("the destination's {INCOMING_COMMAND} ended ({status})"))
     }
 
+    /// Whether the connection to the holder was lost (what it did last is its to tell).
+    pub(super) fn is_lost(&self) -> bool {
+        self.lost
+    }
+
+    fn lose(&mut self, e: &std::io::Error) -> String {
+        self.lost = true;
+        format!("the connection to the destination: {e}")
+    }
+
+    /// Sends the request `line` without waiting for its answer.
+    pub(super) fn request(&mut self, line: &str) -> std::result::Result<(), String> {
+        let Some(stdin) = self.stdin.as_mut() else { return Err("the holder is gone".into()) };
+        let sent = writeln!(stdin, "{line}").and_then(|()| stdin.flush());
+        sent.map_err(|e| self.lose(&e))
+    }
+
+    /// Sends a `receive` request with the stream `feed` writes ([`super::image`]), without
+    /// waiting for its answer.
+    pub(super) fn stream<T>(
+        &mut self,
+        feed: impl FnOnce(&mut dyn Write) -> std::io::Result<T>,
+    ) -> std::result::Result<T, String> {
+        let Some(stdin) = self.stdin.as_mut() else { return Err("the holder is gone".into()) };
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdin);
+        let fed = writeln!(out, "receive")
+            .and_then(|()| feed(&mut out))
+            .and_then(|v| super::image::end(&mut out).map(|()| v));
+        drop(out);
+        fed.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                self.lost = true;
+            }
+            format!("send to the destination: {e}")
+        })
+    }
+
     fn say(&mut self, request: &str) -> std::result::Result<(), String> {
-        let stdin = self.stdin.as_mut().ok_or("the holder is gone")?;
-        writeln!(stdin, "{request}").and_then(|()| stdin.flush()).map_err(|e| e.to_string())?;
-        self.expect("ok")
+        self.request(request)?;
+        self.answer()
     }
 
     /// The destination owns the VE now (recorded there before this returns).

@@ -189,6 +189,11 @@ impl Timings {
         value
     }
 
+    /// Records the phase `name`, timed by the caller.
+    pub(crate) fn push(&mut self, name: &'static str, d: Duration) {
+        self.phases.push((name, d));
+    }
+
     /// Records the whole time the VE was frozen or stopped.
     pub(crate) fn set_frozen(&mut self, d: Duration) {
         self.frozen = Some(d);

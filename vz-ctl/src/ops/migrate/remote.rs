@@ -190,7 +190,7 @@ impl Drop for DestGuard<'_> {
 }
 
 /// vz-cpt's CRIU when vz.conf names none.
-const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
+pub(super) const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
 
 /// Migrates the VE; returns the phases' timings.
 ///
@@ -221,10 +221,15 @@ pub fn migrate(global: &GlobalConfig, opts: &MigrateOptions) -> Result<Timings> 
     let timings = if opts.online {
         let mode = choose_mode(&ve, &dest, opts.mode);
         say(format!("Online migration, memory: {mode:?}"));
-        online(&ve, &dest, mode, opts.mode == Mode::Auto, &mut record)?
+        online(&ve, &dest, mode, opts.mode == Mode::Auto, &mut record)
     } else {
-        offline(&ve, &dest, status.running, &mut record)?
+        offline(&ve, &dest, status.running, &mut record)
     };
+    if record.is_kept() {
+        // Which side has it is the next command's to find out: nothing is removed.
+        guard.armed = false;
+    }
+    let timings = timings?;
     guard.armed = false;
     drop(guard);
     finish_source(&ve, opts.keep_source)?;
@@ -388,37 +393,23 @@ fn image_of(ve: &Ve) -> Option<PathBuf> {
     image.is_file().then_some(image)
 }
 
-/// `vzmigrate __receive-image` of the image's place on the destination.
-fn receive_script(dest: &Dest) -> String {
-    let image = dest.private.join("root.hdd/root.img");
-    format!("vzmigrate {} {}", super::image::RECEIVE_COMMAND, q(&image.to_string_lossy()))
-}
-
-/// The first copy of a running VE's image (its data extents), before it is frozen.
-fn precopy_image(dest: &Dest, image: &Path) -> std::result::Result<super::image::Sent, String> {
-    dest.remote
-        .stream(&receive_script(dest), |out| super::image::send(image, None, out).map(|r| r.0))
-}
-
-/// The frozen pass of an image-layout private area: the chunks of the image that changed
-/// since [`precopy_image`], and the area's other files (tar).
-fn copy_image_area(
+/// The first copy of a running VE's image-layout area (the image's data extents and the
+/// area's other files), before it is frozen.
+fn precopy_image(
     ve: &Ve,
     dest: &Dest,
+    record: &mut MigrationRecord,
     image: &Path,
-    sent: &super::image::Sent,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<super::image::Sent, String> {
     let private = ve.private().map_err(|e| e.to_string())?;
-    let dst = q(&dest.private.to_string_lossy());
-    let mut tar = Command::new("tar");
-    tar.args(["-cf", "-", "--numeric-owner", "--exclude=./root.hdd/root.img", "-C"]);
-    tar.arg(&private).arg(".");
-    dest.remote.pipe(tar, &format!("mkdir -p {dst} && tar -xpf - --numeric-owner -C {dst}"))?;
-    let bytes = dest.remote.stream(&receive_script(dest), |out| {
-        super::image::send(image, Some(sent), out).map(|r| r.1)
+    let to = dest.private.join("root.hdd/root.img");
+    let holder = record.holder().map_err(|e| e.to_string())?;
+    let sent = holder.stream(|out| {
+        super::image::send_tree(&private, &dest.private, Some(image), out)?;
+        super::image::send(image, &to, None, out).map(|r| r.0)
     })?;
-    say(format!("Image: {} KiB changed since the first copy", bytes >> 10));
-    Ok(())
+    holder.answer()?;
+    Ok(sent)
 }
 
 /// Offline: stop here, copy, start there (if it ran); on failure the source starts again.
@@ -505,7 +496,7 @@ fn online(
     let image = image_of(ve);
     let sent = match &image {
         Some(image) => Some(
-            t.phase("First copy of the image", || precopy_image(dest, image))
+            t.phase("First copy of the image", || precopy_image(ve, dest, record, image))
                 .map_err(MigrateError::Copy)?,
         ),
         None => None,
@@ -601,39 +592,18 @@ fn online(
         }
     };
     say("Copying the private area and the dump");
-    // The private area and the images go side by side (two channels of the connection).
-    let copied = t.phase("Copy private area and dump", || {
-        std::thread::scope(|scope| {
-            let private = scope.spawn(|| {
-                // Simfs is a bind mount of a host directory: its tasks are frozen, enough.
-                let _frozen = if is_simfs { None } else { Some(FsFreeze::freeze(&root)?) };
-                match (&image, &sent) {
-                    (Some(image), Some(sent)) => copy_image_area(ve, dest, image, sent),
-                    _ => copy_private(ve, dest),
-                }
-            });
-            let mut tar = Command::new("tar");
-            tar.args(["-cf", "-", "-C"]).arg(&images).arg(".");
-            let d = q(&dest.dump.to_string_lossy());
-            let dump = dest.remote.pipe(tar, &format!("mkdir -p {d} && tar -xpf - -C {d}"));
-            let private = private.join().unwrap_or_else(|_| Err("the copy panicked".into()));
-            private.and(dump)
-        })
-    });
-    if let Err(e) = copied {
-        stop_lazy_dump(&mut lazy_dump);
-        return Err(resume(MigrateError::Copy(e)));
-    }
-    if let Some(port) = lazy_port {
-        let args = format!(
-            "lazy-pages --page-server --address {} --port {port} -o lazy-pages.log",
-            q(&dest.source_addr)
-        );
-        if let Err(e) = dest.start_criu_daemon(&args) {
+    // One stream into the destination's holder: the dump's images, then (the file system
+    // frozen meanwhile) what changed in the image; the restore asked right behind it, so the
+    // holder starts it the moment the last byte is in.
+    let copy_start = Instant::now();
+    let pass = FrozenPass { images: &images, root: &root, is_simfs, image: image.as_deref() };
+    let answers = match pass.send(ve, dest, record, sent.as_ref(), lazy_port) {
+        Ok(answers) => answers,
+        Err(e) => {
             stop_lazy_dump(&mut lazy_dump);
-            return Err(resume(MigrateError::DestStart(format!("the lazy-pages daemon: {e}"))));
+            return Err(resume(MigrateError::Copy(e)));
         }
-    }
+    };
     if let Err(e) = record.phase(Phase::Restoring) {
         stop_lazy_dump(&mut lazy_dump);
         return Err(resume(e));
@@ -641,14 +611,36 @@ fn online(
     crash_point("migrate:restoring");
     say(format!("Restoring CT {id} on the destination"));
     let lazy = if lazy_port.is_some() { " --lazy-pages" } else { "" };
-    let restored = t.phase("Undump + Resume", || dest.vzctl(&format!("restore {id}{lazy}")));
-    if let Err((_, e)) = restored {
-        // ssh may have died after the restore worked: the destination's state decides.
-        if dest.is_running() != Some(true) {
-            stop_lazy_dump(&mut lazy_dump);
-            return Err(resume(MigrateError::DestStart(e)));
+    // From here on the destination may restore it: a lost connection is the holder's to
+    // answer (it keeps the lock until its restore has ended).
+    let holder = record.holder()?;
+    let mut outcome = holder.request(&format!("restore{lazy}")).map_err(MigrateError::DestStart);
+    crash_point("migrate:during:restore");
+    for failed in answers {
+        outcome = outcome.and_then(|()| holder.answer().map_err(failed));
+    }
+    t.push("Copy private area and dump", copy_start.elapsed());
+    let restore_start = Instant::now();
+    outcome = outcome.and_then(|()| holder.answer().map_err(MigrateError::DestStart));
+    t.push("Undump + Resume", restore_start.elapsed());
+    if let Err(e) = outcome {
+        match if holder.is_lost() { took_over(dest) } else { Some(false) } {
+            Some(true) => warn(format!(
+                "the restore's connection failed ({e}), but CT {id} runs on the destination"
+            )),
+            Some(false) => {
+                stop_lazy_dump(&mut lazy_dump);
+                return Err(resume(e));
+            }
+            None => {
+                // Neither side may run it: the records stay, the next vzctl asks again.
+                record.keep();
+                return Err(MigrateError::DestStart(format!(
+                    "{e}; whether CT {id} runs on the destination cannot be told: it stays \
+                     suspended here until a vzctl command on either side decides"
+                )));
+            }
         }
-        warn(format!("the restore's connection failed ({e}), but CT {id} runs on the destination"));
     }
     crash_point("migrate:restored");
     t.set_frozen(frozen.elapsed());
@@ -678,6 +670,89 @@ fn online(
     let _ = std::fs::remove_dir_all(&images);
     let _ = dest.remote.run(&format!("rm -f {}", dest.daemon_pidfile()));
     Ok(t)
+}
+
+/// Whether the destination took the VE over, asked a few times (its holder may still be
+/// restoring it, with the lock); `None`: cannot tell.
+fn took_over(dest: &Dest) -> Option<bool> {
+    for _ in 0..3 {
+        if let Some(answer) = dest.took_over() {
+            return Some(answer);
+        }
+    }
+    None
+}
+
+/// An answer the holder owes, as the error it makes when it fails.
+type Owed = fn(String) -> MigrateError;
+
+/// The frozen pass of an online migration: its stream into the destination's holder.
+struct FrozenPass<'a> {
+    /// The dump's images here.
+    images: &'a Path,
+    /// VE_ROOT (its file system frozen while the image is read).
+    root: &'a Path,
+    /// A simfs area: its second rsync runs beside the stream.
+    is_simfs: bool,
+    /// The image of an image-layout area.
+    image: Option<&'a Path>,
+}
+
+impl FrozenPass<'_> {
+    /// Sends the dump's images, asks for the lazy-pages daemon (`lazy_port`), and sends what
+    /// changed in the image since `sent` (its file system frozen, which starts beside the
+    /// images' stream), or runs a simfs area's second rsync beside. Returns the answers the
+    /// holder owes, as the errors they make when they fail.
+    fn send(
+        &self,
+        ve: &Ve,
+        dest: &Dest,
+        record: &mut MigrationRecord,
+        sent: Option<&super::image::Sent>,
+        lazy_port: Option<u16>,
+    ) -> std::result::Result<Vec<Owed>, String> {
+        std::thread::scope(|scope| {
+            let side = scope.spawn(|| {
+                if self.is_simfs {
+                    copy_private(ve, dest).map(|()| None)
+                } else {
+                    FsFreeze::freeze(self.root).map(Some)
+                }
+            });
+            let holder = record.holder().map_err(|e| e.to_string())?;
+            let dumped = holder.stream(|out| {
+                super::image::send_tree(self.images, &dest.dump, None, out)?;
+                // A lazy dump moves its /dev archive in only when it ends.
+                let mut staged = self.images.as_os_str().to_owned();
+                staged.push(".dev.tar");
+                let staged = PathBuf::from(staged);
+                if !self.images.join("vz-dev.tar").exists() && staged.is_file() {
+                    super::image::send_file(&staged, &dest.dump.join("vz-dev.tar"), out)?;
+                }
+                Ok(())
+            });
+            let frozen_fs = side.join().unwrap_or_else(|_| Err("the freeze panicked".into()));
+            dumped?;
+            let frozen_fs = frozen_fs?;
+            let mut answers: Vec<Owed> = vec![MigrateError::Copy];
+            if let Some(port) = lazy_port {
+                holder.request(&format!("lazy-pages {} {port}", dest.source_addr))?;
+                answers.push(|e| MigrateError::DestStart(format!("the lazy-pages daemon: {e}")));
+            }
+            if let (Some(image), Some(sent)) = (self.image, sent) {
+                let private = ve.private().map_err(|e| e.to_string())?;
+                let to = dest.private.join("root.hdd/root.img");
+                let bytes = holder.stream(|out| {
+                    super::image::send_tree(&private, &dest.private, Some(image), out)?;
+                    super::image::send(image, &to, Some(sent), out).map(|r| r.1)
+                })?;
+                drop(frozen_fs);
+                say(format!("Image: {} KiB changed since the first copy", bytes >> 10));
+                answers.push(MigrateError::Copy);
+            }
+            Ok(answers)
+        })
+    }
 }
 
 /// Makes the VE's addresses reachable at the destination at once, so neighbours forget the
