@@ -224,11 +224,16 @@ impl Rig {
         args: &[&str],
         ctid: &str,
     ) -> std::process::Output {
+        self.vzmigrate_command(forward, args, ctid).output().expect("run vzmigrate")
+    }
+
+    /// The command of [`Rig::vzmigrate_from`], not started.
+    pub(crate) fn vzmigrate_command(&self, forward: bool, args: &[&str], ctid: &str) -> Command {
         let ssh = format!("--ssh={}", self.ssh_opts());
         let (from, to) = if forward { (&self.src, DST_IP) } else { (&self.dst, SRC_IP) };
         let mut cmd = from.cmd("vzmigrate");
         cmd.args(args).arg(ssh).args([to, ctid]);
-        cmd.output().expect("run vzmigrate")
+        cmd
     }
 
     /// `vzmigrate ARGS --ssh=... -o Hostname=DST_IP DEST CTID` on the source: the destination

@@ -1,26 +1,40 @@
-//! The destination's side of a migration's crash consistency: a holder that keeps the VE's
-//! lock there for the whole migration with a record of its own, the question the source's
-//! repair asks, and the repair a killed migration's record gets from the next locking
-//! `vzctl` command on the destination.
+//! The destination's side of a migration: a holder that keeps the VE's lock there for the
+//! whole migration with a record of its own, takes the copies and runs the restore itself;
+//! the question the source's repair asks; and the repair a killed migration's record gets
+//! from the next locking `vzctl` command on the destination.
 //!
 //! vzmigrate runs `vzmigrate __incoming CTID` on the destination (over its ssh connection,
 //! for the whole migration). It takes the VE's lock there (so no other command touches the
 //! half-made VE: `Container already locked`, as while the source's lock is held; vzmigrate's
 //! own commands there use `--skiplock`), writes `<LOCKDIR>/<CTID>.migrate` (`op=migrate-in`,
-//! `phase=incoming`, its own pid) and answers vzmigrate's lines on its stdin: `commit` (the
-//! destination owns the VE now: `phase=committed`, written before vzmigrate starts the
-//! source's cleanup), `done` or `abort` (record removed). When its stdin ends without them
-//! (vzmigrate killed, ssh gone) it leaves the record and releases the lock. The next locking
-//! command there then repairs: a VE that runs there, or whose record is `committed`, stays
-//! (the source's repair learns it, below); any other is removed (tasks, cgroup, mount,
-//! private area, root, dump, CRIU daemon, config, action scripts, names).
+//! `phase=incoming`, its own pid), says `ready` and answers vzmigrate's requests on its
+//! stdin, in order, each with `ok` or `fail TEXT` (vzmigrate may send several before
+//! reading their answers):
+//! - `receive` and a stream of [`super::image`] records (the area, the dump's images);
+//! - `lazy-pages ADDRESS PORT`: starts `criu lazy-pages` (its child; pid file
+//!   `<DUMPDIR>/Dump.<CTID>.criu-pid`), not waited for;
+//! - `restore [--lazy-pages]`: `vzctl --skiplock restore` (after the lazy-pages daemon
+//!   listens), bounded, under the lock, its pid in the record (`restore_pid`): a vzmigrate
+//!   that dies meanwhile leaves a restore that ends before anyone may look at the VE;
+//! - `post-copy`: waits for the lazy-pages daemon to end; `fail` if it did not get every page,
+//!   after freezing and killing the VE here at once (its tasks must not run on memory with
+//!   holes; its network goes first);
+//! - `commit` (the destination owns the VE now: `phase=committed`, written before vzmigrate
+//!   starts the source's cleanup), `done` or `abort` (record removed, the holder ends).
+//!
+//! When its stdin ends without them (vzmigrate killed, ssh gone) it leaves the record and
+//! releases the lock, after a restore it runs has ended. The next locking command there then
+//! repairs (after waiting for a restore a killed holder left): a VE that runs there, or
+//! whose record is `committed`, stays (the source's repair learns it, below); any other is
+//! removed (tasks, cgroup, mount, private area, root, dump, CRIU daemon, config, action
+//! scripts, names).
 //!
 //! `vzmigrate __state CTID` is the source's question: it takes the lock (so it waits for a
-//! holder that is still reading its last lines), and prints `running`, `committed` or
-//! `none`.
+//! holder that is still restoring or reading its last lines), and prints `running`,
+//! `committed` or `none`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::Duration;
 
@@ -103,11 +117,15 @@ pub fn serve_incoming(ctid: u32, mut input: impl BufRead, mut output: impl Write
             }
             ["lazy-pages", address, port] => {
                 crate::intent::crash_point("migrate:incoming:lazy-pages");
-                start_lazy_pages(&global, id, address, port).map(|child| lazy_pages = Some(child))
+                LazyPages::start(&global, id, address, port).map(|l| lazy_pages = Some(l))
             }
+            ["post-copy"] => match lazy_pages.take() {
+                Some(daemon) => daemon.finish().inspect_err(|_| kill_restored(&global, id)),
+                None => Err("no post-copy".into()),
+            },
             ["restore", options @ ..] => {
                 crate::intent::crash_point("migrate:incoming:restore");
-                let restored = restore(&path, &fields, ctid, options, lazy_pages.take());
+                let restored = restore(&path, &fields, ctid, options, lazy_pages.as_mut());
                 write(&fields)?;
                 restored
             }
@@ -124,47 +142,106 @@ pub fn serve_incoming(ctid: u32, mut input: impl BufRead, mut output: impl Write
 /// removed by vzmigrate, or by the repair).
 const RESTORE_LIMIT: Duration = Duration::from_secs(120);
 
-/// Starts `criu lazy-pages` on the VE's images, its pages from the source's lazy dump at
-/// `address`:`port` (it daemonizes once it listens for the restore: not waited for here).
-fn start_lazy_pages(
-    global: &GlobalConfig,
-    id: Ctid,
-    address: &str,
-    port: &str,
-) -> std::result::Result<Child, String> {
-    let dump = global.dump_dir().join(format!("Dump.{id}"));
-    let criu = global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(super::remote::DEFAULT_CRIU);
-    let mut pidfile = dump.clone().into_os_string();
-    pidfile.push(".criu-pid");
-    std::process::Command::new(criu)
-        .args(["lazy-pages", "--page-server", "--address", address, "--port", port])
-        .args(["-o", "lazy-pages.log", "-v2", "-d", "-D"])
-        .arg(&dump)
-        .arg("--pidfile")
-        .arg(&pidfile)
+/// The destination's `criu lazy-pages` of a post-copy: the holder's child (its exit status
+/// says whether every page arrived), its pid in `<DUMPDIR>/Dump.<CTID>.criu-pid` for the
+/// repair and the guard that remove a half-made VE.
+#[derive(Debug)]
+pub(super) struct LazyPages {
+    child: Child,
+    pidfile: PathBuf,
+}
+
+impl LazyPages {
+    /// Starts `criu lazy-pages` on the VE's images, its pages from the source's lazy dump
+    /// at `address`:`port`; it tells on its status fd when it listens for the restore (not
+    /// waited for here: see [`LazyPages::listening`]).
+    fn start(
+        global: &GlobalConfig,
+        id: Ctid,
+        address: &str,
+        port: &str,
+    ) -> std::result::Result<LazyPages, String> {
+        let dump = global.dump_dir().join(format!("Dump.{id}"));
+        let criu =
+            global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(super::remote::DEFAULT_CRIU);
+        let mut pidfile = dump.clone().into_os_string();
+        pidfile.push(".criu-pid");
+        let pidfile = PathBuf::from(pidfile);
+        let child = std::process::Command::new(criu)
+            .args(["lazy-pages", "--page-server", "--address", address, "--port", port])
+            .args(["-o", "lazy-pages.log", "-v2", "--status-fd", "1", "-D"])
+            .arg(&dump)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("run {criu}: {e}"))?;
+        let pid = child.id().to_string();
+        std::fs::write(&pidfile, pid).map_err(|e| format!("write {}: {e}", pidfile.display()))?;
+        Ok(LazyPages { child, pidfile })
+    }
+
+    /// Waits until it listens for the restore (its status fd); its failure if it ended.
+    fn listening(&mut self) -> std::result::Result<(), String> {
+        let mut byte = [0u8; 1];
+        let status =
+            self.child.stdout.take().map(|mut out| std::io::Read::read(&mut out, &mut byte));
+        if let Some(Ok(1)) = status {
+            return Ok(());
+        }
+        let status = self.child.wait().map_err(|e| e.to_string())?;
+        Err(format!("criu lazy-pages ended before it listened ({status})"))
+    }
+
+    /// Waits until it has every page (it exits 0) or fails.
+    fn finish(mut self) -> std::result::Result<(), String> {
+        let status = self.child.wait().map_err(|e| e.to_string());
+        let _ = std::fs::remove_file(&self.pidfile);
+        match status? {
+            s if s.success() => Ok(()),
+            s => Err(format!("criu lazy-pages failed before the VE had every page ({s})")),
+        }
+    }
+}
+
+/// A VE restored here whose post-copy failed: frozen at once (with pages missing its tasks
+/// would run on zero-filled memory, and a crash would close connections the source's VE
+/// holds), then killed with its network first (`vzctl chkpnt --kill`).
+fn kill_restored(global: &GlobalConfig, id: Ctid) {
+    match Ve::load(global.clone(), id).and_then(|ve| ve.cgroup()) {
+        Ok(cgroup) => {
+            if let Some(Err(e)) = cgroup.freezer().map(|f| f.freeze()) {
+                warn(format!("freeze CT {id}: {e}"));
+            }
+        }
+        Err(e) => warn(format!("CT {id}: {e}")),
+    }
+    let killed = std::process::Command::new(super::local_vzctl())
+        .args(["--skiplock", "--quiet", "chkpnt", &id.to_string(), "--kill"])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("run {criu}: {e}"))
+        .output();
+    match killed {
+        Ok(out) if out.status.success() => {
+            say(format!("CT {id} killed here: its post-copy failed"))
+        }
+        Ok(out) => warn(super::failure_text("vzctl", &["chkpnt", "--kill"], &out)),
+        Err(e) => warn(format!("run vzctl: {e}")),
+    }
 }
 
 /// `vzctl --skiplock restore CTID OPTIONS` here, under the holder's lock (a vzmigrate that
 /// dies meanwhile leaves a restore that ends before anyone else may touch the VE), after
-/// the lazy-pages daemon is up; bounded by [`RESTORE_LIMIT`]. The restore's pid is in the
+/// the lazy-pages daemon listens; bounded by [`RESTORE_LIMIT`]. The restore's pid is in the
 /// record while it runs (`restore_pid`; a repair after a killed holder waits for it).
 fn restore(
     record: &Path,
     fields: &[(String, String)],
     ctid: u32,
     options: &[&str],
-    lazy_pages: Option<Child>,
+    lazy_pages: Option<&mut LazyPages>,
 ) -> std::result::Result<(), String> {
     if let Some(daemon) = lazy_pages {
-        let out = daemon.wait_with_output().map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(super::failure_text("criu", &["lazy-pages"], &out));
-        }
+        daemon.listening()?;
     }
     let id = ctid.to_string();
     let mut args = vec!["restore", id.as_str()];
@@ -337,6 +414,18 @@ impl Incoming {
         let _ = self.child.kill();
         let status = self.child.wait().map_err(|e| e.to_string())?;
         Err(format!("the destination's {INCOMING_COMMAND} ended ({status})"))
+    }
+
+    /// Whether an answer (or the end of the connection) can be read, waiting up to `wait`.
+    pub(super) fn has_answer(&mut self, wait: Duration) -> bool {
+        use std::os::fd::AsFd;
+        if !self.stdout.buffer().is_empty() {
+            return true;
+        }
+        let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+        let mut fds =
+            [nix::poll::PollFd::new(self.stdout.get_ref().as_fd(), nix::poll::PollFlags::POLLIN)];
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(millis)).is_ok_and(|n| n > 0)
     }
 
     /// Whether the connection to the holder was lost (what it did last is its to tell).

@@ -5,6 +5,7 @@
 //! so that a VE always runs on exactly one side.
 
 pub mod announce;
+mod frozen;
 pub mod image;
 pub mod incoming;
 mod lazy;

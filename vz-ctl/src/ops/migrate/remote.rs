@@ -7,18 +7,21 @@
 //! way is repaired by the next locking vzctl on either side ([`super::recovery`],
 //! [`super::incoming`]).
 //!
-//! The private area of the image layout (one sparse file) goes as a sparse `tar` stream,
-//! which reads only the file's data (SEEK_DATA); a simfs tree goes with rsync, once while the
-//! VE runs and again while it is frozen or stopped.
+//! Offline, the private area of the image layout (one sparse file) goes as a sparse `tar`
+//! stream, which reads only the file's data (SEEK_DATA); online, it goes into the
+//! destination's holder twice, the second time only what changed while the VE was frozen
+//! ([`super::frozen`]). A simfs tree goes with rsync, once while the VE runs and again while
+//! it is frozen or stopped.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use super::lazy::{PipeMax, abort_lazy_dump, free_port, listening, wait_post_copy};
+use super::frozen::{FrozenPass, precopy_image, took_over};
+use super::lazy::{PipeMax, abort_lazy_dump, free_port, listening, unlock_network, wait_post_copy};
 use super::local::{ACTION_SCRIPTS, lock};
 use super::recovery::{MigrationRecord, Phase};
-use super::{FsFreeze, MigrateError, Remote, Result, Timings, sh_quote as q, vzctl};
+use super::{MigrateError, Remote, Result, Timings, sh_quote as q, vzctl};
 use crate::config::{ConfigFile, GlobalConfig, expand_veid};
 use crate::ctid::Ctid;
 use crate::intent::crash_point;
@@ -365,7 +368,7 @@ fn send_config(ve: &Ve, dest: &Dest) -> Result<()> {
 }
 
 /// Copies the private area: a sparse tar stream of the image layout, rsync of a simfs tree.
-fn copy_private(ve: &Ve, dest: &Dest) -> std::result::Result<(), String> {
+pub(super) fn copy_private(ve: &Ve, dest: &Dest) -> std::result::Result<(), String> {
     let private = ve.private().map_err(|e| e.to_string())?;
     let dst = q(&dest.private.to_string_lossy());
     if private.join("root.hdd").is_dir() {
@@ -391,25 +394,6 @@ fn copy_private(ve: &Ve, dest: &Dest) -> std::result::Result<(), String> {
 fn image_of(ve: &Ve) -> Option<PathBuf> {
     let image = ve.private().ok()?.join("root.hdd/root.img");
     image.is_file().then_some(image)
-}
-
-/// The first copy of a running VE's image-layout area (the image's data extents and the
-/// area's other files), before it is frozen.
-fn precopy_image(
-    ve: &Ve,
-    dest: &Dest,
-    record: &mut MigrationRecord,
-    image: &Path,
-) -> std::result::Result<super::image::Sent, String> {
-    let private = ve.private().map_err(|e| e.to_string())?;
-    let to = dest.private.join("root.hdd/root.img");
-    let holder = record.holder().map_err(|e| e.to_string())?;
-    let sent = holder.stream(|out| {
-        super::image::send_tree(&private, &dest.private, Some(image), out)?;
-        super::image::send(image, &to, None, out).map(|r| r.0)
-    })?;
-    holder.answer()?;
-    Ok(sent)
 }
 
 /// Offline: stop here, copy, start there (if it ran); on failure the source starts again.
@@ -541,6 +525,12 @@ fn online(
     let frozen = Instant::now();
     say(format!("Suspending CT {id}"));
     let resume = |e: MigrateError| {
+        // A CRIU killed in the middle leaves its network lock (reference §9.3).
+        match unlock_network(ve) {
+            Ok(true) => say(format!("CRIU's network lock of CT {id} removed")),
+            Ok(false) => {}
+            Err(e) => warn(format!("CRIU's network lock of CT {id}: {e}")),
+        }
         if let Err(e) = vzctl(&["chkpnt", &id, "--resume"]) {
             warn(format!("could not resume CT {id} on the source: {e}"));
         }
@@ -597,13 +587,20 @@ fn online(
     // holder starts it the moment the last byte is in.
     let copy_start = Instant::now();
     let pass = FrozenPass { images: &images, root: &root, is_simfs, image: image.as_deref() };
-    let answers = match pass.send(ve, dest, record, sent.as_ref(), lazy_port) {
-        Ok(answers) => answers,
-        Err(e) => {
-            stop_lazy_dump(&mut lazy_dump);
-            return Err(resume(MigrateError::Copy(e)));
+    let (answers, sent) = pass.send(ve, dest, record, sent.as_ref(), lazy_port);
+    if let Err(e) = sent {
+        // A holder that died: the first of its answers that failed says what did.
+        let mut error = MigrateError::Copy(e);
+        let holder = record.holder()?;
+        if holder.is_lost()
+            && let Some(failed) =
+                answers.into_iter().find_map(|kind| holder.answer().err().map(kind))
+        {
+            error = failed;
         }
-    };
+        stop_lazy_dump(&mut lazy_dump);
+        return Err(resume(error));
+    }
     if let Err(e) = record.phase(Phase::Restoring) {
         stop_lazy_dump(&mut lazy_dump);
         return Err(resume(e));
@@ -647,15 +644,21 @@ fn online(
     if let Some(child) = lazy_dump.take() {
         // The source serves the pages until the destination has them all.
         let port = lazy_port.unwrap_or_default();
-        let out = t.phase("Post-copy of the memory", || wait_post_copy(child, dest, port));
-        let served = out.as_ref().is_ok_and(|o| o.status.success());
-        if !served {
-            let why = match &out {
-                Ok(o) => super::failure_text("vzctl", &dump_refs, o),
-                Err(e) => e.clone(),
-            };
+        let holder = record.holder()?;
+        let served = t.phase("Post-copy of the memory", || {
+            wait_post_copy(child, holder, &dump_refs, &dest.source_addr, port)
+        });
+        if let Err(why) = served {
             // Without all its pages the destination's VE cannot run on: the source's does.
-            let _ = dest.vzctl(&format!("stop {id} --fast"));
+            // Its network goes first (`--kill`): its sockets' closing must not reach the
+            // peers, whose connections the source's VE holds.
+            // (The holder kills it at once when its daemon fails.)
+            if dest.is_running() != Some(false)
+                && let Err((_, e)) = dest.vzctl(&format!("chkpnt {id} --kill"))
+            {
+                warn(format!("killing CT {id} on the destination: {e}"));
+                let _ = dest.vzctl(&format!("stop {id} --fast"));
+            }
             return Err(resume(MigrateError::DestStart(format!("post-copy failed: {why}"))));
         }
     }
@@ -670,89 +673,6 @@ fn online(
     let _ = std::fs::remove_dir_all(&images);
     let _ = dest.remote.run(&format!("rm -f {}", dest.daemon_pidfile()));
     Ok(t)
-}
-
-/// Whether the destination took the VE over, asked a few times (its holder may still be
-/// restoring it, with the lock); `None`: cannot tell.
-fn took_over(dest: &Dest) -> Option<bool> {
-    for _ in 0..3 {
-        if let Some(answer) = dest.took_over() {
-            return Some(answer);
-        }
-    }
-    None
-}
-
-/// An answer the holder owes, as the error it makes when it fails.
-type Owed = fn(String) -> MigrateError;
-
-/// The frozen pass of an online migration: its stream into the destination's holder.
-struct FrozenPass<'a> {
-    /// The dump's images here.
-    images: &'a Path,
-    /// VE_ROOT (its file system frozen while the image is read).
-    root: &'a Path,
-    /// A simfs area: its second rsync runs beside the stream.
-    is_simfs: bool,
-    /// The image of an image-layout area.
-    image: Option<&'a Path>,
-}
-
-impl FrozenPass<'_> {
-    /// Sends the dump's images, asks for the lazy-pages daemon (`lazy_port`), and sends what
-    /// changed in the image since `sent` (its file system frozen, which starts beside the
-    /// images' stream), or runs a simfs area's second rsync beside. Returns the answers the
-    /// holder owes, as the errors they make when they fail.
-    fn send(
-        &self,
-        ve: &Ve,
-        dest: &Dest,
-        record: &mut MigrationRecord,
-        sent: Option<&super::image::Sent>,
-        lazy_port: Option<u16>,
-    ) -> std::result::Result<Vec<Owed>, String> {
-        std::thread::scope(|scope| {
-            let side = scope.spawn(|| {
-                if self.is_simfs {
-                    copy_private(ve, dest).map(|()| None)
-                } else {
-                    FsFreeze::freeze(self.root).map(Some)
-                }
-            });
-            let holder = record.holder().map_err(|e| e.to_string())?;
-            let dumped = holder.stream(|out| {
-                super::image::send_tree(self.images, &dest.dump, None, out)?;
-                // A lazy dump moves its /dev archive in only when it ends.
-                let mut staged = self.images.as_os_str().to_owned();
-                staged.push(".dev.tar");
-                let staged = PathBuf::from(staged);
-                if !self.images.join("vz-dev.tar").exists() && staged.is_file() {
-                    super::image::send_file(&staged, &dest.dump.join("vz-dev.tar"), out)?;
-                }
-                Ok(())
-            });
-            let frozen_fs = side.join().unwrap_or_else(|_| Err("the freeze panicked".into()));
-            dumped?;
-            let frozen_fs = frozen_fs?;
-            let mut answers: Vec<Owed> = vec![MigrateError::Copy];
-            if let Some(port) = lazy_port {
-                holder.request(&format!("lazy-pages {} {port}", dest.source_addr))?;
-                answers.push(|e| MigrateError::DestStart(format!("the lazy-pages daemon: {e}")));
-            }
-            if let (Some(image), Some(sent)) = (self.image, sent) {
-                let private = ve.private().map_err(|e| e.to_string())?;
-                let to = dest.private.join("root.hdd/root.img");
-                let bytes = holder.stream(|out| {
-                    super::image::send_tree(&private, &dest.private, Some(image), out)?;
-                    super::image::send(image, &to, Some(sent), out).map(|r| r.1)
-                })?;
-                drop(frozen_fs);
-                say(format!("Image: {} KiB changed since the first copy", bytes >> 10));
-                answers.push(MigrateError::Copy);
-            }
-            Ok(answers)
-        })
-    }
 }
 
 /// Makes the VE's addresses reachable at the destination at once, so neighbours forget the
