@@ -73,6 +73,8 @@ impl FrozenPass<'_> {
         lazy_port: Option<u16>,
     ) -> (Vec<Owed>, std::result::Result<(), String>) {
         let mut answers: Vec<Owed> = Vec::new();
+        let start = std::time::Instant::now();
+        let ms = || start.elapsed().as_millis();
         let sent = std::thread::scope(|scope| {
             let side = scope.spawn(|| {
                 if self.is_simfs {
@@ -93,7 +95,9 @@ impl FrozenPass<'_> {
                 }
                 Ok(())
             });
+            tracing::info!(ms = ms(), "the dump's images sent");
             let frozen_fs = side.join().unwrap_or_else(|_| Err("the freeze panicked".into()));
+            tracing::info!(ms = ms(), "the private area frozen (simfs: synced)");
             dumped?;
             let frozen_fs = frozen_fs?;
             answers.push(MigrateError::Copy);
@@ -108,6 +112,7 @@ impl FrozenPass<'_> {
                     super::image::send_tree(&private, &dest.private, Some(image), out)?;
                     super::image::send(image, &to, Some(sent), out).map(|r| r.1)
                 })?;
+                tracing::info!(ms = ms(), "the image's changes sent");
                 drop(frozen_fs);
                 say(format!("Image: {} KiB changed since the first copy", bytes >> 10));
                 answers.push(MigrateError::Copy);

@@ -96,6 +96,7 @@ pub fn serve_incoming(ctid: u32, mut input: impl BufRead, mut output: impl Write
             break;
         }
         let words: Vec<&str> = line.split_whitespace().collect();
+        let start = std::time::Instant::now();
         let answer = match words.as_slice() {
             ["commit"] => {
                 fields[1].1 = "committed".into();
@@ -131,6 +132,7 @@ pub fn serve_incoming(ctid: u32, mut input: impl BufRead, mut output: impl Write
             }
             _ => return Err(MigrateError::Other(format!("unknown request {:?}", line.trim()))),
         };
+        tracing::info!(ms = start.elapsed().as_millis(), ok = answer.is_ok(), "{}", line.trim());
         reply(answer)?;
     }
     // vzmigrate is gone: the record stays for the next command's repair.

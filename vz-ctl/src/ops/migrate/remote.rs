@@ -542,7 +542,9 @@ fn online(
     // A lazy dump runs on (serving the pages) until the destination has them all.
     let mut lazy_dump = None;
     t.phase("Suspend + Dump", || {
+        let suspend = Instant::now();
         vzctl(&["chkpnt", &id, "--suspend"])?;
+        tracing::info!(ms = suspend.elapsed().as_millis(), "suspended");
         let Some(port) = lazy_port else {
             return vzctl(&dump_refs).map(|_| ());
         };
