@@ -126,7 +126,8 @@ pub fn serve_incoming(ctid: u32, mut input: impl BufRead, mut output: impl Write
             },
             ["restore", options @ ..] => {
                 crate::intent::crash_point("migrate:incoming:restore");
-                let restored = restore(&path, &fields, ctid, options, lazy_pages.as_mut());
+                let images = global.dump_dir().join(format!("Dump.{id}"));
+                let restored = restore(&path, &fields, ctid, options, lazy_pages.as_mut(), &images);
                 write(&fields)?;
                 restored
             }
@@ -195,6 +196,11 @@ impl LazyPages {
         Err(format!("criu lazy-pages ended before it listened ({status})"))
     }
 
+    /// Its exit status if it has ended.
+    fn ended(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Waits until it has every page (it exits 0) or fails.
     fn finish(mut self) -> std::result::Result<(), String> {
         let status = self.child.wait().map_err(|e| e.to_string());
@@ -241,8 +247,10 @@ fn restore(
     ctid: u32,
     options: &[&str],
     lazy_pages: Option<&mut LazyPages>,
+    images: &Path,
 ) -> std::result::Result<(), String> {
-    if let Some(daemon) = lazy_pages {
+    let mut lazy_pages = lazy_pages;
+    if let Some(daemon) = lazy_pages.as_deref_mut() {
         daemon.listening()?;
     }
     let id = ctid.to_string();
@@ -264,23 +272,55 @@ fn restore(
     }
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(child.wait_with_output()));
-    let out = match rx.recv_timeout(RESTORE_LIMIT) {
-        Ok(out) => out.map_err(|e| format!("run vzctl: {e}"))?,
-        Err(_) => {
-            for p in super::lazy::descendants(pid).into_iter().chain([pid]) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(i32::try_from(p).unwrap_or(i32::MAX)),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+    let start = std::time::Instant::now();
+    let why = loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(out) => {
+                let out = out.map_err(|e| format!("run vzctl: {e}"))?;
+                if out.status.success() {
+                    return Ok(());
+                }
+                return Err(super::failure_text("vzctl", &args, &out));
             }
-            let _ = rx.recv_timeout(Duration::from_secs(10));
-            return Err(format!(
-                "the restore did not end within {} s: killed",
-                RESTORE_LIMIT.as_secs()
-            ));
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err("the restore's waiter is gone".into());
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        // A lazy restore whose daemon ended cannot end: its tasks wait on pages nobody sends
+        // (the source's lazy dump gone, say).
+        if let Some(status) = lazy_pages.as_deref_mut().and_then(LazyPages::ended) {
+            break format!("criu lazy-pages ended during the restore ({status})");
+        }
+        if start.elapsed() > RESTORE_LIMIT {
+            break format!("the restore did not end within {} s", RESTORE_LIMIT.as_secs());
         }
     };
-    if out.status.success() { Ok(()) } else { Err(super::failure_text("vzctl", &args, &out)) }
+    // CRIU and what it restored, not vzctl: its undo (mount, cgroup, /dev) runs when its
+    // CRIU fails; vzctl itself only if it does not end then.
+    let kill = |pids: Vec<u32>| {
+        for p in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(p).unwrap_or(i32::MAX)),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    };
+    kill(super::lazy::descendants(pid));
+    if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+        kill(super::lazy::descendants(pid).into_iter().chain([pid]).collect());
+        let _ = rx.recv_timeout(Duration::from_secs(5));
+    }
+    // A killed CRIU leaves its cgroup yard mounted in the images directory.
+    for entry in std::fs::read_dir(images).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".criu.cgyard.") {
+            let yard = entry.path();
+            if let Err(e) = nix::mount::umount2(&yard, nix::mount::MntFlags::MNT_DETACH) {
+                warn(format!("unmount {}: {e}", yard.display()));
+            }
+        }
+    }
+    Err(format!("{why}: the restore was killed"))
 }
 
 fn remove_file(path: &Path) -> Result<()> {
