@@ -567,7 +567,7 @@ fn online(
                 let _ = child.wait();
                 return Err("the lazy dump's page server did not listen within 120 s".into());
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         lazy_dump = Some(child);
         Ok(())
