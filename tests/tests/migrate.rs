@@ -267,17 +267,19 @@ fn failed_migrations_leave_the_ve_running_on_the_source_only() {
     std::fs::remove_file(rig.dst.path().join(format!("conf/{ctid}.conf"))).unwrap();
     source_runs(&mut client, "refused");
 
-    // ssh dies while the images are copied, then at the restore, in every mode.
+    // The destination's end dies (its connection with it) while the area is copied, then
+    // at the restore, in every mode.
     for mode in ["--mode=plain", "--mode=page-server", "--mode=lazy"] {
-        let mut steps = vec![("tar -xpf - -C", 6), ("vzctl --skiplock restore", 7)];
+        let mut steps = vec![("migrate:incoming:receive", 6), ("migrate:incoming:restore", 7)];
         if mode == "--mode=lazy" {
             // The destination's lazy-pages daemon never starts.
-            steps.push(("lazy-pages --page-server", 7));
+            steps.push(("migrate:incoming:lazy-pages", 7));
         }
         for (step, code) in steps {
-            rig.die_at(step);
+            rig.crash_remote_at(step);
             let out = rig.vzmigrate(&["--online", mode], &ctid);
-            let what = format!("{mode}, ssh died at {step}");
+            rig.no_crash();
+            let what = format!("{mode}, the destination's end died at {step}");
             assert_eq!(out.status.code(), Some(code), "{what}: {}", output_text(&out));
             source_runs(&mut client, &what);
         }
@@ -382,7 +384,7 @@ fn ipv6_addresses_are_advertised_by_the_destination_and_unproxied_on_the_source(
 
 /// Where the VE must run after the repair of a vzmigrate killed at a crash point: on the
 /// side it was leaving (`false`) or on the one it was going to (`true`).
-const CRASH_POINTS: [(&str, &[&str], bool); 9] = [
+const CRASH_POINTS: [(&str, &[&str], bool); 10] = [
     // (crash point, vzmigrate's options, the destination took over)
     ("migrate:copying", ONLINE, false),
     ("migrate:frozen", ONLINE, false),
@@ -393,6 +395,10 @@ const CRASH_POINTS: [(&str, &[&str], bool); 9] = [
     ("migrate:during:chkpnt --dump", &["--online", "--mode=plain"], false),
     ("migrate:restoring", ONLINE, false),
     ("migrate:restored", ONLINE, true),
+    // vzmigrate killed just after asking the destination's holder to restore: the restore
+    // runs on under the holder's lock, so the destination's repair (first: odd index) waits
+    // for it and keeps the VE, and the source's asks and finishes its side.
+    ("migrate:during:restore", ONLINE, true),
     ("migrate:source-killed", ONLINE, true),
     ("migrate:stopped", &[], false),
     ("migrate:restoring", &[], false),
@@ -578,8 +584,9 @@ fn wait_memhog(tree: &VzTree, ctid: &str, n: u64) {
     }
 }
 
-/// A VE whose boot starts memhog with 256 MiB touched.
-fn memhog_ve(tree: &VzTree, ctid: &str) {
+/// Builds memhog into `tree`'s VE `ctid` (mounted) and makes its boot start it with `mib`
+/// MiB touched.
+fn install_memhog(tree: &VzTree, ctid: &str, mib: u32) {
     let bin = tree.path().join("memhog");
     let src = tree.path().join("memhog.c");
     std::fs::write(&src, MEMHOG_C).expect("write memhog.c");
@@ -589,19 +596,24 @@ fn memhog_ve(tree: &VzTree, ctid: &str) {
         .arg(&src)
         .output()
         .expect("run gcc"));
-    ok(tree.run("vzctl", &["create", ctid, "--ostemplate", "busybox"]));
-    ok(tree.run("vzctl", &["set", ctid, "--ram", "1G", "--swap", "0", "--save"]));
-    ok(tree.run("vzctl", &["mount", ctid]));
     let root = tree.path().join(format!("root/{ctid}"));
     std::fs::create_dir_all(root.join("data")).expect("mkdir /data");
     std::fs::copy(&bin, root.join("bin/memhog")).expect("copy memhog");
-    let script = "#!/bin/sh\nsetsid /bin/memhog 256 </dev/null >/dev/null 2>&1 &\n";
+    let script = format!("#!/bin/sh\nsetsid /bin/memhog {mib} </dev/null >/dev/null 2>&1 &\n");
     std::fs::write(root.join("etc/init.d/S50mem"), script).expect("write S50mem");
     ok(Command::new("chmod")
         .arg("755")
         .arg(root.join("etc/init.d/S50mem"))
         .output()
         .expect("chmod"));
+}
+
+/// A VE whose boot starts memhog with 256 MiB touched.
+fn memhog_ve(tree: &VzTree, ctid: &str) {
+    ok(tree.run("vzctl", &["create", ctid, "--ostemplate", "busybox"]));
+    ok(tree.run("vzctl", &["set", ctid, "--ram", "1G", "--swap", "0", "--save"]));
+    ok(tree.run("vzctl", &["mount", ctid]));
+    install_memhog(tree, ctid, 256);
     ok(tree.run("vzctl", &["start", ctid, "--wait"]));
     wait_memhog(tree, ctid, 3);
 }
@@ -653,4 +665,119 @@ fn frozen_time_per_mode() {
         assert!(out.status.success(), "{what} offline: {}", output_text(&out));
         eprintln!("TIMING {what}: offline stopped {:?} ms", suspended_ms(&output_text(&out)));
     }
+}
+
+/// Whether the destination restored the VE of a post-copy: the restore removed its images
+/// (the lazy-pages daemon's pid file is beside them).
+fn restored_there(rig: &Rig, ctid: &str) -> bool {
+    let pidfile = rig.dst.path().join(format!("dump/Dump.{ctid}.criu-pid"));
+    let images = rig.dst.path().join(format!("dump/Dump.{ctid}/inventory.img"));
+    pidfile.exists() && !images.exists()
+}
+
+/// The pids of the source's lazy dump (vzctl and its CRIU), from vzmigrate's record.
+fn source_dump(rig: &Rig, ctid: &str) -> Vec<i32> {
+    let record = rig.src.path().join(format!("lock/{ctid}.migrate"));
+    let text = std::fs::read_to_string(record).unwrap_or_default();
+    let dump = text.lines().find_map(|l| l.strip_prefix("dump_pid=")?.parse::<i32>().ok());
+    let mut pids: Vec<i32> = dump.map(descendants).unwrap_or_default();
+    pids.extend(dump);
+    pids
+}
+
+/// A post-copy that fails midway: once `ready` (given the rig and the VE), the processes
+/// `victims` names are killed, by pid. The destination's VE, without all its memory, is
+/// removed (or never runs); the source's, whose tasks kept theirs, runs on, reachable
+/// (CRIU's network lock lifted); exit 7 (reference §8.2, §9.3).
+fn post_copy_fails(ready: fn(&Rig, &str) -> bool, victims: fn(&Rig, &str) -> Vec<i32>) {
+    let rig = Rig::new(PRIVILEGED_VES);
+    let ctid = unique_ctid().to_string();
+    // The line server and counter, and 512 MiB for the post-copy to take its time over.
+    working_ve(&rig.src, &ctid);
+    ok(rig.src.run("vzctl", &["set", &ctid, "--ram", "1G", "--swap", "0", "--save"]));
+    install_memhog(&rig.src, &ctid, 512);
+    ok(rig.src.run("vzctl", &["exec", &ctid, "/etc/init.d/S50mem"]));
+    wait_memhog(&rig.src, &ctid, 3);
+    let mut migration = rig
+        .vzmigrate_command(true, &["--online", "--mode=lazy"], &ctid)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run vzmigrate");
+    let start = Instant::now();
+    while !ready(&rig, &ctid) {
+        let ended = migration.try_wait().expect("wait for vzmigrate");
+        assert!(ended.is_none(), "vzmigrate ended before the post-copy: {ended:?}");
+        assert!(start.elapsed() < Duration::from_secs(60), "no post-copy within 60 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pids = victims(&rig, &ctid);
+    assert!(!pids.is_empty(), "nothing to kill");
+    for pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let out = migration.wait_with_output().expect("wait for vzmigrate");
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(7), "{text}");
+    assert!(text.contains("post-copy failed") || text.contains("restore"), "{text}");
+    eprintln!("{text}");
+    works_only_on(&rig.src, &rig.dst, &ctid);
+    let at = memhog_count(&rig.src, &ctid);
+    wait_memhog(&rig.src, &ctid, at + 3);
+    // Reachable: no CRIU lock left in its network namespace. (The client's connection of
+    // before may be gone: the destination's VE ran a moment and its kernel answered it.)
+    let init = ok(rig.src.run("vzctl", &["exec", &ctid, "cat /proc/1/status"]));
+    assert!(init.contains("Name:"), "{init}");
+    let mut client = connect(&rig);
+    client.try_ping().expect("a new connection reaches the VE on the source");
+}
+
+/// The destination's lazy-pages daemon killed (by the pid its start wrote) during the
+/// post-copy (the source's dump then ends well: only the daemon's status tells).
+#[test]
+fn a_lazy_pages_daemon_killed_during_the_post_copy_leaves_the_ve_on_the_source() {
+    let [a, b, c, d, e, f, g] = needs();
+    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"), Need::Program("/usr/bin/gcc"));
+    post_copy_fails(restored_there, |rig, ctid| {
+        let pidfile = rig.dst.path().join(format!("dump/Dump.{ctid}.criu-pid"));
+        let pid = std::fs::read_to_string(pidfile).ok().and_then(|p| p.trim().parse().ok());
+        pid.into_iter().collect()
+    });
+}
+
+/// The source's lazy dump (vzctl and its CRIU, by the pid vzmigrate's record names) killed
+/// during the post-copy: the destination's daemon loses its pages' source and fails, the
+/// destination's VE goes, and the source's VE comes back with CRIU's network lock lifted.
+#[test]
+fn a_lazy_dump_killed_during_the_post_copy_leaves_the_ve_on_the_source() {
+    let [a, b, c, d, e, f, g] = needs();
+    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"), Need::Program("/usr/bin/gcc"));
+    post_copy_fails(restored_there, source_dump);
+}
+
+/// The source's lazy dump killed as soon as it serves (while the destination gets the images
+/// or restores): the destination's daemon has no pages to take and its restore must not
+/// hang; the VE stays on the source.
+#[test]
+fn a_lazy_dump_killed_before_the_restore_leaves_the_ve_on_the_source() {
+    let [a, b, c, d, e, f, g] = needs();
+    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"), Need::Program("/usr/bin/gcc"));
+    post_copy_fails(|rig, ctid| !source_dump(rig, ctid).is_empty(), source_dump);
+}
+
+/// Every descendant of `pid` (from /proc/PID/task/*/children), deepest first.
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    for task in tasks {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            found.extend(descendants(child));
+            found.push(child);
+        }
+    }
+    found
 }

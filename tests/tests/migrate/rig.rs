@@ -128,10 +128,13 @@ impl Rig {
                  p=$(cut -d' ' -f4 /proc/$p/stat)\n\
                done;;\n\
              esac; fi\n\
+             # Crash points of the destination's commands (`VZ_TEST_CRASH_AT`), while set.\n\
+             if [ -f {crash_at} ]; then export VZ_TEST_CRASH_AT=\"$(cat {crash_at})\"; fi\n\
              exec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
             conf = tree.vz_conf().display(),
             bin = bin_dir().display(),
             die_at = die_at.display(),
+            crash_at = self.key_path("crash-at").display(),
         );
         std::fs::write(&wrapper, script).expect("write the wrapper");
         ok(Command::new("chmod").arg("755").arg(&wrapper).output().expect("chmod"));
@@ -198,6 +201,17 @@ impl Rig {
         std::fs::write(self.key_path("die-at"), pattern).expect("write die-at");
     }
 
+    /// Makes the remote commands (the destination's holder) kill themselves at the crash
+    /// point `step` until [`Rig::no_crash`].
+    pub(crate) fn crash_remote_at(&self, step: &str) {
+        std::fs::write(self.key_path("crash-at"), step).expect("write crash-at");
+    }
+
+    /// Ends [`Rig::crash_remote_at`].
+    pub(crate) fn no_crash(&self) {
+        let _ = std::fs::remove_file(self.key_path("crash-at"));
+    }
+
     /// `vzmigrate ARGS --ssh=... DST_IP CTID` on the source.
     pub(crate) fn vzmigrate(&self, args: &[&str], ctid: &str) -> std::process::Output {
         self.vzmigrate_from(true, args, ctid)
@@ -210,11 +224,16 @@ impl Rig {
         args: &[&str],
         ctid: &str,
     ) -> std::process::Output {
+        self.vzmigrate_command(forward, args, ctid).output().expect("run vzmigrate")
+    }
+
+    /// The command of [`Rig::vzmigrate_from`], not started.
+    pub(crate) fn vzmigrate_command(&self, forward: bool, args: &[&str], ctid: &str) -> Command {
         let ssh = format!("--ssh={}", self.ssh_opts());
         let (from, to) = if forward { (&self.src, DST_IP) } else { (&self.dst, SRC_IP) };
         let mut cmd = from.cmd("vzmigrate");
         cmd.args(args).arg(ssh).args([to, ctid]);
-        cmd.output().expect("run vzmigrate")
+        cmd
     }
 
     /// `vzmigrate ARGS --ssh=... -o Hostname=DST_IP DEST CTID` on the source: the destination

@@ -7,23 +7,10 @@ use std::process::ExitCode;
 use vz_ctl::cli::tool::{self, ToolArg, VZMIGRATE};
 use vz_ctl::config::GlobalConfig;
 use vz_ctl::ops::migrate::remote::{MigrateOptions, Mode, migrate};
-use vz_ctl::ops::migrate::{MigrateError, announce, image, incoming};
+use vz_ctl::ops::migrate::{MigrateError, announce, incoming};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [command, path] = args.as_slice()
-        && command == image::RECEIVE_COMMAND
-    {
-        // The destination's end of an image copy (run by vzmigrate over ssh).
-        let mut stdin = std::io::stdin().lock();
-        return match image::receive(std::path::Path::new(path), &mut stdin) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("Error: receive {path}: {e}");
-                ExitCode::from(6)
-            }
-        };
-    }
     if let [command, ctid] = args.as_slice()
         && let Some(ctid) = ctid.parse().ok().filter(|_| command.starts_with("__"))
     {

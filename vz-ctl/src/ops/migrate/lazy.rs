@@ -1,11 +1,15 @@
 //! The helpers of a post-copy (lazy pages) online migration on the source: the lazy dump's
-//! page server (a port, whether it listens), ending it, waiting for it to have served every
-//! page, and the pipe size it needs.
+//! page server (a port, whether it listens), ending it, waiting for both sides to have
+//! moved every page, the pipe size it needs, and CRIU's network lock that a killed dump
+//! leaves.
 
-use std::time::Instant;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use super::remote::Dest;
+use super::incoming::Incoming;
 use crate::output::warn;
+use crate::ve::Ve;
 
 /// A free TCP port of this host for a listener made later (CRIU's).
 pub(super) fn free_port() -> std::result::Result<u16, String> {
@@ -50,32 +54,112 @@ pub(super) fn abort_lazy_dump(mut child: std::process::Child, address: &str, por
     let _ = child.wait();
 }
 
-/// Waits for the lazy dump to have served every page. The destination's `criu lazy-pages`
-/// ends when it has them all; if it is gone (or cannot be asked) and the dump still serves
-/// 10 s later, nobody takes the pages any more: the dump is ended and this fails.
+/// Waits for the post-copy to end on both sides, each of which must succeed: the source's
+/// lazy dump `child` (it exits once it has served its pages, and exits well also when the
+/// destination's daemon died midway), and the destination's `criu lazy-pages` (the holder's
+/// answer to `post-copy`: it exits 0 only with every page). A daemon that fails ends the
+/// dump ([`abort_lazy_dump`]); a dump that fails ends the daemon (its page server is gone),
+/// whose answer is then awaited for up to 30 s. When the holder cannot be asked any more
+/// (its connection lost), the dump alone decides.
 pub(super) fn wait_post_copy(
-    mut child: std::process::Child,
-    dest: &Dest,
+    child: Child,
+    holder: &mut Incoming,
+    dump_args: &[&str],
+    address: &str,
     port: u16,
-) -> std::result::Result<std::process::Output, String> {
-    let alive = format!("p={}; [ -f $p ] && kill -0 $(cat $p)", dest.daemon_pidfile());
-    let mut gone_since: Option<Instant> = None;
+) -> std::result::Result<(), String> {
+    let mut child = Some(child);
+    let mut dump: Option<std::result::Result<(), String>> = None;
+    let mut daemon = match holder.request("post-copy") {
+        Ok(()) => None,
+        Err(e) => Some(Err(e)),
+    };
+    let mut dump_ended: Option<Instant> = None;
     loop {
-        for _ in 0..40 {
-            if let Ok(Some(_)) = child.try_wait() {
-                return child.wait_with_output().map_err(|e| e.to_string());
+        if let Some(running) = child.as_mut()
+            && let Ok(Some(_)) = running.try_wait()
+            && let Some(ended) = child.take()
+        {
+            let out = ended.wait_with_output().map_err(|e| e.to_string())?;
+            dump = Some(if out.status.success() {
+                Ok(())
+            } else {
+                Err(super::failure_text("vzctl", dump_args, &out))
+            });
+            dump_ended = Some(Instant::now());
+        }
+        if daemon.is_none() && holder.has_answer(Duration::from_millis(20)) {
+            daemon = Some(holder.answer());
+        } else if daemon.is_some() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match (&dump, &daemon) {
+            (Some(_), Some(_)) => break,
+            (None, Some(Err(_))) if holder.is_lost() => {
+                // Nobody to tell how the daemon did: the dump's end decides.
+                warn("the connection to the destination was lost during the post-copy");
+                daemon = Some(Ok(()));
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        if gone_since.is_none() && dest.remote.run(&alive).is_err() {
-            gone_since = Some(Instant::now());
-        }
-        if gone_since.is_some_and(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
-            abort_lazy_dump(child, &dest.source_addr, port);
-            return Err("the destination's lazy-pages daemon ended before it had every page".into());
+            (None, Some(Err(_))) => {
+                if let Some(running) = child.take() {
+                    abort_lazy_dump(running, address, port);
+                }
+                dump = Some(Err("ended: the destination failed".into()));
+            }
+            (Some(_), None) if dump_ended.is_some_and(|t| t.elapsed() > LAZY_END) => {
+                daemon = Some(Err("the destination's lazy-pages daemon did not end".into()));
+            }
+            _ => {}
         }
     }
+    match (dump, daemon) {
+        (_, Some(Err(e))) => Err(e),
+        (Some(Err(e)), _) => Err(e),
+        _ => Ok(()),
+    }
 }
+
+/// How long the destination's lazy-pages daemon may go on after the source's dump ended.
+const LAZY_END: Duration = Duration::from_secs(30);
+
+/// CRIU's network lock (iptables chains `CRIU` in the VE's network namespace, jumped to from
+/// INPUT and OUTPUT) that a CRIU killed during a dump leaves (reference §9.3): removed, as
+/// CRIU's own unlock does, so that the resumed VE is reachable again. Whether there was one.
+///
+/// # Errors
+/// The failing command's text.
+pub(super) fn unlock_network(ve: &Ve) -> std::result::Result<bool, String> {
+    let pid = ve.init_pid().map_err(|e| e.to_string())?;
+    let net = format!("--net=/proc/{pid}/ns/net");
+    let mut found = false;
+    for (list, restore) in [("iptables", "iptables-restore"), ("ip6tables", "ip6tables-restore")] {
+        let has =
+            Command::new("nsenter").args([net.as_str(), "--", list, "-w", "-S", "CRIU"]).output();
+        if !has.is_ok_and(|o| o.status.success()) {
+            continue;
+        }
+        found = true;
+        let mut child = Command::new("nsenter")
+            .args([net.as_str(), "--", restore, "-w", "--noflush"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("run {restore}: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(UNLOCK.as_bytes()).map_err(|e| format!("{restore}: {e}"))?;
+        }
+        let out = child.wait_with_output().map_err(|e| format!("{restore}: {e}"))?;
+        if !out.status.success() {
+            return Err(super::failure_text(restore, &["--noflush"], &out));
+        }
+    }
+    Ok(found)
+}
+
+/// CRIU's own network unlock (criu/net.c).
+const UNLOCK: &str =
+    "*filter\n:CRIU - [0:0]\n-D INPUT -j CRIU\n-D OUTPUT -j CRIU\n-X CRIU\nCOMMIT\n";
 
 /// Every descendant of `pid` (from /proc/PID/task/*/children), deepest first.
 pub(super) fn descendants(pid: u32) -> Vec<u32> {

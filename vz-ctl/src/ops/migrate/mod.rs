@@ -5,6 +5,7 @@
 //! so that a VE always runs on exactly one side.
 
 pub mod announce;
+mod frozen;
 pub mod image;
 pub mod incoming;
 mod lazy;
@@ -187,6 +188,11 @@ impl Timings {
         let value = f();
         self.phases.push((name, start.elapsed()));
         value
+    }
+
+    /// Records the phase `name`, timed by the caller.
+    pub(crate) fn push(&mut self, name: &'static str, d: Duration) {
+        self.phases.push((name, d));
     }
 
     /// Records the whole time the VE was frozen or stopped.

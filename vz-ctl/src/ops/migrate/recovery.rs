@@ -125,20 +125,27 @@ pub(super) fn step_ended() {
 fn wait_for_step(path: &Path) {
     let Ok(text) = std::fs::read_to_string(path) else { return };
     let written = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let pid = text.lines().find_map(|l| l.strip_prefix("step_pid=")?.parse::<u32>().ok());
+    if let Some(pid) = text.lines().find_map(|l| l.strip_prefix("step_pid=")?.parse::<u32>().ok()) {
+        wait_for_pid(pid, written);
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+/// Waits (up to 10 min) for the process `pid` of a migration's step to end, if it is still
+/// the one a record written at `written` named (started before it).
+pub(super) fn wait_for_pid(pid: u32, written: Option<std::time::SystemTime>) {
     let ours = |pid: u32| {
         crate::lock::started_at(pid)
             .zip(written)
             .is_some_and(|(started, written)| started <= written + Duration::from_secs(2))
     };
-    if let Some(pid) = pid.filter(|p| ours(*p)) {
+    if ours(pid) {
         say(format!("Waiting for the migration's step (pid {pid}) to end"));
         let start = Instant::now();
         while ours(pid) && start.elapsed() < Duration::from_secs(600) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    let _ = std::fs::remove_file(path);
 }
 
 /// vzmigrate's open record; dropping it removes the file (the migration ended, done or
@@ -149,6 +156,8 @@ pub(super) struct MigrationRecord {
     fields: Vec<(String, String)>,
     /// The destination's holder of its lock and record, once started.
     incoming: Option<Incoming>,
+    /// Left for the next command's repair ([`MigrationRecord::keep`]).
+    kept: bool,
 }
 
 /// `<LOCKDIR>/<CTID>.migrate`, the record of a migration (on either side).
@@ -191,6 +200,7 @@ impl MigrationRecord {
             path: path_of(&ve.global, ve.ctid),
             fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
             incoming: None,
+            kept: false,
         };
         record.write()?;
         *step_file() = Some(step_path(&record.path));
@@ -202,6 +212,25 @@ impl MigrationRecord {
         let incoming = Incoming::start(dest).map_err(MigrateError::Connect)?;
         self.incoming = Some(incoming);
         Ok(())
+    }
+
+    /// Leaves this record (and the destination's) for the next command's repair: vzmigrate
+    /// cannot tell which side has the VE.
+    pub(super) fn keep(&mut self) {
+        self.kept = true;
+    }
+
+    /// Whether [`MigrationRecord::keep`] was called.
+    pub(super) fn is_kept(&self) -> bool {
+        self.kept
+    }
+
+    /// The destination's holder.
+    ///
+    /// # Errors
+    /// [`MigrateError::Other`] before [`MigrationRecord::hold_destination`].
+    pub(super) fn holder(&mut self) -> super::Result<&mut Incoming> {
+        self.incoming.as_mut().ok_or_else(|| MigrateError::Other("no holder".into()))
     }
 
     /// The destination, which runs the VE (or holds it, offline), owns it from now on:
@@ -255,6 +284,12 @@ impl MigrationRecord {
 
 impl Drop for MigrationRecord {
     fn drop(&mut self) {
+        if self.kept {
+            // The holder's connection ends without an end: its record stays too.
+            drop(self.incoming.take());
+            *step_file() = None;
+            return;
+        }
         // Undone by vzmigrate (its guard removed the destination's copy first).
         if let Some(incoming) = self.incoming.take() {
             incoming.finish(false);
@@ -287,7 +322,8 @@ pub(crate) fn recover(global: &GlobalConfig, ctid: Ctid) -> crate::error::Result
     tracing::info!("CT {ctid}: recovering an interrupted migration: {record:?}");
     let start = Instant::now();
     if record.op() == super::incoming::OP {
-        super::incoming::repair(&Ve::load(global.clone(), ctid)?, &record)?;
+        let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        super::incoming::repair(&Ve::load(global.clone(), ctid)?, &record, written)?;
     } else {
         wait_for_step(&step_path(&path));
         repair(global, ctid, &record)?;

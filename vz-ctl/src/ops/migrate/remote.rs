@@ -7,18 +7,21 @@
 //! way is repaired by the next locking vzctl on either side ([`super::recovery`],
 //! [`super::incoming`]).
 //!
-//! The private area of the image layout (one sparse file) goes as a sparse `tar` stream,
-//! which reads only the file's data (SEEK_DATA); a simfs tree goes with rsync, once while the
-//! VE runs and again while it is frozen or stopped.
+//! Offline, the private area of the image layout (one sparse file) goes as a sparse `tar`
+//! stream, which reads only the file's data (SEEK_DATA); online, it goes into the
+//! destination's holder twice, the second time only what changed while the VE was frozen
+//! ([`super::frozen`]). A simfs tree goes with rsync, once while the VE runs and again while
+//! it is frozen or stopped.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use super::lazy::{PipeMax, abort_lazy_dump, free_port, listening, wait_post_copy};
+use super::frozen::{FrozenPass, precopy_image, took_over};
+use super::lazy::{PipeMax, abort_lazy_dump, free_port, listening, unlock_network, wait_post_copy};
 use super::local::{ACTION_SCRIPTS, lock};
 use super::recovery::{MigrationRecord, Phase};
-use super::{FsFreeze, MigrateError, Remote, Result, Timings, sh_quote as q, vzctl};
+use super::{MigrateError, Remote, Result, Timings, sh_quote as q, vzctl};
 use crate::config::{ConfigFile, GlobalConfig, expand_veid};
 use crate::ctid::Ctid;
 use crate::intent::crash_point;
@@ -190,7 +193,7 @@ impl Drop for DestGuard<'_> {
 }
 
 /// vz-cpt's CRIU when vz.conf names none.
-const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
+pub(super) const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
 
 /// Migrates the VE; returns the phases' timings.
 ///
@@ -221,10 +224,15 @@ pub fn migrate(global: &GlobalConfig, opts: &MigrateOptions) -> Result<Timings> 
     let timings = if opts.online {
         let mode = choose_mode(&ve, &dest, opts.mode);
         say(format!("Online migration, memory: {mode:?}"));
-        online(&ve, &dest, mode, opts.mode == Mode::Auto, &mut record)?
+        online(&ve, &dest, mode, opts.mode == Mode::Auto, &mut record)
     } else {
-        offline(&ve, &dest, status.running, &mut record)?
+        offline(&ve, &dest, status.running, &mut record)
     };
+    if record.is_kept() {
+        // Which side has it is the next command's to find out: nothing is removed.
+        guard.armed = false;
+    }
+    let timings = timings?;
     guard.armed = false;
     drop(guard);
     finish_source(&ve, opts.keep_source)?;
@@ -360,7 +368,7 @@ fn send_config(ve: &Ve, dest: &Dest) -> Result<()> {
 }
 
 /// Copies the private area: a sparse tar stream of the image layout, rsync of a simfs tree.
-fn copy_private(ve: &Ve, dest: &Dest) -> std::result::Result<(), String> {
+pub(super) fn copy_private(ve: &Ve, dest: &Dest) -> std::result::Result<(), String> {
     let private = ve.private().map_err(|e| e.to_string())?;
     let dst = q(&dest.private.to_string_lossy());
     if private.join("root.hdd").is_dir() {
@@ -386,39 +394,6 @@ fn copy_private(ve: &Ve, dest: &Dest) -> std::result::Result<(), String> {
 fn image_of(ve: &Ve) -> Option<PathBuf> {
     let image = ve.private().ok()?.join("root.hdd/root.img");
     image.is_file().then_some(image)
-}
-
-/// `vzmigrate __receive-image` of the image's place on the destination.
-fn receive_script(dest: &Dest) -> String {
-    let image = dest.private.join("root.hdd/root.img");
-    format!("vzmigrate {} {}", super::image::RECEIVE_COMMAND, q(&image.to_string_lossy()))
-}
-
-/// The first copy of a running VE's image (its data extents), before it is frozen.
-fn precopy_image(dest: &Dest, image: &Path) -> std::result::Result<super::image::Sent, String> {
-    dest.remote
-        .stream(&receive_script(dest), |out| super::image::send(image, None, out).map(|r| r.0))
-}
-
-/// The frozen pass of an image-layout private area: the chunks of the image that changed
-/// since [`precopy_image`], and the area's other files (tar).
-fn copy_image_area(
-    ve: &Ve,
-    dest: &Dest,
-    image: &Path,
-    sent: &super::image::Sent,
-) -> std::result::Result<(), String> {
-    let private = ve.private().map_err(|e| e.to_string())?;
-    let dst = q(&dest.private.to_string_lossy());
-    let mut tar = Command::new("tar");
-    tar.args(["-cf", "-", "--numeric-owner", "--exclude=./root.hdd/root.img", "-C"]);
-    tar.arg(&private).arg(".");
-    dest.remote.pipe(tar, &format!("mkdir -p {dst} && tar -xpf - --numeric-owner -C {dst}"))?;
-    let bytes = dest.remote.stream(&receive_script(dest), |out| {
-        super::image::send(image, Some(sent), out).map(|r| r.1)
-    })?;
-    say(format!("Image: {} KiB changed since the first copy", bytes >> 10));
-    Ok(())
 }
 
 /// Offline: stop here, copy, start there (if it ran); on failure the source starts again.
@@ -505,7 +480,7 @@ fn online(
     let image = image_of(ve);
     let sent = match &image {
         Some(image) => Some(
-            t.phase("First copy of the image", || precopy_image(dest, image))
+            t.phase("First copy of the image", || precopy_image(ve, dest, record, image))
                 .map_err(MigrateError::Copy)?,
         ),
         None => None,
@@ -550,6 +525,12 @@ fn online(
     let frozen = Instant::now();
     say(format!("Suspending CT {id}"));
     let resume = |e: MigrateError| {
+        // A CRIU killed in the middle leaves its network lock (reference §9.3).
+        match unlock_network(ve) {
+            Ok(true) => say(format!("CRIU's network lock of CT {id} removed")),
+            Ok(false) => {}
+            Err(e) => warn(format!("CRIU's network lock of CT {id}: {e}")),
+        }
         if let Err(e) = vzctl(&["chkpnt", &id, "--resume"]) {
             warn(format!("could not resume CT {id} on the source: {e}"));
         }
@@ -561,7 +542,9 @@ fn online(
     // A lazy dump runs on (serving the pages) until the destination has them all.
     let mut lazy_dump = None;
     t.phase("Suspend + Dump", || {
+        let suspend = Instant::now();
         vzctl(&["chkpnt", &id, "--suspend"])?;
+        tracing::info!(ms = suspend.elapsed().as_millis(), "suspended");
         let Some(port) = lazy_port else {
             return vzctl(&dump_refs).map(|_| ());
         };
@@ -584,7 +567,7 @@ fn online(
                 let _ = child.wait();
                 return Err("the lazy dump's page server did not listen within 120 s".into());
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         lazy_dump = Some(child);
         Ok(())
@@ -601,38 +584,24 @@ fn online(
         }
     };
     say("Copying the private area and the dump");
-    // The private area and the images go side by side (two channels of the connection).
-    let copied = t.phase("Copy private area and dump", || {
-        std::thread::scope(|scope| {
-            let private = scope.spawn(|| {
-                // Simfs is a bind mount of a host directory: its tasks are frozen, enough.
-                let _frozen = if is_simfs { None } else { Some(FsFreeze::freeze(&root)?) };
-                match (&image, &sent) {
-                    (Some(image), Some(sent)) => copy_image_area(ve, dest, image, sent),
-                    _ => copy_private(ve, dest),
-                }
-            });
-            let mut tar = Command::new("tar");
-            tar.args(["-cf", "-", "-C"]).arg(&images).arg(".");
-            let d = q(&dest.dump.to_string_lossy());
-            let dump = dest.remote.pipe(tar, &format!("mkdir -p {d} && tar -xpf - -C {d}"));
-            let private = private.join().unwrap_or_else(|_| Err("the copy panicked".into()));
-            private.and(dump)
-        })
-    });
-    if let Err(e) = copied {
-        stop_lazy_dump(&mut lazy_dump);
-        return Err(resume(MigrateError::Copy(e)));
-    }
-    if let Some(port) = lazy_port {
-        let args = format!(
-            "lazy-pages --page-server --address {} --port {port} -o lazy-pages.log",
-            q(&dest.source_addr)
-        );
-        if let Err(e) = dest.start_criu_daemon(&args) {
-            stop_lazy_dump(&mut lazy_dump);
-            return Err(resume(MigrateError::DestStart(format!("the lazy-pages daemon: {e}"))));
+    // One stream into the destination's holder: the dump's images, then (the file system
+    // frozen meanwhile) what changed in the image; the restore asked right behind it, so the
+    // holder starts it the moment the last byte is in.
+    let copy_start = Instant::now();
+    let pass = FrozenPass { images: &images, root: &root, is_simfs, image: image.as_deref() };
+    let (answers, sent) = pass.send(ve, dest, record, sent.as_ref(), lazy_port);
+    if let Err(e) = sent {
+        // A holder that died: the first of its answers that failed says what did.
+        let mut error = MigrateError::Copy(e);
+        let holder = record.holder()?;
+        if holder.is_lost()
+            && let Some(failed) =
+                answers.into_iter().find_map(|kind| holder.answer().err().map(kind))
+        {
+            error = failed;
         }
+        stop_lazy_dump(&mut lazy_dump);
+        return Err(resume(error));
     }
     if let Err(e) = record.phase(Phase::Restoring) {
         stop_lazy_dump(&mut lazy_dump);
@@ -641,29 +610,57 @@ fn online(
     crash_point("migrate:restoring");
     say(format!("Restoring CT {id} on the destination"));
     let lazy = if lazy_port.is_some() { " --lazy-pages" } else { "" };
-    let restored = t.phase("Undump + Resume", || dest.vzctl(&format!("restore {id}{lazy}")));
-    if let Err((_, e)) = restored {
-        // ssh may have died after the restore worked: the destination's state decides.
-        if dest.is_running() != Some(true) {
-            stop_lazy_dump(&mut lazy_dump);
-            return Err(resume(MigrateError::DestStart(e)));
+    // From here on the destination may restore it: a lost connection is the holder's to
+    // answer (it keeps the lock until its restore has ended).
+    let holder = record.holder()?;
+    let mut outcome = holder.request(&format!("restore{lazy}")).map_err(MigrateError::DestStart);
+    crash_point("migrate:during:restore");
+    for failed in answers {
+        outcome = outcome.and_then(|()| holder.answer().map_err(failed));
+    }
+    t.push("Copy private area and dump", copy_start.elapsed());
+    let restore_start = Instant::now();
+    outcome = outcome.and_then(|()| holder.answer().map_err(MigrateError::DestStart));
+    t.push("Undump + Resume", restore_start.elapsed());
+    if let Err(e) = outcome {
+        match if holder.is_lost() { took_over(dest) } else { Some(false) } {
+            Some(true) => warn(format!(
+                "the restore's connection failed ({e}), but CT {id} runs on the destination"
+            )),
+            Some(false) => {
+                stop_lazy_dump(&mut lazy_dump);
+                return Err(resume(e));
+            }
+            None => {
+                // Neither side may run it: the records stay, the next vzctl asks again.
+                record.keep();
+                return Err(MigrateError::DestStart(format!(
+                    "{e}; whether CT {id} runs on the destination cannot be told: it stays \
+                     suspended here until a vzctl command on either side decides"
+                )));
+            }
         }
-        warn(format!("the restore's connection failed ({e}), but CT {id} runs on the destination"));
     }
     crash_point("migrate:restored");
     t.set_frozen(frozen.elapsed());
     if let Some(child) = lazy_dump.take() {
         // The source serves the pages until the destination has them all.
         let port = lazy_port.unwrap_or_default();
-        let out = t.phase("Post-copy of the memory", || wait_post_copy(child, dest, port));
-        let served = out.as_ref().is_ok_and(|o| o.status.success());
-        if !served {
-            let why = match &out {
-                Ok(o) => super::failure_text("vzctl", &dump_refs, o),
-                Err(e) => e.clone(),
-            };
+        let holder = record.holder()?;
+        let served = t.phase("Post-copy of the memory", || {
+            wait_post_copy(child, holder, &dump_refs, &dest.source_addr, port)
+        });
+        if let Err(why) = served {
             // Without all its pages the destination's VE cannot run on: the source's does.
-            let _ = dest.vzctl(&format!("stop {id} --fast"));
+            // Its network goes first (`--kill`): its sockets' closing must not reach the
+            // peers, whose connections the source's VE holds.
+            // (The holder kills it at once when its daemon fails.)
+            if dest.is_running() != Some(false)
+                && let Err((_, e)) = dest.vzctl(&format!("chkpnt {id} --kill"))
+            {
+                warn(format!("killing CT {id} on the destination: {e}"));
+                let _ = dest.vzctl(&format!("stop {id} --fast"));
+            }
             return Err(resume(MigrateError::DestStart(format!("post-copy failed: {why}"))));
         }
     }
