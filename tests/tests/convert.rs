@@ -36,7 +36,7 @@ fn convert_makes_an_image_of_a_simfs_tree_keeping_ids_modes_links_and_xattrs() {
     nix::unistd::chown(&file, Some(1234.into()), Some(5678.into())).unwrap();
     std::fs::hard_link(&file, private.join("hard-link")).unwrap();
     std::os::unix::fs::symlink("srv-file", private.join("sym-link")).unwrap();
-    python("import os,sys; os.setxattr(sys.argv[1], 'user.vz', b'kept')", &file);
+    python("import os,sys; os.setxattr(sys.argv[1], 'trusted.vz', b'kept')", &file);
 
     let bad = tree.run("vzctl", &["convert", &ctid, "--layout", "simfs"]);
     assert_eq!(code(&bad), Some(21), "{}", output_text(&bad));
@@ -71,7 +71,7 @@ fn convert_makes_an_image_of_a_simfs_tree_keeping_ids_modes_links_and_xattrs() {
     assert_eq!(meta.nlink(), 2, "the hard link is one");
     assert_eq!(std::fs::read_link(root.join("sym-link")).unwrap().to_str(), Some("srv-file"));
     let xattr = python(
-        "import os,sys; print(os.getxattr(sys.argv[1], 'user.vz').decode())",
+        "import os,sys; print(os.getxattr(sys.argv[1], 'trusted.vz').decode())",
         &root.join("srv-file"),
     );
     assert_eq!(xattr, "kept\n");

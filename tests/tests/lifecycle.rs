@@ -282,8 +282,8 @@ fn create_takes_the_host_id_range_it_is_given_and_refuses_an_overlap() {
     let tree = VzTree::new("");
     tree.build_busybox_cache();
     let ctid = unique_ctid().to_string();
-    // A range far above the pool the other tests' VEs draw from.
-    let base = 3_000_000_000_u32 - 65_536 * (ctid.parse::<u32>().unwrap_or(0) % 1000);
+    // A range far above the pool the other tests' VEs draw from (and below 2^31).
+    let base = 1_500_000_000_u32 - 65_536 * (ctid.parse::<u32>().unwrap_or(0) % 1000);
     let (uid, gid) = (base.to_string(), (base + 65_536 * 2).to_string());
     let args =
         ["create", &ctid, "--ostemplate", "busybox", "--local_uid", &uid, "--local_gid", &gid];
