@@ -101,6 +101,43 @@ impl VzTree {
         self.dir.path()
     }
 
+    /// Compiles the C program `source` into a static binary `<tree>/<name>` (gcc, `-O2
+    /// -static -pthread`: it runs in any VE) and returns its path.
+    ///
+    /// # Panics
+    /// When gcc fails.
+    pub fn compile_c(&self, name: &str, source: &str) -> PathBuf {
+        let src = self.path().join(format!("{name}.c"));
+        let bin = self.path().join(name);
+        std::fs::write(&src, source).expect("write the C source");
+        let built = Command::new("gcc")
+            .args(["-O2", "-static", "-pthread", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .output()
+            .expect("run gcc");
+        crate::ok(built);
+        bin
+    }
+
+    /// Pids of this tree's vz helper processes `vzctl <command> <ctid> …` (`__console`,
+    /// `__quotactl-server`: they inherit vzctl's `VZ_CONFIG`, which tells this tree's apart).
+    pub fn helper_pids(&self, command: &str, ctid: &str) -> Vec<i32> {
+        let command = format!("{command}\0{ctid}\0");
+        let config = format!("VZ_CONFIG={}\0", self.vz_conf().display());
+        let has = |pid: i32, file: &str, text: &str| {
+            std::fs::read(format!("/proc/{pid}/{file}"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(text))
+        };
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|&pid| has(pid, "cmdline", &command) && has(pid, "environ", &config))
+            .collect()
+    }
+
     /// The path of the tree's vz.conf.
     pub fn vz_conf(&self) -> PathBuf {
         self.path().join("vz.conf")

@@ -101,15 +101,7 @@ fn started_ve_with(tree: &VzTree, probe: bool, create: &[&str], set: &[&str]) ->
     args.push("--save");
     ok(tree.run("vzctl", &args));
     if probe {
-        let bin = tree.path().join("probe");
-        let src = tree.path().join("probe.c");
-        std::fs::write(&src, PROBE_C).expect("write probe.c");
-        ok(Command::new("gcc")
-            .args(["-O2", "-static", "-pthread", "-o"])
-            .arg(&bin)
-            .arg(&src)
-            .output()
-            .expect("run gcc"));
+        let bin = tree.compile_c("probe", PROBE_C);
         ok(tree.run("vzctl", &["mount", &ctid]));
         let root = tree.path().join(format!("root/{ctid}"));
         std::fs::copy(&bin, root.join("bin/probe")).expect("copy the probe");

@@ -587,15 +587,7 @@ fn wait_memhog(tree: &VzTree, ctid: &str, n: u64) {
 /// Builds memhog into `tree`'s VE `ctid` (mounted) and makes its boot start it with `mib`
 /// MiB touched.
 fn install_memhog(tree: &VzTree, ctid: &str, mib: u32) {
-    let bin = tree.path().join("memhog");
-    let src = tree.path().join("memhog.c");
-    std::fs::write(&src, MEMHOG_C).expect("write memhog.c");
-    ok(Command::new("gcc")
-        .args(["-O2", "-static", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("run gcc"));
+    let bin = tree.compile_c("memhog", MEMHOG_C);
     let root = tree.path().join(format!("root/{ctid}"));
     std::fs::create_dir_all(root.join("data")).expect("mkdir /data");
     std::fs::copy(&bin, root.join("bin/memhog")).expect("copy memhog");

@@ -331,20 +331,7 @@ fn quotactl_socket(tree: &VzTree, ctid: &str) -> std::path::PathBuf {
     tree.path().join(format!("run/{ctid}.quotactl"))
 }
 
-/// Pids of the processes running `vzctl __quotactl-server <ctid> …` for this test's tree
-/// (the server inherits vzctl's `VZ_CONFIG`).
-fn quotactl_server_pids(tree: &VzTree, ctid: &str) -> Vec<u32> {
-    let command = format!("__quotactl-server\0{ctid}\0");
-    let config = format!("VZ_CONFIG={}\0", tree.vz_conf().display());
-    let has = |pid: u32, file: &str, text: &str| {
-        std::fs::read(format!("/proc/{pid}/{file}"))
-            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(text))
-    };
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| has(pid, "cmdline", &command) && has(pid, "environ", &config))
-        .collect()
+/// Pids of this tree's quotactl servers of `ctid`.
+fn quotactl_server_pids(tree: &VzTree, ctid: &str) -> Vec<i32> {
+    tree.helper_pids("__quotactl-server", ctid)
 }

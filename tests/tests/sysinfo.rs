@@ -149,15 +149,7 @@ fn create_with(tree: &VzTree, create: &[&str], extra: &[&str]) -> String {
     args.extend_from_slice(extra);
     args.push("--save");
     ok(tree.run("vzctl", &args));
-    let bin = tree.path().join("probe");
-    let src = tree.path().join("probe.c");
-    std::fs::write(&src, PROBE_C).expect("write probe.c");
-    ok(Command::new("gcc")
-        .args(["-O2", "-static", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("run gcc"));
+    let bin = tree.compile_c("probe", PROBE_C);
     ok(tree.run("vzctl", &["mount", &ctid]));
     let root = tree.path().join(format!("root/{ctid}"));
     std::fs::copy(&bin, root.join("bin/probe")).expect("copy the probe");
@@ -215,21 +207,9 @@ fn uptime_loads(uptime: &str) -> [f64; 3] {
     [v[0], v[1], v[2]]
 }
 
-/// Pids of this tree's `vzctl __console <ctid>` (the server inherits vzctl's VZ_CONFIG).
+/// Pids of this tree's console servers of `ctid`.
 fn console_server_pids(tree: &VzTree, ctid: &str) -> Vec<i32> {
-    let command = format!("__console\0{ctid}\0");
-    let config = format!("VZ_CONFIG={}\0", tree.vz_conf().display());
-    let has = |pid: i32, file: &str, text: &str| {
-        std::fs::read(format!("/proc/{pid}/{file}"))
-            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(text))
-    };
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| has(pid, "cmdline", &command) && has(pid, "environ", &config))
-        .collect()
+    tree.helper_pids("__console", ctid)
 }
 
 #[test]
