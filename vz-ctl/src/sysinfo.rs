@@ -241,7 +241,7 @@ impl Service {
 /// Answers sysinfo for a server other than the console's (the quotactl server, which holds
 /// the listener of a VE with second-level quota): the load average is asked of the console
 /// server (zeros when it does not answer) and the host's totals read, at most once per
-/// [`LOAD_REASK`], so a VE calling sysinfo in a loop does not make the console server work
+/// `LOAD_REASK` (1 s), so a VE calling sysinfo in a loop does not make the console server work
 /// for it too.
 #[derive(Debug)]
 pub struct Answerer {

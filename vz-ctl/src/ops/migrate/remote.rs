@@ -10,7 +10,7 @@
 //! Offline, the private area of the image layout (one sparse file) goes as a sparse `tar`
 //! stream, which reads only the file's data (SEEK_DATA); online, it goes into the
 //! destination's holder twice, the second time only what changed while the VE was frozen
-//! ([`super::frozen`]). A simfs tree goes with rsync, once while the VE runs and again while
+//! (`frozen.rs`). A simfs tree goes with rsync, once while the VE runs and again while
 //! it is frozen or stopped.
 
 use std::path::{Path, PathBuf};
