@@ -13,6 +13,7 @@
 
 mod cgroup;
 mod client;
+mod lxcfs;
 mod names;
 mod need;
 mod output;
@@ -21,6 +22,7 @@ mod work;
 
 pub use cgroup::{TestCgroup, cgroup_v1_mount, is_cgroup_v2};
 pub use client::LineClient;
+pub use lxcfs::TreeLxcfs;
 pub use names::{unique_ctid, unique_name};
 pub use need::{Need, check_needs, required};
 pub use output::{ok, output_text};

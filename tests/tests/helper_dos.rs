@@ -235,16 +235,16 @@ fn a_console_flood_stays_within_the_helpers_budget() {
     let ctid = started_ve(&tree, false);
     let socket = tree.path().join(format!("run/{ctid}.console"));
     let server = server_pid(&socket);
-    // A normal boot's worth of output (64 KiB in 12 000 writes) passes at once: in about
-    // the time of an exec that prints nothing.
-    let started = Instant::now();
-    ok(tree.run("vzctl", &["exec", &ctid, "true"]));
-    let exec = started.elapsed();
-    let started = Instant::now();
-    ok(tree.run("vzctl", &["exec", &ctid, "seq 100000 112000 > /dev/console"]));
-    let boot = started.elapsed();
-    eprintln!("64 KiB in 12 000 console writes took {boot:?} (an empty vzctl exec {exec:?})");
-    assert!(boot < exec + Duration::from_secs(2), "a boot's output blocked: {boot:?}");
+    // A normal boot's worth of output (64 KiB in 12 000 writes) never meets the budget: the
+    // server's own CPU time for it stays well inside a burst (a per-process number, not the
+    // machine's load or a wall-clock time).
+    let (boot_cpu, boot_wall) = measure(server, || {
+        ok(tree.run("vzctl", &["exec", &ctid, "seq 100000 112000 > /dev/console"]));
+    });
+    eprintln!(
+        "64 KiB in 12 000 console writes: the server used {boot_cpu:.3} s of CPU in {boot_wall:.2} s"
+    );
+    assert!(boot_cpu < BURST / 2.0, "a boot's output reaches the budget: {boot_cpu:.3} s of CPU");
 
     let secs = CONSOLE_FLOOD.as_secs().to_string();
     let script = format!(

@@ -10,7 +10,6 @@
 #[path = "migrate/rig.rs"]
 mod rig;
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -415,16 +414,13 @@ fn a_killed_vzmigrate_is_repaired_by_the_next_vzctl_command() {
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
     let mut client = connect(&rig);
-    let tmp = tempfile::tempdir().unwrap();
     // The side the VE is on: the source of the next migration.
     let mut forward = true;
     for (i, (step, args, taken_over)) in CRASH_POINTS.into_iter().enumerate() {
         let online = args.contains(&"--online");
         let what = format!("{} killed at {step}", args.join(" "));
         let (from, to) = if forward { (&rig.src, &rig.dst) } else { (&rig.dst, &rig.src) };
-        let out = rig.vzmigrate_killed_at(forward, args, &ctid, step, tmp.path());
-        rig.end_ssh_masters(tmp.path());
-        assert_eq!(out.status.signal(), Some(9), "{what}: {}", output_text(&out));
+        rig.vzmigrate_killed_at(forward, args, &ctid, step);
         let record = from.path().join(format!("lock/{ctid}.migrate"));
         assert!(record.is_file(), "{what}: no record {}", record.display());
         let dest_record = to.path().join(format!("lock/{ctid}.migrate"));
@@ -489,16 +485,12 @@ fn a_killed_post_copy_migration_is_repaired_on_both_sides() {
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
     let mut client = connect(&rig);
-    let tmp = tempfile::tempdir().unwrap();
     // Killed while the lazy dump is ready to serve (the source resumes), then after the
     // destination's restore, while the lazy dump serves its pages (the destination keeps it:
     // the source's repair waits for the dump to have served them all before killing).
     for (step, taken_over) in [("migrate:frozen", false), ("migrate:restored", true)] {
         let what = format!("lazy, killed at {step}");
-        let out =
-            rig.vzmigrate_killed_at(true, &["--online", "--mode=lazy"], &ctid, step, tmp.path());
-        rig.end_ssh_masters(tmp.path());
-        assert_eq!(out.status.signal(), Some(9), "{what}: {}", output_text(&out));
+        rig.vzmigrate_killed_at(true, &["--online", "--mode=lazy"], &ctid, step);
         for tree in [&rig.src, &rig.dst] {
             let out = tree.run("vzctl", &["start", &ctid]);
             let text = output_text(&out);

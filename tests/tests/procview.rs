@@ -8,56 +8,9 @@
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
 #![allow(clippy::print_stderr, reason = "a not-applicable skip is reported")]
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use vz_tests::{Need, VzTree, ok, output_text, require, unique_ctid};
-
-/// The tree's lxcfs: its mount directory and pid file; dropping it kills that lxcfs (by the
-/// pid in the tree's pid file, after checking the process is an lxcfs on this directory)
-/// and unmounts the directory. Declare it after the tree, so it is dropped first.
-struct Helper {
-    dir: PathBuf,
-    pid_file: PathBuf,
-}
-
-impl Helper {
-    /// Points the tree's vz.conf at `<tree>/lxcfs`, with `extra` lines.
-    fn configure(tree: &VzTree, extra: &str) -> Helper {
-        let dir = tree.path().join("lxcfs");
-        let mut conf = std::fs::read_to_string(tree.vz_conf()).expect("read vz.conf");
-        conf.push_str(&format!("LXCFS_MOUNT={}\n{extra}", dir.display()));
-        std::fs::write(tree.vz_conf(), conf).expect("write vz.conf");
-        Helper { dir, pid_file: tree.path().join("lock/lxcfs.pid") }
-    }
-
-    /// The pid of the tree's running lxcfs, if any.
-    fn pid(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(&self.pid_file).ok()?.trim().parse().ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        (cmdline.starts_with("lxcfs ") && cmdline.contains(&*self.dir.to_string_lossy()))
-            .then_some(pid)
-    }
-
-    /// Kills the tree's lxcfs with `signal` and waits until it is gone.
-    fn kill(&self, signal: &str) {
-        let Some(pid) = self.pid() else { return };
-        let _ = std::process::Command::new("kill").args([signal, &pid.to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        self.kill("-TERM");
-        self.kill("-KILL");
-        vz_tests::unmount_under(&self.dir);
-    }
-}
+use vz_tests::{Need, TreeLxcfs, VzTree, ok, output_text, require, unique_ctid};
 
 fn create(tree: &VzTree, extra: &[&str]) -> String {
     tree.build_busybox_cache();
@@ -151,7 +104,7 @@ fn a_ve_sees_its_own_memory_cpus_and_uptime_and_cannot_unmount_them() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/bin/lxcfs"));
     require!(Need::CgroupController("memory"), Need::CgroupController("cpu"));
     let tree = VzTree::new("");
-    let helper = Helper::configure(&tree, "");
+    let helper = TreeLxcfs::configure(&tree, "");
     let ctid = create(&tree, &[]);
     let started = Instant::now();
     let out = tree.run("vzctl", &["start", &ctid, "--wait"]);
@@ -184,7 +137,7 @@ fn a_privileged_ve_gets_the_same_view() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/bin/lxcfs"));
     require!(Need::CgroupController("memory"), Need::CgroupController("cpu"));
     let tree = VzTree::new("LOCAL_UID=0\nLOCAL_GID=0\n");
-    let _helper = Helper::configure(&tree, "");
+    let _helper = TreeLxcfs::configure(&tree, "");
     let ctid = create(&tree, &[]);
     let started = Instant::now();
     ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
@@ -196,7 +149,7 @@ fn a_ve_outlives_its_helper_and_the_next_start_brings_a_new_one() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/bin/lxcfs"));
     require!(Need::CgroupController("memory"), Need::CgroupController("cpu"));
     let tree = VzTree::new("");
-    let helper = Helper::configure(&tree, "");
+    let helper = TreeLxcfs::configure(&tree, "");
     let ctid = create(&tree, &[]);
     ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
     let first = helper.pid().expect("the helper runs");
@@ -229,7 +182,7 @@ fn a_ve_outlives_its_helper_and_the_next_start_brings_a_new_one() {
 fn a_ve_starts_without_a_helper_with_a_warning() {
     require!(Need::Root, Need::Program("/bin/busybox"));
     let tree = VzTree::new("");
-    let helper = Helper::configure(&tree, "LXCFS_START=no\n");
+    let helper = TreeLxcfs::configure(&tree, "LXCFS_START=no\n");
     let ctid = create(&tree, &[]);
     let out = tree.run("vzctl", &["start", &ctid, "--wait"]);
     assert!(out.status.success(), "{}", output_text(&out));
@@ -246,7 +199,7 @@ fn meminfo_none_keeps_the_hosts_meminfo_and_bad_values_are_refused() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/bin/lxcfs"));
     require!(Need::CgroupController("memory"), Need::CgroupController("cpu"));
     let tree = VzTree::new("");
-    let _helper = Helper::configure(&tree, "");
+    let _helper = TreeLxcfs::configure(&tree, "");
     let ctid = create(&tree, &["--meminfo", "none"]);
     let conf = std::fs::read_to_string(tree.path().join(format!("conf/{ctid}.conf"))).unwrap();
     assert!(conf.contains("MEMINFO=\"none\""), "{conf}");
@@ -275,7 +228,7 @@ fn a_restored_ve_keeps_its_view_and_the_restore_starts_the_helper() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/bin/lxcfs"));
     require!(Need::CgroupController("memory"), Need::Program("/usr/local/sbin/criu"));
     let tree = VzTree::new("");
-    let helper = Helper::configure(&tree, "");
+    let helper = TreeLxcfs::configure(&tree, "");
     let ctid = create(&tree, &[]);
     let started = Instant::now();
     ok(tree.run("vzctl", &["start", &ctid, "--wait"]));

@@ -8,11 +8,11 @@
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
 #![allow(clippy::print_stderr, reason = "the test reports sysinfo's latency")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vz_tests::{Need, VzTree, ok, output_text, require, unique_ctid};
+use vz_tests::{Need, TreeLxcfs, VzTree, ok, output_text, require, unique_ctid};
 
 /// A static probe: `probe once` prints `ret errno totalram totalswap procs uptime load1`,
 /// `probe bad` calls sysinfo on bad buffers, `probe loop FILE` writes the `once` line of a
@@ -86,51 +86,6 @@ int main(int argc, char **argv) {
     return 0;
 }
 "#;
-
-/// The tree's lxcfs (the VE's /proc/meminfo to compare with): its mount directory and pid
-/// file; dropping it kills that lxcfs (by the pid in the tree's pid file, after checking it
-/// is an lxcfs on this directory) and unmounts the directory. Declared after the tree.
-struct Helper {
-    dir: PathBuf,
-    pid_file: PathBuf,
-}
-
-impl Helper {
-    fn configure(tree: &VzTree) -> Helper {
-        let dir = tree.path().join("lxcfs");
-        let mut conf = std::fs::read_to_string(tree.vz_conf()).expect("read vz.conf");
-        conf.push_str(&format!("LXCFS_MOUNT={}\n", dir.display()));
-        std::fs::write(tree.vz_conf(), conf).expect("write vz.conf");
-        Helper { dir, pid_file: tree.path().join("lock/lxcfs.pid") }
-    }
-
-    fn kill(&self, signal: &str) {
-        let Some(pid) = std::fs::read_to_string(&self.pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-            .filter(|pid| {
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                cmdline.starts_with("lxcfs ") && cmdline.contains(&*self.dir.to_string_lossy())
-            })
-        else {
-            return;
-        };
-        let _ = Command::new("kill").args([signal, &pid.to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        self.kill("-TERM");
-        self.kill("-KILL");
-        vz_tests::unmount_under(&self.dir);
-    }
-}
 
 /// A busybox VE with 256M of RAM and 128M of swap (and `extra` settings), the probe in its
 /// /bin, not started.
@@ -217,7 +172,7 @@ fn free_and_uptime_show_the_ves_memory_swap_uptime_and_load() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/bin/gcc"));
     require!(Need::Program("/usr/bin/lxcfs"));
     let tree = VzTree::new("");
-    let _helper = Helper::configure(&tree);
+    let _helper = TreeLxcfs::configure(&tree, "");
     let ctid = create(&tree, &["--cpus", "1", "--cpumask", "0"]);
     // A process of the init's own tree (a boot script), beside the `vzctl exec` ones below.
     boot_script(&tree, &ctid, "S60probe", "#!/bin/sh\nsetsid /bin/probe loop /probe.boot &\n");

@@ -192,9 +192,13 @@ impl ListenerInbox {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(NsError::io("remove", path, e)),
         }
+        // The umask is the process's: binds of two threads must not restore each other's.
+        static UMASK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let guard = UMASK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
         let bound = bind(socket.as_raw_fd(), &UnixAddr::new(path).map_err(fail)?);
         nix::sys::stat::umask(old);
+        drop(guard);
         bound.map_err(fail)?;
         listen(&socket, Backlog::new(16).map_err(fail)?).map_err(fail)?;
         Ok(ListenerInbox { socket, path: path.to_owned() })
@@ -212,12 +216,7 @@ impl ListenerInbox {
     /// [`NsError::Io`] when accepting fails.
     pub fn accept(&self) -> Result<Option<SyscallListener>> {
         let fail = |e: nix::errno::Errno| NsError::io("accept on", &self.path, e.into());
-        let raw = accept4(self.socket.as_raw_fd(), SockFlag::SOCK_CLOEXEC).map_err(fail)?;
-        let conn = sys::adopt_received_fd(raw);
-        let peer = getsockopt(&conn, PeerCredentials).map_err(fail)?;
-        if peer.uid() != 0 {
-            return Ok(None);
-        }
+        let Some(conn) = self.accept_root()? else { return Ok(None) };
         let mut byte = [0_u8; 1];
         let mut iov = [IoSliceMut::new(&mut byte)];
         let mut space = nix::cmsg_space!([RawFd; 1]);
@@ -234,12 +233,7 @@ impl ListenerInbox {
     /// [`NsError::Io`] when accepting fails.
     pub fn accept_message(&self) -> Result<Option<InboxMessage>> {
         let fail = |e: nix::errno::Errno| NsError::io("accept on", &self.path, e.into());
-        let raw = accept4(self.socket.as_raw_fd(), SockFlag::SOCK_CLOEXEC).map_err(fail)?;
-        let conn = sys::adopt_received_fd(raw);
-        let peer = getsockopt(&conn, PeerCredentials).map_err(fail)?;
-        if peer.uid() != 0 {
-            return Ok(None);
-        }
+        let Some(conn) = self.accept_root()? else { return Ok(None) };
         // A client connects and sends at once; one that does not cannot hold the server.
         let timeout = nix::sys::time::TimeVal::new(1, 0);
         nix::sys::socket::setsockopt(&conn, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)
@@ -262,6 +256,15 @@ impl ListenerInbox {
             return Ok(None);
         }
         Ok(Some(InboxMessage::Question(InboxQuestion { conn, text: text[..len].to_vec() })))
+    }
+
+    /// Takes one connection; `None` when its peer is not root (closed at once).
+    fn accept_root(&self) -> Result<Option<OwnedFd>> {
+        let fail = |e: nix::errno::Errno| NsError::io("accept on", &self.path, e.into());
+        let raw = accept4(self.socket.as_raw_fd(), SockFlag::SOCK_CLOEXEC).map_err(fail)?;
+        let conn = sys::adopt_received_fd(raw);
+        let peer = getsockopt(&conn, PeerCredentials).map_err(fail)?;
+        Ok((peer.uid() == 0).then_some(conn))
     }
 }
 

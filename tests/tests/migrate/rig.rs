@@ -251,37 +251,27 @@ impl Rig {
     }
 
     /// `vzmigrate` (from the source if `forward`, else back) that SIGKILLs itself at the
-    /// crash point `step` (`VZ_TEST_CRASH_AT`); its ssh master's socket goes under `tmp`.
+    /// crash point `step` (`VZ_TEST_CRASH_AT`; that it was killed is asserted); the ssh
+    /// master connections it left are ended (they would linger for ControlPersist's 60 s).
     pub(crate) fn vzmigrate_killed_at(
         &self,
         forward: bool,
         args: &[&str],
         ctid: &str,
         step: &str,
-        tmp: &std::path::Path,
     ) -> std::process::Output {
+        use std::os::unix::process::ExitStatusExt as _;
+        let tmp = tempfile::tempdir().expect("make a temporary directory");
         let ssh = format!("--ssh={}", self.ssh_opts());
         let (from, to) = if forward { (&self.src, DST_IP) } else { (&self.dst, SRC_IP) };
         let mut cmd = from.cmd("vzmigrate");
-        cmd.env("VZ_TEST_CRASH_AT", step).env("TMPDIR", tmp);
+        cmd.env("VZ_TEST_CRASH_AT", step).env("TMPDIR", tmp.path());
         cmd.args(args).arg(ssh).args([to, ctid]);
-        cmd.output().expect("run vzmigrate")
-    }
-
-    /// Ends the ssh master connections a killed vzmigrate left under `tmp` (they would
-    /// otherwise linger for ControlPersist's 60 s).
-    pub(crate) fn end_ssh_masters(&self, tmp: &std::path::Path) {
-        for entry in std::fs::read_dir(tmp).expect("read the temporary directory").flatten() {
-            let socket = entry.path().join("master");
-            if socket.exists() {
-                let _ = Command::new("ssh")
-                    .arg("-o")
-                    .arg(format!("ControlPath={}", socket.display()))
-                    .args(["-O", "exit", "unused"])
-                    .output();
-            }
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
+        let out = cmd.output().expect("run vzmigrate");
+        end_ssh_masters(tmp.path());
+        let text = vz_tests::output_text(&out);
+        assert_eq!(out.status.signal(), Some(9), "vzmigrate {args:?} killed at {step}: {text}");
+        out
     }
 
     /// The MAC of a server's LAN interface.
@@ -375,4 +365,19 @@ fn capture(
         }
     }
     frames
+}
+
+/// Ends the ssh master connections a killed vzmigrate left under `tmp`.
+fn end_ssh_masters(tmp: &std::path::Path) {
+    for entry in std::fs::read_dir(tmp).expect("read the temporary directory").flatten() {
+        let socket = entry.path().join("master");
+        if socket.exists() {
+            let _ = Command::new("ssh")
+                .arg("-o")
+                .arg(format!("ControlPath={}", socket.display()))
+                .args(["-O", "exit", "unused"])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
 }
