@@ -105,10 +105,10 @@ impl DiskChanges {
             return Ok(());
         }
         let area = PrivateArea::open(&ve.private()?).map_err(CtlError::DiskLimits)?;
-        self.warn_if_unenforced(&area);
         if self.space.is_some() || self.inodes.is_some() {
             let (space, inodes) = self.limits_with_current(ve, &area)?;
             area.set_limits(&ve.root()?, space, inodes, running).map_err(CtlError::DiskLimits)?;
+            warn_unenforced(&area);
         }
         if let Some(seconds) = self.quota_time {
             area.set_quota_time(seconds).map_err(CtlError::DiskLimits)?;
@@ -120,14 +120,6 @@ impl DiskChanges {
             }
         }
         Ok(())
-    }
-
-    /// Says when the limits given cannot hold: a simfs area is a directory on the host's
-    /// file system, which enforces no per-VE limit here.
-    fn warn_if_unenforced(&self, area: &PrivateArea) {
-        if self.space.is_some() || self.inodes.is_some() {
-            warn_unenforced(area);
-        }
     }
 
     /// The new limits, completed by the current ones for what was not given (the area's
@@ -164,15 +156,24 @@ where
         .transpose()
 }
 
-/// Warns that DISKSPACE and DISKINODES are not enforced for a simfs `area` (a directory on
-/// the host's file system: only the image layout's file system enforces them).
+/// Warns that DISKSPACE and DISKINODES are not enforced for a simfs `area`, and why: a
+/// directory's limits are held by the host file system's project quota, where it has one
+/// (ext4 with the `project` and `quota` features mounted prjquota, XFS with pquota).
 pub fn warn_unenforced(area: &PrivateArea) {
-    if area.layout() == vz_quota::Layout::Simfs {
-        crate::output::warn(
-            "Warning: VE_LAYOUT=simfs: DISKSPACE and DISKINODES are not enforced (the private \
-             area is a directory of the host's file system); use VE_LAYOUT=ploop for limits",
-        );
+    if area.layout() != vz_quota::Layout::Simfs {
+        return;
     }
+    // The directory layout's state does not depend on a mount point.
+    let reason = match area.first_level_soft(area.private()) {
+        Ok(vz_quota::SoftLimits::Enforced) => return,
+        Ok(vz_quota::SoftLimits::Reported { reason }) => reason,
+        Ok(_) => "unknown state".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    crate::output::warn(&format!(
+        "Warning: VE_LAYOUT=simfs: DISKSPACE and DISKINODES are not enforced: {reason}; use \
+         VE_LAYOUT=ploop, or keep VE_PRIVATE on a file system with project quota"
+    ));
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{QuotaError, Result};
+use crate::hostproj;
 use crate::image;
 use crate::limit::{DiskInodes, DiskSpace, Layout, UNLIMITED};
 use crate::loopdev::{self, LoopDevice};
@@ -98,7 +99,10 @@ impl PrivateArea {
                 ugid::kernel_has_quota(),
             )?;
         }
-        Record { space, inodes, ..Record::default() }.save(&self.record_path())
+        Record { space, inodes, ..Record::default() }.save(&self.record_path())?;
+        // An empty directory joins its project before anything is unpacked into it, so every
+        // file of the VE, symlinks and device nodes included, inherits the id.
+        self.host_project_setup().map(drop)
     }
 
     /// Finds the private area at `private` and its layout.
@@ -231,6 +235,10 @@ impl PrivateArea {
             return Err(QuotaError::AlreadyMounted { root: root.to_owned() });
         }
         if self.layout == Layout::Simfs {
+            if let Err(e) = self.host_project_setup() {
+                tracing::warn!(private = %self.private.display(), error = %e,
+                    "host project quota not set up: limits are reported only");
+            }
             return mount::bind(&self.private, root);
         }
         let image = self.image_path();
@@ -310,8 +318,15 @@ impl PrivateArea {
             }
         }
         let record = self.record_path();
+        let project = match self.layout {
+            Layout::Simfs => self.record().ok().and_then(|r| r.project),
+            Layout::Image => None,
+        };
         std::fs::remove_dir_all(&self.private)
             .map_err(|e| QuotaError::io("remove private area", &self.private, e))?;
+        if let (Some(id), Some(parent)) = (project, self.private.parent()) {
+            hostproj::release(parent, id);
+        }
         match std::fs::remove_file(&record) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(QuotaError::io("remove quota record", record, e))
@@ -329,8 +344,9 @@ impl PrivateArea {
             return Ok(SecondLevel::Off);
         }
         let reason = match (self.layout, self.mount_of_image(root)?) {
-            (Layout::Simfs, _) => "the directory layout (simfs) has no per-VE filesystem to \
-                                   hold uid/gid quota; usage is accounted only"
+            (Layout::Simfs, _) => "the directory layout (simfs) has no per-VE file system to \
+                hold uid/gid quota (the host file system's user and group quota would mix the \
+                VE's ids with the host's and other VEs'); usage is accounted only"
                 .to_owned(),
             (Layout::Image, Some(m)) if m.super_options.split(',').any(|o| o == "usrquota") => {
                 return Ok(SecondLevel::Enforced);
@@ -393,10 +409,13 @@ impl PrivateArea {
         let space = record.space.unwrap_or(DiskSpace { soft_kb: 0, hard_kb: 0 });
         let inodes = record.inodes.unwrap_or(DiskInodes { soft: 0, hard: 0 });
         let (used_kb, used_inodes, space, inodes) = match self.layout {
-            Layout::Simfs => {
-                let usage = ugid::walk(&self.private)?;
-                (usage.blocks_kb, usage.inodes, space, inodes)
-            }
+            Layout::Simfs => match self.host_project_usage()? {
+                Some(q) => (q.space_bytes.div_ceil(1024), q.inodes, space, inodes),
+                None => {
+                    let usage = ugid::walk(&self.private)?;
+                    (usage.blocks_kb, usage.inodes, space, inodes)
+                }
+            },
             Layout::Image => {
                 let (used_kb, used_inodes, size_kb, inode_count) = self.image_usage(root)?;
                 let hard_kb = record.space.map_or(size_kb, |s| s.hard_kb);
@@ -420,7 +439,7 @@ impl PrivateArea {
         let qt = record.quota_time;
         let kernel = match self.layout {
             Layout::Image => self.kernel_usage(root)?,
-            Layout::Simfs => None,
+            Layout::Simfs => self.host_project_usage()?,
         };
         let (blocks_grace, inodes_grace) = match kernel {
             Some(q) => {
@@ -432,7 +451,7 @@ impl PrivateArea {
             blocks: Usage::new(used_kb, space.soft_kb, space.hard_kb, blocks_grace),
             inodes: Usage::new(used_inodes, inodes.soft, inodes.hard, inodes_grace),
             quota_time: qt,
-            enforced: self.layout == Layout::Image,
+            enforced: self.layout == Layout::Image || kernel.is_some(),
         })
     }
 

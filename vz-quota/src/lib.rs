@@ -66,6 +66,7 @@
 
 mod area;
 mod error;
+mod hostproj;
 mod image;
 mod limit;
 mod loopdev;

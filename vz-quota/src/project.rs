@@ -53,11 +53,7 @@ impl PrivateArea {
     pub fn first_level_soft(&self, root: &Path) -> Result<SoftLimits> {
         let reported = |reason: String| Ok(SoftLimits::Reported { reason });
         if self.layout() == Layout::Simfs {
-            return reported(
-                "the directory layout (simfs) has no filesystem of its own to hold a project \
-                 quota; soft limits and QUOTATIME are reported with grace timers only"
-                    .to_owned(),
-            );
+            return self.host_project_soft();
         }
         if !ugid::kernel_has_quota() {
             return reported(
@@ -117,9 +113,10 @@ impl PrivateArea {
     }
 
     /// Sets the recorded limits and QUOTATIME on the project wherever the image is mounted
-    /// with project quota (a running or mounted VE); nothing otherwise.
+    /// with project quota (a running or mounted VE), or on the directory layout's project of
+    /// the host file system; nothing otherwise.
     pub(crate) fn reapply_project_limits(&self) -> Result<()> {
-        let Some(image) = self.image() else { return Ok(()) };
+        let Some(image) = self.image() else { return self.reapply_host_project() };
         let devices = loopdev::devices_backed_by(&image)?;
         if devices.is_empty() {
             return Ok(());
@@ -186,7 +183,7 @@ pub(crate) fn apply(device: &Path, record: &Record) -> Result<()> {
 /// sets the limits.
 pub(crate) fn setup(root: &Path, device: &Path, record: &Record, adopt: bool) -> Result<()> {
     if adopt || !root_in_project(root)? {
-        let skipped = adopt_tree(root)?;
+        let skipped = adopt_tree(root, PROJECT_ID)?;
         if skipped > 0 {
             tracing::info!(root = %root.display(), skipped,
                 "symlinks and special files already present stay outside the project");
@@ -203,16 +200,16 @@ pub(crate) fn root_in_project(root: &Path) -> Result<bool> {
     Ok(projid == PROJECT_ID && inherit)
 }
 
-/// Puts every directory and regular file under `root` (same filesystem) in the project,
+/// Puts every directory and regular file under `root` (same filesystem) in project `id`,
 /// directories with PROJINHERIT. Returns how many other inodes were left out: symlinks,
 /// devices, FIFOs and sockets cannot be opened for the ioctl, and the kernel refuses it on
 /// immutable or append-only files; only ones made before the project existed are concerned,
 /// later ones inherit it at creation. Only a failure on `root` itself is an error.
-fn adopt_tree(root: &Path) -> Result<u64> {
+pub(crate) fn adopt_tree(root: &Path, id: u32) -> Result<u64> {
     let dev = root.symlink_metadata().map_err(|e| QuotaError::io("stat", root, e))?.dev();
     let mut skipped = 0;
     let mut stack: Vec<PathBuf> = vec![root.to_owned()];
-    set(root, true)?;
+    set(root, id, true)?;
     while let Some(dir) = stack.pop() {
         let entries =
             std::fs::read_dir(&dir).map_err(|e| QuotaError::io("read directory", &dir, e))?;
@@ -224,8 +221,8 @@ fn adopt_tree(root: &Path) -> Result<u64> {
                 continue;
             }
             let done = match (kind.is_dir(), kind.is_file()) {
-                (true, _) => set(&path, true).map(|()| stack.push(path)),
-                (false, true) => set(&path, false),
+                (true, _) => set(&path, id, true).map(|()| stack.push(path)),
+                (false, true) => set(&path, id, false),
                 (false, false) => {
                     skipped += 1;
                     continue;
@@ -240,14 +237,15 @@ fn adopt_tree(root: &Path) -> Result<u64> {
     Ok(skipped)
 }
 
-fn set(path: &Path, directory: bool) -> Result<()> {
+/// Puts the directory or regular file at `path` in project `id` (`directory`: with
+/// PROJINHERIT).
+pub(crate) fn set(path: &Path, id: u32, directory: bool) -> Result<()> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
         .map_err(|e| QuotaError::io("open", path, e))?;
-    sys::set_project(&file, PROJECT_ID, directory)
-        .map_err(|e| QuotaError::io("set project id", path, e))
+    sys::set_project(&file, id, directory).map_err(|e| QuotaError::io("set project id", path, e))
 }
 
 #[cfg(test)]

@@ -24,6 +24,9 @@ pub(crate) struct Record {
     pub(crate) blocks_over_since: Option<u64>,
     /// Unix time at which inode usage went over the soft limit.
     pub(crate) inodes_over_since: Option<u64>,
+    /// The directory layout's project id on the host file system, where that file system
+    /// enforces project quota (allocated once, unique on it; see `hostproj`).
+    pub(crate) project: Option<u32>,
 }
 
 impl Default for Record {
@@ -35,6 +38,7 @@ impl Default for Record {
             ugid_limit: 0,
             blocks_over_since: None,
             inodes_over_since: None,
+            project: None,
         }
     }
 }
@@ -64,6 +68,9 @@ impl Record {
                 "QUOTAUGIDLIMIT" => record.ugid_limit = number()?,
                 "BLOCKS_OVER_SINCE" => record.blocks_over_since = Some(number()?),
                 "INODES_OVER_SINCE" => record.inodes_over_since = Some(number()?),
+                "PROJECT_ID" => {
+                    record.project = Some(value.parse::<u32>().map_err(|_| bad())?);
+                }
                 _ => tracing::debug!(line, "unknown key in quota record, ignored"),
             }
         }
@@ -86,6 +93,9 @@ impl Record {
         }
         if let Some(t) = self.inodes_over_since {
             let _ = writeln!(out, "INODES_OVER_SINCE=\"{t}\"");
+        }
+        if let Some(id) = self.project {
+            let _ = writeln!(out, "PROJECT_ID=\"{id}\"");
         }
         out
     }
@@ -113,6 +123,7 @@ mod tests {
             ugid_limit: 100,
             blocks_over_since: Some(1_700_000_000),
             inodes_over_since: None,
+            project: Some(100_007),
         };
         assert_eq!(Record::parse(&record.render()).unwrap(), record);
         assert_eq!(Record::parse("").unwrap(), Record::default());

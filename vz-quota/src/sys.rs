@@ -262,16 +262,7 @@ pub(crate) fn project_quota(device: &Path, id: u32) -> io::Result<IdQuota> {
     unsafe {
         raw_quotactl(libc::QCMD(libc::Q_GETQUOTA, PRJQUOTA), device, id, (&raw mut q).cast())
     }?;
-    Ok(IdQuota {
-        blocks_soft: q.dqb_bsoftlimit,
-        blocks_hard: q.dqb_bhardlimit,
-        inodes_soft: q.dqb_isoftlimit,
-        inodes_hard: q.dqb_ihardlimit,
-        space_bytes: q.dqb_curspace,
-        inodes: q.dqb_curinodes,
-        blocks_grace_end: q.dqb_btime,
-        inodes_grace_end: q.dqb_itime,
-    })
+    Ok(id_quota(&q))
 }
 
 /// Sets the limits of `id` in quota `qtype` ([`USRQUOTA`], [`GRPQUOTA`], [`PRJQUOTA`]); the
@@ -282,13 +273,7 @@ pub(crate) fn set_limits(
     id: u32,
     limits: &IdQuota,
 ) -> io::Result<()> {
-    // SAFETY: `dqblk` is plain integers; all zeroes is a valid value.
-    let mut q: libc::dqblk = unsafe { std::mem::zeroed() };
-    q.dqb_bsoftlimit = limits.blocks_soft;
-    q.dqb_bhardlimit = limits.blocks_hard;
-    q.dqb_isoftlimit = limits.inodes_soft;
-    q.dqb_ihardlimit = limits.inodes_hard;
-    q.dqb_valid = libc::QIF_LIMITS;
+    let mut q = dqblk_limits(limits);
     // SAFETY: Q_SETQUOTA reads a `struct if_dqblk`, which `q` is.
     unsafe { raw_quotactl(libc::QCMD(libc::Q_SETQUOTA, qtype), device, id, (&raw mut q).cast()) }
 }
@@ -300,6 +285,107 @@ pub(crate) fn set_project_grace(device: &Path, blocks: u64, inodes: u64) -> io::
     unsafe {
         raw_quotactl(libc::QCMD(libc::Q_SETINFO, PRJQUOTA), device, 0, (&raw mut info).cast())
     }
+}
+
+/// quotactl_fd(2) (Linux 5.14+): quotactl on the file system of the open file `file`, with
+/// a whole command (`QCMD(subcmd, type)`); no block device node is needed (XFS, or an ext4
+/// whose device the caller does not know).
+///
+/// # Safety
+/// `data` must point to a live structure of the kind the subcommand reads or writes.
+unsafe fn raw_quotactl_fd(
+    file: &File,
+    cmd: libc::c_int,
+    id: u32,
+    data: *mut libc::c_char,
+) -> io::Result<()> {
+    let cmd = libc::c_uint::from_ne_bytes(cmd.to_ne_bytes());
+    // SAFETY: the fd is open for the duration of the call; the caller vouches for `data`.
+    let rc = unsafe { libc::syscall(libc::SYS_quotactl_fd, file.as_raw_fd(), cmd, id, data) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// `Q_XGETQSTAT`: `XQM_CMD(5)`, the quota state of a file system (`struct fs_quota_stat`).
+const Q_XGETQSTAT: libc::c_int = (b'X' as libc::c_int) << 8 | 5;
+/// `FS_QUOTA_PDQ_ACCT`: project quota usage is accounted.
+pub(crate) const FS_QUOTA_PDQ_ACCT: u16 = 1 << 4;
+/// `FS_QUOTA_PDQ_ENFD`: project quota limits are enforced.
+pub(crate) const FS_QUOTA_PDQ_ENFD: u16 = 1 << 5;
+
+/// The quota state flags (`qs_flags`: `FS_QUOTA_*`) of the file system holding `file`.
+pub(crate) fn quota_state_flags(file: &File) -> io::Result<u16> {
+    // `struct fs_quota_stat` is 80 bytes; qs_flags is the u16 at offset 2.
+    let mut buf = [0u8; 128];
+    // SAFETY: Q_XGETQSTAT writes a `struct fs_quota_stat`, which fits in `buf`.
+    unsafe {
+        raw_quotactl_fd(file, libc::QCMD(Q_XGETQSTAT, PRJQUOTA), 0, buf.as_mut_ptr().cast())
+    }?;
+    Ok(u16::from_ne_bytes([buf[2], buf[3]]))
+}
+
+/// Reads project `id`'s limits and usage on the file system holding `file`.
+pub(crate) fn project_quota_fd(file: &File, id: u32) -> io::Result<IdQuota> {
+    // SAFETY: `dqblk` is plain integers; all zeroes is a valid value.
+    let mut q: libc::dqblk = unsafe { std::mem::zeroed() };
+    // SAFETY: Q_GETQUOTA writes a `struct if_dqblk`, which `q` is.
+    unsafe {
+        raw_quotactl_fd(file, libc::QCMD(libc::Q_GETQUOTA, PRJQUOTA), id, (&raw mut q).cast())
+    }?;
+    Ok(id_quota(&q))
+}
+
+/// Sets project `id`'s limits on the file system holding `file`; the usage fields of
+/// `limits` are ignored.
+pub(crate) fn set_project_limits_fd(file: &File, id: u32, limits: &IdQuota) -> io::Result<()> {
+    let mut q = dqblk_limits(limits);
+    // SAFETY: Q_SETQUOTA reads a `struct if_dqblk`, which `q` is.
+    unsafe {
+        raw_quotactl_fd(file, libc::QCMD(libc::Q_SETQUOTA, PRJQUOTA), id, (&raw mut q).cast())
+    }
+}
+
+/// The project quota grace periods (blocks, inodes; seconds) of the file system holding
+/// `file`: one pair per file system, shared by every project on it.
+pub(crate) fn project_grace_fd(file: &File) -> io::Result<(u64, u64)> {
+    let mut info = IfDqinfo::default();
+    // SAFETY: Q_GETINFO writes a `struct if_dqinfo`, which `info` is.
+    unsafe {
+        raw_quotactl_fd(file, libc::QCMD(libc::Q_GETINFO, PRJQUOTA), 0, (&raw mut info).cast())
+    }?;
+    Ok((info.bgrace, info.igrace))
+}
+
+/// Sets the project quota grace periods (seconds) of the file system holding `file`.
+pub(crate) fn set_project_grace_fd(file: &File, blocks: u64, inodes: u64) -> io::Result<()> {
+    let mut info = IfDqinfo { bgrace: blocks, igrace: inodes, flags: 0, valid: IIF_GRACE };
+    // SAFETY: Q_SETINFO reads a `struct if_dqinfo`, which `info` is.
+    unsafe {
+        raw_quotactl_fd(file, libc::QCMD(libc::Q_SETINFO, PRJQUOTA), 0, (&raw mut info).cast())
+    }
+}
+
+fn id_quota(q: &libc::dqblk) -> IdQuota {
+    IdQuota {
+        blocks_soft: q.dqb_bsoftlimit,
+        blocks_hard: q.dqb_bhardlimit,
+        inodes_soft: q.dqb_isoftlimit,
+        inodes_hard: q.dqb_ihardlimit,
+        space_bytes: q.dqb_curspace,
+        inodes: q.dqb_curinodes,
+        blocks_grace_end: q.dqb_btime,
+        inodes_grace_end: q.dqb_itime,
+    }
+}
+
+fn dqblk_limits(limits: &IdQuota) -> libc::dqblk {
+    // SAFETY: `dqblk` is plain integers; all zeroes is a valid value.
+    let mut q: libc::dqblk = unsafe { std::mem::zeroed() };
+    q.dqb_bsoftlimit = limits.blocks_soft;
+    q.dqb_bhardlimit = limits.blocks_hard;
+    q.dqb_isoftlimit = limits.inodes_soft;
+    q.dqb_ihardlimit = limits.inodes_hard;
+    q.dqb_valid = libc::QIF_LIMITS;
+    q
 }
 
 /// `Q_GETNEXTQUOTA` (not in libc).
