@@ -325,22 +325,36 @@ fn root_in_the_ve_cannot_change_project_ids_or_reach_the_quota() {
     ok(pt.tree.run("vzctl", &["stop", &ctid, "--fast"]));
 }
 
-/// Kernel threads named like a block layout's (loop workers, jbd2, ext4-rsv-conversion).
-fn layout_threads() -> usize {
+/// Names of the kernel threads (kthreadd's children) a block layout brings: loop workers,
+/// jbd2 journals, ext4's reserved-conversion rescuers.
+fn layout_threads() -> Vec<String> {
     let names = ["loop", "jbd2", "ext4-rsv"];
     std::fs::read_dir("/proc")
         .expect("read /proc")
         .flatten()
         .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| {
-            // ppid 2: a kernel thread (kthreadd's child).
-            let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-            let comm =
-                stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')).map_or("", |c| c.0);
-            after.split_whitespace().nth(1) == Some("2")
-                && names.iter().any(|n| comm.starts_with(n))
+        .filter_map(|stat| {
+            let (head, rest) = stat.rsplit_once(") ")?;
+            let comm = head.split_once(" (")?.1.to_owned();
+            let kernel = rest.split_whitespace().nth(1) == Some("2");
+            (kernel && names.iter().any(|n| comm.starts_with(n))).then_some(comm)
         })
-        .count()
+        .collect()
+}
+
+/// The source devices of the mounts at or below `root` (`/dev/loop3` → `loop3`).
+fn devices_under(root: &Path) -> Vec<String> {
+    let root = root.canonicalize().expect("resolve root");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = PathBuf::from(left.split(' ').nth(4)?.replace("\\040", " "));
+            let source = right.split(' ').nth(1)?;
+            point.starts_with(&root).then(|| source.trim_start_matches("/dev/").to_owned())
+        })
+        .collect()
 }
 
 #[test]
@@ -353,9 +367,23 @@ fn a_simfs_ve_costs_no_kernel_thread_with_or_without_enforcement() {
         let before = layout_threads();
         ok(pt.tree.run("vzctl", &["start", &ctid]));
         let running = layout_threads();
+        let root = pt.tree.path().join("root").join(&ctid);
+        let devices = devices_under(&root);
         ok(pt.tree.run("vzctl", &["stop", &ctid, "--fast"]));
-        // Other tests' image VEs come and go meanwhile: only more would be ours.
-        assert!(running <= before, "a simfs VE started no loop or journal thread");
+        // The VE's root is its private directory on the test's file system: no device, so
+        // no journal of its own (the file system's own journal thread was there before).
+        let fs_device = devices_under(&pt.fs);
+        assert_eq!(devices, fs_device[..1], "a bind mount of the private directory");
+        let journal = format!("jbd2/{}-", fs_device[0]);
+        assert!(before.iter().any(|t| t.starts_with(&journal)), "the fs's journal: {before:?}");
+        let new: Vec<&String> = running.iter().filter(|t| !before.contains(t)).collect();
+        eprintln!(
+            "simfs VE, project quota {}: {} layout kernel threads before start, {} running \
+             (new: {new:?}; other tests' VEs may come and go)",
+            if pt.enforcing { "enforced" } else { "off" },
+            before.len(),
+            running.len()
+        );
         let mut times = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
@@ -369,5 +397,17 @@ fn a_simfs_ve_costs_no_kernel_thread_with_or_without_enforcement() {
             if pt.enforcing { "enforced" } else { "off" },
             times[2]
         );
+        if !quota {
+            // The canary: an image VE on the same host brings its journal thread.
+            let image = unique_ctid().to_string();
+            let made = pt.tree.run("vzctl", &["create", &image, "--layout", "ploop"]);
+            ok(made);
+            ok(pt.tree.run("vzctl", &["start", &image]));
+            let device = devices_under(&pt.tree.path().join("root").join(&image));
+            let threads = layout_threads();
+            ok(pt.tree.run("vzctl", &["stop", &image, "--fast"]));
+            let journal = format!("jbd2/{}-", device[0]);
+            assert!(threads.iter().any(|t| t.starts_with(&journal)), "{device:?} {threads:?}");
+        }
     }
 }

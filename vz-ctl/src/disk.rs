@@ -170,7 +170,7 @@ pub fn warn_unenforced(area: &PrivateArea) {
         Ok(_) => "unknown state".to_owned(),
         Err(e) => e.to_string(),
     };
-    crate::output::warn(&format!(
+    crate::output::warn(format!(
         "Warning: VE_LAYOUT=simfs: DISKSPACE and DISKINODES are not enforced: {reason}; use \
          VE_LAYOUT=ploop, or keep VE_PRIVATE on a file system with project quota"
     ));

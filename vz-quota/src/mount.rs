@@ -107,7 +107,7 @@ pub(crate) fn mount_ext4(
 }
 
 /// Unmounts every mount at or below `root`, deepest first, then waits for the loop devices
-/// they used to auto-detach. Busy mounts are retried for a few seconds (exiting processes).
+/// they used, and no other mount uses, to auto-detach. Busy mounts are retried for a few seconds (exiting processes).
 pub(crate) fn umount_tree(root: &Path) -> Result<()> {
     let root = canonical(root)?;
     let mut below: Vec<(usize, MountEntry)> = mounts()?
@@ -126,7 +126,17 @@ pub(crate) fn umount_tree(root: &Path) -> Result<()> {
         umount_retrying(&m.mount_point)?;
         tracing::debug!(mount_point = %m.mount_point.display(), "unmounted");
     }
+    // A device still mounted elsewhere stays attached: a directory-layout area bind-mounted
+    // from a host file system that happens to live on a loop device (not the VE's own).
+    let still: Vec<String> = if attached.is_empty() {
+        Vec::new()
+    } else {
+        mounts()?.into_iter().map(|m| m.source).collect()
+    };
     for (device, image) in attached {
+        if still.iter().any(|s| Path::new(s) == device) {
+            continue;
+        }
         if !loopdev::wait_device_detached(&device, &image, Duration::from_secs(5)) {
             tracing::warn!(image = %image.display(), device = %device.display(),
                 "loop device still attached after unmount (held by another mount namespace?)");

@@ -68,16 +68,26 @@ pub fn run(ve: &Ve, cmd: QuotaCmd) -> Result<()> {
                 .sync_unmounted(&area)
                 .map_err(|e| fail(chain(&e)))?;
             let stat = area.stat(&root).map_err(|e| fail(chain(&e)))?;
+            let how = if stat.enforced {
+                "enforced by the host file system's project quota"
+            } else {
+                "accounted, not enforced"
+            };
             say(format!(
-                "Quota initialized: {} KB and {} inodes used (simfs: accounted, not enforced)",
+                "Quota initialized: {} KB and {} inodes used (simfs: {how})",
                 stat.blocks.usage, stat.inodes.usage
             ));
         }
         QuotaCmd::On => {
             let stat = area.stat(&root).map_err(|e| fail(chain(&e)))?;
+            let how = if stat.enforced {
+                "the host file system's project quota enforces its limits"
+            } else {
+                "its file system has no project quota, so its limits are reported, not enforced"
+            };
             say(format!(
-                "Quota accounting is on: {} KB and {} inodes used; the directory layout (simfs) \
-                 has no per-container file system, so its limits are reported, not enforced",
+                "Quota accounting is on: {} KB and {} inodes used; the directory layout (simfs): \
+                 {how}",
                 stat.blocks.usage, stat.inodes.usage
             ));
         }
