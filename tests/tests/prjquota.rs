@@ -205,6 +205,14 @@ fn simfs_diskspace_and_diskinodes_are_held_by_the_host_project_quota() {
     assert!(pt.project_id(&ctid).is_some_and(|id| id >= 100_000), "{}", pt.record(&ctid));
     // The unpacked template was counted from the start (its symlinks included).
     assert!(used_kb > 500 && used_inodes > 50, "{used_kb} KB, {used_inodes} inodes");
+    // vzlist reads the same usage from the kernel; df in the VE shows the project's limit
+    // (ext4 answers statvfs of a PROJINHERIT directory with its project's quota).
+    let listed = ok(pt.tree.run("vzlist", &["-H", "-o", "diskspace,diskspace.h", &ctid]));
+    let listed: Vec<&str> = listed.split_whitespace().collect();
+    assert_eq!(listed, [used_kb.to_string().as_str(), "30720"], "vzlist: {listed:?}");
+    let df = ok(pt.exec(&ctid, "df -k / | tail -1"));
+    let df_kb: u64 = df.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("df size");
+    assert_eq!(df_kb, 20_480, "df in the VE shows DISKSPACE's soft limit: {df}");
     // QUOTATIME 0 (the sample's): the write that crosses the 20M soft limit is the last.
     assert_ne!(dd.status.code(), Some(0), "{}", output_text(&dd));
     assert!(output_text(&dd).contains("Disk quota exceeded"), "{}", output_text(&dd));

@@ -8,8 +8,14 @@
 //!   up to whole block groups) its inode count: the kernel enforces both (ENOSPC), and `df` in
 //!   the VE shows them. A mounted image grows online (needs CAP_SYS_RESOURCE), an unmounted
 //!   one grows and shrinks offline.
-//! - [`Layout::Simfs`]: a plain directory, bind-mounted at the root. Usage is accounted by a
-//!   walk of the tree; nothing is enforced.
+//! - [`Layout::Simfs`]: a plain directory, bind-mounted at the root. Where the host file
+//!   system holding it enforces project quota (ext4 with the `project` and `quota` features
+//!   mounted `prjquota`, or XFS mounted `pquota`), the tree is one project of that file system
+//!   with an id of its own (kept in the area's record; unique on the file system, allocated
+//!   under a lock, released at destroy) and the kernel holds DISKSPACE, DISKINODES and the
+//!   grace periods, reports usage, and answers `df` in the VE with the limits — with no image,
+//!   loop device or journal of the VE's own. Elsewhere usage is accounted by a walk of the
+//!   tree and nothing is enforced ([`PrivateArea::first_level_soft`] says why).
 //!
 //! Soft limits and QUOTATIME are kept in a small record beside the area and reported with
 //! their grace timers by [`PrivateArea::stat`], whose [`QuotaStat`] prints as `vzquota stat`.
@@ -37,13 +43,16 @@
 //! | quota formats (`quota_v2`), image with inodes > 128 bytes | enforced (EDQUOT after the grace) |
 //! | quota formats, image with 128-byte inodes | reported: tune2fs cannot enlarge inodes of a flex_bg ext4 |
 //! | no quota formats (e.g. a 6.18 kernel without CONFIG_QUOTA) | reported: images are made without quota features, which such a kernel refuses to mount read-write (an image that has them loses them at mount) |
-//! | directory layout (simfs) | reported |
+//! | directory layout (simfs), host file system enforcing project quota | enforced (the file system's project grace periods: one QUOTATIME per file system) |
+//! | directory layout (simfs), elsewhere | reported |
 //!
 //! Caveats: a process with CAP_SYS_RESOURCE ignores quota limits (the kernel's rule; vz-ns
-//! leaves it out of a VE's bounding set by default). Root in a VE lives in the init user
-//! namespace and owns its files, so it may change a file's project id (FS_IOC_FSSETXATTR) and
-//! move usage out of the project, escaping the soft limits and the project's accounting; the
-//! hard limit, the filesystem's size, still holds.
+//! leaves it out of a VE's bounding set by default). Root in a VE of its own user namespace (the
+//! default) cannot change a file's project id or PROJINHERIT: the kernel allows that only
+//! from the initial user namespace (EINVAL otherwise). Root of a privileged VE (no user
+//! namespace) can, and may move usage out of the project, escaping the soft limits and the
+//! project's accounting; on the image layout the hard limit, the filesystem's size, still
+//! holds.
 //!
 //! The **second level** (per uid/gid inside the VE, QUOTAUGIDLIMIT > 0): on a kernel with
 //! quota formats the image gets ext4's `quota` feature and is mounted with `usrquota,grpquota`,

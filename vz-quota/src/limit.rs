@@ -18,7 +18,9 @@ pub const UNLIMITED: u64 = i64::MAX as u64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Layout {
-    /// A plain directory, bind-mounted at the VE root. Usage is accounted, nothing is enforced.
+    /// A plain directory, bind-mounted at the VE root. Its limits are held by the host file
+    /// system's project quota where that file system has it; elsewhere usage is accounted and
+    /// nothing is enforced.
     Simfs,
     /// An ext4 filesystem in a sparse file on a loop device: DISKSPACE's hard limit is its
     /// size, and the kernel enforces it. Shown as `ploop`, the name OpenVZ users know.

@@ -19,7 +19,9 @@ impl PrivateArea {
     /// unmounted image is checked (`e2fsck -f`) and resized offline, up or down. ext4 fixes the
     /// inodes per block group at mkfs, so the filesystem's inode count can only follow the
     /// size. Where the image is mounted with project quota, the project takes the new soft and
-    /// hard limits at once (DISKINODES then holds exactly, also below the inode count). Directory layout: the limits are recorded and reported, not enforced.
+    /// hard limits at once (DISKINODES then holds exactly, also below the inode count).
+    /// Directory layout: the limits are recorded, and set on the VE's project of the host
+    /// file system at once where that enforces project quota (reported only elsewhere).
     ///
     /// # Errors
     /// [`QuotaError::BelowUsage`] when a hard limit is below current usage,
