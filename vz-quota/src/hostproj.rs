@@ -5,8 +5,10 @@
 //! no journal thread of the VE's own.
 //!
 //! The project id is allocated once per VE, under a host-wide lock, as the first id from
-//! [`FIRST_ID`] on that file system that holds neither usage nor limits (what the kernel
-//! says, so an id another tool or VE uses is never taken), and kept in the area's record.
+//! [`FIRST_ID`] on that file system that holds no usage (what the kernel says, so an id with
+//! files — another VE's, whose tree always holds at least its own directory, or another
+//! tool's — is never taken; limits left by a tree removed without destroy are overwritten),
+//! and kept in the area's record.
 //! The private directory gets the id and PROJINHERIT before anything else is in it (at
 //! create), or the existing tree is walked once (an area made before the file system had
 //! project quota, or one copied from another host: its directories and regular files join
@@ -141,7 +143,9 @@ impl PrivateArea {
         let free = |id: u32| -> Result<bool> {
             let q = sys::project_quota_fd(dir, id)
                 .map_err(|e| QuotaError::io("read project quota", private, e))?;
-            Ok(q.space_bytes == 0 && q.inodes == 0 && project::same_limits(&q, &IdQuota::default()))
+            // Usage only: a VE's tree always holds its own directory, and limits left behind
+            // by a tree removed without destroy (convert, a killed destroy) free nothing.
+            Ok(q.space_bytes == 0 && q.inodes == 0)
         };
         let mut id = match wanted {
             Some(id) if id >= FIRST_ID && free(id)? => id,
