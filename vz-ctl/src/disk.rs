@@ -172,7 +172,7 @@ pub fn warn_unenforced(area: &PrivateArea) {
     };
     crate::output::warn(format!(
         "Warning: VE_LAYOUT=simfs: DISKSPACE and DISKINODES are not enforced: {reason}; use \
-         VE_LAYOUT=ploop, or keep VE_PRIVATE on a file system with project quota"
+         VE_LAYOUT=ploop, or keep VE_PRIVATE on such a file system"
     ));
 }
 

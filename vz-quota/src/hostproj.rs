@@ -205,8 +205,7 @@ impl PrivateArea {
         let reported = |reason: String| Ok(SoftLimits::Reported { reason });
         if let HostQuota::Off { reason } = host_quota(self.private()) {
             return reported(format!(
-                "the directory layout (simfs) is enforced by the host file system's project \
-                 quota, and {reason}; limits are reported with grace timers only"
+                "{reason}; the directory layout's limits are reported with grace timers only"
             ));
         }
         let record = self.record()?;

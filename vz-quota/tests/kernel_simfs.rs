@@ -1,5 +1,6 @@
-//! Kernel tests of the directory layout (simfs): a bind-mounted directory whose usage is
-//! accounted by a walk and whose limits are recorded and reported, not enforced.
+//! Kernel tests of the directory layout (simfs) on a file system without project quota: a
+//! bind-mounted directory whose usage is accounted by a walk and whose limits are recorded
+//! and reported, not enforced (`kernel_simfs_project.rs` has the file system that enforces).
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
 
 mod common;
