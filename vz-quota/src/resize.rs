@@ -21,7 +21,8 @@ impl PrivateArea {
     /// size. Where the image is mounted with project quota, the project takes the new soft and
     /// hard limits at once (DISKINODES then holds exactly, also below the inode count).
     /// Directory layout: the limits are recorded, and set on the VE's project of the host
-    /// file system at once where that enforces project quota (reported only elsewhere).
+    /// file system at once where that enforces project quota (the tree joins a project first
+    /// if it is in none yet); reported only elsewhere.
     ///
     /// # Errors
     /// [`QuotaError::BelowUsage`] when a hard limit is below current usage,
@@ -46,7 +47,12 @@ impl PrivateArea {
         record.space = Some(space);
         record.inodes = Some(inodes);
         record.save(&self.record_path())?;
-        self.reapply_project_limits()
+        match self.layout() {
+            // Also an area not yet in a project (made before its file system had project
+            // quota) joins one now, mounted or not.
+            Layout::Simfs => self.host_project_setup().map(drop),
+            Layout::Image => self.reapply_project_limits(),
+        }
     }
 
     fn resize_image(
