@@ -4,6 +4,7 @@
 //! grace periods QUOTATIME, set with quotactl on the image's loop device.
 
 use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -205,36 +206,101 @@ pub(crate) fn root_in_project(root: &Path) -> Result<bool> {
 /// devices, FIFOs and sockets cannot be opened for the ioctl, and the kernel refuses it on
 /// immutable or append-only files; only ones made before the project existed are concerned,
 /// later ones inherit it at creation. Only a failure on `root` itself is an error.
+///
+/// The walk opens every entry relative to its parent's descriptor with `O_NOFOLLOW`, never
+/// by path: the tree may be a running VE's, whose root can swap a directory for a symlink to
+/// a host path between the listing and the open. Open descriptors are bounded by the depth.
 pub(crate) fn adopt_tree(root: &Path, id: u32) -> Result<u64> {
-    let dev = root.symlink_metadata().map_err(|e| QuotaError::io("stat", root, e))?.dev();
+    let top = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(root)
+        .map_err(|e| QuotaError::io("open", root, e))?;
+    let dev = top.metadata().map_err(|e| QuotaError::io("stat", root, e))?.dev();
+    sys::set_project(&top, id, true).map_err(|e| QuotaError::io("set project id", root, e))?;
     let mut skipped = 0;
-    let mut stack: Vec<PathBuf> = vec![root.to_owned()];
-    set(root, id, true)?;
-    while let Some(dir) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| QuotaError::io("read directory", &dir, e))?;
-        for entry in entries {
-            let path = entry.map_err(|e| QuotaError::io("read directory", &dir, e))?.path();
-            let meta = path.symlink_metadata().map_err(|e| QuotaError::io("stat", &path, e))?;
-            let kind = meta.file_type();
-            if meta.dev() != dev {
+    let mut stack = vec![Frame::list(top, root.to_owned())?];
+    while let Some(frame) = stack.last_mut() {
+        let Some(name) = frame.names.pop() else {
+            stack.pop();
+            continue;
+        };
+        let path = frame.path.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
+        let child = match open_entry(&frame.dir, &name) {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "left out of the project");
+                skipped += 1;
                 continue;
             }
-            let done = match (kind.is_dir(), kind.is_file()) {
-                (true, _) => set(&path, id, true).map(|()| stack.push(path)),
-                (false, true) => set(&path, id, false),
-                (false, false) => {
-                    skipped += 1;
-                    continue;
-                }
-            };
-            if let Err(e) = done {
-                tracing::debug!(error = %e, "left out of the project");
-                skipped += 1;
-            }
+        };
+        let Ok(meta) = child.metadata() else {
+            skipped += 1;
+            continue;
+        };
+        if meta.dev() != dev {
+            continue;
+        }
+        let kind = meta.file_type();
+        if !kind.is_dir() && !kind.is_file() {
+            skipped += 1;
+            continue;
+        }
+        if let Err(e) = sys::set_project(&child, id, kind.is_dir()) {
+            tracing::debug!(path = %path.display(), error = %e, "left out of the project");
+            skipped += 1;
+            continue;
+        }
+        if kind.is_dir() {
+            stack.push(Frame::list(child, path)?);
         }
     }
     Ok(skipped)
+}
+
+/// A directory of [`adopt_tree`]'s walk: its descriptor and the names still to visit.
+struct Frame {
+    dir: File,
+    path: PathBuf,
+    names: Vec<std::ffi::CString>,
+}
+
+impl Frame {
+    /// Lists the directory open as `dir` (entries that are neither directories nor regular
+    /// files by their type are not listed: a device node is never opened).
+    fn list(dir: File, path: PathBuf) -> Result<Frame> {
+        let listing = nix::dir::Dir::from_fd(
+            dir.try_clone().map_err(|e| QuotaError::io("read directory", &path, e))?.into(),
+        )
+        .map_err(|e| QuotaError::errno("read directory", &path, e))?;
+        let mut names = Vec::new();
+        for entry in listing {
+            let entry = entry.map_err(|e| QuotaError::errno("read directory", &path, e))?;
+            let name = entry.file_name();
+            if name.to_bytes() == b"." || name.to_bytes() == b".." {
+                continue;
+            }
+            use nix::dir::Type;
+            if matches!(entry.file_type(), Some(Type::Directory | Type::File) | None) {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(Frame { dir, path, names })
+    }
+}
+
+/// Opens the entry `name` of `dir` without following a symlink (`O_NONBLOCK`: a FIFO
+/// swapped in does not block; `O_NOCTTY`).
+fn open_entry(dir: &File, name: &std::ffi::CStr) -> std::io::Result<File> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty())
+        .map(File::from)
+        .map_err(std::io::Error::from)
 }
 
 /// Puts the directory or regular file at `path` in project `id` (`directory`: with
