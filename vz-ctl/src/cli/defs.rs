@@ -110,7 +110,7 @@ pub const COMMANDS: &[CmdDef] = &[
     CmdDef { cmd: SnapshotList, words: &["snapshot-list"], args: "", locks: true, help: "Lists the container's snapshots (fields parent_uuid, current, uuid, date, name by default)." },
     CmdDef { cmd: Compact, words: &["compact"], args: "", locks: true, help: "Gives the free blocks of an image-layout container back to the host (FITRIM: holes punched in its image)." },
     CmdDef { cmd: Convert, words: &["convert"], args: "", locks: true, help: "Converts a stopped simfs container to the image (ploop) layout of DISKSPACE's size." },
-    CmdDef { cmd: Quotaon, words: &["quotaon"], args: "", locks: true, help: "OpenVZ's vzquota on wrapper: reports a simfs container's usage against CTID.conf's limits (simfs limits are accounted, not enforced); 60 when DISK_QUOTA is not yes; obsolete (0) for the image layout." },
+    CmdDef { cmd: Quotaon, words: &["quotaon"], args: "", locks: true, help: "OpenVZ's vzquota on wrapper: reports a simfs container's usage against CTID.conf's limits (enforced by the host file system's project quota where it has it, else accounted only); 60 when DISK_QUOTA is not yes; obsolete (0) for the image layout." },
     CmdDef { cmd: Quotaoff, words: &["quotaoff"], args: "", locks: true, help: "OpenVZ's vzquota off wrapper: nothing is enforced on simfs to turn off; 66 when DISK_QUOTA is not yes; obsolete (0) for the image layout." },
     CmdDef { cmd: Quotainit, words: &["quotainit"], args: "", locks: true, help: "OpenVZ's vzquota init wrapper: records CTID.conf's DISKSPACE, DISKINODES and QUOTATIME for a simfs container and counts its usage; 61 when DISK_QUOTA is not yes; obsolete (0) for the image layout." },
 ];
