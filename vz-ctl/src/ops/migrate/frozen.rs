@@ -43,6 +43,49 @@ pub(super) fn took_over(dest: &Dest) -> Option<bool> {
     None
 }
 
+/// How long a lazy dump may run with the VE's file system frozen beside it ([`EarlyFreeze`])
+/// before the freeze is lifted: a dump that long may be waiting for it (CRIU's link remaps,
+/// hard links it makes for open files whose name was removed, are the one write a dump does
+/// in the VE's file system). The frozen pass then freezes again.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The image's file system frozen while the lazy dump runs, not after it: freezing waits for
+/// a grace period of the kernel (35–50 ms here) that the dump's own work covers. The VE's
+/// tasks are frozen before it starts, so nothing of the VE writes meanwhile. Thawed on drop.
+pub(super) struct EarlyFreeze {
+    thread: Option<std::thread::JoinHandle<std::result::Result<FsFreeze, String>>>,
+    started: std::time::Instant,
+}
+
+impl EarlyFreeze {
+    /// Starts freezing the file system at `root` (beside the caller).
+    pub(super) fn start(root: &Path) -> EarlyFreeze {
+        let root = root.to_owned();
+        EarlyFreeze {
+            thread: Some(std::thread::spawn(move || FsFreeze::freeze(&root))),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether it has been held longer than [`PATIENCE`] (the caller then drops it).
+    pub(super) fn overdue(&self) -> bool {
+        self.started.elapsed() > PATIENCE
+    }
+
+    /// The freeze, once made.
+    fn take(&mut self) -> Option<std::result::Result<FsFreeze, String>> {
+        let thread = self.thread.take()?;
+        Some(thread.join().unwrap_or_else(|_| Err("the freeze panicked".into())))
+    }
+}
+
+impl Drop for EarlyFreeze {
+    fn drop(&mut self) {
+        // (A freeze made is thawed as it goes.)
+        drop(self.take());
+    }
+}
+
 /// An answer the holder owes, as the error it makes when it fails.
 type Owed = fn(String) -> MigrateError;
 
@@ -63,7 +106,7 @@ impl FrozenPass<'_> {
     /// changed in the image since `sent` (its file system frozen, which starts beside the
     /// images' stream), or runs a simfs area's second rsync beside. Returns the answers the
     /// holder owes for what was sent (as the errors they make when they fail), and whether
-    /// all of it was.
+    /// all of it was. `early`: the file system's freeze, made beside the dump.
     pub(super) fn send(
         &self,
         ve: &Ve,
@@ -71,6 +114,7 @@ impl FrozenPass<'_> {
         record: &mut MigrationRecord,
         sent: Option<&super::image::Sent>,
         lazy_port: Option<u16>,
+        early: Option<EarlyFreeze>,
     ) -> (Vec<Owed>, std::result::Result<(), String>) {
         let mut answers: Vec<Owed> = Vec::new();
         let start = std::time::Instant::now();
@@ -78,9 +122,11 @@ impl FrozenPass<'_> {
         let sent = std::thread::scope(|scope| {
             let side = scope.spawn(|| {
                 if self.is_simfs {
-                    copy_private(ve, dest).map(|()| None)
-                } else {
-                    FsFreeze::freeze(self.root).map(Some)
+                    return copy_private(ve, dest).map(|()| None);
+                }
+                match early.and_then(|mut e| e.take()) {
+                    Some(made) => made.map(Some),
+                    None => FsFreeze::freeze(self.root).map(Some),
                 }
             });
             let holder = record.holder().map_err(|e| e.to_string())?;
@@ -96,15 +142,27 @@ impl FrozenPass<'_> {
                 Ok(())
             });
             tracing::info!(ms = ms(), "the dump's images sent");
+            // The lazy-pages daemon (it needs only the images) starts while the file system
+            // freezes here.
+            let daemon = match (&dumped, lazy_port) {
+                (Ok(()), Some(port)) => {
+                    answers.push(MigrateError::Copy);
+                    let asked = holder.request(&format!("lazy-pages {} {port}", dest.source_addr));
+                    answers
+                        .push(|e| MigrateError::DestStart(format!("the lazy-pages daemon: {e}")));
+                    asked
+                }
+                (Ok(()), None) => {
+                    answers.push(MigrateError::Copy);
+                    Ok(())
+                }
+                (Err(_), _) => Ok(()),
+            };
             let frozen_fs = side.join().unwrap_or_else(|_| Err("the freeze panicked".into()));
             tracing::info!(ms = ms(), "the private area frozen (simfs: synced)");
             dumped?;
+            daemon?;
             let frozen_fs = frozen_fs?;
-            answers.push(MigrateError::Copy);
-            if let Some(port) = lazy_port {
-                holder.request(&format!("lazy-pages {} {port}", dest.source_addr))?;
-                answers.push(|e| MigrateError::DestStart(format!("the lazy-pages daemon: {e}")));
-            }
             if let (Some(image), Some(sent)) = (self.image, sent) {
                 let private = ve.private().map_err(|e| e.to_string())?;
                 let to = dest.private.join("root.hdd/root.img");
