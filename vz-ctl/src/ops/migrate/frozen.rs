@@ -43,47 +43,31 @@ pub(super) fn took_over(dest: &Dest) -> Option<bool> {
     None
 }
 
-/// How long a lazy dump may run with the VE's file system frozen beside it ([`EarlyFreeze`])
-/// before the freeze is lifted: a dump that long may be waiting for it (CRIU's link remaps,
-/// hard links it makes for open files whose name was removed, are the one write a dump does
-/// in the VE's file system). The frozen pass then freezes again.
-const PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// The image's file system frozen while the lazy dump runs, not after it: freezing waits for
-/// a grace period of the kernel (35–50 ms here) that the dump's own work covers. The VE's
-/// tasks are frozen before it starts, so nothing of the VE writes meanwhile. Thawed on drop.
-pub(super) struct EarlyFreeze {
-    thread: Option<std::thread::JoinHandle<std::result::Result<FsFreeze, String>>>,
-    started: std::time::Instant,
-}
-
-impl EarlyFreeze {
-    /// Starts freezing the file system at `root` (beside the caller).
-    pub(super) fn start(root: &Path) -> EarlyFreeze {
-        let root = root.to_owned();
-        EarlyFreeze {
-            thread: Some(std::thread::spawn(move || FsFreeze::freeze(&root))),
-            started: std::time::Instant::now(),
-        }
-    }
-
-    /// Whether it has been held longer than [`PATIENCE`] (the caller then drops it).
-    pub(super) fn overdue(&self) -> bool {
-        self.started.elapsed() > PATIENCE
-    }
-
-    /// The freeze, once made.
-    fn take(&mut self) -> Option<std::result::Result<FsFreeze, String>> {
-        let thread = self.thread.take()?;
-        Some(thread.join().unwrap_or_else(|_| Err("the freeze panicked".into())))
-    }
-}
-
-impl Drop for EarlyFreeze {
-    fn drop(&mut self) {
-        // (A freeze made is thawed as it goes.)
-        drop(self.take());
-    }
+/// The frozen pass of the image made beside a lazy dump, not after it: the VE's tasks are
+/// frozen before the dump starts, so its file system can be frozen (a grace period of the
+/// kernel, 35–50 ms here) and what changed in the image since `sent` read and sent while
+/// CRIU works, then thawed at once (a link remap CRIU makes meanwhile waits for the thaw; a
+/// dump that leaves the VE removes its link remaps before it serves pages, so the old pass
+/// after the dump never held them either). Returns the bytes of data sent; the holder owes
+/// an answer for them.
+pub(super) fn image_beside_dump(
+    ve: &Ve,
+    dest: &Dest,
+    record: &mut MigrationRecord,
+    root: &Path,
+    image: &Path,
+    sent: &super::image::Sent,
+) -> std::result::Result<u64, String> {
+    let private = ve.private().map_err(|e| e.to_string())?;
+    let to = dest.private.join("root.hdd/root.img");
+    let holder = record.holder().map_err(|e| e.to_string())?;
+    let frozen_fs = FsFreeze::freeze(root)?;
+    let bytes = holder.stream(|out| {
+        super::image::send_tree(&private, &dest.private, Some(image), out)?;
+        super::image::send(image, &to, Some(sent), out).map(|r| r.1)
+    })?;
+    drop(frozen_fs);
+    Ok(bytes)
 }
 
 /// An answer the holder owes, as the error it makes when it fails.
@@ -106,7 +90,8 @@ impl FrozenPass<'_> {
     /// changed in the image since `sent` (its file system frozen, which starts beside the
     /// images' stream), or runs a simfs area's second rsync beside. Returns the answers the
     /// holder owes for what was sent (as the errors they make when they fail), and whether
-    /// all of it was. `early`: the file system's freeze, made beside the dump.
+    /// all of it was. `early`: the image's pass made beside the dump
+    /// ([`image_beside_dump`]), with the bytes it sent.
     pub(super) fn send(
         &self,
         ve: &Ve,
@@ -114,19 +99,29 @@ impl FrozenPass<'_> {
         record: &mut MigrationRecord,
         sent: Option<&super::image::Sent>,
         lazy_port: Option<u16>,
-        early: Option<EarlyFreeze>,
+        early: Option<std::result::Result<u64, String>>,
     ) -> (Vec<Owed>, std::result::Result<(), String>) {
         let mut answers: Vec<Owed> = Vec::new();
+        let sent = match early {
+            Some(Ok(bytes)) => {
+                answers.push(MigrateError::Copy);
+                say(format!("Image: {} KiB changed since the first copy", bytes >> 10));
+                None
+            }
+            Some(Err(e)) => return (vec![MigrateError::Copy], Err(e)),
+            None => sent,
+        };
         let start = std::time::Instant::now();
         let ms = || start.elapsed().as_millis();
         let sent = std::thread::scope(|scope| {
             let side = scope.spawn(|| {
                 if self.is_simfs {
-                    return copy_private(ve, dest).map(|()| None);
-                }
-                match early.and_then(|mut e| e.take()) {
-                    Some(made) => made.map(Some),
-                    None => FsFreeze::freeze(self.root).map(Some),
+                    copy_private(ve, dest).map(|()| None)
+                } else if sent.is_none() {
+                    // (The image went beside the dump.)
+                    Ok(None)
+                } else {
+                    FsFreeze::freeze(self.root).map(Some)
                 }
             });
             let holder = record.holder().map_err(|e| e.to_string())?;
