@@ -396,6 +396,9 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
         }
         netifs.iter().try_for_each(|n| Veth::adopt_host_end(n).map_err(|e| e.to_string()))
     };
+    if opts.lazy_pages {
+        wait_lazy_gate(&dir)?;
+    }
     let restored = vz_cpt::restore(&criu(ve), &spec, &mut hook).map_err(restore_error);
     crate::cgroup_mount::favor_again(&ve.global);
     drop(view);
@@ -423,6 +426,40 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
     );
     say("Restoring completed successfully");
     Ok(())
+}
+
+/// A FIFO in the images directory where a restore with `--lazy-pages` waits before CRIU
+/// connects to the lazy-pages daemon, when there is one: vzmigrate's holder starts the
+/// restore while its daemon starts, and writes one byte once the daemon listens (the FIFO's
+/// end without one: the daemon failed). The holder removes it first, so a restore that
+/// comes later finds none and goes on.
+pub(crate) const LAZY_GATE: &str = "vz-lazy-gate";
+
+fn wait_lazy_gate(dir: &Path) -> Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let path = dir.join(LAZY_GATE);
+    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_fifo()) {
+        return Ok(());
+    }
+    // Not blocking in the open: with its holder gone, a FIFO has no writer to wait for.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&path);
+    let mut gate = match opened {
+        Ok(gate) => gate,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(restore_error(format!("open {}: {e}", path.display()))),
+    };
+    nix::fcntl::fcntl(&gate, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()))
+        .map_err(|e| restore_error(format!("{}: {e}", path.display())))?;
+    let mut byte = [0u8; 1];
+    match gate.read(&mut byte) {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(restore_error("the lazy-pages daemon did not start")),
+        Err(e) => Err(restore_error(format!("read {}: {e}", path.display()))),
+    }
 }
 
 /// CRIU's `--external mnt[]`: bind mounts from outside the VE (its /dev nodes, bound from
