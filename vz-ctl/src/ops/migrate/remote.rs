@@ -549,7 +549,6 @@ fn online(
         let Some(port) = lazy_port else {
             return vzctl(&dump_refs).map(|_| ());
         };
-
         let mut child = std::process::Command::new(super::local_vzctl())
             .arg("--skiplock")
             .args(&dump_refs)
