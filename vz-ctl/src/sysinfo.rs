@@ -5,10 +5,10 @@
 //!
 //! Unless the VE's `MEMINFO` is `none` ([`intercepts`]), the seccomp filter of its init and
 //! of every `vzctl exec`/`enter` hands sysinfo to a listener
-//! ([`vz_ns::SeccompPolicy::intercept_sysinfo`]); the listeners go to the VE's console
-//! server (`vzctl __console`, the one host process a running VE has), whose [`Service`] takes
-//! them on the socket `<VZ_RUN_DIR>/<CTID>.sysinfo` and answers each call by writing the
-//! caller's `struct sysinfo` ([`answer`]). With a quotactl server (second-level quota), that server holds the
+//! ([`vz_ns::SeccompPolicy::intercept_sysinfo`]); the listeners go to the console server
+//! (`vzctl __consoled`, one host process for every running VE of a tree, [`crate::consoled`]),
+//! whose [`Service`] of the VE takes them on the socket `<VZ_RUN_DIR>/<CTID>.sysinfo` and
+//! answers each call by writing the caller's `struct sysinfo` ([`answer`]). With a quotactl server (second-level quota), that server holds the
 //! one listener the kernel allows a process and answers sysinfo with the same [`answer`]
 //! ([`Answerer`]).
 //!
@@ -17,11 +17,12 @@
 //! averages ([`LoadAvg`], the kernel's fixed point). `vzlist -o laverage` asks for them on
 //! the same socket ([`query_load`]).
 //!
-//! The answers are held to the server's CPU budget ([`crate::budget`]): a VE calling
-//! sysinfo in a loop gets its answers at the pace of 5% of a CPU (after a burst of 200 ms),
-//! its callers waiting in the kernel meanwhile; a single call does not wait.
+//! The answers are held to the VE's CPU budget in the server ([`crate::budget`]): a VE
+//! calling sysinfo in a loop gets its answers at the pace of 5% of a CPU (after a burst of
+//! 200 ms), its callers waiting in the kernel meanwhile; a single call does not wait, and
+//! another VE's calls are not slowed.
 //!
-//! If the console server is gone (killed), the VE's processes keep running and their
+//! If the console server is gone (killed), the VEs' processes keep running and their
 //! sysinfo fails with ENOSYS, the kernel's rule for a closed listener; `vzctl exec` then
 //! leaves sysinfo to the kernel (the host's numbers) for the programs it starts. A restored
 //! VE's processes see the host's numbers (vz-cpt rewrites their filters, CRIU restores no
@@ -189,33 +190,50 @@ impl Service {
         fds
     }
 
-    /// Serves what the poll of [`Service::poll_fds`] found (`revents` in its order): calls
-    /// are answered, listeners whose processes all ended are dropped, new listeners and
-    /// questions taken.
+    /// Serves what the poll of [`Service::poll_fds`] found (`revents` in its order): the
+    /// VE's calls ([`Service::serve_calls`]), then the host's inbox ([`Service::take_inbox`]).
     pub fn handle(&mut self, revents: &[PollFlags]) {
-        let inbox_ready = revents.first().is_some_and(|f| f.contains(PollFlags::POLLIN));
-        let listeners = revents.get(1..).unwrap_or_default();
-        for (index, flags) in listeners.iter().enumerate().rev() {
+        self.serve_calls(revents.get(1..).unwrap_or_default());
+        if revents.first().is_some_and(|f| f.contains(PollFlags::POLLIN)) {
+            self.take_inbox();
+        }
+    }
+
+    /// The VE's part of a poll: `revents` of the listeners (after the inbox's in
+    /// [`Service::poll_fds`]). One waiting call of each listener is answered; listeners whose
+    /// processes all ended are dropped.
+    pub fn serve_calls(&mut self, revents: &[PollFlags]) {
+        for (index, flags) in revents.iter().enumerate().rev() {
             if index >= self.listeners.len() {
                 continue;
             }
             if flags.contains(PollFlags::POLLIN) {
                 let (loads, host) = (self.load.sysinfo_loads(), self.host);
                 serve_one(&self.listeners[index], &self.cgroup, loads, host);
-            } else if flags.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+            } else if flags
+                .intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+            {
                 self.listeners.swap_remove(index);
             }
         }
-        if inbox_ready {
-            match self.inbox.accept_message() {
-                Ok(Some(InboxMessage::Listener(listener))) => self.listeners.push(listener),
-                Ok(Some(InboxMessage::Question(q))) if q.text() == LOAD_QUESTION => {
-                    q.answer(self.load.to_text().as_bytes());
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "sysinfo: a connection was lost"),
+    }
+
+    /// The host's part: takes one connection of the inbox, a new listener (of `vzctl exec`)
+    /// or a question (`vzlist`'s load average).
+    pub fn take_inbox(&mut self) {
+        match self.inbox.accept_message() {
+            Ok(Some(InboxMessage::Listener(listener))) => self.listeners.push(listener),
+            Ok(Some(InboxMessage::Question(q))) if q.text() == LOAD_QUESTION => {
+                q.answer(self.load.to_text().as_bytes());
             }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sysinfo: a connection was lost"),
         }
+    }
+
+    /// How many listeners it serves.
+    pub fn listeners(&self) -> usize {
+        self.listeners.len()
     }
 
     /// Takes a load sample when [`LOAD_FREQ`] has passed since the last one; call it at

@@ -1,0 +1,216 @@
+//! The console server: one host process per vz tree (`vzctl __consoled`, the way lxcfs serves
+//! every container) that holds the console and the sysinfo service of every running VE of
+//! the tree, so an idle VE costs no host process of its own.
+//!
+//! For each VE ([`ve::Served`]) it
+//! * reads the console all the time, so writes in the VE never block on it, and keeps the
+//!   last [`crate::console::LOG_KEEP`] bytes in `<VZ_RUN_DIR>/<CTID>.console.log`;
+//! * serves `vzctl console CTID` clients on `<VZ_RUN_DIR>/<CTID>.console`;
+//! * answers the `sysinfo(2)` calls of the VE's processes and keeps its load average
+//!   ([`crate::sysinfo::Service`] on `<VZ_RUN_DIR>/<CTID>.sysinfo`);
+//! * holds what the VE makes it do to the VE's own CPU budget ([`crate::budget`]: 5% of a
+//!   CPU, 200 ms bursts, measured with the thread's CPU clock around that VE's work, the
+//!   loop's own cost shared among the VEs it served), so a VE flooding its console or its
+//!   sysinfo waits for its own budget and slows no other VE;
+//! * ends the VE's service when its init's pidfd says the init has exited, after reading
+//!   what was left on its console.
+//!
+//! **Life cycle** ([`control`]). `vzctl start` and `vzctl restore` register a VE under the
+//! tree's lock `<VZ_RUN_DIR>/consoled.lock`: they connect to `<VZ_RUN_DIR>/consoled.sock`,
+//! start the server when nobody answers there (a stale socket of a dead server is replaced),
+//! and hand it the init's pidfd and the console's master (`SCM_RIGHTS`), waiting for its
+//! answer. The server exits once no running VE is left and no start holds the lock, so a
+//! host without VEs runs nothing.
+//!
+//! **A VE cannot hurt the server or the other VEs.** Everything the server does is
+//! non-blocking (the consoles' masters too), one round of its loop reads one chunk of each
+//! console and answers one call per listener, what a VE can make grow is bounded (the log
+//! file, each client's backlog, 16 clients), a VE's fds are closed when its init ends, and a
+//! panic while serving one VE drops that VE's service (logged) instead of ending the server.
+//!
+//! **If the server is killed anyway**, every running VE of the tree runs on, but loses what
+//! the server held: its console's writes fail with EIO (no reader holds the master, which
+//! cannot be opened again), `vzctl console` fails (3), sysinfo calls of its processes fail
+//! with ENOSYS and new `vzctl exec` programs see the host's sysinfo, `vzlist -o laverage`
+//! shows the instantaneous count. A VE's next start (or restore) starts a new server, which
+//! serves it fully again; the other VEs get their console back at their next start.
+
+mod control;
+mod ve;
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+pub use control::{SERVER_COMMAND, lock_path, register, socket_path};
+
+use crate::budget::thread_cpu;
+use crate::config::GlobalConfig;
+use crate::error::{CtlError, Result};
+use ve::{Layout, Served};
+
+/// How long the server waits, without VEs, for a start holding the lock to register one.
+const EMPTY_RETRY: Duration = Duration::from_millis(50);
+
+/// The server's body (`vzctl __consoled`, started by [`register`]): binds the tree's control
+/// socket, says "ready" on stdout, serves until no VE is left.
+///
+/// # Errors
+/// When the socket cannot be made or polling fails.
+pub fn serve(global: GlobalConfig) -> Result<()> {
+    let _ = nix::unistd::setsid();
+    // Sockets and logs are root's alone.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    raise_fd_limit();
+    let control = control::Control::bind(&global)?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ready").and_then(|()| out.flush());
+    }
+    let mut server = Server { global, control, ves: Vec::new() };
+    server.run()
+}
+
+/// Each VE holds about six fds (more with clients and `vzctl exec` listeners): the soft
+/// limit goes up to the hard one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::debug!(error = %e, "console server: RLIMIT_NOFILE");
+    }
+}
+
+/// The server's state: its control socket and the VEs it serves.
+struct Server {
+    global: GlobalConfig,
+    control: control::Control,
+    ves: Vec<Served>,
+}
+
+impl Server {
+    fn run(&mut self) -> Result<()> {
+        let mut buf = vec![0_u8; 16 * 1024];
+        loop {
+            if self.ves.is_empty() && self.control.idle() && self.control.try_exit() {
+                tracing::info!("console server: no running VE left");
+                return Ok(());
+            }
+            let round = thread_cpu();
+            let now = Instant::now();
+            let mut fds: Vec<PollFd<'_>> = Vec::new();
+            let control_fds = self.control.poll_fds(&mut fds);
+            let mut layouts: Vec<Layout> = Vec::with_capacity(self.ves.len());
+            let mut wait = if self.ves.is_empty() { EMPTY_RETRY } else { Duration::MAX };
+            for served in &mut self.ves {
+                wait = wait.min(served.next_wake(now));
+                layouts.push(served.poll_fds(&mut fds, now));
+            }
+            let timeout = PollTimeout::try_from(wait + Duration::from_micros(100))
+                .unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(CtlError::Start(format!("console server: poll: {e}").into())),
+            }
+            let revents: Vec<PollFlags> =
+                fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
+            drop(fds);
+            let mut offset = control_fds;
+            let mut worked = Vec::with_capacity(self.ves.len());
+            let mut accounted = Duration::ZERO;
+            for (served, layout) in self.ves.iter_mut().zip(&layouts) {
+                let mine = &revents[offset..offset + layout.len()];
+                offset += layout.len();
+                let started = thread_cpu();
+                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    served.handle(mine, *layout, &mut buf)
+                }));
+                accounted += thread_cpu().saturating_sub(started);
+                match handled {
+                    Ok(spent) => {
+                        served.charge(spent);
+                        worked.push(spent);
+                    }
+                    Err(_) => {
+                        tracing::error!(ctid = served.ctid().get(), "console server: a panic");
+                        worked.push(Duration::ZERO);
+                        // Its service ends; the VE runs on as with a killed server.
+                        served.drop_service();
+                    }
+                }
+            }
+            self.share_overhead(round, accounted, &worked);
+            self.finish_ended(&mut buf);
+            let control_revents = &revents[..control_fds];
+            self.control_round(control_revents, &mut buf);
+        }
+    }
+
+    /// Charges the round's CPU time that no VE's work was measured for (the poll, the loop)
+    /// in equal parts to the VEs whose requests were served in it (their requests woke the
+    /// server); a round with none is the host's.
+    fn share_overhead(&mut self, round: Duration, handled: Duration, worked: &[Duration]) {
+        let busy = worked.iter().filter(|w| !w.is_zero()).count();
+        if busy == 0 {
+            return;
+        }
+        // What the VEs' handling measured (their work, charged already, and the host's
+        // requests among it, charged to nobody) is not shared out.
+        let overhead = thread_cpu().saturating_sub(round).saturating_sub(handled);
+        let share = overhead / u32::try_from(busy).unwrap_or(u32::MAX);
+        for (served, work) in self.ves.iter_mut().zip(worked) {
+            if !work.is_zero() {
+                served.charge(share);
+            }
+        }
+    }
+
+    /// Finishes the VEs whose init ended.
+    fn finish_ended(&mut self, buf: &mut [u8]) {
+        let mut index = 0;
+        while index < self.ves.len() {
+            if self.ves[index].ended() {
+                self.ves.swap_remove(index).finish(buf);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    /// Takes new control connections and serves the registrations that arrived.
+    fn control_round(&mut self, revents: &[PollFlags], buf: &mut [u8]) {
+        for request in self.control.handle(revents) {
+            let control::Request { reply, ctid, pid, pidfd, master } = request;
+            let answer = match self.add(ctid, pid, pidfd, master, buf) {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => format!("error {}", crate::error::chain(&e)),
+            };
+            reply.answer(&answer);
+        }
+    }
+
+    /// Serves the VE `ctid` (a former run of it still held is finished first).
+    fn add(
+        &mut self,
+        ctid: crate::Ctid,
+        pid: i32,
+        pidfd: OwnedFd,
+        master: Option<OwnedFd>,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        if let Some(index) = self.ves.iter().position(|v| v.ctid() == ctid) {
+            self.ves.swap_remove(index).finish(buf);
+        }
+        let ve = crate::ve::Ve::load(self.global.clone(), ctid)?;
+        let served = Served::new(&ve, pid, pidfd, master)?;
+        tracing::info!(ctid = ctid.get(), init = pid, "console server: serving");
+        self.ves.push(served);
+        Ok(())
+    }
+}
