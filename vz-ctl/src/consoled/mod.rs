@@ -111,7 +111,7 @@ impl Server {
                 wait = wait.min(served.next_wake(now));
                 layouts.push(served.poll_fds(&mut fds, now));
             }
-            let timeout = PollTimeout::try_from(wait + Duration::from_micros(100))
+            let timeout = PollTimeout::try_from(wait.saturating_add(Duration::from_micros(100)))
                 .unwrap_or(PollTimeout::MAX);
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
@@ -127,6 +127,10 @@ impl Server {
             for (served, layout) in self.ves.iter_mut().zip(&layouts) {
                 let mine = &revents[offset..offset + layout.len()];
                 offset += layout.len();
+                if served.quiet(mine) {
+                    worked.push(Duration::ZERO);
+                    continue;
+                }
                 let started = thread_cpu();
                 let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     served.handle(mine, *layout, &mut buf)
