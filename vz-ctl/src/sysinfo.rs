@@ -193,23 +193,33 @@ impl Service {
     /// Serves what the poll of [`Service::poll_fds`] found (`revents` in its order): the
     /// VE's calls ([`Service::serve_calls`]), then the host's inbox ([`Service::take_inbox`]).
     pub fn handle(&mut self, revents: &[PollFlags]) {
-        self.serve_calls(revents.get(1..).unwrap_or_default());
+        self.serve_calls(revents.get(1..).unwrap_or_default(), &mut || false);
         if revents.first().is_some_and(|f| f.contains(PollFlags::POLLIN)) {
             self.take_inbox();
         }
     }
 
     /// The VE's part of a poll: `revents` of the listeners (after the inbox's in
-    /// [`Service::poll_fds`]). One waiting call of each listener is answered; listeners whose
+    /// [`Service::poll_fds`]). Each listener with a waiting call gets its calls answered, up
+    /// to [`CALLS_PER_ROUND`] while `more` says the caller's budget allows; listeners whose
     /// processes all ended are dropped.
-    pub fn serve_calls(&mut self, revents: &[PollFlags]) {
+    pub fn serve_calls(&mut self, revents: &[PollFlags], more: &mut dyn FnMut() -> bool) {
         for (index, flags) in revents.iter().enumerate().rev() {
             if index >= self.listeners.len() {
                 continue;
             }
             if flags.contains(PollFlags::POLLIN) {
                 let (loads, host) = (self.load.sysinfo_loads(), self.host);
-                serve_one(&self.listeners[index], &self.cgroup, loads, host);
+                let listener = &self.listeners[index];
+                serve_one(listener, &self.cgroup, loads, host);
+                // More waiting calls of the same listener in the same round: the server's
+                // round (a poll of every VE's fds) is paid once for several answers.
+                for _ in 1..CALLS_PER_ROUND {
+                    if !more() || !ready(listener) {
+                        break;
+                    }
+                    serve_one(listener, &self.cgroup, loads, host);
+                }
             } else if flags
                 .intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
             {
@@ -300,6 +310,16 @@ impl Answerer {
         };
         answer(listener, request, &self.cgroup, loads.sysinfo_loads(), host)
     }
+}
+
+/// How many calls of one listener [`Service::serve_calls`] answers at most in one round.
+pub const CALLS_PER_ROUND: usize = 8;
+
+/// Whether `listener` has a call waiting now.
+fn ready(listener: &SyscallListener) -> bool {
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
+        && fds[0].revents().is_some_and(|f| f.contains(PollFlags::POLLIN))
 }
 
 /// Receives and answers one call of `listener`.

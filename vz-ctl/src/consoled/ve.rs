@@ -2,9 +2,9 @@
 //! log, the attached `vzctl console` clients, its sysinfo [`Service`] and its CPU budget.
 //!
 //! Everything the VE can drive (its console output, its sysinfo calls, its load samples) is
-//! done only while its budget allows, at most one read of the console and one answer per
-//! listener per round of the server's loop, and timed: the caller charges the CPU time to
-//! the VE's bucket. Everything is non-blocking, and what the VE can make grow is bounded
+//! done only while its budget allows, at most 64 KiB of its console and 8 answers per
+//! listener per round of the server's loop, and timed: the CPU time is charged to the VE's
+//! bucket as it goes, so a batch stops once the bucket is empty. Everything is non-blocking, and what the VE can make grow is bounded
 //! (the log file, each client's backlog, the number of clients).
 
 use std::io::{Read, Write};
@@ -34,8 +34,8 @@ const CLIENT_BACKLOG: usize = 256 * 1024;
 /// How many `vzctl console` clients a VE's console takes at once (more are refused).
 const MAX_CLIENTS: usize = 16;
 
-/// How many reads of a busy console one round of the server makes (each up to 16 KiB).
-const CONSOLE_READS: usize = 4;
+/// How much of a busy console one round of the server reads at most.
+const CONSOLE_ROUND: usize = 64 * 1024;
 
 /// How much of a dead VE's console is read at its end (what its last processes wrote).
 const DRAIN_MAX: usize = 1 << 20;
@@ -186,7 +186,7 @@ impl Served {
         self.master = None;
     }
 
-    /// Charges `spent` of the server's CPU time to the VE.
+    /// Charges `spent` of the server's CPU time to the VE (its share of a round's poll).
     pub(super) fn charge(&mut self, spent: Duration) {
         self.budget.charge(spent);
     }
@@ -242,8 +242,8 @@ impl Served {
     }
 
     /// Serves what the poll found (`revents`: the VE's part, as [`Served::poll_fds`] laid it
-    /// out); returns the CPU time spent on the VE's own requests (its console output, its
-    /// calls, its load sample), which the caller charges.
+    /// out), charging the VE's budget with the CPU time spent on its own requests (its
+    /// console output, its calls, its load sample); returns that time.
     pub(super) fn handle(
         &mut self,
         revents: &[PollFlags],
@@ -271,9 +271,20 @@ impl Served {
             // the round looks at every VE).
             if service.next_sample_in().is_zero() || calls.iter().any(|f| !f.is_empty()) {
                 let started = thread_cpu();
+                let budget = &mut self.budget;
+                let mut last = started;
+                // Charged as it goes: a listener's further calls wait once the budget is spent.
+                let mut more = || {
+                    let now = thread_cpu();
+                    budget.charge(now.saturating_sub(last));
+                    last = now;
+                    budget.check()
+                };
                 service.tick();
-                service.serve_calls(calls);
-                ve_work += thread_cpu().saturating_sub(started);
+                service.serve_calls(calls, &mut more);
+                let now = thread_cpu();
+                self.budget.charge(now.saturating_sub(last));
+                ve_work += now.saturating_sub(started);
             }
             if sysinfo.first().is_some_and(|f| f.contains(PollFlags::POLLIN)) {
                 service.take_inbox();
@@ -282,13 +293,23 @@ impl Served {
         self.serve_clients(clients, buf);
         if master.contains(PollFlags::POLLIN) {
             let started = thread_cpu();
-            // A few reads a round: a busy console costs fewer rounds of the whole server.
-            for _ in 0..CONSOLE_READS {
-                if self.read_console(buf) < buf.len() {
+            let mut last = started;
+            // Up to CONSOLE_ROUND bytes a round while the budget allows: a busy console costs
+            // fewer rounds of the whole server.
+            let mut read = 0;
+            while read < CONSOLE_ROUND {
+                match self.read_console(buf) {
+                    0 => break,
+                    n => read += n,
+                }
+                let now = thread_cpu();
+                self.budget.charge(now.saturating_sub(last));
+                last = now;
+                if !self.budget.check() {
                     break;
                 }
             }
-            ve_work += thread_cpu().saturating_sub(started);
+            ve_work += last.saturating_sub(started);
         } else if master.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
             self.hung_until = Some(Instant::now() + HUNG_UP_PAUSE);
         }
