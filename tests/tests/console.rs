@@ -431,6 +431,30 @@ fn one_server_serves_the_trees_ves_and_ends_with_the_last() {
 }
 
 #[test]
+fn starts_racing_the_servers_exit_always_get_a_server() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = created(&tree, false);
+    // Each stop ends the server (its last VE); the next start comes at once, while that
+    // server may still be on its way out: the lock orders them, so the start either reaches
+    // a server that will serve it or starts a new one.
+    let mut servers = Vec::new();
+    for round in 0..30 {
+        ok(tree.run("vzctl", &["start", &ctid]));
+        servers.push(console_server(&tree, &ctid));
+        exec_ok(&tree, &ctid, &format!("echo round-{round}-up > /dev/console"));
+        in_log(&tree, &ctid, &format!("round-{round}-up"));
+        ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+    }
+    for pid in &servers {
+        wait_gone(*pid);
+    }
+    assert!(tree.console_server_pids().is_empty(), "no server is left behind");
+    servers.dedup();
+    eprintln!("30 start/stop cycles had {} servers", servers.len());
+}
+
+#[test]
 fn a_hundred_starts_and_stops_leave_no_fd_in_the_server() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
     let tree = VzTree::new("");
