@@ -13,7 +13,7 @@
 //! quotactl server, one process per VE, charges its bucket with its whole CPU time (user +
 //! system, `getrusage`, [`CpuBudget::helper`]); the console server, one process for all VEs,
 //! charges each VE's bucket with the CPU time it measured around that VE's work (its
-//! thread's CPU clock, [`thread_cpu`], [`CpuBudget::charged`]), so one VE's flood spends
+//! thread's CPU clock, `CLOCK_THREAD_CPUTIME_ID`: [`thread_cpu`], [`CpuBudget::charged`]), so one VE's flood spends
 //! only its own bucket. Either way whatever a request costs, in a debug or a release
 //! build, on a fast or a slow host, is counted. While the bucket is empty the helper stops
 //! reading that VE's requests (the seccomp listeners, the console's pty master) until it
@@ -32,7 +32,8 @@
 //! cgroups (CRIU dumps them, vz-cpt refuses foreign tasks in them, `vzctl stop` kills them,
 //! the freezer and numproc count them), and a capped sibling cgroup per VE would add kernel
 //! objects to every VE, differ between cgroup v1 and v2, and need the helper to move between
-//! hierarchies; the budget costs one `getrusage` per piece of work and bounds the same thing.
+//! hierarchies; the budget costs a clock read or a `getrusage` per piece of work and bounds the same
+//! thing.
 
 use std::time::{Duration, Instant};
 
@@ -154,10 +155,10 @@ fn own_cpu() -> Duration {
     cpu_of(UsageWho::RUSAGE_SELF)
 }
 
-/// The CPU time the calling thread has used (user + system): taken before and after a
-/// piece of work, what the work cost.
+/// The CPU time the calling thread has used (its CPU clock, `CLOCK_THREAD_CPUTIME_ID`):
+/// taken before and after a piece of work, what the work cost.
 pub fn thread_cpu() -> Duration {
-    cpu_of(UsageWho::RUSAGE_THREAD)
+    crate::sys::thread_cpu_time()
 }
 
 fn cpu_of(who: UsageWho) -> Duration {

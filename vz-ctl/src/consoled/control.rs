@@ -300,3 +300,41 @@ impl std::fmt::Debug for Control {
         f.debug_struct("Control").field("path", &self.path).finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends `text` with `fds` on one end of a socket pair; what the server reads of it.
+    fn request(text: &str, fds: &[i32]) -> std::result::Result<Request, String> {
+        let (client, server) = UnixStream::pair().expect("socketpair");
+        let cmsgs: Vec<ControlMessage<'_>> =
+            if fds.is_empty() { Vec::new() } else { vec![ControlMessage::ScmRights(fds)] };
+        sendmsg::<()>(
+            client.as_raw_fd(),
+            &[IoSlice::new(text.as_bytes())],
+            &cmsgs,
+            MsgFlags::empty(),
+            None,
+        )
+        .expect("sendmsg");
+        read_request(server)
+    }
+
+    #[test]
+    fn a_request_names_the_ve_and_carries_the_pidfd_and_the_master() {
+        let me =
+            crate::sys::pidfd_open(i32::try_from(std::process::id()).expect("pid")).expect("pidfd");
+        let file = tempfile::tempfile().expect("tempfile");
+        let r = request("add 101 42", &[me.as_raw_fd(), file.as_raw_fd()]).expect("a request");
+        assert_eq!((r.ctid.get(), r.pid, r.master.is_some()), (101, 42, true));
+        let r = request("add 101 42", &[me.as_raw_fd()]).expect("without a console");
+        assert!(r.master.is_none());
+        // Bad requests are refused, not served (and the server goes on).
+        for bad in ["add 101", "add 101 42 x", "del 101 42", "add x 42", "add 101 -", ""] {
+            assert!(request(bad, &[me.as_raw_fd()]).is_err(), "{bad:?}");
+        }
+        assert!(request("add 101 42", &[]).is_err(), "no pidfd");
+        assert!(request("\u{fffd}\u{0}", &[me.as_raw_fd()]).is_err());
+    }
+}
