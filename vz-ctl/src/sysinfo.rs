@@ -250,13 +250,21 @@ impl Service {
     /// least that often.
     pub fn tick(&mut self) {
         if self.sampled.elapsed() >= LOAD_FREQ {
-            self.sampled += LOAD_FREQ;
-            // A server that was not scheduled for a while does not catch up sample by sample.
-            if self.sampled.elapsed() >= LOAD_FREQ {
-                self.sampled = Instant::now();
-            }
+            // A server that was not scheduled for a while does not catch up sample by sample;
+            // the samples stay on their 5-second grid.
+            self.sampled += LOAD_FREQ * periods(self.sampled.elapsed());
             self.load.sample(active_tasks(&self.cgroup));
             self.host = host_memory();
+        }
+    }
+
+    /// Puts the samples on the 5-second grid that starts at `grid` (the next sample is then
+    /// due at its next point, in under [`LOAD_FREQ`]): a server of many VEs samples them all
+    /// in one wake-up.
+    pub fn align(&mut self, grid: Instant) {
+        let now = Instant::now();
+        if let Some(since) = now.checked_duration_since(grid) {
+            self.sampled = grid + LOAD_FREQ * periods(since);
         }
     }
 
@@ -264,6 +272,11 @@ impl Service {
     pub fn next_sample_in(&self) -> Duration {
         LOAD_FREQ.saturating_sub(self.sampled.elapsed())
     }
+}
+
+/// How many whole [`LOAD_FREQ`]s `span` holds.
+fn periods(span: Duration) -> u32 {
+    u32::try_from(span.as_nanos() / LOAD_FREQ.as_nanos()).unwrap_or(u32::MAX)
 }
 
 /// Answers sysinfo for a server other than the console's (the quotactl server, which holds
@@ -551,6 +564,13 @@ mod tests {
         assert_eq!(load.sysinfo_loads()[0], load.avenrun[0] << 5);
         assert_eq!(LoadAvg::from_text(&load.to_text()), Some(load));
         assert_eq!(LoadAvg::from_text("1 2"), None);
+    }
+
+    #[test]
+    fn load_samples_stay_on_their_grid() {
+        assert_eq!(periods(Duration::from_millis(4999)), 0);
+        assert_eq!(periods(Duration::from_millis(5000)), 1);
+        assert_eq!(periods(Duration::from_secs(17)), 3);
     }
 
     #[test]

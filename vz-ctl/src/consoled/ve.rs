@@ -116,7 +116,8 @@ impl std::fmt::Debug for Served {
 
 impl Served {
     /// Takes over the VE `ve` whose init `pid` is `pidfd`, with its console's `master`:
-    /// creates the log, binds the console's socket and the sysinfo service's.
+    /// creates the log, binds the console's socket and the sysinfo service's (its load
+    /// samples on the server's 5-second `grid`).
     ///
     /// # Errors
     /// When the log or the console's socket cannot be made (without the sysinfo service the
@@ -126,6 +127,7 @@ impl Served {
         pid: i32,
         pidfd: OwnedFd,
         master: Option<OwnedFd>,
+        grid: Instant,
     ) -> Result<Served> {
         if let Some(master) = &master {
             // The server must never block on a VE's console (one that does not read its
@@ -147,9 +149,12 @@ impl Served {
         let listener = UnixListener::bind(&socket).op("bind", &socket)?;
         listener.set_nonblocking(true).op("set non-blocking", &socket)?;
         let bound = inode(&socket);
-        let sysinfo = Service::bind(ve)
+        let mut sysinfo = Service::bind(ve)
             .inspect_err(|e| tracing::warn!(ctid = ve.ctid.get(), error = %e, "no sysinfo service"))
             .ok();
+        if let Some(service) = &mut sysinfo {
+            service.align(grid);
+        }
         let sysinfo_bound = sysinfo.as_ref().and_then(|s| inode(s.path()));
         Ok(Served {
             ctid: ve.ctid,
