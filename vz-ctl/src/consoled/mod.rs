@@ -23,10 +23,12 @@
 //! host without VEs runs nothing.
 //!
 //! **A VE cannot hurt the server or the other VEs.** Everything the server does is
-//! non-blocking (the consoles' masters too), one round of its loop reads at most 64 KiB of
-//! each console and answers at most 8 calls per listener (while the VE's budget allows), what a VE can make grow is bounded (the log
-//! file, each client's backlog, 16 clients), a VE's fds are closed when its init ends, and a
-//! panic while serving one VE drops that VE's service (logged) instead of ending the server.
+//! non-blocking (the consoles' masters too); one round of its loop reads at most 64 KiB of
+//! each console and answers at most 8 calls per listener, while the VE's budget allows; what
+//! a VE can make grow is bounded (the log file, each client's backlog, 16 clients); a VE's
+//! fds are closed when its init ends; a panic while serving one VE drops that VE's service
+//! (logged) instead of ending the server; and the server asks the OOM killer to pick other
+//! processes first (`oom_score_adj` -900, where root may lower it).
 //!
 //! **If the server is killed anyway**, every running VE of the tree runs on, but loses what
 //! the server held: its console's writes fail with EIO (no reader holds the master, which
@@ -65,6 +67,11 @@ pub fn serve(global: GlobalConfig) -> Result<()> {
     // Sockets and logs are root's alone.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     raise_fd_limit();
+    // Every VE's console goes with it: the OOM killer picks other processes first (its
+    // memory is bounded per VE).
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-900") {
+        tracing::debug!(error = %e, "console server: oom_score_adj");
+    }
     let control = control::Control::bind(&global)?;
     {
         let mut out = std::io::stdout().lock();
@@ -191,9 +198,13 @@ impl Server {
     fn control_round(&mut self, revents: &[PollFlags], buf: &mut [u8]) {
         for request in self.control.handle(revents) {
             let control::Request { reply, ctid, pid, pidfd, master } = request;
-            let answer = match self.add(ctid, pid, pidfd, master, buf) {
-                Ok(()) => "ok".to_owned(),
-                Err(e) => format!("error {}", crate::error::chain(&e)),
+            let added = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.add(ctid, pid, pidfd, master, buf)
+            }));
+            let answer = match added {
+                Ok(Ok(())) => "ok".to_owned(),
+                Ok(Err(e)) => format!("error {}", crate::error::chain(&e)),
+                Err(_) => "error the console server failed to take the container".to_owned(),
             };
             reply.answer(&answer);
         }
