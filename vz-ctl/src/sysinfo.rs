@@ -28,7 +28,7 @@
 //! VE's processes see the host's numbers (vz-cpt rewrites their filters, CRIU restores no
 //! listener) until the VE restarts; new `vzctl exec` programs get the VE's again.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -180,65 +180,57 @@ impl Service {
         self.inbox.path()
     }
 
-    /// What to poll: the inbox, then each listener (for [`Service::handle`]) unless the
-    /// VE's calls wait for the server's CPU budget (`serve_calls` false: the inbox alone).
-    pub fn poll_fds(&self, serve_calls: bool) -> Vec<PollFd<'_>> {
-        let mut fds = vec![PollFd::new(self.inbox.as_fd(), PollFlags::POLLIN)];
-        if serve_calls {
-            fds.extend(self.listeners.iter().map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)));
-        }
-        fds
+    /// The inbox's fd (the host hands listeners and asks questions there).
+    pub fn inbox_fd(&self) -> BorrowedFd<'_> {
+        self.inbox.as_fd()
     }
 
-    /// Serves what the poll of [`Service::poll_fds`] found (`revents` in its order): the
-    /// VE's calls ([`Service::serve_calls`]), then the host's inbox ([`Service::take_inbox`]).
-    pub fn handle(&mut self, revents: &[PollFlags]) {
-        self.serve_calls(revents.get(1..).unwrap_or_default(), &mut || false);
-        if revents.first().is_some_and(|f| f.contains(PollFlags::POLLIN)) {
-            self.take_inbox();
+    /// The fds of the listeners it serves (the VE's calls wait there).
+    pub fn listener_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.listeners.iter().map(AsFd::as_fd).collect()
+    }
+
+    /// Answers the waiting calls of the listener whose fd is `fd`: one, and up to
+    /// [`CALLS_PER_ROUND`] while `more` says the caller's budget allows.
+    pub fn serve_listener(&mut self, fd: RawFd, more: &mut dyn FnMut() -> bool) {
+        let Some(listener) = self.listeners.iter().find(|l| l.as_fd().as_raw_fd() == fd) else {
+            return;
+        };
+        let (loads, host) = (self.load.sysinfo_loads(), self.host);
+        serve_one(listener, &self.cgroup, loads, host);
+        // More waiting calls of the same listener at once: the server's round is paid once
+        // for several answers.
+        for _ in 1..CALLS_PER_ROUND {
+            if !more() || !ready(listener) {
+                break;
+            }
+            serve_one(listener, &self.cgroup, loads, host);
         }
     }
 
-    /// The VE's part of a poll: `revents` of the listeners (after the inbox's in
-    /// [`Service::poll_fds`]). Each listener with a waiting call gets its calls answered, up
-    /// to [`CALLS_PER_ROUND`] while `more` says the caller's budget allows; listeners whose
-    /// processes all ended are dropped.
-    pub fn serve_calls(&mut self, revents: &[PollFlags], more: &mut dyn FnMut() -> bool) {
-        for (index, flags) in revents.iter().enumerate().rev() {
-            if index >= self.listeners.len() {
-                continue;
-            }
-            if flags.contains(PollFlags::POLLIN) {
-                let (loads, host) = (self.load.sysinfo_loads(), self.host);
-                let listener = &self.listeners[index];
-                serve_one(listener, &self.cgroup, loads, host);
-                // More waiting calls of the same listener in the same round: the server's
-                // round (a poll of every VE's fds) is paid once for several answers.
-                for _ in 1..CALLS_PER_ROUND {
-                    if !more() || !ready(listener) {
-                        break;
-                    }
-                    serve_one(listener, &self.cgroup, loads, host);
-                }
-            } else if flags
-                .intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
-            {
-                self.listeners.swap_remove(index);
-            }
-        }
+    /// Gives up the listener whose fd is `fd` (all its processes ended), for the caller to
+    /// stop watching before it is closed.
+    pub fn remove_listener(&mut self, fd: RawFd) -> Option<SyscallListener> {
+        let index = self.listeners.iter().position(|l| l.as_fd().as_raw_fd() == fd)?;
+        Some(self.listeners.swap_remove(index))
     }
 
     /// The host's part: takes one connection of the inbox, a new listener (of `vzctl exec`)
-    /// or a question (`vzlist`'s load average).
-    pub fn take_inbox(&mut self) {
+    /// or a question (`vzlist`'s load average); the new listener's fd, if one came.
+    pub fn take_inbox(&mut self) -> Option<RawFd> {
         match self.inbox.accept_message() {
-            Ok(Some(InboxMessage::Listener(listener))) => self.listeners.push(listener),
+            Ok(Some(InboxMessage::Listener(listener))) => {
+                let fd = listener.as_fd().as_raw_fd();
+                self.listeners.push(listener);
+                return Some(fd);
+            }
             Ok(Some(InboxMessage::Question(q))) if q.text() == LOAD_QUESTION => {
                 q.answer(self.load.to_text().as_bytes());
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "sysinfo: a connection was lost"),
         }
+        None
     }
 
     /// How many listeners it serves.

@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IoSlice, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -18,10 +18,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
-use nix::poll::{PollFd, PollFlags};
+use nix::sys::epoll::{Epoll, EpollFlags};
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 
-use super::ve::inode;
+use super::ve::{inode, kind, unwatch, watch};
 use crate::config::GlobalConfig;
 use crate::ctid::Ctid;
 use crate::error::{CtlError, IoContext, Result};
@@ -219,40 +219,55 @@ impl Control {
         }
     }
 
-    /// Appends its fds to `fds` (the socket, then the pending connections); how many.
-    pub(super) fn poll_fds<'a>(&'a self, fds: &mut Vec<PollFd<'a>>) -> usize {
-        fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
-        fds.extend(self.pending.iter().map(|(c, _)| PollFd::new(c.as_fd(), PollFlags::POLLIN)));
-        1 + self.pending.len()
+    /// Adds its socket to `epoll`.
+    pub(super) fn watch(&self, epoll: &Epoll) {
+        watch(epoll, self.listener.as_fd(), 0, kind::CONTROL, EpollFlags::EPOLLIN);
     }
 
-    /// Takes new connections (root's only) and the requests that arrived (`revents` in the
-    /// order of [`Control::poll_fds`]); drops connections that sent nothing in time.
-    pub(super) fn handle(&mut self, revents: &[PollFlags]) -> Vec<Request> {
+    /// How long until the oldest connection's request is overdue (it is then dropped).
+    pub(super) fn next_wake(&self) -> Duration {
+        self.pending
+            .iter()
+            .map(|(_, since)| (*since + REQUEST_TIMEOUT).saturating_duration_since(Instant::now()))
+            .min()
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// Serves the server's own events (`events`: kind, fd, flags): takes new connections
+    /// (root's only), reads the requests that arrived; drops connections that sent nothing
+    /// in time.
+    pub(super) fn handle(
+        &mut self,
+        events: &[(u8, RawFd, EpollFlags)],
+        epoll: &Epoll,
+    ) -> Vec<Request> {
         let mut requests = Vec::new();
-        let now = Instant::now();
-        for index in (0..self.pending.len()).rev() {
-            let flags = revents.get(index + 1).copied().unwrap_or(PollFlags::empty());
-            let expired = now.duration_since(self.pending[index].1) > REQUEST_TIMEOUT;
-            if flags.is_empty() && !expired {
+        for (_, fd, _) in events.iter().filter(|(k, _, _)| *k == kind::REQUEST) {
+            let Some(index) = self.pending.iter().position(|(c, _)| c.as_raw_fd() == *fd) else {
                 continue;
-            }
+            };
             let (conn, _) = self.pending.swap_remove(index);
-            if flags.is_empty() {
-                continue;
-            }
+            unwatch(epoll, conn.as_fd());
             match read_request(conn) {
                 Ok(request) => requests.push(request),
                 Err(why) => tracing::warn!("console server: a bad request: {why}"),
             }
         }
-        if revents.first().is_some_and(|f| f.contains(PollFlags::POLLIN)) {
-            self.accept();
+        let now = Instant::now();
+        self.pending.retain(|(conn, since)| {
+            let keep = now.duration_since(*since) <= REQUEST_TIMEOUT;
+            if !keep {
+                unwatch(epoll, conn.as_fd());
+            }
+            keep
+        });
+        if events.iter().any(|(k, _, _)| *k == kind::CONTROL) {
+            self.accept(epoll);
         }
         requests
     }
 
-    fn accept(&mut self) {
+    fn accept(&mut self, epoll: &Epoll) {
         loop {
             match self.listener.accept() {
                 Ok((conn, _)) => {
@@ -265,6 +280,7 @@ impl Control {
                         && self.pending.len() < MAX_PENDING
                         && conn.set_nonblocking(true).is_ok()
                     {
+                        watch(epoll, conn.as_fd(), 0, kind::REQUEST, EpollFlags::EPOLLIN);
                         self.pending.push((conn, Instant::now()));
                     }
                 }

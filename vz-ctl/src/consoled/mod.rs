@@ -10,7 +10,8 @@
 //!   ([`crate::sysinfo::Service`] on `<VZ_RUN_DIR>/<CTID>.sysinfo`);
 //! * holds what the VE makes it do to the VE's own CPU budget ([`crate::budget`]: 5% of a
 //!   CPU, 200 ms bursts, measured with the thread's CPU clock around that VE's work, the
-//!   loop's own cost shared among the VEs it served), so a VE flooding its console or its
+//!   loop's own cost shared among the VEs it served; one epoll set for all fds, so a round
+//!   costs the same whatever the number of VEs), so a VE flooding its console or its
 //!   sysinfo waits for its own budget and slows no other VE;
 //! * ends the VE's service when its init's pidfd says the init has exited, after reading
 //!   what was left on its console.
@@ -40,19 +41,21 @@
 mod control;
 mod ve;
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::PollTimeout;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 pub use control::{SERVER_COMMAND, lock_path, register, socket_path};
 
 use crate::budget::thread_cpu;
 use crate::config::GlobalConfig;
 use crate::error::{CtlError, Result};
-use ve::{Layout, Served};
+use ve::Served;
 
 /// How long the server waits, without VEs, for a start holding the lock to register one.
 const EMPTY_RETRY: Duration = Duration::from_millis(50);
@@ -61,7 +64,7 @@ const EMPTY_RETRY: Duration = Duration::from_millis(50);
 /// socket, says "ready" on stdout, serves until no VE is left.
 ///
 /// # Errors
-/// When the socket cannot be made or polling fails.
+/// When the socket or the epoll set cannot be made, or waiting fails.
 pub fn serve(global: GlobalConfig) -> Result<()> {
     let _ = nix::unistd::setsid();
     // Sockets and logs are root's alone.
@@ -73,11 +76,15 @@ pub fn serve(global: GlobalConfig) -> Result<()> {
         tracing::debug!(error = %e, "console server: oom_score_adj");
     }
     let control = control::Control::bind(&global)?;
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+        .map_err(|e| CtlError::Start(format!("console server: epoll: {e}").into()))?;
+    control.watch(&epoll);
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "ready").and_then(|()| out.flush());
     }
-    let mut server = Server { global, control, ves: Vec::new(), grid: Instant::now() };
+    let grid = Instant::now();
+    let mut server = Server { global, control, epoll, ves: BTreeMap::new(), next_key: 1, grid };
     server.run()
 }
 
@@ -93,19 +100,26 @@ fn raise_fd_limit() {
     }
 }
 
-/// The server's state: its control socket and the VEs it serves.
+/// The server's state: its control socket, its epoll set and the VEs it serves.
 struct Server {
     global: GlobalConfig,
     control: control::Control,
-    ves: Vec<Served>,
+    epoll: Epoll,
+    /// The VEs, by the key of their fds' epoll tokens.
+    ves: BTreeMap<u32, Served>,
+    next_key: u32,
     /// When the server started: every VE's load samples fall on the 5-second grid from
     /// there, so an idle server wakes once per 5 s whatever the number of VEs.
     grid: Instant,
 }
 
+/// One event of a wait: (kind, fd, flags), by the key of its VE (0: the server's own).
+type Events = BTreeMap<u32, Vec<(u8, RawFd, EpollFlags)>>;
+
 impl Server {
     fn run(&mut self) -> Result<()> {
         let mut buf = vec![0_u8; 16 * 1024];
+        let mut ready = vec![EpollEvent::empty(); 256];
         loop {
             if self.ves.is_empty() && self.control.idle() && self.control.try_exit() {
                 tracing::info!("console server: no running VE left");
@@ -113,70 +127,72 @@ impl Server {
             }
             let round = thread_cpu();
             let now = Instant::now();
-            let mut fds: Vec<PollFd<'_>> = Vec::new();
-            let control_fds = self.control.poll_fds(&mut fds);
-            let mut layouts: Vec<Layout> = Vec::with_capacity(self.ves.len());
             let mut wait = if self.ves.is_empty() { EMPTY_RETRY } else { Duration::MAX };
-            for served in &mut self.ves {
+            wait = wait.min(self.control.next_wake());
+            for served in self.ves.values_mut() {
+                served.refresh(&self.epoll, now);
                 wait = wait.min(served.next_wake(now));
-                layouts.push(served.poll_fds(&mut fds, now));
             }
             let timeout = PollTimeout::try_from(wait.saturating_add(Duration::from_micros(100)))
                 .unwrap_or(PollTimeout::MAX);
-            match poll(&mut fds, timeout) {
-                Ok(_) => {}
+            let count = match self.epoll.wait(&mut ready, timeout) {
+                Ok(n) => n,
                 Err(Errno::EINTR) => continue,
-                Err(e) => return Err(CtlError::Start(format!("console server: poll: {e}").into())),
-            }
-            let revents: Vec<PollFlags> =
-                fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
-            drop(fds);
-            let mut offset = control_fds;
-            let mut worked = Vec::with_capacity(self.ves.len());
-            let mut accounted = Duration::ZERO;
-            for (served, layout) in self.ves.iter_mut().zip(&layouts) {
-                let mine = &revents[offset..offset + layout.len()];
-                offset += layout.len();
-                if served.quiet(mine) {
-                    worked.push(Duration::ZERO);
-                    continue;
+                Err(e) => {
+                    return Err(CtlError::Start(format!("console server: epoll: {e}").into()));
                 }
+            };
+            let mut events = Events::new();
+            for event in &ready[..count] {
+                let (key, kind, fd) = ve::untoken(event.data());
+                events.entry(key).or_default().push((kind, fd, event.events()));
+            }
+            let own = events.remove(&0).unwrap_or_default();
+            // VEs with a load sample due are served without an event.
+            for (key, served) in &self.ves {
+                if served.sample_due() {
+                    events.entry(*key).or_default();
+                }
+            }
+            let mut worked = Vec::with_capacity(events.len());
+            let mut handled = Duration::ZERO;
+            for (key, mine) in &events {
+                let Some(served) = self.ves.get_mut(key) else { continue };
                 let started = thread_cpu();
-                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    served.handle(mine, *layout, &mut buf)
+                let epoll = &self.epoll;
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    served.handle(mine, epoll, &mut buf)
                 }));
-                accounted += thread_cpu().saturating_sub(started);
-                match handled {
-                    Ok(spent) => worked.push(spent),
+                handled += thread_cpu().saturating_sub(started);
+                match result {
+                    Ok(spent) => worked.push((*key, spent)),
                     Err(_) => {
                         tracing::error!(ctid = served.ctid().get(), "console server: a panic");
-                        worked.push(Duration::ZERO);
                         // Its service ends; the VE runs on as with a killed server.
                         served.drop_service();
                     }
                 }
             }
-            self.share_overhead(round, accounted, &worked);
+            self.share_overhead(round, handled, &worked);
             self.finish_ended(&mut buf);
-            let control_revents = &revents[..control_fds];
-            self.control_round(control_revents, &mut buf);
+            self.control_round(&own, &mut buf);
         }
     }
 
-    /// Charges the round's CPU time that no VE's work was measured for (the poll, the loop)
+    /// Charges the round's CPU time that no VE's work was measured for (the wait, the loop)
     /// in equal parts to the VEs whose requests were served in it (their requests woke the
     /// server); a round with none is the host's.
-    fn share_overhead(&mut self, round: Duration, handled: Duration, worked: &[Duration]) {
-        let busy = worked.iter().filter(|w| !w.is_zero()).count();
-        if busy == 0 {
+    fn share_overhead(&mut self, round: Duration, handled: Duration, worked: &[(u32, Duration)]) {
+        let busy: Vec<u32> = worked.iter().filter(|(_, w)| !w.is_zero()).map(|(k, _)| *k).collect();
+        if busy.is_empty() {
             return;
         }
         // What the VEs' handling measured (their work, charged already, and the host's
         // requests among it, charged to nobody) is not shared out.
         let overhead = thread_cpu().saturating_sub(round).saturating_sub(handled);
-        let share = overhead / u32::try_from(busy).unwrap_or(u32::MAX);
-        for (served, work) in self.ves.iter_mut().zip(worked) {
-            if !work.is_zero() {
+        let share = overhead / u32::try_from(busy.len()).unwrap_or(u32::MAX);
+        for key in busy {
+            if let Some(served) = self.ves.get_mut(&key) {
                 served.charge(share);
             }
         }
@@ -184,22 +200,20 @@ impl Server {
 
     /// Finishes the VEs whose init ended.
     fn finish_ended(&mut self, buf: &mut [u8]) {
-        let mut index = 0;
-        while index < self.ves.len() {
-            if self.ves[index].ended() {
-                self.ves.swap_remove(index).finish(buf);
-            } else {
-                index += 1;
+        let ended: Vec<u32> = self.ves.iter().filter(|(_, v)| v.ended()).map(|(k, _)| *k).collect();
+        for key in ended {
+            if let Some(served) = self.ves.remove(&key) {
+                served.finish(&self.epoll, buf);
             }
         }
     }
 
     /// Takes new control connections and serves the registrations that arrived.
-    fn control_round(&mut self, revents: &[PollFlags], buf: &mut [u8]) {
-        for request in self.control.handle(revents) {
+    fn control_round(&mut self, events: &[(u8, RawFd, EpollFlags)], buf: &mut [u8]) {
+        for request in self.control.handle(events, &self.epoll) {
             let control::Request { reply, ctid, pid, pidfd, master } = request;
             let added = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.add(ctid, pid, pidfd, master, buf)
+                self.add(ctid, (pid, pidfd), master, buf)
             }));
             let answer = match added {
                 Ok(Ok(())) => "ok".to_owned(),
@@ -214,18 +228,22 @@ impl Server {
     fn add(
         &mut self,
         ctid: crate::Ctid,
-        pid: i32,
-        pidfd: OwnedFd,
+        init: (i32, OwnedFd),
         master: Option<OwnedFd>,
         buf: &mut [u8],
     ) -> Result<()> {
-        if let Some(index) = self.ves.iter().position(|v| v.ctid() == ctid) {
-            self.ves.swap_remove(index).finish(buf);
+        if let Some(key) = self.ves.iter().find(|(_, v)| v.ctid() == ctid).map(|(k, _)| *k)
+            && let Some(old) = self.ves.remove(&key)
+        {
+            old.finish(&self.epoll, buf);
         }
         let ve = crate::ve::Ve::load(self.global.clone(), ctid)?;
-        let served = Served::new(&ve, pid, pidfd, master, self.grid)?;
+        let key = self.next_key;
+        self.next_key = self.next_key.checked_add(1).unwrap_or(1);
+        let pid = init.0;
+        let served = Served::new(&ve, key, init, master, self.grid, &self.epoll)?;
         tracing::info!(ctid = ctid.get(), init = pid, "console server: serving");
-        self.ves.push(served);
+        self.ves.insert(key, served);
         Ok(())
     }
 }
