@@ -120,10 +120,21 @@ impl VzTree {
         bin
     }
 
-    /// Pids of this tree's vz helper processes `vzctl <command> <ctid> …` (`__console`,
-    /// `__quotactl-server`: they inherit vzctl's `VZ_CONFIG`, which tells this tree's apart).
+    /// Pids of this tree's vz helper processes `vzctl <command> <ctid> …` (`__quotactl-server`:
+    /// they inherit vzctl's `VZ_CONFIG`, which tells this tree's apart).
     pub fn helper_pids(&self, command: &str, ctid: &str) -> Vec<i32> {
-        let command = format!("{command}\0{ctid}\0");
+        self.pids_running(&format!("{command}\0{ctid}\0"))
+    }
+
+    /// Pids of this tree's console server (`vzctl __consoled`, one for all its running VEs;
+    /// none while no VE runs).
+    pub fn console_server_pids(&self) -> Vec<i32> {
+        self.pids_running("__consoled\0")
+    }
+
+    /// Pids of the processes whose command line contains `command` and whose `VZ_CONFIG` is
+    /// this tree's.
+    fn pids_running(&self, command: &str) -> Vec<i32> {
         let config = format!("VZ_CONFIG={}\0", self.vz_conf().display());
         let has = |pid: i32, file: &str, text: &str| {
             std::fs::read(format!("/proc/{pid}/{file}"))
@@ -134,7 +145,7 @@ impl VzTree {
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|&pid| has(pid, "cmdline", &command) && has(pid, "environ", &config))
+            .filter(|&pid| has(pid, "cmdline", command) && has(pid, "environ", &config))
             .collect()
     }
 

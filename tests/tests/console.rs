@@ -1,7 +1,8 @@
 //! A VE's console (`vzctl console`, vz_ctl::console): a pty of the VE's own devpts that is its
-//! /dev/console and its init's stdio, read all the time by a console server per running VE
-//! that logs it and serves `vzctl console` clients; a start whose init dies shows the last
-//! lines the init printed.
+//! /dev/console and its init's stdio, read all the time by the tree's one console server
+//! (`vzctl __consoled`, vz_ctl::consoled: started by the first start, ended with the last
+//! running VE) that logs it and serves `vzctl console` clients; a start whose init dies
+//! shows the last lines the init printed.
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
 #![allow(clippy::print_stderr, reason = "reports timings to the person running the tests")]
 
@@ -334,7 +335,7 @@ fn a_ve_runs_on_when_its_console_server_is_gone() {
     let socket = tree.path().join(format!("run/{ctid}.console"));
     let pid = server_pid(&socket);
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).expect("cmdline");
-    assert!(cmdline.contains("__console"), "{cmdline:?}");
+    assert!(cmdline.contains("__consoled"), "{cmdline:?}");
     let status_kb = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let rss = status_kb.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("?").to_owned();
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
@@ -360,7 +361,131 @@ fn a_ve_runs_on_when_its_console_server_is_gone() {
     assert!(ok(tree.run("vzctl", &["status", &ctid])).contains("running"));
     assert_eq!(exec_ok(&tree, &ctid, "cat /proc/1/comm").trim(), "init");
     assert_eq!(tree.run("vzctl", &["console", &ctid]).status.code(), Some(3), "no server");
+    // The next start replaces the dead server (its stale socket too) and serves fully.
+    let other = created(&tree, false);
+    ok(tree.run("vzctl", &["start", &other, "--wait"]));
+    let server = console_server(&tree, &other);
+    assert_ne!(server, pid, "a new server");
+    exec_ok(&tree, &other, "echo served-$((40 + 2)) > /dev/console");
+    in_log(&tree, &other, "served-42");
     ok(tree.run("vzctl", &["stop", &ctid]));
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    assert_eq!(console_server(&tree, &ctid), server, "the restarted VE gets the new server");
+    exec_ok(&tree, &ctid, "echo again-$((40 + 3)) > /dev/console");
+    in_log(&tree, &ctid, "again-43");
+    for ve in [&ctid, &other] {
+        ok(tree.run("vzctl", &["stop", ve, "--fast"]));
+    }
+    wait_gone(server);
+}
+
+/// Waits until `text` is in the VE's console log.
+fn in_log(tree: &VzTree, ctid: &str, text: &str) {
+    let log = tree.path().join(format!("run/{ctid}.console.log"));
+    let started = Instant::now();
+    while !String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).contains(text) {
+        assert!(started.elapsed() < Duration::from_secs(10), "{text} is not in {}", log.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The number of open fds of the process `pid`.
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).expect("list fds").count()
+}
+
+#[test]
+fn one_server_serves_the_trees_ves_and_ends_with_the_last() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ves: Vec<String> = (0..4).map(|_| created(&tree, false)).collect();
+    assert!(tree.console_server_pids().is_empty(), "no server without a running VE");
+    // Four starts at once: the lock lets exactly one of them start the server.
+    std::thread::scope(|scope| {
+        for ctid in &ves {
+            let tree = &tree;
+            scope.spawn(move || ok(tree.run("vzctl", &["start", ctid, "--wait"])));
+        }
+    });
+    let servers = tree.console_server_pids();
+    assert_eq!(servers.len(), 1, "one server for the tree: {servers:?}");
+    let server = servers[0];
+    for ctid in &ves {
+        assert_eq!(console_server(&tree, ctid), server, "CT {ctid}'s console");
+        exec_ok(&tree, ctid, &format!("echo hello-from-{ctid} > /dev/console"));
+        in_log(&tree, ctid, &format!("hello-from-{ctid}"));
+    }
+    // Each stop ends that VE's service (its socket goes); the last one ends the server.
+    for (n, ctid) in ves.iter().enumerate() {
+        ok(tree.run("vzctl", &["stop", ctid, "--fast"]));
+        wait_server_gone(&tree, ctid);
+        if n + 1 < ves.len() {
+            assert!(std::path::Path::new(&format!("/proc/{server}")).exists(), "after {n}");
+        }
+    }
+    wait_gone(server);
+    assert!(!tree.path().join("run/consoled.sock").exists(), "the server removed its socket");
+    ok(tree.run("vzctl", &["start", &ves[0], "--wait"]));
+    assert_ne!(console_server(&tree, &ves[0]), server, "the next start starts a server");
+    ok(tree.run("vzctl", &["stop", &ves[0], "--fast"]));
+}
+
+#[test]
+fn starts_racing_the_servers_exit_always_get_a_server() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = created(&tree, false);
+    // Each stop ends the server (its last VE); the next start comes at once, while that
+    // server may still be on its way out: the lock orders them, so the start either reaches
+    // a server that will serve it or starts a new one.
+    let mut servers = Vec::new();
+    for round in 0..30 {
+        ok(tree.run("vzctl", &["start", &ctid]));
+        servers.push(console_server(&tree, &ctid));
+        exec_ok(&tree, &ctid, &format!("echo round-{round}-up > /dev/console"));
+        in_log(&tree, &ctid, &format!("round-{round}-up"));
+        ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+    }
+    for pid in &servers {
+        wait_gone(*pid);
+    }
+    assert!(tree.console_server_pids().is_empty(), "no server is left behind");
+    servers.dedup();
+    eprintln!("30 start/stop cycles had {} servers", servers.len());
+}
+
+#[test]
+fn a_hundred_starts_and_stops_leave_no_fd_in_the_server() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let (keeper, cycled) = (created(&tree, false), created(&tree, false));
+    // The keeper holds the server up across the other VE's cycles.
+    ok(tree.run("vzctl", &["start", &keeper]));
+    let server = console_server(&tree, &keeper);
+    let before = fd_count(server);
+    let started = Instant::now();
+    for round in 0..100 {
+        ok(tree.run("vzctl", &["start", &cycled]));
+        assert_eq!(console_server(&tree, &cycled), server, "round {round}");
+        if round % 10 == 0 {
+            // With a client and an exec's sysinfo listener now and then.
+            let _client = std::os::unix::net::UnixStream::connect(
+                tree.path().join(format!("run/{cycled}.console")),
+            )
+            .expect("connect a client");
+            exec_ok(&tree, &cycled, "true");
+        }
+        ok(tree.run("vzctl", &["stop", &cycled, "--fast"]));
+        wait_server_gone(&tree, &cycled);
+    }
+    let after = fd_count(server);
+    eprintln!(
+        "100 start/stop cycles in {:?}: the server had {before} fds, then {after}",
+        started.elapsed()
+    );
+    assert_eq!(after, before, "fds of stopped VEs are left open");
+    ok(tree.run("vzctl", &["stop", &keeper, "--fast"]));
+    wait_gone(server);
 }
 
 /// A console server's pid: the peer of the VE's console socket.

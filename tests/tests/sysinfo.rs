@@ -162,11 +162,6 @@ fn uptime_loads(uptime: &str) -> [f64; 3] {
     [v[0], v[1], v[2]]
 }
 
-/// Pids of this tree's console servers of `ctid`.
-fn console_server_pids(tree: &VzTree, ctid: &str) -> Vec<i32> {
-    tree.helper_pids("__console", ctid)
-}
-
 #[test]
 fn free_and_uptime_show_the_ves_memory_swap_uptime_and_load() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::Program("/usr/bin/gcc"));
@@ -266,7 +261,7 @@ fn a_bad_pointer_gets_efault_and_nothing_is_written_elsewhere() {
     // the VE's totals with the host's /proc/meminfo, so the probe reads the total.)
     let again = exec(&tree, &ctid, "/bin/probe once");
     assert_eq!(probe_fields(&again)[..3], [0, 0, 256 << 20], "{again}");
-    assert_eq!(console_server_pids(&tree, &ctid).len(), 1);
+    assert_eq!(tree.console_server_pids().len(), 1);
     ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
 }
 
@@ -279,7 +274,7 @@ fn the_ve_outlives_its_server_and_its_sysinfo_then_fails_with_enosys() {
     ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
     let before = exec(&tree, &ctid, "sleep 0.3; cat /probe.boot");
     assert_eq!(probe_fields(&before)[..3], [0, 0, 256 << 20], "{before}");
-    let servers = console_server_pids(&tree, &ctid);
+    let servers = tree.console_server_pids();
     assert_eq!(servers.len(), 1, "one console server");
     let init = tree.init_pid(&ctid);
     ok(Command::new("kill").args(["-KILL", &servers[0].to_string()]).output().expect("kill"));

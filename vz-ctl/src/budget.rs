@@ -1,22 +1,27 @@
-//! The CPU budget of a VE's host-side helpers: what a VE can make them spend on its behalf.
+//! The CPU budget of the host-side helpers: what a VE can make them spend on its behalf.
 //!
-//! A running VE has one helper process on the host, its console server (`vzctl __console`,
-//! [`crate::console`]), and with second-level quota a quotactl server ([`crate::quotactl`]).
-//! They run in the host's cgroup, outside the VE's, so the CPU they spend answering the VE's
-//! sysinfo and quotactl calls and copying its console is charged to nobody: without a bound a
-//! VE limited to 10% of a CPU that calls sysinfo in a loop in eight threads made its console
-//! server use 97% of a CPU (57 000 answers in 5 s), and `cat /dev/zero > /dev/console` 24%.
+//! The host-wide console server (`vzctl __consoled`, [`crate::consoled`]) serves every running
+//! VE of a tree, and a VE with second-level quota has a quotactl server of its own
+//! ([`crate::quotactl`]). They run in the host's cgroup, outside the VEs', so the CPU they
+//! spend answering a VE's sysinfo and quotactl calls and copying its console is charged to
+//! nobody: without a bound a VE limited to 10% of a CPU that calls sysinfo in a loop in eight
+//! threads made its console server use 97% of a CPU (57 000 answers in 5 s), and
+//! `cat /dev/zero > /dev/console` 24%.
 //!
-//! Each helper therefore holds itself to a [`CpuBudget`], a token bucket in CPU time: it may
-//! use [`HELPER_SHARE`] of one CPU on average, with bursts up to [`HELPER_BURST`]. The bucket
-//! is charged with the process's whole CPU time (user + system, `getrusage`), so whatever a
-//! request costs, in a debug or a release build, on a fast or a slow host, is counted. While
-//! the bucket is empty the helper stops reading the VE's requests (the seccomp listeners, the
-//! console's pty master) until it holds [`RESUME`] again: the VE's callers then wait in the
-//! kernel (sysinfo callers asleep in the seccomp notification, console writers on a full pty,
-//! the flow control of a serial line), and nobody spins. What the host asks (`vzctl console`
-//! input, `vzlist`'s load average questions, new listeners, the load samples, the init's
-//! liveness) is served at once whatever the bucket holds.
+//! Each VE is therefore held to a [`CpuBudget`], a token bucket in CPU time: its helpers may
+//! use [`HELPER_SHARE`] of one CPU on average for it, with bursts up to [`HELPER_BURST`]. The
+//! quotactl server, one process per VE, charges its bucket with its whole CPU time (user +
+//! system, `getrusage`, [`CpuBudget::helper`]); the console server, one process for all VEs,
+//! charges each VE's bucket with the CPU time it measured around that VE's work (its
+//! thread's CPU clock, `CLOCK_THREAD_CPUTIME_ID`: [`thread_cpu`], [`CpuBudget::charged`]), so one VE's flood spends
+//! only its own bucket. Either way whatever a request costs, in a debug or a release
+//! build, on a fast or a slow host, is counted. While the bucket is empty the helper stops
+//! reading that VE's requests (the seccomp listeners, the console's pty master) until it
+//! holds [`RESUME`] again: the VE's callers then wait in the kernel (sysinfo callers asleep
+//! in the seccomp notification, console writers on a full pty, the flow control of a serial
+//! line), and nobody spins. What the host asks (`vzctl console` input, `vzlist`'s load
+//! average questions, new listeners, the init's end) is served at once whatever the bucket
+//! holds.
 //!
 //! A normal caller never waits: a burst of 200 ms of CPU is about 2 000 sysinfo answers (a
 //! debug build's answer costs ~85 µs), and 64 KiB of console output written line by line
@@ -27,7 +32,8 @@
 //! cgroups (CRIU dumps them, vz-cpt refuses foreign tasks in them, `vzctl stop` kills them,
 //! the freezer and numproc count them), and a capped sibling cgroup per VE would add kernel
 //! objects to every VE, differ between cgroup v1 and v2, and need the helper to move between
-//! hierarchies; the budget costs one `getrusage` per wake-up and bounds the same thing.
+//! hierarchies; the budget costs a clock read or a `getrusage` per piece of work and bounds the same
+//! thing.
 
 use std::time::{Duration, Instant};
 
@@ -56,14 +62,41 @@ pub struct CpuBudget {
     held: bool,
     /// When the bucket was last refilled.
     at: Instant,
-    /// The process's CPU time at that moment.
+    /// The CPU time charged at that moment.
     used: Duration,
+    /// Where the CPU time comes from.
+    meter: Meter,
+}
+
+/// What a [`CpuBudget`] is charged with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Meter {
+    /// The process's whole CPU time: a helper serving one VE.
+    Process,
+    /// What [`CpuBudget::charge`] added up: a helper serving many VEs.
+    Charged(Duration),
 }
 
 impl CpuBudget {
     /// The budget of a VE's helper: [`HELPER_SHARE`], [`HELPER_BURST`], full.
     pub fn helper() -> CpuBudget {
         CpuBudget::new(HELPER_SHARE, HELPER_BURST, RESUME)
+    }
+
+    /// The budget of one VE in a server of many: as [`CpuBudget::helper`], charged only
+    /// with what [`CpuBudget::charge`] is given.
+    pub fn charged() -> CpuBudget {
+        let mut budget = CpuBudget::helper();
+        budget.meter = Meter::Charged(Duration::ZERO);
+        budget.used = Duration::ZERO;
+        budget
+    }
+
+    /// Adds `spent` to a [`CpuBudget::charged`] budget (nothing for a process's own).
+    pub fn charge(&mut self, spent: Duration) {
+        if let Meter::Charged(total) = &mut self.meter {
+            *total = total.saturating_add(spent);
+        }
     }
 
     /// A full budget of `share` of a CPU with bursts of `burst`, serving again at `resume`.
@@ -76,13 +109,18 @@ impl CpuBudget {
             held: false,
             at: Instant::now(),
             used: own_cpu(),
+            meter: Meter::Process,
         }
     }
 
     /// Charges the CPU time this process used since the last look and refills the bucket
     /// for the time that passed; whether the VE's requests may be served now.
     pub fn check(&mut self) -> bool {
-        self.account(Instant::now(), own_cpu())
+        let used = match self.meter {
+            Meter::Process => own_cpu(),
+            Meter::Charged(total) => total,
+        };
+        self.account(Instant::now(), used)
     }
 
     /// How long until [`CpuBudget::check`] lets the VE's requests through again, if the
@@ -114,7 +152,17 @@ impl CpuBudget {
 
 /// The CPU time this process has used (user + system).
 fn own_cpu() -> Duration {
-    let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) else { return Duration::ZERO };
+    cpu_of(UsageWho::RUSAGE_SELF)
+}
+
+/// The CPU time the calling thread has used (its CPU clock, `CLOCK_THREAD_CPUTIME_ID`):
+/// taken before and after a piece of work, what the work cost.
+pub fn thread_cpu() -> Duration {
+    crate::sys::thread_cpu_time()
+}
+
+fn cpu_of(who: UsageWho) -> Duration {
+    let Ok(usage) = getrusage(who) else { return Duration::ZERO };
     let time = |t: nix::sys::time::TimeVal| {
         let secs = u64::try_from(t.tv_sec()).unwrap_or(0);
         let micros = u64::try_from(t.tv_usec()).unwrap_or(0);
@@ -180,6 +228,24 @@ mod tests {
         assert!(b.account(start + Duration::from_secs(3600), Duration::ZERO));
         assert!(b.account(start + Duration::from_secs(3600), 199 * MS));
         assert!(!b.account(start + Duration::from_secs(3600), 201 * MS), "no more than a burst");
+    }
+
+    #[test]
+    fn a_charged_budget_counts_only_its_charges() {
+        let mut b = CpuBudget::charged();
+        assert!(b.check());
+        // The thread's own work is not charged to it; 250 ms charged at once is.
+        let start = thread_cpu();
+        while thread_cpu() < start + 5 * MS {
+            std::hint::black_box(thread_cpu());
+        }
+        assert!(b.check(), "uncharged work counts");
+        b.charge(250 * MS);
+        assert!(!b.check(), "a charge past the burst holds the VE");
+        assert!(b.wait().expect("held") > 500 * MS);
+        let mut process = CpuBudget::helper();
+        process.charge(Duration::from_secs(10));
+        assert!(process.check(), "a process's budget is charged with its own time only");
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //! vz-ctl is the only crate that knows every subsystem (design.md): it reads vz.conf and
 //! CTID.conf, creates and removes the VE's cgroup, and orchestrates vz-ns (namespaces and
 //! init), vz-quota (private areas), vz-template (caches) and the resource subsystems. There
-//! is no daemon: a VE runs iff its cgroup has tasks.
+//! is no daemon: a VE runs iff its cgroup has tasks (the console server of a tree,
+//! [`consoled`], runs only while VEs do, and only for their consoles and sysinfo).
 //!
 //! # Privileges
 //! Everything but parsing needs root: mounts, cgroups, namespaces.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod budget;
 pub mod cgroup;
@@ -16,6 +17,7 @@ mod cgroup_mount;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod consoled;
 pub mod ctid;
 pub mod disk;
 pub mod error;
@@ -32,6 +34,7 @@ pub mod quotactl;
 pub mod resources;
 pub mod scripts;
 pub mod setup;
+mod sys;
 pub mod sysinfo;
 pub mod undo;
 pub mod ve;

@@ -5,10 +5,10 @@
 //!
 //! Unless the VE's `MEMINFO` is `none` ([`intercepts`]), the seccomp filter of its init and
 //! of every `vzctl exec`/`enter` hands sysinfo to a listener
-//! ([`vz_ns::SeccompPolicy::intercept_sysinfo`]); the listeners go to the VE's console
-//! server (`vzctl __console`, the one host process a running VE has), whose [`Service`] takes
-//! them on the socket `<VZ_RUN_DIR>/<CTID>.sysinfo` and answers each call by writing the
-//! caller's `struct sysinfo` ([`answer`]). With a quotactl server (second-level quota), that server holds the
+//! ([`vz_ns::SeccompPolicy::intercept_sysinfo`]); the listeners go to the console server
+//! (`vzctl __consoled`, one host process for every running VE of a tree, [`crate::consoled`]),
+//! whose [`Service`] of the VE takes them on the socket `<VZ_RUN_DIR>/<CTID>.sysinfo` and
+//! answers each call by writing the caller's `struct sysinfo` ([`answer`]). With a quotactl server (second-level quota), that server holds the
 //! one listener the kernel allows a process and answers sysinfo with the same [`answer`]
 //! ([`Answerer`]).
 //!
@@ -17,17 +17,18 @@
 //! averages ([`LoadAvg`], the kernel's fixed point). `vzlist -o laverage` asks for them on
 //! the same socket ([`query_load`]).
 //!
-//! The answers are held to the server's CPU budget ([`crate::budget`]): a VE calling
-//! sysinfo in a loop gets its answers at the pace of 5% of a CPU (after a burst of 200 ms),
-//! its callers waiting in the kernel meanwhile; a single call does not wait.
+//! The answers are held to the VE's CPU budget in the server ([`crate::budget`]): a VE
+//! calling sysinfo in a loop gets its answers at the pace of 5% of a CPU (after a burst of
+//! 200 ms), its callers waiting in the kernel meanwhile; a single call does not wait, and
+//! another VE's calls are not slowed.
 //!
-//! If the console server is gone (killed), the VE's processes keep running and their
+//! If the console server is gone (killed), the VEs' processes keep running and their
 //! sysinfo fails with ENOSYS, the kernel's rule for a closed listener; `vzctl exec` then
 //! leaves sysinfo to the kernel (the host's numbers) for the programs it starts. A restored
 //! VE's processes see the host's numbers (vz-cpt rewrites their filters, CRIU restores no
 //! listener) until the VE restarts; new `vzctl exec` programs get the VE's again.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -179,56 +180,83 @@ impl Service {
         self.inbox.path()
     }
 
-    /// What to poll: the inbox, then each listener (for [`Service::handle`]) unless the
-    /// VE's calls wait for the server's CPU budget (`serve_calls` false: the inbox alone).
-    pub fn poll_fds(&self, serve_calls: bool) -> Vec<PollFd<'_>> {
-        let mut fds = vec![PollFd::new(self.inbox.as_fd(), PollFlags::POLLIN)];
-        if serve_calls {
-            fds.extend(self.listeners.iter().map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)));
-        }
-        fds
+    /// The inbox's fd (the host hands listeners and asks questions there).
+    pub fn inbox_fd(&self) -> BorrowedFd<'_> {
+        self.inbox.as_fd()
     }
 
-    /// Serves what the poll of [`Service::poll_fds`] found (`revents` in its order): calls
-    /// are answered, listeners whose processes all ended are dropped, new listeners and
-    /// questions taken.
-    pub fn handle(&mut self, revents: &[PollFlags]) {
-        let inbox_ready = revents.first().is_some_and(|f| f.contains(PollFlags::POLLIN));
-        let listeners = revents.get(1..).unwrap_or_default();
-        for (index, flags) in listeners.iter().enumerate().rev() {
-            if index >= self.listeners.len() {
-                continue;
+    /// The fds of the listeners it serves (the VE's calls wait there).
+    pub fn listener_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.listeners.iter().map(AsFd::as_fd).collect()
+    }
+
+    /// Answers the waiting calls of the listener whose fd is `fd`: one, and up to
+    /// [`CALLS_PER_ROUND`] while `more` says the caller's budget allows.
+    pub fn serve_listener(&mut self, fd: RawFd, more: &mut dyn FnMut() -> bool) {
+        let Some(listener) = self.listeners.iter().find(|l| l.as_fd().as_raw_fd() == fd) else {
+            return;
+        };
+        let (loads, host) = (self.load.sysinfo_loads(), self.host);
+        serve_one(listener, &self.cgroup, loads, host);
+        // More waiting calls of the same listener at once: the server's round is paid once
+        // for several answers.
+        for _ in 1..CALLS_PER_ROUND {
+            if !more() || !ready(listener) {
+                break;
             }
-            if flags.contains(PollFlags::POLLIN) {
-                let (loads, host) = (self.load.sysinfo_loads(), self.host);
-                serve_one(&self.listeners[index], &self.cgroup, loads, host);
-            } else if flags.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
-                self.listeners.swap_remove(index);
-            }
+            serve_one(listener, &self.cgroup, loads, host);
         }
-        if inbox_ready {
-            match self.inbox.accept_message() {
-                Ok(Some(InboxMessage::Listener(listener))) => self.listeners.push(listener),
-                Ok(Some(InboxMessage::Question(q))) if q.text() == LOAD_QUESTION => {
-                    q.answer(self.load.to_text().as_bytes());
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "sysinfo: a connection was lost"),
+    }
+
+    /// Gives up the listener whose fd is `fd` (all its processes ended), for the caller to
+    /// stop watching before it is closed.
+    pub fn remove_listener(&mut self, fd: RawFd) -> Option<SyscallListener> {
+        let index = self.listeners.iter().position(|l| l.as_fd().as_raw_fd() == fd)?;
+        Some(self.listeners.swap_remove(index))
+    }
+
+    /// The host's part: takes one connection of the inbox, a new listener (of `vzctl exec`)
+    /// or a question (`vzlist`'s load average); the new listener's fd, if one came.
+    pub fn take_inbox(&mut self) -> Option<RawFd> {
+        match self.inbox.accept_message() {
+            Ok(Some(InboxMessage::Listener(listener))) => {
+                let fd = listener.as_fd().as_raw_fd();
+                self.listeners.push(listener);
+                return Some(fd);
             }
+            Ok(Some(InboxMessage::Question(q))) if q.text() == LOAD_QUESTION => {
+                q.answer(self.load.to_text().as_bytes());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sysinfo: a connection was lost"),
         }
+        None
+    }
+
+    /// How many listeners it serves.
+    pub fn listeners(&self) -> usize {
+        self.listeners.len()
     }
 
     /// Takes a load sample when [`LOAD_FREQ`] has passed since the last one; call it at
     /// least that often.
     pub fn tick(&mut self) {
         if self.sampled.elapsed() >= LOAD_FREQ {
-            self.sampled += LOAD_FREQ;
-            // A server that was not scheduled for a while does not catch up sample by sample.
-            if self.sampled.elapsed() >= LOAD_FREQ {
-                self.sampled = Instant::now();
-            }
+            // A server that was not scheduled for a while does not catch up sample by sample;
+            // the samples stay on their 5-second grid.
+            self.sampled += LOAD_FREQ * periods(self.sampled.elapsed());
             self.load.sample(active_tasks(&self.cgroup));
             self.host = host_memory();
+        }
+    }
+
+    /// Puts the samples on the 5-second grid that starts at `grid` (the next sample is then
+    /// due at its next point, in under [`LOAD_FREQ`]): a server of many VEs samples them all
+    /// in one wake-up.
+    pub fn align(&mut self, grid: Instant) {
+        let now = Instant::now();
+        if let Some(since) = now.checked_duration_since(grid) {
+            self.sampled = grid + LOAD_FREQ * periods(since);
         }
     }
 
@@ -236,6 +264,11 @@ impl Service {
     pub fn next_sample_in(&self) -> Duration {
         LOAD_FREQ.saturating_sub(self.sampled.elapsed())
     }
+}
+
+/// How many whole [`LOAD_FREQ`]s `span` holds.
+fn periods(span: Duration) -> u32 {
+    u32::try_from(span.as_nanos() / LOAD_FREQ.as_nanos()).unwrap_or(u32::MAX)
 }
 
 /// Answers sysinfo for a server other than the console's (the quotactl server, which holds
@@ -282,6 +315,16 @@ impl Answerer {
         };
         answer(listener, request, &self.cgroup, loads.sysinfo_loads(), host)
     }
+}
+
+/// How many calls of one listener [`Service::serve_calls`] answers at most in one round.
+pub const CALLS_PER_ROUND: usize = 8;
+
+/// Whether `listener` has a call waiting now.
+fn ready(listener: &SyscallListener) -> bool {
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
+        && fds[0].revents().is_some_and(|f| f.contains(PollFlags::POLLIN))
 }
 
 /// Receives and answers one call of `listener`.
@@ -513,6 +556,13 @@ mod tests {
         assert_eq!(load.sysinfo_loads()[0], load.avenrun[0] << 5);
         assert_eq!(LoadAvg::from_text(&load.to_text()), Some(load));
         assert_eq!(LoadAvg::from_text("1 2"), None);
+    }
+
+    #[test]
+    fn load_samples_stay_on_their_grid() {
+        assert_eq!(periods(Duration::from_millis(4999)), 0);
+        assert_eq!(periods(Duration::from_millis(5000)), 1);
+        assert_eq!(periods(Duration::from_secs(17)), 3);
     }
 
     #[test]

@@ -23,10 +23,10 @@ fn main() -> ExitCode {
     {
         return quotactl_server(ctid, std::path::Path::new(device));
     }
-    if let [command, ctid, init] = args.as_slice()
-        && command == vz_ctl::console::SERVER_COMMAND
+    if let [command] = args.as_slice()
+        && command == vz_ctl::consoled::SERVER_COMMAND
     {
-        return console_server(ctid, init);
+        return console_server();
     }
     let inv = match cli::parse(&args) {
         Ok(inv) => inv,
@@ -80,13 +80,30 @@ fn main() -> ExitCode {
     }
 }
 
-/// `vzctl __console CTID INITPID`, started by `vzctl start` and `restore` (vz_ctl::console),
-/// the console's pty master on stdin.
-fn console_server(ctid: &str, init: &str) -> ExitCode {
-    helper("console server", ctid, |ve| {
-        let pid = init.parse().map_err(|_| vz_ctl::CtlError::BadCtid(init.to_owned()))?;
-        vz_ctl::console::serve(ve, pid)
-    })
+/// `vzctl __consoled`, the tree's console server (vz_ctl::consoled), started by the first
+/// `vzctl start` or `restore` that finds none; ends when no VE of the tree runs.
+fn console_server() -> ExitCode {
+    let run = || -> vz_ctl::Result<()> {
+        let global = GlobalConfig::load().map_err(vz_ctl::CtlError::GlobalConfig)?;
+        let logfile = global.logging().then(|| (global.logfile(), global.log_level()));
+        vz_ctl::logging::init(
+            "vzctl",
+            0,
+            true,
+            logfile.as_ref().map(|(path, level)| (path.as_path(), *level)),
+            None,
+        );
+        vz_ctl::consoled::serve(global)
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let message = vz_ctl::error::chain(&e);
+            let _ = writeln!(std::io::stdout(), "{message}");
+            tracing::warn!("console server: {message}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 /// `vzctl __quotactl-server CTID DEVICE`, started by `vzctl start` (vz_ctl::quotactl).
