@@ -555,3 +555,47 @@ fn the_console_comes_back_with_a_restore() {
     ok(tree.run("vzctl", &["stop", &ctid]));
     wait_server_gone(&tree, &ctid);
 }
+
+/// Waits until `vzctl status` of `ctid` contains `state`.
+fn wait_status(tree: &VzTree, ctid: &str, state: &str) {
+    let started = Instant::now();
+    loop {
+        let status = output_text(&tree.run("vzctl", &["status", ctid]));
+        if status.contains(state) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never {state}: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_in_ve_reboot_starts_the_ve_again_and_a_poweroff_leaves_it_stopped() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = created(&tree, false);
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    exec_ok(&tree, &ctid, "touch /dev/shm/before-the-reboot");
+    // reboot(2) RESTART: the VE's init ends as if killed by SIGHUP; the exec goes with it.
+    let _ = tree.run("vzctl", &["exec", &ctid, "/bin/busybox reboot -f"]);
+    // A new boot: running again, its /dev/shm empty (checked until the new init runs).
+    let started = Instant::now();
+    loop {
+        let probe =
+            tree.run("vzctl", &["exec", &ctid, "test -e /dev/shm/before-the-reboot || echo gone"]);
+        if probe.status.success() && output_text(&probe).contains("gone") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "not booted again: {}", {
+            output_text(&tree.run("vzctl", &["status", &ctid]))
+        });
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_status(&tree, &ctid, "running");
+    // POWER_OFF ends it for good.
+    let _ = tree.run("vzctl", &["exec", &ctid, "/bin/busybox poweroff -f"]);
+    wait_status(&tree, &ctid, "down");
+    std::thread::sleep(Duration::from_secs(2));
+    let status = ok(tree.run("vzctl", &["status", &ctid]));
+    assert!(status.contains("down"), "started again after a poweroff: {status}");
+}

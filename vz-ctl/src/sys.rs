@@ -5,6 +5,8 @@
 //!   learn at once that a VE's init ended, and which names that process even if its pid is
 //!   reused;
 //! * [`recv_fds`]: a message and the fds it carries (`SCM_RIGHTS`), as owned fds;
+//! * [`pidfd_exit_status`] and [`pidfd_unreaped`]: how a VE's init ended (an in-VE reboot is
+//!   restarted, `consoled/reboot.rs`);
 //! * [`thread_cpu_time`]: the calling thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`, exact to
 //!   the nanosecond: the kernel brings the running thread's time up to date when asked).
 #![allow(unsafe_code, reason = "this file is the crate's one place for it")]
@@ -31,6 +33,48 @@ pub(crate) fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
     let raw = RawFd::try_from(ret).map_err(|_| nix::errno::Errno::EBADF)?;
     // SAFETY: the kernel just made `raw` for this process; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// `struct pidfd_info` of Linux 6.15 (`PIDFD_INFO_SIZE_VER0`, 64 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    ids: [u32; 11],
+    exit_code: i32,
+}
+
+/// `PIDFD_INFO_EXIT`: the exit status of a reaped process.
+const PIDFD_INFO_EXIT: u64 = 1 << 3;
+
+/// `PIDFD_GET_INFO`: `_IOWR(0xFF, 11, struct pidfd_info)`.
+const PIDFD_GET_INFO: libc::c_ulong = (3 << 30) | (64 << 16) | (0xFF << 8) | 11;
+
+/// The wait status of the process of `pidfd` once it has been reaped (PIDFD_GET_INFO's
+/// PIDFD_INFO_EXIT, Linux 6.15+); `None` before the reaping or on older kernels.
+pub(crate) fn pidfd_exit_status(pidfd: BorrowedFd<'_>) -> Option<i32> {
+    let mut info = PidfdInfo { mask: PIDFD_INFO_EXIT, ..PidfdInfo::default() };
+    // SAFETY: `info` is a writable `struct pidfd_info` of the size the request number names;
+    // the kernel writes at most that many bytes into it.
+    let ret = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, &raw mut info) };
+    (ret == 0 && info.mask & PIDFD_INFO_EXIT != 0).then_some(info.exit_code)
+}
+
+/// Whether the process of `pidfd` has not been reaped yet (a zombie counts): signal 0
+/// through the pidfd.
+pub(crate) fn pidfd_unreaped(pidfd: BorrowedFd<'_>) -> bool {
+    // SAFETY: pidfd_send_signal with signal 0 and no siginfo only checks the target.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    ret == 0
 }
 
 /// The CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`); zero if the clock

@@ -14,7 +14,8 @@
 //!   costs the same whatever the number of VEs), so a VE flooding its console or its
 //!   sysinfo waits for its own budget and slows no other VE;
 //! * ends the VE's service when its init's pidfd says the init has exited, after reading
-//!   what was left on its console.
+//!   what was left on its console, and starts the VE again when the init ended by an in-VE
+//!   `reboot` (OpenVZ's vzeventd; [`reboot`]).
 //!
 //! **Life cycle** ([`control`]). `vzctl start` and `vzctl restore` register a VE under the
 //! tree's lock `<VZ_RUN_DIR>/consoled.lock`: they connect to `<VZ_RUN_DIR>/consoled.sock`,
@@ -39,6 +40,7 @@
 //! serves it fully again; the other VEs get their console back at their next start.
 
 mod control;
+mod reboot;
 mod ve;
 
 use std::collections::BTreeMap;
@@ -84,7 +86,15 @@ pub fn serve(global: GlobalConfig) -> Result<()> {
         let _ = writeln!(out, "ready").and_then(|()| out.flush());
     }
     let grid = Instant::now();
-    let mut server = Server { global, control, epoll, ves: BTreeMap::new(), next_key: 1, grid };
+    let mut server = Server {
+        global,
+        control,
+        epoll,
+        ves: BTreeMap::new(),
+        next_key: 1,
+        grid,
+        restarts: Vec::new(),
+    };
     server.run()
 }
 
@@ -111,6 +121,8 @@ struct Server {
     /// When the server started: every VE's load samples fall on the 5-second grid from
     /// there, so an idle server wakes once per 5 s whatever the number of VEs.
     grid: Instant,
+    /// `vzctl start` of VEs rebooted from inside, until they end.
+    restarts: Vec<std::process::Child>,
 }
 
 /// One event of a wait: (kind, fd, flags), by the key of its VE (0: the server's own).
@@ -203,9 +215,15 @@ impl Server {
         let ended: Vec<u32> = self.ves.iter().filter(|(_, v)| v.ended()).map(|(k, _)| *k).collect();
         for key in ended {
             if let Some(served) = self.ves.remove(&key) {
-                served.finish(&self.epoll, buf);
+                let ctid = served.ctid();
+                if served.finish(&self.epoll, buf)
+                    && let Some(child) = reboot::restart(&self.global, ctid)
+                {
+                    self.restarts.push(child);
+                }
             }
         }
+        reboot::reap(&mut self.restarts);
     }
 
     /// Takes new control connections and serves the registrations that arrived.
@@ -235,7 +253,8 @@ impl Server {
         if let Some(key) = self.ves.iter().find(|(_, v)| v.ctid() == ctid).map(|(k, _)| *k)
             && let Some(old) = self.ves.remove(&key)
         {
-            old.finish(&self.epoll, buf);
+            // A newer run of the VE is registering: no restart for the old one's end.
+            let _ = old.finish(&self.epoll, buf);
         }
         let ve = crate::ve::Ve::load(self.global.clone(), ctid)?;
         let key = self.next_key;

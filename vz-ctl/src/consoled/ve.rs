@@ -534,8 +534,9 @@ impl Served {
     /// Ends the VE's service once its init is gone (or the server drops it): reads what is
     /// left on the console (at most [`DRAIN_MAX`], not after a panic), then takes every fd
     /// out of the epoll set, closes them and removes its sockets (only its own: a newer run's
-    /// may have taken the paths).
-    pub(super) fn finish(mut self, epoll: &Epoll, buf: &mut [u8]) {
+    /// may have taken the paths). Returns whether the init ended by an in-VE reboot
+    /// ([`super::reboot`]).
+    pub(super) fn finish(mut self, epoll: &Epoll, buf: &mut [u8]) -> bool {
         let mut drained = 0;
         while drained < DRAIN_MAX && !self.broken {
             match self.read_console(buf) {
@@ -560,6 +561,31 @@ impl Served {
             && inode(sysinfo.path()) == self.sysinfo_bound
         {
             let _ = std::fs::remove_file(sysinfo.path());
+        }
+        self.rebooted()
+    }
+
+    /// Whether the ended init rebooted (false while it runs: a dropped service).
+    fn rebooted(&self) -> bool {
+        let status = super::reboot::exit_status(self.pid, self.pidfd.as_fd()).or_else(|| {
+            // Reaped between the pidfd's event and the read: the kernel records the status
+            // as the reaping ends.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            super::reboot::exit_status(self.pid, self.pidfd.as_fd())
+        });
+        match status {
+            Some(status) => super::reboot::is_reboot(status),
+            None => {
+                if !self.broken {
+                    tracing::warn!(
+                        ctid = self.ctid.get(),
+                        "console server: how the VE's init \
+                        ended is not known (reaped at once on a kernel before 6.15): an in-VE \
+                        reboot leaves it stopped"
+                    );
+                }
+                false
+            }
         }
     }
 }
