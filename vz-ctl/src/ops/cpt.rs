@@ -44,6 +44,9 @@ pub struct ChkpntOptions {
     pub page_server: Option<vz_cpt::PageServer>,
     /// `--lazy-pages`: post-copy (vzmigrate).
     pub lazy_pages: bool,
+    /// `--prev-images-dir DIR`: the last pre-dump, relative to the dump's directory
+    /// (vzmigrate's pre-copy).
+    pub parent_images: Option<String>,
 }
 
 /// Options of `vzctl restore`.
@@ -140,6 +143,7 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
             let mut spec = dump_spec(ve, &cgroup, pid, &dir, frozen.then_some(freezer), true)?;
             spec.options.page_server.clone_from(&opts.page_server);
             spec.options.lazy_pages = opts.lazy_pages;
+            spec.options.parent_images.clone_from(&opts.parent_images);
             dump_with_dev(ve, &spec)?;
             if frozen {
                 // CRIU lifted its network lock: a suspended VE's kernel would go on taking

@@ -10,6 +10,7 @@ pub mod image;
 pub mod incoming;
 mod lazy;
 pub mod local;
+mod precopy;
 pub mod recovery;
 pub mod remote;
 mod ssh;
@@ -63,6 +64,10 @@ pub enum MigrateError {
     /// The destination's vz.conf cannot be read (19).
     #[error("can't read the destination's global config: {0}")]
     RemoteConf(String),
+    /// The asked way of checkpointing cannot work on this host (17, legacy vzmigrate's
+    /// checkpoint-incompatibility code): e.g. `--mode pre-copy` without soft-dirty tracking.
+    #[error("{0}")]
+    CptUnsupported(String),
     /// The VE is locked by another command (20).
     #[error("CT {0} is locked")]
     Locked(u32),
@@ -86,6 +91,7 @@ impl MigrateError {
             MigrateError::IpInUse(_) | MigrateError::IdsInUse(_) => 12,
             MigrateError::NoVz(_) => 14,
             MigrateError::RemoteConf(_) => 19,
+            MigrateError::CptUnsupported(_) => 17,
             MigrateError::Locked(_) => 20,
         }
     }
