@@ -64,7 +64,7 @@ pub enum Mode {
     Lazy,
     /// Iterative pre-copy (P.Haul's pre-dumps): the memory streamed to the destination's
     /// page server while the VE runs, again and again for what changed, then the final dump
-    /// of what is left (soft-dirty tracking needed, [`super::precopy`]).
+    /// of what is left (soft-dirty tracking needed, `precopy.rs`).
     PreCopy,
 }
 
