@@ -88,9 +88,10 @@ fn needs() -> [Need; 8] {
     ]
 }
 
-/// The timing line `name` of `-t`, in ms.
+/// The timing line `name` of `-t` (`  NAME:   0.123 s`), in ms.
 fn timing_ms(text: &str, name: &str) -> Option<f64> {
-    let line = text.lines().find(|l| l.trim_start().starts_with(name))?;
+    let line =
+        text.lines().find(|l| l.trim_start().starts_with(name) && l.trim_end().ends_with(" s"))?;
     let secs: f64 = line.split_whitespace().rev().nth(1)?.parse().ok()?;
     Some(secs * 1000.0)
 }

@@ -120,7 +120,7 @@ pub struct PreDumpReport {
 }
 
 /// Pre-dumps the running VE: its memory pages, with soft-dirty tracking started (CRIU's
-/// `PRE_DUMP` with `track_mem`), so that the next pre-dump or the final dump, with this one
+/// `SINGLE_PRE_DUMP` with `track_mem`), so that the next pre-dump or the final dump, with this one
 /// as parent, writes only what changed since. The VE runs on, whatever happens: CRIU thaws
 /// it at the end, also when it fails.
 ///
@@ -152,7 +152,9 @@ pub fn pre_dump(criu: &Criu, spec: &PreDumpSpec) -> Result<PreDumpReport> {
         was_thawed = freezer.state()? == vz_cgroup::FreezerState::Thawed;
     }
     let start = Instant::now();
-    let resp = criu.call(ReqType::PRE_DUMP, Some(opts), &mut |_| Ok(()));
+    // SINGLE_PRE_DUMP: CRIU answers and ends (after a PRE_DUMP it waits for the next
+    // request of P.Haul's loop, and logs an error when the connection closes instead).
+    let resp = criu.call(ReqType::SINGLE_PRE_DUMP, Some(opts), &mut |_| Ok(()));
     let elapsed = start.elapsed();
     drop(images);
     let log = dir.join(PRE_DUMP_LOG);

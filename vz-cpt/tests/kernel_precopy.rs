@@ -34,6 +34,24 @@ fn pre_spec(ve: &TestVe, n: u32, freezer: &Freezer) -> PreDumpSpec {
     }
 }
 
+/// Waits until the hog's dd holds its 256 MiB (it fills its buffer after the VE starts; under
+/// load that takes a while).
+fn wait_hog(ve: &TestVe) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        let rss_kib = |pid: u32| -> Option<u64> {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        };
+        if ve.cgroup.pids().into_iter().filter_map(rss_kib).any(|kib| kib >= 250 << 10) {
+            return Ok(());
+        }
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "the hog never held 256 MiB");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn detection_agrees_with_the_kernel() -> anyhow::Result<()> {
     require!(needs()[0], needs()[1]);
@@ -53,6 +71,7 @@ fn pre_dumps_then_a_final_dump_on_them_restore_the_ve() -> anyhow::Result<()> {
     let criu = vz_cpt::Criu::default();
     let mut ve = TestVe::start(Load::Hog)?;
     ve.wait_count(3)?;
+    wait_hog(&ve)?;
     let freezer = ve.freezer();
     if !vz_cpt::tracks_memory(&criu) {
         eprintln!("no soft-dirty tracking here: checking that a pre-dump fails harmlessly");

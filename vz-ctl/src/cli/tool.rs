@@ -562,8 +562,9 @@ pub const VZMIGRATE: ToolDef = ToolDef {
                   container; 4 cannot connect; 6 copy failed; 7 start or restore on the \
                   destination failed; 8 stop or checkpoint on the source failed; 9 the container \
                   exists on the destination; 10 no such container; 12 an address is in use on the \
-                  destination; 14 vz is not installed on the destination; 19 cannot read the \
-                  destination's vz.conf; 20 the container is locked.",
+                  destination; 14 vz is not installed on the destination; 17 the asked way of \
+                  checkpointing cannot work here (--mode pre-copy without soft-dirty tracking); \
+                  19 cannot read the destination's vz.conf; 20 the container is locked.",
 };
 
 /// `vzmlocal` (Virtuozzo's local move and clone).

@@ -69,7 +69,8 @@ pub(super) fn check(ve: &Ve, opts: &MigrateOptions) -> Result<()> {
 
 /// A `criu page-server` on the destination, writing into `dir` (below its dump directory),
 /// with `parent` as its previous images (relative to `dir`); it listens when this returns
-/// and ends after one dump's session.
+/// and ends after one dump's session. The pid file of the one before (which ended with its
+/// session) goes first: CRIU refuses to write over one.
 fn start_page_server(
     dest: &Dest,
     dir: &Path,
@@ -79,7 +80,7 @@ fn start_page_server(
     let d = q(&dir.to_string_lossy());
     let parent = parent.map(|p| format!(" --prev-images-dir {}", q(p))).unwrap_or_default();
     let script = format!(
-        "mkdir -p {d} && {criu} page-server --address {host} --port {port}{parent} -D {d} -d \
+        "rm -f {pid} && mkdir -p {d} && {criu} page-server --address {host} --port {port}{parent} -D {d} -d \
          --pidfile {pid} -v2 -o page-server.log",
         criu = q(&dest.criu),
         host = q(&dest.host),
