@@ -63,6 +63,14 @@ fn works_only_on(on: &VzTree, off: &VzTree, ctid: &str) {
     wait_count(on, ctid, at + 3);
 }
 
+/// `iptables ARGS` and `ip6tables ARGS` in the network namespace of the VE on `tree`, as its
+/// root would run them; their output.
+fn ve_tables(tree: &VzTree, ctid: &str, args: &[&str]) -> String {
+    let net = format!("--net=/proc/{}/ns/net", tree.init_pid(ctid));
+    let run = |tool| Command::new("nsenter").args([&net, "--", tool, "-w"]).args(args).output();
+    ["iptables", "ip6tables"].into_iter().map(|t| ok(run(t).expect("nsenter"))).collect()
+}
+
 /// A connection from the rig's client namespace to the VE's line server.
 fn connect(rig: &Rig) -> LineClient {
     LineClient::connect(|| {
@@ -114,6 +122,8 @@ fn online_migration_keeps_the_tcp_client_and_the_work() {
     working_ve(&rig.src, &ctid);
     let mut client = connect(&rig);
 
+    // The VE's own firewall (its root's rules) goes with it; the dump's network lock does not.
+    ve_tables(&rig.src, &ctid, &["-A", "INPUT", "-p", "tcp", "--dport", "7001", "-j", "DROP"]);
     // --check-only changes nothing.
     ok(rig.vzmigrate(&["--check-only"], &ctid));
     assert_eq!(status(&rig.src, &ctid), format!("CTID {ctid} exist mounted running"));
@@ -129,6 +139,9 @@ fn online_migration_keeps_the_tcp_client_and_the_work() {
     wait_count(&rig.dst, &ctid, before + 5);
     assert_no_gap(&rig.dst, &ctid);
     assert_only_on(&rig.dst, &rig.src, &ctid);
+    let rules = ve_tables(&rig.dst, &ctid, &["-S"]);
+    assert_eq!(rules.matches("--dport 7001 -j DROP").count(), 2, "{rules}");
+    assert!(!rules.contains("CRIU"), "the lock went along: {rules}");
     assert_eq!(ok(rig.dst.run("vzctl", &["exec", &ctid, "echo in"])).trim(), "in");
     // The destination announced the address: the client's ARP entry names its MAC.
     let dst_mac = Rig::lan_mac(&rig.dst);
@@ -145,6 +158,7 @@ fn online_migration_keeps_the_tcp_client_and_the_work() {
     wait_count(&rig.src, &ctid, before + 5);
     assert_no_gap(&rig.src, &ctid);
     assert_only_on(&rig.src, &rig.dst, &ctid);
+    assert_eq!(ve_tables(&rig.src, &ctid, &["-S"]), rules, "the rules after the way back");
     ok(rig.src.run("vzctl", &["stop", &ctid]));
     assert_eq!(status(&rig.src, &ctid), format!("CTID {ctid} exist unmounted down"));
 }

@@ -70,6 +70,19 @@ pub struct DumpReport {
 /// # Privileges
 /// Root in the initial namespaces (CRIU ptraces and enters the VE).
 pub fn dump(criu: &Criu, spec: &DumpSpec) -> Result<DumpReport> {
+    dump_with_hook(criu, spec, &mut |_| Ok(()))
+}
+
+/// [`dump`], with `hook` told each stage of CRIU's action scripts (`pre-dump` before anything
+/// is frozen or read, `post-dump`, ...); an `Err` makes CRIU abort the dump.
+///
+/// # Errors
+/// As [`dump`]; [`CptError::Hook`] when the hook failed.
+pub fn dump_with_hook(
+    criu: &Criu,
+    spec: &DumpSpec,
+    hook: &mut dyn FnMut(&str) -> std::result::Result<(), String>,
+) -> Result<DumpReport> {
     let dir = &spec.images_dir;
     if dir.join("inventory.img").exists() {
         return Err(CptError::Refused(Refusal::DumpExists { dir: dir.clone() }));
@@ -91,6 +104,7 @@ pub fn dump(criu: &Criu, spec: &DumpSpec) -> Result<DumpReport> {
     opts.set_pid(spec.init_pid);
     opts.set_leave_running(spec.leave_running);
     opts.set_log_file(DUMP_LOG.to_owned());
+    opts.set_notify_scripts(true);
     spec.options.fill(&mut opts);
     opts.external.extend(spec.external_mounts.iter().map(ExternalMount::dump_entry));
     opts.external.extend(spec.external.iter().cloned());
@@ -99,7 +113,7 @@ pub fn dump(criu: &Criu, spec: &DumpSpec) -> Result<DumpReport> {
         tracing::debug!(state = ?freezer.state()?, "dumping through the freezer");
     }
     let start = Instant::now();
-    let resp = criu.call(ReqType::DUMP, Some(opts), &mut |_| Ok(()));
+    let resp = criu.call(ReqType::DUMP, Some(opts), &mut |n| hook(&n.script));
     let elapsed = start.elapsed();
     drop(images);
     let log = dir.join(DUMP_LOG);
@@ -107,6 +121,10 @@ pub fn dump(criu: &Criu, spec: &DumpSpec) -> Result<DumpReport> {
     let failure = match resp {
         Ok(r) if r.success() => None,
         Ok(r) => Some(criu_message(log, r.cr_errmsg(), r.cr_errno())),
+        Err(CptError::Hook { stage, message, .. }) => {
+            let failed = set_aside(dir);
+            return Err(CptError::Hook { stage, message, log: failed.join(DUMP_LOG) });
+        }
         Err(e) => Some(e.to_string()),
     };
     if let Some(message) = failure {

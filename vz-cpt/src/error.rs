@@ -64,14 +64,14 @@ pub enum CptError {
         /// CRIU's log file of the request.
         log: PathBuf,
     },
-    /// The caller's hook failed at a restore stage; CRIU aborted the restore.
-    #[error("restore hook at {stage} failed: {message}; see {}", log.display())]
+    /// The caller's hook failed at a dump or restore stage; CRIU aborted.
+    #[error("hook at {stage} failed: {message}; see {}", log.display())]
     Hook {
         /// The stage (`post-setup-namespaces` …).
         stage: String,
         /// The hook's error.
         message: String,
-        /// CRIU's log file of the restore.
+        /// CRIU's log file of the dump or restore.
         log: PathBuf,
     },
     /// A cgroup file of the VE (the freezer, a task list) could not be read or written, or

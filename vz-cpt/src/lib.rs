@@ -8,8 +8,7 @@
 //! - [`restore`] with a [`RestoreSpec`]: brings the VE back from the images, its root at the
 //!   path the caller gives (an idmapped mount for a user-namespace VE), its veths' host ends
 //!   made again in the caller's network namespace, and the caller's hook at each
-//!   [`RestoreStage`] (the host ends are configured at
-//!   [`RestoreStage::PostSetupNamespaces`]).
+//!   [`RestoreStage`] (vz configures the host ends at [`RestoreStage::NetworkUnlock`]).
 //! - [`Freezer`]: suspend and resume (cgroup v1 `freezer.state`, v2 `cgroup.freeze`).
 //! - [`kill`]: end a (suspended) VE's processes.
 //! - [`pre_dump`]: iterative pre-copy where the kernel tracks soft-dirty pages
@@ -33,11 +32,12 @@ mod restore;
 mod rpc;
 mod seccomp_image;
 
-pub use dump::{DUMP_LOG, DumpReport, DumpSpec, dump};
+pub use dump::{DUMP_LOG, DumpReport, DumpSpec, dump, dump_with_hook};
 pub use error::{CptError, Refusal, Result};
 pub use kill::kill;
 pub use options::{
-    CgroupMode, CgroupRoot, CriuOptions, ExternalMount, ExternalVeth, NetworkLock, PageServer,
+    CgroupMode, CgroupRoot, CriuOptions, ExternalMount, ExternalVeth, LOCK_RULES, NetworkLock,
+    PageServer, UNLOCK_RULES,
 };
 pub use predump::{
     DUMP_STATS, DumpStats, PRE_DUMP_LOG, PreDumpReport, PreDumpSpec, StopReason, dump_stats,

@@ -17,7 +17,25 @@ pub enum NetworkLock {
     Nftables,
     /// No lock (only for tests of a network nobody talks to).
     Skip,
+    /// CRIU neither locks nor unlocks: the caller does, for less frozen time. Lifting an
+    /// iptables lock waits for a grace period of the kernel (35–55 ms here), which CRIU pays
+    /// at the end of a dump that leaves the VE running (a migration's) and again at the
+    /// end of every restore. vz locks a dump's network with [`LOCK_RULES`] itself (kept
+    /// until the VE is killed, or lifted when it resumes on the source), and restores with
+    /// the VE's host ends unconfigured until [`crate::RestoreStage::NetworkUnlock`]: no
+    /// packet reaches the VE before its sockets are whole. A restore removes the lock's
+    /// rules from the dumped iptables, whoever locked.
+    Caller,
 }
+
+/// CRIU's network lock, for `iptables-restore --noflush` (and `ip6tables-restore`) in the
+/// VE's network namespace: every packet in or out dropped but those CRIU's TCP repair marks.
+pub const LOCK_RULES: &str = "*filter\n:CRIU - [0:0]\n-I INPUT -j CRIU\n-I OUTPUT -j CRIU\n\
+                              -A CRIU -m mark --mark 0xc114 -j ACCEPT\n-A CRIU -j DROP\nCOMMIT\n";
+
+/// Lifts [`LOCK_RULES`] (CRIU's own unlock).
+pub const UNLOCK_RULES: &str =
+    "*filter\n:CRIU - [0:0]\n-D INPUT -j CRIU\n-D OUTPUT -j CRIU\n-X CRIU\nCOMMIT\n";
 
 /// Options of every CRIU request vz-cpt makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +95,7 @@ impl CriuOptions {
         opts.set_network_lock(match self.network_lock {
             NetworkLock::Iptables => rpc::Criu_network_lock_method::IPTABLES,
             NetworkLock::Nftables => rpc::Criu_network_lock_method::NFTABLES,
-            NetworkLock::Skip => rpc::Criu_network_lock_method::SKIP,
+            NetworkLock::Skip | NetworkLock::Caller => rpc::Criu_network_lock_method::SKIP,
         });
         opts.set_log_level(self.log_level);
         opts.set_tcp_established(self.tcp_established);

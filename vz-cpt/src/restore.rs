@@ -66,12 +66,13 @@ pub enum RestoreStage {
     PreRestore,
     /// `setup-namespaces`: the namespaces exist; the VE's network devices do not yet.
     SetupNamespaces,
-    /// `post-setup-namespaces`: both ends of every external veth exist: configure the host
-    /// ends here (MAC from the inside end, NOARP, up, routes), before any task runs.
+    /// `post-setup-namespaces`: both ends of every external veth exist (the host ends may be
+    /// configured from here on: MAC from the inside end, NOARP, up, routes).
     PostSetupNamespaces,
     /// `post-restore`: every task is restored, still stopped.
     PostRestore,
-    /// `network-unlock`: the network lock is being lifted.
+    /// `network-unlock`: the network lock is being lifted; every socket is whole. With
+    /// [`crate::NetworkLock::Caller`], the host ends are configured here.
     NetworkUnlock,
     /// `pre-resume`: the tasks are about to run.
     PreResume,
@@ -158,6 +159,9 @@ pub fn restore(
     if fixed > 0 {
         tracing::info!(routes = fixed, "cleared linkdown from dumped routes");
     }
+    if strip_network_lock(dir)? > 0 {
+        tracing::info!("removed a dump's network lock from the dumped iptables");
+    }
     if crate::seccomp_image::allow_sysinfo(dir)? > 0 {
         tracing::warn!(
             "Warning: the restored processes of the container see the host's sysinfo (free, \
@@ -228,6 +232,89 @@ pub fn restore(
     Ok(Restored { init_pid: pid, elapsed, log })
 }
 
+/// Removes the network lock's rules ([`crate::LOCK_RULES`]: the `CRIU` chain and the jumps to
+/// it) from the dumped tables, where a dump under the lock saved them with the VE's own:
+/// `iptables-*.img`, `ip6tables-*.img` (`iptables-save` text: the legacy tables when the
+/// host's iptables has the nft backend) and `nftables-*.img` (`nft list ruleset` text: the
+/// nft backend's, the lock's among them). Every other rule stays. Returns how many images
+/// it changed.
+fn strip_network_lock(dir: &Path) -> Result<usize> {
+    let entries = std::fs::read_dir(dir).map_err(|e| CptError::io("list", dir, e))?;
+    let mut fixed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let strip: fn(&str) -> Option<String> =
+            if name.starts_with("iptables-") || name.starts_with("ip6tables-") {
+                without_lock
+            } else if name.starts_with("nftables-") {
+                without_nft_lock
+            } else {
+                continue;
+            };
+        if !name.ends_with(".img") {
+            continue;
+        }
+        let path = entry.path();
+        let bytes = std::fs::read(&path).map_err(|e| CptError::io("read", &path, e))?;
+        let Ok(text) = String::from_utf8(bytes) else { continue };
+        if let Some(kept) = strip(&text) {
+            std::fs::write(&path, kept).map_err(|e| CptError::io("write", &path, e))?;
+            fixed += 1;
+        }
+    }
+    Ok(fixed)
+}
+
+/// `text` (an `iptables-save` output) without the lock's lines, if it had any.
+fn without_lock(text: &str) -> Option<String> {
+    let is_lock = |line: &str| {
+        let line = line.trim_end();
+        line.starts_with(":CRIU ")
+            || line.starts_with("-A CRIU ")
+            || line == "-A INPUT -j CRIU"
+            || line == "-A OUTPUT -j CRIU"
+    };
+    if !text.lines().any(is_lock) {
+        return None;
+    }
+    let mut kept = String::with_capacity(text.len());
+    for line in text.lines().filter(|l| !is_lock(l)) {
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    Some(kept)
+}
+
+/// `text` (an `nft list ruleset` output) without the lock's chain `CRIU` (of any table) and
+/// the rules that jump to it, if it had any.
+fn without_nft_lock(text: &str) -> Option<String> {
+    let mut kept = String::with_capacity(text.len());
+    let mut changed = false;
+    // Inside the lock's chain: the depth of braces still open in it.
+    let mut skipping = 0usize;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if skipping > 0 {
+            skipping += trimmed.matches('{').count();
+            skipping -= trimmed.matches('}').count().min(skipping);
+            continue;
+        }
+        if trimmed == "chain CRIU {" {
+            changed = true;
+            skipping = 1;
+            continue;
+        }
+        if trimmed.ends_with(" jump CRIU") || trimmed == "jump CRIU" {
+            changed = true;
+            continue;
+        }
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    changed.then_some(kept)
+}
+
 /// Clears `RTNH_F_DEAD|RTNH_F_LINKDOWN` from the routes in `route-*.img`/`route6-*.img`
 /// (an `ip route save` stream: a 4-byte magic, then netlink messages; `rtm_flags` of an
 /// `RTM_NEWROUTE` at +24). Returns how many routes it changed.
@@ -280,6 +367,36 @@ fn clear_route_flags(b: &mut [u8], msg_type: u16, flags: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_network_lock_leaves_the_dumped_iptables_and_the_ves_own_rules_stay() {
+        let saved = "# Generated by iptables-nft-save v1.8.9\n*filter\n:INPUT ACCEPT [0:0]\n\
+                     :OUTPUT ACCEPT [0:0]\n:CRIU - [0:0]\n:MINE - [0:0]\n-A INPUT -j CRIU\n\
+                     -A INPUT -p tcp --dport 7001 -j DROP\n-A OUTPUT -j CRIU\n\
+                     -A CRIU -m mark --mark 0xc114 -j ACCEPT\n-A CRIU -j DROP\n\
+                     -A MINE -j CRIUX\nCOMMIT\n";
+        let kept = without_lock(saved).expect("the lock is found");
+        assert_eq!(
+            kept,
+            "# Generated by iptables-nft-save v1.8.9\n*filter\n:INPUT ACCEPT [0:0]\n\
+             :OUTPUT ACCEPT [0:0]\n:MINE - [0:0]\n-A INPUT -p tcp --dport 7001 -j DROP\n\
+             -A MINE -j CRIUX\nCOMMIT\n"
+        );
+        assert_eq!(without_lock(&kept), None, "nothing more to remove");
+        let listed = "table ip filter {\n\tchain INPUT {\n\t\ttype filter hook input priority \
+                      filter; policy accept;\n\t\tcounter packets 11 bytes 649 jump CRIU\n\
+                      \t\ttcp dport 7001 drop\n\t}\n\n\tchain CRIU {\n\t\tmeta mark \
+                      0x0000c114 counter packets 0 bytes 0 accept\n\t\tcounter packets 12 \
+                      bytes 701 drop\n\t}\n\n\tchain MINE {\n\t\tjump CRIUX\n\t}\n}\n";
+        let kept = without_nft_lock(listed).expect("the lock is found");
+        assert_eq!(
+            kept,
+            "table ip filter {\n\tchain INPUT {\n\t\ttype filter hook input priority filter; \
+             policy accept;\n\t\ttcp dport 7001 drop\n\t}\n\n\n\tchain MINE {\n\t\t\
+             jump CRIUX\n\t}\n}\n"
+        );
+        assert_eq!(without_nft_lock(&kept), None, "nothing more to remove");
+    }
 
     fn route_msg(flags: u32) -> Vec<u8> {
         let mut m = vec![0u8; 28];

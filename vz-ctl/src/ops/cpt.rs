@@ -2,9 +2,10 @@
 //! the full checkpoint (dump, then release the VE's network, cgroup and mount), OpenVZ's
 //! stages `--suspend`, `--dump`, `--resume`, `--kill` one at a time, and the restore into a
 //! cgroup made and configured from CTID.conf first (criu-vz.md §5 way (b)), the host ends of
-//! the network set up again at CRIU's `post-setup-namespaces`.
+//! the network set up again at CRIU's `network-unlock` (vz locks and unlocks, not CRIU).
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use vz_ns::net::{Venet, Veth};
 
@@ -144,11 +145,23 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
             spec.options.page_server.clone_from(&opts.page_server);
             spec.options.lazy_pages = opts.lazy_pages;
             spec.options.parent_images.clone_from(&opts.parent_images);
-            dump_with_dev(ve, &spec)?;
+            // The VE's network locked by vz, not CRIU, whose unlock at the end of a dump that
+            // leaves the VE would cost a grace period: the lock stays until --resume lifts
+            // it, or the VE dies with it (--kill, or after a migration). It is made while
+            // CRIU starts, and is in place at CRIU's `pre-dump`, before anything is read.
+            let mut lock = Some(PendingLock::start(pid).map_err(chkpnt_error)?);
+            let mut wait_lock = || lock.take().map_or(Ok(()), PendingLock::wait);
+            spec.options.network_lock = vz_cpt::NetworkLock::Caller;
+            let dumped = dump_with_dev(ve, &spec, &mut |stage| {
+                if stage == "pre-dump" { wait_lock() } else { Ok(()) }
+            });
+            // (CRIU that failed before its pre-dump: the lock is whole all the same.)
+            wait_lock().map_err(chkpnt_error)?;
+            dumped?;
             if frozen {
-                // CRIU lifted its network lock: a suspended VE's kernel would go on taking
-                // (and acknowledging) packets the dump does not hold. Its host ends stay
-                // down until --resume.
+                // A suspended VE's kernel must not take (and acknowledge) packets the dump
+                // does not hold, also once the lock is lifted: its host ends stay down until
+                // --resume.
                 for veth in external_veths(ve)? {
                     vz_ns::net::set_link_down(&veth.outside).map_err(chkpnt_error)?;
                 }
@@ -168,7 +181,7 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
             say("Setting up checkpoint...");
             let frozen = freezer.state().map_err(chkpnt_error)? == FreezerState::Frozen;
             let spec = dump_spec(ve, &cgroup, pid, &dir, frozen.then_some(freezer), false)?;
-            let report = dump_with_dev(ve, &spec)?;
+            let report = dump_with_dev(ve, &spec, &mut |_| Ok(()))?;
             tracing::info!(ms = report.elapsed.as_millis(), "CT {} dumped", ve.ctid);
             release(ve)?;
             say("Checkpointing completed successfully");
@@ -182,8 +195,13 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
 const DEV_ARCHIVE: &str = "vz-dev.tar";
 
 /// Saves the VE's /dev (beside the images directory, moved in once the dump succeeded: CRIU
-/// wants a directory without images of another dump), then dumps with CRIU.
-fn dump_with_dev(ve: &Ve, spec: &DumpSpec) -> Result<vz_cpt::DumpReport> {
+/// wants a directory without images of another dump), then dumps with CRIU (`hook` told
+/// its stages).
+fn dump_with_dev(
+    ve: &Ve,
+    spec: &DumpSpec,
+    hook: &mut dyn FnMut(&str) -> std::result::Result<(), String>,
+) -> Result<vz_cpt::DumpReport> {
     let id_map = crate::idmap::recorded(ve.config()?)?.and_then(crate::idmap::Identity::id_map);
     let mut staged = spec.images_dir.clone().into_os_string();
     staged.push(".dev.tar");
@@ -199,7 +217,7 @@ fn dump_with_dev(ve: &Ve, spec: &DumpSpec) -> Result<vz_cpt::DumpReport> {
         let path = dir.join(CONSOLE_KEY);
         std::fs::write(&path, format!("{key}\n")).op("write", &path)?;
     }
-    let dumped = vz_cpt::dump(&criu(ve), spec).map_err(chkpnt_error);
+    let dumped = vz_cpt::dump_with_hook(&criu(ve), spec, hook).map_err(chkpnt_error);
     crate::cgroup_mount::favor_again(&ve.global);
     let placed = match &dumped {
         Ok(_) => std::fs::rename(&staged, spec.images_dir.join(DEV_ARCHIVE)).op("rename", &staged),
@@ -355,7 +373,14 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
         pidfile: None,
         child_of_caller: false,
         inherit_fds,
-        options: CriuOptions { lazy_pages: opts.lazy_pages, ..CriuOptions::default() },
+        // No CRIU lock (its unlock costs a grace period): the host ends stay unconfigured
+        // (no route, down) until `network-unlock`, so no packet reaches a socket before the
+        // VE's sockets are whole; the dumped lock's rules are left out of the VE's iptables.
+        options: CriuOptions {
+            lazy_pages: opts.lazy_pages,
+            network_lock: vz_cpt::NetworkLock::Caller,
+            ..CriuOptions::default()
+        },
     };
     let addresses = super::net::addresses(ve)?;
     let venet = super::net::host_ifname(ve)?;
@@ -367,7 +392,7 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
             // The sub-cgroups CRIU made again (systemd's slices) are root's until given.
             return cgroup.delegate(map.host_uid(0), map.host_gid(0)).map_err(|e| e.to_string());
         }
-        if e.stage != RestoreStage::PostSetupNamespaces {
+        if e.stage != RestoreStage::NetworkUnlock {
             return Ok(());
         }
         if !addresses.is_empty() {
@@ -375,6 +400,9 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
         }
         netifs.iter().try_for_each(|n| Veth::adopt_host_end(n).map_err(|e| e.to_string()))
     };
+    if opts.lazy_pages {
+        wait_lazy_gate(&dir)?;
+    }
     let restored = vz_cpt::restore(&criu(ve), &spec, &mut hook).map_err(restore_error);
     crate::cgroup_mount::favor_again(&ve.global);
     drop(view);
@@ -402,6 +430,40 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
     );
     say("Restoring completed successfully");
     Ok(())
+}
+
+/// A FIFO in the images directory where a restore with `--lazy-pages` waits before CRIU
+/// connects to the lazy-pages daemon, when there is one: vzmigrate's holder starts the
+/// restore while its daemon starts, and writes one byte once the daemon listens (the FIFO's
+/// end without one: the daemon failed). The holder removes it first, so a restore that
+/// comes later finds none and goes on.
+pub(crate) const LAZY_GATE: &str = "vz-lazy-gate";
+
+fn wait_lazy_gate(dir: &Path) -> Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let path = dir.join(LAZY_GATE);
+    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_fifo()) {
+        return Ok(());
+    }
+    // Not blocking in the open: with its holder gone, a FIFO has no writer to wait for.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&path);
+    let mut gate = match opened {
+        Ok(gate) => gate,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(restore_error(format!("open {}: {e}", path.display()))),
+    };
+    nix::fcntl::fcntl(&gate, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()))
+        .map_err(|e| restore_error(format!("{}: {e}", path.display())))?;
+    let mut byte = [0u8; 1];
+    match gate.read(&mut byte) {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(restore_error("the lazy-pages daemon did not start")),
+        Err(e) => Err(restore_error(format!("read {}: {e}", path.display()))),
+    }
 }
 
 /// CRIU's `--external mnt[]`: bind mounts from outside the VE (its /dev nodes, bound from
@@ -577,7 +639,88 @@ fn resume_ve(ve: &Ve, pid: i32, freezer: &Freezer) -> std::result::Result<(), St
             Veth::adopt_host_end(&n).map_err(|e| e.to_string())?;
         }
     }
+    // A `--dump` left its network lock (or a killed CRIU its own).
+    unlock_network(pid)?;
     freezer.thaw().map_err(|e| e.to_string())
+}
+
+/// Runs `tool` (`iptables-restore`, `ip6tables-restore`) with `rules` in the network
+/// namespace of `pid`, without flushing what is there.
+fn spawn_rules(pid: i32, tool: &str, rules: &str) -> std::result::Result<Child, String> {
+    use std::io::Write;
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["--", tool, "-w", "--noflush"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("run nsenter {tool}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(rules.as_bytes()).map_err(|e| format!("{tool}: {e}"))?;
+    }
+    Ok(child)
+}
+
+/// The network lock of a VE being made ([`vz_cpt::LOCK_RULES`], IPv4 and IPv6 at once, as
+/// CRIU's own): every packet in or out of its namespace dropped once [`PendingLock::wait`]
+/// returns.
+struct PendingLock(Vec<(&'static str, std::result::Result<Child, String>)>);
+
+impl PendingLock {
+    /// Starts locking the network namespace of `pid`.
+    fn start(pid: i32) -> std::result::Result<PendingLock, String> {
+        let tools = ["iptables-restore", "ip6tables-restore"];
+        Ok(PendingLock(
+            tools.into_iter().map(|t| (t, spawn_rules(pid, t, vz_cpt::LOCK_RULES))).collect(),
+        ))
+    }
+
+    /// Waits until the lock is in place.
+    fn wait(self) -> std::result::Result<(), String> {
+        let mut failed = None;
+        for (tool, child) in self.0 {
+            let out = child.and_then(|c| c.wait_with_output().map_err(|e| format!("{tool}: {e}")));
+            let why = match out {
+                Ok(out) if out.status.success() => continue,
+                Ok(out) => format!("{tool}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+                Err(e) => e,
+            };
+            failed.get_or_insert(format!("lock the network: {why}"));
+        }
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// Lifts a network lock ([`lock_network`]'s, or CRIU's that a killed dump leaves) from the
+/// namespace of `pid`; whether there was one.
+///
+/// # Errors
+/// A tool's failure.
+pub(crate) fn unlock_network(pid: i32) -> std::result::Result<bool, String> {
+    let mut found = false;
+    for (list, restore) in [("iptables", "iptables-restore"), ("ip6tables", "ip6tables-restore")] {
+        let has = Command::new("nsenter")
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .args(["--", list, "-w", "-S", "CRIU"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !has.is_ok_and(|s| s.success()) {
+            continue;
+        }
+        found = true;
+        let out = spawn_rules(pid, restore, vz_cpt::UNLOCK_RULES)?
+            .wait_with_output()
+            .map_err(|e| format!("{restore}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "unlock the network: {restore}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(found)
 }
 
 /// `vzctl start` of a VE with a default dump: restore it (OpenVZ: "Dump file … exists,

@@ -250,9 +250,11 @@ fn restore(
     images: &Path,
 ) -> std::result::Result<(), String> {
     let mut lazy_pages = lazy_pages;
-    if let Some(daemon) = lazy_pages.as_deref_mut() {
-        daemon.listening()?;
-    }
+    // The restore starts while the daemon does; CRIU waits at the gate until it listens.
+    let gate = match lazy_pages {
+        Some(_) => Some(LazyGate::make(images)?),
+        None => None,
+    };
     let id = ctid.to_string();
     let mut args = vec!["restore", id.as_str()];
     args.extend(options.iter().copied().filter(|o| *o == "--lazy-pages"));
@@ -272,6 +274,15 @@ fn restore(
     }
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(child.wait_with_output()));
+    if let (Some(daemon), Some(gate)) = (lazy_pages.as_deref_mut(), gate) {
+        let listening = daemon.listening();
+        gate.open(listening.is_ok());
+        if let Err(e) = listening {
+            // (The restore ends at the gate, its undo done.)
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+            return Err(e);
+        }
+    }
     let start = std::time::Instant::now();
     let why = loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
@@ -321,6 +332,39 @@ fn restore(
         }
     }
     Err(format!("{why}: the restore was killed"))
+}
+
+/// The holder's end of [`crate::ops::cpt::LAZY_GATE`].
+struct LazyGate {
+    path: PathBuf,
+    fifo: std::fs::File,
+}
+
+impl LazyGate {
+    /// Makes the FIFO in the images directory and holds it open.
+    fn make(images: &Path) -> std::result::Result<LazyGate, String> {
+        let path = images.join(crate::ops::cpt::LAZY_GATE);
+        let _ = std::fs::remove_file(&path);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
+            .map_err(|e| format!("mkfifo {}: {e}", path.display()))?;
+        // Read and write: the open does not wait for a reader.
+        let fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("open {}: {e}", path.display()))?;
+        Ok(LazyGate { path, fifo })
+    }
+
+    /// Lets the restore go on (`ready`), or fail: removed first, so a restore that has not
+    /// opened it yet finds none (and the daemon listening, or gone).
+    fn open(mut self, ready: bool) {
+        use std::io::Write;
+        let _ = std::fs::remove_file(&self.path);
+        if ready && let Err(e) = self.fifo.write_all(b"1") {
+            warn(format!("{}: {e}", self.path.display()));
+        }
+    }
 }
 
 fn remove_file(path: &Path) -> Result<()> {

@@ -3,8 +3,7 @@
 //! moved every page, the pipe size it needs, and CRIU's network lock that a killed dump
 //! leaves.
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use super::incoming::Incoming;
@@ -130,36 +129,8 @@ const LAZY_END: Duration = Duration::from_secs(30);
 /// The failing command's text.
 pub(super) fn unlock_network(ve: &Ve) -> std::result::Result<bool, String> {
     let pid = ve.init_pid().map_err(|e| e.to_string())?;
-    let net = format!("--net=/proc/{pid}/ns/net");
-    let mut found = false;
-    for (list, restore) in [("iptables", "iptables-restore"), ("ip6tables", "ip6tables-restore")] {
-        let has =
-            Command::new("nsenter").args([net.as_str(), "--", list, "-w", "-S", "CRIU"]).output();
-        if !has.is_ok_and(|o| o.status.success()) {
-            continue;
-        }
-        found = true;
-        let mut child = Command::new("nsenter")
-            .args([net.as_str(), "--", restore, "-w", "--noflush"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("run {restore}: {e}"))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(UNLOCK.as_bytes()).map_err(|e| format!("{restore}: {e}"))?;
-        }
-        let out = child.wait_with_output().map_err(|e| format!("{restore}: {e}"))?;
-        if !out.status.success() {
-            return Err(super::failure_text(restore, &["--noflush"], &out));
-        }
-    }
-    Ok(found)
+    crate::ops::cpt::unlock_network(pid)
 }
-
-/// CRIU's own network unlock (criu/net.c).
-const UNLOCK: &str =
-    "*filter\n:CRIU - [0:0]\n-D INPUT -j CRIU\n-D OUTPUT -j CRIU\n-X CRIU\nCOMMIT\n";
 
 /// Every descendant of `pid` (from /proc/PID/task/*/children), deepest first.
 pub(super) fn descendants(pid: u32) -> Vec<u32> {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use super::frozen::{FrozenPass, precopy_image, took_over};
+use super::frozen::{FrozenPass, image_beside_dump, precopy_image, took_over};
 use super::lazy::{PipeMax, abort_lazy_dump, free_port, listening, unlock_network, wait_post_copy};
 use super::local::{ACTION_SCRIPTS, lock};
 use super::recovery::{MigrationRecord, Phase};
@@ -556,6 +556,7 @@ fn online(
     let dump_refs: Vec<&str> = dump_args.iter().map(String::as_str).collect();
     // A lazy dump runs on (serving the pages) until the destination has them all.
     let mut lazy_dump = None;
+    let mut early_image = None;
     t.phase("Suspend + Dump", || {
         let suspend = Instant::now();
         vzctl(&["chkpnt", &id, "--suspend"])?;
@@ -571,6 +572,10 @@ fn online(
             .stderr(std::process::Stdio::piped())
             .spawn()
             .map_err(|e| format!("run vzctl: {e}"))?;
+        // While CRIU works (its own process), the image's frozen pass.
+        if let (Some(image), Some(sent)) = (&image, &sent) {
+            early_image = Some(image_beside_dump(ve, dest, record, &root, image, sent));
+        }
         let start = Instant::now();
         while !listening(port) {
             if let Ok(Some(_)) = child.try_wait() {
@@ -605,7 +610,7 @@ fn online(
     // holder starts it the moment the last byte is in.
     let copy_start = Instant::now();
     let pass = FrozenPass { images: &images, root: &root, is_simfs, image: image.as_deref() };
-    let (answers, sent) = pass.send(ve, dest, record, sent.as_ref(), lazy_port);
+    let (answers, sent) = pass.send(ve, dest, record, sent.as_ref(), lazy_port, early_image);
     if let Err(e) = sent {
         // A holder that died: the first of its answers that failed says what did.
         let mut error = MigrateError::Copy(e);
