@@ -144,7 +144,7 @@ fn pre_copy_where_the_kernel_tracks_dirty_pages_and_a_clean_refusal_where_not() 
     eprintln!("pre-copy:\n{text}");
     assert!(text.contains("memory: PreCopy"), "{text}");
     assert!(text.contains("Pre-dump 1: "), "each iteration said: {text}");
-    assert!(timing_ms(&text, "Pre-dump 1:").is_some(), "-t lists the iterations: {text}");
+    assert!(timing_ms(&text, "Pre-dump 1 (").is_some(), "-t lists the iterations: {text}");
     assert!(timing_ms(&text, "Total suspended time:").is_some(), "{text}");
     client.try_ping().expect("the client's connection across the pre-copy migration");
     only_on(&rig.dst, &rig.src, &ctid);

@@ -183,7 +183,7 @@ impl Drop for FsFreeze {
 /// The phases `-t` reports, in order, with their durations.
 #[derive(Debug, Default)]
 pub struct Timings {
-    phases: Vec<(&'static str, Duration)>,
+    phases: Vec<(std::borrow::Cow<'static, str>, Duration)>,
     frozen: Option<Duration>,
 }
 
@@ -192,13 +192,13 @@ impl Timings {
     pub(crate) fn phase<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
         let start = Instant::now();
         let value = f();
-        self.phases.push((name, start.elapsed()));
+        self.phases.push((name.into(), start.elapsed()));
         value
     }
 
     /// Records the phase `name`, timed by the caller.
-    pub(crate) fn push(&mut self, name: &'static str, d: Duration) {
-        self.phases.push((name, d));
+    pub(crate) fn push(&mut self, name: impl Into<std::borrow::Cow<'static, str>>, d: Duration) {
+        self.phases.push((name.into(), d));
     }
 
     /// Records the whole time the VE was frozen or stopped.

@@ -25,18 +25,6 @@ use super::{MigrateError, Result, Timings, sh_quote as q};
 use crate::output::{say, warn};
 use crate::ve::Ve;
 
-/// The timing line of each pre-dump (`-t`).
-const ITERATION_NAMES: [&str; vz_cpt::rules::MAX_ITERS as usize] = [
-    "Pre-dump 1",
-    "Pre-dump 2",
-    "Pre-dump 3",
-    "Pre-dump 4",
-    "Pre-dump 5",
-    "Pre-dump 6",
-    "Pre-dump 7",
-    "Pre-dump 8",
-];
-
 /// The source's CRIU (`CRIU` of vz.conf).
 fn criu(ve: &Ve) -> vz_cpt::Criu {
     let path =
@@ -156,12 +144,12 @@ pub(super) fn iterate(
         let report = vz_cpt::pre_dump(&criu, &spec).map_err(|e| {
             fail(MigrateError::SourceStop(format!("pre-dump {n}: {}", vz_cpt_chain(&e))))
         })?;
-        t.push(ITERATION_NAMES[n as usize - 1], report.elapsed);
         let written = report.stats.map(|s| s.pages_written);
+        let pages = written.map_or_else(|| "?".to_owned(), |w| w.to_string());
+        t.push(format!("Pre-dump {n} ({pages} pages)"), report.elapsed);
         let frozen = report.stats.map_or(0, |s| s.frozen.as_millis());
         say(format!(
-            "Pre-dump {n}: {} pages in {} ms (frozen {frozen} ms)",
-            written.map_or_else(|| "?".to_owned(), |w| w.to_string()),
+            "Pre-dump {n}: {pages} pages in {} ms (frozen {frozen} ms)",
             report.elapsed.as_millis()
         ));
         last = n;
@@ -226,6 +214,18 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), ports.len(), "{ports:?}");
+    }
+
+    #[test]
+    fn timing_lines_name_each_iteration_with_its_pages() {
+        let mut t = Timings::default();
+        t.push(format!("Pre-dump {} ({} pages)", 1, 61_415), std::time::Duration::from_millis(637));
+        t.push("Suspend + Dump", std::time::Duration::from_millis(90));
+        t.set_frozen(std::time::Duration::from_millis(250));
+        let lines = t.lines();
+        assert_eq!(lines[0], "  Pre-dump 1 (61415 pages):   0.637 s");
+        assert_eq!(lines[1], "  Suspend + Dump:".to_owned() + &" ".repeat(13) + "0.090 s");
+        assert_eq!(lines[2], "  Total suspended time:       0.250 s");
     }
 
     #[test]
