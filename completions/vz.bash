@@ -46,7 +46,7 @@ _vzctl() {
         enter) COMPREPLY=($(compgen -W "--exec --help" -- "$cur")) ;;
         console) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         runscript) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
-        chkpnt|suspend) COMPREPLY=($(compgen -W "--dumpfile --suspend --dump --resume --kill --page-server --lazy-pages --skip_arpdetect --help" -- "$cur")) ;;
+        chkpnt|suspend) COMPREPLY=($(compgen -W "--dumpfile --suspend --dump --resume --kill --page-server --lazy-pages --prev-images-dir --skip_arpdetect --help" -- "$cur")) ;;
         restore|resume) COMPREPLY=($(compgen -W "--dumpfile --resume --lazy-pages --skip-fsck --skip-remount --skip_arpdetect --help" -- "$cur")) ;;
         exec3) COMPREPLY=($(compgen -W " --help" -- "$cur")) ;;
         snapshot) COMPREPLY=($(compgen -W "--id --name --description --skip-suspend --skip-config --help" -- "$cur")) ;;

@@ -11,6 +11,8 @@
 //!   [`RestoreStage`] (vz configures the host ends at [`RestoreStage::NetworkUnlock`]).
 //! - [`Freezer`]: suspend and resume (cgroup v1 `freezer.state`, v2 `cgroup.freeze`).
 //! - [`kill`]: end a (suspended) VE's processes.
+//! - [`pre_dump`]: iterative pre-copy where the kernel tracks soft-dirty pages
+//!   ([`tracks_memory`]), each pre-dump the parent of the next and of the final dump.
 //!
 //! The crate knows nothing of vz's config: the caller hands it the init pid, cgroup paths,
 //! network description and directories. CRIU (>= 4.2) is driven through its RPC (`criu
@@ -25,6 +27,7 @@ mod dump;
 mod error;
 mod kill;
 mod options;
+mod predump;
 mod restore;
 mod rpc;
 mod seccomp_image;
@@ -35,6 +38,10 @@ pub use kill::kill;
 pub use options::{
     CgroupMode, CgroupRoot, CriuOptions, ExternalMount, ExternalVeth, LOCK_RULES, NetworkLock,
     PageServer, UNLOCK_RULES,
+};
+pub use predump::{
+    DUMP_STATS, DumpStats, PRE_DUMP_LOG, PreDumpReport, PreDumpSpec, StopReason, dump_stats,
+    kernel_soft_dirty, pre_dump, rules, stop_after, tracks_memory,
 };
 pub use restore::{
     HookEvent, InheritFd, RESTORE_LOG, RestoreSpec, RestoreStage, Restored, restore,

@@ -58,6 +58,11 @@ pub struct CriuOptions {
     /// serves them from `page_server` until a `criu lazy-pages` daemon has taken them all;
     /// restore: the tasks run at once and take their pages from that daemon on demand.
     pub lazy_pages: bool,
+    /// Iterative pre-copy: the last pre-dump's images directory, relative to this dump's
+    /// (`--prev-images-dir`); the dump writes only the pages changed since (soft-dirty
+    /// tracking on) and a restore follows the `parent` link CRIU makes. See
+    /// [`crate::pre_dump`].
+    pub parent_images: Option<String>,
 }
 
 /// A CRIU page server's TCP address.
@@ -79,6 +84,7 @@ impl Default for CriuOptions {
             file_locks: true,
             page_server: None,
             lazy_pages: false,
+            parent_images: None,
         }
     }
 }
@@ -103,6 +109,10 @@ impl CriuOptions {
         }
         if self.lazy_pages {
             opts.set_lazy_pages(true);
+        }
+        if let Some(parent) = &self.parent_images {
+            opts.set_parent_img(parent.clone());
+            opts.set_track_mem(true);
         }
     }
 }

@@ -95,7 +95,7 @@ fn parse(args: &[String]) -> Result<Option<(MigrateOptions, bool, u8)>, MigrateE
                     let word = value.unwrap_or_default();
                     opts.mode = Mode::parse(&word).ok_or_else(|| {
                         MigrateError::Usage(format!(
-                            "Bad --mode {word}: auto, plain, page-server or lazy"
+                            "Bad --mode {word}: auto, plain, page-server, lazy or pre-copy"
                         ))
                     })?;
                 }

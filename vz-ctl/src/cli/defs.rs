@@ -217,6 +217,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("kill", &[Chkpnt], "only kill the (suspended) container and release it"),
     opt("page-server", &[Chkpnt], "--dump: send the memory pages to a CRIU page server (with --lazy-pages: serve them there)").takes("ADDR:PORT"),
     opt("lazy-pages", &[Chkpnt, Restore], "post-copy: --dump leaves the pages to be taken from its page server; restore takes them from a criu lazy-pages daemon"),
+    opt("prev-images-dir", &[Chkpnt], "--dump: only the pages changed since this pre-dump (iterative pre-copy; relative to the dump's directory)").takes("DIR"),
     opt("ostemplate", &[Create], "template cache to create from").takes("NAME").key("OSTEMPLATE"),
     opt("config", &[Create], "sample config ve-NAME.conf-sample").takes("NAME").key("ORIGIN_SAMPLE"),
     opt("layout", &[Create], "simfs (a directory) or ploop (an ext4 image on a loop device)").takes("simfs|ploop").key("VE_LAYOUT").alias(&["ve_layout", "velayout"]),

@@ -253,6 +253,7 @@ impl Options {
             dumpfile: self.owned("dumpfile").map(PathBuf::from),
             page_server,
             lazy_pages: self.flag("lazy-pages"),
+            parent_images: self.owned("prev-images-dir"),
         })
     }
 

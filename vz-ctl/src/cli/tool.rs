@@ -500,7 +500,7 @@ pub const VZQUOTA_SETLIMIT2: ToolDef = ToolDef {
 pub const VZMIGRATE: ToolDef = ToolDef {
     name: "vzmigrate",
     synopsis: &[
-        "[--online [--mode=auto|plain|page-server|lazy]] [-r yes|no] [--keep-dst] [--check-only] [-t] [--ssh=opts] <dest> <CTID>",
+        "[--online [--mode=auto|plain|page-server|lazy|pre-copy]] [-r yes|no] [--keep-dst] [--check-only] [-t] [--ssh=opts] <dest> <CTID>",
     ],
     about: "Moves a container to another server running vz, over ssh as root with key \
             authentication: offline (stop, copy, start there) or --online (suspend, dump, copy, \
@@ -552,8 +552,8 @@ pub const VZMIGRATE: ToolDef = ToolDef {
         ToolOpt {
             short: None,
             long: Some("mode"),
-            value: Some("auto|plain|page-server|lazy"),
-            help: "online: how the memory moves (auto: post-copy where CRIU can, else the page server)",
+            value: Some("auto|plain|page-server|lazy|pre-copy"),
+            help: "online: how the memory moves (auto: post-copy where CRIU can, else iterative pre-copy where the kernel tracks dirty pages, else the page server)",
         },
         ToolOpt { short: Some('v'), long: Some("verbose"), value: None, help: "more messages" },
         ToolOpt { short: Some('h'), long: Some("help"), value: None, help: "show this help" },
@@ -562,8 +562,9 @@ pub const VZMIGRATE: ToolDef = ToolDef {
                   container; 4 cannot connect; 6 copy failed; 7 start or restore on the \
                   destination failed; 8 stop or checkpoint on the source failed; 9 the container \
                   exists on the destination; 10 no such container; 12 an address is in use on the \
-                  destination; 14 vz is not installed on the destination; 19 cannot read the \
-                  destination's vz.conf; 20 the container is locked.",
+                  destination; 14 vz is not installed on the destination; 17 the asked way of \
+                  checkpointing cannot work here (--mode pre-copy without soft-dirty tracking); \
+                  19 cannot read the destination's vz.conf; 20 the container is locked.",
 };
 
 /// `vzmlocal` (Virtuozzo's local move and clone).

@@ -45,6 +45,9 @@ pub struct ChkpntOptions {
     pub page_server: Option<vz_cpt::PageServer>,
     /// `--lazy-pages`: post-copy (vzmigrate).
     pub lazy_pages: bool,
+    /// `--prev-images-dir DIR`: the last pre-dump, relative to the dump's directory
+    /// (vzmigrate's pre-copy).
+    pub parent_images: Option<String>,
 }
 
 /// Options of `vzctl restore`.
@@ -141,6 +144,7 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
             let mut spec = dump_spec(ve, &cgroup, pid, &dir, frozen.then_some(freezer), true)?;
             spec.options.page_server.clone_from(&opts.page_server);
             spec.options.lazy_pages = opts.lazy_pages;
+            spec.options.parent_images.clone_from(&opts.parent_images);
             // The VE's network locked by vz, not CRIU, whose unlock at the end of a dump that
             // leaves the VE would cost a grace period: the lock stays until --resume lifts
             // it, or the VE dies with it (--kill, or after a migration). It is made while

@@ -10,6 +10,7 @@ pub mod image;
 pub mod incoming;
 mod lazy;
 pub mod local;
+mod precopy;
 pub mod recovery;
 pub mod remote;
 mod ssh;
@@ -63,6 +64,10 @@ pub enum MigrateError {
     /// The destination's vz.conf cannot be read (19).
     #[error("can't read the destination's global config: {0}")]
     RemoteConf(String),
+    /// The asked way of checkpointing cannot work on this host (17, legacy vzmigrate's
+    /// checkpoint-incompatibility code): e.g. `--mode pre-copy` without soft-dirty tracking.
+    #[error("{0}")]
+    CptUnsupported(String),
     /// The VE is locked by another command (20).
     #[error("CT {0} is locked")]
     Locked(u32),
@@ -86,6 +91,7 @@ impl MigrateError {
             MigrateError::IpInUse(_) | MigrateError::IdsInUse(_) => 12,
             MigrateError::NoVz(_) => 14,
             MigrateError::RemoteConf(_) => 19,
+            MigrateError::CptUnsupported(_) => 17,
             MigrateError::Locked(_) => 20,
         }
     }
@@ -177,7 +183,7 @@ impl Drop for FsFreeze {
 /// The phases `-t` reports, in order, with their durations.
 #[derive(Debug, Default)]
 pub struct Timings {
-    phases: Vec<(&'static str, Duration)>,
+    phases: Vec<(std::borrow::Cow<'static, str>, Duration)>,
     frozen: Option<Duration>,
 }
 
@@ -186,13 +192,13 @@ impl Timings {
     pub(crate) fn phase<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
         let start = Instant::now();
         let value = f();
-        self.phases.push((name, start.elapsed()));
+        self.phases.push((name.into(), start.elapsed()));
         value
     }
 
     /// Records the phase `name`, timed by the caller.
-    pub(crate) fn push(&mut self, name: &'static str, d: Duration) {
-        self.phases.push((name, d));
+    pub(crate) fn push(&mut self, name: impl Into<std::borrow::Cow<'static, str>>, d: Duration) {
+        self.phases.push((name.into(), d));
     }
 
     /// Records the whole time the VE was frozen or stopped.

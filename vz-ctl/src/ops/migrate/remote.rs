@@ -62,16 +62,21 @@ pub enum Mode {
     /// Post-copy: the VE runs on the destination at once and takes its pages from the
     /// source's frozen tasks on demand (`criu lazy-pages`).
     Lazy,
+    /// Iterative pre-copy (P.Haul's pre-dumps): the memory streamed to the destination's
+    /// page server while the VE runs, again and again for what changed, then the final dump
+    /// of what is left (soft-dirty tracking needed, `precopy.rs`).
+    PreCopy,
 }
 
 impl Mode {
-    /// `auto`, `plain`, `page-server` or `lazy`.
+    /// `auto`, `plain`, `page-server`, `lazy` or `pre-copy` (P.Haul's `pre-dump` too).
     pub fn parse(word: &str) -> Option<Mode> {
         match word {
             "auto" => Some(Mode::Auto),
             "plain" => Some(Mode::Plain),
             "page-server" => Some(Mode::PageServer),
             "lazy" => Some(Mode::Lazy),
+            "pre-copy" | "pre-dump" => Some(Mode::PreCopy),
             _ => None,
         }
     }
@@ -211,6 +216,7 @@ pub fn migrate(global: &GlobalConfig, opts: &MigrateOptions) -> Result<Timings> 
         return Err(MigrateError::Stopped(opts.ctid));
     }
     let dest = check_dest(&ve, opts)?;
+    super::precopy::check(&ve, opts)?;
     if opts.check_only {
         say("Check passed");
         return Ok(Timings::default());
@@ -457,7 +463,13 @@ fn choose_mode(ve: &Ve, dest: &Dest, mode: Mode) -> Mode {
         dest.remote.run(sysctl).is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "1")
     };
     let lazy = here && dest.remote.run(&check).is_ok() && (!own_userns || uffd_for_all());
-    if lazy { Mode::Lazy } else { Mode::PageServer }
+    if lazy {
+        Mode::Lazy
+    } else if super::precopy::available(ve) {
+        Mode::PreCopy
+    } else {
+        Mode::PageServer
+    }
 }
 
 /// Online: suspend, dump, copy, restore there; on failure the source resumes.
@@ -517,6 +529,9 @@ fn online(
             dump_args.extend(["--lazy-pages".into(), "--page-server".into()]);
             dump_args.push(format!("{}:{port}", dest.source_addr));
             lazy_port = Some(port);
+        }
+        Mode::PreCopy => {
+            dump_args.extend(super::precopy::iterate(ve, dest, &images, fallback, &mut t)?)
         }
         Mode::Plain | Mode::Auto => {}
     }
@@ -578,6 +593,7 @@ fn online(
         Ok(())
     })
     .map_err(|e| resume(MigrateError::SourceStop(e)))?;
+    super::precopy::dumped(&images);
     if let (Some(child), Some(port)) = (&lazy_dump, lazy_port) {
         record.note("lazy_port", &port.to_string())?;
         record.note("dump_pid", &child.id().to_string())?;
