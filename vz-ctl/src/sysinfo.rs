@@ -317,7 +317,7 @@ impl Answerer {
     }
 }
 
-/// How many calls of one listener [`Service::serve_calls`] answers at most in one round.
+/// How many calls of one listener [`Service::serve_listener`] answers at most in one round.
 pub const CALLS_PER_ROUND: usize = 8;
 
 /// Whether `listener` has a call waiting now.

@@ -5,7 +5,7 @@
 //! ([`crate::consoled`], `vzctl __consoled`, one host process for every running VE), which
 //! * reads the console all the time, so writes in the VE never block on it, and keeps the
 //!   last [`LOG_KEEP`] bytes in `<VZ_RUN_DIR>/<CTID>.console.log` (root's, 0600; at most twice
-//!   that on disk, trimmed by writing a new file and renaming it over the old one: [`log`]);
+//!   that on disk, trimmed by writing a new file and renaming it over the old one: `log.rs`);
 //! * serves `vzctl console CTID` clients ([`attach`]) on the socket
 //!   `<VZ_RUN_DIR>/<CTID>.console` (root's, 0600): what the console prints goes to every
 //!   client, what a client sends goes to the console;

@@ -2,7 +2,7 @@
 //! every container) that holds the console and the sysinfo service of every running VE of
 //! the tree, so an idle VE costs no host process of its own.
 //!
-//! For each VE ([`ve::Served`]) it
+//! For each VE (`ve.rs`) it
 //! * reads the console all the time, so writes in the VE never block on it, and keeps the
 //!   last [`crate::console::LOG_KEEP`] bytes in `<VZ_RUN_DIR>/<CTID>.console.log`;
 //! * serves `vzctl console CTID` clients on `<VZ_RUN_DIR>/<CTID>.console`;
@@ -15,9 +15,9 @@
 //!   sysinfo waits for its own budget and slows no other VE;
 //! * ends the VE's service when its init's pidfd says the init has exited, after reading
 //!   what was left on its console, and starts the VE again when the init ended by an in-VE
-//!   `reboot` (OpenVZ's vzeventd; [`reboot`]).
+//!   `reboot` (OpenVZ's vzeventd; `reboot.rs`).
 //!
-//! **Life cycle** ([`control`]). `vzctl start` and `vzctl restore` register a VE under the
+//! **Life cycle** (`control.rs`). `vzctl start` and `vzctl restore` register a VE under the
 //! tree's lock `<VZ_RUN_DIR>/consoled.lock`: they connect to `<VZ_RUN_DIR>/consoled.sock`,
 //! start the server when nobody answers there (a stale socket of a dead server is replaced),
 //! and hand it the init's pidfd and the console's master (`SCM_RIGHTS`), waiting for its
