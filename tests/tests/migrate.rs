@@ -10,11 +10,10 @@
 #[path = "migrate/rig.rs"]
 mod rig;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rig::Rig;
+use rig::{Rig, assert_only_on, status, works_only_on};
 use vz_tests::{
     LineClient, Need, VzTree, assert_no_gap, last_count, ok, output_text, require,
     start_working_ve, unique_ctid, wait_count,
@@ -29,39 +28,6 @@ const VES: &str = "";
 const PRIVILEGED_VES: &str = "LOCAL_UID=0\nLOCAL_GID=0\n";
 
 const VE_IP: &str = "198.51.100.77";
-
-fn status(tree: &VzTree, ctid: &str) -> String {
-    ok(tree.run("vzctl", &["status", ctid])).trim().to_owned()
-}
-
-/// Runs on `on` and exists nowhere on `off` (no config, private area, root, dump, cgroup).
-fn assert_only_on(on: &VzTree, off: &VzTree, ctid: &str) {
-    assert_eq!(status(on, ctid), format!("CTID {ctid} exist mounted running"));
-    assert_eq!(status(off, ctid), format!("CTID {ctid} deleted unmounted down"));
-    for left in [
-        format!("conf/{ctid}.conf"),
-        format!("private/{ctid}"),
-        format!("root/{ctid}"),
-        format!("dump/Dump.{ctid}"),
-        format!("dump/Dump.{ctid}.migrate"),
-    ] {
-        assert!(!off.path().join(&left).exists(), "{left} left behind");
-    }
-    let cgroup = if vz_tests::is_cgroup_v2() {
-        Path::new("/sys/fs/cgroup").to_owned()
-    } else {
-        vz_tests::cgroup_v1_mount("pids").expect("pids")
-    };
-    let dir = cgroup.join(off.cgroup_parent()).join(ctid);
-    assert!(!dir.exists(), "cgroup {} left behind", dir.display());
-}
-
-/// [`assert_only_on`], and the VE's counter goes on there.
-fn works_only_on(on: &VzTree, off: &VzTree, ctid: &str) {
-    assert_only_on(on, off, ctid);
-    let at = last_count(on, ctid);
-    wait_count(on, ctid, at + 3);
-}
 
 /// `iptables ARGS` and `ip6tables ARGS` in the network namespace of the VE on `tree`, as its
 /// root would run them; their output.

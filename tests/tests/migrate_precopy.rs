@@ -17,8 +17,8 @@ use std::path::Path;
 
 use rig::Rig;
 use vz_tests::{
-    LineClient, Need, VzTree, assert_no_gap, last_count, ok, output_text, require,
-    start_working_ve, unique_ctid, wait_count,
+    LineClient, Need, assert_no_gap, last_count, ok, output_text, require, start_working_ve,
+    unique_ctid, wait_count,
 };
 
 const VE_IP: &str = "198.51.100.78";
@@ -39,28 +39,6 @@ fn kernel_soft_dirty() -> bool {
     map.read_exact(&mut entry).expect("read pagemap");
     std::hint::black_box(&buf);
     u64::from_le_bytes(entry) & (1 << 55) != 0
-}
-
-fn status(tree: &VzTree, ctid: &str) -> String {
-    ok(tree.run("vzctl", &["status", ctid])).trim().to_owned()
-}
-
-/// Runs on `on`, and nothing of it is on `off` (config, private area, root, dumps).
-fn only_on(on: &VzTree, off: &VzTree, ctid: &str) {
-    assert_eq!(status(on, ctid), format!("CTID {ctid} exist mounted running"));
-    assert_eq!(status(off, ctid), format!("CTID {ctid} deleted unmounted down"));
-    for left in [
-        format!("conf/{ctid}.conf"),
-        format!("private/{ctid}"),
-        format!("root/{ctid}"),
-        format!("dump/Dump.{ctid}"),
-        format!("dump/Dump.{ctid}.migrate"),
-    ] {
-        assert!(!off.path().join(&left).exists(), "{left} left behind");
-    }
-    let at = last_count(on, ctid);
-    wait_count(on, ctid, at + 3);
-    assert_no_gap(on, ctid);
 }
 
 fn connect(rig: &Rig) -> LineClient {
@@ -119,7 +97,8 @@ fn pre_copy_where_the_kernel_tracks_dirty_pages_and_a_clean_refusal_where_not() 
             assert!(!text.contains("Suspending"), "{args:?}: {text}");
             client.try_ping().expect("the client's connection after the refusal");
             wait_count(&rig.src, &ctid, before + 3);
-            only_on(&rig.src, &rig.dst, &ctid);
+            rig::works_only_on(&rig.src, &rig.dst, &ctid);
+            assert_no_gap(&rig.src, &ctid);
         }
         // A bad mode is a usage error.
         let out = rig.vzmigrate(&["--online", "--mode=iterative"], &ctid);
@@ -133,7 +112,8 @@ fn pre_copy_where_the_kernel_tracks_dirty_pages_and_a_clean_refusal_where_not() 
         assert!(text.contains("memory: PageServer"), "auto: {text}");
         assert!(!text.contains("Pre-dump"), "auto: {text}");
         client.try_ping().expect("the client's connection across the migration");
-        only_on(&rig.dst, &rig.src, &ctid);
+        rig::works_only_on(&rig.dst, &rig.src, &ctid);
+        assert_no_gap(&rig.dst, &ctid);
         ok(rig.dst.run("vzctl", &["stop", &ctid]));
         return;
     }
@@ -147,7 +127,8 @@ fn pre_copy_where_the_kernel_tracks_dirty_pages_and_a_clean_refusal_where_not() 
     assert!(timing_ms(&text, "Pre-dump 1 (").is_some(), "-t lists the iterations: {text}");
     assert!(timing_ms(&text, "Total suspended time:").is_some(), "{text}");
     client.try_ping().expect("the client's connection across the pre-copy migration");
-    only_on(&rig.dst, &rig.src, &ctid);
+    rig::works_only_on(&rig.dst, &rig.src, &ctid);
+    assert_no_gap(&rig.dst, &ctid);
     assert!(!rig.dst.path().join(format!("dump/Dump.{ctid}/pre")).exists());
     // And back, chosen by auto (no post-copy for a user-namespace VE without unprivileged
     // userfaultfd; pre-copy where the kernel tracks dirty pages).
@@ -160,7 +141,8 @@ fn pre_copy_where_the_kernel_tracks_dirty_pages_and_a_clean_refusal_where_not() 
         assert!(text.contains("memory: PreCopy"), "auto: {text}");
     }
     client.try_ping().expect("the client's connection across the way back");
-    only_on(&rig.src, &rig.dst, &ctid);
+    rig::works_only_on(&rig.src, &rig.dst, &ctid);
+    assert_no_gap(&rig.src, &ctid);
     assert!(!Path::new(&rig.src.path().join(format!("dump/Dump.{ctid}/pre"))).exists());
     ok(rig.src.run("vzctl", &["stop", &ctid]));
 }

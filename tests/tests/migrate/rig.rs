@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vz_tests::{VzTree, bin_dir, ok, unique_name};
+use vz_tests::{VzTree, bin_dir, last_count, ok, unique_name, wait_count};
 
 /// The client's address on the bridge.
 pub(crate) const CLIENT_IP: &str = "198.51.100.1";
@@ -21,6 +21,39 @@ pub(crate) const DST_IP: &str = "198.51.100.3";
 /// The client's, source's and destination's IPv6 addresses on the bridge (a documentation
 /// range): the servers' make their LAN links IPv6 neighbour devices (proxy NDP for VEs).
 const LAN6: [&str; 3] = ["2001:db8:100::1/64", "2001:db8:100::2/64", "2001:db8:100::3/64"];
+
+pub(crate) fn status(tree: &VzTree, ctid: &str) -> String {
+    ok(tree.run("vzctl", &["status", ctid])).trim().to_owned()
+}
+
+/// Runs on `on` and exists nowhere on `off` (no config, private area, root, dump, cgroup).
+pub(crate) fn assert_only_on(on: &VzTree, off: &VzTree, ctid: &str) {
+    assert_eq!(status(on, ctid), format!("CTID {ctid} exist mounted running"));
+    assert_eq!(status(off, ctid), format!("CTID {ctid} deleted unmounted down"));
+    for left in [
+        format!("conf/{ctid}.conf"),
+        format!("private/{ctid}"),
+        format!("root/{ctid}"),
+        format!("dump/Dump.{ctid}"),
+        format!("dump/Dump.{ctid}.migrate"),
+    ] {
+        assert!(!off.path().join(&left).exists(), "{left} left behind");
+    }
+    let cgroup = if vz_tests::is_cgroup_v2() {
+        std::path::Path::new("/sys/fs/cgroup").to_owned()
+    } else {
+        vz_tests::cgroup_v1_mount("pids").expect("pids")
+    };
+    let dir = cgroup.join(off.cgroup_parent()).join(ctid);
+    assert!(!dir.exists(), "cgroup {} left behind", dir.display());
+}
+
+/// [`assert_only_on`], and the VE's counter goes on there.
+pub(crate) fn works_only_on(on: &VzTree, off: &VzTree, ctid: &str) {
+    assert_only_on(on, off, ctid);
+    let at = last_count(on, ctid);
+    wait_count(on, ctid, at + 3);
+}
 
 /// The two trees, the client namespace and the destination's sshd.
 pub(crate) struct Rig {

@@ -83,44 +83,27 @@ fn main() -> ExitCode {
 /// `vzctl __consoled`, the tree's console server (vz_ctl::consoled), started by the first
 /// `vzctl start` or `restore` that finds none; ends when no VE of the tree runs.
 fn console_server() -> ExitCode {
-    let run = || -> vz_ctl::Result<()> {
-        let global = GlobalConfig::load().map_err(vz_ctl::CtlError::GlobalConfig)?;
-        let logfile = global.logging().then(|| (global.logfile(), global.log_level()));
-        vz_ctl::logging::init(
-            "vzctl",
-            0,
-            true,
-            logfile.as_ref().map(|(path, level)| (path.as_path(), *level)),
-            None,
-        );
-        vz_ctl::consoled::serve(global)
-    };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let message = vz_ctl::error::chain(&e);
-            let _ = writeln!(std::io::stdout(), "{message}");
-            tracing::warn!("console server: {message}");
-            ExitCode::from(e.exit_code())
-        }
-    }
+    helper("console server", None, vz_ctl::consoled::serve)
 }
 
 /// `vzctl __quotactl-server CTID DEVICE`, started by `vzctl start` (vz_ctl::quotactl).
 fn quotactl_server(ctid: &str, device: &std::path::Path) -> ExitCode {
-    helper("quotactl server", ctid, |ve| vz_ctl::quotactl::serve(ve, device))
+    let ctid = ctid.parse::<vz_ctl::Ctid>().map_err(|_| ctid.to_owned());
+    helper("quotactl server", ctid.as_ref().ok().copied(), |global| {
+        let ctid = ctid.map_err(vz_ctl::CtlError::BadCtid)?;
+        vz_ctl::quotactl::serve(&vz_ctl::Ve::load(global, ctid)?, device)
+    })
 }
 
-/// Runs one of the VE's helper processes: logs to the log file only; an error goes to stdout
-/// too, which `vzctl start` reads until the helper says "ready".
+/// Runs one of vz's helper processes (of the VE `ctid`, or of the tree): logs to the log
+/// file only; an error goes to stdout too, which the starting vzctl reads until the helper
+/// says "ready".
 fn helper(
     name: &str,
-    ctid: &str,
-    serve: impl FnOnce(&vz_ctl::Ve) -> vz_ctl::Result<()>,
+    ctid: Option<vz_ctl::Ctid>,
+    serve: impl FnOnce(GlobalConfig) -> vz_ctl::Result<()>,
 ) -> ExitCode {
     let run = || -> vz_ctl::Result<()> {
-        let ctid: vz_ctl::Ctid =
-            ctid.parse().map_err(|_| vz_ctl::CtlError::BadCtid(ctid.to_owned()))?;
         let global = GlobalConfig::load().map_err(vz_ctl::CtlError::GlobalConfig)?;
         let logfile = global.logging().then(|| (global.logfile(), global.log_level()));
         vz_ctl::logging::init(
@@ -128,9 +111,9 @@ fn helper(
             0,
             true,
             logfile.as_ref().map(|(path, level)| (path.as_path(), *level)),
-            Some(ctid.get()),
+            ctid.map(vz_ctl::Ctid::get),
         );
-        serve(&vz_ctl::Ve::load(global, ctid)?)
+        serve(global)
     };
     match run() {
         Ok(()) => ExitCode::SUCCESS,
