@@ -75,14 +75,17 @@ const SHARE: f64 = 0.05;
 const BURST: f64 = 0.2;
 
 /// Slack on top of the budget: clock-tick resolution of /proc/<pid>/stat, the server's
-/// host-driven work (load samples, liveness checks, taking the listeners of `vzctl exec`).
-const SLACK: f64 = 0.25;
+/// host-driven work (load samples, liveness checks, taking the listeners of `vzctl exec`) and
+/// the shared server's loop overhead not charged to any VE (10-15% of its CPU in a flood).
+/// Without the budget the floods take 4.1 s and 2.6 s: far above budget + slack either way.
+const SLACK: f64 = 0.5;
 
 /// How many calls another VE's 1-second flood must get answered while the first VE floods:
-/// with a budget of its own, its 200 ms burst answers thousands (5 000–7 000 measured on the
-/// debug build); with one budget for both VEs, already drained by the flood, it gets a part of
-/// 5% of a CPU (189 measured with such a server).
-const OTHER_CALLS_MIN: u64 = 2500;
+/// with a budget of its own, its 200 ms burst answers thousands (5 000–7 000 measured on an
+/// idle machine, 2 252 in a CI run beside the other tests); with one budget for both VEs,
+/// already drained by the flood, it gets a part of 5% of a CPU (189 measured with such a
+/// server).
+const OTHER_CALLS_MIN: u64 = 1000;
 
 /// How long the sysinfo flood lasts.
 const FLOOD: Duration = Duration::from_secs(5);
