@@ -26,15 +26,10 @@ fn table(ifname: &str) -> String {
 /// # Errors
 /// [`NsError::Io`] when the sysctl or nft fails (nft's message in the error).
 pub(crate) fn venet_ipv6(ifname: &str, allowed: &[Ipv6Addr]) -> Result<()> {
-    let sysctl = ipv6_sysctl(ifname);
+    let sysctl = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
     if allowed.is_empty() {
-        // A table is made only before IPv6 is turned on (below): with IPv6 already off there
-        // is none to remove (one left by a killed call drops only IPv6, which the device no
-        // longer takes; teardown removes it). No `nft` run for an IPv4-only VE (20-25 ms
-        // each, inside a migration's frozen window).
-        let was_off = super::read_sysctl(&sysctl).is_ok_and(|v| v == "1");
         write_sysctl(&sysctl, "1")?;
-        return if was_off { Ok(()) } else { remove(ifname) };
+        return remove(ifname);
     }
     let sources: Vec<String> = ["fe80::/10".to_owned(), "::/128".to_owned()]
         .into_iter()
@@ -44,19 +39,6 @@ pub(crate) fn venet_ipv6(ifname: &str, allowed: &[Ipv6Addr]) -> Result<()> {
     // The guard before IPv6 comes on: no moment without it.
     replace(ifname, &rule)?;
     write_sysctl(&sysctl, "0")
-}
-
-/// Turns IPv6 off on a host end just made (no guard table is bound to a new device): it
-/// comes on only with its guard ([`venet_ipv6`]).
-///
-/// # Errors
-/// [`NsError::Io`] when the sysctl cannot be written.
-pub(crate) fn ipv6_off_at_birth(ifname: &str) -> Result<()> {
-    write_sysctl(&ipv6_sysctl(ifname), "1")
-}
-
-fn ipv6_sysctl(ifname: &str) -> String {
-    format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6")
 }
 
 /// Lets the host end of a bridged veth take only frames from `mac` (OpenVZ's

@@ -169,8 +169,6 @@ impl Venet {
         host.run(host.handle().link().set(set).execute())
             .map_err(|e| nl_err("set MAC and NOARP", host_ifname.into(), e))?;
         write_sysctl(&format!("/proc/sys/net/ipv4/conf/{host_ifname}/rp_filter"), "1")?;
-        // CRIU made this host end just now.
-        super::guard::ipv6_off_at_birth(host_ifname)?;
         guard_sources(&host, host_ifname, &ipv6_of(addrs))?;
         let up = LinkUnspec::new_with_index(idx).up().build();
         host.run(host.handle().link().set(up).execute())
@@ -233,7 +231,6 @@ fn make_pair(host: &Netlink, ve: &Netlink, name: &str) -> Result<()> {
     move_host_end(host, ve, name)?;
     let idx = host.index_of(name)?;
     write_sysctl(&format!("/proc/sys/net/ipv4/conf/{name}/rp_filter"), "1")?;
-    super::guard::ipv6_off_at_birth(name)?;
     let up = LinkUnspec::new_with_index(idx).up().build();
     host.run(host.handle().link().set(up).execute())
         .map_err(|e| nl_err("set up", name.into(), e))?;
