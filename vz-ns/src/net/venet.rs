@@ -169,9 +169,9 @@ impl Venet {
         host.run(host.handle().link().set(set).execute())
             .map_err(|e| nl_err("set MAC and NOARP", host_ifname.into(), e))?;
         write_sysctl(&format!("/proc/sys/net/ipv4/conf/{host_ifname}/rp_filter"), "1")?;
-        // CRIU made this host end just now, so no guard table is bound to it: an IPv4-only
-        // VE's only needs IPv6 off, without two `nft` runs (20-25 ms each, in the frozen
-        // window of a migration).
+        // An IPv4-only VE's host end never had a guard table (one is made only for IPv6
+        // addresses; CRIU made this end anew after a restore): it only needs IPv6 off,
+        // without two `nft` runs (20-25 ms each, in the frozen window of a migration).
         let v6 = ipv6_of(addrs);
         if v6.is_empty() {
             write_sysctl(&format!("/proc/sys/net/ipv6/conf/{host_ifname}/disable_ipv6"), "1")?;
