@@ -389,6 +389,22 @@ fn in_log(tree: &VzTree, ctid: &str, text: &str) {
     }
 }
 
+/// The number of open fds of the process `pid` once it holds still for 200 ms (a start's
+/// handover, e.g. the init's sysinfo listener arriving on its socket, passes through an fd
+/// of a connection the server has yet to read).
+fn settled_fd_count(pid: i32) -> usize {
+    let started = Instant::now();
+    let mut last = fd_count(pid);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = fd_count(pid);
+        if now == last || started.elapsed() > Duration::from_secs(10) {
+            return now;
+        }
+        last = now;
+    }
+}
+
 /// The number of open fds of the process `pid`.
 fn fd_count(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).expect("list fds").count()
@@ -462,7 +478,7 @@ fn a_hundred_starts_and_stops_leave_no_fd_in_the_server() {
     // The keeper holds the server up across the other VE's cycles.
     ok(tree.run("vzctl", &["start", &keeper]));
     let server = console_server(&tree, &keeper);
-    let before = fd_count(server);
+    let before = settled_fd_count(server);
     let started = Instant::now();
     for round in 0..100 {
         ok(tree.run("vzctl", &["start", &cycled]));
@@ -478,7 +494,7 @@ fn a_hundred_starts_and_stops_leave_no_fd_in_the_server() {
         ok(tree.run("vzctl", &["stop", &cycled, "--fast"]));
         wait_server_gone(&tree, &cycled);
     }
-    let after = fd_count(server);
+    let after = settled_fd_count(server);
     eprintln!(
         "100 start/stop cycles in {:?}: the server had {before} fds, then {after}",
         started.elapsed()
