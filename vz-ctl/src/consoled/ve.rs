@@ -567,12 +567,10 @@ impl Served {
 
     /// Whether the ended init rebooted (false while it runs: a dropped service).
     fn rebooted(&self) -> bool {
-        let status = super::reboot::exit_status(self.pid, self.pidfd.as_fd()).or_else(|| {
-            // Reaped between the pidfd's event and the read: the kernel records the status
-            // as the reaping ends.
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            super::reboot::exit_status(self.pid, self.pidfd.as_fd())
-        });
+        // Reaped between the pidfd read and the zombie's: by then the pidfd holds the status
+        // (6.15+), so one more look, without waiting (the server serves every VE).
+        let status = super::reboot::exit_status(self.pid, self.pidfd.as_fd())
+            .or_else(|| crate::sys::pidfd_exit_status(self.pidfd.as_fd()));
         match status {
             Some(status) => super::reboot::is_reboot(status),
             None => {
