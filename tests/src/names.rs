@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+static CTIDS: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique to this test process and call: `vz-test-<pid>-<n>-<tag>`.
 ///
@@ -12,10 +13,20 @@ pub fn unique_name(tag: &str) -> String {
     format!("vz-test-{}-{n}-{tag}", std::process::id())
 }
 
-/// A CTID unique to this test process and call, in the test range 1_000_000…1_999_999.
+/// A CTID unique to this test process and call: `1_000_000 + pid * 100 + n`, `n` < 100.
+///
+/// CTIDs name host-wide objects (`venet<CTID>`, `veth<CTID>.0`), so two test processes
+/// running at once must never get the same one: the whole pid goes in (a pid modulo
+/// anything repeats among the live test processes once pids wrap, 32768 on many hosts).
+/// Within `pid_max`'s default ceiling (4194304) the largest is 420_430_399, short enough
+/// for every interface name made from it.
+///
+/// # Panics
+/// On the 101st call in one process (the next would repeat the first).
 pub fn unique_ctid() -> u32 {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    1_000_000 + (std::process::id() % 9_000) * 100 + n % 100
+    let n = CTIDS.fetch_add(1, Ordering::Relaxed);
+    assert!(n < 100, "a test process made more than 100 CTIDs");
+    1_000_000 + std::process::id() * 100 + n
 }
 
 #[cfg(test)]
