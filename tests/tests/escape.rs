@@ -494,3 +494,75 @@ fn the_host_side_of_a_ves_files_is_shielded() {
     check_planted_setup_links(&ve);
     check_planted_symlink(&ve);
 }
+
+/// Host-global sysctls (no namespace of the VE owns them): a write of the value each holds
+/// (so a write that got through would change nothing on the host) must be refused.
+const HOST_SYSCTLS: [&str; 9] = [
+    "kernel/panic",
+    "kernel/core_pattern",
+    "kernel/modprobe",
+    "kernel/printk",
+    "kernel/randomize_va_space",
+    "vm/overcommit_memory",
+    "vm/min_free_kbytes",
+    "fs/file-max",
+    "fs/protected_symlinks",
+];
+
+/// /proc files of the host kernel that root of a VE must not read.
+const HOST_ONLY_PROC_FILES: [&str; 4] =
+    ["/proc/kcore", "/proc/kpageflags", "/proc/kpagecount", "/proc/kpagecgroup"];
+
+/// Writes of host-global sysctls and reads of the host's page-frame files are refused, by
+/// the kernel's checks in a VE with its own user namespace and by the read-only /proc/sys
+/// and the masks in a privileged one; the VE's own net and ipc knobs stay writable and
+/// change only the VE's.
+fn check_host_sysctls_closed_own_open(ve: &RunningVe) {
+    for name in HOST_SYSCTLS {
+        let path = format!("/proc/sys/{name}");
+        if !Path::new(&path).exists() {
+            continue;
+        }
+        let script =
+            format!("[ -e {path} ] || exit 3; v=$(cat {path}) && printf '%s\\n' \"$v\" > {path}");
+        let out = ve.sh(&script);
+        assert!(
+            !matches!(out.status.code(), Some(0 | 3)),
+            "writing {path} must be refused in a VE (3: missing there): {}",
+            output_text(&out)
+        );
+    }
+    // drop_caches is write-only: 4 drops nothing (it only silences the kernel's notice).
+    ve.refused("writing vm.drop_caches", "echo 4 > /proc/sys/vm/drop_caches");
+    ve.refused("writing /proc/sysrq-trigger", "echo h > /proc/sysrq-trigger");
+    for file in HOST_ONLY_PROC_FILES {
+        ve.refused(&format!("reading {file}"), &format!("head -c 8 {file} | grep -q ."));
+    }
+    // The VE's own: a message queue bound of its IPC namespace and its network's forwarding.
+    let host_msgmnb = std::fs::read_to_string("/proc/sys/kernel/msgmnb").expect("msgmnb");
+    let own: u64 = host_msgmnb.trim().parse::<u64>().expect("a number") + 1;
+    let out = ok(ve.tree.run(
+        "vzctl",
+        &[
+            "exec",
+            &ve.ctid,
+            &format!(
+                "echo {own} > /proc/sys/kernel/msgmnb && cat /proc/sys/kernel/msgmnb && \
+                 echo 1 > /proc/sys/net/ipv4/ip_forward && cat /proc/sys/net/ipv4/ip_forward"
+            ),
+        ],
+    ));
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), [own.to_string(), "1".to_owned()]);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/msgmnb").expect("msgmnb"),
+        host_msgmnb,
+        "the host's own msgmnb is untouched"
+    );
+}
+
+#[test]
+fn host_global_sysctls_stay_closed_and_the_ves_own_open() {
+    require!(NEEDS[0], NEEDS[1], NEEDS[2], NEEDS[3]);
+    check_host_sysctls_closed_own_open(&RunningVe::default());
+    check_host_sysctls_closed_own_open(&RunningVe::start("LOCAL_UID=0\nLOCAL_GID=0\n", ""));
+}

@@ -130,7 +130,13 @@ pub(crate) fn run(o: &BenchOptions) -> Result<()> {
     let mut notes = Vec::new();
     let mut table = Table::new(&["vz", "crun", "lxc", "runc", "nspawn", "floor"]);
     if o.density_only {
-        idle_rows(o, &tree, &mut table, &mut [Box::new(tree.vz("vz", &bin))])?;
+        let mut all: Vec<Box<dyn Runtime>> = vec![Box::new(tree.vz("vz", &bin))];
+        if which("crun").is_some() {
+            let ns = Some(tree.crun_ns()?);
+            let cgroup = tree.cgroup("crun");
+            all.push(Box::new(Oci::new("crun", &tree.dir, &tree.rootfs, &cgroup, ns)?));
+        }
+        idle_rows(o, &tree, &mut table, &mut all)?;
     } else {
         measure(o, &tree, &bin, &mut table, &mut notes)?;
     }
@@ -453,6 +459,7 @@ fn idle_rows(
         if name.starts_with("vz") {
             tree.create_many(&ids, &o.layout)?;
         }
+        crate::bench_idle::wait_for_cgroups_to_settle();
         let before = crate::bench_idle::Snapshot::take()?;
         let mut started = 0;
         let begin = Instant::now();
@@ -478,6 +485,12 @@ fn idle_rows(
             .map(|(kind, count)| format!("{kind} +{count}"))
             .collect();
         println!("bench: {name}: new kernel threads: {}", kinds.join(", "));
+        let slabs: Vec<String> = before
+            .slab_growth(&after, n, 1.0)
+            .iter()
+            .map(|(cache, kib)| format!("{cache} {kib:.1}"))
+            .collect();
+        println!("bench: {name}: slab caches grown, KiB per container: {}", slabs.join(", "));
         println!(
             "bench: {name}: {n} idle containers started in {:.2} s, stopped in {:.2} s",
             took.as_secs_f64(),

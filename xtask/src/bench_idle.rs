@@ -17,6 +17,9 @@ pub(crate) struct Snapshot {
     kernel_threads: u64,
     /// Kernel threads by name with the numbers masked (`jbd*/loop*-*`).
     thread_kinds: BTreeMap<String, u64>,
+    /// KiB held by each slab cache (/proc/slabinfo: slabs × pages per slab); empty where
+    /// the file cannot be read.
+    slab_caches: BTreeMap<String, u64>,
 }
 
 /// The per-container cost between two snapshots.
@@ -65,7 +68,33 @@ impl Snapshot {
                 None => {}
             }
         }
-        Ok(Snapshot { kernel_kib, host_processes, kernel_threads, thread_kinds })
+        let slab_caches = std::fs::read_to_string("/proc/slabinfo")
+            .map(|text| slab_cache_kib(&text))
+            .unwrap_or_default();
+        Ok(Snapshot { kernel_kib, host_processes, kernel_threads, thread_kinds, slab_caches })
+    }
+
+    /// The slab caches that grew by at least `min_kib` KiB per container from `self` to
+    /// `after` with `n` containers, most first: `("kmalloc-1k", 12.0)`. Which kernel objects
+    /// a container's kernel memory is made of (caches of one object size may be merged by
+    /// SLUB: the name is then the merged cache's).
+    pub(crate) fn slab_growth(
+        &self,
+        after: &Snapshot,
+        n: usize,
+        min_kib: f64,
+    ) -> Vec<(String, f64)> {
+        let mut grown: Vec<(String, f64)> = after
+            .slab_caches
+            .iter()
+            .map(|(name, &kib)| {
+                let before = self.slab_caches.get(name).copied().unwrap_or(0);
+                (name.clone(), per_item(before, kib, n))
+            })
+            .filter(|(_, kib)| *kib >= min_kib)
+            .collect();
+        grown.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        grown
     }
 
     /// The kinds of kernel threads that grew from `self` to `after`, most first:
@@ -91,6 +120,49 @@ impl Snapshot {
             kernel_threads: per_item(self.kernel_threads, after.kernel_threads, n),
         }
     }
+}
+
+/// Waits until the host's number of cgroups (every hierarchy's count in /proc/cgroups, which
+/// holds the dying ones too) has not changed for a second, at most 10 s: the cgroups of the
+/// containers measured before are freed in the background after their removal, and their
+/// memory (a memory cgroup's per-shrinker state alone is 1 KiB per 64 shrinkers on the host)
+/// would otherwise be returned inside the next runtime's window and taken off its cost.
+pub(crate) fn wait_for_cgroups_to_settle() {
+    let count = || {
+        std::fs::read_to_string("/proc/cgroups").map_or(0, |text| {
+            text.lines()
+                .filter(|line| !line.starts_with('#'))
+                .filter_map(|line| line.split_whitespace().nth(2)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+    };
+    let step = std::time::Duration::from_millis(200);
+    let (mut last, mut still) = (count(), 0);
+    for _ in 0..50 {
+        std::thread::sleep(step);
+        let now = count();
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        if still >= 5 {
+            return;
+        }
+    }
+}
+
+/// KiB per slab cache from /proc/slabinfo's text (version 2.1: `name active num objsize
+/// objperslab pagesperslab : tunables … : slabdata active_slabs num_slabs shared`).
+pub(crate) fn slab_cache_kib(text: &str) -> BTreeMap<String, u64> {
+    let page_kib = 4;
+    text.lines()
+        .filter(|line| !line.starts_with("slabinfo") && !line.starts_with('#'))
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let pages_per_slab: u64 = fields.get(5)?.parse().ok()?;
+            let data = fields.iter().position(|f| *f == "slabdata")?;
+            let slabs: u64 = fields.get(data + 2)?.parse().ok()?;
+            Some((fields[0].to_owned(), slabs * pages_per_slab * page_kib))
+        })
+        .collect()
 }
 
 /// The kind of a kernel thread from its /proc/PID/stat: its name with digit runs as `*`.
@@ -228,6 +300,7 @@ mod tests {
             host_processes: 0,
             kernel_threads: 0,
             thread_kinds: kinds.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect(),
+            slab_caches: BTreeMap::new(),
         };
         let before = snap(&[("jbd*/loop*-*", 2), ("kswapd*", 1)]);
         let after = snap(&[("jbd*/loop*-*", 7), ("kswapd*", 1), ("loop*", 5), ("a", 1)]);
@@ -235,5 +308,28 @@ mod tests {
             before.new_thread_kinds(&after),
             [("jbd*/loop*-*".to_owned(), 5), ("loop*".to_owned(), 5), ("a".to_owned(), 1)]
         );
+    }
+
+    #[test]
+    fn slab_caches_are_counted_in_kib_and_their_growth_per_item() {
+        let text = "slabinfo - version: 2.1\n\
+            # name <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>\n\
+            mnt_cache 1000 1050 320 25 2 : tunables 0 0 0 : slabdata 42 42 0\n\
+            kmalloc-1k 64 64 1024 32 8 : tunables 0 0 0 : slabdata 2 2 0\n";
+        let before = slab_cache_kib(text);
+        assert_eq!(before.get("mnt_cache"), Some(&(42 * 2 * 4)));
+        assert_eq!(before.get("kmalloc-1k"), Some(&(2 * 8 * 4)));
+        let snap = |caches: BTreeMap<String, u64>| Snapshot {
+            kernel_kib: 0,
+            host_processes: 0,
+            kernel_threads: 0,
+            thread_kinds: BTreeMap::new(),
+            slab_caches: caches,
+        };
+        let mut after = before.clone();
+        after.insert("mnt_cache".into(), 42 * 8 + 400);
+        after.insert("pid".into(), 30);
+        let grown = snap(before).slab_growth(&snap(after), 10, 1.0);
+        assert_eq!(grown, [("mnt_cache".to_owned(), 40.0), ("pid".to_owned(), 3.0)]);
     }
 }

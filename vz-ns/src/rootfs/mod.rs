@@ -94,8 +94,11 @@ pub(crate) fn enter_root(view: RootView<'_>) -> StepResult {
     if let Some(proc_view) = view.proc_view {
         procview::bind(root, proc_view)?;
     }
-    proc::mask(root)?;
-    proc::restrict_proc_sys(root)?;
+    let own_userns = view.id_map.is_some();
+    proc::mask(root, own_userns)?;
+    if !own_userns {
+        proc::restrict_proc_sys(root)?;
+    }
     pivot(root)
 }
 
