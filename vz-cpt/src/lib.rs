@@ -27,6 +27,7 @@ mod dump;
 mod error;
 mod kill;
 mod options;
+mod page_link;
 mod predump;
 mod restore;
 mod rpc;
