@@ -202,6 +202,11 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     assert_eq!(status(&tree, &ctid), format!("CTID {ctid} exist unmounted down suspended"));
     let out = tree.run("vzctl", &["chkpnt", &ctid]);
     assert_eq!(out.status.code(), Some(31), "chkpnt of a stopped VE");
+    // CRIU took the kernel's features from its cache (vz-cpt's kdat.rs where /run is not a
+    // tmpfs), not from a probe in the frozen time.
+    let log = tree.path().join(format!("dump/Dump.{ctid}/dump.log"));
+    let log = std::fs::read_to_string(&log).expect("the dump's log");
+    assert!(log.contains("Loaded kdat cache from /run/criu.kdat"), "CRIU probed: {log:.600}");
 
     // Its loop device is taken meanwhile: the root comes back on another one, while the
     // dump's /dev holds the old one's node.

@@ -10,10 +10,14 @@
 #[path = "migrate/rig.rs"]
 mod rig;
 
+#[path = "migrate/memhog.rs"]
+mod memhog;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rig::{Rig, assert_only_on, status, works_only_on};
+use memhog::{install_memhog, memhog_count, memhog_ve, wait_memhog};
+use rig::{Rig, assert_only_on, status, suspended_ms, works_only_on};
 use vz_tests::{
     LineClient, Need, VzTree, assert_no_gap, last_count, ok, output_text, require,
     start_working_ve, unique_ctid, wait_count,
@@ -70,13 +74,6 @@ fn needs() -> [Need; 7] {
             Need::CgroupController("freezer")
         },
     ]
-}
-
-/// The `Total suspended time` of `-t`'s lines, in ms.
-fn suspended_ms(text: &str) -> Option<f64> {
-    let line = text.lines().find(|l| l.contains("Total suspended time:"))?;
-    let secs: f64 = line.split_whitespace().rev().nth(1)?.parse().ok()?;
-    Some(secs * 1000.0)
 }
 
 #[test]
@@ -520,68 +517,6 @@ fn vzmlocal_moves_and_clones() {
     assert_eq!(ok(tree.run("vzctl", &["exec", &clone, "echo in"])).trim(), "in");
     ok(tree.run("vzctl", &["stop", &clone]));
     ok(tree.run("vzctl", &["destroy", &clone]));
-}
-
-/// The lab's memory load (`shared/reference/criu-vz-lab/memhog.c`): touches MIB MiB of
-/// anonymous memory with non-zero bytes, then writes a counter to /data/count every 100 ms.
-const MEMHOG_C: &str = r#"
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <time.h>
-int main(int argc, char **argv) {
-    size_t len = (argc > 1 ? strtoul(argv[1], NULL, 10) : 64) << 20;
-    unsigned char *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    struct timespec ts = { 0, 100 * 1000 * 1000 };
-    unsigned long n = 0;
-    if (buf == MAP_FAILED) return 1;
-    for (size_t i = 0; i < len; i += 4096) memset(buf + i, (int)((i / 4096) % 251) + 1, 4096);
-    for (;;) {
-        FILE *f = fopen("/data/count.tmp", "w");
-        if (f) { fprintf(f, "%lu\n", ++n); fclose(f); rename("/data/count.tmp", "/data/count"); }
-        nanosleep(&ts, NULL);
-    }
-}
-"#;
-
-fn memhog_count(tree: &VzTree, ctid: &str) -> u64 {
-    let path = tree.path().join(format!("root/{ctid}/data/count"));
-    std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
-}
-
-fn wait_memhog(tree: &VzTree, ctid: &str, n: u64) {
-    let start = Instant::now();
-    while memhog_count(tree, ctid) < n {
-        assert!(start.elapsed() < Duration::from_secs(60), "memhog stuck below {n}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Builds memhog into `tree`'s VE `ctid` (mounted) and makes its boot start it with `mib`
-/// MiB touched.
-fn install_memhog(tree: &VzTree, ctid: &str, mib: u32) {
-    let bin = tree.compile_c("memhog", MEMHOG_C);
-    let root = tree.path().join(format!("root/{ctid}"));
-    std::fs::create_dir_all(root.join("data")).expect("mkdir /data");
-    std::fs::copy(&bin, root.join("bin/memhog")).expect("copy memhog");
-    let script = format!("#!/bin/sh\nsetsid /bin/memhog {mib} </dev/null >/dev/null 2>&1 &\n");
-    std::fs::write(root.join("etc/init.d/S50mem"), script).expect("write S50mem");
-    ok(Command::new("chmod")
-        .arg("755")
-        .arg(root.join("etc/init.d/S50mem"))
-        .output()
-        .expect("chmod"));
-}
-
-/// A VE whose boot starts memhog with 256 MiB touched.
-fn memhog_ve(tree: &VzTree, ctid: &str) {
-    ok(tree.run("vzctl", &["create", ctid, "--ostemplate", "busybox"]));
-    ok(tree.run("vzctl", &["set", ctid, "--ram", "1G", "--swap", "0", "--save"]));
-    ok(tree.run("vzctl", &["mount", ctid]));
-    install_memhog(tree, ctid, 256);
-    ok(tree.run("vzctl", &["start", ctid, "--wait"]));
-    wait_memhog(tree, ctid, 3);
 }
 
 /// Frozen times (reported, not asserted: the machine is shared) of online and offline

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::check::{Subject, precheck};
 use crate::error::{CptError, Refusal, Result};
 use crate::options::{CriuOptions, ExternalMount};
+use crate::page_link::PageLink;
 use crate::rpc::{Criu, Opts, ReqType};
 use vz_cgroup::Freezer;
 
@@ -97,6 +98,11 @@ pub fn dump_with_hook(
         tracing::info!(%refusal, "checkpoint refused");
         return Err(CptError::Refused(refusal));
     }
+    // A page server of a pre-copy (not a lazy dump's own): vz-cpt's connection (page_link).
+    let link = match &spec.options.page_server {
+        Some(server) if !spec.options.lazy_pages => Some(PageLink::connect(server)?),
+        _ => None,
+    };
     make_dir(dir)?;
     let images = File::open(dir).map_err(|e| CptError::io("open", dir, e))?;
     let mut opts = Opts::new();
@@ -112,9 +118,19 @@ pub fn dump_with_hook(
         opts.set_freeze_cgroup(freezer.dir().to_string_lossy().into_owned());
         tracing::debug!(state = ?freezer.state()?, "dumping through the freezer");
     }
+    if let (Some(link), Some(ps)) = (&link, opts.ps.as_mut()) {
+        ps.set_fd(link.criu_fd().as_raw_fd());
+    }
     let start = Instant::now();
-    let resp = criu.call(ReqType::DUMP, Some(opts), &mut |n| hook(&n.script));
+    let resp = criu.call(ReqType::DUMP, Some(opts), &mut |n| {
+        // CRIU connected and corked before its first notification after the pre-dump one.
+        if let Some(link) = &link {
+            link.uncork();
+        }
+        hook(&n.script)
+    });
     let elapsed = start.elapsed();
+    drop(link);
     drop(images);
     let log = dir.join(DUMP_LOG);
     let log = log.as_path();

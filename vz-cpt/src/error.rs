@@ -51,6 +51,15 @@ pub enum CptError {
         #[source]
         source: std::io::Error,
     },
+    /// The dump could not connect to the page server it was given.
+    #[error("connect to the page server {address}: {source}")]
+    PageServer {
+        /// `ADDRESS:PORT`.
+        address: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// CRIU's RPC conversation broke (a message that does not decode, an early close).
     #[error("CRIU RPC: {0}")]
     Rpc(String),

@@ -11,6 +11,8 @@
 //!   [`RestoreStage`] (vz configures the host ends at [`RestoreStage::NetworkUnlock`]).
 //! - [`Freezer`]: suspend and resume (cgroup v1 `freezer.state`, v2 `cgroup.freeze`).
 //! - [`kill`]: end a (suspended) VE's processes.
+//! - [`warm_kernel_cache`]: CRIU's kernel probe cached where /run is not a tmpfs (every
+//!   request warms it first; callers warm it before a freeze).
 //! - [`pre_dump`]: iterative pre-copy where the kernel tracks soft-dirty pages
 //!   ([`tracks_memory`]), each pre-dump the parent of the next and of the final dump.
 //!
@@ -25,8 +27,10 @@
 mod check;
 mod dump;
 mod error;
+mod kdat;
 mod kill;
 mod options;
+mod page_link;
 mod predump;
 mod restore;
 mod rpc;
@@ -34,6 +38,7 @@ mod seccomp_image;
 
 pub use dump::{DUMP_LOG, DumpReport, DumpSpec, dump, dump_with_hook};
 pub use error::{CptError, Refusal, Result};
+pub use kdat::{KdatCache, warm as warm_kernel_cache};
 pub use kill::kill;
 pub use options::{
     CgroupMode, CgroupRoot, CriuOptions, ExternalMount, ExternalVeth, LOCK_RULES, NetworkLock,

@@ -92,6 +92,8 @@ impl Criu {
         opts: Option<Opts>,
         notify: &mut dyn FnMut(&Notify) -> std::result::Result<(), String>,
     ) -> Result<Resp> {
+        // CRIU's kernel probe (25-30 ms) loaded from its cache instead (kdat.rs).
+        crate::kdat::warm(self);
         let (ours, theirs) =
             socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::empty())
                 .map_err(|e| CptError::sys("socketpair for criu swrk", e))?;

@@ -414,3 +414,10 @@ fn end_ssh_masters(tmp: &std::path::Path) {
         let _ = std::fs::remove_dir_all(entry.path());
     }
 }
+
+/// The `Total suspended time` of `-t`'s lines, in ms.
+pub(crate) fn suspended_ms(text: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.contains("Total suspended time:"))?;
+    let secs: f64 = line.split_whitespace().rev().nth(1)?.parse().ok()?;
+    Some(secs * 1000.0)
+}

@@ -71,6 +71,8 @@ fn lock(global: &GlobalConfig, ctid: u32) -> Result<(Ctid, Lock)> {
 pub fn serve_incoming(ctid: u32, mut input: impl BufRead, mut output: impl Write) -> Result<()> {
     let global = GlobalConfig::load().map_err(|e| MigrateError::Other(crate::error::chain(&e)))?;
     let (id, _lock) = lock(&global, ctid)?;
+    // CRIU's kernel cache made now, not in the restore (in the VE's frozen time).
+    vz_cpt::warm_kernel_cache(&vz_cpt::Criu::at(super::remote::criu_path(&global)));
     // What an earlier killed migration left goes first.
     crate::intent::recover(&global, id)?;
     let path = super::recovery::path_of(&global, id);
@@ -165,8 +167,7 @@ impl LazyPages {
         port: &str,
     ) -> std::result::Result<LazyPages, String> {
         let dump = global.dump_dir().join(format!("Dump.{id}"));
-        let criu =
-            global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(super::remote::DEFAULT_CRIU);
+        let criu = super::remote::criu_path(global);
         let mut pidfile = dump.clone().into_os_string();
         pidfile.push(".criu-pid");
         let pidfile = PathBuf::from(pidfile);

@@ -27,9 +27,7 @@ use crate::ve::Ve;
 
 /// The source's CRIU (`CRIU` of vz.conf).
 fn criu(ve: &Ve) -> vz_cpt::Criu {
-    let path =
-        ve.global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(super::remote::DEFAULT_CRIU);
-    vz_cpt::Criu::at(path)
+    vz_cpt::Criu::at(super::remote::criu_path(&ve.global))
 }
 
 /// Whether the source's kernel and CRIU can track the pages the VE writes (asked once per

@@ -200,6 +200,11 @@ impl Drop for DestGuard<'_> {
 /// vz-cpt's CRIU when vz.conf names none.
 pub(super) const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
 
+/// The CRIU of a vz tree (`CRIU` of its vz.conf, else [`DEFAULT_CRIU`]).
+pub(super) fn criu_path(global: &GlobalConfig) -> &str {
+    global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(DEFAULT_CRIU)
+}
+
 /// Migrates the VE; returns the phases' timings.
 ///
 /// # Errors
@@ -279,7 +284,7 @@ fn check_dest(ve: &Ve, opts: &MigrateOptions) -> Result<Dest> {
         root: path("VE_ROOT")?,
         dump: global.dump_dir().join(format!("Dump.{ctid}")),
         lock_dir: global.lock_dir(),
-        criu: global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(DEFAULT_CRIU).to_owned(),
+        criu: criu_path(&global).to_owned(),
         host,
         source_addr: connection.split_whitespace().next().unwrap_or_default().to_owned(),
         remote,
@@ -449,7 +454,7 @@ fn choose_mode(ve: &Ve, dest: &Dest, mode: Mode) -> Mode {
     if mode != Mode::Auto {
         return mode;
     }
-    let local = ve.global.get("CRIU").filter(|c| !c.is_empty()).unwrap_or(DEFAULT_CRIU);
+    let local = criu_path(&ve.global);
     let here = super::run(local, &["check", "--feature", "uffd-noncoop"]).is_ok();
     let check = format!("{} check --feature uffd-noncoop", q(&dest.criu));
     let own_userns = ve
@@ -536,6 +541,8 @@ fn online(
         Mode::Plain | Mode::Auto => {}
     }
     let _pipe_max = lazy_port.map(|_| PipeMax::raise());
+    // CRIU's kernel cache made now, not in the dump (the first after a boot).
+    vz_cpt::warm_kernel_cache(&vz_cpt::Criu::at(criu_path(&ve.global)));
     record.phase(Phase::Frozen)?;
     let frozen = Instant::now();
     say(format!("Suspending CT {id}"));

@@ -1,0 +1,69 @@
+//! The page-server mode's frozen time, measured over several migrations of a VE with
+//! 256 MiB touched between the two vz trees of the migration rig (`migrate/rig.rs`), there
+//! and back in turn: each must keep the VE's work going and leave nothing of the migration
+//! on either side. The times are reported (the machine is shared), with their median.
+//! `VZ_TEST_ROUNDS` sets the number of migrations (2 unless given).
+#![allow(clippy::tests_outside_test_module, reason = "integration test file")]
+#![allow(clippy::print_stderr, reason = "the test reports the frozen times")]
+
+#[path = "migrate/rig.rs"]
+#[allow(dead_code, reason = "the rig serves the migrate tests too")]
+mod rig;
+
+#[path = "migrate/memhog.rs"]
+#[allow(dead_code, reason = "the memory load serves the migrate tests too")]
+mod memhog;
+
+use memhog::{memhog_count, memhog_ve, wait_memhog};
+use rig::{Rig, suspended_ms};
+use vz_tests::{Need, output_text, require, unique_ctid};
+
+#[test]
+fn page_server_frozen_time_256m() {
+    require!(
+        Need::Root,
+        Need::Loop,
+        Need::Program("/bin/busybox"),
+        Need::Program("/usr/local/sbin/criu"),
+        Need::Program("/usr/sbin/sshd"),
+        Need::Program("/usr/bin/ssh"),
+        Need::Program("/usr/bin/arping"),
+        Need::Program("/usr/bin/gcc"),
+        if vz_tests::is_cgroup_v2() {
+            Need::CgroupController("pids")
+        } else {
+            Need::CgroupController("freezer")
+        }
+    );
+    let rounds: usize =
+        std::env::var("VZ_TEST_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(2);
+    let rig = Rig::new("LOCAL_UID=0\nLOCAL_GID=0\n");
+    let ctid = unique_ctid().to_string();
+    memhog_ve(&rig.src, &ctid);
+    let mut frozen = Vec::new();
+    for round in 0..rounds {
+        let forward = round % 2 == 0;
+        let (from, to) = if forward { (&rig.src, &rig.dst) } else { (&rig.dst, &rig.src) };
+        let before = memhog_count(from, &ctid);
+        let out = rig.vzmigrate_from(forward, &["--online", "--mode=page-server", "-t"], &ctid);
+        let text = output_text(&out);
+        assert!(out.status.success(), "round {round}: {text}");
+        let ms = suspended_ms(&text).expect("-t prints the suspended time");
+        eprintln!("TIMING page-server 256 MiB round {round}: frozen {ms:.0} ms\n{text}");
+        frozen.push(ms);
+        wait_memhog(to, &ctid, before + 3);
+        // Nothing of the migration stays: the source's images, the destination's daemon.
+        for tree in [from, to] {
+            let dump = tree.path().join("dump");
+            let left: Vec<_> = std::fs::read_dir(&dump)
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "round {round}: left in {}: {left:?}", dump.display());
+        }
+    }
+    frozen.sort_by(f64::total_cmp);
+    eprintln!(
+        "TIMING page-server 256 MiB: frozen {frozen:.0?} ms, median {:.0}",
+        frozen[rounds / 2]
+    );
+}
