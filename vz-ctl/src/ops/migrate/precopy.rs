@@ -57,22 +57,34 @@ pub(super) fn check(ve: &Ve, opts: &MigrateOptions) -> Result<()> {
 /// with `parent` as its previous images (relative to `dir`); it listens when this returns
 /// and ends after one dump's session. The pid file of the one before (which ended with its
 /// session) goes first: CRIU refuses to write over one.
-fn start_page_server(
+/// Starts a page server of this migration on the destination, receiving into `dir` (with
+/// `parent` as its `--prev-images-dir`), on the first of [`PORT_TRIES`] ports of
+/// iteration `n` it can bind (a port another program holds there, a listener or an
+/// outgoing connection's local end, fails CRIU's bind); the port it listens on.
+pub(super) fn start_page_server(
     dest: &Dest,
     dir: &Path,
     parent: Option<&str>,
-    port: u16,
-) -> std::result::Result<(), String> {
+    n: u32,
+) -> std::result::Result<u16, String> {
     let d = q(&dir.to_string_lossy());
     let parent = parent.map(|p| format!(" --prev-images-dir {}", q(p))).unwrap_or_default();
-    let script = format!(
-        "rm -f {pid} && mkdir -p {d} && {criu} page-server --address {host} --port {port}{parent} -D {d} -d \
-         --pidfile {pid} -v2 -o page-server.log",
-        criu = q(&dest.criu),
-        host = q(&dest.host),
-        pid = dest.daemon_pidfile(),
-    );
-    dest.remote.run(&script).map(|_| ()).map_err(|(_, e)| e)
+    let mut failed = String::new();
+    for attempt in 0..PORT_TRIES {
+        let port = port(n, attempt);
+        let script = format!(
+            "rm -f {pid} && mkdir -p {d} && {criu} page-server --address {host} --port {port}{parent} -D {d} -d \
+             --pidfile {pid} -v2 -o page-server.log",
+            criu = q(&dest.criu),
+            host = q(&dest.host),
+            pid = dest.daemon_pidfile(),
+        );
+        match dest.remote.run(&script) {
+            Ok(_) => return Ok(port),
+            Err((_, e)) => failed = e,
+        }
+    }
+    Err(failed)
 }
 
 /// Ends a page server of this migration that is still there (its session never came).
@@ -81,9 +93,17 @@ fn stop_page_server(dest: &Dest) {
     let _ = dest.remote.run(&format!("[ -f {p} ] && kill $(cat {p}) 2>/dev/null; rm -f {p}"));
 }
 
-/// A port for the page server of iteration `n` (0: the final dump's).
-fn port(n: u32) -> u16 {
-    let base = std::process::id().wrapping_add(n).wrapping_add(7_919) % 20_000;
+/// How many ports a page server start tries.
+const PORT_TRIES: u32 = 3;
+
+/// The port of try `attempt` for the page server of iteration `n` (0: the final dump's),
+/// in 20000..40000: apart per iteration, per try and per migrating process.
+fn port(n: u32, attempt: u32) -> u16 {
+    let base = std::process::id()
+        .wrapping_add(n)
+        .wrapping_add(7_919)
+        .wrapping_add(attempt.wrapping_mul(4_001))
+        % 20_000;
     20_000 + u16::try_from(base).unwrap_or(0)
 }
 
@@ -117,18 +137,20 @@ pub(super) fn iterate(
     for n in 1..=vz_cpt::rules::MAX_ITERS {
         let dir = format!("pre/{n}");
         let parent = (n > 1).then(|| format!("../{}", n - 1));
-        let port = port(n);
-        if let Err(e) = start_page_server(dest, &dest.dump.join(&dir), parent.as_deref(), port) {
-            if n == 1 && fallback {
-                let why = e.lines().last().unwrap_or_default().to_owned();
-                say(format!(
-                    "The page server cannot start on the destination ({why}): falling back \
+        let port = match start_page_server(dest, &dest.dump.join(&dir), parent.as_deref(), n) {
+            Ok(port) => port,
+            Err(e) => {
+                if n == 1 && fallback {
+                    let why = e.lines().last().unwrap_or_default().to_owned();
+                    say(format!(
+                        "The page server cannot start on the destination ({why}): falling back \
                      to a plain dump, copy and restore"
-                ));
-                return Ok(Vec::new());
+                    ));
+                    return Ok(Vec::new());
+                }
+                return Err(fail(MigrateError::DestStart(format!("the page server: {e}"))));
             }
-            return Err(fail(MigrateError::DestStart(format!("the page server: {e}"))));
-        }
+        };
         let spec = vz_cpt::PreDumpSpec {
             init_pid,
             images_dir: images.join(&dir),
@@ -161,8 +183,7 @@ pub(super) fn iterate(
         previous = written;
     }
     let parent = format!("pre/{last}");
-    let port = port(0);
-    start_page_server(dest, &dest.dump, Some(&parent), port)
+    let port = start_page_server(dest, &dest.dump, Some(&parent), 0)
         .map_err(|e| fail(MigrateError::DestStart(format!("the page server: {e}"))))?;
     Ok(vec![
         "--page-server".into(),
@@ -206,7 +227,9 @@ mod tests {
 
     #[test]
     fn ports_differ_per_iteration_and_stay_in_range() {
-        let ports: Vec<u16> = (0..=vz_cpt::rules::MAX_ITERS).map(port).collect();
+        let ports: Vec<u16> = (0..=vz_cpt::rules::MAX_ITERS)
+            .flat_map(|n| (0..PORT_TRIES).map(move |a| port(n, a)))
+            .collect();
         assert!(ports.iter().all(|p| (20_000..40_000).contains(p)));
         let mut unique = ports.clone();
         unique.sort_unstable();

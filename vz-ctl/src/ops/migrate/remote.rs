@@ -114,18 +114,6 @@ impl Dest {
         q(&format!("{}.criu-pid", self.dump.display()))
     }
 
-    /// Starts a CRIU daemon there (`page-server ...` or `lazy-pages ...`) on the images
-    /// directory; it listens when this returns.
-    fn start_criu_daemon(&self, args: &str) -> std::result::Result<(), String> {
-        let d = q(&self.dump.to_string_lossy());
-        let script = format!(
-            "mkdir -p {d} && {criu} {args} -D {d} -d --pidfile {pid} -v2",
-            criu = q(&self.criu),
-            pid = self.daemon_pidfile()
-        );
-        self.remote.run(&script).map(|_| ()).map_err(|(_, e)| e)
-    }
-
     /// `vzctl --skiplock ARGS` on the destination (the holder there has the lock).
     pub(super) fn vzctl(&self, args: &str) -> std::result::Result<String, (Option<i32>, String)> {
         let out = self.remote.run(&format!("vzctl --skiplock {args}"))?;
@@ -509,26 +497,18 @@ fn online(
     dump_args.push(images_arg.clone());
     let mut lazy_port = None;
     match mode {
-        Mode::PageServer => {
-            let port = 20_000 + u16::try_from(std::process::id() % 20_000).unwrap_or(0);
-            match dest.start_criu_daemon(&format!(
-                "page-server --address {} --port {port} -o page-server.log",
-                q(&dest.host)
-            )) {
-                Ok(()) => {
-                    dump_args.extend(["--page-server".into(), format!("{}:{port}", dest.host)]);
-                }
-                Err(e) if fallback => {
-                    let why = e.lines().last().unwrap_or_default().to_owned();
-                    say(format!(
-                        "The page server cannot start on the destination ({why}): \
-                         falling back to a plain dump, copy and restore"
-                    ));
-                    tracing::info!("page server on the destination: {e}");
-                }
-                Err(e) => return Err(MigrateError::DestStart(format!("the page server: {e}"))),
+        Mode::PageServer => match super::precopy::start_page_server(dest, &dest.dump, None, 0) {
+            Ok(port) => dump_args.extend(["--page-server".into(), format!("{}:{port}", dest.host)]),
+            Err(e) if fallback => {
+                let why = e.lines().last().unwrap_or_default().to_owned();
+                say(format!(
+                    "The page server cannot start on the destination ({why}): \
+                     falling back to a plain dump, copy and restore"
+                ));
+                tracing::info!("page server on the destination: {e}");
             }
-        }
+            Err(e) => return Err(MigrateError::DestStart(format!("the page server: {e}"))),
+        },
         Mode::Lazy => {
             let port = free_port().map_err(MigrateError::Other)?;
             dump_args.extend(["--lazy-pages".into(), "--page-server".into()]);
