@@ -7,7 +7,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, ppoll};
+use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
 
 use crate::error::{NsError, Result};
@@ -39,9 +40,11 @@ impl ExitWatch {
     /// [`NsError::Sys`] when poll fails.
     pub fn wait(&self, timeout: Duration) -> Result<bool> {
         let Some(fd) = &self.fd else { return Ok(true) };
-        let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        // ppoll: the timeout in nanoseconds (poll's milliseconds would round a short wait
+        // of the settle check up to a whole millisecond).
+        let timeout = TimeSpec::from_duration(timeout.min(Duration::from_secs(3600)));
         let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(millis)) {
+        match ppoll(&mut fds, Some(timeout), None) {
             Ok(n) => Ok(n > 0),
             Err(Errno::EINTR) => Ok(false),
             Err(e) => Err(NsError::sys("poll a pidfd", e)),
@@ -54,44 +57,85 @@ impl ExitWatch {
 pub enum Settled {
     /// It exited.
     Exited,
-    /// It was seen asleep (state `S`) on two checks in a row: it waits for something.
+    /// It was seen asleep for half a millisecond without running in between: it waits
+    /// for something.
     Sleeping,
     /// Neither within the limit: it still runs.
     Running,
 }
 
+/// How long a process must be seen asleep without running in between to count as settled.
+const SETTLE: Duration = Duration::from_micros(500);
+
+/// How often [`wait_settled`] looks at the process.
+const LOOK_EVERY: Duration = Duration::from_micros(250);
+
 /// Waits until the process `pid` exits or settles asleep, at most `limit`: the first thing
 /// a working init does is wait (for its boot script, for events), while a broken one exits.
-/// Two sleeping samples a millisecond apart are required, so a process briefly blocked
-/// while starting up is not taken for settled; a process already exiting (`PF_EXITING`)
-/// may sleep on its way out (a pid namespace's init waits for the namespace to empty), and
-/// that is not a settled init.
+///
+/// Settled means asleep (state `S`) on looks 0.5 ms apart with no time on a CPU in between
+/// (its schedstat's count of times it was scheduled in is unchanged), so a process briefly
+/// blocked while starting up, or one that sleeps and wakes again and again, is not taken
+/// for settled; where schedstat is missing, two sleeping looks 0.5 ms apart. The
+/// exit is seen at once (a pidfd). A process already exiting (`PF_EXITING`) may sleep on
+/// its way out (a pid namespace's init waits for the namespace to empty), and that is not
+/// a settled init.
 ///
 /// # Errors
 /// Those of [`ExitWatch`].
 pub fn wait_settled(pid: i32, limit: Duration) -> Result<Settled> {
     let watch = ExitWatch::open(pid)?;
-    let deadline = Instant::now() + limit;
-    let mut asleep = 0;
+    let begin = Instant::now();
+    let deadline = begin + limit;
+    // Since when, and at which schedule-in count, the process has been seen asleep.
+    let mut asleep_since: Option<(Instant, Option<u64>)> = None;
     loop {
-        if watch.wait(Duration::from_millis(1))? {
-            return Ok(Settled::Exited);
+        let now = Instant::now();
+        match look(pid) {
+            Look::Gone => return Ok(Settled::Exited),
+            Look::Busy => asleep_since = None,
+            Look::Asleep(count) => match asleep_since {
+                Some((since, seen)) if seen == count => {
+                    if now.duration_since(since) >= SETTLE {
+                        return Ok(Settled::Sleeping);
+                    }
+                }
+                _ => asleep_since = Some((now, count)),
+            },
         }
-        match phase(pid) {
-            Phase::Asleep => asleep += 1,
-            Phase::Gone => return Ok(Settled::Exited),
-            Phase::Busy => asleep = 0,
-        }
-        if asleep >= 2 {
-            return Ok(Settled::Sleeping);
-        }
-        if Instant::now() >= deadline {
+        if now >= deadline {
             return Ok(Settled::Running);
+        }
+        if watch.wait(LOOK_EVERY)? {
+            return Ok(Settled::Exited);
         }
     }
 }
 
 /// What one look at a process shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// Sleeping interruptibly (`S`) and not on its way out, with the number of times it
+    /// was scheduled in so far (`None` without schedstat).
+    Asleep(Option<u64>),
+    /// Running, in uninterruptible sleep, or exiting.
+    Busy,
+    /// A zombie, or no longer there.
+    Gone,
+}
+
+/// A look at the process `pid`, from its /proc stat and schedstat.
+fn look(pid: i32) -> Look {
+    let Ok(process) = procfs::process::Process::new(pid) else { return Look::Gone };
+    let Ok(stat) = process.stat() else { return Look::Gone };
+    match phase_of(&stat) {
+        Phase::Asleep => Look::Asleep(process.schedstat().ok().map(|s| s.pcount)),
+        Phase::Busy => Look::Busy,
+        Phase::Gone => Look::Gone,
+    }
+}
+
+/// The phase of a process from its stat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Sleeping interruptibly (`S`) and not on its way out.
@@ -100,14 +144,6 @@ enum Phase {
     Busy,
     /// A zombie, or no longer there.
     Gone,
-}
-
-/// The phase of the process `pid`, from its /proc stat.
-fn phase(pid: i32) -> Phase {
-    match procfs::process::Process::new(pid).and_then(|p| p.stat()) {
-        Ok(stat) => phase_of(&stat),
-        Err(_) => Phase::Gone,
-    }
 }
 
 fn phase_of(stat: &procfs::process::Stat) -> Phase {
@@ -161,6 +197,12 @@ mod tests {
         sleeper.kill().unwrap();
         assert!(watch.wait(Duration::from_secs(5)).unwrap());
         sleeper.wait().unwrap();
+        // A process that keeps running never settles.
+        let mut busy = Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
+        let pid = i32::try_from(busy.id()).unwrap();
+        assert_eq!(wait_settled(pid, Duration::from_millis(300)).unwrap(), Settled::Running);
+        busy.kill().unwrap();
+        busy.wait().unwrap();
         // A process that is gone is reported exited.
         assert!(ExitWatch::open(pid).unwrap().wait(Duration::ZERO).unwrap());
     }

@@ -238,6 +238,7 @@ fn measure(
     })?;
     let cycle: Vec<_> = cycle.into_iter().map(|(_, s)| ("vz".to_owned(), s)).collect();
     table_row(table, "same, directory layout (simfs)", &cycle);
+    one_command_rows(o, tree, &mut all, &mut simfs, table)?;
     split_cycle_row(o, &mut all, table)?;
     let paused = rounds(&mut all, o.paused_rounds, o.pause, |r, i| {
         let id = id_of(r.name(), i);
@@ -248,6 +249,40 @@ fn measure(
     create_row(o, tree, bin, table)?;
     stop_rows(o, &mut all, table)?;
     idle_rows(o, tree, table, &mut all)?;
+    Ok(())
+}
+
+/// The one-command cycle: vz's `vzctl runscript` on a stopped VE (mounts it, makes its
+/// namespaces and cgroup with an init that never boots, runs the script `/bin/true`,
+/// unmounts: OpenVZ's runscript on a stopped CT) beside each peer's one-command run of
+/// `true` (crun/runc `run`, `lxc-start -F` of `/bin/true`, nspawn, the floor), on both
+/// layouts.
+fn one_command_rows(
+    o: &BenchOptions,
+    tree: &Tree,
+    all: &mut [Box<dyn Runtime>],
+    simfs: &mut [Box<dyn Runtime>],
+    table: &mut Table,
+) -> Result<()> {
+    let script = tree.dir.join(crate::bench_peers::TRUE_SCRIPT);
+    std::fs::write(&script, "/bin/true\n")
+        .with_context(|| format!("write {}", script.display()))?;
+    let one = rounds(all, o.rounds, Duration::ZERO, |r, i| {
+        let id = id_of(r.name(), i);
+        timed(|| r.one_command(&id))
+    })?;
+    table_row(
+        table,
+        "one command: `true` in the container, nothing left (vz: runscript on the stopped \
+         VE, no init booted; crun/runc: run; lxc: lxc-start -F /bin/true), image",
+        &one,
+    );
+    let one = rounds(simfs, o.rounds, Duration::ZERO, |r, i| {
+        let id = id_of(r.name(), i);
+        timed(|| r.one_command(&id))
+    })?;
+    let one: Vec<_> = one.into_iter().map(|(_, s)| ("vz".to_owned(), s)).collect();
+    table_row(table, "same, vz runscript, directory layout (simfs)", &one);
     Ok(())
 }
 

@@ -23,7 +23,10 @@ pub fn with_pending_init<T>(ve: &Ve, work: impl FnOnce(i32) -> Result<T>) -> Res
             // The VE's own programs run here: under the same device allowlist as when started.
             let root = ve.root()?;
             let ubc = resources::ubc_at_start(|k| ve.get(k))?;
-            let (spec, _, _) = super::start::prepare_init(ve, &root, &cgroup, &ubc)?;
+            let (mut spec, _, _) = super::start::prepare_init(ve, &root, &cgroup, &ubc)?;
+            // No console: nothing reads it (no console server for an init that never runs),
+            // and what runs here has its own stdio from the caller.
+            spec.console = false;
             let pending = vz_ns::spawn_init(&spec).map_err(|e| CtlError::Start(e.into()))?;
             work(pending.pid())
             // Dropping `pending` kills the init that never ran.
