@@ -85,13 +85,14 @@ const LOOK_EVERY: Duration = Duration::from_micros(250);
 /// Those of [`ExitWatch`].
 pub fn wait_settled(pid: i32, limit: Duration) -> Result<Settled> {
     let watch = ExitWatch::open(pid)?;
+    let Some(files) = Looker::open(pid) else { return Ok(Settled::Exited) };
     let begin = Instant::now();
     let deadline = begin + limit;
     // Since when, and at which schedule-in count, the process has been seen asleep.
     let mut asleep_since: Option<(Instant, Option<u64>)> = None;
     loop {
         let now = Instant::now();
-        match look(pid) {
+        match files.look() {
             Look::Gone => return Ok(Settled::Exited),
             Look::Busy => asleep_since = None,
             Look::Asleep(count) => match asleep_since {
@@ -124,14 +125,42 @@ enum Look {
     Gone,
 }
 
-/// A look at the process `pid`, from its /proc stat and schedstat.
-fn look(pid: i32) -> Look {
-    let Ok(process) = procfs::process::Process::new(pid) else { return Look::Gone };
-    let Ok(stat) = process.stat() else { return Look::Gone };
-    match phase_of(&stat) {
-        Phase::Asleep => Look::Asleep(process.schedstat().ok().map(|s| s.pcount)),
-        Phase::Busy => Look::Busy,
-        Phase::Gone => Look::Gone,
+/// The process's /proc `stat` and `schedstat`, opened once and read again at offset 0 for
+/// each look (two reads instead of opening the files each time: the looks compete for the
+/// CPU with the process starting up). The open files stay bound to that process: once it
+/// is reaped, reading fails, even if its pid is reused.
+struct Looker {
+    stat: std::fs::File,
+    schedstat: Option<std::fs::File>,
+}
+
+impl Looker {
+    /// Opens the files of `pid`; `None` when it is gone.
+    fn open(pid: i32) -> Option<Looker> {
+        let stat = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+        let schedstat = std::fs::File::open(format!("/proc/{pid}/schedstat")).ok();
+        Some(Looker { stat, schedstat })
+    }
+
+    fn look(&self) -> Look {
+        use procfs::FromRead;
+        let mut buf = [0_u8; 1024];
+        let Ok(n) = std::os::unix::fs::FileExt::read_at(&self.stat, &mut buf, 0) else {
+            return Look::Gone;
+        };
+        let Ok(stat) = procfs::process::Stat::from_read(&buf[..n]) else { return Look::Gone };
+        match phase_of(&stat) {
+            Phase::Asleep => Look::Asleep(self.schedule_ins()),
+            Phase::Busy => Look::Busy,
+            Phase::Gone => Look::Gone,
+        }
+    }
+
+    /// How many times the process was scheduled in (the third field of schedstat).
+    fn schedule_ins(&self) -> Option<u64> {
+        let mut buf = [0_u8; 128];
+        let n = std::os::unix::fs::FileExt::read_at(self.schedstat.as_ref()?, &mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().nth(2)?.parse().ok()
     }
 }
 
