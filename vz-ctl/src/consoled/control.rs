@@ -4,12 +4,9 @@
 //! console's master as `SCM_RIGHTS`, answered `ok` or `error <why>`.
 //!
 //! A start ([`register`]) takes the lock, connects, starts the server if nobody answers,
-//! sends the request and waits for the answer, then lets the lock go; a start that finds no
-//! server at its beginning ([`prepare`]) starts one then and keeps the lock until it has
-//! registered ([`register_early`]), so the server's start-up overlaps the VE's set-up. A
-//! server with no VE left exits only when it gets the lock without waiting, after removing
-//! its socket: so a start either reaches a server that will serve its VE, or finds no server
-//! and starts one.
+//! sends the request and waits for the answer, then lets the lock go. A server with no VE
+//! left exits only when it gets the lock without waiting, after removing its socket: so a
+//! start either reaches a server that will serve its VE, or finds no server and starts one.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IoSlice, Read, Write};
