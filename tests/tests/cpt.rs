@@ -287,6 +287,58 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
     assert!(!tree.path().join(format!("dump/Dump.{ctid}")).exists(), "destroy kept the dump");
 }
 
+/// The VE's iptables and ip6tables filter tables, listed in its network namespace.
+fn ve_filter_rules(tree: &VzTree, ctid: &str) -> String {
+    let pid = tree.init_pid(ctid);
+    ["iptables", "ip6tables"]
+        .iter()
+        .map(|tool| {
+            ok(Command::new("nsenter")
+                .arg(format!("--net=/proc/{pid}/ns/net"))
+                .args(["--", tool, "-w", "-S"])
+                .output()
+                .expect("run nsenter iptables"))
+        })
+        .collect()
+}
+
+/// `--dump`'s network lock does not outlive a failed dump (the VE runs on, reachable), and
+/// `--resume` lifts it however many `--dump`s came before.
+#[test]
+fn a_failed_or_repeated_dump_leaves_no_network_lock_after_resume() {
+    let [a, b, c, d] = needs();
+    require!(a, b, c, d);
+    let tree = VzTree::new("");
+    let ctid = working_ve(&tree);
+    let mut client = LineClient::connect(|| {
+        let mut nc = tree.in_netns("/bin/busybox");
+        nc.args(["nc", VE_IP, "7000"]);
+        nc
+    });
+    // A page server nobody listens on (a port of the loopback of the tree's netns): the
+    // dump fails after the lock was started.
+    let out = tree.run("vzctl", &["chkpnt", &ctid, "--dump", "--page-server", "127.0.0.1:9"]);
+    assert_eq!(out.status.code(), Some(16), "{}", vz_tests::output_text(&out));
+    let rules = ve_filter_rules(&tree, &ctid);
+    assert!(!rules.contains("CRIU"), "a failed dump left its lock: {rules}");
+    client.try_ping().expect("the VE is reachable after a failed dump");
+
+    // Two dumps of the running VE (each leaves it locked for a --resume or --kill), then
+    // one --resume: no lock is left.
+    let snapshot = tree.path().join("dump/twice").to_string_lossy().into_owned();
+    for _ in 0..2 {
+        let _ = std::fs::remove_dir_all(&snapshot);
+        ok(tree.run("vzctl", &["chkpnt", &ctid, "--dump", "--dumpfile", &snapshot]));
+    }
+    assert!(ve_filter_rules(&tree, &ctid).contains("-A INPUT -j CRIU"), "no lock while dumped");
+    ok(tree.run("vzctl", &["chkpnt", &ctid, "--resume"]));
+    let rules = ve_filter_rules(&tree, &ctid);
+    assert!(!rules.contains("CRIU"), "--resume left a lock: {rules}");
+    client.try_ping().expect("the client stayed connected across two dumps and --resume");
+    let at = last_count(&tree, &ctid);
+    wait_count(&tree, &ctid, at + 2);
+}
+
 #[test]
 fn chkpnt_refuses_what_it_would_lose_and_the_ve_runs_on() {
     let [a, b, c, d] = needs();

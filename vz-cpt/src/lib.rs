@@ -42,7 +42,7 @@ pub use kdat::{KdatCache, warm as warm_kernel_cache};
 pub use kill::kill;
 pub use options::{
     CgroupMode, CgroupRoot, CriuOptions, ExternalMount, ExternalVeth, LOCK_RULES, NetworkLock,
-    PageServer, UNLOCK_RULES,
+    PageServer,
 };
 pub use predump::{
     DUMP_STATS, DumpStats, PRE_DUMP_LOG, PreDumpReport, PreDumpSpec, StopReason, dump_stats,

@@ -33,10 +33,6 @@ pub enum NetworkLock {
 pub const LOCK_RULES: &str = "*filter\n:CRIU - [0:0]\n-I INPUT -j CRIU\n-I OUTPUT -j CRIU\n\
                               -A CRIU -m mark --mark 0xc114 -j ACCEPT\n-A CRIU -j DROP\nCOMMIT\n";
 
-/// Lifts [`LOCK_RULES`] (CRIU's own unlock).
-pub const UNLOCK_RULES: &str =
-    "*filter\n:CRIU - [0:0]\n-D INPUT -j CRIU\n-D OUTPUT -j CRIU\n-X CRIU\nCOMMIT\n";
-
 /// Options of every CRIU request vz-cpt makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CriuOptions {

@@ -156,7 +156,15 @@ pub fn chkpnt(ve: &Ve, opts: &ChkpntOptions) -> Result<()> {
                 if stage == "pre-dump" { wait_lock() } else { Ok(()) }
             });
             // (CRIU that failed before its pre-dump: the lock is whole all the same.)
-            wait_lock().map_err(chkpnt_error)?;
+            let locked = wait_lock().map_err(chkpnt_error);
+            if dumped.is_err() || locked.is_err() {
+                // A failed dump leaves the VE as it was, its network open (CRIU's own lock
+                // is lifted on a failure too).
+                if let Err(e) = unlock_network(pid) {
+                    crate::output::warn(format_args!("after the failed dump: {e}"));
+                }
+            }
+            locked?;
             dumped?;
             if frozen {
                 // A suspended VE's kernel must not take (and acknowledge) packets the dump
@@ -692,25 +700,26 @@ impl PendingLock {
     }
 }
 
-/// Lifts a network lock ([`lock_network`]'s, or CRIU's that a killed dump leaves) from the
-/// namespace of `pid`; whether there was one.
+/// Lifts a network lock ([`PendingLock`]'s, or CRIU's that a killed dump leaves) from the
+/// namespace of `pid`, however many `--dump`s each added their jumps to it; whether there
+/// was one.
 ///
 /// # Errors
 /// A tool's failure.
 pub(crate) fn unlock_network(pid: i32) -> std::result::Result<bool, String> {
     let mut found = false;
     for (list, restore) in [("iptables", "iptables-restore"), ("ip6tables", "ip6tables-restore")] {
-        let has = Command::new("nsenter")
+        let listed = Command::new("nsenter")
             .arg(format!("--net=/proc/{pid}/ns/net"))
-            .args(["--", list, "-w", "-S", "CRIU"])
-            .stdout(Stdio::null())
+            .args(["--", list, "-w", "-S"])
             .stderr(Stdio::null())
-            .status();
-        if !has.is_ok_and(|s| s.success()) {
+            .output();
+        let Some(rules) = listed.ok().filter(|o| o.status.success()).map(|o| o.stdout) else {
             continue;
-        }
+        };
+        let Some(unlock) = unlock_rules(&String::from_utf8_lossy(&rules)) else { continue };
         found = true;
-        let out = spawn_rules(pid, restore, vz_cpt::UNLOCK_RULES)?
+        let out = spawn_rules(pid, restore, &unlock)?
             .wait_with_output()
             .map_err(|e| format!("{restore}: {e}"))?;
         if !out.status.success() {
@@ -721,6 +730,24 @@ pub(crate) fn unlock_network(pid: i32) -> std::result::Result<bool, String> {
         }
     }
     Ok(found)
+}
+
+/// The rules that lift the lock from a filter table listed as `rules` (`iptables -S`): every
+/// jump to CRIU's chain removed (a `--dump` repeated before `--resume` adds its own), then
+/// the chain; `None` without the chain.
+fn unlock_rules(rules: &str) -> Option<String> {
+    let lines: Vec<&str> = rules.lines().map(str::trim).collect();
+    if !lines.contains(&"-N CRIU") {
+        return None;
+    }
+    let mut unlock = "*filter\n:CRIU - [0:0]\n".to_owned();
+    for line in lines {
+        if let Some(chain) = line.strip_prefix("-A ").and_then(|l| l.strip_suffix(" -j CRIU")) {
+            unlock.push_str(&format!("-D {chain} -j CRIU\n"));
+        }
+    }
+    unlock.push_str("-X CRIU\nCOMMIT\n");
+    Some(unlock)
 }
 
 /// `vzctl start` of a VE with a default dump: restore it (OpenVZ: "Dump file … exists,
@@ -747,5 +774,25 @@ pub fn start_or_restore(ve: &Ve, opts: super::start::StartOptions) -> Result<()>
                 source: e,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_jump_of_every_dump_goes_before_the_chain() {
+        let twice = "-P INPUT ACCEPT\n-P OUTPUT ACCEPT\n-N CRIU\n-N mine\n-A INPUT -j CRIU\n\
+                     -A INPUT -j CRIU\n-A INPUT -p tcp -j mine\n-A OUTPUT -j CRIU\n\
+                     -A OUTPUT -j CRIU\n-A CRIU -m mark --mark 0xc114 -j ACCEPT\n-A CRIU -j DROP\n";
+        assert_eq!(
+            unlock_rules(twice).as_deref(),
+            Some(
+                "*filter\n:CRIU - [0:0]\n-D INPUT -j CRIU\n-D INPUT -j CRIU\n-D OUTPUT -j CRIU\n\
+                 -D OUTPUT -j CRIU\n-X CRIU\nCOMMIT\n"
+            )
+        );
+        assert_eq!(unlock_rules("-P INPUT ACCEPT\n-N mine\n-A INPUT -j mine\n"), None);
     }
 }
