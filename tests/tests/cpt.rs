@@ -135,6 +135,15 @@ fn working_ve(tree: &VzTree) -> String {
     ctid
 }
 
+/// A client of the working VE's line server, from the tree's network namespace.
+fn client_of(tree: &VzTree) -> LineClient {
+    LineClient::connect(|| {
+        let mut nc = tree.in_netns("/bin/busybox");
+        nc.args(["nc", VE_IP, "7000"]);
+        nc
+    })
+}
+
 fn needs() -> [Need; 4] {
     [
         Need::Root,
@@ -177,11 +186,7 @@ fn keep_the_work_and_the_tcp_client(vz_conf: &str) {
             .expect("ip"));
     }
     let ctid = working_ve(&tree);
-    let mut client = LineClient::connect(|| {
-        let mut nc = tree.in_netns("/bin/busybox");
-        nc.args(["nc", VE_IP, "7000"]);
-        nc
-    });
+    let mut client = client_of(&tree);
     client.try_ping().expect("the client reaches the VE before the checkpoint");
     // A bridged interface beside the venet: its host end is on a bridge of the tree's netns.
     let bridge = format!("vzbr{ctid}");
@@ -310,11 +315,7 @@ fn a_failed_or_repeated_dump_leaves_no_network_lock_after_resume() {
     require!(a, b, c, d);
     let tree = VzTree::new("");
     let ctid = working_ve(&tree);
-    let mut client = LineClient::connect(|| {
-        let mut nc = tree.in_netns("/bin/busybox");
-        nc.args(["nc", VE_IP, "7000"]);
-        nc
-    });
+    let mut client = client_of(&tree);
     // A page server nobody listens on (a port of the loopback of the tree's netns): the
     // dump fails after the lock was started.
     let out = tree.run("vzctl", &["chkpnt", &ctid, "--dump", "--page-server", "127.0.0.1:9"]);

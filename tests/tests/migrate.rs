@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use memhog::{install_memhog, memhog_count, memhog_ve, wait_memhog};
-use rig::{Rig, assert_only_on, status, suspended_ms, works_only_on};
+use rig::{Rig, assert_only_on, needs, status, suspended_ms, works_only_on};
 use vz_tests::{
     LineClient, Need, VzTree, assert_no_gap, last_count, ok, output_text, require,
     start_working_ve, unique_ctid, wait_count,
@@ -60,26 +60,10 @@ fn working_ve_with(tree: &VzTree, ctid: &str, create: &[&str]) {
     start_working_ve(tree, ctid, VE_IP, create);
 }
 
-fn needs() -> [Need; 7] {
-    [
-        Need::Root,
-        Need::Loop,
-        Need::Program("/bin/busybox"),
-        Need::Program("/usr/local/sbin/criu"),
-        Need::Program("/usr/sbin/sshd"),
-        Need::Program("/usr/bin/arping"),
-        if vz_tests::is_cgroup_v2() {
-            Need::CgroupController("pids")
-        } else {
-            Need::CgroupController("freezer")
-        },
-    ]
-}
-
 #[test]
 fn online_migration_keeps_the_tcp_client_and_the_work() {
-    let [a, b, c, d, e, f, g] = needs();
-    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
+    let [a, b, c, d, e, f, g, h] = needs();
+    require!(a, b, c, d, e, f, g, h);
     let rig = Rig::new(VES);
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
@@ -128,8 +112,8 @@ fn online_migration_keeps_the_tcp_client_and_the_work() {
 
 #[test]
 fn a_simfs_private_area_goes_with_rsync() {
-    let [a, b, c, d, e, f, g] = needs();
-    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"), Need::Program("/usr/bin/rsync"));
+    let [a, b, c, d, e, f, g, h] = needs();
+    require!(a, b, c, d, e, f, g, h, Need::Program("/usr/bin/rsync"));
     let rig = Rig::new(VES);
     let ctid = unique_ctid().to_string();
     working_ve_with(&rig.src, &ctid, &["--layout", "simfs"]);
@@ -154,8 +138,8 @@ fn a_simfs_private_area_goes_with_rsync() {
 
 #[test]
 fn offline_migration_moves_the_ve_and_r_no_keeps_the_source() {
-    let [a, b, c, d, e, f, g] = needs();
-    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
+    let [a, b, c, d, e, f, g, h] = needs();
+    require!(a, b, c, d, e, f, g, h);
     let rig = Rig::new(VES);
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
@@ -207,8 +191,8 @@ fn offline_migration_moves_the_ve_and_r_no_keeps_the_source() {
 
 #[test]
 fn failed_migrations_leave_the_ve_running_on_the_source_only() {
-    let [a, b, c, d, e, f, g] = needs();
-    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
+    let [a, b, c, d, e, f, g, h] = needs();
+    require!(a, b, c, d, e, f, g, h);
     let rig = Rig::new(VES);
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
@@ -280,8 +264,8 @@ fn failed_migrations_leave_the_ve_running_on_the_source_only() {
 
 #[test]
 fn auto_mode_falls_back_to_plain_when_the_page_server_cannot_start() {
-    let [a, b, c, d, e, f, g] = needs();
-    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
+    let [a, b, c, d, e, f, g, h] = needs();
+    require!(a, b, c, d, e, f, g, h);
     let rig = Rig::new(VES);
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
@@ -317,8 +301,8 @@ fn proxy_ndp(tree: &VzTree) -> String {
 
 #[test]
 fn ipv6_addresses_are_advertised_by_the_destination_and_unproxied_on_the_source() {
-    let [a, b, c, d, e, f, g] = needs();
-    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
+    let [a, b, c, d, e, f, g, h] = needs();
+    require!(a, b, c, d, e, f, g, h);
     let rig = Rig::new(VES);
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
@@ -387,8 +371,8 @@ const ONLINE: &[&str] = &["--online"];
 
 #[test]
 fn a_killed_vzmigrate_is_repaired_by_the_next_vzctl_command() {
-    let [a, b, c, d, e, f, g] = needs();
-    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
+    let [a, b, c, d, e, f, g, h] = needs();
+    require!(a, b, c, d, e, f, g, h);
     let rig = Rig::new(VES);
     let ctid = unique_ctid().to_string();
     working_ve(&rig.src, &ctid);
@@ -457,8 +441,8 @@ fn a_killed_vzmigrate_is_repaired_by_the_next_vzctl_command() {
 
 #[test]
 fn a_killed_post_copy_migration_is_repaired_on_both_sides() {
-    let [a, b, c, d, e, f, g] = needs();
-    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"));
+    let [a, b, c, d, e, f, g, h] = needs();
+    require!(a, b, c, d, e, f, g, h);
     // Post-copy needs a userfaultfd in the restored tasks: privileged VEs (see PRIVILEGED_VES).
     let rig = Rig::new(PRIVILEGED_VES);
     let ctid = unique_ctid().to_string();
@@ -484,8 +468,8 @@ fn a_killed_post_copy_migration_is_repaired_on_both_sides() {
 
 #[test]
 fn vzmlocal_moves_and_clones() {
-    let [a, b, c, d, _, _, g] = needs();
-    require!(a, b, c, d, g);
+    let [a, b, c, d, _, _, _, h] = needs();
+    require!(a, b, c, d, h);
     let tree = VzTree::new(VES);
     let ctid = unique_ctid().to_string();
     working_ve(&tree, &ctid);
@@ -525,8 +509,8 @@ fn vzmlocal_moves_and_clones() {
 /// keep the VE's work going.
 #[test]
 fn frozen_time_per_mode() {
-    let [a, b, c, d, e, f, g] = needs();
-    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"), Need::Program("/usr/bin/gcc"));
+    let [a, b, c, d, e, f, g, h] = needs();
+    require!(a, b, c, d, e, f, g, h, Need::Program("/usr/bin/gcc"));
     let rig = Rig::new(PRIVILEGED_VES);
     let small = unique_ctid().to_string();
     working_ve(&rig.src, &small);
@@ -640,8 +624,8 @@ fn post_copy_fails(ready: fn(&Rig, &str) -> bool, victims: fn(&Rig, &str) -> Vec
 /// post-copy (the source's dump then ends well: only the daemon's status tells).
 #[test]
 fn a_lazy_pages_daemon_killed_during_the_post_copy_leaves_the_ve_on_the_source() {
-    let [a, b, c, d, e, f, g] = needs();
-    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"), Need::Program("/usr/bin/gcc"));
+    let [a, b, c, d, e, f, g, h] = needs();
+    require!(a, b, c, d, e, f, g, h, Need::Program("/usr/bin/gcc"));
     post_copy_fails(restored_there, |rig, ctid| {
         let pidfile = rig.dst.path().join(format!("dump/Dump.{ctid}.criu-pid"));
         let pid = std::fs::read_to_string(pidfile).ok().and_then(|p| p.trim().parse().ok());
@@ -654,8 +638,8 @@ fn a_lazy_pages_daemon_killed_during_the_post_copy_leaves_the_ve_on_the_source()
 /// destination's VE goes, and the source's VE comes back with CRIU's network lock lifted.
 #[test]
 fn a_lazy_dump_killed_during_the_post_copy_leaves_the_ve_on_the_source() {
-    let [a, b, c, d, e, f, g] = needs();
-    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"), Need::Program("/usr/bin/gcc"));
+    let [a, b, c, d, e, f, g, h] = needs();
+    require!(a, b, c, d, e, f, g, h, Need::Program("/usr/bin/gcc"));
     post_copy_fails(restored_there, source_dump);
 }
 
@@ -664,8 +648,8 @@ fn a_lazy_dump_killed_during_the_post_copy_leaves_the_ve_on_the_source() {
 /// hang; the VE stays on the source.
 #[test]
 fn a_lazy_dump_killed_before_the_restore_leaves_the_ve_on_the_source() {
-    let [a, b, c, d, e, f, g] = needs();
-    require!(a, b, c, d, e, f, g, Need::Program("/usr/bin/ssh"), Need::Program("/usr/bin/gcc"));
+    let [a, b, c, d, e, f, g, h] = needs();
+    require!(a, b, c, d, e, f, g, h, Need::Program("/usr/bin/gcc"));
     post_copy_fails(|rig, ctid| !source_dump(rig, ctid).is_empty(), source_dump);
 }
 

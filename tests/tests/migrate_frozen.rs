@@ -15,26 +15,13 @@ mod rig;
 mod memhog;
 
 use memhog::{memhog_count, memhog_ve, wait_memhog};
-use rig::{Rig, suspended_ms};
+use rig::{Rig, needs, suspended_ms};
 use vz_tests::{Need, output_text, require, unique_ctid};
 
 #[test]
 fn page_server_frozen_time_256m() {
-    require!(
-        Need::Root,
-        Need::Loop,
-        Need::Program("/bin/busybox"),
-        Need::Program("/usr/local/sbin/criu"),
-        Need::Program("/usr/sbin/sshd"),
-        Need::Program("/usr/bin/ssh"),
-        Need::Program("/usr/bin/arping"),
-        Need::Program("/usr/bin/gcc"),
-        if vz_tests::is_cgroup_v2() {
-            Need::CgroupController("pids")
-        } else {
-            Need::CgroupController("freezer")
-        }
-    );
+    let [a, b, c, d, e, f, g, h] = needs();
+    require!(a, b, c, d, e, f, g, h, Need::Program("/usr/bin/gcc"));
     let rounds: usize =
         std::env::var("VZ_TEST_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(2);
     let rig = Rig::new("LOCAL_UID=0\nLOCAL_GID=0\n");

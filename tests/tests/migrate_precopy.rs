@@ -15,10 +15,10 @@ mod rig;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use rig::Rig;
+use rig::{Rig, needs};
 use vz_tests::{
-    LineClient, Need, assert_no_gap, last_count, ok, output_text, require, start_working_ve,
-    unique_ctid, wait_count,
+    LineClient, assert_no_gap, last_count, ok, output_text, require, start_working_ve, unique_ctid,
+    wait_count,
 };
 
 const VE_IP: &str = "198.51.100.78";
@@ -47,23 +47,6 @@ fn connect(rig: &Rig) -> LineClient {
         nc.args(["nc", VE_IP, "7000"]);
         nc
     })
-}
-
-fn needs() -> [Need; 8] {
-    [
-        Need::Root,
-        Need::Loop,
-        Need::Program("/bin/busybox"),
-        Need::Program("/usr/local/sbin/criu"),
-        Need::Program("/usr/sbin/sshd"),
-        Need::Program("/usr/bin/ssh"),
-        Need::Program("/usr/bin/arping"),
-        if vz_tests::is_cgroup_v2() {
-            Need::CgroupController("pids")
-        } else {
-            Need::CgroupController("freezer")
-        },
-    ]
 }
 
 /// The timing line `name` of `-t` (`  NAME:   0.123 s`), in ms.

@@ -93,9 +93,9 @@ pub fn wait_settled(pid: i32, limit: Duration) -> Result<Settled> {
     loop {
         let now = Instant::now();
         match files.look() {
-            Look::Gone => return Ok(Settled::Exited),
-            Look::Busy => asleep_since = None,
-            Look::Asleep(count) => match asleep_since {
+            (Phase::Gone, _) => return Ok(Settled::Exited),
+            (Phase::Busy, _) => asleep_since = None,
+            (Phase::Asleep, count) => match asleep_since {
                 Some((since, seen)) if seen == count => {
                     if now.duration_since(since) >= SETTLE {
                         return Ok(Settled::Sleeping);
@@ -111,18 +111,6 @@ pub fn wait_settled(pid: i32, limit: Duration) -> Result<Settled> {
             return Ok(Settled::Exited);
         }
     }
-}
-
-/// What one look at a process shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Look {
-    /// Sleeping interruptibly (`S`) and not on its way out, with the number of times it
-    /// was scheduled in so far (`None` without schedstat).
-    Asleep(Option<u64>),
-    /// Running, in uninterruptible sleep, or exiting.
-    Busy,
-    /// A zombie, or no longer there.
-    Gone,
 }
 
 /// The process's /proc `stat` and `schedstat`, opened once and read again at offset 0 for
@@ -142,17 +130,20 @@ impl Looker {
         Some(Looker { stat, schedstat })
     }
 
-    fn look(&self) -> Look {
+    /// The process's phase, and while asleep the number of times it was scheduled in so
+    /// far (`None` without schedstat).
+    fn look(&self) -> (Phase, Option<u64>) {
         use procfs::FromRead;
         let mut buf = [0_u8; 1024];
         let Ok(n) = std::os::unix::fs::FileExt::read_at(&self.stat, &mut buf, 0) else {
-            return Look::Gone;
+            return (Phase::Gone, None);
         };
-        let Ok(stat) = procfs::process::Stat::from_read(&buf[..n]) else { return Look::Gone };
+        let Ok(stat) = procfs::process::Stat::from_read(&buf[..n]) else {
+            return (Phase::Gone, None);
+        };
         match phase_of(&stat) {
-            Phase::Asleep => Look::Asleep(self.schedule_ins()),
-            Phase::Busy => Look::Busy,
-            Phase::Gone => Look::Gone,
+            Phase::Asleep => (Phase::Asleep, self.schedule_ins()),
+            phase => (phase, None),
         }
     }
 

@@ -227,23 +227,14 @@ fn measure(
             false
         }
     });
-    let cycle = rounds(&mut all, o.rounds, Duration::ZERO, |r, i| {
-        let id = id_of(r.name(), i);
-        timed(|| r.cycle(&id))
-    })?;
+    let cycle = timed_rounds(&mut all, o.rounds, Duration::ZERO, |r, id| r.cycle(id))?;
     table_row(table, "start → run `true` → stop, image layout (default)", &cycle);
-    let cycle = rounds(&mut simfs, o.rounds, Duration::ZERO, |r, i| {
-        let id = id_of(r.name(), i);
-        timed(|| r.cycle(&id))
-    })?;
+    let cycle = timed_rounds(&mut simfs, o.rounds, Duration::ZERO, |r, id| r.cycle(id))?;
     let cycle: Vec<_> = cycle.into_iter().map(|(_, s)| ("vz".to_owned(), s)).collect();
     table_row(table, "same, directory layout (simfs)", &cycle);
     one_command_rows(o, tree, &mut all, &mut simfs, table)?;
     split_cycle_row(o, &mut all, table)?;
-    let paused = rounds(&mut all, o.paused_rounds, o.pause, |r, i| {
-        let id = id_of(r.name(), i);
-        timed(|| r.cycle(&id))
-    })?;
+    let paused = timed_rounds(&mut all, o.paused_rounds, o.pause, |r, id| r.cycle(id))?;
     table_row(table, &format!("same, image, after {} ms idle", o.pause.as_millis()), &paused);
     exec_rows(o, &mut all, table)?;
     create_row(o, tree, bin, table)?;
@@ -267,20 +258,14 @@ fn one_command_rows(
     let script = tree.dir.join(crate::bench_peers::TRUE_SCRIPT);
     std::fs::write(&script, "/bin/true\n")
         .with_context(|| format!("write {}", script.display()))?;
-    let one = rounds(all, o.rounds, Duration::ZERO, |r, i| {
-        let id = id_of(r.name(), i);
-        timed(|| r.one_command(&id))
-    })?;
+    let one = timed_rounds(all, o.rounds, Duration::ZERO, |r, id| r.one_command(id))?;
     table_row(
         table,
         "one command: `true` in the container, nothing left (vz: runscript on the stopped \
          VE, no init booted; crun/runc: run; lxc: lxc-start -F /bin/true), image",
         &one,
     );
-    let one = rounds(simfs, o.rounds, Duration::ZERO, |r, i| {
-        let id = id_of(r.name(), i);
-        timed(|| r.one_command(&id))
-    })?;
+    let one = timed_rounds(simfs, o.rounds, Duration::ZERO, |r, id| r.one_command(id))?;
     let one: Vec<_> = one.into_iter().map(|(_, s)| ("vz".to_owned(), s)).collect();
     table_row(table, "same, vz runscript, directory layout (simfs)", &one);
     Ok(())
@@ -330,6 +315,20 @@ fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
     let begin = Instant::now();
     f()?;
     Ok(begin.elapsed())
+}
+
+/// Times `op` on every runtime for `n` rounds ([`rounds`]), each round on its own id
+/// ([`id_of`]).
+fn timed_rounds(
+    runtimes: &mut [Box<dyn Runtime>],
+    n: usize,
+    pause: Duration,
+    op: impl Fn(&mut dyn Runtime, &str) -> Result<()>,
+) -> Result<Vec<(String, Vec<Duration>)>> {
+    rounds(runtimes, n, pause, |r, i| {
+        let id = id_of(r.name(), i);
+        timed(|| op(r, &id))
+    })
 }
 
 /// Runs `f` on every runtime for `n` rounds, interleaved (each round starts with the next

@@ -10,7 +10,25 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vz_tests::{VzTree, bin_dir, last_count, ok, unique_name, wait_count};
+use vz_tests::{Need, VzTree, bin_dir, last_count, ok, unique_name, wait_count};
+
+/// What a migration between the rig's two servers needs on this host.
+pub(crate) fn needs() -> [Need; 8] {
+    [
+        Need::Root,
+        Need::Loop,
+        Need::Program("/bin/busybox"),
+        Need::Program("/usr/local/sbin/criu"),
+        Need::Program("/usr/sbin/sshd"),
+        Need::Program("/usr/bin/ssh"),
+        Need::Program("/usr/bin/arping"),
+        if vz_tests::is_cgroup_v2() {
+            Need::CgroupController("pids")
+        } else {
+            Need::CgroupController("freezer")
+        },
+    ]
+}
 
 /// The client's address on the bridge.
 pub(crate) const CLIENT_IP: &str = "198.51.100.1";
