@@ -34,6 +34,24 @@ pub fn tasks(dir: &Path) -> Result<Vec<i32>> {
     Ok(pids)
 }
 
+/// Whether a v2 cgroup or any cgroup below it has a task, from its `populated` flag: one
+/// read the kernel answers for the whole subtree at once. A walk of the sub-cgroups ([`tasks`])
+/// can miss a task an init inside moves, or whose cgroup it removes, during the walk (systemd
+/// trims its cgroups as it shuts down), and so see an empty VE that is not. `Ok(false)` when
+/// `dir` does not exist.
+///
+/// # Errors
+/// [`CgroupError::Io`] when `cgroup.events` of an existing cgroup cannot be read (a v1
+/// cgroup has none).
+pub fn populated(dir: &Path) -> Result<bool> {
+    let events = dir.join("cgroup.events");
+    match std::fs::read_to_string(&events) {
+        Ok(text) => Ok(text.lines().any(|l| l.trim() == "populated 1")),
+        Err(e) if e.kind() == ErrorKind::NotFound && !dir.exists() => Ok(false),
+        Err(e) => Err(CgroupError::io("read", events, e)),
+    }
+}
+
 /// The cgroup at or below `dir` whose `cgroup.procs` lists `pid` (e.g. systemd's
 /// `init.scope` below a VE's cgroup), if any.
 pub fn holding(dir: &Path, pid: i32) -> Option<PathBuf> {

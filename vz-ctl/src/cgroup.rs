@@ -44,6 +44,9 @@ pub const UNIFIED: &str = "unified";
 /// How long removal waits for exited tasks to be reaped (a zombie keeps a v1 cgroup busy).
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many times [`VeCgroup::pids`] walks a populated v2 cgroup again that it found empty.
+const WALK_RETRIES: usize = 3;
+
 /// How long [`VeCgroup::kill_all`] waits for the VE's tasks to freeze before it kills them.
 const KILL_FREEZE_WAIT: Duration = Duration::from_millis(500);
 
@@ -289,17 +292,41 @@ impl VeCgroup {
     }
 
     /// The pids of the tasks in the VE's cgroup and below it (empty when it does not exist).
+    ///
+    /// On v2, where an init inside moves tasks between the cgroups it makes below the VE's
+    /// and removes them, a walk that found none while the VE is populated is made again (a
+    /// few times): it raced such a change.
     pub fn pids(&self) -> Vec<i32> {
         let dir = self.dir_of("pids").or_else(|| self.dir_of("freezer"));
         let Some(dir) = dir.or_else(|| self.dirs().first().map(|(_, d)| d.clone())) else {
             return Vec::new();
         };
-        tree::tasks(&dir).unwrap_or_default()
+        let walk = || tree::tasks(&dir).unwrap_or_default();
+        let mut pids = walk();
+        for _ in 0..WALK_RETRIES {
+            if !pids.is_empty() || !self.is_v2() || !self.has_tasks() {
+                break;
+            }
+            pids = walk();
+        }
+        pids
     }
 
-    /// Whether the VE has tasks (design.md: a VE runs iff its cgroup has tasks).
+    /// Whether the VE has tasks (design.md: a VE runs iff its cgroup has tasks): on v2 its
+    /// `populated` flag, which answers for the whole subtree at once ([`tree::populated`]); on
+    /// v1, the tasks of the VE's `pids` (or first) hierarchy, where an init inside makes no
+    /// cgroups of its own (it is delegated only systemd's named hierarchy).
     pub fn has_tasks(&self) -> bool {
-        !self.pids().is_empty()
+        match &self.hierarchy {
+            Hierarchy::V2(root) => {
+                let dir = root.join(&self.relative);
+                tree::populated(&dir).unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "walking the VE's cgroups instead");
+                    !tree::tasks(&dir).unwrap_or_default().is_empty()
+                })
+            }
+            Hierarchy::V1(_) => !self.pids().is_empty(),
+        }
     }
 
     /// The VE's freezer (v2: its directory; v1: its directory in the freezer hierarchy).

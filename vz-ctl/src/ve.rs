@@ -134,9 +134,23 @@ impl Ve {
     /// # Errors
     /// [`CtlError::NotRunning`] when there is none.
     pub fn init_pid(&self) -> Result<i32> {
-        self.cgroup()?.pids().into_iter().find(|pid| is_ns_init(*pid)).ok_or(CtlError::NotRunning)
+        let cgroup = self.cgroup()?;
+        // A walk of the cgroups can race an init inside moving tasks between its own
+        // sub-cgroups: one that missed the init while the VE has tasks is made again.
+        for _ in 0..INIT_LOOKUPS {
+            if let Some(pid) = cgroup.pids().into_iter().find(|pid| is_ns_init(*pid)) {
+                return Ok(pid);
+            }
+            if !cgroup.has_tasks() {
+                break;
+            }
+        }
+        Err(CtlError::NotRunning)
     }
 }
+
+/// How many walks of a VE's cgroups [`Ve::init_pid`] makes before it calls the VE's init gone.
+const INIT_LOOKUPS: usize = 3;
 
 /// Whether `/proc/<pid>/status` says the task is pid 1 of a child pid namespace.
 fn is_ns_init(pid: i32) -> bool {

@@ -82,8 +82,7 @@ fn wait_empty(ve: &Ve, pid: i32, timeout: Duration) {
     let Ok(cgroup) = ve.cgroup() else { return };
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        let pids = cgroup.pids();
-        if pids.is_empty() || (pids == [pid] && pausing(pid)) {
+        if !cgroup.has_tasks() || (cgroup.pids() == [pid] && pausing(pid)) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
