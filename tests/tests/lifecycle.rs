@@ -339,10 +339,11 @@ fn set_private_and_root_follow_an_area_moved_by_hand() {
 
 /// A VE whose tasks an init inside moves between cgroups of its own (systemd does as it
 /// starts and shuts down) runs throughout: `vzctl status` says `running` and `vzctl exec`
-/// finds the init at every try. A walk of the VE's cgroups that raced a move (a task moved
-/// from a cgroup not yet read into one already read) saw a VE with no task on cgroup v2:
-/// `stop` then killed a Debian VE's systemd in the middle of its clean shutdown (kernel lab).
-/// On v1 the VE moves them in systemd's named hierarchy, which vz does not walk.
+/// finds the init at every try. A read of the VE's cgroups that raced a move saw no task:
+/// on v2 a walk that read the cgroup a task went to before the one it left (the kernel lab:
+/// `exec` failed "not running" within a second, and `stop` killed a Debian VE's systemd in
+/// the middle of its clean shutdown), on v1 a `cgroup.procs` read of the `pids` cgroup while
+/// the task moved in systemd's named hierarchy (seen once in ~50 runs here).
 #[test]
 fn a_ve_whose_init_moves_its_tasks_between_its_own_cgroups_stays_running() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));

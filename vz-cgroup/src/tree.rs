@@ -34,10 +34,10 @@ pub fn tasks(dir: &Path) -> Result<Vec<i32>> {
     Ok(pids)
 }
 
-/// Whether a v2 cgroup or any cgroup below it has a task, from its `populated` flag: one
+/// Whether a cgroup2 cgroup or any cgroup below it has a task, from its `populated` flag: one
 /// read the kernel answers for the whole subtree at once. A walk of the sub-cgroups ([`tasks`])
-/// can miss a task an init inside moves, or whose cgroup it removes, during the walk (systemd
-/// trims its cgroups as it shuts down), and so see an empty VE that is not. `Ok(false)` when
+/// can miss a task an init inside moves during the walk (from a cgroup not yet read into one
+/// already read), and so see an empty VE that is not. `Ok(false)` when
 /// `dir` does not exist.
 ///
 /// # Errors
@@ -166,6 +166,19 @@ mod tests {
         let mut below = Vec::new();
         subdirs_deepest_first(&ve, &mut below);
         assert_eq!(below, vec![ve.join("init.scope/sub"), ve.join("init.scope")]);
+    }
+
+    #[test]
+    fn populated_reads_the_flag_and_a_missing_cgroup_has_no_task() {
+        let root = tempfile::tempdir().unwrap();
+        let ve = root.path().join("101");
+        std::fs::create_dir(&ve).unwrap();
+        assert!(populated(&ve).is_err(), "a cgroup without cgroup.events (v1) has no answer");
+        std::fs::write(ve.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        assert!(populated(&ve).unwrap());
+        std::fs::write(ve.join("cgroup.events"), "populated 0\nfrozen 0\n").unwrap();
+        assert!(!populated(&ve).unwrap());
+        assert!(!populated(&root.path().join("102")).unwrap());
     }
 
     #[test]

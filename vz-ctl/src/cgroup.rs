@@ -9,7 +9,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use vz_cgroup::knob::{read, write};
+use vz_cgroup::knob::{read, read_u64, write};
 use vz_cgroup::{CgroupError, Freezer, tree};
 
 use crate::error::{CtlError, Result};
@@ -44,7 +44,7 @@ pub const UNIFIED: &str = "unified";
 /// How long removal waits for exited tasks to be reaped (a zombie keeps a v1 cgroup busy).
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many times [`VeCgroup::pids`] walks a populated v2 cgroup again that it found empty.
+/// How many times [`VeCgroup::pids`] walks a populated cgroup again that it found empty.
 const WALK_RETRIES: usize = 3;
 
 /// How long [`VeCgroup::kill_all`] waits for the VE's tasks to freeze before it kills them.
@@ -293,9 +293,11 @@ impl VeCgroup {
 
     /// The pids of the tasks in the VE's cgroup and below it (empty when it does not exist).
     ///
-    /// On v2, where an init inside moves tasks between the cgroups it makes below the VE's
-    /// and removes them, a walk that found none while the VE is populated is made again (a
-    /// few times): it raced such a change.
+    /// A read of `cgroup.procs` can miss a task that moves while it runs: between the VE's
+    /// cgroups, which an init inside makes below the VE's own on v2, or on v1 between those
+    /// of systemd's named hierarchy (which moves it to another css_set of the same `pids`
+    /// cgroup). A walk that found none while the kernel counts a task ([`Self::populated`])
+    /// is made again, a few times.
     pub fn pids(&self) -> Vec<i32> {
         let dir = self.dir_of("pids").or_else(|| self.dir_of("freezer"));
         let Some(dir) = dir.or_else(|| self.dirs().first().map(|(_, d)| d.clone())) else {
@@ -304,7 +306,7 @@ impl VeCgroup {
         let walk = || tree::tasks(&dir).unwrap_or_default();
         let mut pids = walk();
         for _ in 0..WALK_RETRIES {
-            if !pids.is_empty() || !self.is_v2() || !self.has_tasks() {
+            if !pids.is_empty() || self.populated() != Some(true) {
                 break;
             }
             pids = walk();
@@ -313,20 +315,29 @@ impl VeCgroup {
     }
 
     /// Whether the VE has tasks (design.md: a VE runs iff its cgroup has tasks): on v2 its
-    /// `populated` flag, which answers for the whole subtree at once ([`tree::populated`]); on
-    /// v1, the tasks of the VE's `pids` (or first) hierarchy, where an init inside makes no
-    /// cgroups of its own (it is delegated only systemd's named hierarchy).
+    /// `populated` flag, which answers for the whole subtree at once; on v1 whether [`pids`]
+    /// finds one (the `pids` count also counts exited tasks nobody reaped yet).
+    ///
+    /// [`pids`]: Self::pids
     pub fn has_tasks(&self) -> bool {
-        match &self.hierarchy {
-            Hierarchy::V2(root) => {
-                let dir = root.join(&self.relative);
-                tree::populated(&dir).unwrap_or_else(|e| {
-                    tracing::debug!(error = %e, "walking the VE's cgroups instead");
-                    !tree::tasks(&dir).unwrap_or_default().is_empty()
-                })
-            }
-            Hierarchy::V1(_) => !self.pids().is_empty(),
+        match (&self.hierarchy, self.populated()) {
+            (Hierarchy::V2(_), Some(populated)) => populated,
+            _ => !self.pids().is_empty(),
         }
+    }
+
+    /// Whether the kernel counts a task in the VE's cgroup or below, in one read: the
+    /// `populated` flag of its cgroup2 directory (v2, or a hybrid host's cgroup2 tree, where
+    /// VEs have a directory too), else the v1 `pids` controller's count; `None` when neither
+    /// can be read.
+    fn populated(&self) -> Option<bool> {
+        if let Some(dir) = self.dir_of(UNIFIED)
+            && let Ok(populated) = tree::populated(&dir)
+        {
+            return Some(populated);
+        }
+        let count = read_u64(&self.dir_of("pids")?.join("pids.current"));
+        count.ok().flatten().map(|n| n > 0)
     }
 
     /// The VE's freezer (v2: its directory; v1: its directory in the freezer hierarchy).
