@@ -296,8 +296,8 @@ impl VeCgroup {
     /// A read of `cgroup.procs` can miss a task that moves while it runs: between the VE's
     /// cgroups, which an init inside makes below the VE's own on v2, or on v1 between those
     /// of systemd's named hierarchy (which moves it to another css_set of the same `pids`
-    /// cgroup). A walk that found none while the kernel counts a task ([`Self::populated`])
-    /// is made again, a few times.
+    /// cgroup). A walk that found none while the kernel counts a task (cgroup2's `populated`
+    /// flag, or the v1 `pids` count) is made again, a few times.
     pub fn pids(&self) -> Vec<i32> {
         let dir = self.dir_of("pids").or_else(|| self.dir_of("freezer"));
         let Some(dir) = dir.or_else(|| self.dirs().first().map(|(_, d)| d.clone())) else {
