@@ -113,7 +113,8 @@ fn fifty_ves_live_their_whole_life_in_parallel() {
                         &host,
                     ],
                 ));
-                ok(tree.run("vzctl", &["start", &name]));
+                let start = tree.run("vzctl", &["start", &name]);
+                assert!(start.status.success(), "{}{}", output_text(&start), log_of(tree, ctid));
                 assert_eq!(status(tree, ctid), "exist mounted running", "{name}");
                 assert_eq!(ok(tree.run("vzctl", &["exec", ctid, "hostname"])).trim(), host);
                 ok(tree.run("vzctl", &["set", &name, "--description", &name, "--save"]));
@@ -126,6 +127,13 @@ fn fifty_ves_live_their_whole_life_in_parallel() {
     });
     eprintln!("50 VEs created, started, stopped and destroyed in {:?}", started.elapsed());
     assert_eq!(std::fs::read_dir(tree.path().join("names")).unwrap().count(), 0);
+}
+
+/// The lines of the tree's vzctl log that name `ctid` (what vzctl logged of a failure).
+fn log_of(tree: &VzTree, ctid: &str) -> String {
+    let log = std::fs::read_to_string(tree.path().join("vzctl.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(ctid)).collect();
+    format!("\nvzctl.log of {ctid}:\n{}", lines.join("\n"))
 }
 
 /// A second mount of every v1 hierarchy (as CRIU's `.criu.cgyard` makes) and a bind of a

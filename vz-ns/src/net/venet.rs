@@ -83,7 +83,8 @@ impl Venet {
             .and_then(|()| guard_sources(&host, name, &ipv6_of(&cfg.addresses)))
             .and_then(|()| add_all(&host, &ve, name, &cfg.addresses))
             .and_then(|()| guard_sources(&host, name, &[]));
-        if result.is_err() {
+        if let Err(e) = &result {
+            log_failed_setup(&host, &ve, name, init_pid, e);
             // Routes and proxy entries go with the host end; a pair half made goes too.
             let undone =
                 Venet::teardown(name).and_then(|()| del_pair(&host, &ve, name, Venet::VE_IFNAME));
@@ -225,6 +226,25 @@ impl Venet {
         tracing::debug!(host_ifname, "venet removed");
         Ok(())
     }
+}
+
+/// Logs where the pair's ends are after a failed setup, and whether the VE's init lives: a
+/// host end missing right after its move was seen in two CI runs (1 start in 50 parallel
+/// ones, under the whole suite's load), cause not found.
+fn log_failed_setup(host: &Netlink, ve: &Netlink, name: &str, init_pid: i32, error: &NsError) {
+    let look = |ns: &Netlink, link: &str| match ns.link_by_name(link) {
+        Ok(Some(l)) => format!("index {}", l.header.index),
+        Ok(None) => "none".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(
+        %error,
+        host_end_on_host = look(host, name),
+        host_end_in_ve = look(ve, name),
+        ve_end = look(ve, Venet::VE_IFNAME),
+        init_alive = std::path::Path::new(&format!("/proc/{init_pid}")).exists(),
+        "venet setup of {name} failed"
+    );
 }
 
 /// Creates the pair in the VE (so `venet0` is never visible on the host), gives both ends
