@@ -27,8 +27,8 @@ use super::route::{
     host_routes_to,
 };
 use super::{
-    Netlink, check_ifname, del_pair, errno, free_ve_ifindex, host_name_taken, link_mac, nl_err,
-    own_netns, write_sysctl,
+    Netlink, check_ifname, del_pair, errno, free_ve_ifindex, host_name_taken, link_mac, link_name,
+    nl_err, own_netns, write_sysctl,
 };
 use crate::error::{NsError, Result};
 
@@ -232,9 +232,12 @@ impl Venet {
 /// host end missing right after its move was seen in two CI runs (1 start in 50 parallel
 /// ones, under the whole suite's load), cause not found.
 fn log_failed_setup(host: &Netlink, ve: &Netlink, name: &str, init_pid: i32, error: &NsError) {
-    let look = |ns: &Netlink, link: &str| match ns.link_by_name(link) {
-        Ok(Some(l)) => format!("index {}", l.header.index),
-        Ok(None) => "none".to_owned(),
+    // By a listing of every link, not the lookup by name the failed step may have used.
+    let look = |ns: &Netlink, link: &str| match ns.links() {
+        Ok(links) => match links.iter().find(|l| link_name(l) == Some(link)) {
+            Some(l) => format!("index {}", l.header.index),
+            None => "none".to_owned(),
+        },
         Err(e) => e.to_string(),
     };
     tracing::warn!(
