@@ -83,9 +83,12 @@ pub fn link_is_up(name: &str) -> Result<Option<bool>> {
 /// CAP_NET_ADMIN in the caller's network namespace.
 pub fn set_link_down(name: &str) -> Result<()> {
     let host = Netlink::host()?;
-    let down = rtnetlink::LinkUnspec::new_with_index(host.index_of(name)?).down().build();
-    host.run(host.handle().link().set(down).execute())
-        .map_err(|e| nl_err("set down", name.into(), e))
+    // By name in the request itself, as [`Netlink::del_link`] deletes.
+    let down = rtnetlink::LinkUnspec::new_with_name(name).down().build();
+    host.run(host.handle().link().set(down).execute()).map_err(|e| match errno(&e) {
+        Some(libc::ENODEV) => NsError::NoSuchDevice { name: name.to_owned() },
+        _ => nl_err("set down", name.into(), e),
+    })
 }
 
 /// The first interface index vz gives the VE's ends of its pairs (`venet0`, `eth0`, …).
@@ -196,11 +199,18 @@ impl Netlink {
         self.run(req.try_collect()).map_err(|e| nl_err("list links", self.ns.clone(), e))
     }
 
-    /// Deletes the link with `index`; a link already gone is not an error.
-    pub(crate) fn del_link(&self, index: u32, name: &str) -> Result<()> {
-        match self.run(self.handle.link().del(index).execute()) {
-            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
-            r => r.map_err(|e| nl_err("delete link", name.to_owned(), e)),
+    /// Deletes the link named `name` in one request, the kernel finding the name as it
+    /// deletes; whether there was one. (A lookup and then a delete by index could delete
+    /// another link: one that took the index in between, as a VE's new host end does when it
+    /// comes into the namespace keeping its index, freed a moment before by another VE's
+    /// stop.)
+    pub(crate) fn del_link(&self, name: &str) -> Result<bool> {
+        let mut req = self.handle.link().del(0);
+        req.message_mut().attributes.push(LinkAttribute::IfName(name.to_owned()));
+        match self.run(req.execute()) {
+            Ok(()) => Ok(true),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(false),
+            Err(e) => Err(nl_err("delete link", name.to_owned(), e)),
         }
     }
 }
@@ -224,12 +234,12 @@ pub(crate) fn link_mac(link: &LinkMessage) -> Option<&[u8]> {
 /// Deletes a veth pair wherever its ends are: the host end on the host, or either end still
 /// in the VE (a pair half made). Deleting one end removes both; nothing there is no error.
 pub(crate) fn del_pair(host: &Netlink, ve: &Netlink, host_name: &str, ve_name: &str) -> Result<()> {
-    if let Some(l) = host.link_by_name(host_name)? {
-        return host.del_link(l.header.index, host_name);
+    if host.del_link(host_name)? {
+        return Ok(());
     }
     for name in [host_name, ve_name] {
-        if let Some(l) = ve.link_by_name(name)? {
-            return ve.del_link(l.header.index, name);
+        if ve.del_link(name)? {
+            return Ok(());
         }
     }
     Ok(())

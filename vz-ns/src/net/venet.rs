@@ -218,10 +218,16 @@ impl Venet {
         let Some(link) = host.link_by_name(host_ifname)? else {
             return Ok(());
         };
-        for ip in host_routes_to(&host, link.header.index)? {
-            del_proxy_entries(&host, ip)?;
+        let routed = host_routes_to(&host, link.header.index)?;
+        // Still this name's index after the listing: the routes were this VE's (another
+        // VE's host end takes a freed index as it comes in, with routes of its own).
+        let same = host.link_by_name(host_ifname)?.map(|l| l.header.index);
+        if same == Some(link.header.index) {
+            for ip in routed {
+                del_proxy_entries(&host, ip)?;
+            }
         }
-        host.del_link(link.header.index, host_ifname)?;
+        host.del_link(host_ifname)?;
         super::guard::remove(host_ifname)?;
         tracing::debug!(host_ifname, "venet removed");
         Ok(())

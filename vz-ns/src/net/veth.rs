@@ -349,8 +349,8 @@ impl Veth {
         if spec.mac_filter {
             super::guard::remove(&spec.host_ifname)?;
         }
-        if let Some(l) = host.link_by_name(&spec.host_ifname)? {
-            return host.del_link(l.header.index, &spec.host_ifname);
+        if host.del_link(&spec.host_ifname)? {
+            return Ok(());
         }
         let ve = Netlink::in_netns_of(init_pid)?;
         del_pair(&host, &ve, &spec.host_ifname, &spec.ifname)
