@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use crate::error::{QuotaError, Result};
 use crate::sys;
 
+/// How long an attach goes on taking the next free device while other attaches take them.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// An attached loop device, held open. Dropping the handle of an unmounted device detaches it.
 #[derive(Debug)]
 pub(crate) struct LoopDevice {
@@ -47,9 +50,13 @@ impl LoopDevice {
             .open(control_path)
             .map_err(|e| QuotaError::io("open", control_path, e))?;
         let name = image.as_os_str().as_bytes();
-        // Another process may take the same free device between GET_FREE and CONFIGURE: retry.
+        // Another process may take the same free device between GET_FREE and CONFIGURE: the
+        // next GET_FREE gives another. Of N attaching at once, one wins each round, so the
+        // retries are bounded by time, not by a count below N (100 parallel creates lost
+        // 32 rounds in a row).
         let mut last = io::Error::from_raw_os_error(libc::EBUSY);
-        for _ in 0..32 {
+        let deadline = Instant::now() + ATTACH_TIMEOUT;
+        while Instant::now() < deadline {
             let n = sys::loop_ctl_get_free(&control)
                 .map_err(|e| QuotaError::io("LOOP_CTL_GET_FREE", control_path, e))?;
             let path = PathBuf::from(format!("/dev/loop{n}"));
