@@ -178,19 +178,10 @@ impl Netlink {
     }
 
     /// The index of the link named `name`, or [`NsError::NoSuchDevice`].
-    ///
-    /// A lookup by name that finds nothing is checked against a listing of every link: a
-    /// link that must exist went missing in two CI runs right after its move into a namespace
-    /// where other links were moved in at the same time, and whether the kernel's lookup by
-    /// name or the link itself went is not known (the warning says which, if it happens).
     pub(crate) fn index_of(&self, name: &str) -> Result<u32> {
-        if let Some(link) = self.link_by_name(name)? {
-            return Ok(link.header.index);
-        }
-        let listed = self.links()?.into_iter().find(|l| link_name(l) == Some(name));
-        let link = listed.ok_or_else(|| NsError::NoSuchDevice { name: name.to_owned() })?;
-        tracing::warn!(name, ns = %self.ns, "a lookup by name missed a link the listing has");
-        Ok(link.header.index)
+        self.link_by_name(name)?
+            .map(|l| l.header.index)
+            .ok_or_else(|| NsError::NoSuchDevice { name: name.to_owned() })
     }
 
     /// Every link of the namespace.

@@ -234,9 +234,9 @@ impl Venet {
     }
 }
 
-/// Logs where the pair's ends are after a failed setup, and whether the VE's init lives: a
-/// host end missing right after its move was seen in two CI runs (1 start in 50 parallel
-/// ones, under the whole suite's load), cause not found.
+/// Logs where the pair's ends are after a failed setup, and whether the VE's init lives (how
+/// a host end deleted by another VE's stop was told from one that never came: see
+/// [`Netlink::del_link`]).
 fn log_failed_setup(host: &Netlink, ve: &Netlink, name: &str, init_pid: i32, error: &NsError) {
     // By a listing of every link, not the lookup by name the failed step may have used.
     let look = |ns: &Netlink, link: &str| match ns.links() {
