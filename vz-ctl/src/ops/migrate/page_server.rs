@@ -106,8 +106,12 @@ impl PageServerRequest {
                 }
                 "--prev-images-dir" => request.parent = Some(value.clone()),
                 "--wait" => {
-                    let secs: u64 =
-                        value.parse().map_err(|_| usage(&format!("bad --wait {value}")))?;
+                    // At least a second: the pid file is written after the daemon starts.
+                    let secs: u64 = value
+                        .parse()
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .ok_or_else(|| usage(&format!("bad --wait {value}")))?;
                     request.wait = Duration::from_secs(secs);
                 }
                 _ => return Err(usage(&format!("unknown option {option}"))),
@@ -170,8 +174,8 @@ impl Places {
 ///
 /// # Errors
 /// [`MigrateError::Usage`] for bad words; [`MigrateError::DestStart`] when the port cannot
-/// be bound or listened on (the caller tries another), the images directory cannot be made
-/// or the daemon cannot start.
+/// be bound or listened on (the caller tries another), CRIU does not run (`--version`), the
+/// images directory cannot be made or the daemon cannot start.
 pub fn page_server(args: &[String]) -> Result<()> {
     let request = PageServerRequest::parse(args)?;
     let places = Places::of(&request)?;
@@ -180,6 +184,8 @@ pub fn page_server(args: &[String]) -> Result<()> {
         return Ok(());
     }
     let fail = |what: String| MigrateError::DestStart(format!("the page server: {what}"));
+    // The CRIU it will become must run (a CRIU that cannot fails here, not in the dump).
+    super::run(&places.criu.to_string_lossy(), &["--version"]).map_err(fail)?;
     let listener = listen(&request.address, request.port).map_err(fail)?;
     std::fs::create_dir_all(&places.images)
         .map_err(|e| fail(format!("make {}: {e}", places.images.display())))?;
@@ -339,6 +345,7 @@ mod tests {
             "101 h 1 --dir ../x",
             "101 h 1 --dir /tmp",
             "101 h 1 --wait",
+            "101 h 1 --wait 0",
             "101 h 1 --bogus 1",
         ] {
             let err = PageServerRequest::parse(&words(bad)).expect_err(bad);
