@@ -2,7 +2,8 @@
 //! 256 MiB touched between the two vz trees of the migration rig (`migrate/rig.rs`), there
 //! and back in turn: each must keep the VE's work going and leave nothing of the migration
 //! on either side. The times are reported (the machine is shared), with their median.
-//! `VZ_TEST_ROUNDS` sets the number of migrations (2 unless given).
+//! `VZ_TEST_ROUNDS` sets the number of migrations (2 unless given); `VZ_TEST_DUMP_TMPFS=1`
+//! puts both trees' dump directories on a tmpfs of their own (to compare with the disk).
 #![allow(clippy::tests_outside_test_module, reason = "integration test file")]
 #![allow(clippy::print_stderr, reason = "the test reports the frozen times")]
 
@@ -25,6 +26,12 @@ fn page_server_frozen_time_256m() {
     let rounds: usize =
         std::env::var("VZ_TEST_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(2);
     let rig = Rig::new("LOCAL_UID=0\nLOCAL_GID=0\n");
+    // Dropped before the rig (whose trees' removal needs the directories unmounted).
+    let _tmpfs: Vec<Tmpfs> = if std::env::var_os("VZ_TEST_DUMP_TMPFS").is_some() {
+        [&rig.src, &rig.dst].iter().map(|t| Tmpfs::mount(&t.path().join("dump"))).collect()
+    } else {
+        Vec::new()
+    };
     let ctid = unique_ctid().to_string();
     memhog_ve(&rig.src, &ctid);
     let mut frozen = Vec::new();
@@ -53,4 +60,25 @@ fn page_server_frozen_time_256m() {
         "TIMING page-server 256 MiB: frozen {frozen:.0?} ms, median {:.0}",
         frozen[rounds / 2]
     );
+}
+
+/// A tmpfs mounted over a directory until dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path) -> Tmpfs {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "mode=0755", "vz-test-dump"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount a tmpfs on {}: {}", dir.display(), output_text(&out));
+        Tmpfs(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).output();
+    }
 }

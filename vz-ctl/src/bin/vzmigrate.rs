@@ -7,23 +7,15 @@ use std::process::ExitCode;
 use vz_ctl::cli::tool::{self, ToolArg, VZMIGRATE};
 use vz_ctl::config::GlobalConfig;
 use vz_ctl::ops::migrate::remote::{MigrateOptions, Mode, migrate};
-use vz_ctl::ops::migrate::{MigrateError, announce, incoming};
+use vz_ctl::ops::migrate::{MigrateError, announce, incoming, page_server};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [command, ctid] = args.as_slice()
-        && let Some(ctid) = ctid.parse().ok().filter(|_| command.starts_with("__"))
+    if let Some((command, rest)) = args.split_first()
+        && command.starts_with("__")
     {
-        // The destination's end of a migration's records (run by vzmigrate over ssh).
-        let outcome = match command.as_str() {
-            incoming::INCOMING_COMMAND => {
-                incoming::serve_incoming(ctid, std::io::stdin().lock(), std::io::stdout())
-            }
-            incoming::STATE_COMMAND => incoming::state(ctid).map(|state| println!("{state}")),
-            announce::ANNOUNCE_COMMAND => announce::announce(ctid).map(|n| println!("{n}")),
-            _ => Err(MigrateError::Usage(format!("unknown command {command}"))),
-        };
-        return match outcome {
+        // The destination's end of a migration (run by vzmigrate over ssh).
+        return match hidden(command, rest) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("Error: {e}");
@@ -61,6 +53,26 @@ fn main() -> ExitCode {
             eprintln!("Error: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// A hidden command of the destination's end: the holder, the source's question and the
+/// address announcement take a CTID; the page server its own words.
+fn hidden(command: &str, args: &[String]) -> Result<(), MigrateError> {
+    if command == page_server::PAGE_SERVER_COMMAND {
+        return page_server::page_server(args);
+    }
+    let [ctid] = args else {
+        return Err(MigrateError::Usage(format!("{command}: expected a CTID")));
+    };
+    let ctid = ctid.parse().map_err(|_| MigrateError::Usage(format!("Bad CTID {ctid}")))?;
+    match command {
+        incoming::INCOMING_COMMAND => {
+            incoming::serve_incoming(ctid, std::io::stdin().lock(), std::io::stdout())
+        }
+        incoming::STATE_COMMAND => incoming::state(ctid).map(|state| println!("{state}")),
+        announce::ANNOUNCE_COMMAND => announce::announce(ctid).map(|n| println!("{n}")),
+        _ => Err(MigrateError::Usage(format!("unknown command {command}"))),
     }
 }
 

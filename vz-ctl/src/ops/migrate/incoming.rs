@@ -168,9 +168,7 @@ impl LazyPages {
     ) -> std::result::Result<LazyPages, String> {
         let dump = global.dump_dir().join(format!("Dump.{id}"));
         let criu = super::remote::criu_path(global);
-        let mut pidfile = dump.clone().into_os_string();
-        pidfile.push(".criu-pid");
-        let pidfile = PathBuf::from(pidfile);
+        let pidfile = daemon_pidfile(&dump);
         let child = std::process::Command::new(criu)
             .args(["lazy-pages", "--page-server", "--address", address, "--port", port])
             .args(["-o", "lazy-pages.log", "-v2", "--status-fd", "1", "-D"])
@@ -377,6 +375,14 @@ fn remove_file(path: &Path) -> Result<()> {
     }
 }
 
+/// The pid file of a CRIU daemon (page server, lazy-pages) of the migration whose images
+/// go into `dump` (`<DUMPDIR>/Dump.<CTID>`): `<DUMPDIR>/Dump.<CTID>.criu-pid`.
+pub(super) fn daemon_pidfile(dump: &Path) -> PathBuf {
+    let mut name = dump.as_os_str().to_owned();
+    name.push(".criu-pid");
+    PathBuf::from(name)
+}
+
 /// `vzmigrate __state CTID`: `running`, `committed` or `none` (see the module doc).
 ///
 /// # Errors
@@ -410,7 +416,7 @@ pub(super) fn repair(
     }
     say(format!("CT {id} was not migrated here: removing its copy"));
     let dump = ve.global.dump_dir().join(format!("Dump.{id}"));
-    let pidfile = dump.with_extension("criu-pid");
+    let pidfile = daemon_pidfile(&dump);
     if let Some(pid) = std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse().ok()) {
         // A page server or lazy-pages daemon of the migration.
         let _ = nix::sys::signal::kill(

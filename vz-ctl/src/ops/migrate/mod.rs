@@ -10,6 +10,7 @@ pub mod image;
 pub mod incoming;
 mod lazy;
 pub mod local;
+pub mod page_server;
 mod precopy;
 pub mod recovery;
 pub mod remote;

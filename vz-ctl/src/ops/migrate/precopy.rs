@@ -53,35 +53,44 @@ pub(super) fn check(ve: &Ve, opts: &MigrateOptions) -> Result<()> {
     )))
 }
 
-/// A `criu page-server` on the destination, writing into `dir` (below its dump directory),
-/// with `parent` as its previous images (relative to `dir`); it listens when this returns
-/// and ends after one dump's session. The pid file of the one before (which ended with its
-/// session) goes first: CRIU refuses to write over one.
-/// Starts a page server of this migration on the destination, receiving into `dir` (with
-/// `parent` as its `--prev-images-dir`), on the first of [`PORT_TRIES`] ports of
-/// iteration `n` it can bind (a port another program holds there, a listener or an
-/// outgoing connection's local end, fails CRIU's bind); the port it listens on.
+/// Starts a page server of this migration on the destination (`vzmigrate __page-server`,
+/// [`super::page_server`]), receiving into `dir` of its dump directory (`None`: that
+/// directory; `pre/N`: an iteration's) with `parent` as its `--prev-images-dir`, on the
+/// first of [`PORT_TRIES`] ports of iteration `n` it can bind (a port another program holds
+/// there, a listener or an outgoing connection's local end, fails the bind); the port, which
+/// listens when this returns. It accepts one connection and ends after that dump's session,
+/// or by itself if none comes.
 pub(super) fn start_page_server(
     dest: &Dest,
-    dir: &Path,
+    dir: Option<&str>,
     parent: Option<&str>,
     n: u32,
 ) -> std::result::Result<u16, String> {
-    let d = q(&dir.to_string_lossy());
-    let parent = parent.map(|p| format!(" --prev-images-dir {}", q(p))).unwrap_or_default();
     let mut failed = String::new();
     for attempt in 0..PORT_TRIES {
-        let port = port(n, attempt);
-        let script = format!(
-            "rm -f {pid} && mkdir -p {d} && {criu} page-server --address {host} --port {port}{parent} -D {d} -d \
-             --pidfile {pid} -v2 -o page-server.log",
-            criu = q(&dest.criu),
-            host = q(&dest.host),
-            pid = dest.daemon_pidfile(),
-        );
-        match dest.remote.run(&script) {
-            Ok(_) => return Ok(port),
-            Err((_, e)) => failed = e,
+        let request = super::page_server::PageServerRequest {
+            ctid: dest.ctid,
+            address: dest.host.clone(),
+            port: port(n, attempt),
+            dir: dir.map(str::to_owned),
+            parent: parent.map(str::to_owned),
+            wait: super::page_server::ACCEPT_WAIT,
+        };
+        let words: Vec<String> = request.words().iter().map(|w| q(w)).collect();
+        match dest.remote.run(&format!("vzmigrate {}", words.join(" "))) {
+            Ok(_) => return Ok(request.port),
+            Err((_, e)) => {
+                if attempt + 1 < PORT_TRIES {
+                    let why = e.lines().last().unwrap_or_default();
+                    say(format!(
+                        "The page server cannot listen on port {} on the destination ({why}): \
+                         trying port {}",
+                        request.port,
+                        port(n, attempt + 1)
+                    ));
+                }
+                failed = e;
+            }
         }
     }
     Err(failed)
@@ -137,7 +146,7 @@ pub(super) fn iterate(
     for n in 1..=vz_cpt::rules::MAX_ITERS {
         let dir = format!("pre/{n}");
         let parent = (n > 1).then(|| format!("../{}", n - 1));
-        let port = match start_page_server(dest, &dest.dump.join(&dir), parent.as_deref(), n) {
+        let port = match start_page_server(dest, Some(&dir), parent.as_deref(), n) {
             Ok(port) => port,
             Err(e) => {
                 if n == 1 && fallback {
@@ -183,7 +192,7 @@ pub(super) fn iterate(
         previous = written;
     }
     let parent = format!("pre/{last}");
-    let port = start_page_server(dest, &dest.dump, Some(&parent), 0)
+    let port = start_page_server(dest, None, Some(&parent), 0)
         .map_err(|e| fail(MigrateError::DestStart(format!("the page server: {e}"))))?;
     Ok(vec![
         "--page-server".into(),

@@ -497,8 +497,11 @@ fn online(
     dump_args.push(images_arg.clone());
     let mut lazy_port = None;
     match mode {
-        Mode::PageServer => match super::precopy::start_page_server(dest, &dest.dump, None, 0) {
-            Ok(port) => dump_args.extend(["--page-server".into(), format!("{}:{port}", dest.host)]),
+        Mode::PageServer => match super::precopy::start_page_server(dest, None, None, 0) {
+            Ok(port) => {
+                crash_point("migrate:page-server");
+                dump_args.extend(["--page-server".into(), format!("{}:{port}", dest.host)]);
+            }
             Err(e) if fallback => {
                 let why = e.lines().last().unwrap_or_default().to_owned();
                 say(format!(
