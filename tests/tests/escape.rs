@@ -12,7 +12,6 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::OnceLock;
 
 use vz_tests::{Need, VzTree, ok, output_text, require, unique_ctid};
 
@@ -23,21 +22,17 @@ const NEEDS: [Need; 4] = [
     Need::CgroupController("pids"),
 ];
 
-/// The probe, built once per test binary.
-fn probe_binary() -> &'static Path {
-    static PROBE: OnceLock<PathBuf> = OnceLock::new();
-    PROBE.get_or_init(|| {
-        let source = vz_tests::workspace().join("tests/probes/escape-probe.c");
-        let out = std::env::temp_dir().join(format!("vz-escape-probe-{}", std::process::id()));
-        let built = std::process::Command::new("gcc")
-            .args(["-static", "-O2", "-o"])
-            .arg(&out)
-            .arg(&source)
-            .output()
-            .expect("run gcc");
-        assert!(built.status.success(), "gcc: {}", output_text(&built));
-        out
-    })
+/// Builds the probe at `out` (each test is a process of its own: one build per test, and
+/// nothing left in /tmp afterwards).
+fn build_probe(out: &Path) {
+    let source = vz_tests::workspace().join("tests/probes/escape-probe.c");
+    let built = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(out)
+        .arg(&source)
+        .output()
+        .expect("run gcc");
+    assert!(built.status.success(), "gcc: {}", output_text(&built));
 }
 
 /// A running busybox VE of its own tree, with the probe in /bin.
@@ -59,7 +54,7 @@ impl RunningVe {
         std::fs::write(&conf, text).expect("write CTID.conf");
         ok(tree.run("vzctl", &["mount", &ctid]));
         let target = tree.path().join(format!("root/{ctid}/bin/escape-probe"));
-        std::fs::copy(probe_binary(), &target).expect("copy the probe");
+        build_probe(&target);
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         ok(tree.run("vzctl", &["start", &ctid]));
         RunningVe { tree, ctid }
