@@ -17,6 +17,7 @@ mod samples;
 mod syntax;
 mod ve;
 
+pub(crate) use atomic::write_atomic;
 pub use error::{ConfigError, ConfigWarning, Result, WarningKind};
 pub use file::ConfigFile;
 pub use global::{DEFAULT_GLOBAL_CONFIG, GlobalConfig, VZ_CONFIG_ENV, default_path, expand_veid};

@@ -25,7 +25,6 @@
 //! connection under the same pid, writing into `<DUMPDIR>/Dump.<CTID>/SUB` (SUB: `pre/N` of
 //! a pre-copy iteration; absent: the final dump's). CRIU ends after that one dump's session.
 
-use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt as _;
@@ -210,12 +209,8 @@ pub fn page_server(args: &[String]) -> Result<()> {
         .spawn()
         .map_err(|e| fail(format!("start its daemon: {e}")))?;
     let pid = child.id();
-    let mut tmp = places.pidfile.clone().into_os_string();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| writeln!(f, "{pid}"))
-        .and_then(|()| std::fs::rename(&tmp, &places.pidfile));
+    let written =
+        crate::config::write_atomic(&places.pidfile, format!("{pid}\n").as_bytes(), 0o644);
     if let Err(e) = written {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX)),
