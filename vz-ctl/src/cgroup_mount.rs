@@ -41,20 +41,29 @@ const FAVORDYNMODS: &str = "favordynmods";
 ///
 /// The remount passes the mount's own flags and every super option it has (a cgroup2
 /// remount resets the options it is not given, `nsdelegate` among them). A host without a
-/// cgroup2 mount is left alone.
+/// cgroup2 mount is left alone. Its options are those of this process's first read of the
+/// mount table (a command reads it once; [`favor_again`] reads them afresh).
 ///
 /// # Errors
 /// A sentence naming the mount and the failure.
 pub(crate) fn favor_dynamic_changes(global: &GlobalConfig) -> Result<bool, String> {
-    if global
-        .get(FAVOR_DYNMODS_KEY)
-        .is_some_and(|v| crate::config::parse_yes_no(FAVOR_DYNMODS_KEY, v).ok() == Some(false))
-    {
+    if !wanted(global) {
         return Ok(false);
     }
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("read /proc/self/mountinfo: {e}"))?;
-    let Some(cgroup2) = crate::cgroup::cgroup2_mount(&text) else { return Ok(false) };
+    let cgroup2 = crate::cgroup::detected_cgroup2_mount().map_err(|e| e.to_string())?;
+    favor(cgroup2)
+}
+
+/// Whether vz.conf lets vz turn `favordynmods` on.
+fn wanted(global: &GlobalConfig) -> bool {
+    !global
+        .get(FAVOR_DYNMODS_KEY)
+        .is_some_and(|v| crate::config::parse_yes_no(FAVOR_DYNMODS_KEY, v).ok() == Some(false))
+}
+
+/// Remounts `cgroup2` with `favordynmods` unless it has it; whether it did.
+fn favor(cgroup2: Option<crate::cgroup::CgroupMount>) -> Result<bool, String> {
+    let Some(cgroup2) = cgroup2 else { return Ok(false) };
     let Some((flags, data)) =
         remount_with_favordynmods(&cgroup2.mount_options, &cgroup2.super_options)
     else {
@@ -71,7 +80,13 @@ pub(crate) fn favor_dynamic_changes(global: &GlobalConfig) -> Result<bool, Strin
 /// the option, and a cgroup2 mount in the host's cgroup namespace sets the file system's
 /// options to its own, turning `favordynmods` off for the whole host. A failure is logged.
 pub(crate) fn favor_again(global: &GlobalConfig) {
-    if let Err(e) = favor_dynamic_changes(global) {
+    if !wanted(global) {
+        return;
+    }
+    let fresh = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("read /proc/self/mountinfo: {e}"))
+        .and_then(|text| favor(crate::cgroup::cgroup2_mount(&text)));
+    if let Err(e) = fresh {
         tracing::warn!("cgroup moves stay slow after idle spells: {e}");
     }
 }

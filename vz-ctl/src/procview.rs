@@ -257,8 +257,12 @@ fn log_tail(path: &Path) -> String {
     format!("{} says: {tail}", path.display())
 }
 
-/// Whether an lxcfs FUSE file system is mounted at `dir` in this mount namespace.
+/// Whether an lxcfs FUSE file system is mounted at `dir` in this mount namespace. The mount
+/// table is read only when something is mounted there.
 fn is_lxcfs_mount(dir: &Path) -> std::result::Result<bool, String> {
+    if vz_quota::is_mount_point(dir).ok() == Some(Some(false)) {
+        return Ok(false);
+    }
     let text = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("read /proc/self/mountinfo: {e}"))?;
     Ok(mounts_lxcfs_at(&text, dir))

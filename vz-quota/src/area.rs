@@ -231,7 +231,7 @@ impl PrivateArea {
     /// # Privileges
     /// CAP_SYS_ADMIN.
     pub fn mount_with(&self, root: &Path, extra: &ImageMountOptions) -> Result<()> {
-        if mount::mount_at(root)?.is_some() {
+        if mount::is_mounted_at(root)? {
             return Err(QuotaError::AlreadyMounted { root: root.to_owned() });
         }
         if self.layout == Layout::Simfs {
@@ -293,7 +293,7 @@ impl PrivateArea {
     /// # Errors
     /// When `root` or the mount table cannot be read.
     pub fn is_mounted(root: &Path) -> Result<bool> {
-        Ok(mount::mount_at(root)?.is_some())
+        mount::is_mounted_at(root)
     }
 
     /// Unmounts everything at and below `root`, deepest first; loop devices detach by

@@ -74,10 +74,36 @@ pub(crate) fn canonical(root: &Path) -> Result<PathBuf> {
     root.canonicalize().map_err(|e| QuotaError::io("resolve", root, e))
 }
 
-/// The topmost mount exactly at `root`, if any.
+/// The topmost mount exactly at `root`, if any. A `root` that is no mount's root is answered
+/// by one statx, without reading the mount table: that read costs ~2.5 µs per mount (5 ms on
+/// a host with 2,000 mounts, which 500 running VEs make) and a start or stop asks several
+/// times.
 pub(crate) fn mount_at(root: &Path) -> Result<Option<MountEntry>> {
     let root = canonical(root)?;
+    if is_mount_point(&root)? == Some(false) {
+        return Ok(None);
+    }
     Ok(mounts()?.into_iter().rev().find(|m| m.mount_point == root))
+}
+
+/// Whether something is mounted at `root`: one statx, or the mount table on kernels whose
+/// statx does not say.
+pub(crate) fn is_mounted_at(root: &Path) -> Result<bool> {
+    let root = canonical(root)?;
+    match is_mount_point(&root)? {
+        Some(mounted) => Ok(mounted),
+        None => Ok(mounts()?.iter().any(|m| m.mount_point == root)),
+    }
+}
+
+/// Whether something is mounted at `path` (it is the root of a mount), or `None` when this
+/// kernel does not say (before Linux 5.8). Symlinks are not followed; a FUSE file system
+/// mounted there is not asked anything.
+///
+/// # Errors
+/// [`QuotaError::Io`] when `path` cannot be looked up.
+pub fn is_mount_point(path: &Path) -> Result<Option<bool>> {
+    crate::sys::is_mount_root(path).map_err(|e| QuotaError::io("statx", path, e))
 }
 
 /// Bind-mounts `source` at `target`.
@@ -110,11 +136,8 @@ pub(crate) fn mount_ext4(
 /// they used, and no other mount uses, to auto-detach. Busy mounts are retried for a few seconds (exiting processes).
 pub(crate) fn umount_tree(root: &Path) -> Result<()> {
     let root = canonical(root)?;
-    let mut below: Vec<(usize, MountEntry)> = mounts()?
-        .into_iter()
-        .enumerate()
-        .filter(|(_, m)| m.mount_point.starts_with(&root))
-        .collect();
+    let (mut below, others): (Vec<(usize, MountEntry)>, Vec<_>) =
+        mounts()?.into_iter().enumerate().partition(|(_, m)| m.mount_point.starts_with(&root));
     // Deepest path first; among equal depths, the latest mount first.
     below.sort_by_key(|(order, m)| std::cmp::Reverse((m.mount_point.components().count(), *order)));
     let mut attached = Vec::new();
@@ -128,13 +151,8 @@ pub(crate) fn umount_tree(root: &Path) -> Result<()> {
     }
     // A device still mounted elsewhere stays attached: a directory-layout area bind-mounted
     // from a host file system that happens to live on a loop device (not the VE's own).
-    let still: Vec<String> = if attached.is_empty() {
-        Vec::new()
-    } else {
-        mounts()?.into_iter().map(|m| m.source).collect()
-    };
     for (device, image) in attached {
-        if still.iter().any(|s| Path::new(s) == device) {
+        if others.iter().any(|(_, m)| Path::new(&m.source) == device) {
             continue;
         }
         if !loopdev::wait_device_detached(&device, &image, Duration::from_secs(5)) {
@@ -189,5 +207,25 @@ mod tests {
     #[test]
     fn this_process_sees_its_root_mount() {
         assert!(mounts().unwrap().iter().any(|m| m.mount_point == Path::new("/")));
+    }
+
+    /// statx's answer agrees with the mount table: `/` and `/proc` are mount roots, a
+    /// directory inside a file system and a symlink to a mount root are not.
+    #[test]
+    fn statx_tells_mount_points_as_the_mount_table_does() {
+        let table = mounts().unwrap();
+        let listed = |p: &str| table.iter().any(|m| m.mount_point == Path::new(p));
+        let inside = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        for (path, mounted) in
+            [("/", true), ("/proc", true), ("/proc/self", false), (inside, false)]
+        {
+            assert_eq!(listed(path), mounted, "{path} in the mount table");
+            assert_eq!(is_mount_point(Path::new(path)).unwrap(), Some(mounted), "{path}");
+        }
+        assert!(is_mounted_at(Path::new("/proc")).unwrap());
+        assert!(!is_mounted_at(Path::new(inside)).unwrap());
+        assert!(mount_at(Path::new(inside)).unwrap().is_none());
+        assert_eq!(mount_at(Path::new("/proc")).unwrap().unwrap().fstype, "proc");
+        assert!(is_mount_point(Path::new("/no/such/dir")).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! The only file of vz-quota with `unsafe`: the loop device ioctls, the inode attribute ioctls
-//! that carry an ext4 project id, and quotactl, which no safe wrapper covers.
+//! that carry an ext4 project id, quotactl, and statx's mount-root attribute, which no safe
+//! wrapper covers.
 //!
 //! Layouts from `<linux/loop.h>`, `<linux/fs.h>` and `<linux/quota.h>`. Everything else (mount,
 //! umount, statvfs) goes through nix.
@@ -175,6 +176,27 @@ pub(crate) fn fs_thaw(dir: &File) -> io::Result<()> {
     // SAFETY: FITHAW takes an (ignored) int argument; the fd is open.
     let rc = unsafe { libc::ioctl(dir.as_raw_fd(), FITHAW, 0) };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Whether `path` is the root of a mount (statx's `STATX_ATTR_MOUNT_ROOT`, Linux 5.8+), or
+/// `None` when the kernel does not say. Symlinks are not followed, and the file system is not
+/// asked for fresh attributes (`AT_STATX_DONT_SYNC`: a FUSE mount whose server is stopped
+/// does not block the call).
+pub(crate) fn is_mount_root(path: &Path) -> io::Result<Option<bool>> {
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    let flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC;
+    // SAFETY: `path` is a NUL-terminated string and `stx` a writable `struct statx` that
+    // outlive the call; the kernel fills `stx` on success.
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, path.as_ptr(), flags, 0, stx.as_mut_ptr()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statx succeeded and filled the zeroed struct.
+    let stx = unsafe { stx.assume_init() };
+    let attribute = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    Ok((stx.stx_attributes_mask & attribute != 0).then_some(stx.stx_attributes & attribute != 0))
 }
 
 /// `struct fstrim_range`.
