@@ -56,9 +56,9 @@ pub(crate) fn favor_dynamic_changes(global: &GlobalConfig) -> Result<bool, Strin
 
 /// Whether vz.conf lets vz turn `favordynmods` on.
 fn wanted(global: &GlobalConfig) -> bool {
-    !global
+    global
         .get(FAVOR_DYNMODS_KEY)
-        .is_some_and(|v| crate::config::parse_yes_no(FAVOR_DYNMODS_KEY, v).ok() == Some(false))
+        .is_none_or(|v| crate::config::parse_yes_no(FAVOR_DYNMODS_KEY, v).ok() != Some(false))
 }
 
 /// Remounts `cgroup2` with `favordynmods` unless it has it; whether it did.
