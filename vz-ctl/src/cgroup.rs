@@ -14,6 +14,8 @@ use vz_cgroup::{CgroupError, Freezer, tree};
 
 use crate::error::{CtlError, Result};
 
+mod cache;
+
 /// The v1 controllers a VE's cgroup is made in, when the host has them, and the named
 /// hierarchy systemd keeps its own tree in (delegated to a VE's root, see
 /// [`VeCgroup::delegate`]).
@@ -51,7 +53,7 @@ const WALK_RETRIES: usize = 3;
 const KILL_FREEZE_WAIT: Duration = Duration::from_millis(500);
 
 /// The cgroup hierarchy of this host.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hierarchy {
     /// Pure cgroup v2, mounted at the path.
     V2(PathBuf),
@@ -70,12 +72,14 @@ impl Hierarchy {
     }
 }
 
-/// What this process's one read of the mount table found about cgroups (the table is read
-/// once per command: ~2.5 µs per mount, 5 ms on a host with 2,000).
+/// Where this process found the hierarchies: in the hierarchy kept by an earlier command
+/// ([`cache`], while its mounts are unchanged), else by reading the mount table once
+/// (~2.5 µs per mount: 5 ms on a host with 2,000), which keeps it for the next command.
 struct Detected {
     hierarchy: Hierarchy,
-    /// The cgroup2 mount, as [`cgroup2_mount`] picks it, with its options at that read.
-    cgroup2: Option<CgroupMount>,
+    /// The cgroup2 mount, as [`cgroup2_mount`] picks it, with its options, when this process
+    /// read the mount table.
+    read: Option<Option<CgroupMount>>,
 }
 
 impl Detected {
@@ -84,7 +88,15 @@ impl Detected {
         if let Some(detected) = DETECTED.get() {
             return Ok(detected);
         }
-        let detected = Self::read_mountinfo()?;
+        let cache = Path::new(cache::CACHE);
+        let detected = match cache::load(cache) {
+            Some(hierarchy) => Detected { hierarchy, read: None },
+            None => {
+                let detected = Self::read_mountinfo()?;
+                cache::store(cache, &detected.hierarchy);
+                detected
+            }
+        };
         Ok(DETECTED.get_or_init(|| detected))
     }
 
@@ -96,7 +108,7 @@ impl Detected {
         let read = || read(path).map_err(CtlError::from);
         let parse = |text: String| {
             parse_mountinfo(&text)
-                .map(|hierarchy| Detected { hierarchy, cgroup2: cgroup2_mount(&text) })
+                .map(|hierarchy| Detected { hierarchy, read: Some(cgroup2_mount(&text)) })
         };
         if let Some(detected) = parse(read()?) {
             return Ok(detected);
@@ -123,13 +135,27 @@ impl Detected {
     }
 }
 
-/// The cgroup2 mount as this process first read the mount table (with [`Hierarchy::detect`]),
-/// if there is one.
+/// The cgroup2 mount (see [`pick`]) with its options as this command's read of the mount
+/// table showed them, or, when it has not read it (the hierarchy was kept), as a read now
+/// does.
 ///
 /// # Errors
-/// As [`Hierarchy::detect`].
-pub(crate) fn detected_cgroup2_mount() -> Result<Option<CgroupMount>> {
-    Ok(Detected::get()?.cgroup2.clone())
+/// A sentence saying what could not be read.
+pub(crate) fn cgroup2_mount_of_this_command() -> std::result::Result<Option<CgroupMount>, String> {
+    match Detected::get().map_err(|e| e.to_string())?.read.as_ref() {
+        Some(cgroup2) => Ok(cgroup2.clone()),
+        None => cgroup2_mount_now(),
+    }
+}
+
+/// The cgroup2 mount (see [`pick`]) with its options, from a read of the mount table now.
+///
+/// # Errors
+/// A sentence saying what could not be read.
+pub(crate) fn cgroup2_mount_now() -> std::result::Result<Option<CgroupMount>, String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("read /proc/self/mountinfo: {e}"))?;
+    Ok(cgroup2_mount(&text))
 }
 
 /// One cgroup mount of mountinfo.
@@ -207,7 +233,7 @@ fn pick<'a>(candidates: impl Iterator<Item = &'a CgroupMount>) -> Option<&'a Cgr
 }
 
 /// The mount of the cgroup2 hierarchy a mountinfo text shows, if any (see [`pick`]).
-pub(crate) fn cgroup2_mount(text: &str) -> Option<CgroupMount> {
+fn cgroup2_mount(text: &str) -> Option<CgroupMount> {
     let mounts = cgroup_mounts(text);
     pick(mounts.iter().filter(|m| m.v2)).cloned()
 }

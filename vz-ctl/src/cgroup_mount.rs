@@ -41,8 +41,8 @@ const FAVORDYNMODS: &str = "favordynmods";
 ///
 /// The remount passes the mount's own flags and every super option it has (a cgroup2
 /// remount resets the options it is not given, `nsdelegate` among them). A host without a
-/// cgroup2 mount is left alone. Its options are those of this process's first read of the
-/// mount table (a command reads it once; [`favor_again`] reads them afresh).
+/// cgroup2 mount is left alone. Its options are those of this command's read of the mount
+/// table, if it made one (a command reads it at most once; [`favor_again`] reads afresh).
 ///
 /// # Errors
 /// A sentence naming the mount and the failure.
@@ -50,8 +50,7 @@ pub(crate) fn favor_dynamic_changes(global: &GlobalConfig) -> Result<bool, Strin
     if !wanted(global) {
         return Ok(false);
     }
-    let cgroup2 = crate::cgroup::detected_cgroup2_mount().map_err(|e| e.to_string())?;
-    favor(cgroup2)
+    favor(crate::cgroup::cgroup2_mount_of_this_command()?)
 }
 
 /// Whether vz.conf lets vz turn `favordynmods` on.
@@ -83,10 +82,7 @@ pub(crate) fn favor_again(global: &GlobalConfig) {
     if !wanted(global) {
         return;
     }
-    let fresh = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("read /proc/self/mountinfo: {e}"))
-        .and_then(|text| favor(crate::cgroup::cgroup2_mount(&text)));
-    if let Err(e) = fresh {
+    if let Err(e) = crate::cgroup::cgroup2_mount_now().and_then(favor) {
         tracing::warn!("cgroup moves stay slow after idle spells: {e}");
     }
 }

@@ -178,7 +178,7 @@ fn ensure(global: &GlobalConfig, dir: &Path) -> std::result::Result<(), String> 
         .open(&lock_path)
         .map_err(|e| format!("open {}: {e}", lock_path.display()))?;
     lock.lock().map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
-    if is_lxcfs_mount(dir)? {
+    if is_lxcfs_mount(global, dir)? {
         match probe(dir) {
             Probe::Answers => return Ok(()),
             Probe::Silent => return Err("it does not answer".to_owned()),
@@ -222,7 +222,7 @@ fn start_helper(global: &GlobalConfig, dir: &Path) -> std::result::Result<(), St
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("{LXCFS} exited ({status}): {}", log_tail(&log_path)));
         }
-        if is_lxcfs_mount(dir)? {
+        if is_lxcfs_mount(global, dir)? {
             match probe(dir) {
                 Probe::Answers => {
                     tracing::info!(pid = child.id(), dir = %dir.display(), "lxcfs started");
@@ -258,14 +258,33 @@ fn log_tail(path: &Path) -> String {
 }
 
 /// Whether an lxcfs FUSE file system is mounted at `dir` in this mount namespace. The mount
-/// table is read only when something is mounted there.
-fn is_lxcfs_mount(dir: &Path) -> std::result::Result<bool, String> {
+/// table is read only when something is mounted there that is not the mount an earlier read
+/// found (its identity is kept in `LOCKDIR/lxcfs.mount`): a start of a VE beside running ones
+/// reads it no more.
+fn is_lxcfs_mount(global: &GlobalConfig, dir: &Path) -> std::result::Result<bool, String> {
+    let identity = vz_quota::mount_identity(dir).ok().flatten();
+    let record = global.lock_dir().join("lxcfs.mount");
+    let recorded = || -> Option<(u64, u64)> {
+        let text = std::fs::read_to_string(&record).ok()?;
+        let (id, dev) = text.trim().split_once(' ')?;
+        Some((id.parse().ok()?, dev.parse().ok()?))
+    };
+    if identity.is_some() && identity == recorded() {
+        return Ok(true);
+    }
     if vz_quota::is_mount_point(dir).ok() == Some(Some(false)) {
         return Ok(false);
     }
     let text = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("read /proc/self/mountinfo: {e}"))?;
-    Ok(mounts_lxcfs_at(&text, dir))
+    let found = mounts_lxcfs_at(&text, dir);
+    if let (true, Some((id, dev))) = (found, identity) {
+        // Callers hold lxcfs.lck: one writer at a time.
+        if let Err(e) = std::fs::write(&record, format!("{id} {dev}\n")) {
+            tracing::debug!(path = %record.display(), error = %e, "lxcfs mount not recorded");
+        }
+    }
+    Ok(found)
 }
 
 /// Whether `mountinfo` has an lxcfs mount at `dir` (the last mount there wins).

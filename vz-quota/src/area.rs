@@ -369,7 +369,14 @@ impl PrivateArea {
     /// # Errors
     /// When the mount table cannot be read.
     pub fn mounted_device(&self, root: &Path) -> Result<Option<PathBuf>> {
-        Ok(self.mount_of_image(root)?.map(|m| PathBuf::from(m.source)))
+        if self.layout != Layout::Image || !root.exists() {
+            return Ok(None);
+        }
+        let Some(device) = mount::block_device_at(root)? else {
+            return Ok(self.mount_of_image(root)?.map(|m| PathBuf::from(m.source)));
+        };
+        let image = self.image_path().canonicalize().ok();
+        Ok((image.is_some() && loopdev::backing_file(&device) == image).then_some(device))
     }
 
     /// The mount of this area's image at `root`, if that is what is mounted there.

@@ -99,7 +99,7 @@ mod ugid_limits;
 pub use area::{PrivateArea, has_cap_sys_resource};
 pub use error::{QuotaError, Result};
 pub use limit::{DiskInodes, DiskSpace, Layout, UNLIMITED};
-pub use mount::{is_mount_point, unescape_mountinfo};
+pub use mount::{is_mount_point, mount_identity, unescape_mountinfo};
 pub use mount_opts::ImageMountOptions;
 pub use project::{PROJECT_ID, SoftLimits};
 pub use proxy::{QuotactlAnswer, QuotactlCaller, QuotactlProxy};

@@ -103,7 +103,38 @@ pub(crate) fn is_mounted_at(root: &Path) -> Result<bool> {
 /// # Errors
 /// [`QuotaError::Io`] when `path` cannot be looked up.
 pub fn is_mount_point(path: &Path) -> Result<Option<bool>> {
-    crate::sys::is_mount_root(path).map_err(|e| QuotaError::io("statx", path, e))
+    Ok(stat(path)?.is_root)
+}
+
+/// Which mount is at `path`: the mount's id (never reused on Linux 6.8+) and its file
+/// system's device, or `None` when nothing is mounted exactly there or this kernel does not
+/// say. A cache of something read from the mount table stays true while its mount points
+/// keep their identity.
+///
+/// # Errors
+/// [`QuotaError::Io`] when `path` cannot be looked up.
+pub fn mount_identity(path: &Path) -> Result<Option<(u64, u64)>> {
+    let stat = stat(path)?;
+    Ok(match (stat.is_root, stat.mount_id) {
+        (Some(true), Some(id)) => Some((id, stat.dev)),
+        _ => None,
+    })
+}
+
+/// The block device of the file system mounted at `root` (`/dev/loop3`), from statx's device
+/// number and the name sysfs gives it, without reading the mount table; `None` when this
+/// kernel's statx does not identify the mount, nothing is mounted at `root` or its file
+/// system has no block device (the caller reads the mount table then).
+pub(crate) fn block_device_at(root: &Path) -> Result<Option<PathBuf>> {
+    let Some((_, dev)) = mount_identity(&canonical(root)?)? else { return Ok(None) };
+    let sysfs = format!("/sys/dev/block/{}:{}", libc::major(dev), libc::minor(dev));
+    Ok(std::fs::read_link(sysfs)
+        .ok()
+        .and_then(|link| link.file_name().map(|name| Path::new("/dev").join(name))))
+}
+
+fn stat(path: &Path) -> Result<crate::sys::MountStat> {
+    crate::sys::mount_stat(path).map_err(|e| QuotaError::io("statx", path, e))
 }
 
 /// Bind-mounts `source` at `target`.
@@ -227,5 +258,19 @@ mod tests {
         assert!(mount_at(Path::new(inside)).unwrap().is_none());
         assert_eq!(mount_at(Path::new("/proc")).unwrap().unwrap().fstype, "proc");
         assert!(is_mount_point(Path::new("/no/such/dir")).is_err());
+    }
+
+    /// The device statx and sysfs name for a mount point is the source the mount table shows;
+    /// a file system without a block device has none.
+    #[test]
+    fn the_block_device_at_a_mount_point_is_its_mount_table_source() {
+        assert_eq!(block_device_at(Path::new("/proc")).unwrap(), None);
+        let table = mounts().unwrap();
+        let topmost =
+            |m: &MountEntry| table.iter().rev().find(|t| t.mount_point == m.mount_point) == Some(m);
+        for m in table.iter().filter(|m| m.source.starts_with("/dev/") && topmost(m)) {
+            let Ok(Some(device)) = block_device_at(&m.mount_point) else { continue };
+            assert_eq!(device, Path::new(&m.source).canonicalize().unwrap(), "{m:?}");
+        }
     }
 }

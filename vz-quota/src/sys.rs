@@ -1,5 +1,5 @@
 //! The only file of vz-quota with `unsafe`: the loop device ioctls, the inode attribute ioctls
-//! that carry an ext4 project id, quotactl, and statx's mount-root attribute, which no safe
+//! that carry an ext4 project id, quotactl, and statx's mount attributes, which no safe
 //! wrapper covers.
 //!
 //! Layouts from `<linux/loop.h>`, `<linux/fs.h>` and `<linux/quota.h>`. Everything else (mount,
@@ -178,25 +178,48 @@ pub(crate) fn fs_thaw(dir: &File) -> io::Result<()> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
-/// Whether `path` is the root of a mount (statx's `STATX_ATTR_MOUNT_ROOT`, Linux 5.8+), or
-/// `None` when the kernel does not say. Symlinks are not followed, and the file system is not
+/// What statx says of `path` as a mount point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MountStat {
+    /// Whether it is the root of a mount (`STATX_ATTR_MOUNT_ROOT`, Linux 5.8+), if the
+    /// kernel says.
+    pub(crate) is_root: Option<bool>,
+    /// The id of the mount it is on: the never-reused `STATX_MNT_ID_UNIQUE` (Linux 6.8+), else
+    /// `STATX_MNT_ID` (5.8+), if the kernel says.
+    pub(crate) mount_id: Option<u64>,
+    /// The device of its file system (`st_dev`).
+    pub(crate) dev: u64,
+}
+
+/// `STATX_MNT_ID`.
+const STATX_MNT_ID: u32 = 0x1000;
+/// `STATX_MNT_ID_UNIQUE`.
+const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+
+/// statx of `path` as a mount point. Symlinks are not followed, and the file system is not
 /// asked for fresh attributes (`AT_STATX_DONT_SYNC`: a FUSE mount whose server is stopped
 /// does not block the call).
-pub(crate) fn is_mount_root(path: &Path) -> io::Result<Option<bool>> {
+pub(crate) fn mount_stat(path: &Path) -> io::Result<MountStat> {
     let path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
     let flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC;
+    let mask = STATX_MNT_ID | STATX_MNT_ID_UNIQUE;
     // SAFETY: `path` is a NUL-terminated string and `stx` a writable `struct statx` that
     // outlive the call; the kernel fills `stx` on success.
-    let rc = unsafe { libc::statx(libc::AT_FDCWD, path.as_ptr(), flags, 0, stx.as_mut_ptr()) };
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, path.as_ptr(), flags, mask, stx.as_mut_ptr()) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: statx succeeded and filled the zeroed struct.
     let stx = unsafe { stx.assume_init() };
     let attribute = libc::STATX_ATTR_MOUNT_ROOT as u64;
-    Ok((stx.stx_attributes_mask & attribute != 0).then_some(stx.stx_attributes & attribute != 0))
+    Ok(MountStat {
+        is_root: (stx.stx_attributes_mask & attribute != 0)
+            .then_some(stx.stx_attributes & attribute != 0),
+        mount_id: (stx.stx_mask & mask != 0).then_some(stx.stx_mnt_id),
+        dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+    })
 }
 
 /// `struct fstrim_range`.
