@@ -12,6 +12,40 @@ fn created(tree: &VzTree) -> String {
     ctid
 }
 
+/// `vzctl start --wait` sees a boot that signals before vzctl would look: a pause right after
+/// the init's release (`VZ_TEST_PAUSE_AT`) lets busybox's rcS open the boot fifo first. The
+/// fifo's read end is open before the init runs; opened after, it never sees the signal and
+/// the start waited for its hour-long limit (CI under load once).
+#[test]
+fn start_wait_sees_a_boot_that_signals_before_vzctl_looks() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = created(&tree);
+    let mut start = tree
+        .cmd("vzctl")
+        .args(["start", &ctid, "--wait"])
+        .env("VZ_TEST_PAUSE_AT", "start:released")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run vzctl start");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = start.try_wait().expect("wait for vzctl start") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = start.kill();
+            let _ = start.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let stopped = tree.run("vzctl", &["stop", &ctid, "--fast"]);
+    ok(tree.run("vzctl", &["destroy", &ctid]));
+    assert!(status.is_some_and(|s| s.success()), "start --wait returned: {status:?}");
+    ok(stopped);
+}
+
 #[test]
 fn a_ve_lives_and_leaves_nothing_behind() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));

@@ -26,6 +26,7 @@
 //! # Fault injection
 //! A test can make vzctl kill itself with SIGKILL at a named step: `VZ_TEST_CRASH_AT=<step>`.
 //! This is only a SIGKILL at a point the code names ([`crash_point`]); nothing else changes.
+//! `VZ_TEST_PAUSE_AT=<step>` makes it sleep 500 ms there instead (a race made certain).
 //! The steps (`tests/tests/crash.rs` kills at each):
 //!
 //! - `<op>:begin` right after the record is written, for create, start, stop, mount,
@@ -53,6 +54,12 @@ use crate::error::{CtlError, IoContext, Result};
 
 /// The environment variable naming the step at which vzctl SIGKILLs itself (tests only).
 pub const CRASH_AT_ENV: &str = "VZ_TEST_CRASH_AT";
+
+/// The environment variable naming the step at which vzctl sleeps [`PAUSE`] (tests only).
+pub const PAUSE_AT_ENV: &str = "VZ_TEST_PAUSE_AT";
+
+/// How long vzctl sleeps at the step [`PAUSE_AT_ENV`] names.
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The intent record this process has open, if any (nested operations, e.g. the mount done
 /// by start, are covered by the outer record).
@@ -292,9 +299,13 @@ pub fn recover(global: &GlobalConfig, ctid: Ctid) -> Result<Option<String>> {
     Ok(Some(record.op().to_owned()))
 }
 
-/// Makes this process SIGKILL itself if `VZ_TEST_CRASH_AT` names `step` (fault injection for
-/// the crash tests; see the module doc).
+/// Makes this process SIGKILL itself if `VZ_TEST_CRASH_AT` names `step`, or sleep if
+/// `VZ_TEST_PAUSE_AT` does (fault injection for the crash and race tests; see the module doc).
 pub fn crash_point(step: &str) {
+    if std::env::var_os(PAUSE_AT_ENV).is_some_and(|at| at == step) {
+        tracing::info!("{PAUSE_AT_ENV}={step}: sleeping {PAUSE:?}");
+        std::thread::sleep(PAUSE);
+    }
     if std::env::var_os(CRASH_AT_ENV).is_some_and(|at| at == step) {
         tracing::info!("{CRASH_AT_ENV}={step}: killing myself");
         let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);

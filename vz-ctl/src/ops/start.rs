@@ -107,11 +107,13 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
         Ok(())
     });
     configure(ve, pid, opts.wait)?;
+    // The fifo is opened before the init runs: its boot may signal on it within
+    // milliseconds, and a reader that opens after the signal never sees it (CI once hung
+    // here an hour: under load a busybox boot signalled before the open that came right
+    // after the release).
+    let fifo = if opts.wait { Some(open_boot_fifo(pid)?) } else { None };
     pending.release().map_err(|e| CtlError::Start(e.into()))?;
     crate::intent::crash_point("start:released");
-    // The fifo is opened at once: the boot may signal on it within milliseconds, and a
-    // reader that opens after the signal never sees it.
-    let fifo = if opts.wait { Some(open_boot_fifo(pid)?) } else { None };
     // An init that dies at once fails the start (and the undo list takes the VE down). A
     // working init soon sleeps waiting for its children: that ends the watch (a pidfd, no
     // fixed sleep).
