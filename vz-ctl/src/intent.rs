@@ -55,7 +55,7 @@ use crate::error::{CtlError, IoContext, Result};
 /// The environment variable naming the step at which vzctl SIGKILLs itself (tests only).
 pub const CRASH_AT_ENV: &str = "VZ_TEST_CRASH_AT";
 
-/// The environment variable naming the step at which vzctl sleeps [`PAUSE`] (tests only).
+/// The environment variable naming the step at which vzctl sleeps 500 ms (tests only).
 pub const PAUSE_AT_ENV: &str = "VZ_TEST_PAUSE_AT";
 
 /// How long vzctl sleeps at the step [`PAUSE_AT_ENV`] names.
