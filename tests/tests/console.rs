@@ -471,6 +471,35 @@ fn starts_racing_the_servers_exit_always_get_a_server() {
 }
 
 #[test]
+fn a_start_killed_while_its_server_starts_leaves_no_server() {
+    require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
+    let tree = VzTree::new("");
+    let ctid = created(&tree, false);
+    // The start begins the server before it makes the init, holding the tree's lock until it
+    // registers; killed in between, the server it began serves nobody and must end by itself.
+    let out = tree
+        .cmd("vzctl")
+        .env("VZ_TEST_CRASH_AT", "start:console-begun")
+        .args(["start", &ctid])
+        .output()
+        .expect("run vzctl");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "{}",
+        output_text(&out)
+    );
+    for server in tree.console_server_pids() {
+        wait_gone(server);
+    }
+    // The next start repairs the killed one and is served by a server of its own.
+    ok(tree.run("vzctl", &["start", &ctid, "--wait"]));
+    exec_ok(&tree, &ctid, "echo served-after-the-kill > /dev/console");
+    in_log(&tree, &ctid, "served-after-the-kill");
+    ok(tree.run("vzctl", &["stop", &ctid, "--fast"]));
+}
+
+#[test]
 fn a_hundred_starts_and_stops_leave_no_fd_in_the_server() {
     require!(Need::Root, Need::Program("/bin/busybox"), Need::CgroupController("pids"));
     let tree = VzTree::new("");

@@ -25,8 +25,14 @@ const CREATE_STEPS: &[&str] = &[
     "create:unpacked",
     "create:config-written",
 ];
-const START_STEPS: &[&str] =
-    &["start:begin", "mount:begin", "mount:mounted", "start:released", "start:settled"];
+const START_STEPS: &[&str] = &[
+    "start:begin",
+    "mount:begin",
+    "mount:mounted",
+    "start:console-begun",
+    "start:released",
+    "start:settled",
+];
 const STOP_STEPS: &[&str] = &["stop:begin", "stop:killed", "stop:cgroup-removed"];
 const MOUNT_STEPS: &[&str] = &["mount:begin", "mount:mounted", "umount:begin"];
 const SET_STEPS: &[&str] = &["set:begin", "set:name-linked", "set:saved"];

@@ -33,7 +33,8 @@
 //!   umount, set, destroy (also when nested: `mount:begin` inside a start);
 //! - create: `create:private-made`, `create:mounted` (image layout), `create:unpacked`,
 //!   `create:config-written`;
-//! - start: `mount:mounted`, `start:released` (init runs, record not yet settled),
+//! - start: `mount:mounted`, `start:console-begun` (a console server started, the init not
+//!   yet made), `start:released` (init runs, record not yet settled),
 //!   `start:settled`;
 //! - stop: `stop:killed`, `stop:cgroup-removed`;
 //! - set: `set:name-linked`, `set:saved`;

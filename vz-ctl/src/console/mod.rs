@@ -59,12 +59,18 @@ pub struct ConsoleServer {
 
 impl ConsoleServer {
     /// Hands the console pty `master` of the init `init_pid` to the tree's console server
-    /// (started if none runs, [`crate::consoled::register`]); returns once it serves it.
+    /// (started if none runs, or the one `starting` begun, [`crate::consoled::register`]);
+    /// returns once it serves it.
     ///
     /// # Errors
     /// [`crate::CtlError::Start`] when the server cannot be had or refuses the VE.
-    pub fn start(ve: &Ve, master: OwnedFd, init_pid: i32) -> Result<ConsoleServer> {
-        crate::consoled::register(ve, init_pid, Some(master))?;
+    pub fn start(
+        ve: &Ve,
+        master: OwnedFd,
+        init_pid: i32,
+        starting: Option<crate::consoled::Starting>,
+    ) -> Result<ConsoleServer> {
+        crate::consoled::register(ve, init_pid, Some(master), starting)?;
         let socket = socket_path(ve);
         let bound =
             std::fs::metadata(&socket).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));

@@ -7,6 +7,9 @@
 //! sends the request and waits for the answer, then lets the lock go. A server with no VE
 //! left exits only when it gets the lock without waiting, after removing its socket: so a
 //! start either reaches a server that will serve its VE, or finds no server and starts one.
+//! A start may look before it makes the VE's init ([`begin`]): if no server answers, it
+//! starts one then and keeps the lock until it registers, so the server's start overlaps
+//! the namespace build instead of following it.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IoSlice, Read, Write};
@@ -14,7 +17,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -70,24 +73,68 @@ fn lock(global: &GlobalConfig, arg: FlockArg) -> Result<Option<Flock<File>>> {
     }
 }
 
+/// A console server being started by a start that found none ([`begin`]), before its VE's
+/// init exists; [`register`] waits for it. It holds the tree's lock until then, so the new
+/// server cannot exit before it serves the VE (dropped unused, the lock goes and the idle
+/// server exits by itself).
+#[derive(Debug)]
+pub struct Starting {
+    lock: Flock<File>,
+    child: Child,
+}
+
+/// Starts the tree's console server now if there is none, without waiting for it: the
+/// caller makes its VE's init meanwhile and hands the result to [`register`]. `None` when
+/// the server's socket is there ([`register`] then connects, and starts a server if that
+/// socket was a dead server's). Under the lock a missing socket means no server: a server
+/// removes its socket only on its way out, holding the lock until it has exited.
+///
+/// # Errors
+/// [`CtlError::Start`] when the lock cannot be had or the server cannot be started.
+pub fn begin(global: &GlobalConfig) -> Result<Option<Starting>> {
+    let run = global.run_dir();
+    std::fs::create_dir_all(&run).op("create", &run)?;
+    let Some(lock) = lock(global, FlockArg::LockExclusive)? else { return Ok(None) };
+    if std::fs::symlink_metadata(socket_path(global)).is_ok() {
+        return Ok(None);
+    }
+    Ok(Some(Starting { lock, child: spawn_server()? }))
+}
+
 /// Hands the VE `ve`, whose init is `pid`, and its console's `master` to the tree's console
-/// server, starting the server if none runs; returns once the server serves the VE.
+/// server, starting the server if none runs (or finishing the start [`begin`] made);
+/// returns once the server serves the VE.
 ///
 /// # Errors
 /// [`CtlError::Start`] when the init is gone, the server cannot be started or refuses.
-pub fn register(ve: &Ve, pid: i32, master: Option<OwnedFd>) -> Result<()> {
+pub fn register(
+    ve: &Ve,
+    pid: i32,
+    master: Option<OwnedFd>,
+    starting: Option<Starting>,
+) -> Result<()> {
     let fail = |what: String| CtlError::Start(what.into());
     let run = ve.global.run_dir();
     std::fs::create_dir_all(&run).op("create", &run)?;
     let pidfd =
         crate::sys::pidfd_open(pid).map_err(|e| fail(format!("pidfd of the init {pid}: {e}")))?;
-    let _lock = lock(&ve.global, FlockArg::LockExclusive)?;
     let socket = socket_path(&ve.global);
-    let mut conn = match UnixStream::connect(&socket) {
-        Ok(conn) => conn,
-        Err(_) => {
-            start_server()?;
-            UnixStream::connect(&socket).op("connect to the console server", &socket)?
+    let (_lock, mut conn) = match starting {
+        Some(Starting { lock, child }) => {
+            wait_ready(child)?;
+            let conn = UnixStream::connect(&socket).op("connect to the console server", &socket)?;
+            (Some(lock), conn)
+        }
+        None => {
+            let lock = lock(&ve.global, FlockArg::LockExclusive)?;
+            let conn = match UnixStream::connect(&socket) {
+                Ok(conn) => conn,
+                Err(_) => {
+                    wait_ready(spawn_server()?)?;
+                    UnixStream::connect(&socket).op("connect to the console server", &socket)?
+                }
+            };
+            (lock, conn)
         }
     };
     let request = format!("add {} {pid}", ve.ctid);
@@ -115,18 +162,23 @@ pub fn register(ve: &Ve, pid: i32, master: Option<OwnedFd>) -> Result<()> {
     }
 }
 
-/// Starts `vzctl __consoled` and waits until it says it is ready (its socket bound).
-fn start_server() -> Result<()> {
+/// Starts `vzctl __consoled`, its stdout a pipe on which it says when it is ready.
+fn spawn_server() -> Result<Child> {
     let fail = |what: String| CtlError::Start(what.into());
     let exe = std::env::current_exe().map_err(|e| fail(format!("find vzctl: {e}")))?;
-    let mut child = Command::new(exe)
+    Command::new(exe)
         .arg(SERVER_COMMAND)
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| fail(format!("start the console server: {e}")))?;
+        .map_err(|e| fail(format!("start the console server: {e}")))
+}
+
+/// Waits until the started server says it is ready (its socket bound); one that does not is
+/// killed.
+fn wait_ready(mut child: Child) -> Result<()> {
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {
         let _ = BufReader::new(out).read_line(&mut line);
@@ -135,7 +187,7 @@ fn start_server() -> Result<()> {
         let _ = child.kill();
         let _ = child.wait();
         let why = if line.is_empty() { "it exited (see the log)" } else { line.trim() };
-        return Err(fail(format!("the console server did not start: {why}")));
+        return Err(CtlError::Start(format!("the console server did not start: {why}").into()));
     }
     Ok(())
 }

@@ -52,7 +52,7 @@ use nix::errno::Errno;
 use nix::poll::PollTimeout;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-pub use control::{SERVER_COMMAND, lock_path, register, socket_path};
+pub use control::{SERVER_COMMAND, Starting, begin, lock_path, register, socket_path};
 
 use crate::budget::thread_cpu;
 use crate::config::GlobalConfig;

@@ -421,7 +421,7 @@ pub fn restore(ve: &Ve, opts: &RestoreOptions) -> Result<()> {
     super::set_live::dev_nodes(ve, restored.init_pid)?;
     undo.commit();
     if let Some(master) = master
-        && let Err(e) = crate::console::ConsoleServer::start(ve, master, restored.init_pid)
+        && let Err(e) = crate::console::ConsoleServer::start(ve, master, restored.init_pid, None)
     {
         // The VE runs; its console's writes fail (EIO) until it is restarted.
         crate::output::warn(format!("Warning: CT {}: {}", ve.ctid, crate::error::chain(&e)));

@@ -82,11 +82,14 @@ pub fn start(ve: &Ve, opts: StartOptions) -> Result<()> {
         spec.quotactl_server = Some(server.socket.clone());
         undo.push("quotactl server", move || server.kill());
     }
+    // A console server that has to be started starts while the init is made.
+    let starting = if spec.console { crate::consoled::begin(&ve.global)? } else { None };
+    crate::intent::crash_point("start:console-begun");
     let mut pending = vz_ns::spawn_init(&spec).map_err(|e| CtlError::Start(e.into()))?;
     let pid = pending.pid();
     // The console server ends by itself when the init is gone (the undo list kills it).
     let console = match pending.take_console() {
-        Some(master) => Some(crate::console::ConsoleServer::start(ve, master, pid)?),
+        Some(master) => Some(crate::console::ConsoleServer::start(ve, master, pid, starting)?),
         None => None,
     };
     // The init's sysinfo listener (no quotactl server took it) goes to the console server.
