@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::bench_peers::{Floor, Lxc, Nspawn, Oci, Op, Runtime, Vz, quiet};
+use crate::bench_peers::{Floor, FloorOnImage, Lxc, Nspawn, Oci, Op, Runtime, Vz, quiet};
 use crate::bench_stats::{Table, Value, median_ms};
 
 /// The Debian packages of the peers: (package, program it provides).
@@ -36,6 +36,8 @@ pub(crate) struct BenchOptions {
     pub(crate) clean_rounds: usize,
     /// Idle containers per runtime.
     pub(crate) idle: usize,
+    /// Rounds of the idle measurement, the runtimes taking turns (medians are printed).
+    pub(crate) idle_rounds: usize,
     /// Only the idle (density) measurement, of vz alone.
     pub(crate) density_only: bool,
     /// Install missing peers with apt-get.
@@ -48,8 +50,8 @@ pub(crate) struct BenchOptions {
 }
 
 impl BenchOptions {
-    /// Parses `[--quick] [--rounds N] [--idle N] [--density N] [--layout L] [--no-install]
-    /// [--bin-dir D]`.
+    /// Parses `[--quick] [--rounds N] [--idle N] [--idle-rounds N] [--density N] [--layout L]
+    /// [--no-install] [--bin-dir D]`.
     pub(crate) fn parse(args: &[String]) -> Result<BenchOptions> {
         let mut o = BenchOptions {
             rounds: 30,
@@ -57,6 +59,7 @@ impl BenchOptions {
             pause: Duration::from_millis(1000),
             clean_rounds: 3,
             idle: 50,
+            idle_rounds: 3,
             density_only: false,
             install: true,
             bin_dir: None,
@@ -75,11 +78,14 @@ impl BenchOptions {
                     o.pause = Duration::from_millis(300);
                     o.clean_rounds = 1;
                     o.idle = 3;
+                    o.idle_rounds = 1;
                 }
                 "--rounds" => o.rounds = number(&mut it, "--rounds")?.max(1),
                 "--idle" => o.idle = number(&mut it, "--idle")?,
+                "--idle-rounds" => o.idle_rounds = number(&mut it, "--idle-rounds")?.max(1),
                 "--density" => {
                     o.idle = number(&mut it, "--density")?;
+                    o.idle_rounds = 1;
                     o.density_only = true;
                 }
                 "--no-install" => o.install = false,
@@ -136,7 +142,7 @@ pub(crate) fn run(o: &BenchOptions) -> Result<()> {
             let cgroup = tree.cgroup("crun");
             all.push(Box::new(Oci::new("crun", &tree.dir, &tree.rootfs, &cgroup, ns)?));
         }
-        idle_rows(o, &tree, &mut table, &mut all)?;
+        crate::bench_idle::idle_rows(o, &tree, &mut table, &mut all)?;
     } else {
         measure(o, &tree, &bin, &mut table, &mut notes)?;
     }
@@ -187,6 +193,8 @@ fn measure(
     let simfs = tree.vz("vz simfs", bin);
     quiet(&mut image.vzctl(&["create", "101", "--layout", "ploop"]))?;
     quiet(&mut simfs.vzctl(&["create", "102", "--layout", "simfs"]))?;
+    // The image the floor mounts for its cycle on an image (a VE's, never started).
+    quiet(&mut image.vzctl(&["create", "103", "--layout", "ploop"]))?;
     let mut peers: Vec<Box<dyn Runtime>> = Vec::new();
     if which("crun").is_some() {
         peers.push(Box::new(Oci::new(
@@ -229,6 +237,7 @@ fn measure(
     });
     let cycle = timed_rounds(&mut all, o.rounds, Duration::ZERO, |r, id| r.cycle(id))?;
     table_row(table, "start → run `true` → stop, image layout (default)", &cycle);
+    image_floor_row(o, tree, bin, table)?;
     let cycle = timed_rounds(&mut simfs, o.rounds, Duration::ZERO, |r, id| r.cycle(id))?;
     let cycle: Vec<_> = cycle.into_iter().map(|(_, s)| ("vz".to_owned(), s)).collect();
     table_row(table, "same, directory layout (simfs)", &cycle);
@@ -239,7 +248,26 @@ fn measure(
     exec_rows(o, &mut all, table)?;
     create_row(o, tree, bin, table)?;
     stop_rows(o, &mut all, table)?;
-    idle_rows(o, tree, table, &mut all)?;
+    crate::bench_idle::idle_rows(o, tree, table, &mut all)?;
+    Ok(())
+}
+
+/// vz's cycle on its image layout beside the floor on an ext4 image of its own
+/// ([`FloorOnImage`], on VE 103's image): what is left of vz's time once the file system
+/// every image VE mounts is paid.
+fn image_floor_row(o: &BenchOptions, tree: &Tree, bin: &Path, table: &mut Table) -> Result<()> {
+    let image = tree.dir.join("private/103/root.hdd/root.img");
+    let dir = tree.dir.join("floor-image");
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let mut pair: Vec<Box<dyn Runtime>> =
+        vec![Box::new(tree.vz("vz", bin)), Box::new(FloorOnImage::new(&image, &dir))];
+    let cycle = timed_rounds(&mut pair, o.rounds, Duration::ZERO, |r, id| r.cycle(id))?;
+    table_row(
+        table,
+        "same, beside the floor on an ext4 image of its own (losetup, mount, unshare+chroot, \
+         umount, losetup -d)",
+        &cycle,
+    );
     Ok(())
 }
 
@@ -460,98 +488,6 @@ fn stop_rows(o: &BenchOptions, all: &mut [Box<dyn Runtime>], table: &mut Table) 
     Ok(())
 }
 
-/// N idle containers per runtime: start time per container, kernel memory, host processes
-/// and kernel threads per container.
-fn idle_rows(
-    o: &BenchOptions,
-    tree: &Tree,
-    table: &mut Table,
-    all: &mut [Box<dyn Runtime>],
-) -> Result<()> {
-    let n = o.idle;
-    if n == 0 {
-        return Ok(());
-    }
-    let mut start = Vec::new();
-    let mut memory = Vec::new();
-    let mut processes = Vec::new();
-    let mut kthreads = Vec::new();
-    for r in all.iter_mut() {
-        if !r.has(Op::Idle) || r.name() == "floor" {
-            continue;
-        }
-        let name = r.name().to_owned();
-        let ids: Vec<String> = (0..n)
-            .map(|i| {
-                if name.starts_with("vz") {
-                    (1000 + i).to_string()
-                } else {
-                    format!("vzb-idle-{i}")
-                }
-            })
-            .collect();
-        if name.starts_with("vz") {
-            tree.create_many(&ids, &o.layout)?;
-        }
-        crate::bench_idle::wait_for_cgroups_to_settle();
-        let before = crate::bench_idle::Snapshot::take()?;
-        let mut started = 0;
-        let begin = Instant::now();
-        let outcome = ids.iter().try_for_each(|id| {
-            r.start_idle(id)?;
-            started += 1;
-            Ok::<_, anyhow::Error>(())
-        });
-        let took = begin.elapsed();
-        std::thread::sleep(Duration::from_secs(1));
-        let after = crate::bench_idle::Snapshot::take()?;
-        let begin_stop = Instant::now();
-        for id in ids.iter().take(started) {
-            r.stop_fast(id).with_context(|| format!("{name}: stop {id}"))?;
-        }
-        let stop_took = begin_stop.elapsed();
-        outcome.with_context(|| format!("{name}: {started} of {n} idle containers started"))?;
-        let cost = before.per_item(&after, n);
-        let kinds: Vec<String> = before
-            .new_thread_kinds(&after)
-            .iter()
-            .take(6)
-            .map(|(kind, count)| format!("{kind} +{count}"))
-            .collect();
-        println!("bench: {name}: new kernel threads: {}", kinds.join(", "));
-        let slabs: Vec<String> = before
-            .slab_growth(&after, n, 1.0)
-            .iter()
-            .map(|(cache, kib)| format!("{cache} {kib:.1}"))
-            .collect();
-        println!("bench: {name}: slab caches grown, KiB per container: {}", slabs.join(", "));
-        println!(
-            "bench: {name}: {n} idle containers started in {:.2} s, stopped in {:.2} s",
-            took.as_secs_f64(),
-            stop_took.as_secs_f64()
-        );
-        #[allow(clippy::cast_precision_loss, reason = "n is small")]
-        start.push((name.clone(), Value::Ms(took.as_secs_f64() * 1e3 / n as f64)));
-        memory.push((name.clone(), Value::KiB(cost.kernel_kib)));
-        processes.push((name.clone(), Value::Count(cost.host_processes)));
-        kthreads.push((name.clone(), Value::Count(cost.kernel_threads)));
-        if name.starts_with("vz") {
-            tree.destroy_many(&ids);
-        }
-    }
-    for (work, values) in [
-        (format!("{n} idle containers: start per container"), start),
-        (format!("{n} idle: kernel memory per container (Slab+KernelStack+PageTables)"), memory),
-        (format!("{n} idle: host processes per container (outside its pid namespace)"), processes),
-        (format!("{n} idle: kernel threads per container"), kthreads),
-    ] {
-        let values: Vec<(&str, Option<Value>)> =
-            values.iter().map(|(name, v)| (name.as_str(), Some(*v))).collect();
-        table.push(&work, &values);
-    }
-    Ok(())
-}
-
 /// The bench's temporary tree: vz.conf, the busybox cache and tree, cgroup parents, the
 /// mount namespace crun runs in; removed on drop.
 pub(crate) struct Tree {
@@ -652,7 +588,7 @@ impl Tree {
     }
 
     /// Creates the VEs `ids` (idle measurement) from the cache.
-    fn create_many(&self, ids: &[String], layout: &str) -> Result<()> {
+    pub(crate) fn create_many(&self, ids: &[String], layout: &str) -> Result<()> {
         let vz = self.vz("vz", &self.bin);
         for id in ids {
             quiet(&mut vz.vzctl(&["create", id, "--layout", layout]))?;
@@ -661,7 +597,7 @@ impl Tree {
     }
 
     /// Destroys the VEs `ids`, best effort.
-    fn destroy_many(&self, ids: &[String]) {
+    pub(crate) fn destroy_many(&self, ids: &[String]) {
         let vz = self.vz("vz", &self.bin);
         for id in ids {
             let _ = vz.vzctl(&["stop", id, "--fast"]).output();

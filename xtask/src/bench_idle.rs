@@ -1,12 +1,16 @@
-//! What `cargo xtask bench` reads of the host around N idle containers (kernel memory, host
-//! processes, kernel threads), and the removal of everything the bench made.
+//! `cargo xtask bench`'s idle rows: N idle containers per runtime in rounds, what the bench
+//! reads of the host around them (kernel memory, host processes, kernel threads), and the
+//! removal of everything the bench made.
 
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use crate::bench::Tree;
+use crate::bench::{BenchOptions, Tree};
+use crate::bench_peers::{Op, Runtime};
+use crate::bench_stats::{Table, Value};
 use crate::bench_stats::{is_kernel_thread, kernel_kib, per_item};
 
 /// The host's counts at one moment.
@@ -17,15 +21,15 @@ pub(crate) struct Snapshot {
     kernel_threads: u64,
     /// Kernel threads by name with the numbers masked (`jbd*/loop*-*`).
     thread_kinds: BTreeMap<String, u64>,
-    /// KiB held by each slab cache (/proc/slabinfo: slabs × pages per slab); empty where
-    /// the file cannot be read.
+    /// Bytes of the objects in use in each slab cache (/proc/slabinfo); empty where the
+    /// file cannot be read.
     slab_caches: BTreeMap<String, u64>,
 }
 
 /// The per-container cost between two snapshots.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Cost {
-    /// Slab + KernelStack + PageTables, KiB per container.
+    /// Slab objects in use + KernelStack + PageTables, KiB per container.
     pub(crate) kernel_kib: f64,
     /// Processes in the host's pid namespace (not kernel threads) per container.
     pub(crate) host_processes: f64,
@@ -40,7 +44,7 @@ impl Snapshot {
     /// /proc cannot be read.
     pub(crate) fn take() -> Result<Snapshot> {
         let meminfo = std::fs::read_to_string("/proc/meminfo").context("read /proc/meminfo")?;
-        let kernel_kib =
+        let (slab_kib, stacks_and_tables_kib) =
             kernel_kib(&meminfo).context("/proc/meminfo lacks Slab/KernelStack/PageTables")?;
         let own_ns =
             std::fs::read_link("/proc/self/ns/pid").context("readlink /proc/self/ns/pid")?;
@@ -69,8 +73,17 @@ impl Snapshot {
             }
         }
         let slab_caches = std::fs::read_to_string("/proc/slabinfo")
-            .map(|text| slab_cache_kib(&text))
+            .map(|text| slab_object_bytes(&text))
             .unwrap_or_default();
+        // The objects in use, not meminfo's Slab: that counts whole slab pages, and how full
+        // the pages already were (what ran before freed objects in them) moved a runtime's
+        // figure by a factor of two between runs.
+        let slab_kib = if slab_caches.is_empty() {
+            slab_kib
+        } else {
+            slab_caches.values().sum::<u64>() / 1024
+        };
+        let kernel_kib = slab_kib + stacks_and_tables_kib;
         Ok(Snapshot { kernel_kib, host_processes, kernel_threads, thread_kinds, slab_caches })
     }
 
@@ -87,9 +100,9 @@ impl Snapshot {
         let mut grown: Vec<(String, f64)> = after
             .slab_caches
             .iter()
-            .map(|(name, &kib)| {
+            .map(|(name, &bytes)| {
                 let before = self.slab_caches.get(name).copied().unwrap_or(0);
-                (name.clone(), per_item(before, kib, n))
+                (name.clone(), per_item(before, bytes, n) / 1024.0)
             })
             .filter(|(_, kib)| *kib >= min_kib)
             .collect();
@@ -122,6 +135,147 @@ impl Snapshot {
     }
 }
 
+/// N idle containers per runtime: start time, kernel memory, host processes and kernel
+/// threads per container, in `o.idle_rounds` rounds in which the runtimes take turns; the
+/// medians go in the table. Host-wide kernel costs that come in steps (a memory cgroup's
+/// per-shrinker arrays grow for every cgroup on the host when mounts pass a multiple of 64
+/// shrinkers) land in whichever runtime's window they fall, so one round can be off by half.
+pub(crate) fn idle_rows(
+    o: &BenchOptions,
+    tree: &Tree,
+    table: &mut Table,
+    all: &mut [Box<dyn Runtime>],
+) -> Result<()> {
+    let n = o.idle;
+    if n == 0 {
+        return Ok(());
+    }
+    let mut samples: Vec<(String, Vec<IdleSample>)> = Vec::new();
+    for round in 0..o.idle_rounds {
+        for r in all.iter_mut() {
+            if !r.has(Op::Idle) || r.name() == "floor" {
+                continue;
+            }
+            let last = round + 1 == o.idle_rounds;
+            let sample = idle_round(tree, &o.layout, n, r.as_mut(), last)?;
+            match samples.iter_mut().find(|(name, _)| name == r.name()) {
+                Some((_, runs)) => runs.push(sample),
+                None => samples.push((r.name().to_owned(), vec![sample])),
+            }
+        }
+    }
+    let median = |runs: &[IdleSample], f: &dyn Fn(&IdleSample) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(f).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let mut row = |work: String, f: &dyn Fn(&IdleSample) -> f64, value: fn(f64) -> Value| {
+        let values: Vec<(&str, Option<Value>)> = samples
+            .iter()
+            .map(|(name, runs)| (name.as_str(), Some(value(median(runs, f)))))
+            .collect();
+        table.push(&work, &values);
+    };
+    row(format!("{n} idle containers: start per container"), &|s| s.start_ms, Value::Ms);
+    row(
+        format!(
+            "{n} idle: kernel memory per container (slab objects in use + KernelStack + \
+             PageTables)"
+        ),
+        &|s| s.cost.kernel_kib,
+        Value::KiB,
+    );
+    row(
+        format!("{n} idle: host processes per container (outside its pid namespace)"),
+        &|s| s.cost.host_processes,
+        Value::Count,
+    );
+    row(
+        format!("{n} idle: kernel threads per container"),
+        &|s| s.cost.kernel_threads,
+        Value::Count,
+    );
+    Ok(())
+}
+
+/// One runtime's idle round.
+struct IdleSample {
+    start_ms: f64,
+    cost: Cost,
+}
+
+/// Starts `n` idle containers of `r`, measures them a second later and stops them; with
+/// `detail`, prints the kernel threads and slab caches that grew.
+fn idle_round(
+    tree: &Tree,
+    layout: &str,
+    n: usize,
+    r: &mut dyn Runtime,
+    detail: bool,
+) -> Result<IdleSample> {
+    let name = r.name().to_owned();
+    let ids: Vec<String> =
+        (0..n)
+            .map(|i| {
+                if name.starts_with("vz") {
+                    (1000 + i).to_string()
+                } else {
+                    format!("vzb-idle-{i}")
+                }
+            })
+            .collect();
+    if name.starts_with("vz") {
+        tree.create_many(&ids, layout)?;
+    }
+    wait_for_cgroups_to_settle();
+    let before = Snapshot::take()?;
+    let mut started = 0;
+    let begin = Instant::now();
+    let outcome = ids.iter().try_for_each(|id| {
+        r.start_idle(id)?;
+        started += 1;
+        Ok::<_, anyhow::Error>(())
+    });
+    let took = begin.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let after = Snapshot::take()?;
+    let begin_stop = Instant::now();
+    for id in ids.iter().take(started) {
+        r.stop_fast(id).with_context(|| format!("{name}: stop {id}"))?;
+    }
+    let stop_took = begin_stop.elapsed();
+    outcome.with_context(|| format!("{name}: {started} of {n} idle containers started"))?;
+    if name.starts_with("vz") {
+        tree.destroy_many(&ids);
+    }
+    let cost = before.per_item(&after, n);
+    println!(
+        "bench: {name}: {n} idle containers started in {:.2} s, stopped in {:.2} s, {:.0} KiB \
+         of kernel memory each",
+        took.as_secs_f64(),
+        stop_took.as_secs_f64(),
+        cost.kernel_kib
+    );
+    if detail {
+        let kinds: Vec<String> = before
+            .new_thread_kinds(&after)
+            .iter()
+            .take(6)
+            .map(|(kind, count)| format!("{kind} +{count}"))
+            .collect();
+        println!("bench: {name}: new kernel threads: {}", kinds.join(", "));
+        let slabs: Vec<String> = before
+            .slab_growth(&after, n, 1.0)
+            .iter()
+            .map(|(cache, kib)| format!("{cache} {kib:.1}"))
+            .collect();
+        println!("bench: {name}: slab caches grown, KiB per container: {}", slabs.join(", "));
+    }
+    #[allow(clippy::cast_precision_loss, reason = "n is small")]
+    let start_ms = took.as_secs_f64() * 1e3 / n as f64;
+    Ok(IdleSample { start_ms, cost })
+}
+
 /// Waits until the host's number of cgroups (every hierarchy's count in /proc/cgroups, which
 /// holds the dying ones too) has not changed for a second, at most 10 s: the cgroups of the
 /// containers measured before are freed in the background after their removal, and their
@@ -149,18 +303,17 @@ pub(crate) fn wait_for_cgroups_to_settle() {
     }
 }
 
-/// KiB per slab cache from /proc/slabinfo's text (version 2.1: `name active num objsize
-/// objperslab pagesperslab : tunables … : slabdata active_slabs num_slabs shared`).
-pub(crate) fn slab_cache_kib(text: &str) -> BTreeMap<String, u64> {
-    let page_kib = 4;
+/// Bytes of the objects in use per slab cache from /proc/slabinfo's text (version 2.1:
+/// `name active_objs num_objs objsize …`): active objects × object size.
+pub(crate) fn slab_object_bytes(text: &str) -> BTreeMap<String, u64> {
     text.lines()
         .filter(|line| !line.starts_with("slabinfo") && !line.starts_with('#'))
         .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let pages_per_slab: u64 = fields.get(5)?.parse().ok()?;
-            let data = fields.iter().position(|f| *f == "slabdata")?;
-            let slabs: u64 = fields.get(data + 2)?.parse().ok()?;
-            Some((fields[0].to_owned(), slabs * pages_per_slab * page_kib))
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?;
+            let active: u64 = fields.next()?.parse().ok()?;
+            let size: u64 = fields.nth(1)?.parse().ok()?;
+            Some((name.to_owned(), active * size))
         })
         .collect()
 }
@@ -182,9 +335,12 @@ pub(crate) fn thread_kind(stat: &str) -> String {
     kind
 }
 
-/// Removes everything the bench made: VEs (stopped, destroyed), peers' containers, processes
-/// left in the bench's cgroups (killed by pid), its cgroups, mounts and files.
+/// Removes everything the bench made: the image floor's mount and loop device, VEs
+/// (stopped, destroyed), peers' containers, processes left in the bench's cgroups (killed by
+/// pid), its cgroups, mounts and files.
 pub(crate) fn cleanup(tree: &Tree) {
+    unmount_under(&tree.dir.join("floor-image"));
+    detach_loops_under(&tree.dir);
     for id in tree.ve_ids() {
         let _ = tree.vzctl(&["stop", &id, "--fast"]).stdin(Stdio::null()).output();
         let _ = tree.vzctl(&["destroy", &id]).stdin(Stdio::null()).output();
@@ -287,6 +443,19 @@ fn unmount_under(dir: &Path) {
     }
 }
 
+/// Detaches the loop devices whose backing file is below `dir` (the image floor's, when a
+/// cycle was cut short).
+fn detach_loops_under(dir: &Path) {
+    for entry in std::fs::read_dir("/sys/block").into_iter().flatten().flatten() {
+        let backing = entry.path().join("loop/backing_file");
+        let Ok(file) = std::fs::read_to_string(&backing) else { continue };
+        if Path::new(file.trim_end()).starts_with(dir) {
+            let device = Path::new("/dev").join(entry.file_name());
+            let _ = Command::new("losetup").arg("-d").arg(&device).status();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,14 +480,14 @@ mod tests {
     }
 
     #[test]
-    fn slab_caches_are_counted_in_kib_and_their_growth_per_item() {
+    fn slab_caches_count_their_objects_in_use_and_their_growth_per_item() {
         let text = "slabinfo - version: 2.1\n\
             # name <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>\n\
             mnt_cache 1000 1050 320 25 2 : tunables 0 0 0 : slabdata 42 42 0\n\
             kmalloc-1k 64 64 1024 32 8 : tunables 0 0 0 : slabdata 2 2 0\n";
-        let before = slab_cache_kib(text);
-        assert_eq!(before.get("mnt_cache"), Some(&(42 * 2 * 4)));
-        assert_eq!(before.get("kmalloc-1k"), Some(&(2 * 8 * 4)));
+        let before = slab_object_bytes(text);
+        assert_eq!(before.get("mnt_cache"), Some(&(1000 * 320)));
+        assert_eq!(before.get("kmalloc-1k"), Some(&(64 * 1024)));
         let snap = |caches: BTreeMap<String, u64>| Snapshot {
             kernel_kib: 0,
             host_processes: 0,
@@ -327,8 +496,8 @@ mod tests {
             slab_caches: caches,
         };
         let mut after = before.clone();
-        after.insert("mnt_cache".into(), 42 * 8 + 400);
-        after.insert("pid".into(), 30);
+        after.insert("mnt_cache".into(), 1000 * 320 + 400 * 1024);
+        after.insert("pid".into(), 30 * 1024);
         let grown = snap(before).slab_growth(&snap(after), 10, 1.0);
         assert_eq!(grown, [("mnt_cache".to_owned(), 40.0), ("pid".to_owned(), 3.0)]);
     }

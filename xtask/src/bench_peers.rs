@@ -475,6 +475,63 @@ impl Runtime for Floor {
     }
 }
 
+/// The floor on an ext4 image of its own, the least a runtime whose containers each have a
+/// file system pays (vz's default image layout): `losetup --direct-io=on` of the image, `mount`
+/// of the device, the floor's `unshare` + `chroot` into it, `umount`, `losetup -d` (the
+/// programs' execs are counted; `mount -o loop` would look at every loop device on the host
+/// for one already on the image, 8 ms more with 500 of them).
+pub(crate) struct FloorOnImage {
+    image: PathBuf,
+    floor: Floor,
+}
+
+impl FloorOnImage {
+    /// The floor on `image`, mounted at `dir` for each cycle.
+    pub(crate) fn new(image: &Path, dir: &Path) -> FloorOnImage {
+        FloorOnImage { image: image.to_owned(), floor: Floor::new(dir) }
+    }
+}
+
+impl Runtime for FloorOnImage {
+    fn name(&self) -> &str {
+        "floor"
+    }
+    fn has(&self, op: Op) -> bool {
+        op == Op::Cycle
+    }
+    fn cycle(&mut self, id: &str) -> Result<()> {
+        let dir = self.floor.rootfs.clone();
+        let attach = Command::new("losetup")
+            .args(["--direct-io=on", "--find", "--show"])
+            .arg(&self.image)
+            .stderr(Stdio::inherit())
+            .output()
+            .context("run losetup")?;
+        if !attach.status.success() {
+            bail!("losetup {} failed", self.image.display());
+        }
+        let device = String::from_utf8_lossy(&attach.stdout).trim().to_owned();
+        let mounted = quiet(Command::new("mount").args(["-t", "ext4", &device]).arg(&dir));
+        let ran = mounted.and_then(|()| {
+            let ran = self.floor.cycle(id);
+            quiet(Command::new("umount").arg(&dir)).and(ran)
+        });
+        quiet(Command::new("losetup").args(["-d", &device])).and(ran)
+    }
+    fn start_idle(&mut self, _: &str) -> Result<()> {
+        bail!("floor on an image: cycle only")
+    }
+    fn exec_true(&mut self, _: &str) -> Result<()> {
+        bail!("floor on an image: cycle only")
+    }
+    fn stop_fast(&mut self, _: &str) -> Result<()> {
+        bail!("floor on an image: cycle only")
+    }
+    fn stop_clean(&mut self, _: &str) -> Result<()> {
+        bail!("floor on an image: cycle only")
+    }
+}
+
 impl Drop for Floor {
     fn drop(&mut self) {
         let _ = self.stop_fast("");

@@ -152,16 +152,16 @@ impl Table {
     }
 }
 
-/// The unreclaimable kernel memory of /proc/meminfo's text, in KiB: Slab + KernelStack +
-/// PageTables (the fields the issue's per-VE figures add up); `None` when one is missing.
-pub(crate) fn kernel_kib(meminfo: &str) -> Option<u64> {
+/// The kernel memory of /proc/meminfo's text that the issue's per-VE figures add up, in KiB:
+/// `(Slab, KernelStack + PageTables)`; `None` when a field is missing.
+pub(crate) fn kernel_kib(meminfo: &str) -> Option<(u64, u64)> {
     let field = |name: &str| {
         meminfo.lines().find_map(|line| {
             let rest = line.strip_prefix(name)?.strip_prefix(':')?;
             rest.split_whitespace().next()?.parse::<u64>().ok()
         })
     };
-    Some(field("Slab")? + field("KernelStack")? + field("PageTables")?)
+    Some((field("Slab")?, field("KernelStack")? + field("PageTables")?))
 }
 
 /// The kernel's flag of a kernel thread in /proc/PID/stat's `flags` field.
@@ -254,7 +254,7 @@ mod tests {
         let meminfo = "MemTotal:       24000000 kB\nSlab:             500000 kB\n\
                        SReclaimable:     200000 kB\nKernelStack:       16000 kB\n\
                        PageTables:        12000 kB\n";
-        assert_eq!(kernel_kib(meminfo), Some(528_000));
+        assert_eq!(kernel_kib(meminfo), Some((500_000, 28_000)));
         assert_eq!(kernel_kib("Slab: 1 kB\nKernelStack: 2 kB\n"), None);
         assert_eq!(per_item(1000, 1600, 3), 200.0);
         assert_eq!(per_item(1600, 1000, 2), -300.0);

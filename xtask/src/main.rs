@@ -7,8 +7,8 @@
 //! cargo xtask install-check                 is everything from scripts/install-deps present?
 //! cargo xtask leak-check [--tmp <dir>]...   any vz-test-* kernel object left on this machine?
 //! cargo xtask tidy                          the architecture rules (docs/architecture.md)
-//! cargo xtask bench [--quick] [--rounds n] [--idle n] [--density n] [--layout l]
-//!                   [--no-install] [--bin-dir d]
+//! cargo xtask bench [--quick] [--rounds n] [--idle n] [--idle-rounds n] [--density n]
+//!                   [--layout l] [--no-install] [--bin-dir d]
 //! cargo xtask man                           regenerate man/ and completions/ from the tables
 //! cargo xtask deb [--bin-dir DIR] [--out DIR] [--fast]   the Debian package vzctl_<ver>_<arch>.deb
 //! ```
@@ -59,6 +59,7 @@ commands:
       --quick        few rounds (a smoke test)
       --rounds <n>   rounds per interleaved measurement (default 30)
       --idle <n>     idle containers per runtime (default 50)
+      --idle-rounds <n>  rounds of the idle measurement, runtimes taking turns (default 3)
       --density <n>  only start, measure and stop <n> idle vz VEs
       --layout <l>   layout of the idle VEs: ploop (image, default) or simfs
       --no-install   do not apt-get install missing peers
