@@ -236,6 +236,58 @@ pub(crate) fn del_pair(host: &Netlink, ve: &Netlink, host_name: &str, ve_name: &
     Ok(())
 }
 
+/// Creates a veth pair from inside the VE's namespace `ve`: `ve_end` there (at a free index
+/// of the VE's, with `ve_mac`, NOARP if `noarp`, up if `ve_end_up`) and its peer `host_name`
+/// with `host_mac` made directly in the host's namespace (down, NOARP if `noarp`). Made there rather than
+/// moved out afterwards: a move waits for an RCU grace period (`synchronize_net`), 20 ms and
+/// more per start. A `host_name` taken on the host fails the whole pair with
+/// [`host_name_taken`]'s error.
+///
+/// # Errors
+/// That, or [`NsError::Netlink`] with the kernel's errno.
+pub(crate) fn add_pair(
+    ve: &Netlink,
+    ve_end: &str,
+    ve_mac: &[u8],
+    host_name: &str,
+    host_mac: &[u8],
+    noarp: bool,
+    ve_end_up: bool,
+) -> Result<()> {
+    use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+    use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth};
+    use std::os::fd::AsRawFd;
+    let host_ns = own_netns()?;
+    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(host_name)
+        .address(host_mac.to_vec())
+        .arp(!noarp)
+        .setns_by_fd(host_ns.as_raw_fd())
+        .build();
+    let builder = LinkVeth::new(ve_end, host_name).address(ve_mac.to_vec()).arp(!noarp);
+    let builder = if ve_end_up { builder.up() } else { builder };
+    let mut msg = builder.set_info_data(InfoData::Veth(InfoVeth::Peer(peer))).build();
+    msg.header.index = free_ve_ifindex(ve)?;
+    match ve.run(ve.handle().link().add(msg).execute()) {
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Err(host_name_taken(host_name)),
+        r => r.map_err(|e| nl_err("create veth pair", format!("{ve_end}/{host_name}"), e)),
+    }
+}
+
+/// A random unicast, locally administered Ethernet address.
+///
+/// # Errors
+/// [`NsError::Io`] when /dev/urandom cannot be read.
+pub(crate) fn random_mac() -> Result<[u8; 6]> {
+    use std::io::Read;
+    let mut mac = [0_u8; 6];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut mac))
+        .map_err(|e| NsError::io("read", "/dev/urandom", e))?;
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    Ok(mac)
+}
+
 /// The error for a host-side device name already in use.
 pub(crate) fn host_name_taken(name: &str) -> NsError {
     NsError::BadNetif {

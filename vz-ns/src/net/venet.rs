@@ -15,11 +15,10 @@
 //! has IPv6 off while the VE has no IPv6 address.
 
 use std::net::{IpAddr, Ipv6Addr};
-use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
+use rtnetlink::LinkUnspec;
 use rtnetlink::packet_route::address::AddressHeaderFlags;
-use rtnetlink::{LinkUnspec, LinkVeth};
 
 use super::addr::VeAddr;
 use super::route::{
@@ -27,8 +26,8 @@ use super::route::{
     host_routes_to,
 };
 use super::{
-    Netlink, check_ifname, del_pair, errno, free_ve_ifindex, host_name_taken, link_mac, link_name,
-    nl_err, own_netns, write_sysctl,
+    Netlink, add_pair, check_ifname, del_pair, errno, host_name_taken, link_mac, link_name, nl_err,
+    random_mac, write_sysctl,
 };
 use crate::error::{NsError, Result};
 
@@ -256,16 +255,12 @@ fn log_failed_setup(host: &Netlink, ve: &Netlink, name: &str, init_pid: i32, err
     );
 }
 
-/// Creates the pair in the VE (so `venet0` is never visible on the host), gives both ends
-/// the VE end's MAC and NOARP, moves the host end out and brings everything up.
+/// Creates the pair from the VE (`venet0` is never visible on the host) with the host end
+/// made on the host ([`add_pair`]), both ends NOARP with one random MAC, and brings the host
+/// end (after `rp_filter=1`) and the VE's `lo` up.
 fn make_pair(host: &Netlink, ve: &Netlink, name: &str) -> Result<()> {
-    let veif = Venet::VE_IFNAME;
-    let mut msg = LinkVeth::new(veif, name).arp(false).up().build();
-    msg.header.index = free_ve_ifindex(ve)?;
-    let req = ve.handle().link().add(msg);
-    ve.run(req.execute())
-        .map_err(|e| nl_err("create veth pair", format!("{veif}/{name} in {}", ve.ns), e))?;
-    move_host_end(host, ve, name)?;
+    let mac = random_mac()?;
+    add_pair(ve, Venet::VE_IFNAME, &mac, name, &mac, true, true)?;
     let idx = host.index_of(name)?;
     write_sysctl(&format!("/proc/sys/net/ipv4/conf/{name}/rp_filter"), "1")?;
     let up = LinkUnspec::new_with_index(idx).up().build();
@@ -274,23 +269,6 @@ fn make_pair(host: &Netlink, ve: &Netlink, name: &str) -> Result<()> {
     let lo = ve.index_of("lo")?;
     let up = LinkUnspec::new_with_index(lo).up().build();
     ve.run(ve.handle().link().set(up).execute()).map_err(|e| nl_err("set up lo", ve.ns.clone(), e))
-}
-
-fn move_host_end(host: &Netlink, ve: &Netlink, name: &str) -> Result<()> {
-    let veif = ve
-        .link_by_name(Venet::VE_IFNAME)?
-        .ok_or_else(|| NsError::NoSuchDevice { name: Venet::VE_IFNAME.into() })?;
-    let mac = link_mac(&veif).map(<[u8]>::to_vec).unwrap_or_default();
-    let idx = ve.index_of(name)?;
-    let set = LinkUnspec::new_with_index(idx).address(mac).arp(false).build();
-    ve.run(ve.handle().link().set(set).execute())
-        .map_err(|e| nl_err("set MAC and NOARP", name.into(), e))?;
-    let own = own_netns()?;
-    let set = LinkUnspec::new_with_index(idx).setns_by_fd(own.as_raw_fd()).build();
-    match ve.run(ve.handle().link().set(set).execute()) {
-        Err(e) if errno(&e) == Some(libc::EEXIST) => Err(host_name_taken(name)),
-        r => r.map_err(|e| nl_err("move to the host", format!("{name} ({})", host.ns), e)),
-    }
 }
 
 /// Sets the host end's IPv6 source guard to the VE's IPv6 addresses as the host routes

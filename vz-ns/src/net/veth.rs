@@ -2,14 +2,11 @@
 //! the pair whose host end joins a bridge.
 
 use std::fmt;
-use std::os::fd::AsRawFd;
 use std::str::FromStr;
 
-use rtnetlink::{LinkUnspec, LinkVeth};
+use rtnetlink::LinkUnspec;
 
-use super::{
-    Netlink, check_ifname, del_pair, errno, free_ve_ifindex, host_name_taken, nl_err, own_netns,
-};
+use super::{Netlink, add_pair, check_ifname, del_pair, host_name_taken, nl_err};
 use crate::error::{NsError, Result};
 
 /// OpenVZ's OUI for generated MACs (SWsoft, `SW_OUI` in vzctl's `veth.h`).
@@ -261,12 +258,8 @@ impl Veth {
         }
         let ve = Netlink::in_netns_of(init_pid)?;
         let (name, hname) = (spec.ifname.as_str(), spec.host_ifname.as_str());
-        let mut msg = LinkVeth::new(name, hname).address(spec.mac.0.to_vec()).build();
-        msg.header.index = free_ve_ifindex(&ve)?;
-        ve.run(ve.handle().link().add(msg).execute())
-            .map_err(|e| nl_err("create veth pair", format!("{name}/{hname} in {}", ve.ns), e))?;
-        let moved = move_out(&ve, spec);
-        let result = moved.and_then(|()| host_side(&host, spec, bridge));
+        add_pair(&ve, name, &spec.mac.0, hname, &spec.host_mac.0, false, false)?;
+        let result = host_side(&host, spec, bridge);
         if result.is_err() {
             let _ = Veth::del(init_pid, spec);
         }
@@ -354,19 +347,6 @@ impl Veth {
         }
         let ve = Netlink::in_netns_of(init_pid)?;
         del_pair(&host, &ve, &spec.host_ifname, &spec.ifname)
-    }
-}
-
-fn move_out(ve: &Netlink, spec: &VethSpec) -> Result<()> {
-    let idx = ve.index_of(&spec.host_ifname)?;
-    let own = own_netns()?;
-    let set = LinkUnspec::new_with_index(idx)
-        .address(spec.host_mac.0.to_vec())
-        .setns_by_fd(own.as_raw_fd())
-        .build();
-    match ve.run(ve.handle().link().set(set).execute()) {
-        Err(e) if errno(&e) == Some(libc::EEXIST) => Err(host_name_taken(&spec.host_ifname)),
-        r => r.map_err(|e| nl_err("move to the host", spec.host_ifname.clone(), e)),
     }
 }
 
