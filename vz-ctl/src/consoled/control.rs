@@ -7,9 +7,9 @@
 //! sends the request and waits for the answer, then lets the lock go. A server with no VE
 //! left exits only when it gets the lock without waiting, after removing its socket: so a
 //! start either reaches a server that will serve its VE, or finds no server and starts one.
-//! A start may look before it makes the VE's init ([`begin`]): if no server answers, it
-//! starts one then and keeps the lock until it registers, so the server's start overlaps
-//! the namespace build instead of following it.
+//! A start may look before it makes the VE's init ([`begin`]): if no server's socket is
+//! there, it starts a server then and keeps the lock until it registers, so the server's
+//! start overlaps the namespace build instead of following it.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IoSlice, Read, Write};

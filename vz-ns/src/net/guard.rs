@@ -107,13 +107,20 @@ pub(crate) fn exists(ifname: &str) -> Result<bool> {
         SockProtocol::NetlinkNetFilter,
     )
     .map_err(|e| NsError::sys("open a NETLINK_NETFILTER socket", e))?;
+    // The kernel always answers a request; the limit only bounds a wait that would hang.
+    let limit = nix::sys::time::TimeVal::new(5, 0);
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReceiveTimeout, &limit)
+        .map_err(|e| NsError::sys("set a timeout on a NETLINK_NETFILTER socket", e))?;
     let request = get_table_request(&table(ifname));
     sendto(sock.as_raw_fd(), &request, &NetlinkAddr::new(0, 0), MsgFlags::empty())
         .map_err(|e| NsError::sys("ask nf_tables for a guard table", e))?;
     let mut answer = [0_u8; 8192];
-    let n = recv(sock.as_raw_fd(), &mut answer, MsgFlags::empty())
-        .map_err(|e| NsError::sys("read nf_tables' answer", e))?;
-    Ok(table_in_answer(&answer[..n]))
+    match recv(sock.as_raw_fd(), &mut answer, MsgFlags::empty()) {
+        Ok(n) => Ok(table_in_answer(&answer[..n])),
+        // No answer in time: `nft` decides.
+        Err(nix::errno::Errno::EAGAIN) => Ok(true),
+        Err(e) => Err(NsError::sys("read nf_tables' answer", e)),
+    }
 }
 
 /// The netlink message asking nf_tables for the netdev table `name`.

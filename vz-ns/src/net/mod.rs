@@ -238,10 +238,10 @@ pub(crate) fn del_pair(host: &Netlink, ve: &Netlink, host_name: &str, ve_name: &
 
 /// Creates a veth pair from inside the VE's namespace `ve`: `ve_end` there (at a free index
 /// of the VE's, with `ve_mac`, NOARP if `noarp`, up if `ve_end_up`) and its peer `host_name`
-/// with `host_mac` made directly in the host's namespace (down, NOARP if `noarp`). Made there rather than
-/// moved out afterwards: a move waits for an RCU grace period (`synchronize_net`), 20 ms and
-/// more per start. A `host_name` taken on the host fails the whole pair with
-/// [`host_name_taken`]'s error.
+/// with `host_mac`, made directly in the host's namespace (down, NOARP if `noarp`). Made
+/// there rather than moved out afterwards: a move waits for an RCU grace period
+/// (`synchronize_net`), 20 ms and more per start. A `host_name` taken on the host fails the
+/// whole pair with [`host_name_taken`]'s error.
 ///
 /// # Errors
 /// That, or [`NsError::Netlink`] with the kernel's errno.
