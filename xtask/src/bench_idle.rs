@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::bench::{BenchOptions, Tree};
 use crate::bench_peers::{Op, Runtime};
-use crate::bench_stats::{Table, Value};
-use crate::bench_stats::{is_kernel_thread, kernel_kib, per_item};
+use crate::bench_stats::{Table, Value, is_kernel_thread, kernel_kib, per_item};
 
 /// The host's counts at one moment.
 #[derive(Debug, Clone)]
