@@ -25,8 +25,8 @@ use crate::error::{CtlError, IoContext, Result};
 /// How long a lock held by a live process is waited for when vz.conf does not say.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
-/// How old an empty temporary file of a lock taker must be before another taker removes it
-/// as a killed one's (a live taker writes its pid into it at once, then links it).
+/// How old an empty temporary file without a pid in its name (an older vzctl's) must be
+/// before another taker removes it as a killed one's.
 const DEAD_TEMPORARY_AGE: Duration = Duration::from_secs(30);
 
 /// A held CT lock; dropping it removes the lock file.
@@ -46,8 +46,10 @@ impl Lock {
     pub fn acquire(lock_dir: &Path, ctid: Ctid, wait: Duration) -> Result<Lock> {
         std::fs::create_dir_all(lock_dir).map_err(CtlError::LockFailed)?;
         let path = lock_dir.join(format!("{ctid}.lck"));
+        // The taker's pid is in the temporary's name from the moment it exists: one killed
+        // before it wrote the pid into it is told dead at once ([`remove_dead_temporaries`]).
         let mut temp = tempfile::Builder::new()
-            .prefix(&format!("{ctid}.lck"))
+            .prefix(&format!("{ctid}.lck{}.", std::process::id()))
             .tempfile_in(lock_dir)
             .map_err(CtlError::LockFailed)?;
         writeln!(temp, "{}\n", std::process::id()).map_err(CtlError::LockFailed)?;
@@ -102,8 +104,9 @@ impl Drop for Lock {
     }
 }
 
-/// Removes the temporary files `<CTID>.lckXXXXXX` of lock takers that were killed before
-/// they could (they hold a dead pid); `ours` is kept.
+/// Removes the temporary files `<CTID>.lck<pid>.XXXXXX` of lock takers that were killed
+/// before they could link them (a dead pid in the name; an older vzctl's `<CTID>.lckXXXXXX`
+/// by the pid written in it, or by age while empty); `ours` is kept.
 fn remove_dead_temporaries(lock_dir: &Path, ctid: Ctid, ours: &Path) {
     let prefix = format!("{ctid}.lck");
     let Ok(entries) = std::fs::read_dir(lock_dir) else { return };
@@ -112,14 +115,20 @@ fn remove_dead_temporaries(lock_dir: &Path, ctid: Ctid, ours: &Path) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let temporary = name.len() > prefix.len() && name.starts_with(&prefix);
-        // An empty temporary may belong to a taker that has not written its pid yet: it is
-        // a killed taker's only once it is old.
+        let named_pid = name
+            .get(prefix.len()..)
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        let written = entry.metadata().and_then(|m| m.modified()).ok();
+        // An empty temporary without a pid in its name may belong to a taker that has not
+        // written its pid yet: it is a killed taker's only once it is old.
         let empty = entry.metadata().is_ok_and(|m| m.len() == 0);
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= DEAD_TEMPORARY_AGE));
-        let dead = if empty { old } else { live_holder(&path).is_none() };
+        let old = written.is_some_and(|t| t.elapsed().is_ok_and(|age| age >= DEAD_TEMPORARY_AGE));
+        let dead = match named_pid {
+            Some(pid) => !alive_since(pid, written),
+            None if empty => old,
+            None => live_holder(&path).is_none(),
+        };
         if temporary && path != ours && dead {
             tracing::debug!("removing {} of a killed lock taker", path.display());
             let _ = std::fs::remove_file(&path);
@@ -151,14 +160,20 @@ fn remove_stale(lock_dir: &Path, path: &Path) -> Result<bool> {
 /// and its pid was reused.
 fn live_holder(path: &Path) -> Option<u32> {
     let pid = holder(path)?;
-    let alive = Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
     let written = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    alive_since(pid, written).then_some(pid)
+}
+
+/// Whether `pid` runs and is the process that wrote a file at `written` (not a later one
+/// that reused the pid).
+fn alive_since(pid: u32, written: Option<std::time::SystemTime>) -> bool {
+    let alive = Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
     let reused = match (started_at(pid), written) {
         // Start times are known to the boot time's second: allow for it.
         (Some(started), Some(written)) => started > written + Duration::from_secs(2),
         _ => false,
     };
-    (alive && !reused).then_some(pid)
+    alive && !reused
 }
 
 /// When the process `pid` started (boot time plus its start time in clock ticks).
@@ -251,6 +266,20 @@ mod tests {
         let lock = Lock::acquire(dir.path(), "8".parse().unwrap(), NO_WAIT).unwrap();
         assert!(!dir.path().join("8.lckAbC123").exists());
         assert!(dir.path().join("80.lck").exists(), "another CT's lock is not touched");
+        drop(lock);
+    }
+
+    #[test]
+    fn a_killed_takers_empty_temporary_is_removed_at_once_by_the_pid_in_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        // Killed between making its temporary and writing its pid into it.
+        std::fs::write(dir.path().join("9.lck99999999.AbC123"), "").unwrap();
+        // A live taker that has not written its pid yet.
+        let live = format!("9.lck{}.XyZ789", std::process::id());
+        std::fs::write(dir.path().join(&live), "").unwrap();
+        let lock = Lock::acquire(dir.path(), "9".parse().unwrap(), NO_WAIT).unwrap();
+        assert!(!dir.path().join("9.lck99999999.AbC123").exists(), "the dead one goes");
+        assert!(dir.path().join(&live).exists(), "the live one stays");
         drop(lock);
     }
 
